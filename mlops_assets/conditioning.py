@@ -1,0 +1,189 @@
+"""Condition raw sources into one feature table per region (DuckDB window functions).
+
+One row per store x item x date, for history (``is_future = false``, with the actual
+``target``) and for the known future calendar (``is_future = true``, ``target`` NULL).
+
+Leakage rule: every feature derived from the target only uses actuals at least
+``horizon`` periods before the row's date (lags >= horizon, rolling windows that end
+``horizon`` periods back). A model forecasting up to ``horizon`` periods from an origin
+therefore never sees an actual after that origin, for any step of the horizon. Inputs
+known in advance (calendar, promotions, holidays, events, and weather where the spec
+treats it as a forecast) are used at the row's date; sources marked
+``known_in_advance: false`` are lagged by the horizon too.
+
+Lags are taken by date (``RANGE`` windows), not by row offset, so gaps in a series
+(refurbishment closures, missing days) never shift a lag onto the wrong day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+from mlops_assets.spec import DatasetSpec
+from mlops_assets.validation import quote_ident
+from mlops_assets.warehouse import has_view
+
+FEATURES_VERSION = "1"  # bump when the feature SQL changes meaning (part of the data version)
+KEY = ("store", "item", "date")
+
+
+@dataclass
+class FeatureSet:
+    """Names of a feature table's model inputs, by role."""
+
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+
+    @property
+    def all(self) -> list[str]:
+        return self.numeric + self.categorical
+
+
+def _days(spec: DatasetSpec, periods: int) -> int:
+    return periods * spec.period_days
+
+
+def feature_sql(con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> tuple[str, FeatureSet]:
+    """SQL (with one parameter, ``$region``) computing a region's features, and their names."""
+    sales = spec.source("sales")
+    h = spec.horizon
+    fs = FeatureSet()
+
+    exog_num = [c for c in sales.feature_columns("numeric")]
+    exog_cat = [c for c in sales.feature_columns("categorical")]
+    exog = exog_num + exog_cat
+    has_open = "open" in sales.columns
+    exog_select = "".join(f", {quote_ident(c)}" for c in exog)
+    base = (
+        f"SELECT store, item, date, target{exog_select}, false AS is_future "
+        f"FROM sales WHERE region_key = $region"
+    )
+    if has_view(con, "future"):
+        fut_cols = set(spec.source("future").columns)
+        fut_select = "".join(
+            f", {quote_ident(c) if c in fut_cols else 'NULL'} AS {quote_ident(c)}" for c in exog
+        )
+        base += (
+            f" UNION ALL SELECT f.store, f.item, f.date, NULL::DOUBLE AS target{fut_select}, "
+            f"true AS is_future FROM future f WHERE f.region_key = $region AND NOT EXISTS "
+            f"(SELECT 1 FROM sales s WHERE s.region_key = $region AND s.store = f.store "
+            f"AND s.item = f.item AND s.date = f.date)"
+        )
+    fs.numeric += exog_num
+    fs.categorical += exog_cat
+
+    # the modelling target: returns/adjustments clipped at 0; closed days are not demand
+    y_open = "greatest(target, 0)"
+    if has_open:
+        y_open = f"CASE WHEN open = 1 THEN {y_open} END"
+
+    def window(lo: int, hi: int | None, partition: str = "store, item") -> str:
+        upper = (
+            "UNBOUNDED PRECEDING" if hi is None else f"INTERVAL {_days(spec, hi)} DAYS PRECEDING"
+        )
+        return (
+            f"OVER (PARTITION BY {partition} ORDER BY date RANGE BETWEEN {upper} "
+            f"AND INTERVAL {_days(spec, lo)} DAYS PRECEDING)"
+        )
+
+    target_feats: list[str] = []
+    for lag in spec.target_lags:
+        target_feats.append(f"max(y_open) {window(lag, lag)} AS lag_{lag}")
+    for w in spec.rolling_windows:
+        target_feats.append(f"avg(y_open) {window(h, h + w - 1)} AS roll_mean_{w}")
+    target_feats.append(f"avg(y_open) {window(h, None)} AS series_mean")
+    target_feats.append(f"avg(y_open) {window(h, None, 'store, item, dow')} AS series_dow_mean")
+    target_feats.append(f"avg(y_open) {window(h, None, 'item')} AS item_mean")
+    if "promo" in sales.columns:
+        target_feats.append(
+            f"avg(y_open) {window(h, None, 'store, item, promo')} AS series_promo_mean"
+        )
+    if has_open:
+        target_feats.append(f"avg(open::DOUBLE) {window(h, h + 27)} AS open_rate_28")
+    fs.numeric += [t.rsplit(" AS ", 1)[1] for t in target_feats]
+
+    calendar = {
+        "dow": "isodow(date)",
+        "day_of_month": "day(date)",
+        "month": "month(date)",
+        "week_of_year": "weekofyear(date)",
+        "day_of_year": "dayofyear(date)",
+        "year": "year(date)",
+    }
+    fs.numeric += list(calendar)
+
+    joins: list[str] = []
+    extra: list[str] = []
+    stores_spec = spec.source("stores")
+    for role, bucket in (("numeric", fs.numeric), ("categorical", fs.categorical)):
+        for col in stores_spec.feature_columns(role):
+            extra.append(f"st.{quote_ident(col)} AS {quote_ident(col)}")
+            bucket.append(col)
+    joins.append("LEFT JOIN stores st ON st.store = b.store")
+
+    if has_view(con, "weather"):
+        wsrc = spec.source("weather")
+        shift = 0 if wsrc.known_in_advance else _days(spec, h)
+        for role, bucket in (("numeric", fs.numeric), ("categorical", fs.categorical)):
+            for col in wsrc.feature_columns(role):
+                extra.append(f"w.{quote_ident(col)} AS {quote_ident(col)}")
+                bucket.append(col)
+        joins.append(
+            f"LEFT JOIN weather w ON w.region_key = $region "
+            f"AND w.date = b.date - INTERVAL {shift} DAYS"
+        )
+
+    ctes = ""
+    if has_view(con, "events"):
+        ctes = (
+            ", ev AS (SELECT date, count(*) AS n FROM events "
+            "WHERE region_key IN ('', $region) GROUP BY date)"
+        )
+        for i, (name, offset) in enumerate(
+            (("event_today", 0), ("event_tomorrow", 1), ("event_yesterday", -1))
+        ):
+            extra.append(f"coalesce(ev{i}.n, 0) AS {name}")
+            joins.append(
+                f"LEFT JOIN ev ev{i} ON ev{i}.date = b.date + INTERVAL {_days(spec, offset)} DAYS"
+            )
+            fs.numeric.append(name)
+
+    cal_sql = ", ".join(f"{expr} AS {name}" for name, expr in calendar.items())
+    sql = f"""
+WITH base AS ({base}),
+b AS (SELECT *, {y_open} AS y_open, {cal_sql} FROM base),
+t AS (SELECT b.*, {", ".join(target_feats)} FROM b){ctes}
+SELECT $region AS region_key, b.store, b.item, b.date, b.target, b.is_future,
+       {
+        ", ".join(
+            ["b." + quote_ident(c) for c in exog + list(calendar)]
+            + ["b." + t.rsplit(" AS ", 1)[1] for t in target_feats]
+            + extra
+        )
+    }
+FROM t AS b {" ".join(joins)}
+ORDER BY b.store, b.item, b.date
+"""
+    return sql, fs
+
+
+def build_features(
+    con: duckdb.DuckDBPyConnection, spec: DatasetSpec, region_key: str
+) -> duckdb.DuckDBPyRelation:
+    """The region's feature table as a lazy DuckDB relation."""
+    sql, _ = feature_sql(con, spec)
+    return con.sql(sql, params={"region": region_key})
+
+
+def write_features(
+    con: duckdb.DuckDBPyConnection, spec: DatasetSpec, region_key: str, path
+) -> FeatureSet:
+    """Compute and write a region's features to ``path`` (Parquet, replaced atomically)."""
+    sql, fs = feature_sql(con, spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    con.execute(f"COPY ({sql}) TO $p (FORMAT parquet)", {"region": region_key, "p": str(tmp)})
+    tmp.replace(path)
+    return fs

@@ -1,0 +1,186 @@
+"""The landing zone: find new files, ingest each distinct content exactly once.
+
+A file's identity is the SHA-256 of its bytes. The manifest (one JSON record per hash)
+says what happened to it: ``ingested`` (normalised rows are in ``raw/<source>/<sha>``)
+or ``quarantined`` (a copy and a machine-readable reason sit in ``quarantine/``). A
+renamed copy or a re-dropped file has the same hash and is skipped. Outputs are named
+by hash and written atomically, so ingesting the same file twice (two overlapping runs,
+a retried run) produces the same files, never duplicate rows. Landing files are only
+read: nothing here modifies or deletes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from mlops_assets.naming import safe_file_name
+from mlops_assets.spec import DatasetSpec
+from mlops_assets.validation import LandingRejected, validate_file
+from mlops_assets.workspace import Workspace, atomic_write_json
+
+LANDING_SUFFIXES = frozenset({".csv", ".parquet", ".txt", ".tsv"})
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, streamed in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    """A file seen in ``landing/<source>/`` (path relative to the workspace root)."""
+
+    source: str
+    relpath: str
+    size: int
+    mtime_ns: int
+
+
+def scan_landing(ws: Workspace, spec: DatasetSpec) -> list[LandingFile]:
+    """All candidate files below each source's landing folder, in a stable order.
+
+    Hidden files and files still being written under a temporary name (``.*``, ``*.tmp``,
+    ``*.part``) are skipped; so are symlinks, which could point outside the landing zone.
+    Sources are listed stores first, so that a store master dropped together with sales
+    is ingested before the sales that reference it.
+    """
+    found: list[LandingFile] = []
+    for source in ingest_order(spec):
+        base = ws.landing_dir(source)
+        if not base.is_dir():
+            continue
+        for path in sorted(base.rglob("*")):
+            if path.is_symlink() or not path.is_file() or path.name.startswith("."):
+                continue
+            if path.suffix.lower() in (".tmp", ".part") or any(
+                p.startswith(".") for p in path.relative_to(base).parts
+            ):
+                continue
+            st = path.stat()
+            found.append(
+                LandingFile(source, str(path.relative_to(ws.root)), st.st_size, st.st_mtime_ns)
+            )
+    return found
+
+
+def ingest_order(spec: DatasetSpec) -> list[str]:
+    """Source names in dependency order: store master and region map before facts."""
+    rank = {
+        "stores": 0,
+        "store_regions": 1,
+        "weather": 2,
+        "events": 2,
+        "sales": 3,
+        "future": 4,
+        "actuals": 4,
+    }
+    return sorted(spec.sources, key=lambda name: (rank[spec.sources[name].kind], name))
+
+
+def read_manifest(ws: Workspace, sha256: str) -> dict[str, Any] | None:
+    path = ws.manifest_path(sha256)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def known_stores(ws: Workspace, spec: DatasetSpec) -> set[str] | None:
+    """Store ids in the ingested store master, or None if none has been ingested."""
+    files = sorted(ws.raw_dir(spec.source_name("stores")).glob("*.parquet"))
+    if not files:
+        return None
+    with duckdb.connect() as con:
+        rows = con.execute(
+            "SELECT DISTINCT store FROM read_parquet($f)", {"f": [str(f) for f in files]}
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+@dataclass
+class IngestOutcome:
+    source: str
+    relpath: str
+    sha256: str
+    status: str  # ingested | quarantined | already_ingested | already_quarantined
+    record: dict[str, Any]
+
+    @property
+    def new(self) -> bool:
+        return not self.status.startswith("already_")
+
+
+def ingest_file(
+    ws: Workspace,
+    spec: DatasetSpec,
+    source: str,
+    relpath: str,
+    *,
+    run_id: str | None = None,
+) -> IngestOutcome:
+    """Validate one landing file and record the result in the manifest.
+
+    Valid: normalised rows go to ``raw/<source>/<sha>.parquet``. Invalid: the bytes are
+    copied to ``quarantine/<source>/`` with a ``.reason.json`` beside them. Either way
+    the landing file is left as it is. A hash already in the manifest is not redone.
+    """
+    src_spec = spec.sources[source]
+    path = (ws.root / relpath).resolve()
+    if ws.landing_dir(source) not in path.parents:
+        raise ValueError(f"{relpath!r} is not inside the {source!r} landing folder")
+    # hash again: if the file changed since the sensor looked, what is there now is ingested
+    sha256 = file_sha256(path)
+    previous = read_manifest(ws, sha256)
+    if previous is not None:
+        return IngestOutcome(source, relpath, sha256, f"already_{previous['status']}", previous)
+
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    record: dict[str, Any] = {
+        "sha256": sha256,
+        "source": source,
+        "kind": src_spec.kind,
+        "file": relpath,
+        "size": path.stat().st_size,
+        "processed_at": now,
+        "run_id": run_id,
+    }
+    stores = known_stores(ws, spec) if src_spec.kind != "stores" else None
+    try:
+        result = validate_file(
+            path, src_spec, known_stores=stores, output=ws.raw_path(source, sha256)
+        )
+    except LandingRejected as exc:
+        qdir = ws.quarantine_dir(source)
+        qdir.mkdir(parents=True, exist_ok=True)
+        copy = qdir / f"{sha256[:16]}__{safe_file_name(path.name)}"
+        shutil.copyfile(path, copy)
+        reason = {
+            **record,
+            "status": "quarantined",
+            "reason": exc.code,
+            "message": exc.message,
+            "details": exc.details,
+            "quarantined_copy": str(copy.relative_to(ws.root)),
+        }
+        atomic_write_json(copy.with_name(copy.name + ".reason.json"), reason)
+        atomic_write_json(ws.manifest_path(sha256), reason)
+        return IngestOutcome(source, relpath, sha256, "quarantined", reason)
+    record.update(status="ingested", **result.summary())
+    atomic_write_json(ws.manifest_path(sha256), record)
+    return IngestOutcome(source, relpath, sha256, "ingested", record)
+
+
+def quarantined(ws: Workspace) -> list[dict[str, Any]]:
+    """Every quarantine record, newest first (for the CLI and asset metadata)."""
+    records = [json.loads(p.read_text()) for p in (ws.root / "quarantine").rglob("*.reason.json")]
+    return sorted(records, key=lambda r: r["processed_at"], reverse=True)

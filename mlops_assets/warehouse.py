@@ -1,0 +1,157 @@
+"""One place that opens DuckDB connections over the workspace's Parquet files.
+
+Data is stored as Parquet files (one per ingested file, one per region's features), and
+each connection is an in-memory DuckDB database whose views read those files. There is
+no shared database file, so parallel runs never fight over DuckDB's single-writer lock
+(see ../shared/NOTES.md), and the same layout works on object storage.
+
+Views (created only when their files exist):
+
+``raw_<source>``   every ingested file of a source, with ``_sha`` and ``_ingested_at``
+``sales``          sales rows; where files overlap, the most recently ingested file wins
+``future``         the known future calendar (same rule)
+``stores``         store master with ``region`` and ``region_key``
+``regions``        ``region`` display name -> ``region_key``
+``weather``        weather with ``region_key``
+``events``         events with ``region_key`` ('' for national events)
+``features``       every region's conditioned feature table
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import duckdb
+import pandas as pd
+
+from mlops_assets.naming import region_keys
+from mlops_assets.spec import DatasetSpec
+from mlops_assets.validation import quote_ident
+from mlops_assets.workspace import Workspace
+
+
+def ingested_files(ws: Workspace, source: str) -> pd.DataFrame:
+    """sha, path and ingestion time of each ingested file of ``source``, oldest first."""
+    rows = []
+    for path in sorted(ws.raw_dir(source).glob("*.parquet")):
+        manifest = ws.manifest_path(path.stem)
+        ingested_at = json.loads(manifest.read_text())["processed_at"] if manifest.exists() else ""
+        rows.append({"sha": path.stem, "path": str(path), "ingested_at": ingested_at})
+    frame = pd.DataFrame(rows, columns=["sha", "path", "ingested_at"])
+    return frame.sort_values(["ingested_at", "sha"], ignore_index=True)
+
+
+@contextmanager
+def connect(ws: Workspace, spec: DatasetSpec) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB connection with the workspace views defined."""
+    con = duckdb.connect()
+    try:
+        define_views(con, ws, spec)
+        yield con
+    finally:
+        con.close()
+
+
+def define_views(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: DatasetSpec) -> None:
+    present: set[str] = set()
+    for name, src in spec.sources.items():
+        files = ingested_files(ws, name)
+        if files.empty:
+            continue
+        present.add(src.kind)
+        table = f"_files_{name}"
+        con.register(table, files)
+        paths = _sql_list(files["path"])
+        con.execute(
+            f"CREATE VIEW raw_{name} AS SELECT r.*, f.sha AS _sha, f.ingested_at AS _ingested_at "
+            f"FROM read_parquet([{paths}], filename=true, union_by_name=true) r "
+            f"JOIN {table} f ON r.filename = f.path"
+        )
+        key = ", ".join(quote_ident(c) for c in src.key)
+        con.execute(
+            f"CREATE VIEW {src.kind}_latest AS SELECT * EXCLUDE (filename) FROM raw_{name} "
+            f"QUALIFY row_number() OVER (PARTITION BY {key} "
+            f"ORDER BY _ingested_at DESC, _sha DESC) = 1"
+        )
+    if "stores" not in present:
+        return
+
+    stores_cols = spec.source("stores").columns
+    if "region" in stores_cols:
+        con.execute("CREATE VIEW _store_region AS SELECT store, region FROM stores_latest")
+    elif "store_regions" in present:
+        con.execute("CREATE VIEW _store_region AS SELECT store, region FROM store_regions_latest")
+    else:
+        con.execute(
+            "CREATE VIEW _store_region AS SELECT store, NULL::VARCHAR AS region "
+            "FROM stores_latest WHERE false"
+        )
+    names = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT region FROM _store_region WHERE region IS NOT NULL"
+        ).fetchall()
+    ]
+    # a region name arriving from the store master was validated on landing; two names
+    # mapping onto one key across files is caught here
+    mapping = pd.DataFrame(
+        sorted(region_keys(names).items()), columns=["region", "region_key"]
+    ).astype(str)
+    con.register("_regions", mapping)
+    con.execute("CREATE VIEW regions AS SELECT * FROM _regions")
+    drop = ["_sha", "_ingested_at"] + (["region"] if "region" in stores_cols else [])
+    con.execute(
+        f"CREATE VIEW stores AS SELECT s.* EXCLUDE ({', '.join(drop)}), sr.region, g.region_key "
+        "FROM stores_latest s LEFT JOIN _store_region sr USING (store) "
+        "LEFT JOIN regions g USING (region)"
+    )
+    for kind in ("sales", "future", "actuals"):
+        if kind in present:
+            con.execute(
+                f"CREATE VIEW {kind} AS SELECT x.*, s.region_key FROM {kind}_latest x "
+                "JOIN stores s USING (store)"
+            )
+    if "weather" in present:
+        con.execute(
+            "CREATE VIEW weather AS SELECT w.* EXCLUDE (region), g.region_key "
+            "FROM weather_latest w JOIN regions g USING (region)"
+        )
+    if "events" in present:
+        con.execute(
+            "CREATE VIEW events AS SELECT e.* EXCLUDE (region), coalesce(g.region_key, '') "
+            "AS region_key FROM events_latest e LEFT JOIN regions g USING (region) "
+            "WHERE e.region = '' OR g.region_key IS NOT NULL"
+        )
+    feature_files = sorted(ws.features_dir.glob("*.parquet")) if ws.features_dir.is_dir() else []
+    if feature_files:
+        paths = _sql_list(str(p) for p in feature_files)
+        con.execute(
+            f"CREATE VIEW features AS SELECT * FROM read_parquet([{paths}], union_by_name=true)"
+        )
+
+
+def regions_with_sales(ws: Workspace, spec: DatasetSpec) -> dict[str, str]:
+    """region_key -> display name for every region that has at least one sales row."""
+    with connect(ws, spec) as con:
+        if not has_view(con, "sales"):
+            return {}
+        rows = con.execute(
+            "SELECT DISTINCT g.region_key, g.region FROM sales s JOIN regions g USING "
+            "(region_key) ORDER BY 1"
+        ).fetchall()
+    return dict(rows)
+
+
+def has_view(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_views() WHERE view_name = $n", {"n": name}
+        ).fetchone()[0]
+    )
+
+
+def _sql_list(paths: Iterable[str]) -> str:
+    """Paths as SQL string literals (views cannot take bound parameters)."""
+    return ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)

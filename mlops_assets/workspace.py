@@ -1,0 +1,107 @@
+"""Where everything lives on disk: one root folder per environment.
+
+Layout (all below ``root``)::
+
+    landing/<source>/...           files dropped by data engineers (never modified or deleted)
+    quarantine/<source>/<sha>__<name>        copy of a rejected file
+    quarantine/<source>/<sha>__<name>.reason.json   why it was rejected (machine-readable)
+    manifest/<sha>.json            one record per distinct file content ever ingested
+    raw/<source>/<sha>.parquet     a validated file, normalised to canonical columns
+    features/<region_key>.parquet  the conditioned feature table of one region
+
+Every writer writes whole files under names derived from content hashes or sanitised
+partition keys, then renames them into place, so runs for different regions (or on
+different machines sharing the folder) never contend for a lock and a re-run replaces
+its own output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops_assets.naming import require_safe_key
+
+_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths below one root folder. Creating the object touches nothing on disk."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).resolve())
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing"
+
+    def landing_dir(self, source: str) -> Path:
+        return self.landing / require_safe_key(source)
+
+    def quarantine_dir(self, source: str) -> Path:
+        return self.root / "quarantine" / require_safe_key(source)
+
+    @property
+    def manifest_dir(self) -> Path:
+        return self.root / "manifest"
+
+    def manifest_path(self, sha256: str) -> Path:
+        return self.manifest_dir / f"{_check_sha(sha256)}.json"
+
+    def raw_dir(self, source: str) -> Path:
+        return self.root / "raw" / require_safe_key(source)
+
+    def raw_path(self, source: str, sha256: str) -> Path:
+        return self.raw_dir(source) / f"{_check_sha(sha256)}.parquet"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.root / "features"
+
+    def features_path(self, region_key: str) -> Path:
+        return self.features_dir / f"{require_safe_key(region_key)}.parquet"
+
+    def ensure(self, sources: list[str]) -> None:
+        """Create the landing folders a data engineer drops files into."""
+        for source in sources:
+            self.landing_dir(source).mkdir(parents=True, exist_ok=True)
+
+
+def _check_sha(sha256: str) -> str:
+    if len(sha256) != 64 or not set(sha256) <= _HEX:
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return sha256
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, payload: Any) -> None:
+    atomic_write_bytes(path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
+
+
+def temp_path_for(path: Path) -> Path:
+    """A sibling temporary path to write into before ``os.replace(tmp, path)``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(tmp)
