@@ -146,7 +146,7 @@ def feature_sql(con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> tuple[str,
         ):
             extra.append(f"coalesce(ev{i}.n, 0) AS {name}")
             joins.append(
-                f"LEFT JOIN ev ev{i} ON ev{i}.date = b.date + INTERVAL {_days(spec, offset)} DAYS"
+                f"LEFT JOIN ev ev{i} ON ev{i}.date = b.date + INTERVAL ({_days(spec, offset)}) DAYS"
             )
             fs.numeric.append(name)
 

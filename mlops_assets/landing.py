@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 
-from mlops_assets.naming import safe_file_name
+from mlops_assets.naming import region_key, safe_file_name
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.validation import LandingRejected, validate_file
+from mlops_assets.warehouse import connect
 from mlops_assets.workspace import Workspace, atomic_write_json
 
 LANDING_SUFFIXES = frozenset({".csv", ".parquet", ".txt", ".tsv"})
@@ -184,3 +186,110 @@ def quarantined(ws: Workspace) -> list[dict[str, Any]]:
     """Every quarantine record, newest first (for the CLI and asset metadata)."""
     records = [json.loads(p.read_text()) for p in (ws.root / "quarantine").rglob("*.reason.json")]
     return sorted(records, key=lambda r: r["processed_at"], reverse=True)
+
+
+@dataclass
+class LandingPlan:
+    """What a sensor tick should ingest, and the cursor to store afterwards."""
+
+    files: dict[str, list[tuple[str, str]]]  # source -> [(relpath, sha256)]
+    cursor: dict[str, Any]
+    skipped_known: int = 0
+    deferred: int = 0
+
+    @property
+    def shas(self) -> list[str]:
+        return sorted(sha for files in self.files.values() for _, sha in files)
+
+
+def plan_landing(
+    ws: Workspace,
+    spec: DatasetSpec,
+    cursor: dict[str, Any] | None,
+    *,
+    now: float,
+    hash_budget_bytes: int = 2 << 30,
+    retry_after_seconds: float = 900.0,
+) -> LandingPlan:
+    """Decide which landing files are new, without ingesting anything.
+
+    The cursor remembers each path's size, mtime and hash (so unchanged files are not
+    hashed again) and the hashes already requested (``pending``), which are not requested
+    again for ``retry_after_seconds`` unless the manifest shows them done. What counts
+    as done is the manifest, not the cursor: a lost cursor costs re-hashing, never a
+    second ingestion. At most ``hash_budget_bytes`` of new files are hashed per call; the
+    rest waits for the next tick (sensor ticks time out after 60 s).
+    """
+    cursor = cursor or {}
+    seen: dict[str, list] = dict(cursor.get("seen", {}))
+    pending: dict[str, float] = dict(cursor.get("pending", {}))
+    plan = LandingPlan(files={}, cursor={})
+    budget = hash_budget_bytes
+    batch: set[str] = set()
+    current = scan_landing(ws, spec)
+    for lf in current:
+        entry = seen.get(lf.relpath)
+        if entry and entry[0] == lf.size and entry[1] == lf.mtime_ns:
+            sha = entry[2]
+        else:
+            if lf.size > budget and budget < hash_budget_bytes:
+                plan.deferred += 1
+                continue
+            budget -= lf.size
+            sha = file_sha256(ws.root / lf.relpath)
+            seen[lf.relpath] = [lf.size, lf.mtime_ns, sha]
+        if sha in batch or ws.manifest_path(sha).exists():
+            plan.skipped_known += 1
+            continue
+        if sha in pending and now - pending[sha] < retry_after_seconds:
+            plan.skipped_known += 1
+            continue
+        batch.add(sha)
+        pending[sha] = now
+        plan.files.setdefault(lf.source, []).append((lf.relpath, sha))
+    present = {lf.relpath for lf in current}
+    plan.cursor = {
+        "seen": {p: v for p, v in seen.items() if p in present},
+        "pending": {s: t for s, t in pending.items() if not ws.manifest_path(s).exists()},
+    }
+    return plan
+
+
+ALL_REGIONS = "*"
+
+
+def affected_regions(ws: Workspace, spec: DatasetSpec, source: str, shas: list[str]) -> list[str]:
+    """Region keys whose features change because these ingested files arrived.
+
+    ``["*"]`` means every region (the store master, a national event).
+    """
+    kind = spec.sources[source].kind
+    files = [str(ws.raw_path(source, s)) for s in shas if ws.raw_path(source, s).exists()]
+    if not files:
+        return []
+    if kind == "stores":
+        return [ALL_REGIONS]
+    with duckdb.connect() as con:
+        if kind in ("weather", "events", "store_regions"):
+            names = [
+                r[0]
+                for r in con.execute(
+                    "SELECT DISTINCT region FROM read_parquet($f)", {"f": files}
+                ).fetchall()
+            ]
+            if kind == "store_regions" or (kind == "events" and "" in names):
+                return [ALL_REGIONS]
+            return sorted({region_key(n) for n in names if n})
+        stores = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT store FROM read_parquet($f)", {"f": files}
+            ).fetchall()
+        ]
+    with connect(ws, spec) as con:
+        con.register("_changed", pd.DataFrame({"store": stores}))
+        rows = con.execute(
+            "SELECT DISTINCT region_key FROM stores JOIN _changed USING (store) "
+            "WHERE region_key IS NOT NULL ORDER BY 1"
+        ).fetchall()
+    return [r[0] for r in rows]

@@ -63,7 +63,7 @@ def define_views(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: DatasetSpe
         present.add(src.kind)
         table = f"_files_{name}"
         con.register(table, files)
-        paths = _sql_list(files["path"])
+        paths = sql_literals(files["path"])
         con.execute(
             f"CREATE VIEW raw_{name} AS SELECT r.*, f.sha AS _sha, f.ingested_at AS _ingested_at "
             f"FROM read_parquet([{paths}], filename=true, union_by_name=true) r "
@@ -105,7 +105,7 @@ def define_views(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: DatasetSpe
     con.execute(
         f"CREATE VIEW stores AS SELECT s.* EXCLUDE ({', '.join(drop)}), sr.region, g.region_key "
         "FROM stores_latest s LEFT JOIN _store_region sr USING (store) "
-        "LEFT JOIN regions g USING (region)"
+        "LEFT JOIN regions g ON g.region = sr.region"
     )
     for kind in ("sales", "future", "actuals"):
         if kind in present:
@@ -126,7 +126,7 @@ def define_views(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: DatasetSpe
         )
     feature_files = sorted(ws.features_dir.glob("*.parquet")) if ws.features_dir.is_dir() else []
     if feature_files:
-        paths = _sql_list(str(p) for p in feature_files)
+        paths = sql_literals(str(p) for p in feature_files)
         con.execute(
             f"CREATE VIEW features AS SELECT * FROM read_parquet([{paths}], union_by_name=true)"
         )
@@ -152,6 +152,6 @@ def has_view(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     )
 
 
-def _sql_list(paths: Iterable[str]) -> str:
+def sql_literals(paths: Iterable[str]) -> str:
     """Paths as SQL string literals (views cannot take bound parameters)."""
     return ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)

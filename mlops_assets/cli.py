@@ -1,0 +1,268 @@
+"""`mlops-assets` command line: generate sample data, drop datasets, run the demo.
+
+Examples::
+
+    mlops-assets demo                                  # sample data -> features, in-process
+    mlops-assets generate --out /tmp/sample --stores 40
+    mlops-assets ingest --spec rossmann --source-dir ../shared/data/rossmann-100 --process
+    mlops-assets quarantine
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from mlops_assets.settings import Settings, load_settings
+from mlops_assets.spec import DatasetSpec, load_spec
+from mlops_assets.workspace import Workspace
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def drop_dataset(spec: DatasetSpec, source_dir: Path, ws: Workspace) -> list[Path]:
+    """Copy a dataset directory's files into the landing zone, as a data engineer would.
+
+    Each file is copied under a hidden temporary name and renamed into place, so the
+    landing sensor never sees a half-written file. Existing landing files are kept.
+    """
+    source_dir = Path(source_dir)
+    if not source_dir.is_dir():
+        raise SystemExit(f"source directory {source_dir} does not exist")
+    dropped: list[Path] = []
+    for name, src in spec.sources.items():
+        target_dir = ws.landing_dir(name)
+        target_dir.mkdir(parents=True, exist_ok=True)
+        for pattern in src.files:
+            for path in sorted(source_dir.glob(pattern)):
+                if not path.is_file():
+                    continue
+                target = target_dir / path.name
+                tmp = target_dir / f".{path.name}.part"
+                shutil.copyfile(path, tmp)
+                os.replace(tmp, target)
+                dropped.append(target)
+    return dropped
+
+
+def _instance():
+    import dagster as dg
+
+    if not os.environ.get("DAGSTER_HOME"):
+        home = REPO_ROOT / ".dagster_home"
+        home.mkdir(exist_ok=True)
+        if not (home / "dagster.yaml").exists() and (REPO_ROOT / "dagster.yaml").exists():
+            shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+        os.environ["DAGSTER_HOME"] = str(home)
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.get()
+
+
+def process(settings: Settings) -> list:
+    """Run the sensors and their runs in-process until nothing is left to do."""
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.defs.local_driver import run_sensors
+
+    defs = build_definitions(settings)
+    with _instance() as instance:
+        return run_sensors(defs, instance)
+
+
+def region_summary(settings: Settings) -> list[dict]:
+    """Per-region row counts and date ranges of the feature tables."""
+    from mlops_assets.warehouse import connect, has_view
+
+    ws, spec = Workspace(settings.home), load_spec(settings.spec)
+    with connect(ws, spec) as con:
+        if not has_view(con, "features"):
+            return []
+        rows = con.execute(
+            "SELECT f.region_key, any_value(g.region), count(*) FILTER (WHERE NOT is_future), "
+            "count(*) FILTER (WHERE is_future), count(DISTINCT store), count(DISTINCT item), "
+            "CAST(min(date) AS VARCHAR), CAST(max(date) FILTER (WHERE NOT is_future) AS VARCHAR) "
+            "FROM features f LEFT JOIN regions g USING (region_key) GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    keys = (
+        "region_key",
+        "region",
+        "history_rows",
+        "future_rows",
+        "stores",
+        "items",
+        "first_date",
+        "last_date",
+    )
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def _print_runs(runs: list) -> None:
+    for run in runs:
+        state = "ok  " if run.success else "FAIL"
+        where = f"[{run.partition_key}]" if run.partition_key else ""
+        extra = f"  failed checks: {', '.join(run.failed_checks)}" if run.failed_checks else ""
+        print(f"  {state} {run.job}{where} -> {', '.join(run.assets) or '-'}{extra}")
+
+
+def _print_summary(summary: list[dict]) -> None:
+    print(f"\n{'region':<14}{'key':<14}{'rows':>9}{'future':>8}{'stores':>8}{'items':>7}  history")
+    for r in summary:
+        print(
+            f"{r['region']:<14}{r['region_key']:<14}{r['history_rows']:>9}"
+            f"{r['future_rows']:>8}{r['stores']:>8}{r['items']:>7}"
+            f"  {r['first_date']}..{r['last_date']}"
+        )
+    print(f"{'total':<28}{sum(r['history_rows'] for r in summary):>9}")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from mlops_assets.sample_data import DriftSpec, SampleConfig, generate
+
+    drift = tuple(
+        DriftSpec(region=r, start=date.fromisoformat(s), kind=k, magnitude=float(m))
+        for r, s, k, m in (d.rsplit(":", 3) for d in args.drift)
+    )
+    config = SampleConfig(
+        seed=args.seed,
+        n_regions=args.regions,
+        n_stores=args.stores,
+        n_departments=args.departments,
+        days=args.days,
+        drift=drift,
+        file_format=args.format,
+    )
+    start = time.perf_counter()
+    summary = generate(config, Path(args.out))
+    print(
+        json.dumps(
+            {**summary.to_dict(), "wall_seconds": round(time.perf_counter() - start, 2)},
+            indent=2,
+            default=str,
+        )
+    )
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    spec = load_spec(settings.spec)
+    ws = Workspace(settings.home)
+    dropped = drop_dataset(spec, Path(args.source_dir), ws)
+    print(f"dropped {len(dropped)} file(s) into {ws.landing}")
+    if args.process:
+        start = time.perf_counter()
+        runs = process(settings)
+        _print_runs(runs)
+        _print_summary(region_summary(settings))
+        print(f"processed in {time.perf_counter() - start:.1f} s")
+        return 0 if all(r.success for r in runs) else 1
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mlops_assets.sample_data import SampleConfig, generate
+
+    settings = _settings(args, spec="sample")
+    if args.fresh and settings.home.exists():
+        shutil.rmtree(settings.home)
+    start = time.perf_counter()
+    source = settings.home / "incoming" / "sample"
+    if not source.exists():
+        summary = generate(SampleConfig(seed=args.seed), source)
+        print(
+            f"generated sample data: {summary.n_rows_sales} sales rows, "
+            f"{len(summary.regions)} regions -> {source}"
+        )
+    ws = Workspace(settings.home)
+    dropped = drop_dataset(load_spec("sample"), source, ws)
+    print(f"dropped {len(dropped)} file(s) into {ws.landing}")
+    runs = process(settings)
+    _print_runs(runs)
+    summary = region_summary(settings)
+    _print_summary(summary)
+    print(f"\ndemo finished in {time.perf_counter() - start:.1f} s; workspace {settings.home}")
+    print("see it in the UI: make dev, then open http://127.0.0.1:3000")
+    failed = [r for r in runs if not r.success]
+    if failed or not summary:
+        print(f"{len(failed)} run(s) failed" if failed else "no features were produced")
+        return 1
+    return 0
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from mlops_assets.landing import quarantined
+
+    records = quarantined(Workspace(_settings(args).home))
+    for r in records:
+        print(f"{r['processed_at']}  {r['file']}  {r['reason']}: {r['message']}")
+    if not records:
+        print("no quarantined files")
+    return 0
+
+
+def _settings(args: argparse.Namespace, spec: str | None = None) -> Settings:
+    env = dict(os.environ)
+    if getattr(args, "home", None):
+        env["MLOPS_HOME"] = args.home
+    if getattr(args, "spec", None) or spec:
+        env["MLOPS_SPEC"] = getattr(args, "spec", None) or spec
+    settings = load_settings(env)
+    # definitions loaded in this process (e.g. by the driver) must see the same choice
+    os.environ.update({"MLOPS_HOME": str(settings.home), "MLOPS_SPEC": settings.spec})
+    return settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops-assets", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="write the synthetic sample dataset")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--regions", type=int, default=5)
+    p.add_argument("--stores", type=int, default=20)
+    p.add_argument("--departments", type=int, default=4)
+    p.add_argument("--days", type=int, default=730)
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    p.add_argument(
+        "--drift",
+        action="append",
+        default=[],
+        metavar="REGION:YYYY-MM-DD:KIND:MAGNITUDE",
+        help="inject drift (kind: weather_shift, level_shift, promo_effect_loss)",
+    )
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("ingest", help="drop a dataset directory into the landing zone")
+    p.add_argument("--spec", required=True, help="spec name (sample, rossmann) or YAML path")
+    p.add_argument("--source-dir", required=True)
+    p.add_argument("--home", help="workspace root (default: MLOPS_HOME or .mlops/<env>)")
+    p.add_argument(
+        "--process",
+        action="store_true",
+        help="also run the sensors and their runs in-process (no daemon needed)",
+    )
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("demo", help="sample data -> landing -> raw -> features, in-process")
+    p.add_argument("--home", help="workspace root (default: MLOPS_HOME or .mlops/<env>)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fresh", action="store_true", help="delete the workspace first")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("quarantine", help="list quarantined landing files and why")
+    p.add_argument("--home")
+    p.set_defaults(func=cmd_quarantine)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

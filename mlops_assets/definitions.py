@@ -1,0 +1,47 @@
+"""The single Definitions object `dagster dev` and `dagster job execute` load.
+
+Which dataset and workspace it serves comes from the environment (see settings.py).
+"""
+
+import dagster as dg
+
+from mlops_assets.defs.features.assets import build_features_asset
+from mlops_assets.defs.features.sensors import FEATURES_JOB, build_region_sensor
+from mlops_assets.defs.ingest.assets import build_raw_assets
+from mlops_assets.defs.ingest.sensors import INGEST_JOB, build_landing_sensor
+from mlops_assets.defs.partitions import region_partitions
+from mlops_assets.defs.resources import WorkspaceResource
+from mlops_assets.settings import Settings, load_settings
+from mlops_assets.spec import load_spec
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    spec = load_spec(settings.spec)
+    status = (
+        dg.DefaultSensorStatus.RUNNING
+        if settings.sensors_running_by_default
+        else dg.DefaultSensorStatus.STOPPED
+    )
+    ingest_job = dg.define_asset_job(
+        INGEST_JOB,
+        selection=dg.AssetSelection.groups("ingest"),
+        description="Ingest landing files (the landing sensor selects the sources).",
+    )
+    features_job = dg.define_asset_job(
+        FEATURES_JOB,
+        selection=dg.AssetSelection.assets("features"),
+        partitions_def=region_partitions,
+        description="Condition one region's features and run its quality checks.",
+    )
+    return dg.Definitions(
+        assets=[*build_raw_assets(spec), build_features_asset(spec)],
+        jobs=[ingest_job, features_job],
+        sensors=[
+            build_landing_sensor(status),
+            build_region_sensor(list(spec.sources), status),
+        ],
+        resources={"workspace": WorkspaceResource(root=str(settings.home), spec=settings.spec)},
+    )
+
+
+defs = build_definitions(load_settings())

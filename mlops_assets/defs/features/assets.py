@@ -1,0 +1,125 @@
+"""The per-region conditioned feature table and its quality gates."""
+
+import hashlib
+
+import dagster as dg
+
+from mlops_assets.conditioning import FEATURES_VERSION, write_features
+from mlops_assets.data_checks import FEATURE_CHECKS, check_features
+from mlops_assets.defs.ingest.assets import raw_asset_key
+from mlops_assets.defs.partitions import region_partitions
+from mlops_assets.defs.resources import WorkspaceResource
+from mlops_assets.naming import require_safe_key
+from mlops_assets.spec import DatasetSpec
+from mlops_assets.warehouse import connect, ingested_files
+
+FEATURES_KEY = dg.AssetKey("features")
+
+
+def _previous_rows(instance: dg.DagsterInstance, region: str) -> int | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=FEATURES_KEY, asset_partitions=[region]), limit=1
+    ).records
+    if not records:
+        return None
+    value = records[0].asset_materialization.metadata.get("rows")
+    return int(value.value) if value is not None else None
+
+
+def build_features_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=FEATURES_KEY,
+        group_name="features",
+        partitions_def=region_partitions,
+        deps=[raw_asset_key(source) for source in spec.sources],
+        kinds={"duckdb", "parquet"},
+        description=(
+            "One region's conditioned feature table: sales joined with the store master, "
+            "weather, events and the known future calendar, plus calendar features and "
+            f"target lags/rolling means that end at least the horizon ({spec.horizon} "
+            "periods) before each row, so multi-step forecasts never see future actuals."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(
+                name,
+                asset=FEATURES_KEY,
+                blocking=severity == "ERROR",
+                description=f"[{severity}] {text}",
+            )
+            for name, (severity, text) in FEATURE_CHECKS.items()
+        ],
+    )
+    def features(
+        context: dg.AssetExecutionContext, workspace: WorkspaceResource
+    ) -> dg.MaterializeResult:
+        ws, ds = workspace.workspace(), workspace.dataset()
+        region = require_safe_key(context.partition_key)
+        path = ws.features_path(region)
+        with connect(ws, ds) as con:
+            display = con.execute(
+                "SELECT region FROM regions WHERE region_key = $r", {"r": region}
+            ).fetchone()
+            if display is None:
+                raise dg.Failure(f"region {region!r} is not in the store master any more")
+            feature_set = write_features(con, ds, region, path)
+            dataset_last = con.execute("SELECT max(date) FROM sales").fetchone()[0]
+        summary = _summary(path)
+        if summary["history_rows"] == 0:
+            raise dg.Failure(f"region {region!r} ({display[0]}) has no sales rows")
+        outcomes = check_features(
+            path,
+            ds,
+            feature_set,
+            previous_rows=_previous_rows(context.instance, region),
+            dataset_last_date=dataset_last,
+        )
+        inputs = "".join(
+            "".join(ingested_files(ws, source)["sha"]) for source in sorted(ds.sources)
+        )
+        version = hashlib.sha256(f"{FEATURES_VERSION}:{region}:{inputs}".encode()).hexdigest()
+        return dg.MaterializeResult(
+            metadata={
+                "region": display[0],
+                "rows": summary["rows"],
+                "history_rows": summary["history_rows"],
+                "future_rows": summary["future_rows"],
+                "stores": summary["stores"],
+                "items": summary["items"],
+                "date_min": summary["date_min"],
+                "date_max": summary["date_max"],
+                "numeric_features": dg.MetadataValue.json(feature_set.numeric),
+                "categorical_features": dg.MetadataValue.json(feature_set.categorical),
+                "path": dg.MetadataValue.path(str(path)),
+            },
+            data_version=dg.DataVersion(version[:16]),
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=o.name,
+                    passed=o.passed,
+                    severity=dg.AssetCheckSeverity[o.severity],
+                    description=o.message,
+                    metadata={
+                        k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v
+                        for k, v in o.metadata.items()
+                        if v is not None
+                    },
+                )
+                for o in outcomes
+            ],
+        )
+
+    return features
+
+
+def _summary(path) -> dict:
+    import duckdb
+
+    with duckdb.connect() as con:
+        row = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE NOT is_future), "
+            "count(*) FILTER (WHERE is_future), count(DISTINCT store), count(DISTINCT item), "
+            "CAST(min(date) AS VARCHAR), CAST(max(date) AS VARCHAR) FROM read_parquet($p)",
+            {"p": str(path)},
+        ).fetchone()
+    keys = ("rows", "history_rows", "future_rows", "stores", "items", "date_min", "date_max")
+    return dict(zip(keys, row, strict=True))

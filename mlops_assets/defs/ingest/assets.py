@@ -1,0 +1,127 @@
+"""Raw assets: one per landing source, each materialization ingests new landing files."""
+
+import hashlib
+
+import dagster as dg
+from pydantic import Field
+
+from mlops_assets.defs.resources import WorkspaceResource
+from mlops_assets.landing import affected_regions, ingest_file, scan_landing
+from mlops_assets.spec import DatasetSpec
+from mlops_assets.warehouse import ingested_files
+
+FILES_VALID = "landing_files_valid"
+
+
+class IngestConfig(dg.Config):
+    files: list[str] = Field(
+        default_factory=list,
+        description="Landing files to ingest, as paths relative to the workspace root "
+        "(the landing sensor fills this in). Empty: every file in this source's landing "
+        "folder whose content is not in the manifest yet.",
+    )
+
+
+def raw_asset_key(source: str) -> dg.AssetKey:
+    return dg.AssetKey(f"raw_{source}")
+
+
+def build_raw_asset(spec: DatasetSpec, source: str) -> dg.AssetsDefinition:
+    """The ``raw_<source>`` asset: validated, normalised rows of every accepted file."""
+    src = spec.sources[source]
+    # sources that reference stores are ingested after the store master in the same run
+    deps = []
+    if src.kind not in ("stores", "weather", "events"):
+        deps.append(raw_asset_key(spec.source_name("stores")))
+        if spec.has("store_regions") and src.kind != "store_regions":
+            deps.append(raw_asset_key(spec.source_name("store_regions")))
+    key = raw_asset_key(source)
+
+    @dg.asset(
+        key=key,
+        group_name="ingest",
+        deps=deps,
+        kinds={"duckdb", "parquet"},
+        description=(
+            f"Validated rows of every `{src.kind}` file dropped into `landing/{source}/`, "
+            "normalised to canonical columns (one Parquet file per distinct file content). "
+            "Files failing validation are quarantined with a machine-readable reason."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(
+                FILES_VALID,
+                asset=key,
+                description="Every landing file in this run passed validation (WARN: a bad "
+                "file is quarantined, the rest of the data carries on).",
+            )
+        ],
+    )
+    def raw_source(
+        context: dg.AssetExecutionContext, config: IngestConfig, workspace: WorkspaceResource
+    ) -> dg.MaterializeResult:
+        ws, ds = workspace.workspace(), workspace.dataset()
+        files = config.files or [f.relpath for f in scan_landing(ws, ds) if f.source == source]
+        outcomes = [ingest_file(ws, ds, source, rel, run_id=context.run_id) for rel in files]
+        for o in outcomes:
+            if o.status == "quarantined":
+                context.log.warning(
+                    f"quarantined {o.relpath}: {o.record['reason']}: {o.record['message']}"
+                )
+        new_ok = [o.sha256 for o in outcomes if o.status == "ingested"]
+        bad = [o for o in outcomes if o.status == "quarantined"]
+        regions = affected_regions(ws, ds, source, new_ok)
+        all_files = ingested_files(ws, source)
+        version = hashlib.sha256("".join(all_files["sha"]).encode()).hexdigest()[:16]
+        table = dg.MetadataValue.md(
+            "| file | status | rows | reason |\n|---|---|---|---|\n"
+            + "\n".join(
+                f"| {o.relpath} | {o.status} | {o.record.get('rows', '')} "
+                f"| {o.record.get('reason', '')} |"
+                for o in outcomes
+            )
+            if outcomes
+            else "no new files"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "files": table,
+                "files_ingested": len(new_ok),
+                "files_quarantined": len(bad),
+                "files_already_seen": sum(not o.new for o in outcomes),
+                "rows_ingested": sum(o.record.get("rows", 0) for o in outcomes if o.new),
+                "exact_duplicates_dropped": sum(
+                    o.record.get("exact_duplicates_dropped", 0) for o in outcomes if o.new
+                ),
+                "affected_regions": dg.MetadataValue.json(regions),
+                "total_files": len(all_files),
+            },
+            data_version=dg.DataVersion(version),
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=FILES_VALID,
+                    passed=not bad,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    description=(
+                        "; ".join(f"{o.relpath}: {o.record['reason']}" for o in bad)
+                        or f"{len(outcomes)} file(s) valid"
+                    ),
+                    metadata={
+                        "quarantined": dg.MetadataValue.json(
+                            [
+                                {
+                                    k: o.record[k]
+                                    for k in ("file", "reason", "message", "quarantined_copy")
+                                }
+                                for o in bad
+                            ]
+                        )
+                    },
+                )
+            ],
+        )
+
+    return raw_source
+
+
+def build_raw_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
+    return [build_raw_asset(spec, source) for source in spec.sources]

@@ -1,0 +1,137 @@
+"""Drive the sensors and their runs in-process, the way the daemon would.
+
+`make demo`, the end-to-end tests and CI use this instead of a running daemon: each
+round evaluates every sensor once against a real DagsterInstance, applies the dynamic
+partition requests, and executes the requested runs (in the same process). Run keys are
+honoured like the daemon does: a key is launched at most once per sensor. Cursors are
+kept in the instance's key-value store so a later call carries on where this one ended.
+"""
+
+import json
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+_STATE_KEY = "mlops_assets/local_driver"
+
+
+@dataclass
+class DriverRun:
+    sensor: str
+    job: str
+    partition_key: str | None
+    run_id: str
+    success: bool
+    assets: list[str]
+    failed_checks: list[str] = field(default_factory=list)
+
+
+def _load_state(instance: dg.DagsterInstance) -> dict:
+    raw = instance.run_storage.get_cursor_values({_STATE_KEY}).get(_STATE_KEY)
+    return json.loads(raw) if raw else {"cursors": {}, "run_keys": {}}
+
+
+def _save_state(instance: dg.DagsterInstance, state: dict) -> None:
+    instance.run_storage.set_cursor_values({_STATE_KEY: json.dumps(state)})
+
+
+def run_sensors(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    sensor_names: list[str] | None = None,
+    *,
+    max_rounds: int = 10,
+    log_level: str = "WARNING",
+) -> list[DriverRun]:
+    """Tick the sensors until none requests a run; return every run launched."""
+    names = sensor_names or [s.name for s in defs.sensors or []]
+    state = _load_state(instance)
+    launched: list[DriverRun] = []
+    for _ in range(max_rounds):
+        requested = 0
+        for name in names:
+            sensor = defs.resolve_sensor_def(name)
+            context = dg.build_sensor_context(
+                instance=instance,
+                cursor=state["cursors"].get(name),
+                definitions=defs,
+                resources=dict(defs.resources or {}),
+                sensor_name=name,
+            )
+            # calling the sensor returns its raw result; the daemon would resolve the run
+            # requests against the partitions added by the same tick, which this mirrors
+            result = sensor(context)
+            cursor = result.cursor if isinstance(result, dg.SensorResult) else None
+            cursor = cursor if cursor is not None else context.cursor
+            if cursor is not None:
+                state["cursors"][name] = cursor
+            partition_requests, run_requests = _unpack(result)
+            for req in partition_requests:
+                instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+            seen = state["run_keys"].setdefault(name, [])
+            for req in run_requests:
+                if req.run_key and req.run_key in seen:
+                    continue
+                requested += 1
+                launched.append(_execute(defs, instance, sensor, req, log_level))
+                if req.run_key:
+                    seen.append(req.run_key)
+            _save_state(instance, state)
+        if not requested:
+            break
+    return launched
+
+
+def _unpack(result) -> tuple[list, list[dg.RunRequest]]:
+    if isinstance(result, dg.SensorResult):
+        return list(result.dynamic_partitions_requests or []), list(result.run_requests or [])
+    if isinstance(result, dg.RunRequest):
+        return [], [result]
+    if isinstance(result, list):
+        return [], [r for r in result if isinstance(r, dg.RunRequest)]
+    return [], []  # SkipReason or None
+
+
+def _execute(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    sensor: dg.SensorDefinition,
+    req: dg.RunRequest,
+    log_level: str,
+) -> DriverRun:
+    job_name = req.job_name or sensor.job_name
+    job = defs.resolve_job_def(job_name)
+    result = job.execute_in_process(
+        run_config={
+            **(req.run_config or {}),
+            "loggers": {"console": {"config": {"log_level": log_level}}},
+        },
+        instance=instance,
+        partition_key=req.partition_key,
+        asset_selection=list(req.asset_selection) if req.asset_selection else None,
+        tags={**req.tags, "dagster/sensor_name": sensor.name},
+        raise_on_error=False,
+    )
+    failed = [
+        f"{ev.asset_check_evaluation_data.asset_key.to_user_string()}:"
+        f"{ev.asset_check_evaluation_data.check_name}"
+        for ev in result.all_events
+        if ev.event_type_value == "ASSET_CHECK_EVALUATION"
+        and not ev.asset_check_evaluation_data.passed
+    ]
+    assets = sorted(
+        {
+            ev.asset_key.to_user_string()
+            for ev in result.all_events
+            if ev.event_type_value == "ASSET_MATERIALIZATION"
+        }
+    )
+    return DriverRun(
+        sensor=sensor.name,
+        job=job_name,
+        partition_key=req.partition_key,
+        run_id=result.run_id,
+        success=result.success,
+        assets=assets,
+        failed_checks=failed,
+    )
