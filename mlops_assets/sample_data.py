@@ -518,7 +518,9 @@ class _World:
         self.temp = np.round(temp, 1)
 
     def weather_frame(self) -> pd.DataFrame:
-        n, r = self.t_hist, self.config.n_regions
+        """Weather for history and horizon: the horizon part stands for the weather
+        forecast a retailer buys (rossmann-100's weather files also run past its sales)."""
+        n, r = self.t_total, self.config.n_regions
         dates = _iso_dates(self.epoch0, n)
         return pd.DataFrame(
             {

@@ -97,8 +97,13 @@ def test_history_does_not_depend_on_the_horizon(tmp_path: Path) -> None:
     generate(SampleConfig.tiny(horizon_days=7), tmp_path / "short")
     long, short = _files(tmp_path / "long"), _files(tmp_path / "short")
     for name in long:
-        if not name.startswith(("future/", "events/")):
+        if not name.startswith(("future/", "events/", "weather/")):
             assert long[name] == short[name], name
+    # weather runs on into the horizon (the forecast); its history part is the same
+    end = SampleConfig.tiny().end.isoformat()
+    weather = [pd.read_csv(tmp_path / run / "weather" / "weather.csv") for run in ("long", "short")]
+    history = [w[w["date"] <= end].reset_index(drop=True) for w in weather]
+    pd.testing.assert_frame_equal(history[0], history[1])
 
 
 def test_layout_and_summary(default_run: tuple[GenerationSummary, Path]) -> None:
@@ -206,7 +211,8 @@ def test_weather_is_seasonal_and_precipitation_zero_inflated(
 ) -> None:
     summary, out = default_run
     weather = pd.read_csv(out / "weather" / "weather.csv")
-    assert len(weather) == len(summary.regions) * SampleConfig().days
+    config = SampleConfig()
+    assert len(weather) == len(summary.regions) * (config.days + config.horizon_days)
     assert set(weather["region"]) == set(summary.regions)
     assert not weather.duplicated(["date", "region"]).any()
     month = pd.to_datetime(weather["date"]).dt.month
