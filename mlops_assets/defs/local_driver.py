@@ -51,25 +51,13 @@ def run_sensors(
         requested = 0
         for name in names:
             sensor = defs.resolve_sensor_def(name)
-            context = dg.build_sensor_context(
-                instance=instance,
-                cursor=state["cursors"].get(name),
-                definitions=defs,
-                resources=dict(defs.resources or {}),
-                sensor_name=name,
-            )
-            # calling the sensor returns its raw result; the daemon would resolve the run
-            # requests against the partitions added by the same tick, which this mirrors
-            result = sensor(context)
-            cursor = result.cursor if isinstance(result, dg.SensorResult) else None
-            cursor = cursor if cursor is not None else context.cursor
-            if cursor is not None:
-                state["cursors"][name] = cursor
-            partition_requests, run_requests = _unpack(result)
-            for req in partition_requests:
+            tick = evaluate_sensor(defs, instance, name, state["cursors"].get(name))
+            if tick.cursor is not None:
+                state["cursors"][name] = tick.cursor
+            for req in tick.partition_requests:
                 instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
             seen = state["run_keys"].setdefault(name, [])
-            for req in run_requests:
+            for req in tick.run_requests:
                 if req.run_key and req.run_key in seen:
                     continue
                 requested += 1
@@ -82,14 +70,50 @@ def run_sensors(
     return launched
 
 
-def _unpack(result) -> tuple[list, list[dg.RunRequest]]:
+@dataclass
+class SensorTick:
+    run_requests: list[dg.RunRequest]
+    partition_requests: list
+    cursor: str | None
+    skip_reason: str | None
+
+
+def evaluate_sensor(
+    defs: dg.Definitions, instance: dg.DagsterInstance, name: str, cursor: str | None = None
+) -> SensorTick:
+    """Evaluate one sensor tick and return its raw requests and new cursor.
+
+    The sensor is called directly: `evaluate_tick` would validate partition keys before
+    the tick's own dynamic-partition requests are applied, which the daemon does first.
+    """
+    sensor = defs.resolve_sensor_def(name)
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        definitions=defs,
+        resources=dict(defs.resources or {}),
+        sensor_name=name,
+    )
+    result = sensor(context)
+    runs: list[dg.RunRequest] = []
+    partitions: list = []
+    skip = None
     if isinstance(result, dg.SensorResult):
-        return list(result.dynamic_partitions_requests or []), list(result.run_requests or [])
-    if isinstance(result, dg.RunRequest):
-        return [], [result]
-    if isinstance(result, list):
-        return [], [r for r in result if isinstance(r, dg.RunRequest)]
-    return [], []  # SkipReason or None
+        runs, partitions = (
+            list(result.run_requests or []),
+            list(result.dynamic_partitions_requests or []),
+        )
+        skip = result.skip_reason.skip_message if result.skip_reason else None
+        new_cursor = result.cursor if result.cursor is not None else context.cursor
+    else:
+        if isinstance(result, dg.RunRequest):
+            runs = [result]
+        elif isinstance(result, list):
+            runs = [r for r in result if isinstance(r, dg.RunRequest)]
+        elif isinstance(result, dg.SkipReason):
+            skip = result.skip_message
+        new_cursor = context.cursor
+    return SensorTick(runs, partitions, new_cursor, skip)
 
 
 def _execute(

@@ -1,0 +1,52 @@
+"""Fixtures for the Dagster layer: a temporary workspace, instance and definitions."""
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mlops_assets.definitions import build_definitions
+from mlops_assets.sample_data import SampleConfig, generate
+from mlops_assets.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def sample_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny generated dataset in landing layout (stores/, sales/, weather/ ...)."""
+    out = tmp_path_factory.mktemp("sample_source")
+    generate(SampleConfig.tiny(), out)
+    return out
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(env="ci", home=tmp_path / "home", spec="sample")
+
+
+@pytest.fixture
+def defs(settings: Settings) -> dg.Definitions:
+    return build_definitions(settings)
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def drop(source_dir: Path, settings: Settings, source: str, name: str | None = None) -> Path:
+    """Copy every file of ``source_dir/source`` into the landing folder (optionally renamed)."""
+    target_dir = settings.home / "landing" / source
+    target_dir.mkdir(parents=True, exist_ok=True)
+    last = target_dir
+    for path in sorted((source_dir / source).iterdir()):
+        last = target_dir / (name or path.name)
+        shutil.copyfile(path, last)
+    return last
+
+
+def drop_all(source_dir: Path, settings: Settings) -> None:
+    for source in ("stores", "sales", "weather", "events", "future"):
+        drop(source_dir, settings, source)

@@ -1,0 +1,74 @@
+"""features: materialized per region, gated by blocking checks that stop only that region."""
+
+import dagster as dg
+import pandas as pd
+
+from mlops_assets.defs.local_driver import run_sensors
+from mlops_assets.defs.partitions import region_partitions
+from mlops_assets_tests.defs.conftest import drop, drop_all
+
+
+def test_sensors_take_sample_data_to_checked_features(defs, instance, settings, sample_source):
+    drop_all(sample_source, settings)
+    runs = run_sensors(defs, instance)
+    assert all(r.success for r in runs), runs
+    assert [r.failed_checks for r in runs] == [[]] * len(runs)
+    regions = sorted(instance.get_dynamic_partitions(region_partitions.name))
+    assert regions == ["Nord", "Ost", "Rhein_Main", "Sud", "West"]
+    materialized = instance.get_materialized_partitions(dg.AssetKey("features"))
+    assert materialized == set(regions)
+    event = instance.get_latest_materialization_event(dg.AssetKey("features"))
+    meta = event.asset_materialization.metadata
+    assert meta["rows"].value == meta["history_rows"].value + meta["future_rows"].value > 0
+    assert event.asset_materialization.tags.get("dagster/data_version")
+
+    # running again changes nothing: no new runs
+    assert run_sensors(defs, instance) == []
+
+
+def test_failing_blocking_check_stops_downstream_for_that_region_only(
+    defs, instance, settings, sample_source
+):
+    """Ost gets no weather: its features fail the null-rate gate, other regions go on."""
+    for source in ("stores", "sales", "events", "future"):
+        drop(sample_source, settings, source)
+    weather = pd.read_csv(sample_source / "weather" / "weather.csv")
+    (settings.home / "landing" / "weather").mkdir(parents=True)
+    weather[weather["region"] != "Ost"].to_csv(
+        settings.home / "landing" / "weather" / "weather.csv", index=False
+    )
+    run_sensors(defs, instance, ["landing_sensor"])
+    instance.add_dynamic_partitions(region_partitions.name, ["Ost", "Nord"])
+
+    @dg.asset(partitions_def=region_partitions, deps=["features"])
+    def downstream_model() -> None:
+        """Stands in for the per-region model asset of the next issue."""
+
+    job_defs = dg.Definitions.merge(defs, dg.Definitions(assets=[downstream_model]))
+    job = job_defs.resolve_implicit_global_asset_job_def()
+    selection = [dg.AssetKey("features"), dg.AssetKey("downstream_model")]
+    bad = job.execute_in_process(
+        instance=instance, partition_key="Ost", asset_selection=selection, raise_on_error=False
+    )
+    good = job.execute_in_process(
+        instance=instance, partition_key="Nord", asset_selection=selection, raise_on_error=False
+    )
+    assert not bad.success
+    failed = [
+        e.asset_check_evaluation_data
+        for e in bad.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and not e.asset_check_evaluation_data.passed
+    ]
+    assert [f.check_name for f in failed] == ["features_null_rates"]
+    assert "temperature_c" in failed[0].description
+    assert _materialized(bad) == ["features"]
+    assert good.success and _materialized(good) == ["downstream_model", "features"]
+
+
+def _materialized(result) -> list[str]:
+    return sorted(
+        e.asset_key.to_user_string()
+        for e in result.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+    )

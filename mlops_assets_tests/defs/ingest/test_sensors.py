@@ -1,0 +1,83 @@
+"""The landing sensor: new content -> one ingest run; known content -> nothing."""
+
+import json
+import shutil
+
+import dagster as dg
+
+from mlops_assets.defs.local_driver import evaluate_sensor, run_sensors
+from mlops_assets_tests.defs.conftest import drop, drop_all
+
+
+def _ingest_and_tick(defs, instance, cursor=None):
+    run_sensors(defs, instance, ["landing_sensor"])
+    return evaluate_sensor(defs, instance, "landing_sensor", cursor)
+
+
+def test_new_files_request_one_run_for_their_sources(defs, instance, settings, sample_source):
+    drop(sample_source, settings, "stores")
+    drop(sample_source, settings, "sales")
+    tick = evaluate_sensor(defs, instance, "landing_sensor")
+    assert len(tick.run_requests) == 1
+    req = tick.run_requests[0]
+    assert {k.to_user_string() for k in req.asset_selection} == {"raw_stores", "raw_sales"}
+    sales_files = req.run_config["ops"]["raw_sales"]["config"]["files"]
+    assert sales_files and all(f.startswith("landing/sales/") for f in sales_files)
+    assert req.run_key.startswith("ingest-")
+
+    # the same tick again (run still queued) does not request the files a second time
+    again = evaluate_sensor(defs, instance, "landing_sensor", tick.cursor)
+    assert again.run_requests == []
+
+
+def test_ingested_content_is_not_requested_again_even_renamed(
+    defs, instance, settings, sample_source
+):
+    drop_all(sample_source, settings)
+    runs = run_sensors(defs, instance, ["landing_sensor"])
+    assert [r.success for r in runs] == [True]
+    # a renamed copy of an ingested file, and a re-drop of the same bytes
+    stores = settings.home / "landing" / "stores" / "stores.csv"
+    shutil.copyfile(stores, stores.with_name("stores_copy.csv"))
+    stores.touch()
+    tick = evaluate_sensor(defs, instance, "landing_sensor")  # fresh cursor: a restart
+    assert tick.run_requests == []
+    assert "no new landing files" in tick.skip_reason
+
+
+def test_restart_loses_nothing_and_repeats_nothing(defs, instance, settings, sample_source):
+    drop(sample_source, settings, "stores")
+    first = evaluate_sensor(defs, instance, "landing_sensor")
+    assert len(first.run_requests) == 1
+    # the daemon restarts before the run happened and the cursor is lost: requested again
+    lost = evaluate_sensor(defs, instance, "landing_sensor", None)
+    assert lost.run_requests[0].run_key == first.run_requests[0].run_key  # same run key
+    run_sensors(defs, instance, ["landing_sensor"])
+    drop(sample_source, settings, "sales")
+    later = evaluate_sensor(defs, instance, "landing_sensor", None)
+    assert [k.to_user_string() for k in later.run_requests[0].asset_selection] == ["raw_sales"]
+
+
+def test_bad_file_is_quarantined_and_the_rest_carries_on(defs, instance, settings, sample_source):
+    drop_all(sample_source, settings)
+    bad = settings.home / "landing" / "sales" / "broken.csv"
+    bad.write_text("date,store_id,department,units,open,promo\n2024-01-01,S0001,D01,abc,1,0\n")
+    original = bad.read_bytes()
+    runs = run_sensors(defs, instance, ["landing_sensor"])
+    assert len(runs) == 1 and runs[0].success
+    assert "raw_sales:landing_files_valid" in runs[0].failed_checks
+    assert bad.read_bytes() == original  # never modified or deleted
+    reasons = list((settings.home / "quarantine" / "sales").glob("*.reason.json"))
+    assert len(reasons) == 1
+    reason = json.loads(reasons[0].read_text())
+    assert reason["reason"] == "bad_type" and "units" in reason["message"]
+    good = list((settings.home / "raw" / "sales").glob("*.parquet"))
+    assert len(good) == len(list((sample_source / "sales").iterdir()))
+
+    check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(dg.AssetKey("raw_sales"), "landing_files_valid")]
+    )
+    evaluation = next(iter(check.values())).event.dagster_event.asset_check_evaluation_data
+    assert not evaluation.passed and "bad_type" in evaluation.description
+    # a quarantined file is not requested again
+    assert evaluate_sensor(defs, instance, "landing_sensor").run_requests == []
