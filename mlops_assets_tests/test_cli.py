@@ -1,0 +1,54 @@
+"""The command line: the demo, and ingesting the real rossmann-100 dataset through its spec."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mlops_assets import cli
+
+ROSSMANN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rossmann-100"
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.delenv("MLOPS_HOME", raising=False)
+    monkeypatch.delenv("MLOPS_SPEC", raising=False)
+    monkeypatch.setenv("MLOPS_ENV", "ci")
+    return home
+
+
+def test_demo_runs_the_pipeline_and_prints_region_rows(tmp_path, dagster_home, capsys):
+    assert cli.main(["demo", "--home", str(tmp_path / "ws")]) == 0
+    out = capsys.readouterr().out
+    for region in ("Nord", "Süd", "Rhein, Main", "Ost", "West"):
+        assert region in out
+    assert "Rhein_Main" in out and "FAIL" not in out
+    # a second demo finds nothing new and still prints the summary
+    assert cli.main(["demo", "--home", str(tmp_path / "ws")]) == 0
+    out = capsys.readouterr().out
+    assert " ok " not in out and "Rhein_Main" in out
+
+
+@pytest.mark.skipif(not ROSSMANN.is_dir(), reason=f"real data not present at {ROSSMANN}")
+def test_rossmann_ingests_into_twelve_safe_region_partitions(tmp_path, dagster_home, capsys):
+    home = tmp_path / "ws"
+    code = cli.main(["ingest", "--spec", "rossmann", "--source-dir", str(ROSSMANN),
+                     "--home", str(home), "--process"])
+    assert code == 0, capsys.readouterr().out
+    with dg.DagsterInstance.get() as instance:
+        regions = sorted(instance.get_dynamic_partitions("region"))
+        assert len(regions) == 12 and "HB_NI" in regions
+        assert all("," not in r for r in regions)
+        raw_sales = instance.get_latest_materialization_event(dg.AssetKey("raw_sales"))
+        assert raw_sales.asset_materialization.metadata["exact_duplicates_dropped"].value == 6
+    manifests = [json.loads(p.read_text()) for p in (home / "manifest").glob("*.json")]
+    train = next(m for m in manifests if m["file"].endswith("train.csv"))
+    assert train["status"] == "ingested"
+    assert train["rows"] == 91256 and train["exact_duplicates_dropped"] == 6
+    # the weather files beyond the 12 mapped states were never dropped, nothing quarantined
+    assert not (home / "quarantine").exists()
