@@ -8,6 +8,7 @@ import dagster as dg
 from mlops_assets.defs.features.assets import build_features_asset
 from mlops_assets.defs.features.sensors import FEATURES_JOB, build_region_sensor
 from mlops_assets.defs.ingest.assets import build_raw_assets
+from mlops_assets.defs.ingest.checks import build_landing_freshness
 from mlops_assets.defs.ingest.sensors import INGEST_JOB, build_landing_sensor
 from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import WorkspaceResource
@@ -33,12 +34,15 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         partitions_def=region_partitions,
         description="Condition one region's features and run its quality checks.",
     )
+    freshness_checks, freshness_sensor = build_landing_freshness(spec, status)
     return dg.Definitions(
         assets=[*build_raw_assets(spec), build_features_asset(spec)],
+        asset_checks=freshness_checks,
         jobs=[ingest_job, features_job],
         sensors=[
             build_landing_sensor(status),
             build_region_sensor(list(spec.sources), status),
+            freshness_sensor,
         ],
         resources={"workspace": WorkspaceResource(root=str(settings.home), spec=settings.spec)},
     )

@@ -146,6 +146,9 @@ class Thresholds(_Strict):
         "latest sale in the dataset",
     )
     min_history_days: int = Field(90, ge=1, description="fewest days a region needs to model")
+    landing_max_age_days: int = Field(
+        8, ge=1, description="warn when no sales file has been ingested for this many days"
+    )
 
 
 class DatasetSpec(_Strict):

@@ -37,8 +37,18 @@ def test_demo_runs_the_pipeline_and_prints_region_rows(tmp_path, dagster_home, c
 @pytest.mark.skipif(not ROSSMANN.is_dir(), reason=f"real data not present at {ROSSMANN}")
 def test_rossmann_ingests_into_twelve_safe_region_partitions(tmp_path, dagster_home, capsys):
     home = tmp_path / "ws"
-    code = cli.main(["ingest", "--spec", "rossmann", "--source-dir", str(ROSSMANN),
-                     "--home", str(home), "--process"])
+    code = cli.main(
+        [
+            "ingest",
+            "--spec",
+            "rossmann",
+            "--source-dir",
+            str(ROSSMANN),
+            "--home",
+            str(home),
+            "--process",
+        ]
+    )
     assert code == 0, capsys.readouterr().out
     with dg.DagsterInstance.get() as instance:
         regions = sorted(instance.get_dynamic_partitions("region"))

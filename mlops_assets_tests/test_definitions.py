@@ -1,0 +1,60 @@
+"""The Definitions object: the graph people see in the UI, for each shipped dataset."""
+
+import pytest
+
+from mlops_assets.definitions import build_definitions
+from mlops_assets.settings import Settings, SettingsError, load_settings
+
+
+def _graph(spec: str, tmp_path) -> dict:
+    defs = build_definitions(Settings(env="ci", home=tmp_path, spec=spec))
+    graph = defs.resolve_asset_graph()
+    return {
+        "assets": {
+            key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()
+        },
+        "checks": sorted(
+            f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys
+        ),
+        "sensors": sorted(s.name for s in defs.sensors),
+        "jobs": sorted(j.name for j in defs.jobs),
+        "described": all(graph.get(k).description for k in graph.get_all_asset_keys()),
+    }
+
+
+def test_sample_graph(tmp_path):
+    g = _graph("sample", tmp_path)
+    assert g["assets"] == {
+        "raw_stores": "ingest",
+        "raw_sales": "ingest",
+        "raw_weather": "ingest",
+        "raw_events": "ingest",
+        "raw_future": "ingest",
+        "features": "features",
+    }
+    assert "features:features_null_rates" in g["checks"]
+    assert "raw_sales:landing_files_valid" in g["checks"]
+    assert any(c.startswith("raw_sales:") and "fresh" in c for c in g["checks"])
+    assert g["sensors"] == ["landing_freshness_sensor", "landing_sensor", "region_sensor"]
+    assert g["jobs"] == ["features_job", "ingest_job"]
+    assert g["described"]
+
+
+def test_rossmann_graph_has_its_own_sources(tmp_path):
+    g = _graph("rossmann", tmp_path)
+    assert "raw_store_regions" in g["assets"] and "raw_events" not in g["assets"]
+
+
+def test_environment_selection():
+    assert load_settings({}).env == "dev"
+    ci = load_settings({"MLOPS_ENV": "ci", "MLOPS_HOME": "/tmp/x", "MLOPS_SPEC": "rossmann"})
+    assert (ci.env, str(ci.home), ci.spec, ci.sensors_running_by_default) == (
+        "ci",
+        "/tmp/x",
+        "rossmann",
+        False,
+    )
+    with pytest.raises(SettingsError, match="MLOPS_HOME"):
+        load_settings({"MLOPS_ENV": "prod"})
+    with pytest.raises(SettingsError, match="staging"):
+        load_settings({"MLOPS_ENV": "staging"})
