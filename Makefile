@@ -4,7 +4,7 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
-export DAGSTER_HOME := $(CURDIR)/.dagster_home
+DAGSTER_HOME := $(CURDIR)/.dagster_home
 
 .PHONY: demo test lint format dev env clean
 
@@ -23,13 +23,14 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 demo: env $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/mlops-assets demo
+	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/mlops-assets demo
 
 test: env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	MLOPS_ENV=ci MLOPS_HOME=$$(mktemp -d) $(BIN)/dagster definitions validate -w workspace.yaml
-	$(BIN)/pytest -n 2
+	tmp=$$(mktemp -d) && MLOPS_ENV=ci MLOPS_HOME=$$tmp/ws DAGSTER_HOME=$$tmp \
+		$(BIN)/dagster definitions validate -w workspace.yaml
+	env -u DAGSTER_HOME $(BIN)/pytest -n 2
 
 lint: env
 	$(BIN)/ruff check .
@@ -40,7 +41,7 @@ format: env
 	$(BIN)/ruff format .
 
 dev: env $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 clean:
 	rm -rf .mlops .dagster_home
