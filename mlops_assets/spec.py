@@ -19,6 +19,7 @@ Canonical sources (``kind``) and the columns each must provide:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SPECS_DIR = Path(__file__).parent / "specs"
+_SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
 
 SourceKind = Literal["sales", "stores", "store_regions", "weather", "events", "future", "actuals"]
 DType = Literal["date", "int", "float", "str"]
@@ -151,6 +153,64 @@ class Thresholds(_Strict):
     )
 
 
+DEFAULT_LGBM_PARAMS: dict[str, float | int | str] = {
+    "objective": "regression",
+    "learning_rate": 0.05,
+    "num_leaves": 63,
+    "min_data_in_leaf": 20,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "verbose": -1,
+    "num_threads": 2,
+    "seed": 0,
+    "deterministic": True,
+    "force_row_wise": True,
+}
+
+
+class ModelSettings(_Strict):
+    """The reviewed, fixed training configuration of the per-region models."""
+
+    params: dict[str, float | int | str | bool] = Field(
+        default_factory=lambda: dict(DEFAULT_LGBM_PARAMS),
+        description="LightGBM parameters (merged over the defaults)",
+    )
+    num_boost_round: int = Field(3000, ge=1)
+    early_stopping_rounds: int = Field(100, ge=1)
+    target_transform: Literal["log1p", "none"] = Field(
+        "log1p", description="fit on log1p(target): errors become relative, as MAPE is"
+    )
+    metric_floor: float = Field(
+        0.0, ge=0, description="MAPE/RMSPE are computed over rows whose actual exceeds this"
+    )
+
+    @property
+    def lgbm_params(self) -> dict[str, float | int | str | bool]:
+        return {**DEFAULT_LGBM_PARAMS, **self.params}
+
+
+class GateSettings(_Strict):
+    """Quality gate of a newly trained model (blocking checks on ``region_model``)."""
+
+    metric: Literal["mape", "rmspe", "wape"] = "mape"
+    max_value: float = Field(0.45, gt=0, description="the metric must not exceed this")
+    min_reduction_vs_baseline: float = Field(
+        0.40, le=1, description="required reduction of the metric vs the historical average"
+    )
+    reduction_waived_below: float = Field(
+        0.06, ge=0, description="no reduction required when the metric is already below this"
+    )
+    require_beats_seasonal_naive: bool = True
+    tolerance_vs_approved: float = Field(
+        0.05, ge=0, description="may be at most this much (relative) worse than the approved"
+    )
+    stale_after_days: int = Field(
+        60, ge=1, description="warn when a forecast's model was trained this long before"
+    )
+
+
 class DatasetSpec(_Strict):
     """A whole dataset: its sources, frequency and forecasting horizon."""
 
@@ -166,19 +226,28 @@ class DatasetSpec(_Strict):
     )
     rolling_windows: tuple[int, ...] = (7, 28, 91, 364)
     thresholds: Thresholds = Thresholds()
+    model: ModelSettings = ModelSettings()
+    gate: GateSettings = GateSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:
         for name in self.sources:
-            if not name.replace("_", "").isalnum() or not name.islower():
-                raise ValueError(f"source name {name!r} must be lower-case letters/digits/_")
+            # source names become folder names and asset keys (see naming.require_safe_key)
+            if not _SOURCE_NAME.fullmatch(name):
+                raise ValueError(
+                    f"source name {name!r} must be lower-case ASCII letters/digits/_, "
+                    "starting with a letter or digit"
+                )
         kinds = [s.kind for s in self.sources.values()]
+        by_kind = {k: [n for n, s in self.sources.items() if s.kind == k] for k in kinds}
         for kind in ("sales", "stores"):
             if kinds.count(kind) != 1:
-                raise ValueError(f"exactly one {kind!r} source is required, found {kinds}")
+                raise ValueError(
+                    f"exactly one {kind!r} source is required, found {by_kind.get(kind, [])}"
+                )
         for kind in set(kinds):
             if kinds.count(kind) > 1:
-                raise ValueError(f"more than one {kind!r} source: {kinds}")
+                raise ValueError(f"more than one {kind!r} source: {by_kind[kind]}")
         has_region = "region" in self.source("stores").columns or "store_regions" in kinds
         if not has_region:
             raise ValueError(
@@ -228,7 +297,7 @@ def load_spec(spec: str | Path) -> DatasetSpec:
     Raises SpecError naming the file and each bad field.
     """
     path = Path(spec)
-    if not path.suffix and not path.exists():
+    if not path.suffix and not path.is_file():
         path = SPECS_DIR / f"{spec}.yaml"
     if not path.is_file():
         shipped = sorted(p.stem for p in SPECS_DIR.glob("*.yaml"))

@@ -1,0 +1,299 @@
+"""Train one region's LightGBM model and judge it against baselines on a time-based holdout.
+
+Split (by date, per region): the last ``horizon`` periods of history are the holdout;
+the ``horizon`` periods before it are an inner validation window used only for early
+stopping. Every holdout row is forecast from one origin (the day before the holdout):
+the feature table's target lags all end at least ``horizon`` periods back, so the whole
+holdout is a genuine multi-step forecast that never sees a holdout actual. Known-in-
+advance inputs (promotions, holidays, calendar, weather forecast) are used as they are.
+
+Three fits share one configuration: (1) train -> early stopping on the inner window picks
+the number of trees, (2) train + inner window -> forecasts the holdout (these are the
+reported metrics), (3) all history -> the artifact that is registered and scores the
+future. Baselines on the same rows: historical average per series, per series x weekday,
+and seasonal naive (the last value of the same weekday before the origin).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from mlops_assets.conditioning import FeatureSet
+from mlops_assets.metrics import regression_metrics, reduction
+from mlops_assets.spec import DatasetSpec, ModelSettings
+
+SERIES = ["store", "item"]
+BASELINES = ("hist_avg", "hist_avg_dow", "seasonal_naive")
+MAX_CATEGORY_LEVELS = 1000
+SHAP_SAMPLE_ROWS = 2000
+
+
+@dataclass(frozen=True)
+class Split:
+    """Date boundaries of one region's evaluation (all inclusive)."""
+
+    train_start: pd.Timestamp
+    train_end: pd.Timestamp
+    val_start: pd.Timestamp
+    val_end: pd.Timestamp
+    holdout_start: pd.Timestamp
+    holdout_end: pd.Timestamp
+
+    @property
+    def origin(self) -> pd.Timestamp:
+        """The forecast origin of the holdout: its first day minus one period."""
+        return self.val_end
+
+    def to_dict(self) -> dict[str, str]:
+        return {k: str(v.date()) for k, v in self.__dict__.items()} | {
+            "origin": str(self.origin.date())
+        }
+
+
+def time_split(dates: pd.Series, spec: DatasetSpec) -> Split:
+    """Holdout = last ``horizon`` periods; inner validation = the ``horizon`` before it."""
+    span = pd.Timedelta(days=spec.horizon * spec.period_days)
+    step = pd.Timedelta(days=spec.period_days)
+    first, last = pd.Timestamp(dates.min()), pd.Timestamp(dates.max())
+    holdout_start = last - span + step
+    val_start = holdout_start - span
+    if val_start - step < first:
+        raise ValueError(
+            f"history {first.date()}..{last.date()} is too short for a {spec.horizon}-period "
+            "holdout plus an equally long validation window"
+        )
+    return Split(first, val_start - step, val_start, holdout_start - step, holdout_start, last)
+
+
+def model_columns(features: FeatureSet) -> tuple[list[str], list[str]]:
+    """(all model inputs, the categorical ones): store and item identify the series."""
+    categorical = [*SERIES, *features.categorical]
+    return [*features.numeric, *categorical], categorical
+
+
+def eligible_rows(frame: pd.DataFrame) -> pd.Series:
+    """Rows that carry demand: open days (a closed store sells nothing by definition)."""
+    if "open" in frame.columns:
+        return frame["open"].fillna(1).astype(float) > 0
+    return pd.Series(True, index=frame.index)
+
+
+def design_matrix(
+    frame: pd.DataFrame, columns: list[str], categories: dict[str, list[str]]
+) -> pd.DataFrame:
+    """Model inputs with categoricals encoded on the training levels (unseen -> NaN)."""
+    X = frame[columns].copy()
+    for col, levels in categories.items():
+        X[col] = pd.Categorical(X[col].astype("string"), categories=levels)
+    return X
+
+
+def predict_frame(booster: lgb.Booster, meta: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
+    """Forecasts for feature rows: model output, back-transformed, 0 on closed days."""
+    X = design_matrix(frame, meta["features"], meta["categories"])
+    raw = booster.predict(X, num_threads=meta.get("num_threads", 2))
+    pred = np.expm1(raw) if meta["target_transform"] == "log1p" else raw
+    pred = np.clip(pred, 0, None)
+    return np.where(eligible_rows(frame).to_numpy(), pred, 0.0)
+
+
+def shap_contributions(
+    booster: lgb.Booster, meta: dict[str, Any], frame: pd.DataFrame
+) -> pd.DataFrame:
+    """Exact TreeSHAP attributions (LightGBM ``pred_contrib``), one column per feature plus
+    ``expected_value``, in the model's (transformed) output space."""
+    X = design_matrix(frame, meta["features"], meta["categories"])
+    contrib = booster.predict(X, pred_contrib=True)
+    return pd.DataFrame(contrib, columns=[*meta["features"], "expected_value"], index=frame.index)
+
+
+@dataclass
+class TrainedModel:
+    """A region's trained model, its evaluation and what is saved with it."""
+
+    booster: lgb.Booster
+    meta: dict[str, Any]
+    split: Split
+    metrics: dict[str, dict[str, Any]]  # model and each baseline -> metrics
+    holdout: pd.DataFrame  # store, item, date, actual, model, baselines, eligible
+    importance: dict[str, float]
+    dq_baseline: dict[str, Any]
+    train_rows: int
+    best_iteration: int
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_text(self) -> str:
+        return self.booster.model_to_string()
+
+    def meta_json(self) -> str:
+        return json.dumps(self.meta, sort_keys=True, default=str)
+
+
+def train_region_model(
+    features: pd.DataFrame,
+    feature_set: FeatureSet,
+    spec: DatasetSpec,
+    *,
+    settings: ModelSettings | None = None,
+) -> TrainedModel:
+    """Fit, evaluate and refit one region's model from its feature table."""
+    settings = settings or spec.model
+    hist = features.loc[~features["is_future"].astype(bool)].copy()
+    hist["date"] = pd.to_datetime(hist["date"])
+    hist = hist.sort_values(["date", *SERIES], ignore_index=True)
+    split = time_split(hist["date"], spec)
+    columns, cat_cols = model_columns(feature_set)
+    ok = eligible_rows(hist) & hist["target"].notna()
+    train = hist[ok & (hist["date"] <= split.train_end)]
+    val = hist[ok & hist["date"].between(split.val_start, split.val_end)]
+    before_holdout = hist[ok & (hist["date"] <= split.val_end)]
+    if train.empty or val.empty:
+        raise ValueError("no open-day rows to train or validate on")
+    categories = {
+        c: sorted(hist[c].dropna().astype(str).unique().tolist())[:MAX_CATEGORY_LEVELS]
+        for c in cat_cols
+    }
+    params = settings.lgbm_params
+    transform = settings.target_transform
+
+    def target(frame: pd.DataFrame) -> np.ndarray:
+        y = frame["target"].clip(lower=0).to_numpy(float)
+        return np.log1p(y) if transform == "log1p" else y
+
+    def dataset(frame: pd.DataFrame) -> lgb.Dataset:
+        return lgb.Dataset(
+            design_matrix(frame, columns, categories),
+            label=target(frame),
+            categorical_feature=cat_cols,
+            free_raw_data=False,
+        )
+
+    # (1) number of trees from early stopping on the inner window
+    d_train = dataset(train)
+    d_val = lgb.Dataset(
+        design_matrix(val, columns, categories), label=target(val), reference=d_train
+    )
+    probe = lgb.train(
+        params,
+        d_train,
+        num_boost_round=settings.num_boost_round,
+        valid_sets=[d_val],
+        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
+    )
+    best_iter = max(1, probe.best_iteration or settings.num_boost_round)
+
+    meta: dict[str, Any] = {
+        "features": columns,
+        "categorical": cat_cols,
+        "categories": categories,
+        "target_transform": transform,
+        "params": params,
+        "num_boost_round": best_iter,
+        "num_threads": params.get("num_threads", 2),
+    }
+    # (2) evaluation model: everything before the holdout, forecasts the holdout
+    evaluator = lgb.train(params, dataset(before_holdout), num_boost_round=best_iter)
+    holdout = hist[hist["date"] >= split.holdout_start].copy()
+    frame = holdout[[*SERIES, "date"]].copy()
+    frame["actual"] = holdout["target"].clip(lower=0)
+    frame["eligible"] = eligible_rows(holdout).to_numpy() & holdout["target"].notna().to_numpy()
+    frame["model"] = predict_frame(evaluator, meta, holdout)
+    for name, values in baseline_forecasts(hist, holdout, split).items():
+        frame[name] = values
+    scored = frame[frame["eligible"]]
+    floor = settings.metric_floor
+    metrics = {
+        name: regression_metrics(scored["actual"], scored[name], floor=floor)
+        for name in ("model", *BASELINES)
+    }
+    for metric in ("mape", "wape", "rmse", "rmspe"):
+        metrics["model"][f"{metric}_reduction_vs_baseline"] = reduction(
+            metrics["model"][metric], metrics["hist_avg"][metric]
+        )
+
+    # (3) the artifact: all history, same configuration
+    all_rows = hist[ok]
+    final = lgb.train(params, dataset(all_rows), num_boost_round=best_iter)
+    sample = holdout[frame["eligible"].to_numpy()]
+    if len(sample) > SHAP_SAMPLE_ROWS:
+        sample = sample.sample(SHAP_SAMPLE_ROWS, random_state=0)
+    contrib = shap_contributions(final, meta, sample).drop(columns="expected_value")
+    importance = contrib.abs().mean().sort_values(ascending=False)
+    meta["importance"] = {k: float(v) for k, v in importance.items()}
+    meta["dq_baseline"] = data_quality_baseline(all_rows, feature_set)
+    meta["split"] = split.to_dict()
+    meta["train_rows"] = int(len(all_rows))
+    meta["train_date_min"] = str(all_rows["date"].min().date())
+    meta["train_date_max"] = str(all_rows["date"].max().date())
+    return TrainedModel(
+        booster=final,
+        meta=meta,
+        split=split,
+        metrics=metrics,
+        holdout=frame,
+        importance=meta["importance"],
+        dq_baseline=meta["dq_baseline"],
+        train_rows=int(len(all_rows)),
+        best_iteration=best_iter,
+    )
+
+
+def baseline_forecasts(
+    hist: pd.DataFrame, holdout: pd.DataFrame, split: Split
+) -> dict[str, np.ndarray]:
+    """Baseline forecasts for the holdout rows from history up to the origin only."""
+    past = hist[(hist["date"] <= split.origin) & eligible_rows(hist) & hist["target"].notna()]
+    past = past.assign(y=past["target"].clip(lower=0), dow=past["date"].dt.dayofweek)
+    rows = holdout[[*SERIES, "date"]].assign(dow=holdout["date"].dt.dayofweek)
+    series_mean = past.groupby(SERIES)["y"].mean().rename("hist_avg")
+    dow_mean = past.groupby([*SERIES, "dow"])["y"].mean().rename("hist_avg_dow")
+    last_same_dow = (
+        past.sort_values("date").groupby([*SERIES, "dow"])["y"].last().rename("seasonal_naive")
+    )
+    out = rows.join(series_mean, on=SERIES).join(dow_mean, on=[*SERIES, "dow"])
+    out = out.join(last_same_dow, on=[*SERIES, "dow"])
+    # fall back to the series mean where a weekday was never open before the origin
+    out["hist_avg_dow"] = out["hist_avg_dow"].fillna(out["hist_avg"])
+    out["seasonal_naive"] = out["seasonal_naive"].fillna(out["hist_avg"])
+    closed = ~eligible_rows(holdout).to_numpy()
+    return {
+        name: np.where(closed, 0.0, out[name].fillna(0.0).to_numpy(float)) for name in BASELINES
+    }
+
+
+def data_quality_baseline(frame: pd.DataFrame, features: FeatureSet) -> dict[str, Any]:
+    """Statistics and constraints of the training data, saved with the model so that new
+    data can be checked against what the model learned from."""
+    out: dict[str, Any] = {"rows": int(len(frame)), "numeric": {}, "categorical": {}}
+    for col in features.numeric:
+        s = pd.to_numeric(frame[col], errors="coerce")
+        q = s.quantile([0.01, 0.5, 0.99]) if s.notna().any() else pd.Series(dtype=float)
+        out["numeric"][col] = {
+            "null_rate": float(s.isna().mean()),
+            "mean": _num(s.mean()),
+            "std": _num(s.std()),
+            "min": _num(s.min()),
+            "p01": _num(q.get(0.01)),
+            "p50": _num(q.get(0.5)),
+            "p99": _num(q.get(0.99)),
+            "max": _num(s.max()),
+        }
+    for col in [*SERIES, *features.categorical]:
+        counts = frame[col].astype("string").value_counts(dropna=False, normalize=True)
+        out["categorical"][col] = {
+            "null_rate": float(frame[col].isna().mean()),
+            "levels": int(counts.size),
+            "frequencies": {str(k): float(v) for k, v in counts.head(50).items()},
+        }
+    return out
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
