@@ -1,0 +1,107 @@
+"""Batch scoring: forecast a region's next horizon with its approved model, and explain it.
+
+Every forecast row says which model version and run produced it and from which origin
+(the last day with actuals). Forecasts are kept per origin, so a new origin never erases
+an earlier one and realized performance can later be computed per origin.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from mlops_assets.training import SERIES, predict_frame, shap_contributions
+
+FORECAST_COLUMNS = [
+    "region_key",
+    "store",
+    "item",
+    "date",
+    "origin",
+    "step",
+    "prediction",
+    "model_version",
+    "model_label",
+    "run_id",
+    "created_at",
+]
+
+
+def forecast_origin(features: pd.DataFrame) -> pd.Timestamp | None:
+    """The forecast origin: the last date with actuals in the feature table."""
+    hist = features.loc[~features["is_future"].astype(bool), "date"]
+    return pd.Timestamp(hist.max()) if len(hist) else None
+
+
+def future_rows(features: pd.DataFrame, origin: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
+    """Known-future rows within the horizon after ``origin``."""
+    dates = pd.to_datetime(features["date"])
+    keep = features["is_future"].astype(bool) & (dates > origin)
+    keep &= dates <= origin + pd.Timedelta(days=horizon_days)
+    rows = features.loc[keep].copy()
+    rows["date"] = pd.to_datetime(rows["date"])
+    return rows.sort_values([*SERIES, "date"], ignore_index=True)
+
+
+def make_forecast(
+    rows: pd.DataFrame,
+    booster: lgb.Booster,
+    meta: dict[str, Any],
+    *,
+    region_key: str,
+    origin: pd.Timestamp,
+    model_version: int,
+    model_label: str,
+    run_id: str,
+) -> pd.DataFrame:
+    """Forecast rows (see ``FORECAST_COLUMNS``) for the given future feature rows."""
+    out = rows[[*SERIES, "date"]].copy()
+    out.insert(0, "region_key", region_key)
+    out["origin"] = origin
+    out["step"] = (out["date"] - origin).dt.days
+    out["prediction"] = predict_frame(booster, meta, rows) if len(rows) else np.array([])
+    out["model_version"] = model_version
+    out["model_label"] = model_label
+    out["run_id"] = run_id
+    out["created_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return out[FORECAST_COLUMNS]
+
+
+def top_contributions(
+    rows: pd.DataFrame, booster: lgb.Booster, meta: dict[str, Any], *, k: int = 5
+) -> pd.DataFrame:
+    """The ``k`` largest Shapley contributions of each forecast row (long format).
+
+    Contributions are in the model's output space (log1p of the target when the model
+    is fit on log1p): ``expected_value`` plus all contributions is that row's raw output.
+    """
+    if rows.empty:
+        return pd.DataFrame(
+            columns=[*SERIES, "date", "rank", "feature", "value", "contribution", "expected_value"]
+        )
+    contrib = shap_contributions(booster, meta, rows)
+    expected = contrib.pop("expected_value")
+    values = contrib.to_numpy()
+    order = np.argsort(-np.abs(values), axis=1)[:, :k]
+    n = len(rows)
+    idx = np.repeat(np.arange(n), k)
+    feat_idx = order.ravel()
+    features = np.asarray(contrib.columns)[feat_idx]
+    raw_values = rows[meta["features"]].astype("string").to_numpy()[idx, feat_idx]
+    out = pd.DataFrame(
+        {
+            "store": rows["store"].to_numpy()[idx],
+            "item": rows["item"].to_numpy()[idx],
+            "date": rows["date"].to_numpy()[idx],
+            "rank": np.tile(np.arange(1, k + 1), n),
+            "feature": features,
+            "value": raw_values,
+            "contribution": values[idx, feat_idx],
+            "expected_value": expected.to_numpy()[idx],
+        }
+    )
+    return out
