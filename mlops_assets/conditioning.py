@@ -24,6 +24,7 @@ import duckdb
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.validation import quote_ident
 from mlops_assets.warehouse import has_view
+from mlops_assets.workspace import temp_path_for
 
 FEATURES_VERSION = "1"  # bump when the feature SQL changes meaning (part of the data version)
 KEY = ("store", "item", "date")
@@ -182,8 +183,12 @@ def write_features(
 ) -> FeatureSet:
     """Compute and write a region's features to ``path`` (Parquet, replaced atomically)."""
     sql, fs = feature_sql(con, spec)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    con.execute(f"COPY ({sql}) TO $p (FORMAT parquet)", {"region": region_key, "p": str(tmp)})
-    tmp.replace(path)
+    # a temporary name of its own: two runs of one region must not write the same file
+    tmp = temp_path_for(path)
+    try:
+        con.execute(f"COPY ({sql}) TO $p (FORMAT parquet)", {"region": region_key, "p": str(tmp)})
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return fs

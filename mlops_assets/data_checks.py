@@ -92,7 +92,7 @@ def check_features(
                 n_columns=len(types),
             )
         )
-        if missing:
+        if missing or wrong:  # the checks below need every column, with its type
             return out
 
         rows, hist_rows = con.execute(

@@ -49,7 +49,8 @@ def check_display_name(name: str) -> str:
 
 def is_safe_key(key: str) -> bool:
     """Whether ``key`` is a key this module could have produced (for keys read back)."""
-    return bool(_SAFE_KEY.match(key))
+    # fullmatch: with match, "$" also matches before a trailing newline ("Nord\n")
+    return bool(_SAFE_KEY.fullmatch(key))
 
 
 def require_safe_key(key: str) -> str:

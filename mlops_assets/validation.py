@@ -94,6 +94,9 @@ def _typed_expr(col: str, dtype: str, date_format: str | None) -> str:
 def _read_text(con: duckdb.DuckDBPyConnection, path: Path, spec: SourceSpec) -> list[str]:
     """Load the file into temp table ``src`` with every column as text; return its columns."""
     suffix = path.suffix.lower()
+    if suffix in (".parquet", ".csv", ".txt", ".tsv") and path.stat().st_size == 0:
+        # DuckDB reads a 0-byte CSV as one column "column0" (which would be missing_columns)
+        raise LandingRejected("empty", f"{path.name} is empty (0 bytes)")
     try:
         if suffix == ".parquet":
             con.execute(
@@ -296,7 +299,8 @@ def _validate(
         raise LandingRejected(
             "duplicate_keys",
             f"{n_conf} key(s) {list(spec.key)} appear more than once with different values, "
-            f"e.g. {[list(c[:-2]) for c in conflicts]} at rows {[c[-1] for c in conflicts]}",
+            f"e.g. {[[str(v) for v in c[:-2]] for c in conflicts]} "
+            f"at rows {[c[-1] for c in conflicts]}",
             {
                 "key": list(spec.key),
                 "count": n_conf,

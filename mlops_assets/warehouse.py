@@ -7,7 +7,8 @@ no shared database file, so parallel runs never fight over DuckDB's single-write
 
 Views (created only when their files exist):
 
-``raw_<source>``   every ingested file of a source, with ``_sha`` and ``_ingested_at``
+``raw_<source>``   every ingested file of a source, with ``_sha``, ``_ingested_at`` and
+                   ``_seq`` (the file's position in ingestion order, 0 = oldest)
 ``sales``          sales rows; where files overlap, the most recently ingested file wins
 ``future``         the known future calendar (same rule)
 ``stores``         store master with ``region`` and ``region_key``
@@ -33,14 +34,28 @@ from mlops_assets.workspace import Workspace
 
 
 def ingested_files(ws: Workspace, source: str) -> pd.DataFrame:
-    """sha, path and ingestion time of each ingested file of ``source``, oldest first."""
+    """sha, path, ingestion time and order (``seq``) of each ingested file, oldest first.
+
+    ``processed_at`` in the manifest has one-second resolution, and one landing run often
+    ingests several files within a second; those are ordered by when their raw file was
+    written (its mtime), so a correction ingested after the file it corrects still wins.
+    """
     rows = []
     for path in sorted(ws.raw_dir(source).glob("*.parquet")):
         manifest = ws.manifest_path(path.stem)
         ingested_at = json.loads(manifest.read_text())["processed_at"] if manifest.exists() else ""
-        rows.append({"sha": path.stem, "path": str(path), "ingested_at": ingested_at})
-    frame = pd.DataFrame(rows, columns=["sha", "path", "ingested_at"])
-    return frame.sort_values(["ingested_at", "sha"], ignore_index=True)
+        rows.append(
+            {
+                "sha": path.stem,
+                "path": str(path),
+                "ingested_at": ingested_at,
+                "written_ns": path.stat().st_mtime_ns,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=["sha", "path", "ingested_at", "written_ns"])
+    frame = frame.sort_values(["ingested_at", "written_ns", "sha"], ignore_index=True)
+    frame["seq"] = range(len(frame))
+    return frame.drop(columns="written_ns")
 
 
 @contextmanager
@@ -65,15 +80,14 @@ def define_views(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: DatasetSpe
         con.register(table, files)
         paths = sql_literals(files["path"])
         con.execute(
-            f"CREATE VIEW raw_{name} AS SELECT r.*, f.sha AS _sha, f.ingested_at AS _ingested_at "
-            f"FROM read_parquet([{paths}], filename=true, union_by_name=true) r "
+            f"CREATE VIEW raw_{name} AS SELECT r.*, f.sha AS _sha, f.ingested_at AS _ingested_at, "
+            f"f.seq AS _seq FROM read_parquet([{paths}], filename=true, union_by_name=true) r "
             f"JOIN {table} f ON r.filename = f.path"
         )
         key = ", ".join(quote_ident(c) for c in src.key)
         con.execute(
-            f"CREATE VIEW {src.kind}_latest AS SELECT * EXCLUDE (filename) FROM raw_{name} "
-            f"QUALIFY row_number() OVER (PARTITION BY {key} "
-            f"ORDER BY _ingested_at DESC, _sha DESC) = 1"
+            f"CREATE VIEW {src.kind}_latest AS SELECT * EXCLUDE (filename, _seq) FROM raw_{name} "
+            f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _seq DESC) = 1"
         )
     if "stores" not in present:
         return
@@ -148,7 +162,7 @@ def has_view(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(
         con.execute(
             "SELECT count(*) FROM duckdb_views() WHERE view_name = $n", {"n": name}
-        ).fetchone()[0]
+        ).fetchall()[0][0]  # fetchall: duckdb 2 blocks relation queries on an unfinished result
     )
 
 

@@ -1,0 +1,456 @@
+"""Tests for the feature SQL: no leakage, date-based lags and windows, idempotent writes,
+region isolation, the future calendar and events.
+
+Every test builds a real workspace from the tiny generated sample (landing files ->
+``ingest_file`` -> DuckDB views -> ``write_features``) and checks the feature table
+against an independent pandas computation on the landing files.
+
+The helpers at the top (``generate_sample``, ``make_workspace``, ...) are also used by
+``test_data_checks.py`` and ``test_warehouse.py``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_assets.conditioning import KEY, FeatureSet, build_features, write_features
+from mlops_assets.landing import IngestOutcome, ingest_file, scan_landing
+from mlops_assets.naming import region_key
+from mlops_assets.sample_data import SampleConfig, generate
+from mlops_assets.spec import load_spec
+from mlops_assets.warehouse import connect
+from mlops_assets.workspace import Workspace
+
+SPEC = load_spec("sample")
+H = SPEC.horizon
+SOURCES = ("stores", "sales", "weather", "events", "future")
+TARGET_DERIVED = ("lag_", "roll_mean_", "series_", "item_mean", "open_rate_")
+
+# --------------------------------------------------------------------------------------
+# helpers (shared with the other test modules)
+
+
+def generate_sample(out_dir: Path) -> Path:
+    """The tiny sample dataset (5 regions, 12 stores, 3 departments, 400 days + 42 future)."""
+    generate(SampleConfig.tiny(), out_dir)
+    return out_dir
+
+
+def make_workspace(
+    root: Path,
+    sample: Path,
+    *,
+    sources: tuple[str, ...] = SOURCES,
+    edit_sales: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    extra: dict[str, pd.DataFrame] | None = None,
+) -> Workspace:
+    """A fresh workspace with the sample's landing files (sales optionally edited) ingested.
+
+    ``extra`` maps a path below ``landing/`` (e.g. ``"future/overlap.csv"``) to a frame
+    written there as CSV before ingestion.
+    """
+    ws = Workspace(root)
+    for source in sources:
+        shutil.copytree(sample / source, ws.landing_dir(source))
+    if edit_sales is not None:
+        for path in sorted(ws.landing_dir("sales").glob("*.csv")):
+            edit_sales(read_csv(path)).to_csv(path, index=False)
+    for relpath, frame in (extra or {}).items():
+        frame.to_csv(ws.landing / relpath, index=False)
+    ingest_landing(ws)
+    return ws
+
+
+def ingest_landing(ws: Workspace) -> list[IngestOutcome]:
+    outcomes = [ingest_file(ws, SPEC, f.source, f.relpath) for f in scan_landing(ws, SPEC)]
+    rejected = [(o.relpath, o.record.get("message")) for o in outcomes if o.status != "ingested"]
+    assert not rejected, rejected
+    return outcomes
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """A landing CSV with ids kept as text and dates as ISO strings (as written)."""
+    return pd.read_csv(path, dtype={"store_id": str, "department": str, "date": str})
+
+
+def landing_frame(ws: Workspace, source: str) -> pd.DataFrame:
+    """Every landing CSV of ``source`` with ``date`` parsed."""
+    frame = pd.concat(
+        [read_csv(p) for p in sorted(ws.landing_dir(source).glob("*.csv"))], ignore_index=True
+    )
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame
+
+
+def store_regions(ws: Workspace) -> dict[str, str]:
+    """store id -> region key, from the landing store master."""
+    stores = read_csv(ws.landing_dir("stores") / "stores.csv")
+    return {s: region_key(r) for s, r in zip(stores["store_id"], stores["region"], strict=True)}
+
+
+def read_features(path: Path) -> pd.DataFrame:
+    frame = pd.read_parquet(path)
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame.sort_values(list(KEY), ignore_index=True)
+
+
+def write_region(ws: Workspace, region: str, path: Path | None = None) -> FeatureSet:
+    with connect(ws, SPEC) as con:
+        return write_features(con, SPEC, region, path or ws.features_path(region))
+
+
+def all_features(ws: Workspace) -> tuple[pd.DataFrame, FeatureSet]:
+    """Every region's features, written to the workspace and read back (one frame)."""
+    frames, fs = [], None
+    for region in sorted(set(store_regions(ws).values())):
+        fs = write_region(ws, region)
+        frames.append(read_features(ws.features_path(region)))
+    return pd.concat(frames, ignore_index=True), fs
+
+
+def target_derived(fs: FeatureSet) -> list[str]:
+    return [c for c in fs.numeric if c.startswith(TARGET_DERIVED)]
+
+
+def y_open(sales: pd.DataFrame) -> pd.Series:
+    """The modelling target in pandas: clipped at 0 on open days, missing on closed days,
+    indexed by (store, item, date)."""
+    y = sales["units"].clip(lower=0).where(sales["open"] == 1)
+    index = pd.MultiIndex.from_arrays(
+        [sales["store_id"], sales["department"], sales["date"]], names=KEY
+    )
+    return pd.Series(y.to_numpy(), index=index).sort_index()
+
+
+def same(a: pd.Series, b: pd.Series) -> pd.Series:
+    """Elementwise equality where two NULLs are equal."""
+    a, b = a.reset_index(drop=True), b.reset_index(drop=True)
+    return (a == b) | (a.isna() & b.isna())
+
+
+# --------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_sample(tmp_path_factory.mktemp("sample"))
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, sample) -> tuple[Workspace, pd.DataFrame, FeatureSet]:
+    ws = make_workspace(tmp_path_factory.mktemp("base"), sample)
+    features, fs = all_features(ws)
+    return ws, features, fs
+
+
+# a 21-day hole in one series: the store was closed and sent no rows at all
+GAP_STORE, GAP_ITEM = "S0002", "D01"
+GAP = (pd.Timestamp("2023-06-01"), pd.Timestamp("2023-06-21"))
+
+
+def _drop_gap(frame: pd.DataFrame) -> pd.DataFrame:
+    day = pd.to_datetime(frame["date"])
+    hole = (frame["store_id"] == GAP_STORE) & (frame["department"] == GAP_ITEM) & day.between(*GAP)
+    return frame[~hole]
+
+
+@pytest.fixture(scope="module")
+def gapped(tmp_path_factory, sample) -> tuple[Workspace, pd.DataFrame, pd.DataFrame]:
+    ws = make_workspace(tmp_path_factory.mktemp("gapped"), sample, edit_sales=_drop_gap)
+    features, _ = all_features(ws)
+    return ws, features, landing_frame(ws, "sales")
+
+
+# --------------------------------------------------------------------------------------
+# leakage
+
+
+def _scramble_after(origin: pd.Timestamp) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Change every actual after ``origin``: units x10 + 3 (zeros change too) and the
+    observed open flag flipped (open_rate_* is derived from it)."""
+
+    def edit(frame: pd.DataFrame) -> pd.DataFrame:
+        after = pd.to_datetime(frame["date"]) > origin
+        frame.loc[after, "units"] = frame.loc[after, "units"] * 10 + 3
+        frame.loc[after, "open"] = 1 - frame.loc[after, "open"]
+        return frame
+
+    return edit
+
+
+# an early origin so that even lag_364 reaches past it within the data, and a late one
+@pytest.mark.parametrize("origin", [pd.Timestamp("2023-03-01"), pd.Timestamp("2023-11-15")])
+def test_target_features_never_see_actuals_after_the_forecast_origin(
+    tmp_path, sample, base, origin
+):
+    _, before, fs = base
+    ws = make_workspace(tmp_path / "ws", sample, edit_sales=_scramble_after(origin))
+    after, _ = all_features(ws)
+    derived = target_derived(fs)
+    assert {"lag_42", "lag_364", "roll_mean_7", "series_mean", "item_mean", "open_rate_28"} <= set(
+        derived
+    )
+    assert after[list(KEY)].equals(before[list(KEY)])
+
+    # a model forecasting from `origin` scores rows up to origin + horizon: their
+    # target-derived inputs must not move when the actuals after the origin do
+    scored = before["date"] <= origin + pd.Timedelta(days=H)
+    assert scored.sum() > 1000
+    for col in derived:
+        ok = same(before.loc[scored, col], after.loc[scored, col])
+        assert ok.all(), (
+            f"{col} leaks actuals after {origin.date()}: "
+            f"{before.loc[scored].loc[~ok.to_numpy(), list(KEY)].head(3).to_dict('records')}"
+        )
+
+    # converse: once a feature's window reaches past the origin it does change, so the
+    # check above can fail
+    for col in derived:
+        reach = int(col.split("_")[1]) if col.startswith("lag_") else H
+        exposed = before["date"] - pd.Timedelta(days=reach) > origin
+        if col == "lag_364" and not exposed.any():
+            continue  # the late origin: a year back never reaches past it within the data
+        assert exposed.sum() > 100, col
+        changed = ~same(before.loc[exposed, col], after.loc[exposed, col])
+        assert changed.mean() > 0.5, f"{col} changed on only {changed.mean():.0%} of rows"
+
+
+# --------------------------------------------------------------------------------------
+# lags and rolling windows are by date
+
+
+def test_lags_are_taken_by_date_not_by_row_offset(gapped):
+    _, features, sales = gapped
+    y = y_open(sales)
+    in_gap = (sales["store_id"] == GAP_STORE) & (sales["department"] == GAP_ITEM)
+    assert not (in_gap & sales["date"].between(*GAP)).any()
+    key = list(KEY)
+    for lag in SPEC.target_lags:
+        source = pd.MultiIndex.from_arrays(
+            [features["store"], features["item"], features["date"] - pd.Timedelta(days=lag)]
+        )
+        expected = y.reindex(source).to_numpy()
+        ok = same(features[f"lag_{lag}"], pd.Series(expected))
+        assert ok.all(), features.loc[~ok.to_numpy(), [*key, f"lag_{lag}"]].head()
+
+    series = features[(features["store"] == GAP_STORE) & (features["item"] == GAP_ITEM)]
+    series = series.set_index("date")
+    # no rows are invented for the missing days
+    assert not series.index.to_series().between(*GAP).any()
+    # 42 days after a missing day the lag is NULL, not the value of a neighbouring row
+    shadow = series.index.to_series().between(*(g + pd.Timedelta(days=H) for g in GAP))
+    assert shadow.sum() == 21 and series.loc[shadow, "lag_42"].isna().all()
+    d = GAP[1] + pd.Timedelta(days=H + 1)  # lag_42 = the first day after the gap
+    assert series.loc[d, "lag_42"] == y[(GAP_STORE, GAP_ITEM, GAP[1] + pd.Timedelta(days=1))]
+    # sanity: a row-offset lag would have given different values after the gap
+    by_row = y.loc[(GAP_STORE, GAP_ITEM)].shift(H).reindex(series.index)
+    assert not same(by_row, series["lag_42"]).all()
+
+
+@pytest.mark.parametrize("window", [7, 28])
+def test_rolling_mean_is_the_mean_of_open_day_targets_ending_a_horizon_back(gapped, window):
+    _, features, sales = gapped
+    y = y_open(sales)
+    rng = np.random.default_rng(7)
+    picks = set(rng.choice(len(features), 40, replace=False).tolist())
+    day = pd.Timedelta(days=1)
+
+    def rows_whose_window_holds(store: str, item: str, d: pd.Timestamp) -> list[int]:
+        hit = features.index[
+            (features["store"] == store)
+            & (features["item"] == item)
+            & (features["date"] == d + H * day)
+        ]
+        return hit.tolist()
+
+    # windows that cover the gap, a return (negative units) and the first days of a series
+    picks |= set(rows_whose_window_holds(GAP_STORE, GAP_ITEM, GAP[0] + 3 * day))
+    returns = sales[(sales["units"] < 0) & (sales["open"] == 1)].head(3)
+    assert len(returns), "the sample should hold returns"
+    for r in returns.itertuples():
+        picks |= set(rows_whose_window_holds(r.store_id, r.department, r.date + day))
+    picks |= set(features.index[features["date"] == pd.Timestamp("2023-01-01") + 45 * day])
+
+    col = f"roll_mean_{window}"
+    for i in sorted(picks):
+        row = features.loc[i]
+        lo, hi = row["date"] - (H + window - 1) * day, row["date"] - H * day
+        vals = y.loc[(row["store"], row["item"])]
+        vals = vals[(vals.index >= lo) & (vals.index <= hi)].dropna()
+        expected = vals.mean() if len(vals) else np.nan
+        got = row[col]
+        assert (np.isnan(expected) and pd.isna(got)) or got == pytest.approx(expected), (
+            f"{col} at {row['store']}/{row['item']}/{row['date'].date()}: {got} != {expected}"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# writing
+
+
+def test_writing_a_region_twice_gives_the_same_table_and_leaves_no_temp_files(base, tmp_path):
+    ws, features, _ = base
+    out = tmp_path / "features" / "Sud.parquet"
+    fs1 = write_region(ws, "Sud", out)
+    first = read_features(out)
+    inode = out.stat().st_ino
+    fs2 = write_region(ws, "Sud", out)
+    second = read_features(out)
+    assert fs1 == fs2
+    pd.testing.assert_frame_equal(first, second)
+    expected = features[features["region_key"] == "Sud"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(first, expected)
+    assert out.stat().st_ino != inode, "the file is replaced by a rename, not rewritten"
+    assert [p.name for p in out.parent.iterdir()] == ["Sud.parquet"]
+
+
+def test_concurrent_writers_of_one_region_do_not_collide(base, tmp_path):
+    """Two runs of the same region partition (a sensor run and a backfill) may overlap."""
+    ws, features, _ = base
+    out = tmp_path / "features" / "Nord.parquet"
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            with connect(ws, SPEC) as con:
+                for _ in range(3):
+                    write_features(con, SPEC, "Nord", out)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    pd.testing.assert_frame_equal(
+        read_features(out), features[features["region_key"] == "Nord"].reset_index(drop=True)
+    )
+    assert [p.name for p in out.parent.iterdir()] == ["Nord.parquet"]
+
+
+def test_a_failed_write_keeps_the_previous_table(base, tmp_path):
+    ws0, _, _ = base
+    shutil.copytree(ws0.root, tmp_path / "ws")
+    ws = Workspace(tmp_path / "ws")
+    write_region(ws, "Ost")
+    before = ws.features_path("Ost").read_bytes()
+    with connect(ws, SPEC) as con:
+        raw = sorted(ws.raw_dir("sales").glob("*.parquet"))
+        for path in raw:  # damage the ingested sales after the views were defined
+            data = path.read_bytes()
+            path.write_bytes(data[: len(data) // 2] + b"\0" * 4096 + data[len(data) // 2 :])
+        with pytest.raises(duckdb.Error):
+            write_features(con, SPEC, "Ost", ws.features_path("Ost"))
+    assert ws.features_path("Ost").read_bytes() == before
+    assert sorted(p.name for p in ws.features_dir.iterdir()) == sorted(
+        f"{r}.parquet" for r in set(store_regions(ws).values())
+    )
+
+
+def test_build_features_relation_matches_the_written_file(base):
+    ws, features, _ = base
+    with connect(ws, SPEC) as con:
+        frame = build_features(con, SPEC, "West").df()
+    frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[ns]")
+    expected = features[features["region_key"] == "West"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(frame.sort_values(list(KEY), ignore_index=True), expected)
+
+
+# --------------------------------------------------------------------------------------
+# regions, the future calendar, events
+
+
+def test_each_region_holds_exactly_its_own_stores_sales_and_future(base):
+    ws, features, _ = base
+    regions = store_regions(ws)
+    sales = landing_frame(ws, "sales")
+    future = landing_frame(ws, "future")
+    for name, group in features.groupby("region_key"):
+        stores = {s for s, r in regions.items() if r == name}
+        assert set(group["store"]) == stores, name
+        hist = group[~group["is_future"]]
+        fut = group[group["is_future"]]
+        assert len(hist) == sales["store_id"].isin(stores).sum()
+        assert len(fut) == future["store_id"].isin(stores).sum()
+    assert set(features["region_key"]) == set(regions.values())
+    assert not features.duplicated(list(KEY)).any()
+
+
+def test_future_rows_have_no_target_and_come_after_the_last_sale(base):
+    ws, features, _ = base
+    last_sale = landing_frame(ws, "sales")["date"].max()
+    fut = features[features["is_future"]]
+    hist = features[~features["is_future"]]
+    assert len(fut) and fut["target"].isna().all()
+    assert (fut["date"] > last_sale).all()
+    assert hist["target"].notna().all() and (hist["date"] <= last_sale).all()
+    # the known calendar flows into the future rows' inputs
+    future = landing_frame(ws, "future").rename(columns={"store_id": "store", "department": "item"})
+    merged = fut.merge(future, on=list(KEY), suffixes=("", "_file"))
+    assert len(merged) == len(fut)
+    assert (merged["promo"] == merged["promo_file"]).all()
+    assert (merged["open"] == merged["open_file"]).all()
+
+
+def test_a_future_row_for_a_key_with_sales_is_not_duplicated(tmp_path, sample):
+    """A late calendar file may repeat days that have actuals: the actual row wins."""
+    sales = pd.concat([read_csv(p) for p in sorted((sample / "sales").glob("*.csv"))])
+    last_week = sorted(sales["date"].unique())[-7:]
+    overlap = sales[(sales["store_id"] == "S0002") & sales["date"].isin(last_week)].copy()
+    overlap["promo"] = 1 - overlap["promo"]  # tells which source a row came from
+    overlap = overlap[["date", "store_id", "department", "open", "promo"]]
+    ws = make_workspace(tmp_path / "ws", sample, extra={"future/overlap.csv": overlap})
+    write_region(ws, "Nord")
+    features = read_features(ws.features_path("Nord"))
+    assert not features.duplicated(list(KEY)).any()
+    assert len(features) == 2 * 3 * (400 + 42)  # 2 stores x 3 items x (history + future)
+    rows = features.merge(
+        overlap.rename(columns={"store_id": "store", "department": "item"}).assign(
+            date=lambda f: pd.to_datetime(f["date"])
+        ),
+        on=list(KEY),
+        suffixes=("", "_late"),
+    )
+    assert len(rows) == len(overlap) == 21
+    assert not rows["is_future"].any() and rows["target"].notna().all()
+    assert (rows["promo"] != rows["promo_late"]).all()
+
+
+def test_national_events_reach_every_region_and_regional_ones_only_theirs(base):
+    ws, features, _ = base
+    events = landing_frame(ws, "events")
+    events["region_key"] = events["region"].fillna("").map(lambda r: region_key(r) if r else "")
+    national = events[events["region_key"] == ""]
+    assert len(national) and (events["region_key"] != "").any()
+    day = pd.Timedelta(days=1)
+    for name, group in features.groupby("region_key"):
+        mine = events[events["region_key"].isin(["", name])].groupby("date").size()
+        for col, shift in (("event_today", 0), ("event_tomorrow", 1), ("event_yesterday", -1)):
+            expected = mine.reindex(group["date"] + shift * day).fillna(0).to_numpy()
+            assert (group[col].to_numpy() == expected).all(), (name, col)
+    on = features.set_index(["region_key", "date"])["event_today"].groupby(level=[0, 1]).first()
+    unity = pd.Timestamp("2023-10-03")  # national holiday
+    assert (on.xs(unity, level="date") == 1).all()
+    corpus = pd.Timestamp("2023-06-08")  # Fronleichnam: Rhein, Main / Süd / West only
+    assert on[("Sud", corpus)] == 1 and on[("Rhein_Main", corpus)] == 1
+    assert on[("Nord", corpus)] == 0 and on[("Ost", corpus)] == 0
+
+
+def test_features_view_reads_every_written_region(base):
+    ws, features, _ = base
+    with connect(ws, SPEC) as con:
+        n = con.execute("SELECT count(*) FROM features").fetchall()[0][0]
+        regions = {r[0] for r in con.execute("SELECT DISTINCT region_key FROM features").fetchall()}
+    assert n == len(features)
+    assert regions == set(store_regions(ws).values())
