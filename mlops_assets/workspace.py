@@ -73,6 +73,18 @@ class Workspace:
         for source in sources:
             self.landing_dir(source).mkdir(parents=True, exist_ok=True)
 
+    @property
+    def registry_dir(self) -> Path:
+        """Model registry state: ``registry/<region_key>/versions/<NNNN>.json``,
+        ``events.jsonl`` and ``.lock`` (see ``mlops_assets.registry``)."""
+        return self.root / "registry"
+
+    @property
+    def models_dir(self) -> Path:
+        """Model artifacts of the local model store: ``models/<region_key>/<NNNN>/model.txt``
+        and ``model.json`` (see ``mlops_assets.model_store``)."""
+        return self.root / "models"
+
 
 def _check_sha(sha256: str) -> str:
     if len(sha256) != 64 or not set(sha256) <= _HEX:

@@ -1,0 +1,124 @@
+"""Where model artifacts live: a small key -> bytes store behind one interface.
+
+Keys are ``/``-separated relative paths such as ``Nord/0003/model.txt``. Every segment is
+either a safe key (:func:`mlops_assets.naming.is_safe_key`: ``Nord``, ``0003``) or a simple
+file name made of a safe key and one text extension (``model.txt``, ``model.json``; also
+``jsonl``, ``csv``, ``yaml``, ``yml``, ``md``). Anything
+else (``..``, absolute paths, empty segments, backslashes, hidden names) is refused with a
+``ValueError`` before any file is touched, so a key can never point outside the store.
+
+Artifacts are text only: LightGBM models in their text format and JSON. They are never
+pickled, because loading a pickle runs code chosen by whoever wrote the file. ``put``
+refuses bytes that are not UTF-8 text, which also refuses every binary pickle.
+
+:class:`LocalModelStore` keeps files below a local folder, written atomically (temp file +
+``os.replace``), so a reader sees the previous artifact or the new one, never half a file.
+Object storage (S3/GCS through ``fsspec``) is the next implementation behind the same
+interface; nothing outside this module knows where the bytes are kept.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from mlops_assets.naming import is_safe_key
+from mlops_assets.workspace import atomic_write_bytes
+
+# a safe key plus one text extension: "model.txt", "model.json" (never ".pkl")
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.(txt|json|jsonl|csv|yaml|yml|md)")
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a valid store key; raise ``ValueError`` saying why otherwise."""
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"store key must be a non-empty string, got {key!r}")
+    if "\\" in key:
+        raise ValueError(f"store key {key!r} holds a backslash; use '/' between segments")
+    if key.startswith("/"):
+        raise ValueError(f"store key {key!r} is absolute; keys are relative to the store")
+    for segment in key.split("/"):
+        if not segment:
+            raise ValueError(f"store key {key!r} has an empty segment")
+        if segment in (".", ".."):
+            raise ValueError(f"store key {key!r} holds {segment!r}; keys cannot leave the store")
+        if not (is_safe_key(segment) or _FILE_NAME.fullmatch(segment)):
+            raise ValueError(
+                f"store key {key!r}: segment {segment!r} is neither a safe key "
+                "(letters, digits, '_', '-') nor a simple text file name like 'model.txt' "
+                "or 'model.json'"
+            )
+    return key
+
+
+def check_text_artifact(key: str, data: bytes) -> bytes:
+    """Refuse anything that is not UTF-8 text (pickles in particular)."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"artifact {key!r} must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if data[:1] == b"\x80":
+        raise ValueError(f"artifact {key!r} looks like a pickle; only text/JSON is stored")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"artifact {key!r} is not UTF-8 text; only text/JSON artifacts are stored"
+        ) from exc
+    return data
+
+
+class ModelStore(ABC):
+    """Key -> bytes storage for model artifacts (text/JSON only)."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> str:
+        """Store ``data`` under ``key`` (replacing it atomically); return its URI."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """The bytes stored under ``key``; ``FileNotFoundError`` if there are none."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether something is stored under ``key``."""
+
+    @abstractmethod
+    def uri(self, key: str) -> str:
+        """Where ``key`` is (or would be) stored, as a URI (``file://``, later ``s3://``)."""
+
+
+class LocalModelStore(ModelStore):
+    """Artifacts as files below ``root`` (created on the first ``put``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+
+    def __repr__(self) -> str:
+        return f"LocalModelStore({str(self.root)!r})"
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key).split("/"))
+
+    def put(self, key: str, data: bytes) -> str:
+        path = self._path(key)
+        data = check_text_artifact(key, data)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # a symlinked folder below root must not carry the write elsewhere
+        if not path.parent.resolve().is_relative_to(self.root):
+            raise ValueError(f"store key {key!r} resolves outside {self.root}")
+        atomic_write_bytes(path, data)
+        return self.uri(key)
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no artifact {key!r} in {self!r}") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def uri(self, key: str) -> str:
+        return self._path(key).as_uri()

@@ -1,0 +1,100 @@
+"""The model store keeps text artifacts below its root, atomically, and nothing else."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+
+from mlops_assets.model_store import LocalModelStore, ModelStore, check_key
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalModelStore:
+    return LocalModelStore(tmp_path / "models")
+
+
+def test_put_get_exists_uri_round_trip(store: LocalModelStore) -> None:
+    key = "Nord/0001/model.txt"
+    assert not store.exists(key)
+    uri = store.put(key, b"tree\nversion=v4\n")
+    assert uri == store.uri(key)
+    assert uri.startswith("file://")
+    assert uri.endswith("/models/Nord/0001/model.txt")
+    assert store.exists(key)
+    assert store.get(key) == b"tree\nversion=v4\n"
+    assert (store.root / "Nord" / "0001" / "model.txt").read_bytes() == b"tree\nversion=v4\n"
+
+
+def test_put_replaces_whole_file_and_leaves_no_temp_files(store: LocalModelStore) -> None:
+    store.put("Nord/0001/model.json", json.dumps({"a": 1}).encode())
+    store.put("Nord/0001/model.json", json.dumps({"a": 2}).encode())
+    assert json.loads(store.get("Nord/0001/model.json")) == {"a": 2}
+    assert [p.name for p in (store.root / "Nord" / "0001").iterdir()] == ["model.json"]
+
+
+def test_get_missing_key_raises_file_not_found(store: LocalModelStore) -> None:
+    with pytest.raises(FileNotFoundError, match="Nord/0009/model.txt"):
+        store.get("Nord/0009/model.txt")
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("../x", "leave the store"),
+        ("Nord/../../etc/passwd", "leave the store"),
+        ("./x", "leave the store"),
+        ("/etc/passwd", "absolute"),
+        ("Nord//model.txt", "empty segment"),
+        ("Nord/", "empty segment"),
+        ("", "non-empty"),
+        ("Nord\\0001\\model.txt", "backslash"),
+        ("Nord/.hidden", "neither a safe key"),
+        ("Nord/0001/model.pkl", "neither a safe key"),
+        ("Nord/0001/model.txt.pkl", "neither a safe key"),
+        ("Rhein, Main/model.txt", "neither a safe key"),
+        ("Nord/0001/model.txt\n", "neither a safe key"),
+    ],
+)
+def test_unsafe_keys_are_refused_before_touching_disk(
+    store: LocalModelStore, key: str, why: str
+) -> None:
+    with pytest.raises(ValueError, match=why):
+        store.put(key, b"text")
+    with pytest.raises(ValueError, match=why):
+        store.exists(key)
+    assert not store.root.exists()
+
+
+def test_safe_keys_accepted() -> None:
+    for key in ("Nord/0001/model.txt", "Rhein_Main/0012/model.json", "Sud-2/x", "model.txt"):
+        assert check_key(key) == key
+
+
+def test_pickles_and_binary_data_are_refused(store: LocalModelStore) -> None:
+    with pytest.raises(ValueError, match="pickle"):
+        store.put("Nord/0001/model.txt", pickle.dumps({"weights": [1, 2, 3]}))
+    with pytest.raises(ValueError, match="not UTF-8 text"):
+        store.put("Nord/0001/model.txt", b"tree\xff\xfe")
+    with pytest.raises(TypeError):
+        store.put("Nord/0001/model.txt", "a str, not bytes")  # type: ignore[arg-type]
+    assert not store.exists("Nord/0001/model.txt")
+
+
+def test_symlinked_folder_cannot_carry_writes_outside_root(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    store = LocalModelStore(tmp_path / "models")
+    store.root.mkdir()
+    (store.root / "Nord").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ValueError, match="outside"):
+        store.put("Nord/model.txt", b"tree")
+    assert list(outside.iterdir()) == []
+
+
+def test_model_store_is_an_interface() -> None:
+    with pytest.raises(TypeError):
+        ModelStore()  # type: ignore[abstract]
+    assert issubclass(LocalModelStore, ModelStore)

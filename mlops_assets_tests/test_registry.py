@@ -1,0 +1,484 @@
+"""Model registry: approval state machine, one approved version per region, audit log,
+safe concurrent use, text-only artifacts."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mlops_assets.model_store import LocalModelStore
+from mlops_assets.naming import UnsafeNameError
+from mlops_assets.registry import (
+    APPROVED,
+    ARCHIVED,
+    PENDING,
+    REJECTED,
+    ModelRegistry,
+    ModelVersion,
+    RegistryError,
+    decide_status,
+)
+from mlops_assets.workspace import Workspace
+
+FAKE_MODEL = "tree\nversion=v4\nnum_class=1\n"
+RECORD = {
+    "source": "tuning",
+    "run_id": "run-1",
+    "data_version": "sha-abc",
+    "train_start": "2024-01-01",
+    "train_end": "2024-06-30",
+    "code_version": "3a4ce90",
+    "params": {"num_leaves": 31, "learning_rate": 0.05},
+    "features": ["lag_7", "promo"],
+    "metrics": {"wape": 0.12},
+    "baseline_metrics": {"wape": 0.2},
+}
+
+
+def _registry(root: Path) -> ModelRegistry:
+    return ModelRegistry(root / "registry", LocalModelStore(root / "models"))
+
+
+@pytest.fixture
+def reg(tmp_path: Path) -> ModelRegistry:
+    return _registry(tmp_path)
+
+
+def _register(
+    reg: ModelRegistry, status: str = PENDING, region: str = "Nord", **record
+) -> ModelVersion:
+    return reg.register(
+        region,
+        model_text=FAKE_MODEL,
+        model_meta={"features": ["lag_7", "promo"]},
+        record={**RECORD, **record},
+        status=status,
+        reasons=["gate passed: wape 0.12 < 0.2"],
+        actor="trainer",
+    )
+
+
+def _statuses(reg: ModelRegistry, region: str = "Nord") -> dict[int, str]:
+    return {mv.version: mv.status for mv in reg.versions(region)}
+
+
+def _file_statuses(reg: ModelRegistry, region: str = "Nord") -> dict[int, str]:
+    files = sorted((reg.root / region / "versions").glob("*.json"))
+    return {int(p.stem): json.loads(p.read_text())["status"] for p in files}
+
+
+# ------------------------------------------------------------------ registration
+
+
+def test_register_numbers_versions_and_stores_the_record(reg: ModelRegistry) -> None:
+    v1 = _register(reg)
+    v2 = _register(reg, run_id="run-2")
+    assert (v1.version, v2.version) == (1, 2)
+    assert v2.label == "Nord:v2"
+    assert v2.status == PENDING
+    assert v2.record["run_id"] == "run-2"
+    assert v2.record["params"] == {"num_leaves": 31, "learning_rate": 0.05}
+    assert datetime.fromisoformat(v2.created_at).utcoffset().total_seconds() == 0
+
+    on_disk = json.loads((reg.root / "Nord" / "versions" / "0002.json").read_text())
+    assert on_disk == v2.to_dict()
+    assert on_disk["actor"] == "trainer"
+    assert on_disk["reasons"] == ["gate passed: wape 0.12 < 0.2"]
+    assert on_disk["record"]["metrics"] == {"wape": 0.12}
+    assert set(on_disk["artifacts"]) == {"model.txt", "model.json"}
+    assert on_disk["artifacts"]["model.txt"].endswith("/models/Nord/0002/model.txt")
+    assert reg.store.exists("Nord/0002/model.txt")
+    assert ModelVersion.from_dict(on_disk) == v2
+
+
+def test_registering_as_approved_archives_the_approved_version(reg: ModelRegistry) -> None:
+    _register(reg, APPROVED)
+    _register(reg, REJECTED)
+    _register(reg, APPROVED)
+    assert _statuses(reg) == {1: ARCHIVED, 2: REJECTED, 3: APPROVED}
+    assert reg.latest_approved("Nord").version == 3
+    assert _file_statuses(reg) == {1: ARCHIVED, 2: REJECTED, 3: APPROVED}
+
+
+@pytest.mark.parametrize("status", [ARCHIVED, "approve", ""])
+def test_register_refuses_other_statuses(reg: ModelRegistry, status: str) -> None:
+    with pytest.raises(ValueError, match="cannot be registered"):
+        _register(reg, status)
+    assert reg.versions("Nord") == []
+
+
+def test_register_refuses_unknown_source(reg: ModelRegistry) -> None:
+    with pytest.raises(ValueError, match="source"):
+        _register(reg, source="manual")
+
+
+# ------------------------------------------------------------------ state machine
+
+
+def test_approve_archives_previous_and_rollback_restores_it(reg: ModelRegistry) -> None:
+    _register(reg)
+    _register(reg)
+    assert reg.latest_approved("Nord") is None
+
+    assert reg.approve("Nord", 1, actor="alice", reason="reviewed").status == APPROVED
+    assert reg.latest_approved("Nord").version == 1
+
+    assert reg.approve("Nord", 2, actor="bob", reason="better wape").status == APPROVED
+    assert _statuses(reg) == {1: ARCHIVED, 2: APPROVED}
+    assert reg.latest_approved("Nord").version == 2
+
+    back = reg.rollback("Nord", 1, actor="carol", reason="v2 overforecasts promos")
+    assert back.status == APPROVED
+    assert _statuses(reg) == {1: APPROVED, 2: ARCHIVED}
+    assert reg.latest_approved("Nord").label == "Nord:v1"
+    assert _file_statuses(reg) == {1: APPROVED, 2: ARCHIVED}
+
+
+def test_latest_approved_ignores_newer_pending_and_rejected(reg: ModelRegistry) -> None:
+    _register(reg, APPROVED)
+    _register(reg, REJECTED)
+    _register(reg, PENDING)
+    assert reg.latest_approved("Nord").version == 1
+    reg.reject("Nord", 3, actor="alice", reason="unstable")
+    assert reg.latest_approved("Nord").version == 1
+    assert _statuses(reg) == {1: APPROVED, 2: REJECTED, 3: REJECTED}
+
+
+@pytest.mark.parametrize(
+    ("status", "action", "message"),
+    [
+        (REJECTED, "approve", "Nord:v2 is rejected; a rejected version cannot be approved"),
+        (REJECTED, "rollback", "register a new version"),
+        (REJECTED, "reject", "Nord:v2 is rejected; only a pending_approval"),
+        (APPROVED, "approve", "Nord:v2 is already the approved version"),
+        (APPROVED, "rollback", "Nord:v2 is already the approved version"),
+        (APPROVED, "reject", "Nord:v2 is approved; only a pending_approval"),
+        (ARCHIVED, "approve", "Nord:v2 is archived; use rollback"),
+        (ARCHIVED, "reject", "Nord:v2 is archived; only a pending_approval"),
+        (PENDING, "rollback", "Nord:v2 is pending_approval and was never approved"),
+    ],
+)
+def test_invalid_transitions_raise_and_change_nothing(
+    reg: ModelRegistry, status: str, action: str, message: str
+) -> None:
+    _register(reg, APPROVED)  # v1
+    _register(reg, PENDING)  # v2, then brought into `status`
+    if status == REJECTED:
+        reg.reject("Nord", 2, actor="a", reason="r")
+    elif status in (APPROVED, ARCHIVED):
+        reg.approve("Nord", 2, actor="a", reason="r")
+        if status == ARCHIVED:
+            reg.rollback("Nord", 1, actor="a", reason="r")
+    before_states, before_log = _statuses(reg), reg.history("Nord")
+    assert before_states[2] == status
+
+    with pytest.raises(RegistryError, match=message):
+        getattr(reg, action)("Nord", 2, actor="mallory", reason="try")
+    assert _statuses(reg) == before_states
+    assert reg.history("Nord") == before_log
+
+
+def test_unknown_version_and_bad_arguments(reg: ModelRegistry) -> None:
+    _register(reg)
+    with pytest.raises(RegistryError, match="Nord:v9 does not exist; Nord has versions 1..1"):
+        reg.approve("Nord", 9, actor="a", reason="r")
+    with pytest.raises(RegistryError, match="Sud:v1 does not exist; Sud has no versions"):
+        reg.get("Sud", 1)
+    for bad in (0, -1, True, "1", 1.0):
+        with pytest.raises(ValueError, match="positive integer"):
+            reg.get("Nord", bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="reason"):
+        reg.approve("Nord", 1, actor="alice", reason="  ")
+    with pytest.raises(ValueError, match="actor"):
+        reg.approve("Nord", 1, actor="", reason="ok")
+    assert _statuses(reg) == {1: PENDING}
+
+
+@pytest.mark.parametrize("region", ["../Nord", "Nord/x", "Rhein, Main", "", ".lock", "Nord\n"])
+def test_unsafe_region_keys_are_refused(reg: ModelRegistry, region: str) -> None:
+    with pytest.raises(UnsafeNameError):
+        _register(reg, region=region)
+    with pytest.raises(UnsafeNameError):
+        reg.versions(region)
+    with pytest.raises(UnsafeNameError):
+        reg.latest_approved(region)
+    assert not reg.root.exists() or list(reg.root.iterdir()) == []
+    assert not reg.store.root.exists()
+
+
+def test_history_records_every_change(reg: ModelRegistry) -> None:
+    _register(reg, APPROVED)
+    _register(reg)
+    _register(reg)
+    reg.approve("Nord", 2, actor="alice", reason="looks good")
+    reg.reject("Nord", 3, actor="bob", reason="worse on Sundays")
+    reg.rollback("Nord", 1, actor="carol", reason="incident 42")
+
+    got = [
+        (e["action"], e["version"], e["from_status"], e["to_status"], e["actor"], e["reason"])
+        for e in reg.history("Nord")
+    ]
+    gate = "gate passed: wape 0.12 < 0.2"
+    assert got == [
+        ("register", 1, None, APPROVED, "trainer", gate),
+        ("register", 2, None, PENDING, "trainer", gate),
+        ("register", 3, None, PENDING, "trainer", gate),
+        ("approve", 2, PENDING, APPROVED, "alice", "looks good"),
+        ("archive", 1, APPROVED, ARCHIVED, "alice", "superseded by Nord:v2"),
+        ("reject", 3, PENDING, REJECTED, "bob", "worse on Sundays"),
+        ("rollback", 1, ARCHIVED, APPROVED, "carol", "incident 42"),
+        ("archive", 2, APPROVED, ARCHIVED, "carol", "superseded by Nord:v1"),
+    ]
+    events = reg.history("Nord")
+    assert [e["seq"] for e in events] == list(range(1, 9))
+    for e in events:
+        assert datetime.fromisoformat(e["at"]).tzinfo is not None
+        assert datetime.fromisoformat(e["at"]) <= datetime.now(UTC)
+        assert e["region"] == "Nord"
+
+
+def test_random_operations_never_leave_two_approved(reg: ModelRegistry) -> None:
+    rng = random.Random(7)
+    for _ in range(60):
+        if rng.random() < 0.3:
+            _register(reg, rng.choice([PENDING, APPROVED, REJECTED]))
+            continue
+        versions = reg.versions("Nord")
+        if not versions:
+            continue
+        mv = rng.choice(versions)
+        action = rng.choice(["approve", "reject", "rollback"])
+        allowed = (action, mv.status) in {
+            ("approve", PENDING),
+            ("reject", PENDING),
+            ("rollback", ARCHIVED),
+        }
+        if allowed:
+            getattr(reg, action)("Nord", mv.version, actor="fuzz", reason="fuzz")
+        else:
+            with pytest.raises(RegistryError, match=f"Nord:v{mv.version} is "):
+                getattr(reg, action)("Nord", mv.version, actor="fuzz", reason="fuzz")
+        states = _statuses(reg)
+        assert list(states.values()).count(APPROVED) <= 1
+        assert _file_statuses(reg) == states
+        approved = [v for v, s in states.items() if s == APPROVED]
+        latest = reg.latest_approved("Nord")
+        assert (latest.version if latest else None) == (approved[0] if approved else None)
+
+
+def test_regions_and_empty_region(tmp_path: Path) -> None:
+    reg = ModelRegistry.for_workspace(Workspace(tmp_path / "ws"))
+    assert reg.regions() == []
+    assert reg.versions("Nord") == []
+    assert reg.latest_approved("Nord") is None
+    assert reg.history("Nord") == []
+    _register(reg, region="Sud")
+    _register(reg, region="Nord")
+    assert reg.regions() == ["Nord", "Sud"]
+    assert reg.root == (tmp_path / "ws" / "registry").resolve()
+    assert (tmp_path / "ws" / "models" / "Sud" / "0001" / "model.txt").is_file()
+
+
+# ------------------------------------------------------------------ crash safety
+
+
+def test_unfinished_log_line_and_uncommitted_version_file_are_ignored(
+    reg: ModelRegistry,
+) -> None:
+    _register(reg, APPROVED)
+    _register(reg)
+    region_dir = reg.root / "Nord"
+    # a crash while approving v2: half a log line, and a status copy written ahead
+    with (region_dir / "events.jsonl").open("a") as fh:
+        fh.write('{"action": "approve", "version": 2, "to_st')
+    # a crash while registering v3: the version file exists, the log has no line for it
+    (region_dir / "versions" / "0003.json").write_text(json.dumps({"version": 3}))
+
+    assert _statuses(reg) == {1: APPROVED, 2: PENDING}
+    assert reg.latest_approved("Nord").version == 1
+
+    mv = _register(reg)  # the next mutation repairs the log and reuses number 3
+    assert mv.version == 3
+    assert _statuses(reg) == {1: APPROVED, 2: PENDING, 3: PENDING}
+    lines = (region_dir / "events.jsonl").read_text().splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == [1, 2, 3]
+
+
+def test_stale_status_copy_is_repaired_by_next_mutation(reg: ModelRegistry) -> None:
+    _register(reg, APPROVED)
+    _register(reg)
+    path = reg.root / "Nord" / "versions" / "0001.json"
+    data = json.loads(path.read_text())
+    data["status"] = PENDING  # as if a crash fell between log commit and file update
+    path.write_text(json.dumps(data))
+    assert reg.get("Nord", 1).status == APPROVED  # the log decides
+    reg.approve("Nord", 2, actor="alice", reason="ok")
+    assert _file_statuses(reg) == {1: ARCHIVED, 2: APPROVED}
+
+
+# ------------------------------------------------------------------ concurrency
+
+
+def _approve_in_process(root: str, version: int, barrier) -> None:
+    reg = _registry(Path(root))
+    barrier.wait(timeout=60)
+    reg.approve("Nord", version, actor=f"worker-{version}", reason="concurrent approval")
+
+
+def _register_in_process(root: str, index: int, barrier, queue) -> None:
+    reg = _registry(Path(root))
+    barrier.wait(timeout=60)
+    mv = _register(reg, run_id=f"run-{index}")
+    queue.put((index, mv.version))
+
+
+def _context():
+    """fork where there is one (no re-import per child: fast), spawn elsewhere."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _join(processes: list) -> None:
+    for p in processes:
+        p.join(timeout=120)
+    assert [p.exitcode for p in processes] == [0] * len(processes)
+
+
+def test_concurrent_approvals_leave_exactly_one_approved(tmp_path: Path) -> None:
+    reg = _registry(tmp_path)
+    _register(reg, APPROVED)  # v1 serves while v2..v9 get approved at once
+    for _ in range(8):
+        _register(reg)
+    ctx = _context()
+    barrier = ctx.Barrier(8)
+    procs = [
+        ctx.Process(target=_approve_in_process, args=(str(tmp_path), v, barrier))
+        for v in range(2, 10)
+    ]
+    for p in procs:
+        p.start()
+    # lock-free readers see one approved version at every moment
+    reads = 0
+    while any(p.is_alive() for p in procs) or reads == 0:
+        states = _statuses(reg)
+        assert list(states.values()).count(APPROVED) == 1, states
+        assert reg.latest_approved("Nord") is not None
+        reads += 1
+    _join(procs)
+
+    states = _statuses(reg)
+    assert list(states.values()).count(APPROVED) == 1
+    assert list(states.values()).count(ARCHIVED) == 8
+    assert _file_statuses(reg) == states
+
+    lines = (reg.root / "Nord" / "events.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines]  # valid JSONL, no torn lines
+    approvals = [e for e in events if e["action"] == "approve"]
+    assert sorted(e["version"] for e in approvals) == list(range(2, 10))
+    assert len([e for e in events if e["action"] == "archive"]) == 8
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    # the last approval is the one that stayed approved
+    assert reg.latest_approved("Nord").version == approvals[-1]["version"]
+
+
+def test_concurrent_registrations_get_distinct_versions(tmp_path: Path) -> None:
+    ctx = _context()
+    barrier, queue = ctx.Barrier(8), ctx.Queue()
+    procs = [
+        ctx.Process(target=_register_in_process, args=(str(tmp_path), i, barrier, queue))
+        for i in range(8)
+    ]
+    for p in procs:
+        p.start()
+    _join(procs)
+    got = dict(queue.get(timeout=10) for _ in range(8))
+    assert sorted(got.values()) == list(range(1, 9))
+    reg = _registry(tmp_path)
+    versions = reg.versions("Nord")
+    assert [mv.version for mv in versions] == list(range(1, 9))
+    # each version holds the record of the process that got its number
+    assert {mv.record["run_id"]: mv.version for mv in versions} == {
+        f"run-{i}": v for i, v in got.items()
+    }
+    assert len(reg.history("Nord")) == 8
+
+
+# ------------------------------------------------------------------ artifacts
+
+
+def test_lightgbm_model_round_trips_as_text(reg: ModelRegistry) -> None:
+    lgb = pytest.importorskip("lightgbm")
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4))
+    y = x[:, 0] * 3 + x[:, 1] - x[:, 2] ** 2 + rng.normal(scale=0.1, size=200)
+    params = {"objective": "regression", "num_leaves": 7, "verbose": -1, "num_threads": 1}
+    booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=10)
+    meta = {"features": ["f0", "f1", "f2", "f3"], "params": params, "best_iteration": 10}
+
+    mv = reg.register(
+        "Nord",
+        model_text=booster.model_to_string(),
+        model_meta=meta,
+        record=RECORD,
+        status=APPROVED,
+        reasons=[],
+        actor="trainer",
+    )
+    text, loaded_meta = reg.load_artifacts(reg.latest_approved("Nord"))
+    assert text.startswith("tree")
+    assert loaded_meta == meta
+    loaded = lgb.Booster(model_str=text)
+    assert np.array_equal(loaded.predict(x), booster.predict(x))
+
+    # text only: nothing below the store or the registry is a pickle
+    model_file = reg.store.root / "Nord" / "0001" / "model.txt"
+    assert model_file.read_bytes().startswith(b"tree")
+    assert json.loads((reg.store.root / "Nord" / "0001" / "model.json").read_text()) == meta
+    for path in [*reg.store.root.rglob("*"), *reg.root.rglob("*")]:
+        if path.is_file():
+            raw = path.read_bytes()
+            assert not raw.startswith(b"\x80"), path
+            raw.decode("utf-8")
+    assert mv.artifacts["model.txt"] == model_file.as_uri()
+
+
+def test_tampered_artifact_is_refused(reg: ModelRegistry) -> None:
+    mv = _register(reg, APPROVED)
+    assert reg.load_artifacts(mv) == (FAKE_MODEL, {"features": ["lag_7", "promo"]})
+    (reg.store.root / "Nord" / "0001" / "model.txt").write_text("tree\nswapped\n")
+    with pytest.raises(RegistryError, match="Nord:v1: artifact model.txt does not match"):
+        reg.load_artifacts(mv)
+
+
+# ------------------------------------------------------------------ policy
+
+
+@pytest.mark.parametrize(
+    ("gate_passed", "source", "auto", "expected"),
+    [
+        (True, "recalibration", True, APPROVED),
+        (True, "recalibration", False, PENDING),
+        (True, "tuning", True, PENDING),
+        (True, "tuning", False, PENDING),
+        (False, "recalibration", True, REJECTED),
+        (False, "recalibration", False, REJECTED),
+        (False, "tuning", True, REJECTED),
+        (False, "tuning", False, REJECTED),
+    ],
+)
+def test_decide_status_policy(gate_passed: bool, source: str, auto: bool, expected: str) -> None:
+    assert decide_status(gate_passed, source, auto_approve_recalibration=auto) == expected
+
+
+def test_decide_status_refuses_unknown_input() -> None:
+    with pytest.raises(ValueError, match="unknown model source"):
+        decide_status(True, "manual")
+    with pytest.raises(TypeError, match="gate_passed"):
+        decide_status("yes", "tuning")  # type: ignore[arg-type]
