@@ -97,13 +97,66 @@ def feature_sql(con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> tuple[str,
     target_feats.append(f"avg(y_open) {window(h, None)} AS series_mean")
     target_feats.append(f"avg(y_open) {window(h, None, 'store, item, dow')} AS series_dow_mean")
     target_feats.append(f"avg(y_open) {window(h, None, 'item')} AS item_mean")
+    target_feats.append(
+        f"avg(y_open) {window(h, h + 90, 'store, item, dow')} AS series_dow_mean_91"
+    )
     if "promo" in sales.columns:
         target_feats.append(
             f"avg(y_open) {window(h, None, 'store, item, promo')} AS series_promo_mean"
         )
+        target_feats.append(
+            f"avg(y_open) {window(h, None, 'store, item, dow, promo')} AS series_dow_promo_mean"
+        )
     if has_open:
         target_feats.append(f"avg(open::DOUBLE) {window(h, h + 27)} AS open_rate_28")
     fs.numeric += [t.rsplit(" AS ", 1)[1] for t in target_feats]
+
+    # known-in-advance inputs of the neighbouring days (a store closed tomorrow sells more
+    # today; a holiday yesterday changes today) and, for 0/1 flags, the day within the run
+    # (first promotion day vs fifth): these read the calendar, never the target
+    exog_feats: list[str] = []
+    run_flags = [c for c in exog_num if sales.columns[c].min == 0 and sales.columns[c].max == 1]
+    series_w = "PARTITION BY store, item ORDER BY date"
+    for c in exog:
+        q = quote_ident(c)
+        for name, lo in ((f"{c}_prev", -1), (f"{c}_next", 1)):
+            bound = (
+                f"INTERVAL {_days(spec, 1)} DAYS PRECEDING"
+                if lo < 0
+                else f"INTERVAL {_days(spec, 1)} DAYS FOLLOWING"
+            )
+            exog_feats.append(
+                f"max({q}) OVER ({series_w} RANGE BETWEEN {bound} AND {bound}) "
+                f"AS {quote_ident(name)}"
+            )
+            (fs.numeric if c in exog_num else fs.categorical).append(name)
+    week = _days(spec, 3)
+    for c in run_flags:
+        run = f"PARTITION BY store, item, {quote_ident('_grp_' + c)}"
+        exog_feats.append(
+            f"row_number() OVER ({run} ORDER BY date) AS {quote_ident(c + '_run_day')}"
+        )
+        # days left in the run: until a promotion ends, until the next closure
+        exog_feats.append(
+            f"count(*) OVER ({run}) - row_number() OVER ({run} ORDER BY date) "
+            f"AS {quote_ident(c + '_run_left')}"
+        )
+        # how many flagged days in the week around this one (holidays or closures nearby)
+        exog_feats.append(
+            f"sum({quote_ident(c)}) OVER ({series_w} RANGE BETWEEN INTERVAL {week} DAYS "
+            f"PRECEDING AND INTERVAL {week} DAYS FOLLOWING) AS {quote_ident(c + '_week')}"
+        )
+        fs.numeric += [f"{c}_run_day", f"{c}_run_left", f"{c}_week"]
+    change_cols = "".join(
+        f", CASE WHEN {quote_ident(c)} IS DISTINCT FROM lag({quote_ident(c)}) OVER "
+        f"({series_w}) THEN 1 ELSE 0 END AS {quote_ident('_chg_' + c)}"
+        for c in run_flags
+    )
+    group_cols = "".join(
+        f", sum({quote_ident('_chg_' + c)}) OVER ({series_w} ROWS UNBOUNDED PRECEDING) "
+        f"AS {quote_ident('_grp_' + c)}"
+        for c in run_flags
+    )
 
     calendar = {
         "dow": "isodow(date)",
@@ -154,19 +207,24 @@ def feature_sql(con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> tuple[str,
     cal_sql = ", ".join(f"{expr} AS {name}" for name, expr in calendar.items())
     sql = f"""
 WITH base AS ({base}),
-b AS (SELECT *, {y_open} AS y_open, {cal_sql} FROM base),
-t AS (SELECT b.*, {", ".join(target_feats)} FROM b){ctes}
+b0 AS (SELECT *, {y_open} AS y_open, {cal_sql}{change_cols} FROM base),
+b AS (SELECT *{group_cols} FROM b0),
+t AS (SELECT b.*, {", ".join(target_feats + exog_feats)} FROM b){ctes}
 SELECT $region AS region_key, b.store, b.item, b.date, b.target, b.is_future,
        {
         ", ".join(
             ["b." + quote_ident(c) for c in exog + list(calendar)]
-            + ["b." + t.rsplit(" AS ", 1)[1] for t in target_feats]
+            + ["b." + t.rsplit(" AS ", 1)[1] for t in target_feats + exog_feats]
             + extra
         )
     }
 FROM t AS b {" ".join(joins)}
-ORDER BY b.store, b.item, b.date
 """
+    derived = "".join(
+        f", ({expr}) AS {quote_ident(name)}" for name, expr in spec.derived_features.items()
+    )
+    fs.numeric += list(spec.derived_features)
+    sql = f"SELECT *{derived} FROM ({sql}) ORDER BY store, item, date"
     return sql, fs
 
 

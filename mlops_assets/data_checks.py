@@ -227,14 +227,16 @@ def _is_numeric(duck_type: str) -> bool:
 
 
 def _nullable_columns(spec: DatasetSpec) -> set[str]:
-    """Columns a history source (not the future calendar) declares nullable."""
-    return {
+    """Columns a history source (not the future calendar) declares nullable, and derived
+    features (null where their nullable inputs are)."""
+    declared = {
         name
         for src in spec.sources.values()
         if src.kind not in ("future", "actuals")
         for name, col in src.columns.items()
         if col.nullable
     }
+    return declared | set(spec.derived_features)
 
 
 def _target_derived(features: FeatureSet) -> list[str]:

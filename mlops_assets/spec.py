@@ -185,6 +185,11 @@ class ModelSettings(_Strict):
     metric_floor: float = Field(
         0.0, ge=0, description="MAPE/RMSPE are computed over rows whose actual exceeds this"
     )
+    train_on_positive_target: bool = Field(
+        False,
+        description="fit only on rows with target > 0 (for data where an open day without "
+        "sales is a recording anomaly, not demand; keep false where zero demand is real)",
+    )
 
     @property
     def lgbm_params(self) -> dict[str, float | int | str | bool]:
@@ -225,6 +230,12 @@ class DatasetSpec(_Strict):
         "horizon, horizon+7, horizon+14 ... for daily data",
     )
     rolling_windows: tuple[int, ...] = (7, 28, 91, 364)
+    derived_features: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra numeric features as DuckDB SQL expressions over the feature "
+        "table's columns (store attributes, calendar, exogenous inputs); reviewed "
+        "configuration like code, and they must not read the target",
+    )
     thresholds: Thresholds = Thresholds()
     model: ModelSettings = ModelSettings()
     gate: GateSettings = GateSettings()
@@ -254,6 +265,11 @@ class DatasetSpec(_Strict):
                 "regions come from a 'region' column in the stores source or a "
                 "store_regions source; neither is declared"
             )
+        for name, expr in self.derived_features.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
+                raise ValueError(f"derived feature name {name!r} must be lower_snake_case")
+            if re.search(r"\b(target|y_open|lag_\w+|roll_\w+)\b", expr):
+                raise ValueError(f"derived feature {name!r} reads the target: {expr!r}")
         short = [lag for lag in self.lags if lag < self.horizon]
         if short:
             raise ValueError(

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.conditioning import FeatureSet
-from mlops_assets.metrics import regression_metrics, reduction
+from mlops_assets.metrics import reduction, regression_metrics
 from mlops_assets.spec import DatasetSpec, ModelSettings
 
 SERIES = ["store", "item"]
@@ -98,9 +98,25 @@ def predict_frame(booster: lgb.Booster, meta: dict[str, Any], frame: pd.DataFram
     """Forecasts for feature rows: model output, back-transformed, 0 on closed days."""
     X = design_matrix(frame, meta["features"], meta["categories"])
     raw = booster.predict(X, num_threads=meta.get("num_threads", 2))
-    pred = np.expm1(raw) if meta["target_transform"] == "log1p" else raw
-    pred = np.clip(pred, 0, None)
+    pred = _inverse(raw, meta["target_transform"]) * meta.get("scale", 1.0)
     return np.where(eligible_rows(frame).to_numpy(), pred, 0.0)
+
+
+def _inverse(raw: np.ndarray, transform: str) -> np.ndarray:
+    pred = np.expm1(raw) if transform == "log1p" else raw
+    return np.clip(pred, 0, None)
+
+
+def relative_error_scale(actual: np.ndarray, pred: np.ndarray, *, limit: float = 0.1) -> float:
+    """The factor c minimising the squared relative error of c * pred on the inner
+    validation window (closed form); corrects the bias of back-transforming a log-scale
+    model. Clipped to 1 +- ``limit``; 1.0 when there is nothing to learn it from."""
+    keep = (actual > 0) & np.isfinite(pred)
+    r = pred[keep] / actual[keep]
+    denom = float(np.sum(r**2))
+    if not keep.any() or denom == 0:
+        return 1.0
+    return float(np.clip(np.sum(r) / denom, 1 - limit, 1 + limit))
 
 
 def shap_contributions(
@@ -151,6 +167,8 @@ def train_region_model(
     split = time_split(hist["date"], spec)
     columns, cat_cols = model_columns(feature_set)
     ok = eligible_rows(hist) & hist["target"].notna()
+    if settings.train_on_positive_target:
+        ok &= hist["target"] > 0
     train = hist[ok & (hist["date"] <= split.train_end)]
     val = hist[ok & hist["date"].between(split.val_start, split.val_end)]
     before_holdout = hist[ok & (hist["date"] <= split.val_end)]
@@ -188,6 +206,10 @@ def train_region_model(
         callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
     )
     best_iter = max(1, probe.best_iteration or settings.num_boost_round)
+    scale = relative_error_scale(
+        val["target"].to_numpy(float),
+        _inverse(probe.predict(design_matrix(val, columns, categories)), transform),
+    )
 
     meta: dict[str, Any] = {
         "features": columns,
@@ -197,6 +219,7 @@ def train_region_model(
         "params": params,
         "num_boost_round": best_iter,
         "num_threads": params.get("num_threads", 2),
+        "scale": scale,
     }
     # (2) evaluation model: everything before the holdout, forecasts the holdout
     evaluator = lgb.train(params, dataset(before_holdout), num_boost_round=best_iter)
