@@ -62,14 +62,61 @@ def _instance():
     return dg.DagsterInstance.get()
 
 
-def process(settings: Settings) -> list:
-    """Run the sensors and their runs in-process until nothing is left to do."""
+def process(settings: Settings, *, train: bool = False) -> list:
+    """Run the sensors and their runs in-process until nothing is left to do; with
+    ``train``, then train and forecast every region (what the weekly schedule does)."""
     from mlops_assets.definitions import build_definitions
-    from mlops_assets.defs.local_driver import run_sensors
+    from mlops_assets.defs.local_driver import run_partitions, run_sensors
+    from mlops_assets.defs.models.jobs import TRAIN_JOB
+    from mlops_assets.defs.partitions import region_partitions
 
     defs = build_definitions(settings)
     with _instance() as instance:
-        return run_sensors(defs, instance)
+        runs = run_sensors(defs, instance)
+        if train:
+            regions = sorted(instance.get_dynamic_partitions(region_partitions.name))
+            stale = [r for r in regions if _needs_training(settings, instance, r)]
+            runs += run_partitions(defs, instance, TRAIN_JOB, stale, tags={"mlops/trigger": "cli"})
+        return runs
+
+
+def _needs_training(settings: Settings, instance, region: str) -> bool:
+    """Whether the region's newest model was trained on other features than the current."""
+    from mlops_assets.defs.features.assets import FEATURES_KEY
+    from mlops_assets.defs.models.assets import latest_data_version
+    from mlops_assets.registry import ModelRegistry
+
+    versions = ModelRegistry.for_workspace(Workspace(settings.home)).versions(region)
+    current = latest_data_version(instance, FEATURES_KEY, region)
+    return not versions or versions[-1].record.get("training_data_version") != current
+
+
+def model_summary(settings: Settings) -> list[dict]:
+    """Per region: the latest model version, its status and holdout metrics."""
+    from mlops_assets.registry import ModelRegistry
+
+    registry = ModelRegistry.for_workspace(Workspace(settings.home))
+    out = []
+    for region in registry.regions():
+        versions = registry.versions(region)
+        if not versions:
+            continue
+        latest, approved = versions[-1], registry.latest_approved(region)
+        m = latest.record.get("metrics", {})
+        base = latest.record.get("baseline_metrics", {}).get("hist_avg", {})
+        out.append(
+            {
+                "region_key": region,
+                "latest": latest.label,
+                "status": latest.status,
+                "approved": approved.label if approved else "-",
+                "mape": m.get("mape"),
+                "baseline_mape": base.get("mape"),
+                "reduction": m.get("mape_reduction_vs_baseline"),
+                "rmspe": m.get("rmspe"),
+            }
+        )
+    return out
 
 
 def region_summary(settings: Settings) -> list[dict]:
@@ -116,6 +163,25 @@ def _print_summary(summary: list[dict]) -> None:
             f"  {r['first_date']}..{r['last_date']}"
         )
     print(f"{'total':<28}{sum(r['history_rows'] for r in summary):>9}")
+
+
+def _print_models(models: list[dict]) -> None:
+    if not models:
+        return
+
+    def pct(v):
+        return "n/a" if v is None else f"{v:.1%}"
+
+    print(
+        f"\n{'region':<14}{'model':<16}{'status':<18}{'MAPE':>7}{'baseline':>10}"
+        f"{'reduction':>11}{'RMSPE':>8}  approved"
+    )
+    for m in models:
+        print(
+            f"{m['region_key']:<14}{m['latest']:<16}{m['status']:<18}{pct(m['mape']):>7}"
+            f"{pct(m['baseline_mape']):>10}{pct(m['reduction']):>11}{pct(m['rmspe']):>8}"
+            f"  {m['approved']}"
+        )
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -179,10 +245,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ws = Workspace(settings.home)
     dropped = drop_dataset(load_spec("sample"), source, ws)
     print(f"dropped {len(dropped)} file(s) into {ws.landing}")
-    runs = process(settings)
+    runs = process(settings, train=True)
     _print_runs(runs)
     summary = region_summary(settings)
     _print_summary(summary)
+    _print_models(model_summary(settings))
     print(f"\ndemo finished in {time.perf_counter() - start:.1f} s; workspace {settings.home}")
     print("see it in the UI: make dev, then open http://127.0.0.1:3000")
     failed = [r for r in runs if not r.success]

@@ -94,6 +94,12 @@ def feature_sql(con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> tuple[str,
         target_feats.append(f"max(y_open) {window(lag, lag)} AS lag_{lag}")
     for w in spec.rolling_windows:
         target_feats.append(f"avg(y_open) {window(h, h + w - 1)} AS roll_mean_{w}")
+    # last year's seasonal index: the week around the same day a year ago relative to the
+    # level a year before that; with the level offset the model learns exactly this ratio
+    year = 364 if spec.frequency == "daily" else 52
+    wk = 3 if spec.frequency == "daily" else 1
+    target_feats.append(f"avg(y_open) {window(year - wk, year + wk)} AS ly_week_mean")
+    target_feats.append(f"avg(y_open) {window(year + h, year + h + 90)} AS ly_level")
     target_feats.append(f"avg(y_open) {window(h, None)} AS series_mean")
     target_feats.append(f"avg(y_open) {window(h, None, 'store, item, dow')} AS series_dow_mean")
     target_feats.append(f"avg(y_open) {window(h, None, 'item')} AS item_mean")
@@ -220,12 +226,27 @@ SELECT $region AS region_key, b.store, b.item, b.date, b.target, b.is_future,
     }
 FROM t AS b {" ".join(joins)}
 """
-    derived = "".join(
+    derived = ", ly_week_mean / nullif(ly_level, 0) AS ly_season_ratio" + "".join(
         f", ({expr}) AS {quote_ident(name)}" for name, expr in spec.derived_features.items()
     )
-    fs.numeric += list(spec.derived_features)
+    fs.numeric += ["ly_season_ratio", *spec.derived_features]
     sql = f"SELECT *{derived} FROM ({sql}) ORDER BY store, item, date"
     return sql, fs
+
+
+def feature_set(
+    con: duckdb.DuckDBPyConnection, spec: DatasetSpec, columns: list[str] | None = None
+) -> FeatureSet:
+    """The model inputs of the feature table, limited to ``columns`` when given (a table
+    written before a source was first ingested lacks that source's columns)."""
+    _, fs = feature_sql(con, spec)
+    if columns is None:
+        return fs
+    present = set(columns)
+    return FeatureSet(
+        numeric=[c for c in fs.numeric if c in present],
+        categorical=[c for c in fs.categorical if c in present],
+    )
 
 
 def build_features(

@@ -240,5 +240,5 @@ def _nullable_columns(spec: DatasetSpec) -> set[str]:
 
 
 def _target_derived(features: FeatureSet) -> list[str]:
-    prefixes = ("lag_", "roll_mean_", "series_", "item_mean", "open_rate_")
+    prefixes = ("lag_", "roll_mean_", "series_", "item_mean", "open_rate_", "ly_")
     return [c for c in features.numeric if c.startswith(prefixes)]

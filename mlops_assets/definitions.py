@@ -7,9 +7,12 @@ import dagster as dg
 
 from mlops_assets.defs.features.assets import build_features_asset
 from mlops_assets.defs.features.sensors import FEATURES_JOB, build_region_sensor
+from mlops_assets.defs.forecasts.assets import build_forecast_asset
 from mlops_assets.defs.ingest.assets import build_raw_assets
 from mlops_assets.defs.ingest.checks import build_landing_freshness
 from mlops_assets.defs.ingest.sensors import INGEST_JOB, build_landing_sensor
+from mlops_assets.defs.models.assets import build_region_model_asset
+from mlops_assets.defs.models.jobs import TRAIN_JOB, build_weekly_retrain_schedule, registry_job
 from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.settings import Settings, load_settings
@@ -34,11 +37,29 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         partitions_def=region_partitions,
         description="Condition one region's features and run its quality checks.",
     )
+    schedule_status = (
+        dg.DefaultScheduleStatus.RUNNING
+        if settings.sensors_running_by_default
+        else dg.DefaultScheduleStatus.STOPPED
+    )
+    train_job = dg.define_asset_job(
+        TRAIN_JOB,
+        selection=dg.AssetSelection.assets("region_model", "forecast"),
+        partitions_def=region_partitions,
+        description="Train, gate and register one region's model, then forecast with the "
+        "region's approved model.",
+    )
     freshness_checks, freshness_sensor = build_landing_freshness(spec, status)
     return dg.Definitions(
-        assets=[*build_raw_assets(spec), build_features_asset(spec)],
+        assets=[
+            *build_raw_assets(spec),
+            build_features_asset(spec),
+            build_region_model_asset(spec),
+            build_forecast_asset(spec),
+        ],
         asset_checks=freshness_checks,
-        jobs=[ingest_job, features_job],
+        jobs=[ingest_job, features_job, train_job, registry_job],
+        schedules=[build_weekly_retrain_schedule(schedule_status)],
         sensors=[
             build_landing_sensor(status),
             build_region_sensor(list(spec.sources), status),

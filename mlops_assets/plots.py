@@ -40,3 +40,19 @@ def holdout_plot(holdout: pd.DataFrame, *, n_series: int = 3, title: str = "") -
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return png_base64(fig)
+
+
+def markdown_table(frame: pd.DataFrame, *, floatfmt: str = "{:.2f}") -> str:
+    """A small DataFrame as a markdown table (renders inline in asset metadata)."""
+    if frame.empty:
+        return "no rows"
+    cols = list(frame.columns)
+
+    def cell(v) -> str:
+        return floatfmt.format(v) if isinstance(v, float) else str(v)
+
+    rows = [
+        "| " + " | ".join(cells) + " |" for cells in ([str(c) for c in cols], ["---"] * len(cols))
+    ]
+    rows += ["| " + " | ".join(cell(v) for v in r) + " |" for r in frame.itertuples(index=False)]
+    return "\n".join(rows)

@@ -117,7 +117,7 @@ class SampleConfig:
     n_stores: int = 20
     n_departments: int = 4
     start: date = date(2023, 1, 1)
-    days: int = 730
+    days: int = 1095
     horizon_days: int = 42
     drift: tuple[DriftSpec, ...] = ()
     file_format: FileFormat = "csv"
@@ -247,12 +247,12 @@ def department_profiles(config: SampleConfig) -> pd.DataFrame:
             "department": _department_ids(d),
             "speed": np.where(fast, "fast", "slow"),
             # units per day in a small, average store
-            "base_units": np.where(fast, 30 + 120 * u[:, 0], 0.3 + 1.2 * u[:, 0]),
+            "base_units": np.where(fast, 80 + 250 * u[:, 0], 0.3 + 1.2 * u[:, 0]),
             # multiplicative lift per degree C above 15 C
             "temp_beta": temp_beta,
             "promo_lift": np.where(fast, 0.25 + 0.1 * u[:, 2], 0.1 + 0.1 * u[:, 2]),
             # gamma shape of the gamma-Poisson noise (small = overdispersed, many zeros)
-            "noise_shape": np.where(fast, 20 + 20 * u[:, 3], 1.5 + u[:, 3]),
+            "noise_shape": np.where(fast, 80 + 80 * u[:, 3], 1.5 + u[:, 3]),
             "season_strength": np.where(fast, 1.0, 0.5),
             "event_scale": np.where(fast, 1.0, 0.4),
             "pre_holiday_lift": np.where(fast, 0.3, 0.1),

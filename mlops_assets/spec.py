@@ -185,6 +185,13 @@ class ModelSettings(_Strict):
     metric_floor: float = Field(
         0.0, ge=0, description="MAPE/RMSPE are computed over rows whose actual exceeds this"
     )
+    level_features: tuple[str, ...] = Field(
+        ("roll_mean_91", "roll_mean_364", "series_mean"),
+        description="the model learns each row's target relative to a lagged level (the "
+        "first non-null of these features, boosting from it as init_score): trees cannot "
+        "extrapolate, so a trend or a store above the training range would be capped "
+        "otherwise. Empty: learn the target itself",
+    )
     train_on_positive_target: bool = Field(
         False,
         description="fit only on rows with target > 0 (for data where an open day without "

@@ -97,9 +97,19 @@ def design_matrix(
 def predict_frame(booster: lgb.Booster, meta: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
     """Forecasts for feature rows: model output, back-transformed, 0 on closed days."""
     X = design_matrix(frame, meta["features"], meta["categories"])
-    raw = booster.predict(X, num_threads=meta.get("num_threads", 2))
-    pred = _inverse(raw, meta["target_transform"]) * meta.get("scale", 1.0)
+    raw = booster.predict(X, num_threads=meta.get("num_threads", 2)) + level_offset(frame, meta)
+    pred = _inverse(raw, meta["target_transform"])
     return np.where(eligible_rows(frame).to_numpy(), pred, 0.0)
+
+
+def level_offset(frame: pd.DataFrame, meta: dict[str, Any]) -> np.ndarray:
+    """Each row's lagged level in the model's output space (0 without level features)."""
+    names = [c for c in meta.get("level_features", []) if c in frame.columns]
+    if not names:
+        return np.zeros(len(frame))
+    level = frame[names].bfill(axis=1).iloc[:, 0].astype(float)
+    level = level.fillna(meta["level_fallback"]).clip(lower=0).to_numpy()
+    return np.log1p(level) if meta["target_transform"] == "log1p" else level
 
 
 def _inverse(raw: np.ndarray, transform: str) -> np.ndarray:
@@ -107,23 +117,12 @@ def _inverse(raw: np.ndarray, transform: str) -> np.ndarray:
     return np.clip(pred, 0, None)
 
 
-def relative_error_scale(actual: np.ndarray, pred: np.ndarray, *, limit: float = 0.1) -> float:
-    """The factor c minimising the squared relative error of c * pred on the inner
-    validation window (closed form); corrects the bias of back-transforming a log-scale
-    model. Clipped to 1 +- ``limit``; 1.0 when there is nothing to learn it from."""
-    keep = (actual > 0) & np.isfinite(pred)
-    r = pred[keep] / actual[keep]
-    denom = float(np.sum(r**2))
-    if not keep.any() or denom == 0:
-        return 1.0
-    return float(np.clip(np.sum(r) / denom, 1 - limit, 1 + limit))
-
-
 def shap_contributions(
     booster: lgb.Booster, meta: dict[str, Any], frame: pd.DataFrame
 ) -> pd.DataFrame:
     """Exact TreeSHAP attributions (LightGBM ``pred_contrib``), one column per feature plus
-    ``expected_value``, in the model's (transformed) output space."""
+    ``expected_value``, in the model's output space: with a level offset, a row's raw
+    output is ``level_offset + expected_value + sum(contributions)``."""
     X = design_matrix(frame, meta["features"], meta["categories"])
     contrib = booster.predict(X, pred_contrib=True)
     return pd.DataFrame(contrib, columns=[*meta["features"], "expected_value"], index=frame.index)
@@ -180,24 +179,35 @@ def train_region_model(
     }
     params = settings.lgbm_params
     transform = settings.target_transform
+    meta: dict[str, Any] = {
+        "features": columns,
+        "categorical": cat_cols,
+        "categories": categories,
+        "target_transform": transform,
+        "level_features": [c for c in settings.level_features if c in hist.columns],
+        "level_fallback": float(train["target"].clip(lower=0).mean()),
+        "params": params,
+        "num_threads": params.get("num_threads", 2),
+    }
 
     def target(frame: pd.DataFrame) -> np.ndarray:
         y = frame["target"].clip(lower=0).to_numpy(float)
         return np.log1p(y) if transform == "log1p" else y
 
-    def dataset(frame: pd.DataFrame) -> lgb.Dataset:
+    def dataset(frame: pd.DataFrame, reference: lgb.Dataset | None = None) -> lgb.Dataset:
         return lgb.Dataset(
             design_matrix(frame, columns, categories),
             label=target(frame),
+            # no init_score without a level: LightGBM then boosts from the average
+            init_score=level_offset(frame, meta) if meta["level_features"] else None,
             categorical_feature=cat_cols,
+            reference=reference,
             free_raw_data=False,
         )
 
     # (1) number of trees from early stopping on the inner window
     d_train = dataset(train)
-    d_val = lgb.Dataset(
-        design_matrix(val, columns, categories), label=target(val), reference=d_train
-    )
+    d_val = dataset(val, reference=d_train)
     probe = lgb.train(
         params,
         d_train,
@@ -206,21 +216,7 @@ def train_region_model(
         callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
     )
     best_iter = max(1, probe.best_iteration or settings.num_boost_round)
-    scale = relative_error_scale(
-        val["target"].to_numpy(float),
-        _inverse(probe.predict(design_matrix(val, columns, categories)), transform),
-    )
-
-    meta: dict[str, Any] = {
-        "features": columns,
-        "categorical": cat_cols,
-        "categories": categories,
-        "target_transform": transform,
-        "params": params,
-        "num_boost_round": best_iter,
-        "num_threads": params.get("num_threads", 2),
-        "scale": scale,
-    }
+    meta["num_boost_round"] = best_iter
     # (2) evaluation model: everything before the holdout, forecasts the holdout
     evaluator = lgb.train(params, dataset(before_holdout), num_boost_round=best_iter)
     holdout = hist[hist["date"] >= split.holdout_start].copy()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 from mlops_assets.naming import require_safe_key
 
 _HEX = frozenset("0123456789abcdef")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,16 @@ class Workspace:
             self.landing_dir(source).mkdir(parents=True, exist_ok=True)
 
     @property
+    def forecasts_dir(self) -> Path:
+        return self.root / "forecasts"
+
+    def forecast_path(self, region_key: str, origin: str, kind: str = "forecast") -> Path:
+        """``forecasts/<region>/<origin>.<kind>.parquet``; one file per origin is kept."""
+        if not _DATE.fullmatch(origin) or kind not in ("forecast", "explanations"):
+            raise ValueError(f"bad forecast file request: {origin!r} {kind!r}")
+        return self.forecasts_dir / require_safe_key(region_key) / f"{origin}.{kind}.parquet"
+
+    @property
     def registry_dir(self) -> Path:
         """Model registry state: ``registry/<region_key>/versions/<NNNN>.json``,
         ``events.jsonl`` and ``.lock`` (see ``mlops_assets.registry``)."""
@@ -117,3 +129,14 @@ def temp_path_for(path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     return Path(tmp)
+
+
+def atomic_parquet(frame, path: Path) -> None:
+    """Write a DataFrame as Parquet under ``path``, replacing any previous file atomically."""
+    tmp = temp_path_for(path)
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

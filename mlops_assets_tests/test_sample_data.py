@@ -112,6 +112,7 @@ def test_layout_and_summary(default_run: tuple[GenerationSummary, Path]) -> None
         "stores/stores.csv",
         "sales/sales_2023.csv",
         "sales/sales_2024.csv",
+        "sales/sales_2025.csv",
         "weather/weather.csv",
         "events/events.csv",
         "future/future.csv",

@@ -72,6 +72,30 @@ def run_sensors(
     return launched
 
 
+def run_partitions(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    job_name: str,
+    partition_keys: list[str],
+    *,
+    log_level: str = "WARNING",
+    tags: dict[str, str] | None = None,
+) -> list[DriverRun]:
+    """Run a partitioned job once per partition, as a backfill or schedule would."""
+    job = defs.resolve_job_def(job_name)
+    runs = []
+    for key in partition_keys:
+        result = job.execute_in_process(
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            instance=instance,
+            partition_key=key,
+            tags=tags or {},
+            raise_on_error=False,
+        )
+        runs.append(_summarise(job_name, key, result, "-"))
+    return runs
+
+
 @dataclass
 class SensorTick:
     run_requests: list[dg.RunRequest]
@@ -138,6 +162,10 @@ def _execute(
         tags={**req.tags, "dagster/sensor_name": sensor.name},
         raise_on_error=False,
     )
+    return _summarise(job_name, req.partition_key, result, sensor.name)
+
+
+def _summarise(job_name: str, partition_key, result, sensor_name: str) -> DriverRun:
     failed = [
         f"{ev.asset_check_evaluation_data.asset_key.to_user_string()}:"
         f"{ev.asset_check_evaluation_data.check_name}"
@@ -153,9 +181,9 @@ def _execute(
         }
     )
     return DriverRun(
-        sensor=sensor.name,
+        sensor=sensor_name,
         job=job_name,
-        partition_key=req.partition_key,
+        partition_key=partition_key,
         run_id=result.run_id,
         success=result.success,
         assets=assets,

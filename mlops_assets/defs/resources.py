@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from mlops_assets.registry import ModelRegistry
 from mlops_assets.spec import DatasetSpec, load_spec
 from mlops_assets.workspace import Workspace
 
@@ -17,3 +18,7 @@ class WorkspaceResource(dg.ConfigurableResource):
 
     def dataset(self) -> DatasetSpec:
         return load_spec(self.spec)
+
+    def registry(self) -> ModelRegistry:
+        """The model registry (one place resolves "the approved model of region R")."""
+        return ModelRegistry.for_workspace(self.workspace())

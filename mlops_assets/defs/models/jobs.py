@@ -1,0 +1,76 @@
+"""Registry operations from the UI (a job with launchpad config) and the weekly retrain."""
+
+from typing import Literal
+
+import dagster as dg
+
+from mlops_assets.defs.models.assets import REGION_MODEL_KEY
+from mlops_assets.defs.resources import WorkspaceResource
+
+TRAIN_JOB = "train_job"
+
+
+class ModelStatusChange(dg.Config):
+    """Launchpad form of the registry job."""
+
+    region: str
+    version: int
+    action: Literal["approve", "reject", "rollback"]
+    reason: str
+    actor: str = "dagster-ui"
+
+
+@dg.op(description="Approve, reject or roll back a model version; recorded with who and why.")
+def change_model_status(
+    context: dg.OpExecutionContext, config: ModelStatusChange, workspace: WorkspaceResource
+):
+    registry = workspace.registry()
+    action = {
+        "approve": registry.approve,
+        "reject": registry.reject,
+        "rollback": registry.rollback,
+    }[config.action]
+    mv = action(config.region, config.version, actor=config.actor, reason=config.reason)
+    context.log.info(f"{config.action}: {mv.label} is now {mv.status} ({config.reason})")
+    approved = registry.latest_approved(config.region)
+    yield dg.AssetObservation(
+        asset_key=REGION_MODEL_KEY,
+        partition=config.region,
+        metadata={
+            "action": config.action,
+            "model_label": mv.label,
+            "status": mv.status,
+            "approved_version": approved.label if approved else "none",
+            "actor": config.actor,
+            "reason": config.reason,
+        },
+    )
+    yield dg.Output(None)
+
+
+@dg.job(description="Change a model version's status in the registry (launchpad config).")
+def registry_job():
+    change_model_status()
+
+
+def build_weekly_retrain_schedule(default_status: dg.DefaultScheduleStatus):
+    @dg.schedule(
+        name="weekly_retrain_schedule",
+        cron_schedule="0 3 * * 1",
+        job_name=TRAIN_JOB,
+        default_status=default_status,
+        description="Mondays 03:00: retrain every region with the reviewed hyper-parameters "
+        "(recalibration, auto-approved when it passes the gate) and re-forecast.",
+    )
+    def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext):
+        day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+        return [
+            dg.RunRequest(
+                partition_key=region,
+                run_key=f"weekly-{region}-{day}",
+                tags={"mlops/trigger": "weekly_retrain_schedule"},
+            )
+            for region in context.instance.get_dynamic_partitions("region")
+        ]
+
+    return weekly_retrain_schedule
