@@ -17,36 +17,12 @@ import time
 from datetime import date
 from pathlib import Path
 
+from mlops_assets.landing import drop_dataset
 from mlops_assets.settings import Settings, load_settings
-from mlops_assets.spec import DatasetSpec, load_spec
+from mlops_assets.spec import load_spec
 from mlops_assets.workspace import Workspace
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def drop_dataset(spec: DatasetSpec, source_dir: Path, ws: Workspace) -> list[Path]:
-    """Copy a dataset directory's files into the landing zone, as a data engineer would.
-
-    Each file is copied under a hidden temporary name and renamed into place, so the
-    landing sensor never sees a half-written file. Existing landing files are kept.
-    """
-    source_dir = Path(source_dir)
-    if not source_dir.is_dir():
-        raise SystemExit(f"source directory {source_dir} does not exist")
-    dropped: list[Path] = []
-    for name, src in spec.sources.items():
-        target_dir = ws.landing_dir(name)
-        target_dir.mkdir(parents=True, exist_ok=True)
-        for pattern in src.files:
-            for path in sorted(source_dir.glob(pattern)):
-                if not path.is_file():
-                    continue
-                target = target_dir / path.name
-                tmp = target_dir / f".{path.name}.part"
-                shutil.copyfile(path, tmp)
-                os.replace(tmp, target)
-                dropped.append(target)
-    return dropped
 
 
 def _instance():
@@ -259,6 +235,103 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mlops_assets.evaluation import evaluate_dataset
+
+    report = evaluate_dataset(load_spec(args.spec), Path(args.source_dir))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str))
+    o = report["overall"]
+    print(
+        f"{report['dataset']}: holdout {report['holdout_start']}..{report['holdout_end']}, "
+        f"{len(report['regions'])} regions, {report['wall_seconds']} s"
+    )
+    print(
+        f"overall MAPE {o['mape']:.2%}  RMSPE {o['rmspe']:.2%}  WAPE {o['wape']:.2%}  "
+        f"baseline MAPE {o['baseline_mape']:.2%}  reduction "
+        f"{o['mape_reduction_vs_baseline']:.1%}"
+    )
+    for key, r in report["regions"].items():
+        print(
+            f"  {key:<12} MAPE {r['mape']:.2%}  RMSPE {r['rmspe']:.2%}  reduction "
+            f"{r['mape_reduction_vs_baseline']:.1%}"
+        )
+    print(f"written to {out}")
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from mlops_assets.registry import ModelRegistry, RegistryError
+
+    registry = ModelRegistry.for_workspace(Workspace(_settings(args).home))
+    if args.action == "list":
+        regions = [args.region] if args.region else registry.regions()
+        for region in regions:
+            approved = registry.latest_approved(region)
+            for mv in registry.versions(region):
+                m = mv.record.get("metrics", {})
+                mape = m.get("mape")
+                mark = "*" if approved and mv.version == approved.version else " "
+                print(
+                    f"{mark} {mv.label:<16}{mv.status:<18}{mv.created_at:<34}"
+                    f"{mv.record.get('source', ''):<15}"
+                    f"MAPE {'n/a' if mape is None else f'{mape:.1%}'}"
+                )
+        return 0
+    if not args.region:
+        raise SystemExit("--region is required")
+    if args.action == "history":
+        for event in registry.history(args.region):
+            print(json.dumps(event, sort_keys=True))
+        return 0
+    if args.version is None or not args.reason:
+        raise SystemExit(f"registry {args.action} needs --version and --reason")
+    change = getattr(registry, args.action)
+    try:
+        mv = change(args.region, args.version, actor=args.actor, reason=args.reason)
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{mv.label} is now {mv.status}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    ws = Workspace(_settings(args).home)
+    folder = ws.forecasts_dir / args.region
+    files = sorted(folder.glob("*.explanations.parquet")) if folder.is_dir() else []
+    if not files:
+        print(f"no forecasts with explanations for region {args.region!r}", file=sys.stderr)
+        return 1
+    path = (
+        files[-1] if not args.origin else ws.forecast_path(args.region, args.origin, "explanations")
+    )
+    frame = pd.read_parquet(path)
+    forecast = pd.read_parquet(str(path).replace(".explanations.", ".forecast."))
+    keep = frame["store"].astype(str) == args.store
+    if args.item:
+        keep &= frame["item"].astype(str) == args.item
+    if args.date:
+        keep &= pd.to_datetime(frame["date"]) == pd.Timestamp(args.date)
+    rows = frame[keep]
+    if rows.empty:
+        print("no such series/date in the latest forecast", file=sys.stderr)
+        return 1
+    preds = forecast.set_index(["store", "item", "date"])["prediction"]
+    for (store, item, day), group in rows.groupby(["store", "item", "date"]):
+        print(
+            f"{store}/{item} {pd.Timestamp(day).date()}: forecast "
+            f"{preds.get((store, item, day), float('nan')):.1f} "
+            f"({forecast['model_label'].iloc[0]}, origin {path.name.split('.')[0]})"
+        )
+        for r in group.sort_values("rank").itertuples():
+            print(f"    {r.rank}. {r.feature:<28} = {r.value:<12} {r.contribution:+.4f}")
+    return 0
+
+
 def cmd_quarantine(args: argparse.Namespace) -> int:
     from mlops_assets.landing import quarantined
 
@@ -319,6 +392,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="delete the workspace first")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="ingest -> features -> train in a temporary "
+        "workspace and write holdout metrics as JSON",
+    )
+    p.add_argument("--spec", required=True, help="spec name (sample, rossmann) or YAML path")
+    p.add_argument("--source-dir", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("registry", help="list, approve, reject or roll back model versions")
+    p.add_argument("action", choices=["list", "history", "approve", "reject", "rollback"])
+    p.add_argument("--region")
+    p.add_argument("--version", type=int)
+    p.add_argument("--reason")
+    p.add_argument("--actor", default=os.environ.get("USER", "cli"))
+    p.add_argument("--home")
+    p.set_defaults(func=cmd_registry)
+
+    p = sub.add_parser("explain", help="top Shapley contributions of a series' forecasts")
+    p.add_argument("--region", required=True)
+    p.add_argument("--store", required=True)
+    p.add_argument("--item")
+    p.add_argument("--date", help="one target date (YYYY-MM-DD); default: all")
+    p.add_argument("--origin", help="forecast origin (YYYY-MM-DD); default: the latest")
+    p.add_argument("--home")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("quarantine", help="list quarantined landing files and why")
     p.add_argument("--home")

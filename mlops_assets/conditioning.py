@@ -41,6 +41,15 @@ class FeatureSet:
     def all(self) -> list[str]:
         return self.numeric + self.categorical
 
+    def restricted_to(self, columns) -> FeatureSet:
+        """Only the features among ``columns`` (a table written before a source was first
+        ingested lacks that source's columns)."""
+        present = set(columns)
+        return FeatureSet(
+            numeric=[c for c in self.numeric if c in present],
+            categorical=[c for c in self.categorical if c in present],
+        )
+
 
 def _days(spec: DatasetSpec, periods: int) -> int:
     return periods * spec.period_days
@@ -237,16 +246,9 @@ FROM t AS b {" ".join(joins)}
 def feature_set(
     con: duckdb.DuckDBPyConnection, spec: DatasetSpec, columns: list[str] | None = None
 ) -> FeatureSet:
-    """The model inputs of the feature table, limited to ``columns`` when given (a table
-    written before a source was first ingested lacks that source's columns)."""
+    """The model inputs of the feature table, limited to ``columns`` when given."""
     _, fs = feature_sql(con, spec)
-    if columns is None:
-        return fs
-    present = set(columns)
-    return FeatureSet(
-        numeric=[c for c in fs.numeric if c in present],
-        categorical=[c for c in fs.categorical if c in present],
-    )
+    return fs if columns is None else fs.restricted_to(columns)
 
 
 def build_features(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -293,3 +294,28 @@ def affected_regions(ws: Workspace, spec: DatasetSpec, source: str, shas: list[s
             "WHERE region_key IS NOT NULL ORDER BY 1"
         ).fetchall()
     return [r[0] for r in rows]
+
+
+def drop_dataset(spec: DatasetSpec, source_dir: Path, ws: Workspace) -> list[Path]:
+    """Copy a dataset directory's files into the landing zone, as a data engineer would.
+
+    Each file is copied under a hidden temporary name and renamed into place, so the
+    landing sensor never sees a half-written file. Existing landing files are kept.
+    """
+    source_dir = Path(source_dir)
+    if not source_dir.is_dir():
+        raise FileNotFoundError(f"source directory {source_dir} does not exist")
+    dropped: list[Path] = []
+    for name, src in spec.sources.items():
+        target_dir = ws.landing_dir(name)
+        target_dir.mkdir(parents=True, exist_ok=True)
+        for pattern in src.files:
+            for path in sorted(source_dir.glob(pattern)):
+                if not path.is_file():
+                    continue
+                target = target_dir / path.name
+                tmp = target_dir / f".{path.name}.part"
+                shutil.copyfile(path, tmp)
+                os.replace(tmp, target)
+                dropped.append(target)
+    return dropped

@@ -163,7 +163,7 @@ DEFAULT_LGBM_PARAMS: dict[str, float | int | str] = {
     "bagging_freq": 1,
     "lambda_l2": 1.0,
     "verbose": -1,
-    "num_threads": 2,
+    "num_threads": 1,  # regions train in parallel runs: one thread each avoids oversubscription
     "seed": 0,
     "deterministic": True,
     "force_row_wise": True,

@@ -97,7 +97,7 @@ def design_matrix(
 def predict_frame(booster: lgb.Booster, meta: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
     """Forecasts for feature rows: model output, back-transformed, 0 on closed days."""
     X = design_matrix(frame, meta["features"], meta["categories"])
-    raw = booster.predict(X, num_threads=meta.get("num_threads", 2)) + level_offset(frame, meta)
+    raw = booster.predict(X, num_threads=meta.get("num_threads", 1)) + level_offset(frame, meta)
     pred = _inverse(raw, meta["target_transform"])
     return np.where(eligible_rows(frame).to_numpy(), pred, 0.0)
 
@@ -187,7 +187,7 @@ def train_region_model(
         "level_features": [c for c in settings.level_features if c in hist.columns],
         "level_fallback": float(train["target"].clip(lower=0).mean()),
         "params": params,
-        "num_threads": params.get("num_threads", 2),
+        "num_threads": params.get("num_threads", 1),
     }
 
     def target(frame: pd.DataFrame) -> np.ndarray:
