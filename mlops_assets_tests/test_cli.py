@@ -62,3 +62,37 @@ def test_rossmann_ingests_into_twelve_safe_region_partitions(tmp_path, dagster_h
     assert train["rows"] == 91256 and train["exact_duplicates_dropped"] == 6
     # the weather files beyond the 12 mapped states were never dropped, nothing quarantined
     assert not (home / "quarantine").exists()
+
+
+def test_evaluate_writes_the_metrics_json(tmp_path, capsys):
+    from mlops_assets.sample_data import SampleConfig, generate
+
+    generate(SampleConfig.tiny(days=500), tmp_path / "src")
+    out = tmp_path / "eval.json"
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--spec",
+                "sample",
+                "--source-dir",
+                str(tmp_path / "src"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    report = json.loads(out.read_text())
+    assert {"holdout_start", "holdout_end", "wall_seconds", "overall", "regions"} <= set(report)
+    assert sorted(report["regions"]) == ["Nord", "Ost", "Rhein_Main", "Sud", "West"]
+    keys = {"mape", "wape", "rmse", "rmspe", "baseline_mape", "mape_reduction_vs_baseline"}
+    for metrics in [report["overall"], *report["regions"].values()]:
+        assert keys <= set(metrics)
+        assert 0 < metrics["mape"] < 1 and 0 < metrics["wape"] < 1  # fractions
+        assert metrics["mape_reduction_vs_baseline"] == pytest.approx(
+            1 - metrics["mape"] / metrics["baseline_mape"]
+        )
+    # the last 42 days of the generated history are the holdout
+    assert report["holdout_end"] == str(SampleConfig.tiny(days=500).end)
+    assert not list(tmp_path.glob("mlops-evaluate-*"))  # the temporary workspace is gone
