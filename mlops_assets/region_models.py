@@ -43,6 +43,8 @@ def compare_with_approved(
     features: pd.DataFrame,
     trained: TrainedModel,
     spec: DatasetSpec,
+    *,
+    floor: float,
 ) -> ApprovedComparison:
     """The approved model's gate metric, measured fairly.
 
@@ -74,9 +76,7 @@ def compare_with_approved(
         on=["store", "item", "date"],
     )
     scored = scored[scored["eligible"]]
-    value = regression_metrics(scored["actual"], scored["approved"], floor=spec.model.metric_floor)[
-        metric
-    ]
+    value = regression_metrics(scored["actual"], scored["approved"], floor=floor)[metric]
     return ApprovedComparison(mv.label, value, "same holdout")
 
 
@@ -95,7 +95,8 @@ def train_and_register(
 ) -> TrainingOutcome:
     """Train, compare with the approved model, gate, and register with the policy status."""
     trained = train_region_model(features, feature_set, spec, settings=settings)
-    approved = compare_with_approved(registry, region, features, trained, spec)
+    floor = (settings or spec.model).metric_floor
+    approved = compare_with_approved(registry, region, features, trained, spec, floor=floor)
     gate = evaluate_gate(
         trained.metrics, spec.gate, approved_metric=approved.value, approved_label=approved.label
     )

@@ -1,0 +1,442 @@
+"""Tests for training and evaluating one region's model: the time split, the holdout never
+seeing its own actuals, the baselines, closed days, the saved artifact and its explanations.
+
+Data: a small generated sample with a long history (2 regions, 3 stores, 3 departments,
+three years; fewer rows than ``SampleConfig.tiny()``). Three years, because the holdout
+then covers the pre-Christmas peak with two earlier Christmases to learn from, which is
+where the sample data gives a per-region model its large lead over the historical
+average (on the 400-day tiny sample the holdout starts on Christmas Day with no previous
+Christmas in the training data, and the model beats the average barely or not at all).
+Region ``Sud`` has two stores, ``Nord`` one.
+
+The helpers at the top (``sample_features``, ``trained_model``, ``FAST``) are shared with
+``test_region_models.py`` and ``test_forecasting.py``: the sample, its feature tables and
+one trained model per region are built once per test session and only read afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_assets.conditioning import FeatureSet
+from mlops_assets.metrics import regression_metrics
+from mlops_assets.sample_data import SampleConfig, generate
+from mlops_assets.spec import ModelSettings
+from mlops_assets.training import (
+    BASELINES,
+    SERIES,
+    Split,
+    TrainedModel,
+    baseline_forecasts,
+    design_matrix,
+    level_offset,
+    predict_frame,
+    shap_contributions,
+    time_split,
+    train_region_model,
+)
+from mlops_assets_tests.test_conditioning import SPEC, make_workspace, store_regions, write_region
+
+LONG_SAMPLE = SampleConfig.tiny(n_regions=2, n_stores=3, days=1095)
+REGION = "Sud"
+H = SPEC.horizon
+DAY = pd.Timedelta(days=1)
+# the shipped configuration with few trees, on one thread: much faster than two on busy
+# cores (OpenMP threads spin waiting for each other)
+FAST: ModelSettings = SPEC.model.model_copy(
+    update={"num_boost_round": 60, "early_stopping_rounds": 10, "params": {"num_threads": 1}}
+)
+
+# --------------------------------------------------------------------------------------
+# helpers (shared with test_region_models.py and test_forecasting.py)
+
+_CACHE: dict[str, Any] = {}
+
+
+def sample_features(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[dict[str, pd.DataFrame], FeatureSet]:
+    """Each region's feature table of ``LONG_SAMPLE`` (as ``pd.read_parquet`` returns it,
+    as the assets read it) and the feature set. Built once per session; copies returned."""
+    if "features" not in _CACHE:
+        root = tmp_path_factory.mktemp("long_sample")
+        generate(LONG_SAMPLE, root / "sample")
+        ws = make_workspace(root / "ws", root / "sample")
+        frames, fs = {}, None
+        for region in sorted(set(store_regions(ws).values())):
+            fs = write_region(ws, region)
+            frames[region] = pd.read_parquet(ws.features_path(region))
+        _CACHE["features"] = (frames, fs)
+    frames, fs = _CACHE["features"]
+    return {k: v.copy() for k, v in frames.items()}, fs
+
+
+def trained_model(tmp_path_factory: pytest.TempPathFactory, region: str) -> TrainedModel:
+    """``region``'s model trained with ``FAST`` on the sample (once per session; read only)."""
+    key = f"trained:{region}"
+    if key not in _CACHE:
+        frames, fs = sample_features(tmp_path_factory)
+        _CACHE[key] = train_region_model(frames[region], fs, SPEC, settings=FAST)
+    return _CACHE[key]
+
+
+def history(features: pd.DataFrame) -> pd.DataFrame:
+    hist = features[~features["is_future"].astype(bool)].copy()
+    hist["date"] = pd.to_datetime(hist["date"])
+    return hist
+
+
+def with_inputs(trained: TrainedModel, features: pd.DataFrame) -> pd.DataFrame:
+    """The holdout frame joined with the feature rows it forecasts (same order)."""
+    out = trained.holdout.merge(history(features), on=[*SERIES, "date"], how="left")
+    assert len(out) == len(trained.holdout)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> tuple[pd.DataFrame, FeatureSet]:
+    frames, fs = sample_features(tmp_path_factory)
+    return frames[REGION], fs
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> TrainedModel:
+    return trained_model(tmp_path_factory, REGION)
+
+
+# --------------------------------------------------------------------------------------
+# the time split
+
+
+def test_time_split_holdout_is_the_last_horizon_days_and_validation_the_horizon_before():
+    dates = pd.Series(pd.date_range("2024-01-01", periods=200, freq="D"))
+    s = time_split(dates, SPEC)
+    last = dates.iloc[-1]
+    assert s.holdout_end == last
+    assert s.holdout_start == last - (H - 1) * DAY
+    assert s.val_end == s.holdout_start - DAY == s.origin
+    assert s.val_start == s.holdout_start - H * DAY
+    assert s.train_end == s.val_start - DAY
+    assert s.train_start == dates.iloc[0]
+    assert dates.between(s.holdout_start, s.holdout_end).sum() == H
+    assert dates.between(s.val_start, s.val_end).sum() == H
+    assert dates.between(s.train_start, s.train_end).sum() == 200 - 2 * H
+    assert s.to_dict()["origin"] == str(s.val_end.date())
+
+
+def test_time_split_uses_the_calendar_not_the_row_count():
+    """Many rows per day (one per series) and unsorted input give the same boundaries."""
+    days = pd.date_range("2024-01-01", periods=120, freq="D")
+    dates = pd.Series(np.repeat(days, 5)).sample(frac=1.0, random_state=1)
+    s = time_split(dates, SPEC)
+    assert (s.holdout_start, s.holdout_end) == (days[120 - H], days[-1])
+    assert s.train_end == days[120 - 2 * H - 1]
+
+
+def test_time_split_of_weekly_data_counts_weeks():
+    weekly = SPEC.model_copy(update={"frequency": "weekly", "horizon": 4})
+    dates = pd.Series(pd.date_range("2024-01-01", periods=30, freq="7D"))
+    s = time_split(dates, weekly)
+    assert s.holdout_start == dates.iloc[-4]
+    assert s.val_start == dates.iloc[-8] and s.val_end == dates.iloc[-5]
+    assert s.train_end == dates.iloc[-9]
+
+
+def test_time_split_needs_one_training_day_before_validation_and_holdout():
+    enough = pd.Series(pd.date_range("2024-01-01", periods=2 * H + 1, freq="D"))
+    s = time_split(enough, SPEC)
+    assert s.train_start == s.train_end == enough.iloc[0]
+    too_short = enough.iloc[1:]
+    with pytest.raises(ValueError, match=r"too short for a 42-period holdout") as err:
+        time_split(too_short, SPEC)
+    assert "2024-01-02..2024-03-25" in str(err.value)
+
+
+def test_training_on_too_short_a_history_raises_a_clear_error(data):
+    features, fs = data
+    dates = pd.to_datetime(features["date"])
+    short = features[dates < dates.min() + 80 * DAY]
+    with pytest.raises(ValueError, match="too short"):
+        train_region_model(short, fs, SPEC, settings=FAST)
+
+
+def test_holdout_frame_covers_every_series_on_every_holdout_day(trained, data):
+    features, _ = data
+    hist = history(features)
+    s = trained.split
+    assert s.holdout_end == hist["date"].max()
+    h = trained.holdout
+    assert list(h.columns[:4]) == [*SERIES, "date", "actual"]
+    assert set(h["date"]) == set(pd.date_range(s.holdout_start, s.holdout_end))
+    assert len(h) == len(hist[hist["date"] >= s.holdout_start])
+    assert not h.duplicated([*SERIES, "date"]).any()
+    assert h.groupby(SERIES).size().eq(H).all()
+
+
+# --------------------------------------------------------------------------------------
+# no leakage of holdout actuals into holdout forecasts
+
+
+def test_holdout_forecasts_never_use_holdout_actuals(trained, data):
+    """Replace every holdout actual (and only those) by random numbers: the model's and
+    every baseline's holdout forecasts must not move, while the scored actuals do."""
+    features, fs = data
+    dates = pd.to_datetime(features["date"])
+    in_holdout = ~features["is_future"].astype(bool) & (dates >= trained.split.holdout_start)
+    assert in_holdout.sum() == len(trained.holdout)
+    scrambled = features.copy()
+    rng = np.random.default_rng(7)
+    scrambled.loc[in_holdout, "target"] = rng.uniform(0, 5000, in_holdout.sum()).round()
+    assert scrambled.loc[~in_holdout, "target"].equals(features.loc[~in_holdout, "target"])
+
+    again = train_region_model(scrambled, fs, SPEC, settings=FAST)
+
+    assert again.split == trained.split
+    before, after = trained.holdout, again.holdout
+    for col in ("store", "item", "date", "eligible"):
+        assert before[col].equals(after[col]), col
+    np.testing.assert_array_equal(after["model"].to_numpy(), before["model"].to_numpy())
+    for name in BASELINES:
+        np.testing.assert_array_equal(after[name].to_numpy(), before[name].to_numpy(), name)
+    # the actuals they are scored on did change, on (nearly) every open day
+    open_days = before["eligible"].to_numpy()
+    changed = after["actual"].to_numpy() != before["actual"].to_numpy()
+    assert changed[open_days].mean() > 0.99
+    assert again.metrics["model"]["mape"] != trained.metrics["model"]["mape"]
+
+
+# --------------------------------------------------------------------------------------
+# baselines
+
+
+def test_historical_average_is_the_series_mean_of_open_days_up_to_the_origin(trained, data):
+    features, _ = data
+    hist = history(features)
+    origin = trained.split.origin
+    past = hist[(hist["date"] <= origin) & (hist["open"] == 1)]
+    y = past.assign(y=past["target"].clip(lower=0))
+    series_mean = y.groupby(SERIES)["y"].mean()
+    dow_mean = y.groupby([*SERIES, y["date"].dt.dayofweek])["y"].mean()
+    # a closed day counts in neither (its 0 is not demand), a return is clipped at 0
+    assert (hist.loc[hist["open"] == 0, "target"] == 0).all()
+    assert (past["target"] < 0).any(), "the sample has returns before the origin"
+
+    h = with_inputs(trained, features)
+    opened = h[h["open"] == 1]
+    keys = pd.MultiIndex.from_frame(opened[SERIES])
+    np.testing.assert_allclose(opened["hist_avg"], series_mean.reindex(keys).to_numpy())
+    dow_keys = pd.MultiIndex.from_arrays(
+        [opened["store"], opened["item"], opened["date"].dt.dayofweek]
+    )
+    np.testing.assert_allclose(opened["hist_avg_dow"], dow_mean.reindex(dow_keys).to_numpy())
+    # and nothing after the origin: the mean over all history would differ
+    everything = hist[hist["open"] == 1].assign(y=lambda f: f["target"].clip(lower=0))
+    assert not np.allclose(
+        opened["hist_avg"], everything.groupby(SERIES)["y"].mean().reindex(keys).to_numpy()
+    )
+
+
+def test_seasonal_naive_is_the_last_open_same_weekday_before_the_origin(trained, data):
+    features, _ = data
+    hist = history(features)
+    origin = trained.split.origin
+    past = hist[(hist["date"] <= origin) & (hist["open"] == 1)]
+    h = with_inputs(trained, features)
+    # the first open week of the holdout of every series: every weekday that is open
+    rows = h[h["open"] == 1].groupby(SERIES).head(7)
+    assert len(rows) >= 5 * 6 and rows["date"].dt.dayofweek.nunique() >= 6
+    lags = []
+    for row in rows.itertuples():
+        same = past[
+            (past["store"] == row.store)
+            & (past["item"] == row.item)
+            & (past["date"].dt.dayofweek == row.date.dayofweek)
+        ]
+        last = same.loc[same["date"].idxmax()]
+        lags.append((row.date - last["date"]).days)
+        assert row.seasonal_naive == pytest.approx(max(last["target"], 0.0)), row
+    # a whole number of weeks back, usually the week just before the holdout
+    assert all(lag % 7 == 0 for lag in lags)
+    assert np.mean([lag == 7 for lag in lags]) > 0.8
+
+
+def test_baselines_skip_closed_weekdays_fall_back_to_the_mean_and_clip_returns():
+    """A hand-made series: Mondays 10, Tuesdays 20, the last Monday before the origin was a
+    holiday (closed), Wednesdays never open, one return (-3) on a Tuesday."""
+    days = pd.date_range("2024-01-01", "2024-01-28", freq="D")  # starts on a Monday
+    hist = pd.DataFrame({"store": "S1", "item": "A", "date": days})
+    dow = hist["date"].dt.dayofweek
+    hist["target"] = np.select([dow == 0, dow == 1], [10.0, 20.0], 5.0)
+    hist["open"] = 1
+    hist.loc[dow == 2, ["open", "target"]] = [0, 0.0]
+    holiday = hist["date"] == pd.Timestamp("2024-01-22")  # the last Monday before the origin
+    hist.loc[holiday, ["open", "target"]] = [0, 0.0]
+    hist.loc[hist["date"] == pd.Timestamp("2024-01-23"), "target"] = -3.0  # last Tuesday
+    hist.loc[hist["date"] == pd.Timestamp("2024-01-16"), "target"] = 17.0
+    origin = pd.Timestamp("2024-01-28")
+    split = Split(days[0], days[0], days[0], origin, origin + DAY, origin + 7 * DAY)
+    future = pd.date_range("2024-01-29", periods=7, freq="D")  # Mon..Sun
+    holdout = pd.DataFrame({"store": "S1", "item": "A", "date": future, "open": 1})
+    holdout.loc[6, "open"] = 0  # closed on the Sunday
+
+    out = baseline_forecasts(hist, holdout, split)
+
+    open_y = hist.loc[hist["open"] == 1, "target"].clip(lower=0)
+    mean = open_y.mean()
+    assert out["hist_avg"][:6] == pytest.approx([mean] * 6)
+    mon, tue, wed = out["seasonal_naive"][:3]
+    assert mon == 10.0  # 2024-01-15: the closed 2024-01-22 is skipped
+    assert tue == 0.0  # the return, clipped
+    assert wed == pytest.approx(mean)  # never open on a Wednesday: the series mean
+    assert out["hist_avg_dow"][1] == pytest.approx((20 + 17 + 20 + 0) / 4)
+    assert out["hist_avg_dow"][2] == pytest.approx(mean)
+    for name in BASELINES:
+        assert out[name][6] == 0.0, name  # closed
+
+
+# --------------------------------------------------------------------------------------
+# closed days, metrics, accuracy
+
+
+def test_closed_days_are_forecast_zero_and_not_scored(trained, data):
+    features, _ = data
+    h = with_inputs(trained, features)
+    closed = h[h["open"] == 0]
+    assert len(closed) >= 6, "the holdout has Sundays and holidays"
+    assert (closed["model"] == 0).all()
+    for name in BASELINES:
+        assert (closed[name] == 0).all(), name
+    assert not closed["eligible"].any()
+    assert h.loc[h["open"] == 1, "eligible"].all()
+    assert (h["model"] >= 0).all() and (h.loc[h["open"] == 1, "model"] > 0).all()
+
+
+def test_metrics_are_computed_on_open_holdout_days_with_the_spec_floor(trained):
+    h = trained.holdout
+    scored = h[h["eligible"]]
+    assert FAST.metric_floor == 20
+    for name in ("model", *BASELINES):
+        expected = regression_metrics(scored["actual"], scored[name], floor=20)
+        got = {k: v for k, v in trained.metrics[name].items() if k in expected}
+        assert got == pytest.approx(expected), name
+    m = trained.metrics["model"]
+    assert m["n"] == h["eligible"].sum()
+    assert m["n_pct"] == (scored["actual"] > 20).sum() < m["n"]  # slow movers excluded
+
+
+def test_the_model_beats_the_baselines_by_a_large_margin(trained):
+    m = trained.metrics
+    model, base = m["model"], m["hist_avg"]
+    for metric in ("mape", "wape", "rmse", "rmspe"):
+        assert model[metric] < base[metric], metric
+        assert model[metric] < m["seasonal_naive"][metric], metric
+        assert model[f"{metric}_reduction_vs_baseline"] == pytest.approx(
+            1 - model[metric] / base[metric]
+        )
+    assert model["mape_reduction_vs_baseline"] >= 0.45
+    assert model["mape"] < m["hist_avg_dow"]["mape"]
+    # the pre-Christmas peak: every forecast falls short, the model much less than the mean
+    assert abs(model["bias"]) < abs(base["bias"]) / 2
+
+
+def test_the_single_store_region_model_also_beats_the_historical_average(tmp_path_factory):
+    m = trained_model(tmp_path_factory, "Nord").metrics
+    assert m["model"]["mape"] < m["hist_avg"]["mape"]
+    assert m["model"]["wape"] < m["hist_avg"]["wape"]
+
+
+# --------------------------------------------------------------------------------------
+# the artifact
+
+
+def test_saved_text_model_and_metadata_reproduce_the_forecasts(trained, data):
+    features, _ = data
+    booster = lgb.Booster(model_str=trained.model_text)
+    meta = json.loads(trained.meta_json())  # as the registry stores it
+    rows = features  # history and future rows, dates as read from Parquet
+    expected = predict_frame(trained.booster, trained.meta, rows)
+    np.testing.assert_array_equal(predict_frame(booster, meta, rows), expected)
+    assert meta["num_boost_round"] == trained.best_iteration == booster.num_trees()
+    assert meta["features"] == trained.meta["features"]
+    assert meta["categories"]["store"] == ["S0001", "S0003"]
+
+
+def test_artifact_is_refit_on_all_history(trained, data):
+    features, _ = data
+    hist = history(features)
+    usable = hist[(hist["open"] == 1) & hist["target"].notna()]
+    assert trained.train_rows == len(usable) == trained.meta["train_rows"]
+    assert trained.meta["train_date_max"] == str(usable["date"].max().date())
+    assert trained.meta["train_date_max"] >= str(trained.split.holdout_start.date())
+    assert trained.meta["split"] == trained.split.to_dict()
+
+
+def test_shap_contributions_and_level_offset_reproduce_the_forecast(trained, data):
+    features, _ = data
+    rows = features.iloc[::13]
+    meta, booster = trained.meta, trained.booster
+    contrib = shap_contributions(booster, meta, rows)
+    assert list(contrib.columns) == [*meta["features"], "expected_value"]
+    assert contrib.index.equals(rows.index)
+    X = design_matrix(rows, meta["features"], meta["categories"])
+    raw = booster.predict(X, raw_score=True)
+    np.testing.assert_allclose(contrib.sum(axis=1).to_numpy(), raw, rtol=1e-9, atol=1e-9)
+    # + the row's lagged level, back from log1p = the forecast (open days)
+    assert meta["target_transform"] == "log1p" and meta["level_features"]
+    offset = level_offset(rows, meta)
+    assert np.ptp(offset) > 1.0  # the level differs between series: it matters
+    pred = predict_frame(booster, meta, rows)
+    opened = rows["open"].to_numpy() == 1
+    np.testing.assert_allclose(
+        pred[opened], np.clip(np.expm1(raw + offset), 0, None)[opened], rtol=1e-9
+    )
+
+
+def test_importance_ranks_every_feature_by_mean_absolute_contribution(trained):
+    imp = trained.importance
+    assert list(imp) == sorted(imp, key=imp.get, reverse=True)
+    assert set(imp) == set(trained.meta["features"])
+    assert all(v >= 0 for v in imp.values()) and sum(imp.values()) > 0
+
+
+def test_data_quality_baseline_describes_every_input(trained, data):
+    features, fs = data
+    dq = trained.dq_baseline
+    assert trained.meta["dq_baseline"] is dq
+    assert set(dq["numeric"]) == set(fs.numeric)
+    assert set(dq["categorical"]) == {*SERIES, *fs.categorical}
+    stats = {"null_rate", "mean", "std", "min", "p01", "p50", "p99", "max"}
+    assert all(set(v) == stats for v in dq["numeric"].values())
+    hist = history(features)
+    train = hist[(hist["open"] == 1) & hist["target"].notna()]
+    assert dq["rows"] == len(train) == trained.train_rows
+    assert dq["numeric"]["promo"]["mean"] == pytest.approx(train["promo"].mean())
+    t = train["temperature_c"]
+    assert dq["numeric"]["temperature_c"]["p50"] == pytest.approx(t.median())
+    assert dq["numeric"]["temperature_c"]["min"] == pytest.approx(t.min())
+    # a year-ago lag is missing in the first year: the baseline records how often
+    assert dq["numeric"]["lag_364"]["null_rate"] == pytest.approx(train["lag_364"].isna().mean())
+    assert 0.2 < dq["numeric"]["lag_364"]["null_rate"] < 0.5
+    assert dq["categorical"]["store"]["levels"] == 2
+    assert dq["categorical"]["item"]["levels"] == 3
+    for col, info in dq["categorical"].items():
+        assert sum(info["frequencies"].values()) == pytest.approx(1.0), col
+        assert info["null_rate"] == 0.0, col
+
+
+def test_training_is_deterministic(trained, data):
+    features, fs = data
+    again = train_region_model(features.copy(), fs, SPEC, settings=FAST)
+    assert again.metrics == trained.metrics
+    assert again.model_text == trained.model_text
+    pd.testing.assert_frame_equal(again.holdout, trained.holdout)
