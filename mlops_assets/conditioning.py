@@ -66,10 +66,7 @@ def feature_sql(con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> tuple[str,
     exog = exog_num + exog_cat
     has_open = "open" in sales.columns
     exog_select = "".join(f", {quote_ident(c)}" for c in exog)
-    base = (
-        f"SELECT store, item, date, target{exog_select}, false AS is_future "
-        f"FROM sales WHERE region_key = $region"
-    )
+    base = f"SELECT store, item, date, target{exog_select}, false AS is_future FROM rs"
     if has_view(con, "future"):
         fut_cols = set(spec.source("future").columns)
         fut_select = "".join(
@@ -77,9 +74,8 @@ def feature_sql(con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> tuple[str,
         )
         base += (
             f" UNION ALL SELECT f.store, f.item, f.date, NULL::DOUBLE AS target{fut_select}, "
-            f"true AS is_future FROM future f WHERE f.region_key = $region AND NOT EXISTS "
-            f"(SELECT 1 FROM sales s WHERE s.region_key = $region AND s.store = f.store "
-            f"AND s.item = f.item AND s.date = f.date)"
+            f"true AS is_future FROM future_of_region($region) f ANTI JOIN rs s "
+            f"ON s.store = f.store AND s.item = f.item AND s.date = f.date"
         )
     fs.numeric += exog_num
     fs.categorical += exog_cat
@@ -221,7 +217,8 @@ def feature_sql(con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> tuple[str,
 
     cal_sql = ", ".join(f"{expr} AS {name}" for name, expr in calendar.items())
     sql = f"""
-WITH base AS ({base}),
+WITH rs AS MATERIALIZED (SELECT * FROM sales_of_region($region)),
+base AS ({base}),
 b0 AS (SELECT *, {y_open} AS y_open, {cal_sql}{change_cols} FROM base),
 b AS (SELECT *{group_cols} FROM b0),
 t AS (SELECT b.*, {", ".join(target_feats + exog_feats)} FROM b){ctes}

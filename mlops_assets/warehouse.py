@@ -127,6 +127,17 @@ def define_views(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: DatasetSpe
                 f"CREATE VIEW {kind} AS SELECT x.*, s.region_key FROM {kind}_latest x "
                 "JOIN stores s USING (store)"
             )
+            # one region's rows, filtered before the latest-file-wins window so a region's
+            # features never rank the whole table (the view above would)
+            src = spec.source(kind)
+            key = ", ".join(quote_ident(c) for c in src.key)
+            con.execute(
+                f"CREATE MACRO {kind}_of_region(r) AS TABLE "
+                f"SELECT x.* EXCLUDE (filename, _seq), r AS region_key "
+                f"FROM raw_{spec.source_name(kind)} x "
+                f"WHERE x.store IN (SELECT store FROM stores WHERE region_key = r) "
+                f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _seq DESC) = 1"
+            )
     if "weather" in present:
         con.execute(
             "CREATE VIEW weather AS SELECT w.* EXCLUDE (region), g.region_key "
