@@ -50,3 +50,34 @@ def drop(source_dir: Path, settings: Settings, source: str, name: str | None = N
 def drop_all(source_dir: Path, settings: Settings) -> None:
     for source in ("stores", "sales", "weather", "events", "future"):
         drop(source_dir, settings, source)
+
+
+# --- models and forecasts: a prepared workspace copied per test (see defs/models/pipeline_support)
+
+
+@pytest.fixture(scope="session")
+def prepared_workspace(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path):
+    """Sample data ingested and conditioned by the sensors once per session (read only)."""
+    from mlops_assets_tests.defs.models.pipeline_support import shared_prepared_workspace
+
+    return shared_prepared_workspace(tmp_path_factory, sample_dir)
+
+
+@pytest.fixture
+def model_pipeline(tmp_path: Path, prepared_workspace):
+    """Factory: ``model_pipeline(gate={...}, model={...})`` -> a ``Pipeline`` on a private
+    copy of the prepared workspace and instance, with the fast spec plus the overrides."""
+    from contextlib import ExitStack
+
+    from mlops_assets_tests.defs.models.pipeline_support import Pipeline, write_fast_spec
+
+    with ExitStack() as stack:
+
+        def make(*, gate: dict | None = None, model: dict | None = None) -> Pipeline:
+            copy = prepared_workspace.copy_to(tmp_path / "pipeline")
+            spec = write_fast_spec(tmp_path / "spec.yaml", gate=gate, model=model)
+            settings = Settings(env="ci", home=copy.home, spec=str(spec))
+            instance = stack.enter_context(dg.instance_for_test(temp_dir=str(copy.dagster_home)))
+            return Pipeline(settings, build_definitions(settings), instance, copy.regions)
+
+        yield make
