@@ -22,17 +22,18 @@ from mlops_assets.settings import Settings, load_settings
 from mlops_assets.spec import load_spec
 from mlops_assets.workspace import Workspace
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _instance():
     import dagster as dg
 
     if not os.environ.get("DAGSTER_HOME"):
-        home = REPO_ROOT / ".dagster_home"
+        # like `make demo`: an instance in .dagster_home below the current directory, with
+        # the dagster.yaml found there (telemetry off, run limits)
+        home = Path.cwd() / ".dagster_home"
         home.mkdir(exist_ok=True)
-        if not (home / "dagster.yaml").exists() and (REPO_ROOT / "dagster.yaml").exists():
-            shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+        if not (home / "dagster.yaml").exists() and Path("dagster.yaml").exists():
+            shutil.copyfile("dagster.yaml", home / "dagster.yaml")
         os.environ["DAGSTER_HOME"] = str(home)
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     return dg.DagsterInstance.get()

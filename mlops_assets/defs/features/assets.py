@@ -7,7 +7,7 @@ import dagster as dg
 from mlops_assets.conditioning import FEATURES_VERSION, write_features
 from mlops_assets.data_checks import FEATURE_CHECKS, check_features
 from mlops_assets.defs.ingest.assets import raw_asset_key
-from mlops_assets.defs.partitions import region_partitions
+from mlops_assets.defs.partitions import latest_materialization, region_partitions
 from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.naming import require_safe_key
 from mlops_assets.spec import DatasetSpec
@@ -17,12 +17,8 @@ FEATURES_KEY = dg.AssetKey("features")
 
 
 def _previous_rows(instance: dg.DagsterInstance, region: str) -> int | None:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=FEATURES_KEY, asset_partitions=[region]), limit=1
-    ).records
-    if not records:
-        return None
-    value = records[0].asset_materialization.metadata.get("rows")
+    previous = latest_materialization(instance, FEATURES_KEY, region)
+    value = previous.metadata.get("rows") if previous else None
     return int(value.value) if value is not None else None
 
 

@@ -5,7 +5,7 @@ import pandas as pd
 
 from mlops_assets.conditioning import feature_set
 from mlops_assets.defs.features.assets import FEATURES_KEY
-from mlops_assets.defs.partitions import region_partitions
+from mlops_assets.defs.partitions import latest_materialization, region_partitions
 from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.gate import GATE_CHECKS
 from mlops_assets.naming import require_safe_key
@@ -20,12 +20,8 @@ METRIC_ROWS = ("model", "hist_avg", "hist_avg_dow", "seasonal_naive")
 
 def latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str):
     """The data version of an asset partition's latest materialization (for lineage)."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
-    ).records
-    if not records:
-        return None
-    return records[0].asset_materialization.tags.get("dagster/data_version")
+    latest = latest_materialization(instance, key, partition)
+    return latest.tags.get("dagster/data_version") if latest else None
 
 
 def metrics_markdown(metrics: dict[str, dict]) -> str:
