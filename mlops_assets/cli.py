@@ -23,7 +23,6 @@ from mlops_assets.spec import load_spec
 from mlops_assets.workspace import Workspace
 
 
-
 def _instance():
     import dagster as dg
 
