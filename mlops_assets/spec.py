@@ -237,6 +237,9 @@ class DatasetSpec(_Strict):
         "horizon, horizon+7, horizon+14 ... for daily data",
     )
     rolling_windows: tuple[int, ...] = (7, 28, 91, 364)
+    season_length: int = Field(
+        7, ge=1, description="periods in the seasonal cycle of the seasonal-naive baseline"
+    )
     derived_features: dict[str, str] = Field(
         default_factory=dict,
         description="extra numeric features as DuckDB SQL expressions over the feature "

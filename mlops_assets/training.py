@@ -224,7 +224,8 @@ def train_region_model(
     frame["actual"] = holdout["target"].clip(lower=0)
     frame["eligible"] = eligible_rows(holdout).to_numpy() & holdout["target"].notna().to_numpy()
     frame["model"] = predict_frame(evaluator, meta, holdout)
-    for name, values in baseline_forecasts(hist, holdout, split).items():
+    season_days = spec.season_length * spec.period_days
+    for name, values in baseline_forecasts(hist, holdout, split, season_days=season_days).items():
         frame[name] = values
     scored = frame[frame["eligible"]]
     floor = settings.metric_floor
@@ -265,19 +266,31 @@ def train_region_model(
 
 
 def baseline_forecasts(
-    hist: pd.DataFrame, holdout: pd.DataFrame, split: Split
+    hist: pd.DataFrame, holdout: pd.DataFrame, split: Split, *, season_days: int = 7
 ) -> dict[str, np.ndarray]:
-    """Baseline forecasts for the holdout rows from history up to the origin only."""
+    """Baseline forecasts for the holdout rows from history up to the origin only.
+
+    Seasonal naive repeats the last open value at the same phase of a ``season_days``
+    cycle before the origin (7: the same weekday; 14 follows a fortnightly promotion
+    rhythm as well)."""
     past = hist[(hist["date"] <= split.origin) & eligible_rows(hist) & hist["target"].notna()]
-    past = past.assign(y=past["target"].clip(lower=0), dow=past["date"].dt.dayofweek)
-    rows = holdout[[*SERIES, "date"]].assign(dow=holdout["date"].dt.dayofweek)
+
+    def phase(dates: pd.Series) -> pd.Series:
+        return (dates - pd.Timestamp("1970-01-05")).dt.days % season_days  # 0 = a Monday
+
+    past = past.assign(
+        y=past["target"].clip(lower=0), dow=past["date"].dt.dayofweek, phase=phase(past["date"])
+    )
+    rows = holdout[[*SERIES, "date"]].assign(
+        dow=holdout["date"].dt.dayofweek, phase=phase(holdout["date"])
+    )
     series_mean = past.groupby(SERIES)["y"].mean().rename("hist_avg")
     dow_mean = past.groupby([*SERIES, "dow"])["y"].mean().rename("hist_avg_dow")
-    last_same_dow = (
-        past.sort_values("date").groupby([*SERIES, "dow"])["y"].last().rename("seasonal_naive")
+    last_same_phase = (
+        past.sort_values("date").groupby([*SERIES, "phase"])["y"].last().rename("seasonal_naive")
     )
     out = rows.join(series_mean, on=SERIES).join(dow_mean, on=[*SERIES, "dow"])
-    out = out.join(last_same_dow, on=[*SERIES, "dow"])
+    out = out.join(last_same_phase, on=[*SERIES, "phase"])
     # fall back to the series mean where a weekday was never open before the origin
     out["hist_avg_dow"] = out["hist_avg_dow"].fillna(out["hist_avg"])
     out["seasonal_naive"] = out["seasonal_naive"].fillna(out["hist_avg"])
