@@ -369,16 +369,15 @@ def _reject_where(
     what: str,
     params: dict[str, Any],
 ) -> None:
-    table = "typed"
-    allowed = params.get("allowed")
-    bind = {"allowed": allowed} if allowed is not None else {}
+    """Raise ``LandingRejected`` if any typed row meets ``condition`` (``params`` are bound
+    into it and reported in the details)."""
     rows = con.execute(
-        f"SELECT _row, CAST({quote_ident(canon)} AS VARCHAR) FROM {table} WHERE {condition} "
+        f"SELECT _row, CAST({quote_ident(canon)} AS VARCHAR) FROM typed WHERE {condition} "
         f"ORDER BY _row LIMIT {MAX_EXAMPLES}",
-        bind,
+        params,
     ).fetchall()
     if rows:
-        count = con.execute(f"SELECT count(*) FROM {table} WHERE {condition}", bind).fetchone()[0]
+        count = con.execute(f"SELECT count(*) FROM typed WHERE {condition}", params).fetchone()[0]
         raise LandingRejected(
             code,
             f"column {source_col!r}: {count} value(s) {what}, e.g. "
