@@ -162,11 +162,20 @@ def regions_with_sales(ws: Workspace, spec: DatasetSpec) -> dict[str, str]:
     with connect(ws, spec) as con:
         if not has_view(con, "sales"):
             return {}
+        # distinct stores of the raw files: no latest-file-wins ranking of every row
         rows = con.execute(
-            "SELECT DISTINCT g.region_key, g.region FROM sales s JOIN regions g USING "
-            "(region_key) ORDER BY 1"
+            f"SELECT DISTINCT st.region_key, st.region FROM "
+            f"(SELECT DISTINCT store FROM raw_{spec.source_name('sales')}) x "
+            f"JOIN stores st USING (store) WHERE st.region_key IS NOT NULL ORDER BY 1"
         ).fetchall()
     return dict(rows)
+
+
+def last_sales_date(con: duckdb.DuckDBPyConnection, spec: DatasetSpec):
+    """The latest date with sales in the dataset (None before any sales are ingested)."""
+    if not has_view(con, "sales"):
+        return None
+    return con.execute(f"SELECT max(date) FROM raw_{spec.source_name('sales')}").fetchone()[0]
 
 
 def has_view(con: duckdb.DuckDBPyConnection, name: str) -> bool:

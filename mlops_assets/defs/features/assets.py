@@ -11,7 +11,7 @@ from mlops_assets.defs.partitions import latest_materialization, region_partitio
 from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.naming import require_safe_key
 from mlops_assets.spec import DatasetSpec
-from mlops_assets.warehouse import connect, ingested_files
+from mlops_assets.warehouse import connect, ingested_files, last_sales_date
 
 FEATURES_KEY = dg.AssetKey("features")
 
@@ -58,7 +58,7 @@ def build_features_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             if display is None:
                 raise dg.Failure(f"region {region!r} is not in the store master any more")
             feature_set = write_features(con, ds, region, path)
-            dataset_last = con.execute("SELECT max(date) FROM sales").fetchone()[0]
+            dataset_last = last_sales_date(con, ds)
         summary = _summary(path)
         if summary["history_rows"] == 0:
             raise dg.Failure(f"region {region!r} ({display[0]}) has no sales rows")
