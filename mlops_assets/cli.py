@@ -335,9 +335,27 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_quarantine(args: argparse.Namespace) -> int:
     from mlops_assets.landing import quarantined
 
-    records = quarantined(Workspace(_settings(args).home))
+    ws = Workspace(_settings(args).home)
+    if args.requeue:
+        from mlops_assets.landing import requeue
+
+        matches = [r for r in quarantined(ws) if r["sha256"].startswith(args.requeue)]
+        if len({r["sha256"] for r in matches}) != 1:
+            print(
+                f"error: {args.requeue!r} matches {len(matches)} quarantined files", file=sys.stderr
+            )
+            return 2
+        n = requeue(ws, matches[0]["sha256"])
+        print(
+            f"requeued {matches[0]['file']} (attempt {n + 1}); the landing sensor will "
+            "ingest it again"
+        )
+        return 0
+    records = quarantined(ws)
     for r in records:
-        print(f"{r['processed_at']}  {r['file']}  {r['reason']}: {r['message']}")
+        print(
+            f"{r['sha256'][:12]}  {r['processed_at']}  {r['file']}  {r['reason']}: {r['message']}"
+        )
     if not records:
         print("no quarantined files")
     return 0
@@ -423,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("quarantine", help="list quarantined landing files and why")
     p.add_argument("--home")
+    p.add_argument(
+        "--requeue",
+        metavar="SHA_PREFIX",
+        help="let a quarantined file be ingested again (after fixing the cause)",
+    )
     p.set_defaults(func=cmd_quarantine)
     return parser
 

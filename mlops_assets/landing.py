@@ -189,6 +189,28 @@ def quarantined(ws: Workspace) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: r["processed_at"], reverse=True)
 
 
+def requeue(ws: Workspace, sha256: str) -> int:
+    """Let a quarantined file be ingested again (e.g. a sales file that arrived before its
+    store master). Its manifest record moves to ``manifest/requeued/<sha>.<n>.json``, so
+    the history stays; the landing sensor then sees the content as new, under a new run
+    key. Returns the requeue count ``n``."""
+    record = read_manifest(ws, sha256)
+    if record is None:
+        raise ValueError(f"{sha256[:16]}... is not in the manifest")
+    if record["status"] != "quarantined":
+        raise ValueError(f"{record['file']} was {record['status']}, not quarantined")
+    n = requeue_count(ws, sha256) + 1
+    target = ws.manifest_dir / "requeued" / f"{sha256}.{n}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(ws.manifest_path(sha256), target)
+    return n
+
+
+def requeue_count(ws: Workspace, sha256: str) -> int:
+    """How many times a content hash has been requeued (part of its ingest run key)."""
+    return len(list((ws.manifest_dir / "requeued").glob(f"{sha256}.*.json")))
+
+
 @dataclass
 class LandingPlan:
     """What a sensor tick should ingest, and the cursor to store afterwards."""

@@ -8,7 +8,7 @@ import dagster as dg
 
 from mlops_assets.defs.ingest.assets import raw_asset_key
 from mlops_assets.defs.resources import WorkspaceResource
-from mlops_assets.landing import plan_landing
+from mlops_assets.landing import plan_landing, requeue_count
 
 INGEST_JOB = "ingest_job"
 
@@ -35,7 +35,9 @@ def build_landing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
             return dg.SkipReason(
                 f"no new landing files ({plan.skipped_known} known, {plan.deferred} deferred)"
             )
-        run_key = "ingest-" + hashlib.sha256("".join(plan.shas).encode()).hexdigest()[:32]
+        # a requeued file needs a new key: Dagster launches a run key only once
+        attempts = "".join(f"{sha}:{requeue_count(ws, sha)};" for sha in plan.shas)
+        run_key = "ingest-" + hashlib.sha256(attempts.encode()).hexdigest()[:32]
         request = dg.RunRequest(
             run_key=run_key,
             run_config={

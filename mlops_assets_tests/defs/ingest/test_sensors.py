@@ -81,3 +81,27 @@ def test_bad_file_is_quarantined_and_the_rest_carries_on(defs, instance, setting
     assert not evaluation.passed and "bad_type" in evaluation.description
     # a quarantined file is not requested again
     assert evaluate_sensor(defs, instance, "landing_sensor").run_requests == []
+
+
+def test_requeued_file_is_ingested_once_its_cause_is_fixed(defs, instance, settings, sample_source):
+    """Sales dropped before the store master: quarantined, then requeued and ingested."""
+    from mlops_assets.landing import quarantined, requeue
+    from mlops_assets.workspace import Workspace
+
+    drop(sample_source, settings, "sales")
+    run_sensors(defs, instance, ["landing_sensor"])
+    ws = Workspace(settings.home)
+    records = quarantined(ws)
+    assert {r["reason"] for r in records} == {"unknown_store"}
+    assert "no store master has been ingested yet" in records[0]["message"]
+    assert evaluate_sensor(defs, instance, "landing_sensor").run_requests == []
+
+    drop(sample_source, settings, "stores")
+    run_sensors(defs, instance, ["landing_sensor"])
+    for record in records:
+        assert requeue(ws, record["sha256"]) == 1
+    runs = run_sensors(defs, instance, ["landing_sensor"])
+    assert [r.assets for r in runs] == [["raw_sales"]] and runs[0].success
+    assert len(list((settings.home / "raw" / "sales").glob("*.parquet"))) == len(records)
+    # the quarantine record and the requeue history are kept
+    assert len(list((settings.home / "manifest" / "requeued").glob("*.json"))) == len(records)
