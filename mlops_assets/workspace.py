@@ -70,11 +70,6 @@ class Workspace:
     def features_path(self, region_key: str) -> Path:
         return self.features_dir / f"{require_safe_key(region_key)}.parquet"
 
-    def ensure(self, sources: list[str]) -> None:
-        """Create the landing folders a data engineer drops files into."""
-        for source in sources:
-            self.landing_dir(source).mkdir(parents=True, exist_ok=True)
-
     @property
     def forecasts_dir(self) -> Path:
         return self.root / "forecasts"
