@@ -66,7 +66,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             freshness_sensor,
         ],
         resources={"workspace": WorkspaceResource(root=str(settings.home), spec=settings.spec)},
-        # steps of a run execute in its own process: a run per region partition already gives
+        # all steps of a run execute in the run's process: a run per region partition gives
         # the parallelism, and a process per step would re-import the stack (~3.5 s) each time
         executor=dg.in_process_executor,
     )
