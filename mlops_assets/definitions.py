@@ -3,6 +3,8 @@
 Which dataset and workspace it serves comes from the environment (see settings.py).
 """
 
+import os
+
 import dagster as dg
 
 from mlops_assets.defs.features.assets import build_features_asset
@@ -13,10 +15,14 @@ from mlops_assets.defs.ingest.checks import build_landing_freshness
 from mlops_assets.defs.ingest.sensors import INGEST_JOB, build_landing_sensor
 from mlops_assets.defs.models.assets import build_region_model_asset
 from mlops_assets.defs.models.jobs import TRAIN_JOB, build_weekly_retrain_schedule, registry_job
+from mlops_assets.defs.notifications.sensors import build_run_failure_notifier
 from mlops_assets.defs.partitions import region_partitions
-from mlops_assets.defs.resources import WorkspaceResource
+from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 from mlops_assets.settings import Settings, load_settings
 from mlops_assets.spec import load_spec
+from mlops_assets.workspace import Workspace
+
+WEBHOOK_ENV = "MLOPS_WEBHOOK_URL"
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -64,8 +70,16 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_landing_sensor(status),
             build_region_sensor(list(spec.sources), status),
             freshness_sensor,
+            build_run_failure_notifier(status),
         ],
-        resources={"workspace": WorkspaceResource(root=str(settings.home), spec=settings.spec)},
+        resources={
+            "workspace": WorkspaceResource(root=str(settings.home), spec=settings.spec),
+            "notifier": NotifierResource(
+                feed_path=str(Workspace(settings.home).notifications_feed),
+                # a secret: only ever through EnvVar, and only when it is set
+                webhook_url=dg.EnvVar(WEBHOOK_ENV) if os.environ.get(WEBHOOK_ENV) else None,
+            ),
+        },
         # all steps of a run execute in the run's process: a run per region partition gives
         # the parallelism, and a process per step would re-import the stack (~3.5 s) each time
         executor=dg.in_process_executor,

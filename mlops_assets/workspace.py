@@ -81,6 +81,10 @@ class Workspace:
         return self.forecasts_dir / require_safe_key(region_key) / f"{origin}.{kind}.parquet"
 
     @property
+    def notifications_feed(self) -> Path:
+        return self.root / "notifications.jsonl"
+
+    @property
     def registry_dir(self) -> Path:
         """Model registry state: ``registry/<region_key>/versions/<NNNN>.json``,
         ``events.jsonl`` and ``.lock`` (see ``mlops_assets.registry``)."""

@@ -28,6 +28,14 @@ def test_demo_runs_the_pipeline_and_prints_region_rows(tmp_path, dagster_home, c
     for region in ("Nord", "Süd", "Rhein, Main", "Ost", "West"):
         assert region in out
     assert "Rhein_Main" in out and "FAIL" not in out
+    feed = [json.loads(line) for line in (tmp_path / "ws" / "notifications.jsonl").open()]
+    assert sorted(e["region"] for e in feed if e["kind"] == "model_approved") == [
+        "Nord",
+        "Ost",
+        "Rhein_Main",
+        "Sud",
+        "West",
+    ]
     # a second demo finds nothing new and still prints the summary
     assert cli.main(["demo", "--home", str(tmp_path / "ws")]) == 0
     out = capsys.readouterr().out

@@ -37,7 +37,12 @@ def test_sample_graph(tmp_path):
     assert "features:features_null_rates" in g["checks"]
     assert "raw_sales:landing_files_valid" in g["checks"]
     assert any(c.startswith("raw_sales:") and "fresh" in c for c in g["checks"])
-    assert g["sensors"] == ["landing_freshness_sensor", "landing_sensor", "region_sensor"]
+    assert g["sensors"] == [
+        "landing_freshness_sensor",
+        "landing_sensor",
+        "region_sensor",
+        "run_failure_notifier",
+    ]
     assert g["jobs"] == ["features_job", "ingest_job", "registry_job", "train_job"]
     assert "region_model:gate_reduction_vs_baseline" in g["checks"]
     assert "forecast:approved_model_available" in g["checks"]

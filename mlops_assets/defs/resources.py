@@ -1,7 +1,10 @@
 """Resources shared by every domain: the workspace (paths + dataset spec)."""
 
+from pathlib import Path
+
 import dagster as dg
 
+from mlops_assets.notifications import Notification, Notifier
 from mlops_assets.registry import ModelRegistry
 from mlops_assets.spec import DatasetSpec, load_spec
 from mlops_assets.workspace import Workspace
@@ -22,3 +25,17 @@ class WorkspaceResource(dg.ConfigurableResource):
     def registry(self) -> ModelRegistry:
         """The model registry (one place resolves "the approved model of region R")."""
         return ModelRegistry.for_workspace(self.workspace())
+
+
+class NotifierResource(dg.ConfigurableResource):
+    """Where notifications go: the workspace's JSONL feed, plus a webhook when
+    ``MLOPS_WEBHOOK_URL`` is set (passed in as an ``EnvVar``, never written in config)."""
+
+    feed_path: str
+    webhook_url: str | None = None
+
+    def notifier(self) -> Notifier:
+        return Notifier(Path(self.feed_path), self.webhook_url)
+
+    def send(self, kind: str, message: str, region: str | None = None, **details) -> bool:
+        return self.notifier().send(Notification(kind, message, region, details))

@@ -6,7 +6,7 @@ import pandas as pd
 from mlops_assets.conditioning import feature_set
 from mlops_assets.defs.features.assets import FEATURES_KEY
 from mlops_assets.defs.partitions import latest_materialization, region_partitions
-from mlops_assets.defs.resources import WorkspaceResource
+from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 from mlops_assets.gate import GATE_CHECKS
 from mlops_assets.naming import require_safe_key
 from mlops_assets.plots import holdout_plot, markdown_image
@@ -22,6 +22,26 @@ def latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey, partitio
     """The data version of an asset partition's latest materialization (for lineage)."""
     latest = latest_materialization(instance, key, partition)
     return latest.tags.get("dagster/data_version") if latest else None
+
+
+STATUS_NOTIFICATIONS = {
+    "approved": "model_approved",
+    "pending_approval": "model_pending_approval",
+    "rejected": "model_rejected",
+}
+
+
+def notify_status(notifier: NotifierResource, mv, why: str, **details) -> None:
+    """Tell people a version was approved, awaits approval, or was rejected (and why)."""
+    kind = STATUS_NOTIFICATIONS.get(mv.status)
+    if kind:
+        notifier.send(
+            kind,
+            f"{mv.label} is {mv.status}: {why}",
+            region=mv.region,
+            version=mv.version,
+            **details,
+        )
 
 
 def metrics_markdown(metrics: dict[str, dict]) -> str:
@@ -60,7 +80,9 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         ],
     )
     def region_model(
-        context: dg.AssetExecutionContext, workspace: WorkspaceResource
+        context: dg.AssetExecutionContext,
+        workspace: WorkspaceResource,
+        notifier: NotifierResource,
     ) -> dg.MaterializeResult:
         ws, ds = workspace.workspace(), workspace.dataset()
         region = require_safe_key(context.partition_key)
@@ -82,6 +104,9 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         mv, trained = outcome.version, outcome.trained
         model, base = trained.metrics["model"], trained.metrics["hist_avg"]
         context.log.info(f"registered {mv.label} as {mv.status}")
+        notify_status(
+            notifier, mv, "; ".join(mv.reasons) or "passed the quality gate", run_id=context.run_id
+        )
         importance = list(trained.importance.items())[:10]
         metadata = {
             "model_version": mv.version,

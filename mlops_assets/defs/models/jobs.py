@@ -4,8 +4,8 @@ from typing import Literal
 
 import dagster as dg
 
-from mlops_assets.defs.models.assets import REGION_MODEL_KEY
-from mlops_assets.defs.resources import WorkspaceResource
+from mlops_assets.defs.models.assets import REGION_MODEL_KEY, notify_status
+from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 
 TRAIN_JOB = "train_job"
 
@@ -22,7 +22,10 @@ class ModelStatusChange(dg.Config):
 
 @dg.op(description="Approve, reject or roll back a model version; recorded with who and why.")
 def change_model_status(
-    context: dg.OpExecutionContext, config: ModelStatusChange, workspace: WorkspaceResource
+    context: dg.OpExecutionContext,
+    config: ModelStatusChange,
+    workspace: WorkspaceResource,
+    notifier: NotifierResource,
 ):
     registry = workspace.registry()
     action = {
@@ -32,6 +35,9 @@ def change_model_status(
     }[config.action]
     mv = action(config.region, config.version, actor=config.actor, reason=config.reason)
     context.log.info(f"{config.action}: {mv.label} is now {mv.status} ({config.reason})")
+    notify_status(
+        notifier, mv, f"{config.action} by {config.actor}: {config.reason}", run_id=context.run_id
+    )
     approved = registry.latest_approved(config.region)
     yield dg.AssetObservation(
         asset_key=REGION_MODEL_KEY,
