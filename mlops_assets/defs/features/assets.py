@@ -8,7 +8,7 @@ from mlops_assets.conditioning import FEATURES_VERSION, write_features
 from mlops_assets.data_checks import FEATURE_CHECKS, check_features
 from mlops_assets.defs.ingest.assets import raw_asset_key
 from mlops_assets.defs.partitions import latest_materialization, region_partitions
-from mlops_assets.defs.resources import WorkspaceResource
+from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 from mlops_assets.naming import require_safe_key
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.warehouse import connect, ingested_files, last_sales_date
@@ -46,7 +46,9 @@ def build_features_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         ],
     )
     def features(
-        context: dg.AssetExecutionContext, workspace: WorkspaceResource
+        context: dg.AssetExecutionContext,
+        workspace: WorkspaceResource,
+        notifier: NotifierResource,
     ) -> dg.MaterializeResult:
         ws, ds = workspace.workspace(), workspace.dataset()
         region = require_safe_key(context.partition_key)
@@ -69,6 +71,14 @@ def build_features_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             previous_rows=_previous_rows(context.instance, region),
             dataset_last_date=dataset_last,
         )
+        for failed in (o for o in outcomes if not o.passed and o.severity == "ERROR"):
+            notifier.send(
+                "check_failure",
+                f"features {failed.name}: {failed.message}",
+                region=region,
+                run_id=context.run_id,
+                check=failed.name,
+            )
         inputs = "".join(
             "".join(ingested_files(ws, source)["sha"]) for source in sorted(ds.sources)
         )

@@ -134,6 +134,7 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "num_boost_round": trained.best_iteration,
             "compared_with": f"{outcome.approved.label} ({outcome.approved.basis})",
             "artifact": dg.MetadataValue.path(mv.artifacts.get("model.txt", "")),
+            "notifications": dg.MetadataValue.path(notifier.feed_path),
         }
         return dg.MaterializeResult(
             metadata={k: v for k, v in metadata.items() if v is not None},

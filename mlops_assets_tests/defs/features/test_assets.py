@@ -1,5 +1,7 @@
 """features: materialized per region, gated by blocking checks that stop only that region."""
 
+import json
+
 import dagster as dg
 import pandas as pd
 
@@ -62,6 +64,10 @@ def test_failing_blocking_check_stops_downstream_for_that_region_only(
     ]
     assert [f.check_name for f in failed] == ["features_null_rates"]
     assert "temperature_c" in failed[0].description
+    feed = (settings.home / "notifications.jsonl").read_text().splitlines()
+    notices = [json.loads(line) for line in feed]
+    assert [(n["kind"], n["region"]) for n in notices] == [("check_failure", "Ost")]
+    assert "features_null_rates" in notices[0]["message"]
     assert _materialized(bad) == ["features"]
     assert good.success and _materialized(good) == ["downstream_model", "features"]
 
