@@ -24,7 +24,7 @@ import duckdb
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.validation import quote_ident
 from mlops_assets.warehouse import has_view
-from mlops_assets.workspace import temp_path_for
+from mlops_assets.workspace import atomic_copy_to_parquet
 
 FEATURES_VERSION = "1"  # bump when the feature SQL changes meaning (part of the data version)
 KEY = ("store", "item", "date")
@@ -261,12 +261,5 @@ def write_features(
 ) -> FeatureSet:
     """Compute and write a region's features to ``path`` (Parquet, replaced atomically)."""
     sql, fs = feature_sql(con, spec)
-    # a temporary name of its own: two runs of one region must not write the same file
-    tmp = temp_path_for(path)
-    try:
-        con.execute(f"COPY ({sql}) TO $p (FORMAT parquet)", {"region": region_key, "p": str(tmp)})
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_copy_to_parquet(con, sql, {"region": region_key}, path)
     return fs

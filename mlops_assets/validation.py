@@ -23,6 +23,7 @@ import duckdb
 
 from mlops_assets.naming import UnsafeNameError, check_display_name, region_keys
 from mlops_assets.spec import SourceSpec
+from mlops_assets.workspace import atomic_copy_to_parquet
 
 MIN_DATE = "1900-01-01"
 MAX_DATE = "2100-12-31"
@@ -334,13 +335,7 @@ def _validate(
             str(v) for v in con.execute("SELECT min(date), max(date) FROM dedup").fetchone()
         )
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(f".{output.name}.tmp")
-        con.execute(
-            f"COPY (SELECT {data_cols} FROM dedup ORDER BY _row) TO $p (FORMAT parquet)",
-            {"p": str(tmp)},
-        )
-        tmp.replace(output)
+        atomic_copy_to_parquet(con, f"SELECT {data_cols} FROM dedup ORDER BY _row", {}, output)
     con.execute("DROP TABLE norm")
     con.execute("DROP TABLE dedup")
     return ValidatedFile(

@@ -139,3 +139,15 @@ def atomic_parquet(frame, path: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_copy_to_parquet(con, sql: str, params: dict, path: Path) -> None:
+    """``COPY (sql) TO path`` through a temporary name of its own, then rename: readers see
+    the old file or the new one, and two runs writing the same path never share a temp."""
+    tmp = temp_path_for(path)
+    try:
+        con.execute(f"COPY ({sql}) TO $p (FORMAT parquet)", {**params, "p": str(tmp)})
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
