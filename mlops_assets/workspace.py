@@ -8,6 +8,11 @@ Layout (all below ``root``)::
     manifest/<sha>.json            one record per distinct file content ever ingested
     raw/<source>/<sha>.parquet     a validated file, normalised to canonical columns
     features/<region_key>.parquet  the conditioned feature table of one region
+    forecasts/<region_key>/<origin>.forecast.parquet   one file per forecast origin
+    monitoring/<region_key>/       realized performance, drift tables, HTML report
+    monitoring/_fleet/             cross-region alerts
+    tuning/<region_key>.journal    the region's persistent optuna study
+    registry/, models/             model registry state and artifacts
 
 Every writer writes whole files under names derived from content hashes or sanitised
 partition keys, then renames them into place, so runs for different regions (or on
@@ -79,6 +84,20 @@ class Workspace:
         if not _DATE.fullmatch(origin) or kind not in ("forecast", "explanations"):
             raise ValueError(f"bad forecast file request: {origin!r} {kind!r}")
         return self.forecasts_dir / require_safe_key(region_key) / f"{origin}.{kind}.parquet"
+
+    def monitoring_dir(self, region_key: str) -> Path:
+        """Monitoring output of one region: ``monitoring/<region_key>/`` (realized
+        performance, drift tables, the HTML report)."""
+        return self.root / "monitoring" / require_safe_key(region_key)
+
+    @property
+    def fleet_monitoring_dir(self) -> Path:
+        """Cross-region monitoring output (alerts over every region): ``monitoring/_fleet/``."""
+        return self.root / "monitoring" / "_fleet"
+
+    def study_path(self, region_key: str) -> Path:
+        """The persistent optuna study of one region (journal file): ``tuning/<region>.journal``."""
+        return self.root / "tuning" / f"{require_safe_key(region_key)}.journal"
 
     @property
     def notifications_feed(self) -> Path:
