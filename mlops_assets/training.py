@@ -151,14 +151,67 @@ class TrainedModel:
         return json.dumps(self.meta, sort_keys=True, default=str)
 
 
-def train_region_model(
+@dataclass
+class RegionData:
+    """One region's history prepared for fitting: the split, the usable rows, the model
+    inputs and the metadata they imply. Shared by training and tuning, so a tuning trial
+    fits on exactly the rows and Datasets that training uses."""
+
+    hist: pd.DataFrame  # history rows, sorted by date and series
+    split: Split
+    usable: pd.Series  # rows a model may be fitted on (open, target known)
+    columns: list[str]
+    categorical: list[str]
+    categories: dict[str, list[str]]
+    meta: dict[str, Any]
+
+    @property
+    def train(self) -> pd.DataFrame:
+        """The training window (before the inner validation window)."""
+        return self.hist[self.usable & (self.hist["date"] <= self.split.train_end)]
+
+    @property
+    def val(self) -> pd.DataFrame:
+        """The inner validation window (early stopping, tuning); never the holdout."""
+        dates = self.hist["date"]
+        return self.hist[self.usable & dates.between(self.split.val_start, self.split.val_end)]
+
+    @property
+    def before_holdout(self) -> pd.DataFrame:
+        return self.hist[self.usable & (self.hist["date"] <= self.split.val_end)]
+
+    def target(self, frame: pd.DataFrame) -> np.ndarray:
+        y = frame["target"].clip(lower=0).to_numpy(float)
+        return np.log1p(y) if self.meta["target_transform"] == "log1p" else y
+
+    def dataset(
+        self,
+        frame: pd.DataFrame,
+        reference: lgb.Dataset | None = None,
+        *,
+        free_raw_data: bool = False,
+    ) -> lgb.Dataset:
+        """A LightGBM Dataset of ``frame``: inputs on the training categories, the target in
+        the model's space, and each row's lagged level as init_score."""
+        return lgb.Dataset(
+            design_matrix(frame, self.columns, self.categories),
+            label=self.target(frame),
+            # no init_score without a level: LightGBM then boosts from the average
+            init_score=level_offset(frame, self.meta) if self.meta["level_features"] else None,
+            categorical_feature=self.categorical,
+            reference=reference,
+            free_raw_data=free_raw_data,
+        )
+
+
+def prepare_region(
     features: pd.DataFrame,
     feature_set: FeatureSet,
     spec: DatasetSpec,
     *,
     settings: ModelSettings | None = None,
-) -> TrainedModel:
-    """Fit, evaluate and refit one region's model from its feature table."""
+) -> RegionData:
+    """Split a region's feature table by date and derive the model inputs and metadata."""
     settings = settings or spec.model
     hist = features.loc[~features["is_future"].astype(bool)].copy()
     hist["date"] = pd.to_datetime(hist["date"])
@@ -170,7 +223,6 @@ def train_region_model(
         ok &= hist["target"] > 0
     train = hist[ok & (hist["date"] <= split.train_end)]
     val = hist[ok & hist["date"].between(split.val_start, split.val_end)]
-    before_holdout = hist[ok & (hist["date"] <= split.val_end)]
     if train.empty or val.empty:
         raise ValueError("no open-day rows to train or validate on")
     categories = {
@@ -178,36 +230,36 @@ def train_region_model(
         for c in cat_cols
     }
     params = settings.lgbm_params
-    transform = settings.target_transform
     meta: dict[str, Any] = {
         "features": columns,
         "categorical": cat_cols,
         "categories": categories,
-        "target_transform": transform,
+        "target_transform": settings.target_transform,
         "level_features": [c for c in settings.level_features if c in hist.columns],
         "level_fallback": float(train["target"].clip(lower=0).mean()),
         "params": params,
         "num_threads": params.get("num_threads", 1),
     }
+    return RegionData(hist, split, ok, columns, cat_cols, categories, meta)
 
-    def target(frame: pd.DataFrame) -> np.ndarray:
-        y = frame["target"].clip(lower=0).to_numpy(float)
-        return np.log1p(y) if transform == "log1p" else y
 
-    def dataset(frame: pd.DataFrame, reference: lgb.Dataset | None = None) -> lgb.Dataset:
-        return lgb.Dataset(
-            design_matrix(frame, columns, categories),
-            label=target(frame),
-            # no init_score without a level: LightGBM then boosts from the average
-            init_score=level_offset(frame, meta) if meta["level_features"] else None,
-            categorical_feature=cat_cols,
-            reference=reference,
-            free_raw_data=False,
-        )
+def train_region_model(
+    features: pd.DataFrame,
+    feature_set: FeatureSet,
+    spec: DatasetSpec,
+    *,
+    settings: ModelSettings | None = None,
+) -> TrainedModel:
+    """Fit, evaluate and refit one region's model from its feature table."""
+    settings = settings or spec.model
+    data = prepare_region(features, feature_set, spec, settings=settings)
+    hist, split, meta, ok = data.hist, data.split, data.meta, data.usable
+    params = meta["params"]
+    dataset = data.dataset
 
     # (1) number of trees from early stopping on the inner window
-    d_train = dataset(train)
-    d_val = dataset(val, reference=d_train)
+    d_train = dataset(data.train)
+    d_val = dataset(data.val, reference=d_train)
     probe = lgb.train(
         params,
         d_train,
@@ -218,7 +270,7 @@ def train_region_model(
     best_iter = max(1, probe.best_iteration or settings.num_boost_round)
     meta["num_boost_round"] = best_iter
     # (2) evaluation model: everything before the holdout, forecasts the holdout
-    evaluator = lgb.train(params, dataset(before_holdout), num_boost_round=best_iter)
+    evaluator = lgb.train(params, dataset(data.before_holdout), num_boost_round=best_iter)
     holdout = hist[hist["date"] >= split.holdout_start].copy()
     frame = holdout[[*SERIES, "date"]].copy()
     frame["actual"] = holdout["target"].clip(lower=0)
