@@ -223,6 +223,37 @@ class GateSettings(_Strict):
     )
 
 
+class TuningSettings(_Strict):
+    """Budget and pruning of a region's hyper-parameter search (``mlops_assets.tuning``).
+
+    The budget bounds one tuning run; the study itself persists and later runs continue it.
+    """
+
+    n_trials: int = Field(20, ge=1, le=10_000, description="trials per tuning run (at most)")
+    timeout_seconds: float = Field(
+        300,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="no new trial starts after this many seconds (a running one finishes)",
+    )
+    seed: int = Field(0, ge=0, description="sampler seed (offset by the study's trial count)")
+    pruner: Literal["median", "none"] = Field(
+        "median", description="stop a trial whose validation curve is worse than the median"
+    )
+    pruner_startup_trials: int = Field(
+        5, ge=0, description="completed trials before any trial is pruned"
+    )
+    pruner_warmup_rounds: int = Field(
+        50, ge=0, description="boosting rounds of a trial before it may be pruned"
+    )
+    report_every: int = Field(
+        10,
+        ge=1,
+        description="report the validation metric every this many boosting rounds (each "
+        "report is one write to the study journal)",
+    )
+
+
 class DatasetSpec(_Strict):
     """A whole dataset: its sources, frequency and forecasting horizon."""
 
@@ -249,6 +280,7 @@ class DatasetSpec(_Strict):
     thresholds: Thresholds = Thresholds()
     model: ModelSettings = ModelSettings()
     gate: GateSettings = GateSettings()
+    tuning: TuningSettings = TuningSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:
