@@ -15,6 +15,7 @@ from mlops_assets.defs.ingest.checks import build_landing_freshness
 from mlops_assets.defs.ingest.sensors import INGEST_JOB, build_landing_sensor
 from mlops_assets.defs.models.assets import build_region_model_asset
 from mlops_assets.defs.models.jobs import TRAIN_JOB, build_weekly_retrain_schedule, registry_job
+from mlops_assets.defs.models.tuning import tuning_job
 from mlops_assets.defs.notifications.sensors import build_run_failure_notifier
 from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
@@ -64,7 +65,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_forecast_asset(spec),
         ],
         asset_checks=freshness_checks,
-        jobs=[ingest_job, features_job, train_job, registry_job],
+        jobs=[ingest_job, features_job, train_job, registry_job, tuning_job],
         schedules=[build_weekly_retrain_schedule(schedule_status)],
         sensors=[
             build_landing_sensor(status),
