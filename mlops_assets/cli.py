@@ -6,6 +6,7 @@ Examples::
     mlops-assets generate --out /tmp/sample --stores 40
     mlops-assets ingest --spec rossmann --source-dir ../shared/data/rossmann-100 --process
     mlops-assets quarantine
+    mlops-assets tune --region Nord --trials 50 --timeout 600
 """
 
 import argparse
@@ -361,6 +362,66 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from mlops_assets.defs.features.assets import FEATURES_KEY
+    from mlops_assets.defs.models.assets import STATUS_NOTIFICATIONS, latest_data_version
+    from mlops_assets.notifications import Notification, Notifier
+    from mlops_assets.registry import ModelRegistry
+    from mlops_assets.spec import TuningSettings
+    from mlops_assets.tuning import TuningError, load_region_features, tune_and_register
+
+    settings = _settings(args)
+    spec, ws = load_spec(settings.spec), Workspace(settings.home)
+    overrides = {"n_trials": args.trials, "timeout_seconds": args.timeout}
+    try:
+        tuning = TuningSettings.model_validate(
+            {**spec.tuning.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+        )
+        features, fs = load_region_features(ws, spec, args.region)
+    except (ValidationError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with _instance() as instance:  # the features' data version, for the registry record
+        features_version = latest_data_version(instance, FEATURES_KEY, args.region)
+    run_id = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    try:
+        outcome = tune_and_register(
+            features,
+            fs,
+            spec,
+            ModelRegistry.for_workspace(ws),
+            args.region,
+            workspace=ws,
+            run_id=run_id,
+            features_version=features_version,
+            tuning=tuning,
+        )
+    except TuningError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    result, mv = outcome.result, outcome.version
+    print(result.describe())
+    print(f"study {result.study_name} in {result.storage_path}")
+    print(
+        f"trials: {result.n_complete} complete, {result.n_pruned} pruned, {result.n_failed} "
+        f"failed; best parameters: {json.dumps(result.best_params, sort_keys=True)}"
+    )
+    why = "; ".join(mv.reasons) or "passed the quality gate, review and approve it"
+    print(f"registered {mv.label} as {mv.status}: {why}")
+    webhook = os.environ.get("MLOPS_WEBHOOK_URL") or None
+    Notifier(ws.notifications_feed, webhook).send(
+        Notification(
+            STATUS_NOTIFICATIONS[mv.status],
+            f"{mv.label} is {mv.status}: {result.describe()}; {why}",
+            mv.region,
+            {"version": mv.version, "run_id": run_id, "study": result.study_name},
+        )
+    )
+    return 0
+
+
 def _settings(args: argparse.Namespace, spec: str | None = None) -> Settings:
     env = dict(os.environ)
     if getattr(args, "home", None):
@@ -447,6 +508,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="let a quarantined file be ingested again (after fixing the cause)",
     )
     p.set_defaults(func=cmd_quarantine)
+
+    p = sub.add_parser(
+        "tune",
+        help="tune a region's hyper-parameters (persistent study) and register the model "
+        "for approval (never approved automatically)",
+    )
+    p.add_argument("--region", required=True, help="region key (as in the partitions)")
+    p.add_argument("--trials", type=int, help="new trials (default: the spec's tuning.n_trials)")
+    p.add_argument(
+        "--timeout", type=float, help="seconds (default: the spec's tuning.timeout_seconds)"
+    )
+    p.add_argument("--spec", help="spec name or YAML path (default: MLOPS_SPEC or sample)")
+    p.add_argument("--home", help="workspace root (default: MLOPS_HOME or .mlops/<env>)")
+    p.set_defaults(func=cmd_tune)
     return parser
 
 

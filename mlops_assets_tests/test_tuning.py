@@ -1,6 +1,6 @@
 """Tests for tuning one region: the budget, the persistent study (continued, killed and
 resumed), pruning, the Datasets built once, and the registration policy (a tuned model is
-never approved automatically).
+never approved automatically); also the ``mlops-assets tune`` command.
 
 Data: region ``Nord`` (two stores x three departments) of the tiny generated sample,
 conditioned once per module; training with few boosting rounds (``FAST``) on one thread.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from pydantic import ValidationError
 
+from mlops_assets import cli
 from mlops_assets.conditioning import FeatureSet
 from mlops_assets.region_models import train_and_register
 from mlops_assets.registry import APPROVED, PENDING, REJECTED, ModelRegistry
@@ -365,3 +367,44 @@ def test_tuned_models_wait_for_approval_or_are_rejected(data, tmp_path):
     assert rejected.version.reasons
     assert registry.latest_approved(REGION).label == approved.label
     assert [v.status for v in registry.versions(REGION)] == [APPROVED, PENDING, REJECTED]
+
+
+# --------------------------------------------------------------------------------------
+# the command line
+
+
+def test_cli_tune_registers_for_approval_and_notifies(source, tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    shutil.copytree(source.root, home)
+    spec_path = write_spec(tmp_path / "spec.yaml", TEST_SPEC)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("MLOPS_ENV", "ci")
+    monkeypatch.setenv("MLOPS_HOME", str(home))  # the command sets both for the process
+    monkeypatch.setenv("MLOPS_SPEC", str(spec_path))
+
+    code = cli.main(
+        [
+            "tune",
+            "--region",
+            REGION,
+            "--trials",
+            "3",
+            "--timeout",
+            "60",
+            "--home",
+            str(home),
+            "--spec",
+            str(spec_path),
+        ]
+    )
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"registered {REGION}:v1 as pending_approval" in out
+    assert "tuning over 3 trials (3 new)" in out
+    assert ModelRegistry.for_workspace(Workspace(home)).latest_approved(REGION) is None
+    feed = [json.loads(line) for line in (home / "notifications.jsonl").open()]
+    assert [(e["kind"], e["region"]) for e in feed] == [("model_pending_approval", REGION)]
+
+    assert cli.main(["tune", "--region", REGION, "--trials", "0", "--home", str(home)]) == 2
+    assert "n_trials" in capsys.readouterr().err
