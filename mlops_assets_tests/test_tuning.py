@@ -263,7 +263,7 @@ def test_a_study_killed_mid_trial_resumes(data, tmp_path, source):
     spec = TEST_SPEC.model_copy(
         update={
             # long trials (no early stopping), so the kill lands inside one
-            "model": FAST.model_copy(update={"num_boost_round": 400, "early_stopping_rounds": 400}),
+            "model": FAST.model_copy(update={"num_boost_round": 250, "early_stopping_rounds": 250}),
             "tuning": TuningSettings(
                 n_trials=10_000, timeout_seconds=120, pruner="none", report_every=5
             ),
