@@ -252,6 +252,80 @@ class TuningSettings(_Strict):
         description="report the validation metric every this many boosting rounds (each "
         "report is one write to the study journal)",
     )
+# features that move with the calendar or grow by construction: shown in drift tables but
+# never alerted on (a weekly chunk of "month" always differs from a whole-year reference)
+DEFAULT_DRIFT_IGNORED: tuple[str, ...] = (
+    "dow",
+    "day_of_month",
+    "month",
+    "week_of_year",
+    "day_of_year",
+    "year",
+    "event_*",
+    "open*",
+    "*_run_day",
+    "*_run_left",
+    "series_*",
+    "item_mean",
+    "roll_mean_364",
+    "ly_level",
+)
+
+
+class MonitoringSettings(_Strict):
+    """Drift, data-quality and model-quality monitoring, and the rules that keep false
+    alarms down (see ``mlops_assets.monitoring``)."""
+
+    ignore_features: tuple[str, ...] = Field(
+        (),
+        description="extra feature names or glob patterns kept out of drift alerts (added "
+        "to the built-in calendar / expanding-history features)",
+    )
+    continuous_method: Literal["jensen_shannon", "kolmogorov_smirnov", "hellinger"] = (
+        "jensen_shannon"
+    )
+    categorical_method: Literal["jensen_shannon", "chi2", "l_infinity", "hellinger"] = (
+        "jensen_shannon"
+    )
+    min_chunk_rows: int = Field(
+        20, ge=1, description="weekly chunks with fewer rows raise no alert (too noisy)"
+    )
+    stand_out_ratio: float = Field(
+        1.5,
+        ge=1,
+        description="a region's drift (value / nannyml threshold) must exceed the median "
+        "of all regions in the same week by this factor: a seasonal shift that moves every "
+        "region alike is not an alert",
+    )
+    min_control_regions: int = Field(
+        3, ge=1, description="fewest other regions needed for the cross-region comparison"
+    )
+    fleet_gap_std: float = Field(
+        3.5,
+        gt=0,
+        description="region-level inputs (weather) are compared as their gap to the fleet "
+        "median of the same day; alert when a week's mean gap leaves mean +- this many "
+        "standard deviations of the reference weeks",
+    )
+    persistence_weeks: int = Field(
+        2, ge=1, description="a signal alerts only after this many consecutive weeks"
+    )
+    ndcg_threshold: float = Field(
+        0.90, gt=0, le=1, description="attribution drift alert below this NDCG"
+    )
+    attribution_sample_rows: int = Field(300, ge=10)
+    quality_signal: Literal["realized", "estimated"] = Field(
+        "realized",
+        description="model-quality breach from realized performance (actuals) or from the "
+        "label-free nannyml DLE estimate",
+    )
+    quality_degradation: float = Field(
+        1.5,
+        gt=1,
+        description="breach when a week's error exceeds the model's holdout error by this "
+        "factor (and stands out from the other regions)",
+    )
+    max_analysis_weeks: int = Field(26, ge=1, description="weeks of recent data examined")
 
 
 class DatasetSpec(_Strict):
@@ -281,6 +355,7 @@ class DatasetSpec(_Strict):
     model: ModelSettings = ModelSettings()
     gate: GateSettings = GateSettings()
     tuning: TuningSettings = TuningSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:

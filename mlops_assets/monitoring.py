@@ -1,0 +1,503 @@
+"""Monitoring of one region's data and model with nannyml, and the fleet rules that turn
+per-region statistics into alerts people do not learn to ignore.
+
+Per region (``region_drift``), comparing the model's training data (the reference, which
+spans whole seasonal cycles) with recent weekly chunks (Monday..Sunday):
+
+- ``feature_drift``: nannyml univariate drift of every model feature (Jensen-Shannon by
+  default, a categorical method for categorical features);
+- ``fleet_gap_drift``: region-level inputs (weather) as their gap to the median of all
+  regions on the same day, the weekly mean of the gap against the reference weeks
+  (nannyml summary statistics). Weather moves with the season everywhere at once: its gap
+  to the neighbours does not, so a broken feed or a shifted input stands out;
+- ``multivariate_drift``: nannyml PCA reconstruction error over the monitored numerics;
+- ``data_quality``: nannyml missing values, unseen categories and values outside the
+  training range;
+- ``estimated_performance``: nannyml DLE estimate of RMSE / MAE for weeks without actuals,
+  fitted on the model's holdout forecasts (out of sample), with the realized value where
+  actuals exist;
+- ``attribution_drift``: NDCG of the weekly mean |Shapley| ranking against the ranking
+  saved with the model.
+
+Across regions (``fleet_alerts``) the false-alarm controls apply: calendar-driven and
+expanding-history features never alert, small chunks never alert, a region must stand out
+from the other regions in the same week (they are the control group: a seasonal shift or a
+holiday moves them all), and a signal must persist for ``persistence_weeks`` consecutive
+weeks. Model quality (realized, or the DLE estimate) breaches when a week's error exceeds
+the model's holdout error by a factor and stands out from the fleet.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from mlops_assets.spec import DEFAULT_DRIFT_IGNORED, DatasetSpec, MonitoringSettings
+from mlops_assets.training import SERIES, shap_contributions
+
+WEEK_OFFSET = "W"  # pandas W-SUN periods: weeks run Monday..Sunday
+DRIFT_SIGNALS = ("feature_drift", "fleet_gap_drift", "multivariate_drift")
+ALERT_SIGNALS = (*DRIFT_SIGNALS, "data_quality", "attribution_drift", "model_quality")
+TABLE_COLUMNS = [
+    "signal",
+    "feature",
+    "method",
+    "week_start",
+    "rows",
+    "value",
+    "lower",
+    "upper",
+    "nml_alert",
+    "ignored",
+    "realized",
+]
+
+
+@dataclass(frozen=True)
+class MonitoredColumns:
+    """Which model features are watched, and how."""
+
+    numeric: list[str]
+    categorical: list[str]
+    ignored: list[str]  # computed and shown, never alerted on
+    region_level: list[str]  # one value per region and day: compared with the fleet
+
+    @property
+    def alerting_numeric(self) -> list[str]:
+        return [c for c in self.numeric if c not in self.ignored]
+
+
+def monitored_columns(meta: dict[str, Any], spec: DatasetSpec) -> MonitoredColumns:
+    """Split the model's features into watched / ignored / region-level inputs."""
+    features = list(meta["features"])
+    categorical = [c for c in meta.get("categorical", []) if c in features]
+    numeric = [c for c in features if c not in categorical]
+    patterns = (*DEFAULT_DRIFT_IGNORED, *spec.monitoring.ignore_features)
+    ignored = [c for c in features if any(fnmatch.fnmatchcase(c, p) for p in patterns)]
+    region_level = []
+    if spec.has("weather"):
+        region_level = [
+            c for c in spec.source("weather").feature_columns("numeric") if c in numeric
+        ]
+    return MonitoredColumns(numeric, categorical, ignored, region_level)
+
+
+def week_start(dates: pd.Series) -> pd.Series:
+    """The Monday of each date's week (the label of its chunk)."""
+    d = pd.to_datetime(dates)
+    return (d - pd.to_timedelta(d.dt.dayofweek, unit="D")).dt.normalize()
+
+
+def _quiet():
+    """nannyml logs every fit at INFO and warns on small chunks: keep run logs readable."""
+    logging.getLogger("nannyml").setLevel(logging.ERROR)
+    return warnings.catch_warnings()
+
+
+def _chunker():
+    import nannyml as nml
+
+    return nml.PeriodBasedChunker(timestamp_column_name="date", offset=WEEK_OFFSET)
+
+
+def _rows(result_df: pd.DataFrame, chunk_cols: tuple, signal: str, key: tuple) -> pd.DataFrame:
+    """One tidy table from a nannyml ``to_df()`` block (its column layouts differ)."""
+    start = result_df[(*chunk_cols, "start_date")]
+    size = result_df[(*chunk_cols, "end_index")] - result_df[(*chunk_cols, "start_index")] + 1
+    block = result_df[key]
+    return pd.DataFrame(
+        {
+            "signal": signal,
+            "week_start": week_start(pd.Series(pd.to_datetime(start).to_numpy())),
+            "rows": size.to_numpy(int),
+            "value": block["value"].to_numpy(float),
+            "lower": pd.to_numeric(block.get("lower_threshold"), errors="coerce"),
+            "upper": pd.to_numeric(block.get("upper_threshold"), errors="coerce"),
+            "nml_alert": block["alert"].fillna(False).to_numpy(bool),
+            "realized": pd.to_numeric(block["realized"], errors="coerce")
+            if "realized" in block.columns
+            else np.nan,
+        }
+    )
+
+
+def _analysis(result) -> pd.DataFrame:
+    return result.filter(period="analysis").to_df()
+
+
+def feature_drift(
+    reference: pd.DataFrame, analysis: pd.DataFrame, cols: MonitoredColumns, s: MonitoringSettings
+) -> pd.DataFrame:
+    """nannyml univariate drift of every model feature, weekly chunks."""
+    import nannyml as nml
+
+    names = cols.numeric + cols.categorical
+    calc = nml.UnivariateDriftCalculator(
+        column_names=names,
+        treat_as_categorical=cols.categorical or None,
+        timestamp_column_name="date",
+        chunker=_chunker(),
+        continuous_methods=[s.continuous_method],
+        categorical_methods=[s.categorical_method],
+    )
+    df = _analysis(calc.fit(reference[["date", *names]]).calculate(analysis[["date", *names]]))
+    out = []
+    for name in names:
+        method = s.categorical_method if name in cols.categorical else s.continuous_method
+        rows = _rows(df, ("chunk", "chunk"), "feature_drift", (name, method))
+        out.append(rows.assign(feature=name, method=method, ignored=name in cols.ignored))
+    return pd.concat(out, ignore_index=True)
+
+
+def fleet_gap_frame(region_inputs: pd.DataFrame, region: str, columns: list[str]) -> pd.DataFrame:
+    """One row per day: the region's value minus the median of all regions that day.
+
+    ``region_inputs`` has ``date``, ``region_key`` and the region-level columns."""
+    daily = region_inputs.assign(date=pd.to_datetime(region_inputs["date"]))
+    daily = daily.groupby(["date", "region_key"])[columns].mean()
+    median = daily.groupby(level="date").median()
+    mine = daily.xs(region, level="region_key") if region in daily.index.unique(1) else None
+    if mine is None:
+        return pd.DataFrame(columns=["date", *columns])
+    gap = mine - median.reindex(mine.index)
+    return gap.reset_index()
+
+
+def fleet_gap_drift(
+    reference_gap: pd.DataFrame, analysis_gap: pd.DataFrame, columns: list[str], s: MonitoringSettings
+) -> pd.DataFrame:
+    """Weekly mean of each region-level input's gap to the fleet, vs the reference weeks."""
+    import nannyml as nml
+    from nannyml.thresholds import StandardDeviationThreshold
+
+    if not columns or reference_gap.empty or analysis_gap.empty:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    calc = nml.SummaryStatsAvgCalculator(
+        column_names=columns,
+        timestamp_column_name="date",
+        chunker=_chunker(),
+        threshold=StandardDeviationThreshold(s.fleet_gap_std, s.fleet_gap_std),
+    )
+    df = _analysis(calc.fit(reference_gap).calculate(analysis_gap))
+    out = [
+        _rows(df, ("chunk",), "fleet_gap_drift", (c,)).assign(
+            feature=c, method="mean_gap_to_fleet", ignored=False
+        )
+        for c in columns
+    ]
+    return pd.concat(out, ignore_index=True)
+
+
+def multivariate_drift(
+    reference: pd.DataFrame, analysis: pd.DataFrame, cols: MonitoredColumns
+) -> pd.DataFrame:
+    """nannyml PCA reconstruction error over the watched numeric features."""
+    import nannyml as nml
+
+    names = [c for c in cols.alerting_numeric if reference[c].notna().any()]
+    if len(names) < 2:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    calc = nml.DataReconstructionDriftCalculator(
+        column_names=names, timestamp_column_name="date", chunker=_chunker()
+    )
+    df = _analysis(calc.fit(reference[["date", *names]]).calculate(analysis[["date", *names]]))
+    rows = _rows(df, ("chunk",), "multivariate_drift", ("reconstruction_error",))
+    return rows.assign(feature="reconstruction_error", method="pca", ignored=False)
+
+
+def data_quality(
+    reference: pd.DataFrame, analysis: pd.DataFrame, cols: MonitoredColumns
+) -> pd.DataFrame:
+    """nannyml missing values, unseen categories and out-of-range values, against the
+    training data."""
+    import nannyml as nml
+
+    names = cols.numeric + cols.categorical
+    out = []
+    calcs = [("missing_values", nml.MissingValuesCalculator(column_names=names, **_common()))]
+    if cols.categorical:
+        calcs.append(
+            ("unseen_values", nml.UnseenValuesCalculator(column_names=cols.categorical, **_common()))
+        )
+    watched = [c for c in cols.alerting_numeric if reference[c].notna().any()]
+    if watched:
+        calcs.append(
+            ("out_of_range", nml.NumericalRangeCalculator(column_names=watched, **_common()))
+        )
+    for method, calc in calcs:
+        used = calc.column_names
+        df = _analysis(calc.fit(reference[["date", *used]]).calculate(analysis[["date", *used]]))
+        for name in used:
+            rows = _rows(df, ("chunk",), "data_quality", (name,))
+            out.append(rows.assign(feature=name, method=method, ignored=name in cols.ignored))
+    return pd.concat(out, ignore_index=True)
+
+
+def _common() -> dict[str, Any]:
+    return {"timestamp_column_name": "date", "chunker": _chunker()}
+
+
+def estimated_performance(
+    holdout: pd.DataFrame, analysis: pd.DataFrame, features: list[str]
+) -> pd.DataFrame:
+    """nannyml DLE: RMSE and MAE estimated from the inputs, learned on the model's
+    out-of-sample holdout errors; ``realized`` where the week has actuals."""
+    import nannyml as nml
+
+    if len(holdout) < 50:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    est = nml.DLE(
+        feature_column_names=features,
+        y_pred="y_pred",
+        y_true="y_true",
+        timestamp_column_name="date",
+        chunker=_chunker(),
+        metrics=["rmse", "mae"],
+        hyperparameters={"n_jobs": 1, "verbose": -1, "random_state": 0},
+    )
+    cols = ["date", *features, "y_pred", "y_true"]
+    df = _analysis(est.fit(holdout[cols]).estimate(analysis[cols]))
+    out = [
+        _rows(df, ("chunk",), "estimated_performance", (m,)).assign(
+            feature=m, method="dle", ignored=False
+        )
+        for m in ("rmse", "mae")
+    ]
+    return pd.concat(out, ignore_index=True)
+
+
+def attribution_ndcg(reference: dict[str, float], current: dict[str, float]) -> float:
+    """NDCG of the current ranking of mean |Shapley| values, graded by the reference
+    importances (1.0: the same ranking; it falls as important features lose rank)."""
+    from sklearn.metrics import ndcg_score
+
+    names = [n for n in reference if n in current]
+    if len(names) < 2:
+        return float("nan")
+    truth = np.array([[max(reference[n], 0.0) for n in names]])
+    score = np.array([[current[n] for n in names]])
+    if not truth.any():
+        return float("nan")
+    return float(ndcg_score(truth, score))
+
+
+def attribution_drift(
+    booster: lgb.Booster, meta: dict[str, Any], analysis: pd.DataFrame, s: MonitoringSettings
+) -> pd.DataFrame:
+    """Weekly NDCG of the Shapley ranking on sampled rows against the saved ranking."""
+    reference = meta.get("importance") or {}
+    rows = []
+    for week, chunk in analysis.groupby("week_start", sort=True):
+        sample = chunk
+        if len(chunk) > s.attribution_sample_rows:
+            sample = chunk.sample(s.attribution_sample_rows, random_state=0)
+        contrib = shap_contributions(booster, meta, sample).drop(columns="expected_value")
+        current = contrib.abs().mean().to_dict()
+        rows.append(
+            {
+                "signal": "attribution_drift",
+                "feature": "ndcg",
+                "method": "ndcg_mean_abs_shap",
+                "week_start": week,
+                "rows": len(chunk),
+                "value": attribution_ndcg(reference, current),
+                "lower": s.ndcg_threshold,
+                "upper": np.nan,
+                "nml_alert": False,
+                "ignored": False,
+                "realized": np.nan,
+            }
+        )
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+@dataclass
+class RegionMonitoringInputs:
+    """What ``region_drift`` compares: frames carry ``date``, the series keys and the
+    model's features; ``analysis`` also ``y_pred`` (the deployed model) and ``y_true``
+    (NaN until actuals arrive); ``holdout`` is the model's out-of-sample holdout with its
+    forecasts as ``y_pred``."""
+
+    region: str
+    reference: pd.DataFrame
+    analysis: pd.DataFrame
+    holdout: pd.DataFrame
+    reference_gap: pd.DataFrame
+    analysis_gap: pd.DataFrame
+
+
+def region_drift(
+    inputs: RegionMonitoringInputs,
+    booster: lgb.Booster,
+    meta: dict[str, Any],
+    spec: DatasetSpec,
+) -> pd.DataFrame:
+    """Every monitoring statistic of one region, one tidy row per signal x feature x week."""
+    s = spec.monitoring
+    cols = monitored_columns(meta, spec)
+    analysis = inputs.analysis.assign(week_start=week_start(inputs.analysis["date"]))
+    with _quiet():
+        warnings.simplefilter("ignore")
+        parts = [
+            feature_drift(inputs.reference, analysis, cols, s),
+            fleet_gap_drift(inputs.reference_gap, inputs.analysis_gap, cols.region_level, s),
+            multivariate_drift(inputs.reference, analysis, cols),
+            data_quality(inputs.reference, analysis, cols),
+            estimated_performance(inputs.holdout, analysis, list(meta["features"])),
+            attribution_drift(booster, meta, analysis, s),
+        ]
+    table = pd.concat([p for p in parts if not p.empty], ignore_index=True)[TABLE_COLUMNS]
+    table["region"] = inputs.region
+    return table
+
+
+def _persistent(flags: pd.Series, weeks: int) -> pd.Series:
+    """True where the flag held for ``weeks`` consecutive weeks up to and including it."""
+    if weeks <= 1:
+        return flags
+    run = flags.astype(int).rolling(weeks, min_periods=weeks).sum()
+    return (run >= weeks).fillna(False)
+
+
+def _stands_out(frame: pd.DataFrame, s: MonitoringSettings, by: list[str]) -> pd.Series:
+    """A row's severity (value / threshold) against the median of the other regions in
+    the same week: True where it exceeds ``stand_out_ratio`` x that median, or where too
+    few other regions exist to compare with."""
+    sev = frame["severity"]
+    total = frame.groupby(by)["severity"].transform("sum")
+    count = frame.groupby(by)["severity"].transform("count")
+    # median of the *other* regions: drop the row itself from its group
+    med = frame.groupby(by)["severity"].transform(lambda x: _leave_one_out_median(x))
+    enough = (count - 1) >= s.min_control_regions
+    del total
+    return ~enough | (sev > s.stand_out_ratio * med)
+
+
+def _leave_one_out_median(x: pd.Series) -> pd.Series:
+    values = x.to_numpy(float)
+    out = np.empty_like(values)
+    for i in range(len(values)):
+        others = np.delete(values, i)
+        out[i] = np.nanmedian(others) if np.isfinite(others).any() else np.nan
+    return pd.Series(out, index=x.index)
+
+
+def fleet_alerts(
+    tables: pd.DataFrame,
+    realized: pd.DataFrame,
+    holdout_error: dict[str, float],
+    settings: MonitoringSettings,
+    *,
+    metric: str = "mape",
+) -> pd.DataFrame:
+    """Alerts per region x week x signal from every region's monitoring table.
+
+    ``tables``: the concatenated ``region_drift`` tables (column ``region``).
+    ``realized``: weekly realized performance, columns ``region``, ``week_start``,
+    ``n_rows`` and ``metric``. ``holdout_error``: each region model's holdout ``metric``
+    (the level its weekly error is compared with).
+
+    Returns ``region, week_start, signal, raw, alert, detail``: ``raw`` is the week's
+    own finding after the cross-region comparison; ``alert`` adds persistence."""
+    s = settings
+    found: list[pd.DataFrame] = []
+    t = tables.copy()
+    t["week_start"] = pd.to_datetime(t["week_start"])
+    big = t["rows"] >= s.min_chunk_rows
+
+    # univariate and multivariate drift: nannyml alert, watched, big enough, stands out
+    drift = t[t["signal"].isin(["feature_drift", "multivariate_drift"]) & ~t["ignored"]].copy()
+    drift["severity"] = drift["value"] / drift["upper"]
+    drift["hit"] = (
+        drift["nml_alert"]
+        & big.loc[drift.index]
+        & (drift["value"] > drift["upper"])
+        & _stands_out(drift, s, ["signal", "feature", "week_start"])
+    )
+    found.append(drift)
+
+    # the fleet gap is already relative to the other regions
+    gap = t[t["signal"] == "fleet_gap_drift"].copy()
+    gap["hit"] = gap["nml_alert"]
+    found.append(gap)
+
+    # data quality: missing values / unseen categories / out-of-range beyond nannyml's
+    # thresholds; missing and range must also stand out (a holiday closes stores everywhere)
+    dq = t[(t["signal"] == "data_quality") & ~t["ignored"]].copy()
+    dq["severity"] = dq["value"] / dq["upper"].where(dq["upper"] > 0)
+    dq["hit"] = dq["nml_alert"] & big.loc[dq.index]
+    relative = dq["method"] != "unseen_values"
+    dq.loc[relative, "hit"] &= _stands_out(dq[relative], s, ["method", "feature", "week_start"])
+    found.append(dq)
+
+    attr = t[t["signal"] == "attribution_drift"].copy()
+    attr["hit"] = (attr["value"] < s.ndcg_threshold) & big.loc[attr.index]
+    found.append(attr)
+
+    quality = _quality_rows(t, realized, holdout_error, s, metric)
+    found.append(quality)
+
+    rows = pd.concat([f for f in found if not f.empty], ignore_index=True)
+    rows["signal"] = rows["signal"].replace(
+        {"feature_drift": "data_drift", "fleet_gap_drift": "data_drift"}
+    )
+    hits = rows[rows["hit"]]
+    detail = (
+        hits.assign(label=hits["feature"].astype(str))
+        .groupby(["region", "week_start", "signal"])["label"]
+        .agg(lambda x: ", ".join(sorted(set(x))))
+    )
+    grid = rows.groupby(["region", "week_start", "signal"])["hit"].any().rename("raw")
+    out = grid.reset_index()
+    out["detail"] = out.set_index(["region", "week_start", "signal"]).index.map(detail).fillna("")
+    out = out.sort_values(["region", "signal", "week_start"], ignore_index=True)
+    out["alert"] = False
+    for _, idx in out.groupby(["region", "signal"]).groups.items():
+        out.loc[idx, "alert"] = _persistent(out.loc[idx, "raw"], s.persistence_weeks).to_numpy()
+    return out[["region", "week_start", "signal", "raw", "alert", "detail"]]
+
+
+def _quality_rows(
+    tables: pd.DataFrame,
+    realized: pd.DataFrame,
+    holdout_error: dict[str, float],
+    s: MonitoringSettings,
+    metric: str,
+) -> pd.DataFrame:
+    """Model-quality severity per region-week: this week's error over the model's
+    holdout error (realized), or the DLE estimate over its holdout level (estimated)."""
+    if s.quality_signal == "realized":
+        if realized.empty:
+            return pd.DataFrame()
+        q = realized[["region", "week_start", "n_rows", metric]].copy()
+        q["week_start"] = pd.to_datetime(q["week_start"])
+        base = q["region"].map(holdout_error).astype(float)
+        q["severity"] = q[metric] / base
+        q["rows"] = q["n_rows"]
+        q["feature"] = metric
+    else:
+        est = tables[(tables["signal"] == "estimated_performance") & (tables["feature"] == "rmse")]
+        q = est[["region", "week_start", "rows", "value"]].copy()
+        q["week_start"] = pd.to_datetime(q["week_start"])
+        base = q["region"].map(holdout_error).astype(float)
+        q["severity"] = q["value"] / base
+        q["feature"] = "estimated_rmse"
+    q["signal"] = "model_quality"
+    q = q[q["severity"].notna()]
+    q["hit"] = (
+        (q["severity"] > s.quality_degradation)
+        & (q["rows"] >= s.min_chunk_rows)
+        & _stands_out(q, s, ["week_start"])
+    )
+    return q
+
+
+def series_keys() -> list[str]:
+    return list(SERIES)
