@@ -30,6 +30,7 @@ def test_sample_graph(tmp_path):
         "raw_weather": "ingest",
         "raw_events": "ingest",
         "raw_future": "ingest",
+        "raw_actuals": "ingest",
         "features": "features",
         "region_model": "models",
         "forecast": "forecasts",
