@@ -15,6 +15,7 @@ from mlops_assets.defs.ingest.checks import build_landing_freshness
 from mlops_assets.defs.ingest.sensors import INGEST_JOB, build_landing_sensor
 from mlops_assets.defs.models.assets import build_region_model_asset
 from mlops_assets.defs.models.jobs import TRAIN_JOB, build_weekly_retrain_schedule, registry_job
+from mlops_assets.defs.monitoring.assets import build_realized_performance_asset
 from mlops_assets.defs.notifications.sensors import build_run_failure_notifier
 from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
@@ -62,6 +63,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_features_asset(spec),
             build_region_model_asset(spec),
             build_forecast_asset(spec),
+            build_realized_performance_asset(spec),
         ],
         asset_checks=freshness_checks,
         jobs=[ingest_job, features_job, train_job, registry_job],

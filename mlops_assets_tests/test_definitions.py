@@ -34,6 +34,7 @@ def test_sample_graph(tmp_path):
         "features": "features",
         "region_model": "models",
         "forecast": "forecasts",
+        "realized_performance": "monitoring",
     }
     assert "features:features_null_rates" in g["checks"]
     assert "raw_sales:landing_files_valid" in g["checks"]
