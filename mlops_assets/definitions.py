@@ -8,7 +8,8 @@ import os
 import dagster as dg
 
 from mlops_assets.defs.features.assets import build_features_asset
-from mlops_assets.defs.features.sensors import FEATURES_JOB, build_region_sensor
+from mlops_assets.defs.features.jobs import features_job, refresh_job
+from mlops_assets.defs.features.sensors import build_region_sensor
 from mlops_assets.defs.forecasts.assets import build_forecast_asset
 from mlops_assets.defs.ingest.assets import build_raw_assets
 from mlops_assets.defs.ingest.checks import build_landing_freshness
@@ -38,12 +39,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         selection=dg.AssetSelection.groups("ingest"),
         description="Ingest landing files (the landing sensor selects the sources).",
     )
-    features_job = dg.define_asset_job(
-        FEATURES_JOB,
-        selection=dg.AssetSelection.assets("features"),
-        partitions_def=region_partitions,
-        description="Condition one region's features and run its quality checks.",
-    )
     schedule_status = (
         dg.DefaultScheduleStatus.RUNNING
         if settings.sensors_running_by_default
@@ -66,7 +61,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_realized_performance_asset(spec),
         ],
         asset_checks=freshness_checks,
-        jobs=[ingest_job, features_job, train_job, registry_job],
+        jobs=[ingest_job, features_job, refresh_job, train_job, registry_job],
         schedules=[build_weekly_retrain_schedule(schedule_status)],
         sensors=[
             build_landing_sensor(status),

@@ -45,7 +45,7 @@ def test_sample_graph(tmp_path):
         "region_sensor",
         "run_failure_notifier",
     ]
-    assert g["jobs"] == ["features_job", "ingest_job", "registry_job", "train_job"]
+    assert g["jobs"] == ["features_job", "ingest_job", "refresh_job", "registry_job", "train_job"]
     assert "region_model:gate_reduction_vs_baseline" in g["checks"]
     assert "forecast:approved_model_available" in g["checks"]
     assert g["described"]
