@@ -2,6 +2,10 @@
 
 One row per store x item x date, for history (``is_future = false``, with the actual
 ``target``) and for the known future calendar (``is_future = true``, ``target`` NULL).
+History is the region's ground truth: sales rows and rows of an ``actuals`` source (the
+same observations delivered later; an actuals row wins over a sales row of the same key,
+see ``warehouse.ground_truth_of_region``), so ground truth arriving after a forecast
+moves the next forecast's origin forward like new sales do.
 
 Leakage rule: every feature derived from the target only uses actuals at least
 ``horizon`` periods before the row's date (lags >= horizon, rolling windows that end
@@ -217,7 +221,7 @@ def feature_sql(con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> tuple[str,
 
     cal_sql = ", ".join(f"{expr} AS {name}" for name, expr in calendar.items())
     sql = f"""
-WITH rs AS MATERIALIZED (SELECT * FROM sales_of_region($region)),
+WITH rs AS MATERIALIZED (SELECT * FROM ground_truth_of_region($region)),
 base AS ({base}),
 b0 AS (SELECT *, {y_open} AS y_open, {cal_sql}{change_cols} FROM base),
 b AS (SELECT *{group_cols} FROM b0),

@@ -8,7 +8,8 @@ import os
 import dagster as dg
 
 from mlops_assets.defs.features.assets import build_features_asset
-from mlops_assets.defs.features.sensors import FEATURES_JOB, build_region_sensor
+from mlops_assets.defs.features.jobs import features_job, refresh_job
+from mlops_assets.defs.features.sensors import build_region_sensor
 from mlops_assets.defs.forecasts.assets import build_forecast_asset
 from mlops_assets.defs.ingest.assets import build_raw_assets
 from mlops_assets.defs.ingest.checks import build_landing_freshness
@@ -16,6 +17,7 @@ from mlops_assets.defs.ingest.sensors import INGEST_JOB, build_landing_sensor
 from mlops_assets.defs.models.assets import build_region_model_asset
 from mlops_assets.defs.models.jobs import TRAIN_JOB, build_weekly_retrain_schedule, registry_job
 from mlops_assets.defs.models.tuning import tuning_job
+from mlops_assets.defs.monitoring.assets import build_realized_performance_asset
 from mlops_assets.defs.notifications.sensors import build_run_failure_notifier
 from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
@@ -38,12 +40,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         selection=dg.AssetSelection.groups("ingest"),
         description="Ingest landing files (the landing sensor selects the sources).",
     )
-    features_job = dg.define_asset_job(
-        FEATURES_JOB,
-        selection=dg.AssetSelection.assets("features"),
-        partitions_def=region_partitions,
-        description="Condition one region's features and run its quality checks.",
-    )
     schedule_status = (
         dg.DefaultScheduleStatus.RUNNING
         if settings.sensors_running_by_default
@@ -63,9 +59,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_features_asset(spec),
             build_region_model_asset(spec),
             build_forecast_asset(spec),
+            build_realized_performance_asset(spec),
         ],
         asset_checks=freshness_checks,
-        jobs=[ingest_job, features_job, train_job, registry_job, tuning_job],
+        jobs=[ingest_job, features_job, refresh_job, train_job, registry_job, tuning_job],
         schedules=[build_weekly_retrain_schedule(schedule_status)],
         sensors=[
             build_landing_sensor(status),

@@ -10,12 +10,21 @@ Views (created only when their files exist):
 ``raw_<source>``   every ingested file of a source, with ``_sha``, ``_ingested_at`` and
                    ``_seq`` (the file's position in ingestion order, 0 = oldest)
 ``sales``          sales rows; where files overlap, the most recently ingested file wins
+``actuals``        ground truth delivered separately from sales (same rule)
+``ground_truth``   the observed target of every (store, item, date): sales and actuals rows,
+                   an actuals row winning over a sales row of the same key, and otherwise
+                   the most recently ingested file (``_source`` says which kind it came from)
 ``future``         the known future calendar (same rule)
 ``stores``         store master with ``region`` and ``region_key``
 ``regions``        ``region`` display name -> ``region_key``
 ``weather``        weather with ``region_key``
 ``events``         events with ``region_key`` ('' for national events)
 ``features``       every region's conditioned feature table
+
+Table macros that filter one region before ranking (cheaper than the views above):
+``sales_of_region(r)``, ``future_of_region(r)``, ``actuals_of_region(r)`` and
+``ground_truth_of_region(r)`` (the rule of ``ground_truth``; what features train on and
+what realized performance scores forecasts against).
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import duckdb
 import pandas as pd
 
 from mlops_assets.naming import region_keys
-from mlops_assets.spec import DatasetSpec
+from mlops_assets.spec import KEY_COLUMNS, DatasetSpec
 from mlops_assets.validation import quote_ident
 from mlops_assets.workspace import Workspace
 
@@ -138,6 +147,9 @@ def define_views(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: DatasetSpe
                 f"WHERE x.store IN (SELECT store FROM stores WHERE region_key = r) "
                 f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _seq DESC) = 1"
             )
+    truth = [kind for kind in ("sales", "actuals") if kind in present]
+    if truth:
+        _define_ground_truth(con, spec, truth)
     if "weather" in present:
         con.execute(
             "CREATE VIEW weather AS SELECT w.* EXCLUDE (region), g.region_key "
@@ -157,6 +169,34 @@ def define_views(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: DatasetSpe
         )
 
 
+def _define_ground_truth(
+    con: duckdb.DuckDBPyConnection, spec: DatasetSpec, kinds: list[str]
+) -> None:
+    """``ground_truth`` and ``ground_truth_of_region(r)``: why one rule for both is that
+    actuals are the same observations as sales, only delivered later or separately, so a
+    correction in an actuals file must win over the sales feed wherever it is read."""
+    key = ", ".join(quote_ident(c) for c in KEY_COLUMNS["sales"])
+    rank = {"sales": 0, "actuals": 1}  # higher wins, then the later file
+
+    def union(where: str) -> str:
+        return " UNION ALL BY NAME ".join(
+            f"SELECT x.* EXCLUDE (filename), {rank[k]} AS _rank, '{k}' AS _source "
+            f"FROM raw_{spec.source_name(k)} x {where}"
+            for k in kinds
+        )
+
+    latest = f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _rank DESC, _seq DESC) = 1"
+    con.execute(
+        f"CREATE VIEW ground_truth AS SELECT g.* EXCLUDE (_rank, _seq), s.region_key "
+        f"FROM ({union('')}) g JOIN stores s USING (store) {latest}"
+    )
+    in_region = "WHERE x.store IN (SELECT store FROM stores WHERE region_key = r)"
+    con.execute(
+        f"CREATE MACRO ground_truth_of_region(r) AS TABLE "
+        f"SELECT g.* EXCLUDE (_rank, _seq), r AS region_key FROM ({union(in_region)}) g {latest}"
+    )
+
+
 def regions_with_sales(ws: Workspace, spec: DatasetSpec) -> dict[str, str]:
     """region_key -> display name for every region that has at least one sales row."""
     with connect(ws, spec) as con:
@@ -172,10 +212,16 @@ def regions_with_sales(ws: Workspace, spec: DatasetSpec) -> dict[str, str]:
 
 
 def last_sales_date(con: duckdb.DuckDBPyConnection, spec: DatasetSpec):
-    """The latest date with sales in the dataset (None before any sales are ingested)."""
+    """The latest date with ground truth (sales or actuals) in the dataset (None before
+    any sales are ingested)."""
     if not has_view(con, "sales"):
         return None
-    return con.execute(f"SELECT max(date) FROM raw_{spec.source_name('sales')}").fetchone()[0]
+    sources = [spec.source_name(k) for k in ("sales", "actuals") if has_view(con, k)]
+    return con.execute(
+        "SELECT max(d) FROM ("
+        + " UNION ALL ".join(f"SELECT max(date) AS d FROM raw_{s}" for s in sources)
+        + ")"
+    ).fetchone()[0]
 
 
 def has_view(con: duckdb.DuckDBPyConnection, name: str) -> bool:

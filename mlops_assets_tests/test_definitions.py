@@ -30,9 +30,11 @@ def test_sample_graph(tmp_path):
         "raw_weather": "ingest",
         "raw_events": "ingest",
         "raw_future": "ingest",
+        "raw_actuals": "ingest",
         "features": "features",
         "region_model": "models",
         "forecast": "forecasts",
+        "realized_performance": "monitoring",
     }
     assert "features:features_null_rates" in g["checks"]
     assert "raw_sales:landing_files_valid" in g["checks"]
@@ -43,7 +45,14 @@ def test_sample_graph(tmp_path):
         "region_sensor",
         "run_failure_notifier",
     ]
-    assert g["jobs"] == ["features_job", "ingest_job", "registry_job", "train_job", "tuning_job"]
+    assert g["jobs"] == [
+        "features_job",
+        "ingest_job",
+        "refresh_job",
+        "registry_job",
+        "train_job",
+        "tuning_job",
+    ]
     assert "region_model:gate_reduction_vs_baseline" in g["checks"]
     assert "forecast:approved_model_available" in g["checks"]
     assert g["described"]

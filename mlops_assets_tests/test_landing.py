@@ -23,6 +23,7 @@ from mlops_assets.landing import (
     plan_landing,
     quarantined,
 )
+from mlops_assets.naming import region_key
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.workspace import Workspace
 
@@ -218,6 +219,48 @@ def test_sales_before_any_store_master_is_quarantined_as_unknown_store(
     outcome = ingest_file(tmp_workspace, sample_spec, "sales", rel)
     assert outcome.status == "quarantined"
     assert outcome.record["reason"] == "unknown_store"
+
+
+def test_actuals_files_follow_the_landing_rules_bad_quarantined_good_ingested_once(
+    ws_with_stores: Workspace,
+    sample_dir: Path,
+    sample_spec: DatasetSpec,
+    store_regions: dict[str, str],
+) -> None:
+    """Ground truth dropped into landing/actuals/ is planned after sales, validated like
+    sales (a bad file is quarantined with a reason), and a copy is never ingested twice."""
+    ws = ws_with_stores
+    rows = [
+        {**r, "units": "12.0"}
+        for r in read_csv_rows(sample_dir / "future/future.csv")[:6]
+        if r["store_id"] == "S0001"
+    ]
+    good = [{k: r[k] for k in ("date", "store_id", "department", "units", "open", "promo")}
+            for r in rows]  # fmt: skip
+    bad = [dict(r) for r in good]
+    bad[2]["store_id"] = "S9999"
+    put(ws, "actuals", "bad.csv", csv_text(bad))
+    put(ws, "actuals", "good.csv", csv_text(good))
+    plan, _ = tick(ws, sample_spec, None, now=0.0)
+    assert [rel for rel, _ in plan.files["actuals"]] == [
+        "landing/actuals/bad.csv",
+        "landing/actuals/good.csv",
+    ]
+
+    outcomes = {rel: ingest_file(ws, sample_spec, "actuals", rel) for rel in planned(plan)}
+
+    bad_out = outcomes["landing/actuals/bad.csv"]
+    assert bad_out.status == "quarantined" and bad_out.record["reason"] == "unknown_store"
+    assert bad_out.record["kind"] == "actuals"
+    assert (ws.root / bad_out.record["quarantined_copy"]).is_file()
+    good_out = outcomes["landing/actuals/good.csv"]
+    assert good_out.status == "ingested" and good_out.record["rows"] == len(good)
+    assert ws.raw_path("actuals", good_out.sha256).is_file()
+    regions = affected_regions(ws, sample_spec, "actuals", [good_out.sha256])
+    assert regions == [region_key(store_regions["S0001"])]
+    again = put(ws, "actuals", "good_copy.csv", csv_text(good))
+    assert ingest_file(ws, sample_spec, "actuals", again).status == "already_ingested"
+    assert planned(tick(ws, sample_spec, None, now=1.0)[0]) == []
 
 
 def test_files_outside_the_source_landing_folder_are_refused(

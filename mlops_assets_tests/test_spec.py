@@ -36,8 +36,14 @@ def test_sample_spec_loads_by_name_and_by_path(sample_spec: DatasetSpec) -> None
         "weather",
         "events",
         "future",
+        "actuals",
     }
     sales = sample_spec.source("sales")
+    # ground truth dropped separately maps the same file columns as sales
+    actuals = sample_spec.source("actuals")
+    assert {n: c.source for n, c in actuals.columns.items()} == {
+        n: c.source for n, c in sales.columns.items()
+    }
     assert sales.columns["target"].source == "units"
     assert sales.columns["item"].source == "department"
     assert sample_spec.source("stores").columns["region"].source == "region"

@@ -180,3 +180,62 @@ def test_views_exist_only_for_ingested_sources(tmp_path, sample):
         "events": False,
         "features": False,
     }
+
+
+def test_ground_truth_is_sales_and_actuals_with_actuals_winning_and_the_latest_file_next(
+    tmp_path, sample
+):
+    """Actuals are the same observations as sales, delivered later or separately: an
+    actuals row beats a sales row of its key even when the sales file came later, the
+    latest actuals file beats an earlier one, and rows past the sales become history."""
+    from mlops_assets.warehouse import last_sales_date
+    from mlops_assets_tests.test_conditioning import read_features, store_regions
+
+    ws = make_workspace(tmp_path / "ws", sample, sources=("stores", "sales", "future"))
+    region = store_regions(ws)["S0005"]
+    future = read_csv(sample / "future" / "future.csv")
+    week = future[future["date"] <= "2024-02-11"].assign(units=7.0)  # past the last sale
+    sales = read_csv(sample / "sales" / "sales_2024.csv")
+    fix = sales[(sales["store_id"] == "S0005") & (sales["date"] <= "2024-01-03")]
+
+    def put(source: str, name: str, frame: pd.DataFrame) -> None:
+        path = ws.landing_dir(source) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(path, index=False)
+        assert ingest_file(ws, SPEC, source, f"landing/{source}/{name}").status == "ingested"
+
+    put("actuals", "late_week.csv", pd.concat([week, fix.assign(units=1000.0)]))
+    put("actuals", "correction.csv", fix.head(1).assign(units=2000.0))
+    put("sales", "resend.csv", fix.assign(units=5.0))  # later, but sales never beat actuals
+
+    with connect(ws, SPEC) as con:
+        truth = con.execute("SELECT * FROM ground_truth").df()
+        mine = con.execute("SELECT * FROM ground_truth_of_region($r)", {"r": region}).df()
+        last = last_sales_date(con, SPEC)
+        fs = write_region(ws, region)
+    assert fs is not None
+    truth["date"] = pd.to_datetime(truth["date"])
+    assert not truth.duplicated(list(KEY)).any()
+    assert len(truth) == 12 * 3 * 400 + len(week)
+    got = truth.set_index(["store", "item", "date"])["target"]
+    fix_keys = zip(fix["store_id"], fix["department"], pd.to_datetime(fix["date"]), strict=True)
+    assert [got[k] for k in fix_keys] == [2000.0] + [1000.0] * (len(fix) - 1)
+    assert set(truth.loc[truth["date"] > "2024-02-04", "_source"]) == {"actuals"}
+    assert set(truth.loc[truth["date"] < "2024-01-01", "_source"]) == {"sales"}
+    assert str(last) == "2024-02-11"
+    # the region macro is the view restricted to the region
+    expected = truth[truth["region_key"] == region].drop(columns="_ingested_at")
+    mine["date"] = pd.to_datetime(mine["date"])
+    cols = ["store", "item", "date", "target", "_source"]
+    pd.testing.assert_frame_equal(
+        mine[cols].sort_values(cols[:3], ignore_index=True),
+        expected[cols].sort_values(cols[:3], ignore_index=True),
+    )
+    # features: the delivered week is history now, the calendar starts after it
+    features = read_features(ws.features_path(region))
+    hist = features[~features["is_future"]]
+    assert hist["date"].max() == pd.Timestamp("2024-02-11")
+    assert features.loc[features["is_future"], "date"].min() == pd.Timestamp("2024-02-12")
+    late = hist[hist["date"] > "2024-02-04"]
+    assert len(late) == len(week[week["store_id"].map(store_regions(ws)) == region])
+    assert (late["target"] == 7.0).all()

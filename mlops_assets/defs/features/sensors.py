@@ -1,16 +1,17 @@
-"""The region sensor: raw data changed -> register new regions, refresh their features."""
+"""The region sensor: raw data changed -> register new regions, refresh what they feed."""
 
 import json
 
 import dagster as dg
 
+from mlops_assets.defs.features.jobs import FEATURES_JOB, REFRESH_JOB, features_job, refresh_job
 from mlops_assets.defs.ingest.assets import raw_asset_key
 from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.landing import ALL_REGIONS
 from mlops_assets.warehouse import regions_with_sales
 
-FEATURES_JOB = "features_job"
+__all__ = ["FEATURES_JOB", "REFRESH_JOB", "build_region_sensor"]
 
 
 def build_region_sensor(
@@ -20,12 +21,16 @@ def build_region_sensor(
 
     @dg.sensor(
         name="region_sensor",
-        job_name=FEATURES_JOB,
+        jobs=[features_job, refresh_job],
         minimum_interval_seconds=30,
         default_status=default_status,
         description="After raw data lands: adds a `region` partition for every region with "
-        "sales (keys sanitised, display names kept in metadata) and requests `features` "
-        "runs for the regions the new files touched.",
+        "sales (keys sanitised, display names kept in metadata) and requests one run per "
+        "region the new files touched: `refresh_job` (features -> forecast -> "
+        "realized_performance) where the region has an approved model, `features_job` "
+        "where it has none yet (training and approval are `train_job` and the registry's). "
+        "Run keys come from the raw materializations' storage ids: one run per region and "
+        "change, whichever job it is.",
     )
     def region_sensor(
         context: dg.SensorEvaluationContext, workspace: WorkspaceResource
@@ -54,11 +59,18 @@ def build_region_sensor(
             return dg.SensorResult(
                 cursor=json.dumps(cursor, sort_keys=True), skip_reason="no raw data changes"
             )
+        registry = workspace.registry()
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(
+                    job_name=(
+                        REFRESH_JOB
+                        if registry.latest_approved(region) is not None
+                        else FEATURES_JOB
+                    ),
                     partition_key=region,
-                    run_key=f"features-{region}-{newest}",
+                    # the same key whichever job: a re-evaluated tick never launches both
+                    run_key=f"refresh-{region}-{newest}",
                     tags={"mlops/trigger": "region_sensor", "mlops/region": known[region]},
                 )
                 for region in sorted(targets)

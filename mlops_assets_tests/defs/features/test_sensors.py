@@ -1,9 +1,15 @@
-"""The region sensor: discovers regions from data and refreshes only what changed."""
+"""The region sensor: discovers regions from data and refreshes only what changed:
+features alone for a region without an approved model, features -> forecast ->
+realized_performance (`refresh_job`) for a region with one."""
 
 import pandas as pd
+import pytest
 
-from mlops_assets.defs.local_driver import evaluate_sensor, run_sensors
+from mlops_assets.defs.local_driver import evaluate_sensor, run_partitions, run_sensors
+from mlops_assets.naming import region_key
+from mlops_assets.realized import read_realized_performance, read_weekly_realized
 from mlops_assets_tests.defs.conftest import drop_all
+from mlops_assets_tests.defs.models.pipeline_support import materializations
 
 
 def test_regions_are_discovered_with_safe_keys(defs, instance, settings, sample_source):
@@ -31,14 +37,103 @@ def test_only_regions_touched_by_new_files_are_refreshed(defs, instance, setting
     patch = weather[weather["region"] == "Ost"].tail(3).assign(temperature_c=30.0)
     patch.to_csv(settings.home / "landing" / "weather" / "ost_correction.csv", index=False)
     runs = run_sensors(defs, instance)
+    # Ost has no approved model: its features only (a forecast would fail its ERROR check)
     assert [(r.job, r.partition_key) for r in runs] == [
         ("ingest_job", None),
         ("features_job", "Ost"),
     ]
     assert all(r.success for r in runs)
+    assert runs[1].assets == ["features"]
 
 
 def _driver_cursor(instance, name):
     from mlops_assets.defs.local_driver import _load_state
 
     return _load_state(instance)["cursors"].get(name)
+
+
+def test_new_files_refresh_features_forecast_and_realized_performance_of_their_regions(
+    model_pipeline,
+):
+    """Nord and Sud have approved models, Ost has none. A calendar file for Nord re-forecasts
+    Nord only; ground truth for Nord's first forecast week (a sales file, with some Ost
+    rows) moves Nord's origin on a week and scores the earlier forecast; an actuals file
+    for Sud refreshes Sud."""
+    p = model_pipeline()
+    trained = run_partitions(p.defs, p.instance, "train_job", ["Nord", "Sud"])
+    assert all(r.success for r in trained), trained
+    landing = p.settings.home / "landing"
+    stores = pd.read_csv(landing / "stores" / "stores.csv", dtype=str)
+    region_of = dict(zip(stores["store_id"], stores["region"].map(region_key), strict=True))
+    future = pd.read_csv(landing / "future" / "future.csv", dtype={"date": str})
+    future["region"] = future["store_id"].map(region_of)
+    origin = pd.Timestamp(p.origin("Nord"))
+    first_week = future["date"] <= str((origin + pd.Timedelta(days=7)).date())
+    sud_files = {f: f.stat().st_mtime_ns for f in p.forecast_files("Sud")}
+
+    # 1. a corrected calendar for Nord: every series on promotion in the first week
+    promo = future[(future["region"] == "Nord") & first_week].assign(promo=1)
+    promo.drop(columns="region").to_csv(landing / "future" / "nord_promo.csv", index=False)
+    runs = run_sensors(p.defs, p.instance)
+
+    assert [(r.job, r.partition_key, r.success) for r in runs] == [
+        ("ingest_job", None, True),
+        ("refresh_job", "Nord", True),
+    ]
+    assert runs[1].assets == ["features", "forecast", "realized_performance"]
+    forecast = pd.read_parquet(p.workspace.forecast_path("Nord", str(origin.date())))
+    assert set(forecast["run_id"]) == {runs[1].run_id}  # re-forecast from the same origin
+    meta = materializations(p.instance, runs[1].run_id)["realized_performance"].metadata
+    assert "have no ground truth yet" in meta["note"].value
+    assert {f: f.stat().st_mtime_ns for f in p.forecast_files("Sud")} == sud_files
+
+    # 2. ground truth of that week arrives in the sales feed: 25% above Nord's forecast
+    keys = ["store_id", "department", "date"]
+    predicted = forecast.assign(
+        store_id=forecast["store"], department=forecast["item"],
+        date=forecast["date"].dt.strftime("%Y-%m-%d"),
+    )[[*keys, "prediction"]]  # fmt: skip
+    week = future[future["region"].isin(["Nord", "Ost"]) & first_week]
+    week = week.merge(predicted, on=keys, how="left")
+    week["units"] = (1.25 * week["prediction"]).fillna(10.0)
+    week[["date", "store_id", "department", "units", "open", "promo"]].to_csv(
+        landing / "sales" / "late_week.csv", index=False
+    )
+    runs = run_sensors(p.defs, p.instance)
+
+    assert [(r.job, r.partition_key, r.success) for r in runs] == [
+        ("ingest_job", None, True),
+        ("refresh_job", "Nord", True),
+        ("features_job", "Ost", True),
+    ]
+    next_origin = str((origin + pd.Timedelta(days=7)).date())
+    assert p.origin("Nord") == next_origin
+    assert p.workspace.forecast_path("Nord", next_origin).is_file()  # a new origin file
+    assert not p.workspace.forecast_path("Sud", next_origin).exists()
+    per_origin = read_realized_performance(p.workspace, "Nord")
+    assert [str(o.date()) for o in per_origin["origin"]] == [str(origin.date()), next_origin]
+    scored, pending = per_origin.iloc[0], per_origin.iloc[1]
+    assert scored["days_with_actuals"] == 7 and scored["n_rows"] > 0
+    assert scored["mape"] == pytest.approx(0.2) and scored["wape"] == pytest.approx(0.2)
+    assert pending["n_rows"] == 0
+    weekly = read_weekly_realized(p.workspace, "Nord")
+    assert [str(w.date()) for w in weekly["week_start"]] == [
+        str((origin + pd.Timedelta(days=1)).date())
+    ]
+    assert list(weekly["lead_days"]) == [1]
+    meta = materializations(p.instance, runs[1].run_id)["realized_performance"].metadata
+    assert meta["latest_week_mape"].value == pytest.approx(0.2)
+
+    # 3. ground truth for Sud arrives as an actuals file
+    sud = future[(future["region"] == "Sud") & (future["date"] == future["date"].min())]
+    (landing / "actuals").mkdir()
+    sud = sud.drop(columns="region").assign(units=5.0)
+    sud.to_csv(landing / "actuals" / "sud.csv", index=False)
+    runs = run_sensors(p.defs, p.instance)
+
+    assert [(r.job, r.partition_key, r.success) for r in runs] == [
+        ("ingest_job", None, True),
+        ("refresh_job", "Sud", True),
+    ]
+    assert read_realized_performance(p.workspace, "Sud")["n_rows"].iloc[0] > 0
+    assert run_sensors(p.defs, p.instance) == []
