@@ -1,0 +1,439 @@
+"""The per-region HTML report on small hand-made frames: every section renders, the file
+is self-contained (no script, no external URL), empty inputs give explanatory sentences,
+data strings are escaped, and the key plots return decodable PNGs."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_assets.reports import (
+    attribution_plot,
+    drift_heatmap,
+    estimated_performance_plot,
+    forecast_vs_actual_plot,
+    metrics_over_time_plot,
+    render_region_report,
+    write_region_report,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SECTIONS = (
+    "Alerts",
+    "Forecast vs actual",
+    "Metrics over time",
+    "Estimated vs realized performance",
+    "Drift per feature over time",
+    "Data quality",
+    "Attribution ranking",
+)
+WEEKS = pd.date_range("2024-01-01", periods=4, freq="7D")  # Mondays
+HOSTILE = "<script>alert(1)</script>"
+
+
+def _is_png(b64: str) -> bool:
+    return base64.b64decode(b64, validate=True).startswith(PNG_MAGIC)
+
+
+def _model() -> dict:
+    return {
+        "label": "Nord v3",
+        "status": "approved",
+        "version": 3,
+        "trained_at": "2023-12-31T10:00:00",
+        "train_date_min": "2021-01-01",
+        "train_date_max": "2023-12-31",
+        "metrics": {"mape": 0.12, "wape": 0.1, "rmse": 4.0, "rmse_zero": 0.5, "bias": -0.02},
+        "baseline_metrics": {"hist_avg": {"mape": 0.2, "wape": 0.18, "rmse": 7.5}},
+    }
+
+
+def _forecasts(store: str = "S1") -> pd.DataFrame:
+    frames = []
+    for origin in ("2024-01-07", "2024-01-14", "2024-01-21"):
+        dates = pd.date_range(pd.Timestamp(origin) + pd.Timedelta(days=1), periods=14)
+        for s in (store, "S2", "S3"):
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "region_key": "nord",
+                        "store": s,
+                        "item": "A",
+                        "date": dates,
+                        "origin": pd.Timestamp(origin),
+                        "prediction": np.linspace(10, 12, len(dates)),
+                        "model_version": 3,
+                        "run_id": "r1",
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _ground_truth(store: str = "S1") -> pd.DataFrame:
+    dates = pd.date_range("2023-12-01", "2024-01-28")
+    frames = [
+        pd.DataFrame({"store": s, "item": "A", "date": dates, "target": 10.0 + k, "open": 1})
+        for k, s in enumerate((store, "S2", "S3"))
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _weekly() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "region_key": "nord",
+            "week_start": WEEKS,
+            "origin": WEEKS - pd.Timedelta(days=1),
+            "model_version": 3,
+            "model_label": "Nord v3",
+            "lead_days": 1,
+            "days_with_actuals": 7,
+            "n_rows": 21,
+            "n_pct_rows": 21,
+            "mape": [0.1, 0.11, 0.25, 0.3],
+            "rmspe": 0.15,
+            "wape": [0.09, 0.1, 0.2, 0.28],
+            "rmse": [3.5, 4.1, 8.0, 9.5],
+            "rmse_zero": np.nan,
+            "mae": 3.0,
+            "bias": [0.01, -0.02, 0.1, 0.12],
+        }
+    )
+
+
+def _by_origin() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "region_key": "nord",
+            "origin": pd.to_datetime(["2024-01-07", "2024-01-14", "2024-01-21"]),
+            "model_version": 3,
+            "model_label": "Nord v3",
+            "forecast_rows": 42,
+            "horizon_days": 14,
+            "days_with_actuals": [14, 14, 7],
+            "horizon_coverage": [1.0, 1.0, 0.5],
+            "first_actual_date": pd.to_datetime(["2024-01-08", "2024-01-15", "2024-01-22"]),
+            "last_actual_date": pd.to_datetime(["2024-01-21", "2024-01-28", "2024-01-28"]),
+            "n_rows": [42, 42, 21],
+            "n_pct_rows": [42, 42, 21],
+            "mape": [0.1, 0.2, np.nan],
+            "rmspe": 0.2,
+            "wape": [0.1, 0.18, np.nan],
+            "rmse": [4.0, 7.0, np.nan],
+            "rmse_zero": np.nan,
+            "mae": 3.0,
+            "bias": [0.0, 0.05, np.nan],
+        }
+    )
+
+
+def _row(
+    signal,
+    feature,
+    method,
+    week,
+    value,
+    *,
+    upper=0.1,
+    lower=np.nan,
+    alert=False,
+    ignored=False,
+    realized=np.nan,
+) -> dict:
+    return {
+        "signal": signal,
+        "feature": feature,
+        "method": method,
+        "week_start": week,
+        "rows": 140,
+        "value": value,
+        "lower": lower,
+        "upper": upper,
+        "nml_alert": alert,
+        "ignored": ignored,
+        "realized": realized,
+        "region": "nord",
+    }
+
+
+def _monitoring(feature: str = "promo") -> pd.DataFrame:
+    rows = []
+    for i, w in enumerate(WEEKS):
+        late = i >= 2
+        rows += [
+            _row("feature_drift", feature, "jensen_shannon", w, 0.3 if late else 0.05, alert=late),
+            _row("feature_drift", "price", "jensen_shannon", w, 0.04),
+            _row("feature_drift", "dow", "jensen_shannon", w, 0.5, alert=True, ignored=True),
+            _row(
+                "fleet_gap_drift",
+                "temperature",
+                "mean_gap_to_fleet",
+                w,
+                4.0 if late else 0.1,
+                lower=-2.0,
+                upper=2.0,
+                alert=late,
+            ),
+            _row("multivariate_drift", "reconstruction_error", "pca", w, 1.0, upper=1.2),
+            _row(
+                "data_quality",
+                feature,
+                "missing_values",
+                w,
+                0.4 if i == 3 else 0.0,
+                upper=0.05,
+                alert=i == 3,
+            ),
+            _row("data_quality", "price", "out_of_range", w, 0.0, upper=0.01),
+            _row(
+                "estimated_performance",
+                "rmse",
+                "dle",
+                w,
+                4.0 + i,
+                upper=6.0,
+                realized=[3.5, 4.1, np.nan, np.nan][i],
+            ),
+            _row("estimated_performance", "mae", "dle", w, 3.0 + i, upper=5.0),
+            _row(
+                "attribution_drift",
+                "ndcg",
+                "ndcg_mean_abs_shap",
+                w,
+                0.98 - 0.05 * i,
+                upper=np.nan,
+                lower=0.9,
+            ),
+        ]
+    # another region's rows must not leak into this report
+    other = _row("feature_drift", "other_region_feature", "jensen_shannon", WEEKS[0], 0.9)
+    rows.append({**other, "region": "sued"})
+    return pd.DataFrame(rows)
+
+
+def _alerts(detail: str = "promo, temperature") -> pd.DataFrame:
+    rows = []
+    for i, w in enumerate(WEEKS):
+        for signal in ("data_drift", "multivariate_drift", "data_quality", "model_quality"):
+            raw = signal == "data_drift" and i >= 2 or signal == "model_quality" and i == 3
+            rows.append(
+                {
+                    "region": "nord",
+                    "week_start": w,
+                    "signal": signal,
+                    "raw": raw,
+                    "alert": signal == "data_drift" and i == 3,
+                    "detail": detail if raw else "",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _importance(feature: str = "promo") -> dict[str, float]:
+    names = [feature, "price", "lag_7", "dow", "temperature", *(f"f{i}" for i in range(20))]
+    return {n: 100.0 / (i + 1) for i, n in enumerate(names)}
+
+
+def _full_report(**overrides) -> str:
+    kwargs = dict(
+        region="nord",
+        region_name="Nord",
+        generated_at="2024-01-29T06:00:00Z",
+        model=_model(),
+        forecasts=_forecasts(),
+        ground_truth=_ground_truth(),
+        realized_weekly=_weekly(),
+        realized_by_origin=_by_origin(),
+        monitoring=_monitoring(),
+        alerts=_alerts(),
+        importance=_importance(),
+        recent_importance={**_importance(), "price": 200.0},
+    )
+    kwargs.update(overrides)
+    return render_region_report(**kwargs)
+
+
+def _assert_self_contained(doc: str) -> None:
+    low = doc.lower()
+    assert "<script" not in low
+    assert "http://" not in low and "https://" not in low
+    assert "javascript:" not in low
+    # every image is inline
+    for src in re.findall(r'src="([^"]*)"', doc):
+        assert src.startswith("data:image/png;base64,")
+
+
+def test_full_report_has_every_section_plots_and_alert_weeks() -> None:
+    doc = _full_report()
+    assert doc.startswith("<!DOCTYPE html>") and doc.rstrip().endswith("</html>")
+    positions = [doc.index(f"<h2>{title}</h2>") for title in SECTIONS]
+    assert positions == sorted(positions)  # in the documented order
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', doc)
+    assert len(images) >= 5  # forecast, metrics, estimated, heatmap, attribution
+    assert all(_is_png(b) for b in images)
+    assert "could not be drawn" not in doc
+    _assert_self_contained(doc)
+    # header
+    assert "Nord v3" in doc and "approved" in doc and "2021-01-01 to 2023-12-31" in doc
+    assert "2024-01-29T06:00:00Z" in doc
+    # alerts: latest week status, the alert week and its detail
+    assert "Latest week: 2024-01-22" in doc
+    assert '<span class="alert">ALERT</span>' in doc and "finding" in doc
+    alert_table = doc[doc.index("Alert weeks") :]
+    assert "2024-01-22" in alert_table and "promo, temperature" in alert_table
+    assert "persist" in doc and "other regions" in doc
+    # metrics formatted as percentages with one decimal, missing as n/a
+    assert "12.0%" in doc and "30.0%" in doc and "n/a" in doc
+    # drift table lists the alerting features with their weeks; ignored dow is not listed
+    drift = doc[doc.index('id="drift"') : doc.index('id="quality"')]
+    assert "promo" in drift and "2024-01-15, 2024-01-22" in drift
+    assert "temperature" in drift and "<td>dow</td>" not in drift
+    assert "other_region_feature" not in doc
+    quality = doc[doc.index('id="quality"') : doc.index('id="attribution"')]
+    assert "missing values" in quality and "2024-01-22" in quality
+    attribution = doc[doc.index('id="attribution"') :]
+    assert "0.830" in attribution and "below" in attribution  # NDCG 0.83 < 0.9
+
+
+def test_report_with_every_input_empty_renders_explanations() -> None:
+    empty = pd.DataFrame()
+    doc = render_region_report(
+        region="nord",
+        region_name="Nord",
+        generated_at="2024-01-29",
+        model={},
+        forecasts=empty,
+        ground_truth=empty,
+        realized_weekly=empty,
+        realized_by_origin=empty,
+        monitoring=empty,
+        alerts=empty,
+        importance={},
+        recent_importance=None,
+    )
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in doc
+    for sentence in (
+        "No alert evaluation yet",
+        "No forecasts yet",
+        "No week has actuals yet",
+        "No forecast origin has been scored yet",
+        "No performance estimate yet",
+        "No drift statistics yet",
+        "No data-quality statistics yet",
+        "No feature attribution was saved",
+        "No weekly NDCG yet",
+        "No holdout metrics were recorded",
+    ):
+        assert sentence in doc, sentence
+    assert "n/a" in doc
+    assert "data:image/png" not in doc
+    _assert_self_contained(doc)
+
+
+def test_report_with_empty_frames_that_keep_their_columns() -> None:
+    """Readers return empty frames with the right columns before the first run."""
+    doc = _full_report(
+        ground_truth=_ground_truth().iloc[0:0],
+        realized_weekly=_weekly().iloc[0:0],
+        realized_by_origin=_by_origin().iloc[0:0],
+        monitoring=_monitoring().iloc[0:0],
+        alerts=_alerts().iloc[0:0],
+        recent_importance=None,
+    )
+    assert "No actuals have arrived yet" in doc
+    assert "No week has actuals yet" in doc and "No drift statistics yet" in doc
+    assert len(re.findall("data:image/png;base64,", doc)) == 2  # forecasts, attribution
+    _assert_self_contained(doc)
+
+
+def test_hostile_strings_from_data_appear_only_escaped() -> None:
+    doc = _full_report(
+        region_name=HOSTILE,
+        model={**_model(), "label": HOSTILE},
+        forecasts=_forecasts(store=HOSTILE),
+        ground_truth=_ground_truth(store=HOSTILE),
+        monitoring=_monitoring(feature=HOSTILE),
+        alerts=_alerts(detail=HOSTILE),
+        importance=_importance(feature=HOSTILE),
+    )
+    assert HOSTILE not in doc
+    assert "<script" not in doc.lower()
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    assert doc.count(escaped) >= 5  # title, heading, model, alert detail, drift tables
+    assert "could not be drawn" not in doc
+
+
+def test_mathtext_in_feature_names_does_not_break_plots() -> None:
+    name = "$x_{1$ and $$"
+    assert _is_png(drift_heatmap(_monitoring(feature=name)))
+    assert _is_png(attribution_plot(_importance(feature=name), None))
+    assert _is_png(forecast_vs_actual_plot(_forecasts(store=name), _ground_truth(store=name)))
+
+
+def test_write_region_report_is_atomic(tmp_path: Path) -> None:
+    path = tmp_path / "monitoring" / "nord" / "report.html"
+    write_region_report(path, "<html>old</html>")
+    doc = _full_report(region_name="Nörd ü")
+    write_region_report(path, doc)
+    assert path.read_text(encoding="utf-8") == doc
+    assert [p.name for p in path.parent.iterdir()] == ["report.html"]  # no temp file left
+
+
+@pytest.mark.parametrize(
+    ("plot", "full", "empty"),
+    [
+        (
+            "forecast",
+            lambda: forecast_vs_actual_plot(_forecasts(), _ground_truth(), n_series=2),
+            lambda: forecast_vs_actual_plot(pd.DataFrame(), pd.DataFrame()),
+        ),
+        (
+            "heatmap",
+            lambda: drift_heatmap(_monitoring()),
+            lambda: drift_heatmap(pd.DataFrame()),
+        ),
+        (
+            "attribution",
+            lambda: attribution_plot(_importance(), {"price": 3.0, "new": 1.0}),
+            lambda: attribution_plot({}, None),
+        ),
+        (
+            "metrics",
+            lambda: metrics_over_time_plot(_weekly(), _model()["metrics"]),
+            lambda: metrics_over_time_plot(pd.DataFrame()),
+        ),
+        (
+            "estimated",
+            lambda: estimated_performance_plot(_monitoring(), 4.0),
+            lambda: estimated_performance_plot(pd.DataFrame()),
+        ),
+    ],
+)
+def test_plots_return_png_and_an_empty_state_png(plot, full, empty) -> None:
+    full_png, empty_png = full(), empty()
+    assert _is_png(full_png), plot
+    assert _is_png(empty_png), plot  # empty input: a small "nothing yet" image, not ""
+    assert full_png != empty_png
+
+
+def test_forecast_plot_without_actuals_and_heatmap_of_ignored_only() -> None:
+    assert _is_png(forecast_vs_actual_plot(_forecasts(), pd.DataFrame()))
+    ignored = _monitoring()
+    ignored = ignored[ignored["feature"] == "dow"]
+    assert _is_png(drift_heatmap(ignored))
+
+
+def test_flags_read_back_as_object_with_missing_values() -> None:
+    monitoring = _monitoring().astype({"nml_alert": object, "ignored": object})
+    monitoring.loc[monitoring.index[:3], ["nml_alert", "ignored"]] = None
+    alerts = _alerts().astype({"raw": object, "alert": object, "detail": object})
+    alerts.loc[alerts.index[:2], ["raw", "alert", "detail"]] = None
+    doc = _full_report(monitoring=monitoring, alerts=alerts)
+    assert "could not be drawn" not in doc and "Alert weeks (1)" in doc
