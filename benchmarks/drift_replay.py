@@ -123,10 +123,11 @@ def inject(source: Path, dest: Path, kind: str, region: str, start: pd.Timestamp
     train.to_csv(dest / "train.csv", index=False)
 
 
-def monitor(ws, regions, fs, weather, models, spec, t0, end) -> tuple[pd.DataFrame, pd.DataFrame]:
+def monitor(
+    ws, regions, fs, weather, models, spec, t0, end, previous
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every region's monitoring tables and weekly realized quality over (t0, end]."""
     tables, realized = [], []
-    region_cols = [c for c in spec.source("weather").feature_columns("numeric")]
     for region in regions:
         trained = models[region]
         meta = trained.meta
@@ -153,12 +154,13 @@ def monitor(ws, regions, fs, weather, models, spec, t0, end) -> tuple[pd.DataFra
             reference_gap=gap[gap["date"] <= t0],
             analysis_gap=gap[(gap["date"] > t0) & (gap["date"] <= end)],
         )
-        tables.append(region_drift(inputs, trained.booster, meta, spec))
+        before = previous.get(region)
+        tables.append(region_drift(inputs, trained.booster, meta, spec, before))
+        previous[region] = tables[-1]
         ana["week_start"] = week_start(ana["date"])
         for week, chunk in ana.groupby("week_start"):
             m = regression_metrics(chunk["y_true"], chunk["y_pred"], floor=spec.model.metric_floor)
             realized.append({"region": region, "week_start": week, "n_rows": len(chunk), **m})
-    del region_cols
     return pd.concat(tables, ignore_index=True), pd.DataFrame(realized)
 
 
@@ -197,10 +199,17 @@ def main() -> None:
     ap.add_argument("--scenarios", default="none,weather_shift,level_shift,promo_loss")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--cache", type=Path, help="keep trained models here between runs")
+    ap.add_argument("--attribution-rows", type=int, default=30, help="Shapley rows a week")
+    ap.add_argument("--dump", type=Path, help="write each scenario's tables and alerts here")
     args = ap.parse_args()
     if not args.source.is_dir():
         raise SystemExit(f"rossmann-100 not found at {args.source}")
     spec = load_spec("rossmann")
+    if args.attribution_rows:
+        monitoring_settings = spec.monitoring.model_copy(
+            update={"attribution_sample_rows": args.attribution_rows}
+        )
+        spec = spec.model_copy(update={"monitoring": monitoring_settings})
     started = time.perf_counter()
     end = pd.Timestamp("2015-07-26")  # the last complete Monday..Sunday week of the data
     t0 = end - pd.Timedelta(weeks=args.weeks)  # a Sunday: reference ends here
@@ -224,6 +233,7 @@ def main() -> None:
         for region in regions:
             models[region] = region_model(ws, fs, spec, region, t0, args.cache)
         print(f"training at {t0.date()}: {time.perf_counter() - t:.0f} s")
+        previous: dict = {}  # unchanged weeks reuse their Shapley values across scenarios
         holdout_error = {r: m.metrics["model"]["mape"] for r, m in models.items()}
         for scenario in args.scenarios.split(","):
             t = time.perf_counter()
@@ -239,15 +249,22 @@ def main() -> None:
                     if region != args.drift_region:
                         shutil.copy(ws.features_path(region), sws.features_path(region))
                 drift_region = args.drift_region
-            tables, realized = monitor(sws, regions, fs, sweather, models, spec, t0, end)
+            tables, realized = monitor(sws, regions, fs, sweather, models, spec, t0, end, previous)
             alerts = fleet_alerts(tables, realized, holdout_error, spec.monitoring)
             summary = summarise(alerts, drift_region, drift_start)
             report["scenarios"][scenario] = summary
             print(f"\n== {scenario} ({time.perf_counter() - t:.0f} s)")
+            if args.dump:
+                args.dump.mkdir(parents=True, exist_ok=True)
+                tables.to_parquet(args.dump / f"{scenario}.tables.parquet")
+                alerts.to_parquet(args.dump / f"{scenario}.alerts.parquet")
+                realized.to_parquet(args.dump / f"{scenario}.realized.parquet")
             for signal, e in summary.items():
+                rate = e["false_alarm_rate"]
                 print(
-                    f"  {signal:20s} false alarms {e['false_alarm_rate']:.3f} "
-                    f"{e['false_alarm_regions']} drift weeks {e.get('drift_region_alert_weeks')}"
+                    f"  {signal:20s} false alarms "
+                    f"{'n/a' if rate is None else f'{rate:.3f}'} {e['false_alarm_regions']} "
+                    f"drift weeks {e.get('drift_region_alert_weeks')}"
                 )
             raw = alerts[alerts["raw"]].groupby("signal").size().to_dict()
             report["scenarios"][scenario]["_raw_findings"] = {k: int(v) for k, v in raw.items()}

@@ -17,7 +17,14 @@ from mlops_assets.defs.ingest.sensors import INGEST_JOB, build_landing_sensor
 from mlops_assets.defs.models.assets import build_region_model_asset
 from mlops_assets.defs.models.jobs import TRAIN_JOB, build_weekly_retrain_schedule, registry_job
 from mlops_assets.defs.models.tuning import tuning_job
+from mlops_assets.defs.monitoring.alerts import build_monitoring_alerts_asset
 from mlops_assets.defs.monitoring.assets import build_realized_performance_asset
+from mlops_assets.defs.monitoring.drift import build_drift_report_asset
+from mlops_assets.defs.monitoring.sensors import (
+    build_monitoring_sensor,
+    build_quality_tuning_sensor,
+    monitoring_job,
+)
 from mlops_assets.defs.notifications.sensors import build_run_failure_notifier
 from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
@@ -60,15 +67,27 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_region_model_asset(spec),
             build_forecast_asset(spec),
             build_realized_performance_asset(spec),
+            build_drift_report_asset(spec),
+            build_monitoring_alerts_asset(spec),
         ],
         asset_checks=freshness_checks,
-        jobs=[ingest_job, features_job, refresh_job, train_job, registry_job, tuning_job],
+        jobs=[
+            ingest_job,
+            features_job,
+            refresh_job,
+            train_job,
+            registry_job,
+            tuning_job,
+            monitoring_job,
+        ],
         schedules=[build_weekly_retrain_schedule(schedule_status)],
         sensors=[
             build_landing_sensor(status),
             build_region_sensor(list(spec.sources), status),
             freshness_sensor,
             build_run_failure_notifier(status),
+            build_monitoring_sensor(status),
+            build_quality_tuning_sensor(status),
         ],
         resources={
             "workspace": WorkspaceResource(root=str(settings.home), spec=settings.spec),

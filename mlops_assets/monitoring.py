@@ -33,6 +33,7 @@ import fnmatch
 import logging
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -40,9 +41,18 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.spec import DEFAULT_DRIFT_IGNORED, DatasetSpec, MonitoringSettings
-from mlops_assets.training import SERIES, shap_contributions
+from mlops_assets.training import eligible_rows, predict_frame, shap_contributions
+from mlops_assets.workspace import Workspace
 
 WEEK_OFFSET = "W"  # pandas W-SUN periods: weeks run Monday..Sunday
+TABLE_SIGNALS = (
+    "feature_drift",
+    "fleet_gap_drift",
+    "multivariate_drift",
+    "data_quality",
+    "estimated_performance",
+    "attribution_drift",
+)
 DRIFT_SIGNALS = ("feature_drift", "fleet_gap_drift", "multivariate_drift")
 ALERT_SIGNALS = (*DRIFT_SIGNALS, "data_quality", "attribution_drift", "model_quality")
 TABLE_COLUMNS = [
@@ -57,6 +67,7 @@ TABLE_COLUMNS = [
     "nml_alert",
     "ignored",
     "realized",
+    "chunk_hash",
 ]
 
 
@@ -171,7 +182,10 @@ def fleet_gap_frame(region_inputs: pd.DataFrame, region: str, columns: list[str]
 
 
 def fleet_gap_drift(
-    reference_gap: pd.DataFrame, analysis_gap: pd.DataFrame, columns: list[str], s: MonitoringSettings
+    reference_gap: pd.DataFrame,
+    analysis_gap: pd.DataFrame,
+    columns: list[str],
+    s: MonitoringSettings,
 ) -> pd.DataFrame:
     """Weekly mean of each region-level input's gap to the fleet, vs the reference weeks."""
     import nannyml as nml
@@ -224,7 +238,10 @@ def data_quality(
     calcs = [("missing_values", nml.MissingValuesCalculator(column_names=names, **_common()))]
     if cols.categorical:
         calcs.append(
-            ("unseen_values", nml.UnseenValuesCalculator(column_names=cols.categorical, **_common()))
+            (
+                "unseen_values",
+                nml.UnseenValuesCalculator(column_names=cols.categorical, **_common()),
+            )
         )
     watched = [c for c in cols.alerting_numeric if reference[c].notna().any()]
     if watched:
@@ -289,17 +306,34 @@ def attribution_ndcg(reference: dict[str, float], current: dict[str, float]) -> 
 
 
 def attribution_drift(
-    booster: lgb.Booster, meta: dict[str, Any], analysis: pd.DataFrame, s: MonitoringSettings
+    booster: lgb.Booster,
+    meta: dict[str, Any],
+    analysis: pd.DataFrame,
+    s: MonitoringSettings,
+    previous: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Weekly NDCG of the Shapley ranking on sampled rows against the saved ranking."""
+    """Weekly NDCG of the Shapley ranking on sampled rows against the saved ranking.
+
+    Exact TreeSHAP is the expensive part of monitoring, so a week whose sampled rows are
+    unchanged since ``previous`` (an earlier table of the same model) is not recomputed."""
     reference = meta.get("importance") or {}
+    known: dict[tuple, float] = {}
+    if previous is not None and len(previous):
+        old = previous[previous["signal"] == "attribution_drift"]
+        known = {
+            (pd.Timestamp(w), h): v
+            for w, h, v in zip(old["week_start"], old["chunk_hash"], old["value"], strict=True)
+        }
     rows = []
     for week, chunk in analysis.groupby("week_start", sort=True):
         sample = chunk
         if len(chunk) > s.attribution_sample_rows:
             sample = chunk.sample(s.attribution_sample_rows, random_state=0)
-        contrib = shap_contributions(booster, meta, sample).drop(columns="expected_value")
-        current = contrib.abs().mean().to_dict()
+        digest = str(pd.util.hash_pandas_object(sample[meta["features"]], index=False).sum())
+        value = known.get((pd.Timestamp(week), digest))
+        if value is None:
+            contrib = shap_contributions(booster, meta, sample).drop(columns="expected_value")
+            value = attribution_ndcg(reference, contrib.abs().mean().to_dict())
         rows.append(
             {
                 "signal": "attribution_drift",
@@ -307,12 +341,13 @@ def attribution_drift(
                 "method": "ndcg_mean_abs_shap",
                 "week_start": week,
                 "rows": len(chunk),
-                "value": attribution_ndcg(reference, current),
+                "value": value,
                 "lower": s.ndcg_threshold,
                 "upper": np.nan,
                 "nml_alert": False,
                 "ignored": False,
                 "realized": np.nan,
+                "chunk_hash": digest,
             }
         )
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
@@ -333,13 +368,70 @@ class RegionMonitoringInputs:
     analysis_gap: pd.DataFrame
 
 
+def monitoring_inputs(
+    region: str,
+    features: pd.DataFrame,
+    booster: lgb.Booster,
+    meta: dict[str, Any],
+    spec: DatasetSpec,
+    region_inputs: pd.DataFrame | None = None,
+) -> RegionMonitoringInputs:
+    """Reference, recent weeks and holdout of one region from its feature table and the
+    model that serves it.
+
+    Reference: the model's training window. Analysis: rows after it (history with actuals
+    and known-future rows without), at most ``max_analysis_weeks`` recent weeks, scored by
+    the model. Only rows the model is judged on count (open days; positive targets where
+    the spec trains on those only)."""
+    frame = features.copy()
+    frame["date"] = pd.to_datetime(frame["date"])
+    frame = frame[eligible_rows(frame)]
+    future = frame["is_future"].astype(bool)
+    truth = frame["target"].where(~future)
+    if spec.model.train_on_positive_target:
+        truth = truth.where(truth > 0)
+    frame["y_true"] = truth.clip(lower=0)
+    train_min = pd.Timestamp(meta["train_date_min"])
+    train_max = pd.Timestamp(meta["train_date_max"])
+    reference = frame[frame["date"].between(train_min, train_max) & frame["y_true"].notna()]
+    analysis = frame[frame["date"] > train_max].copy()
+    if len(analysis):
+        weeks = week_start(analysis["date"])
+        first = weeks.max() - pd.Timedelta(weeks=spec.monitoring.max_analysis_weeks - 1)
+        analysis = analysis[weeks >= first].copy()
+    analysis["y_pred"] = predict_frame(booster, meta, analysis) if len(analysis) else []
+    held = pd.DataFrame(meta.get("holdout_forecasts") or {})
+    if len(held):
+        held["date"] = pd.to_datetime(held["date"])
+        keys = frame.assign(store=frame["store"].astype(str), item=frame["item"].astype(str))
+        held = keys.merge(
+            held.rename(columns={"prediction": "y_pred"}), on=["store", "item", "date"]
+        )
+        held = held[held["y_true"].notna()]
+    cols = monitored_columns(meta, spec)
+    gap = pd.DataFrame(columns=["date", *cols.region_level])
+    if region_inputs is not None and cols.region_level and len(region_inputs):
+        gap = fleet_gap_frame(region_inputs, region, cols.region_level)
+    return RegionMonitoringInputs(
+        region=region,
+        reference=reference,
+        analysis=analysis,
+        holdout=held,
+        reference_gap=gap[gap["date"].between(train_min, train_max)],
+        analysis_gap=gap[gap["date"] > train_max],
+    )
+
+
 def region_drift(
     inputs: RegionMonitoringInputs,
     booster: lgb.Booster,
     meta: dict[str, Any],
     spec: DatasetSpec,
+    previous: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Every monitoring statistic of one region, one tidy row per signal x feature x week."""
+    """Every monitoring statistic of one region, one tidy row per signal x feature x week.
+
+    ``previous``: this region's last table for the same model (reuses unchanged work)."""
     s = spec.monitoring
     cols = monitored_columns(meta, spec)
     analysis = inputs.analysis.assign(week_start=week_start(inputs.analysis["date"]))
@@ -351,7 +443,7 @@ def region_drift(
             multivariate_drift(inputs.reference, analysis, cols),
             data_quality(inputs.reference, analysis, cols),
             estimated_performance(inputs.holdout, analysis, list(meta["features"])),
-            attribution_drift(booster, meta, analysis, s),
+            attribution_drift(booster, meta, analysis, s, previous),
         ]
     table = pd.concat([p for p in parts if not p.empty], ignore_index=True)[TABLE_COLUMNS]
     table["region"] = inputs.region
@@ -371,12 +463,10 @@ def _stands_out(frame: pd.DataFrame, s: MonitoringSettings, by: list[str]) -> pd
     the same week: True where it exceeds ``stand_out_ratio`` x that median, or where too
     few other regions exist to compare with."""
     sev = frame["severity"]
-    total = frame.groupby(by)["severity"].transform("sum")
     count = frame.groupby(by)["severity"].transform("count")
     # median of the *other* regions: drop the row itself from its group
-    med = frame.groupby(by)["severity"].transform(lambda x: _leave_one_out_median(x))
+    med = frame.groupby(by)["severity"].transform(_leave_one_out_median)
     enough = (count - 1) >= s.min_control_regions
-    del total
     return ~enough | (sev > s.stand_out_ratio * med)
 
 
@@ -499,5 +589,68 @@ def _quality_rows(
     return q
 
 
-def series_keys() -> list[str]:
-    return list(SERIES)
+def drift_report_path(ws: Workspace, region: str) -> Path:
+    return ws.monitoring_dir(region) / "drift_report.parquet"
+
+
+def read_drift_report(ws: Workspace, region: str) -> pd.DataFrame:
+    path = drift_report_path(ws, region)
+    return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=TABLE_COLUMNS)
+
+
+def alerts_path(ws: Workspace) -> Path:
+    return ws.fleet_monitoring_dir / "alerts.parquet"
+
+
+@dataclass
+class FleetStatus:
+    """The fleet's alerts and, per region and signal, the state of the latest week."""
+
+    alerts: pd.DataFrame
+    latest: pd.DataFrame  # region, signal, week_start, raw, alert, detail
+
+    def alerting(self, *signals: str) -> pd.DataFrame:
+        rows = self.latest[self.latest["signal"].isin(signals) & self.latest["alert"]]
+        return rows.sort_values(["region", "signal"], ignore_index=True)
+
+
+def fleet_status(
+    tables: pd.DataFrame,
+    realized: pd.DataFrame,
+    holdout_error: dict[str, float],
+    settings: MonitoringSettings,
+    *,
+    metric: str = "mape",
+) -> FleetStatus:
+    """``fleet_alerts`` plus each region's current state (what checks and notifications
+    use): a signal is alerting when it alerts in the region's latest week with actuals or
+    in any later (forecast) week, whose inputs are already known."""
+    columns = ["region", "week_start", "signal", "raw", "alert", "detail"]
+    if tables.empty and realized.empty:
+        return FleetStatus(pd.DataFrame(columns=columns), pd.DataFrame(columns=columns))
+    alerts = fleet_alerts(tables, realized, holdout_error, settings, metric=metric)
+    with_actuals = (
+        realized.assign(week_start=pd.to_datetime(realized["week_start"]))
+        .groupby("region")["week_start"]
+        .max()
+        if len(realized)
+        else pd.Series(dtype="datetime64[ns]")
+    )
+    last = alerts.groupby("region")["week_start"].transform("max")
+    since = alerts["region"].map(with_actuals).fillna(last)
+    current = alerts[alerts["week_start"] >= since]
+    rows = []
+    for (region, signal), g in current.groupby(["region", "signal"], sort=True):
+        hit = g[g["alert"]]
+        first = hit.iloc[0] if len(hit) else g.iloc[-1]
+        rows.append(
+            {
+                "region": region,
+                "signal": signal,
+                "week_start": first["week_start"],
+                "raw": bool(g["raw"].any()),
+                "alert": bool(len(hit)),
+                "detail": "; ".join(d for d in hit["detail"].unique() if d),
+            }
+        )
+    return FleetStatus(alerts, pd.DataFrame(rows, columns=columns))

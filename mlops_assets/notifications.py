@@ -23,6 +23,7 @@ KINDS = (
     "run_failure",
     "check_failure",
     "drift_alert",
+    "quality_breach",
     "model_pending_approval",
     "model_approved",
     "model_rejected",

@@ -301,6 +301,15 @@ def train_region_model(
     meta["importance"] = {k: float(v) for k, v in importance.items()}
     meta["dq_baseline"] = data_quality_baseline(all_rows, feature_set)
     meta["split"] = split.to_dict()
+    # out-of-sample forecasts of the holdout: monitoring learns the model's error from them
+    # (nannyml DLE) without ever re-scoring rows the artifact was trained on
+    scored_rows = frame[frame["eligible"]]
+    meta["holdout_forecasts"] = {
+        "store": scored_rows["store"].astype(str).tolist(),
+        "item": scored_rows["item"].astype(str).tolist(),
+        "date": scored_rows["date"].dt.strftime("%Y-%m-%d").tolist(),
+        "prediction": [round(float(v), 4) for v in scored_rows["model"]],
+    }
     meta["train_rows"] = int(len(all_rows))
     meta["train_date_min"] = str(all_rows["date"].min().date())
     meta["train_date_max"] = str(all_rows["date"].max().date())

@@ -14,7 +14,7 @@ import dagster as dg
 
 _STATE_KEY = "mlops_assets/local_driver"
 # the sensors that move data forward; the others (freshness) are left to the daemon
-PIPELINE_SENSORS = ("landing_sensor", "region_sensor")
+PIPELINE_SENSORS = ("landing_sensor", "region_sensor", "monitoring_sensor", "quality_tuning_sensor")
 
 
 @dataclass

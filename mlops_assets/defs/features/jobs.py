@@ -17,10 +17,12 @@ features_job = dg.define_asset_job(
 
 refresh_job = dg.define_asset_job(
     REFRESH_JOB,
-    selection=dg.AssetSelection.assets("features", "forecast", "realized_performance"),
+    selection=dg.AssetSelection.assets(
+        "features", "forecast", "realized_performance", "drift_report"
+    ),
     partitions_def=region_partitions,
     description="New data for a region with an approved model: re-condition its features, "
-    "forecast from the new origin with the approved model (no retraining), and score "
-    "earlier forecasts against the ground truth that arrived. A failing blocking check "
-    "stops the steps after it.",
+    "forecast from the new origin with the approved model (no retraining), score "
+    "earlier forecasts against the ground truth that arrived, and compute its drift "
+    "report. A failing blocking check stops the steps after it.",
 )

@@ -1,0 +1,249 @@
+"""monitoring_alerts: the fleet view that turns every region's statistics into alerts.
+
+The other regions are the control group, so alerts are decided here, over all regions at
+once: a drift that moves every region alike (a season, a national holiday) is not an
+alert, and a signal must persist (see ``mlops_assets.monitoring``). Checks: data drift,
+attribution drift and data quality WARN (people are told, nothing retrains); model quality
+is an ERROR, and the tuning sensor turns it into a tuning run for that region only.
+"""
+
+import json
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+
+from mlops_assets import monitoring, realized, reports
+from mlops_assets.defs.monitoring.assets import REALIZED_PERFORMANCE_KEY
+from mlops_assets.defs.monitoring.drift import DRIFT_REPORT_KEY
+from mlops_assets.defs.partitions import region_partitions
+from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
+from mlops_assets.naming import is_safe_key
+from mlops_assets.plots import markdown_table
+from mlops_assets.spec import DatasetSpec
+from mlops_assets.warehouse import regions_with_sales
+from mlops_assets.workspace import atomic_parquet, atomic_write_json
+
+MONITORING_ALERTS_KEY = dg.AssetKey("monitoring_alerts")
+# check -> (severity, signals it covers, notification kind, what it means)
+ALERT_CHECKS = {
+    "data_drift": (
+        "WARN",
+        ("data_drift", "multivariate_drift"),
+        "drift_alert",
+        "No region's inputs drift apart from the other regions for consecutive weeks.",
+    ),
+    "attribution_drift": (
+        "WARN",
+        ("attribution_drift",),
+        "drift_alert",
+        "No region's Shapley ranking falls below the NDCG threshold for consecutive weeks.",
+    ),
+    "data_quality": (
+        "WARN",
+        ("data_quality",),
+        "drift_alert",
+        "No missing values, unseen categories or out-of-range values beyond the training data.",
+    ),
+    "model_quality": (
+        "ERROR",
+        ("model_quality",),
+        "quality_breach",
+        "No region's weekly error exceeds its model's holdout error by the configured factor "
+        "(and stands out from the other regions) for consecutive weeks.",
+    ),
+}
+
+
+def build_monitoring_alerts_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
+    s = spec.monitoring
+    metric = spec.gate.metric
+
+    @dg.asset(
+        key=MONITORING_ALERTS_KEY,
+        group_name="monitoring",
+        deps=[DRIFT_REPORT_KEY, REALIZED_PERFORMANCE_KEY],
+        kinds={"nannyml", "html"},
+        description=(
+            "Alerts over every region: nannyml drift and data-quality findings that stand out "
+            f"from the other regions by {s.stand_out_ratio:g}x, weekly {metric} above "
+            f"{s.quality_degradation:g}x the model's holdout {metric}, attribution NDCG below "
+            f"{s.ndcg_threshold:g}; each for {s.persistence_weeks} consecutive week(s). "
+            "Notifies each new alert once, writes `monitoring/_fleet/alerts.parquet` and a "
+            "self-contained HTML report per region (`monitoring/<region>/report.html`)."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(
+                name,
+                asset=MONITORING_ALERTS_KEY,
+                blocking=False,
+                description=f"[{sev}] {text}",
+            )
+            for name, (sev, _, _, text) in ALERT_CHECKS.items()
+        ],
+    )
+    def monitoring_alerts(
+        context: dg.AssetExecutionContext,
+        workspace: WorkspaceResource,
+        notifier: NotifierResource,
+    ) -> dg.MaterializeResult:
+        ws, ds = workspace.workspace(), workspace.dataset()
+        registry = workspace.registry()
+        regions = [
+            r
+            for r in context.instance.get_dynamic_partitions(region_partitions.name)
+            if is_safe_key(r)
+        ]
+        tables, weekly, holdout_error, approved = [], [], {}, {}
+        for region in regions:
+            mv = registry.latest_approved(region)
+            if mv is None:
+                continue
+            approved[region] = mv
+            holdout_error[region] = (mv.record.get("metrics") or {}).get(metric)
+            table = monitoring.read_drift_report(ws, region)
+            if len(table):
+                tables.append(table[table["model_version"] == mv.version])
+            w = realized.read_weekly_realized(ws, region)
+            if len(w):
+                w = w[w["model_version"] == mv.version]
+                weekly.append(w.rename(columns={"region_key": "region"}))
+        all_tables = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+        all_weekly = pd.concat(weekly, ignore_index=True) if weekly else pd.DataFrame()
+        status = monitoring.fleet_status(all_tables, all_weekly, holdout_error, s, metric=metric)
+        atomic_parquet(status.alerts, monitoring.alerts_path(ws))
+
+        sent = _notify_new_alerts(ws, notifier, status, approved, context.run_id)
+        report_paths = _write_reports(ws, ds, registry, status, approved, all_tables)
+
+        check_results, breaches = [], []
+        for name, (sev, signals, _, _) in ALERT_CHECKS.items():
+            hits = status.alerting(*signals)
+            if name == "model_quality":
+                breaches = [
+                    {
+                        "region": r.region,
+                        "week_start": str(pd.Timestamp(r.week_start).date()),
+                        "approved_version": approved[r.region].version,
+                    }
+                    for r in hits.itertuples()
+                ]
+            check_results.append(
+                dg.AssetCheckResult(
+                    check_name=name,
+                    passed=hits.empty,
+                    severity=dg.AssetCheckSeverity[sev],
+                    description=(
+                        "no region alerting"
+                        if hits.empty
+                        else "alerting: " + ", ".join(sorted(hits["region"].unique()))
+                    ),
+                    metadata={
+                        "regions": sorted(hits["region"].unique().tolist()),
+                        "findings": dg.MetadataValue.md(_findings(hits)),
+                    },
+                )
+            )
+        metadata = {
+            "regions_monitored": len(approved),
+            "weeks": int(status.alerts["week_start"].nunique()) if len(status.alerts) else 0,
+            "alerting_regions": sorted(status.alerting(*monitoring.ALERT_SIGNALS)["region"]),
+            "quality_breaches": dg.MetadataValue.json(breaches),
+            "notifications_sent": sent,
+            "current_status": dg.MetadataValue.md(_findings(status.latest)),
+            "alerts_path": dg.MetadataValue.path(str(monitoring.alerts_path(ws))),
+            "reports": dg.MetadataValue.md(
+                markdown_table(
+                    pd.DataFrame(
+                        {"region": list(report_paths), "report": list(report_paths.values())}
+                    )
+                )
+                if report_paths
+                else "no reports"
+            ),
+            "notifications_feed": dg.MetadataValue.path(str(ws.notifications_feed)),
+        }
+        return dg.MaterializeResult(metadata=metadata, check_results=check_results)
+
+    return monitoring_alerts
+
+
+def _findings(rows: pd.DataFrame) -> str:
+    if rows.empty:
+        return "no findings"
+    shown = rows[["region", "signal", "week_start", "alert", "detail"]].copy()
+    shown["week_start"] = pd.to_datetime(shown["week_start"]).dt.date.astype(str)
+    return markdown_table(shown)
+
+
+def _notify_new_alerts(ws, notifier: NotifierResource, status, approved, run_id: str) -> int:
+    """One notification per region, check and alert episode (not one a week while it
+    lasts): the episode is keyed by its first alerting week and the model version."""
+    state_path = ws.fleet_monitoring_dir / "notified.json"
+    notified = set(json.loads(state_path.read_text())) if state_path.exists() else set()
+    sent = 0
+    for name, (_, signals, kind, _) in ALERT_CHECKS.items():
+        for r in status.alerting(*signals).itertuples():
+            week = str(pd.Timestamp(r.week_start).date())
+            key = f"{r.region}|{name}|v{approved[r.region].version}|{week}"
+            if key in notified:
+                continue
+            notifier.send(
+                kind,
+                f"{name} in {r.region} since week of {week}: {r.detail or r.signal}",
+                region=r.region,
+                check=name,
+                week_start=week,
+                model_version=approved[r.region].version,
+                run_id=run_id,
+            )
+            notified.add(key)
+            sent += 1
+    atomic_write_json(state_path, sorted(notified))
+    return sent
+
+
+def _write_reports(ws, ds, registry, status, approved, tables: pd.DataFrame) -> dict[str, str]:
+    """The self-contained HTML report of every monitored region."""
+    paths = {}
+    names = regions_with_sales(ws, ds)
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    for region, mv in approved.items():
+        forecasts = realized.read_forecasts(ws, region)
+        since = pd.to_datetime(forecasts["date"]).min() if len(forecasts) else None
+        truth = (
+            realized.read_ground_truth(ws, ds, region, since=since.date())
+            if since is not None
+            else pd.DataFrame()
+        )
+        record = mv.record
+        _, meta = registry.load_artifacts(mv)
+        html = reports.render_region_report(
+            region=region,
+            region_name=names.get(region, region),
+            generated_at=now,
+            model={
+                "label": mv.label,
+                "status": mv.status,
+                "version": mv.version,
+                "trained_at": mv.created_at,
+                "train_date_min": record.get("train_date_min"),
+                "train_date_max": record.get("train_date_max"),
+                "metrics": record.get("metrics"),
+                "baseline_metrics": record.get("baseline_metrics"),
+            },
+            forecasts=forecasts,
+            ground_truth=truth,
+            realized_weekly=realized.read_weekly_realized(ws, region),
+            realized_by_origin=realized.read_realized_performance(ws, region),
+            monitoring=tables[tables["region"] == region] if len(tables) else pd.DataFrame(),
+            alerts=status.alerts[status.alerts["region"] == region]
+            if len(status.alerts)
+            else pd.DataFrame(),
+            importance=meta.get("importance") or {},
+            recent_importance=None,
+        )
+        path = ws.monitoring_dir(region) / "report.html"
+        reports.write_region_report(path, html)
+        paths[region] = str(path)
+    return paths

@@ -1,0 +1,119 @@
+"""drift_report: one region's nannyml statistics against its approved model's training data."""
+
+import dagster as dg
+import lightgbm as lgb
+import pandas as pd
+
+from mlops_assets import monitoring, reports
+from mlops_assets.defs.features.assets import FEATURES_KEY
+from mlops_assets.defs.forecasts.assets import FORECAST_KEY
+from mlops_assets.defs.models.assets import REGION_MODEL_KEY
+from mlops_assets.defs.partitions import region_partitions
+from mlops_assets.defs.resources import WorkspaceResource
+from mlops_assets.naming import require_safe_key
+from mlops_assets.plots import markdown_image, markdown_table
+from mlops_assets.spec import DatasetSpec
+from mlops_assets.warehouse import connect, has_view
+from mlops_assets.workspace import atomic_parquet
+
+DRIFT_REPORT_KEY = dg.AssetKey("drift_report")
+
+
+def region_level_inputs(workspace: WorkspaceResource, columns: list[str]) -> pd.DataFrame | None:
+    """Every region's region-level inputs (weather) by day: the fleet to compare with."""
+    if not columns:
+        return None
+    ws, ds = workspace.workspace(), workspace.dataset()
+    with connect(ws, ds) as con:
+        if not has_view(con, "weather"):
+            return None
+        cols = ", ".join(f'"{c}"' for c in columns)  # spec column names, validated on load
+        return con.execute(f"SELECT date, region_key, {cols} FROM weather").df()
+
+
+def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
+    s = spec.monitoring
+
+    @dg.asset(
+        key=DRIFT_REPORT_KEY,
+        group_name="monitoring",
+        partitions_def=region_partitions,
+        deps=[FEATURES_KEY, REGION_MODEL_KEY, FORECAST_KEY],
+        kinds={"nannyml", "parquet"},
+        description=(
+            "A region's data and model against the approved model's training data, in weekly "
+            "chunks (nannyml): univariate drift of every feature, region-level inputs "
+            "(weather) against the other regions, PCA reconstruction error, missing / unseen "
+            "/ out-of-range values, the DLE estimate of RMSE and MAE before actuals arrive, "
+            f"and the NDCG of the Shapley ranking (alert below {s.ndcg_threshold:g}). Raw "
+            "statistics only: `monitoring_alerts` compares regions and applies persistence. "
+            "Written to `monitoring/<region>/drift_report.parquet`."
+        ),
+    )
+    def drift_report(
+        context: dg.AssetExecutionContext, workspace: WorkspaceResource
+    ) -> dg.MaterializeResult:
+        ws, ds = workspace.workspace(), workspace.dataset()
+        region = require_safe_key(context.partition_key)
+        registry = workspace.registry()
+        mv = registry.latest_approved(region)
+        if mv is None:
+            note = f"region {region} has no approved model: nothing to monitor against"
+            context.log.info(note)
+            return dg.MaterializeResult(metadata={"note": note})
+        text, meta = registry.load_artifacts(mv)
+        booster = lgb.Booster(model_str=text)
+        features = pd.read_parquet(ws.features_path(region))
+        cols = monitoring.monitored_columns(meta, ds)
+        inputs = monitoring.monitoring_inputs(
+            region, features, booster, meta, ds, region_level_inputs(workspace, cols.region_level)
+        )
+        if inputs.analysis.empty or inputs.reference.empty:
+            note = (
+                f"no rows after {mv.label}'s training window ({meta['train_date_max']}) yet: "
+                "nothing to compare"
+            )
+            context.log.info(note)
+            return dg.MaterializeResult(metadata={"note": note, "model_label": mv.label})
+        table = monitoring.region_drift(inputs, booster, meta, ds)
+        table["model_version"] = mv.version
+        path = monitoring.drift_report_path(ws, region)
+        atomic_parquet(table, path)
+
+        nml_alerts = (
+            table[table["nml_alert"] & ~table["ignored"]]
+            .groupby("signal")
+            .size()
+            .reindex(list(monitoring.TABLE_SIGNALS), fill_value=0)
+        )
+        metadata: dict = {
+            "model_label": mv.label,
+            "reference": f"{meta['train_date_min']}..{meta['train_date_max']}",
+            "analysis_weeks": int(table["week_start"].nunique()),
+            "analysis_rows": len(inputs.analysis),
+            "watched_features": len(cols.numeric) + len(cols.categorical) - len(cols.ignored),
+            "ignored_features": ", ".join(cols.ignored) or "none",
+            "nannyml_alerts_before_fleet_rules": dg.MetadataValue.md(
+                markdown_table(nml_alerts.rename("chunks").reset_index())
+            ),
+            "path": dg.MetadataValue.path(str(path)),
+            "drift_heatmap": dg.MetadataValue.md(
+                markdown_image(reports.drift_heatmap(table), "drift per feature by week")
+            ),
+            "estimated_performance": dg.MetadataValue.md(
+                markdown_image(
+                    reports.estimated_performance_plot(table), "estimated vs realized RMSE"
+                )
+            ),
+        }
+        latest = table["week_start"].max()
+        week = table[table["week_start"] == latest]
+        est = week[(week["signal"] == "estimated_performance") & (week["feature"] == "rmse")]
+        if len(est):
+            metadata["latest_week_estimated_rmse"] = float(est["value"].iloc[0])
+        ndcg = table[table["signal"] == "attribution_drift"].dropna(subset=["value"])
+        if len(ndcg):
+            metadata["latest_week_attribution_ndcg"] = float(ndcg["value"].iloc[-1])
+        return dg.MaterializeResult(metadata=metadata)
+
+    return drift_report
