@@ -54,7 +54,14 @@ TABLE_SIGNALS = (
     "attribution_drift",
 )
 DRIFT_SIGNALS = ("feature_drift", "fleet_gap_drift", "multivariate_drift")
-ALERT_SIGNALS = (*DRIFT_SIGNALS, "data_quality", "attribution_drift", "model_quality")
+# the signals of ``fleet_alerts`` (univariate and fleet-gap findings are both data drift)
+ALERT_SIGNALS = (
+    "data_drift",
+    "multivariate_drift",
+    "data_quality",
+    "attribution_drift",
+    "model_quality",
+)
 TABLE_COLUMNS = [
     "signal",
     "feature",
@@ -83,6 +90,10 @@ class MonitoredColumns:
     @property
     def alerting_numeric(self) -> list[str]:
         return [c for c in self.numeric if c not in self.ignored]
+
+    @property
+    def alerting_categorical(self) -> list[str]:
+        return [c for c in self.categorical if c not in self.ignored]
 
 
 def monitored_columns(meta: dict[str, Any], spec: DatasetSpec) -> MonitoredColumns:
@@ -146,13 +157,17 @@ def _analysis(result) -> pd.DataFrame:
 def feature_drift(
     reference: pd.DataFrame, analysis: pd.DataFrame, cols: MonitoredColumns, s: MonitoringSettings
 ) -> pd.DataFrame:
-    """nannyml univariate drift of every model feature, weekly chunks."""
+    """nannyml univariate drift of every watched model feature, weekly chunks (the ignored
+    calendar / expanding-history features would only cost time: they never alert)."""
     import nannyml as nml
 
-    names = cols.numeric + cols.categorical
+    categorical = cols.alerting_categorical
+    names = cols.alerting_numeric + categorical
+    if not names:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
     calc = nml.UnivariateDriftCalculator(
         column_names=names,
-        treat_as_categorical=cols.categorical or None,
+        treat_as_categorical=categorical or None,
         timestamp_column_name="date",
         chunker=_chunker(),
         continuous_methods=[s.continuous_method],
@@ -161,9 +176,9 @@ def feature_drift(
     df = _analysis(calc.fit(reference[["date", *names]]).calculate(analysis[["date", *names]]))
     out = []
     for name in names:
-        method = s.categorical_method if name in cols.categorical else s.continuous_method
+        method = s.categorical_method if name in categorical else s.continuous_method
         rows = _rows(df, ("chunk", "chunk"), "feature_drift", (name, method))
-        out.append(rows.assign(feature=name, method=method, ignored=name in cols.ignored))
+        out.append(rows.assign(feature=name, method=method, ignored=False))
     return pd.concat(out, ignore_index=True)
 
 
@@ -233,17 +248,30 @@ def data_quality(
     training data."""
     import nannyml as nml
 
-    names = cols.numeric + cols.categorical
+    names = cols.alerting_numeric + cols.alerting_categorical
     out = []
-    calcs = [("missing_values", nml.MissingValuesCalculator(column_names=names, **_common()))]
-    if cols.categorical:
+    calcs = [
+        (
+            "missing_values",
+            nml.MissingValuesCalculator(
+                column_names=names, threshold=_reference_range_threshold(), **_common()
+            ),
+        )
+    ]
+    if cols.alerting_categorical:
         calcs.append(
             (
                 "unseen_values",
-                nml.UnseenValuesCalculator(column_names=cols.categorical, **_common()),
+                nml.UnseenValuesCalculator(column_names=cols.alerting_categorical, **_common()),
             )
         )
-    watched = [c for c in cols.alerting_numeric if reference[c].notna().any()]
+    # region-level inputs (weather) leave the training range in a record summer without
+    # any defect: their drift is judged against the other regions (fleet gap) instead
+    watched = [
+        c
+        for c in cols.alerting_numeric
+        if c not in cols.region_level and reference[c].notna().any()
+    ]
     if watched:
         calcs.append(
             ("out_of_range", nml.NumericalRangeCalculator(column_names=watched, **_common()))
@@ -255,6 +283,29 @@ def data_quality(
             rows = _rows(df, ("chunk",), "data_quality", (name,))
             out.append(rows.assign(feature=name, method=method, ignored=name in cols.ignored))
     return pd.concat(out, ignore_index=True)
+
+
+def _reference_range_threshold():
+    """nannyml threshold at the lowest and highest value the reference weeks themselves
+    had: a weather station that was down for half a week in training is not alarming when
+    it is down for half a week again (mean + 3 std of a mostly-zero missing rate would be)."""
+    from nannyml.thresholds import Threshold
+
+    global _ReferenceRange
+    if _ReferenceRange is None:
+
+        class ReferenceRange(Threshold, type="mlops_reference_range"):
+            def thresholds(self, data: np.ndarray, **kwargs):
+                values = np.asarray(data, float)
+                if not np.isfinite(values).any():
+                    return None, None
+                return float(np.nanmin(values)), float(np.nanmax(values))
+
+        _ReferenceRange = ReferenceRange
+    return _ReferenceRange()
+
+
+_ReferenceRange = None
 
 
 def _common() -> dict[str, Any]:
@@ -519,10 +570,11 @@ def fleet_alerts(
     found.append(gap)
 
     # data quality: missing values / unseen categories / out-of-range beyond nannyml's
-    # thresholds; missing and range must also stand out (a holiday closes stores everywhere)
+    # thresholds, in at least ``min_quality_rate`` of the week's rows (one odd day is not
+    # a broken feed); missing and range must also stand out from the other regions
     dq = t[(t["signal"] == "data_quality") & ~t["ignored"]].copy()
     dq["severity"] = dq["value"] / dq["upper"].where(dq["upper"] > 0)
-    dq["hit"] = dq["nml_alert"] & big.loc[dq.index]
+    dq["hit"] = dq["nml_alert"] & big.loc[dq.index] & (dq["value"] >= s.min_quality_rate)
     relative = dq["method"] != "unseen_values"
     dq.loc[relative, "hit"] &= _stands_out(dq[relative], s, ["method", "feature", "week_start"])
     found.append(dq)

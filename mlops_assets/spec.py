@@ -312,6 +312,13 @@ class MonitoringSettings(_Strict):
     persistence_weeks: int = Field(
         2, ge=1, description="a signal alerts only after this many consecutive weeks"
     )
+    min_quality_rate: float = Field(
+        0.10,
+        gt=0,
+        le=1,
+        description="a data-quality finding (missing, unseen, out of range) must affect at "
+        "least this share of a week's rows",
+    )
     ndcg_threshold: float = Field(
         0.90, gt=0, le=1, description="attribution drift alert below this NDCG"
     )
