@@ -46,11 +46,14 @@ def evaluate_gate(
     *,
     approved_metric: float | None = None,
     approved_label: str | None = None,
+    candidate_metric: float | None = None,
+    basis: str = "same holdout",
 ) -> list[GateResult]:
     """Apply the gate to ``metrics`` (``model`` and baselines -> metric dicts).
 
     ``approved_metric`` is the current approved model's metric on the same holdout rows
-    (``None`` when the region has no approved model).
+    (``None`` when the region has no approved model); ``candidate_metric`` the new model's
+    on those rows when they are not the whole holdout (``basis`` says which rows).
     """
     m = gate.metric
     value = metrics["model"].get(m)
@@ -123,10 +126,11 @@ def evaluate_gate(
         ok, msg = True, "no approved model yet"
     else:
         limit = approved_metric * (1 + gate.tolerance_vs_approved)
-        ok = value <= limit
+        compared = value if candidate_metric is None else candidate_metric
+        ok = compared <= limit
         msg = (
-            f"{m} {pct(value)} vs approved {approved_label or ''} {pct(approved_metric)} on the "
-            f"same holdout (limit {pct(limit)})"
+            f"{m} {pct(compared)} vs approved {approved_label or ''} {pct(approved_metric)} on "
+            f"the {basis} (limit {pct(limit)})"
         )
     out.append(
         GateResult(
@@ -136,6 +140,8 @@ def evaluate_gate(
             {
                 "metric": m,
                 "value": value,
+                "compared_value": value if candidate_metric is None else candidate_metric,
+                "basis": basis,
                 "approved": approved_metric,
                 "approved_version": approved_label,
                 "tolerance": gate.tolerance_vs_approved,

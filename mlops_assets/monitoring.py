@@ -102,7 +102,14 @@ def monitored_columns(meta: dict[str, Any], spec: DatasetSpec) -> MonitoredColum
     categorical = [c for c in meta.get("categorical", []) if c in features]
     numeric = [c for c in features if c not in categorical]
     patterns = (*DEFAULT_DRIFT_IGNORED, *spec.monitoring.ignore_features)
-    ignored = [c for c in features if any(fnmatch.fnmatchcase(c, p) for p in patterns)]
+    # series keys and store-master attributes are constant per series: their "drift" is
+    # only which stores were open in a week (a refurbishment), which the row counts show
+    static = {"store", "item"}
+    if spec.has("stores"):
+        static |= set(spec.source("stores").columns)
+    ignored = [
+        c for c in features if c in static or any(fnmatch.fnmatchcase(c, p) for p in patterns)
+    ]
     region_level = []
     if spec.has("weather"):
         region_level = [
@@ -600,9 +607,14 @@ def fleet_alerts(
     out = grid.reset_index()
     out["detail"] = out.set_index(["region", "week_start", "signal"]).index.map(detail).fillna("")
     out = out.sort_values(["region", "signal", "week_start"], ignore_index=True)
+    severe = rows[rows["hit"] & (rows["signal"] == "model_quality")]
+    severe = severe[severe["severity"] >= s.quality_immediate_degradation]
+    immediate = set(zip(severe["region"], severe["week_start"], strict=True))
     out["alert"] = False
     for _, idx in out.groupby(["region", "signal"]).groups.items():
         out.loc[idx, "alert"] = _persistent(out.loc[idx, "raw"], s.persistence_weeks).to_numpy()
+    at_once = [(r, w) in immediate for r, w in zip(out["region"], out["week_start"], strict=True)]
+    out.loc[at_once & (out["signal"] == "model_quality"), "alert"] = True
     return out[["region", "week_start", "signal", "raw", "alert", "detail"]]
 
 

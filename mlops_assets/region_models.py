@@ -22,7 +22,8 @@ from mlops_assets.version import code_version
 class ApprovedComparison:
     label: str | None
     value: float | None
-    basis: str  # "same holdout" | "recorded holdout metric" | "none"
+    basis: str  # "same holdout" | "holdout days after ..." | "recorded holdout metric" | "none"
+    candidate_value: float | None = None  # the new model on the same rows, when not all
 
 
 @dataclass
@@ -48,9 +49,11 @@ def compare_with_approved(
 ) -> ApprovedComparison:
     """The approved model's gate metric, measured fairly.
 
-    On the new holdout when the approved model was trained before it starts; otherwise
-    (it has seen those days) its own recorded holdout metric, so a retrain on the same
-    data is not compared with a model scoring its own training rows.
+    On the new holdout when the approved model was trained before it starts; on the
+    holdout days after its training when it has seen only the first part (both models
+    scored on those days: after a drift, the recent days are exactly where the two must
+    be compared); otherwise (it has seen all those days) its own recorded holdout metric,
+    so a retrain on the same data is not compared with a model scoring its training rows.
     """
     metric = spec.gate.metric
     mv = registry.latest_approved(region)
@@ -60,12 +63,12 @@ def compare_with_approved(
     text, meta = registry.load_artifacts(mv)
     trained_until = pd.Timestamp(meta.get("train_date_max", "2262-01-01"))
     missing = [c for c in meta["features"] if c not in features.columns]
-    if trained_until >= trained.split.holdout_start or missing:
+    unseen_from = max(trained.split.holdout_start, trained_until + pd.Timedelta(days=1))
+    if unseen_from > trained.split.holdout_end or missing:
         return ApprovedComparison(mv.label, recorded, "recorded holdout metric")
     booster = lgb.Booster(model_str=text)
     rows = features[
-        ~features["is_future"].astype(bool)
-        & (pd.to_datetime(features["date"]) >= trained.split.holdout_start)
+        ~features["is_future"].astype(bool) & (pd.to_datetime(features["date"]) >= unseen_from)
     ].copy()
     rows["date"] = pd.to_datetime(rows["date"])
     rows = rows.sort_values(["date", "store", "item"], ignore_index=True)
@@ -77,7 +80,13 @@ def compare_with_approved(
     )
     scored = scored[scored["eligible"]]
     value = regression_metrics(scored["actual"], scored["approved"], floor=floor)[metric]
-    return ApprovedComparison(mv.label, value, "same holdout")
+    if unseen_from == trained.split.holdout_start:
+        return ApprovedComparison(mv.label, value, "same holdout")
+    candidate = regression_metrics(scored["actual"], scored["model"], floor=floor)[metric]
+    if value is None or candidate is None:
+        return ApprovedComparison(mv.label, recorded, "recorded holdout metric")
+    basis = f"holdout days after {mv.label}'s training ({unseen_from.date()} on)"
+    return ApprovedComparison(mv.label, value, basis, candidate)
 
 
 def train_and_register(
@@ -98,7 +107,12 @@ def train_and_register(
     floor = (settings or spec.model).metric_floor
     approved = compare_with_approved(registry, region, features, trained, spec, floor=floor)
     gate = evaluate_gate(
-        trained.metrics, spec.gate, approved_metric=approved.value, approved_label=approved.label
+        trained.metrics,
+        spec.gate,
+        approved_metric=approved.value,
+        approved_label=approved.label,
+        candidate_metric=approved.candidate_value,
+        basis=approved.basis,
     )
     passed = all(g.passed for g in gate)
     status = decide_status(passed, source)
@@ -122,6 +136,7 @@ def train_and_register(
             "version": approved.label,
             "value": approved.value,
             "basis": approved.basis,
+            "candidate_value": approved.candidate_value,
         },
         **(extra_record or {}),
     }

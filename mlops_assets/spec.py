@@ -339,6 +339,13 @@ class MonitoringSettings(_Strict):
         description="breach when a week's error exceeds the model's holdout error by this "
         "factor (and stands out from the other regions)",
     )
+    quality_immediate_degradation: float = Field(
+        3.0,
+        gt=1,
+        description="a week whose error exceeds the holdout error by this factor (and stands "
+        "out) breaches at once, without waiting for persistence: a concept drift that only "
+        "shows every other week (promotions in a fortnightly rhythm) would never persist",
+    )
     max_analysis_weeks: int = Field(26, ge=1, description="weeks of recent data examined")
 
 

@@ -127,7 +127,12 @@ def test_the_record_says_what_was_trained_on_what_and_how_it_scored(lifecycle):
     assert record["features"] == trained.meta["features"]
     assert [g["check"] for g in record["gate"]] == list(GATE_CHECKS)
     assert all(g["passed"] for g in record["gate"])
-    assert record["compared_with"] == {"version": None, "value": None, "basis": "none"}
+    assert record["compared_with"] == {
+        "version": None,
+        "value": None,
+        "basis": "none",
+        "candidate_value": None,
+    }
 
 
 def test_a_model_failing_the_gate_is_rejected_with_reasons_and_never_served(lifecycle):
@@ -185,6 +190,7 @@ def test_retraining_on_the_same_data_compares_with_the_recorded_holdout_metric(l
         "version": "Sud:v1",
         "value": out.approved.value,
         "basis": "recorded holdout metric",
+        "candidate_value": None,
     }
 
 
@@ -219,3 +225,41 @@ def test_an_approved_model_trained_before_the_holdout_is_scored_on_the_same_hold
     assert rule.passed == (v2.trained.metrics["model"]["mape"] <= limit)
     assert "same holdout" in rule.message
     assert v2.version.record["compared_with"]["basis"] == "same holdout"
+
+
+def test_an_approved_model_that_saw_part_of_the_holdout_is_compared_on_the_days_after(
+    tmp_path, data
+):
+    """After a drift the new holdout mixes days the approved model trained on with days it
+    never saw: both models are compared on the unseen days only, not the candidate's whole
+    holdout against the approved model's calmer recorded metric."""
+    features, fs = data
+    dates = pd.to_datetime(features["date"])
+    last = dates[~features["is_future"].astype(bool)].max()
+    older = features[dates <= last - pd.Timedelta(days=14)]
+    registry = registry_at(tmp_path)
+    v1 = run(registry, older, fs, "old", spec=LENIENT)
+    assert v1.version.status == APPROVED
+
+    v2 = run(registry, features, fs, "new", spec=LENIENT)
+
+    unseen_from = pd.Timestamp(v1.trained.meta["train_date_max"]) + pd.Timedelta(days=1)
+    assert v2.trained.split.holdout_start < unseen_from <= v2.trained.split.holdout_end
+    assert v2.approved.basis.startswith("holdout days after Sud:v1's training")
+    text, meta = registry.load_artifacts(registry.get(REGION, 1))
+    hold = v2.trained.holdout
+    hold = hold[hold["eligible"] & (hold["date"] >= unseen_from)]
+    hist = history(features)
+    rows = hist.merge(hold[["store", "item", "date"]], on=["store", "item", "date"])
+    approved = regression_metrics(
+        rows["target"].clip(lower=0),
+        predict_frame(lgb.Booster(model_str=text), meta, rows),
+        floor=20,
+    )["mape"]
+    candidate = regression_metrics(hold["actual"], hold["model"], floor=20)["mape"]
+    assert v2.approved.value == pytest.approx(approved, rel=1e-9)
+    assert v2.approved.candidate_value == pytest.approx(candidate, rel=1e-9)
+    rule = next(g for g in v2.gate if g.name == "gate_no_worse_than_approved")
+    assert rule.values["compared_value"] == pytest.approx(candidate, rel=1e-9)
+    assert rule.passed == (candidate <= approved * (1 + SPEC.gate.tolerance_vs_approved))
+    assert "holdout days after Sud:v1" in rule.message

@@ -177,16 +177,19 @@ def _findings(rows: pd.DataFrame) -> str:
 
 
 def _notify_new_alerts(ws, notifier: NotifierResource, status, approved, run_id: str) -> int:
-    """One notification per region, check and alert episode (not one a week while it
-    lasts): the episode is keyed by its first alerting week and the model version."""
-    state_path = ws.fleet_monitoring_dir / "notified.json"
-    notified = set(json.loads(state_path.read_text())) if state_path.exists() else set()
+    """One notification when a region's check starts alerting (not one a week while it
+    lasts); once it stops, a new episode notifies again. State: which region x check x
+    model version is alerting now (``monitoring/_fleet/alerting.json``)."""
+    state_path = ws.fleet_monitoring_dir / "alerting.json"
+    before = set(json.loads(state_path.read_text())) if state_path.exists() else set()
+    now: set[str] = set()
     sent = 0
     for name, (_, signals, kind, _) in ALERT_CHECKS.items():
         for r in status.alerting(*signals).itertuples():
             week = str(pd.Timestamp(r.week_start).date())
-            key = f"{r.region}|{name}|v{approved[r.region].version}|{week}"
-            if key in notified:
+            key = f"{r.region}|{name}|v{approved[r.region].version}"
+            now.add(key)
+            if key in before:
                 continue
             notifier.send(
                 kind,
@@ -197,9 +200,8 @@ def _notify_new_alerts(ws, notifier: NotifierResource, status, approved, run_id:
                 model_version=approved[r.region].version,
                 run_id=run_id,
             )
-            notified.add(key)
             sent += 1
-    atomic_write_json(state_path, sorted(notified))
+    atomic_write_json(state_path, sorted(now))
     return sent
 
 
