@@ -613,7 +613,10 @@ def fleet_alerts(
     out["alert"] = False
     for _, idx in out.groupby(["region", "signal"]).groups.items():
         out.loc[idx, "alert"] = _persistent(out.loc[idx, "raw"], s.persistence_weeks).to_numpy()
-    at_once = [(r, w) in immediate for r, w in zip(out["region"], out["week_start"], strict=True)]
+    at_once = np.array(
+        [(r, w) in immediate for r, w in zip(out["region"], out["week_start"], strict=True)],
+        dtype=bool,
+    )
     out.loc[at_once & (out["signal"] == "model_quality"), "alert"] = True
     return out[["region", "week_start", "signal", "raw", "alert", "detail"]]
 
