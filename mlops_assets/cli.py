@@ -362,6 +362,38 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    from mlops_assets.defs.drill import DrillConfig, run_drill
+
+    try:
+        cfg = DrillConfig(
+            drift_region=args.drift_region,
+            weeks=args.weeks,
+            drift_week=args.drift_week,
+            drift_kind=args.drift_kind,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = run_drill(cfg, keep=args.keep)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    for key, r in result["regions"].items():
+        print(
+            f"  {key:<12} drift alerts {r['drift_alert_weeks']}  attribution "
+            f"{r['attribution_alert_weeks']}  quality breach week {r['quality_breach_week']}  "
+            f"tuning {'yes' if r['tuning_triggered'] else 'no'}"
+        )
+    print(f"{len(result['notifications'])} notification(s); written to {out}")
+    return 0
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -522,6 +554,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", help="spec name or YAML path (default: MLOPS_SPEC or sample)")
     p.add_argument("--home", help="workspace root (default: MLOPS_HOME or .mlops/<env>)")
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser(
+        "drill",
+        help="fire drill: replay weeks of generated data with drift in one region through "
+        "the sensors, monitoring and tuning; writes what fired when",
+    )
+    p.add_argument("--drift-region", default="Nord", help="display name of the region")
+    p.add_argument("--weeks", type=int, default=6, help="weeks to replay")
+    p.add_argument("--drift-week", type=int, default=2, help="first drifted week (1-based)")
+    p.add_argument(
+        "--drift-kind",
+        default="weather_and_level",
+        choices=["weather_shift", "level_shift", "promo_effect_loss", "weather_and_level"],
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep", action="store_true", help="keep the temporary workspace")
+    p.add_argument("--out", required=True, help="JSON result file")
+    p.set_defaults(func=cmd_drill)
     return parser
 
 

@@ -1,0 +1,77 @@
+"""The fire drill end to end, on generated data small enough for CI: weekly file drops go
+through the real sensors and runs; drift injected into one region from week 2 must be
+flagged for that region only, breach its model quality, trigger tuning for it alone (the
+tuned model waits for approval) and notify each step."""
+
+import json
+
+import pytest
+
+from mlops_assets.cli import main
+from mlops_assets.defs.drill import DrillConfig, run_drill
+
+DRIFT = "Nord"
+
+
+@pytest.fixture(scope="module")
+def drill():
+    cfg = DrillConfig(
+        drift_region=DRIFT,
+        weeks=3,
+        drift_week=2,
+        drift_kind="weather_and_level",
+        n_regions=4,
+        n_stores=8,
+        tuning_trials=2,
+    )
+    return run_drill(cfg, log=lambda *_: None)
+
+
+def test_only_the_drifted_region_alerts(drill):
+    regions = drill["regions"]
+    assert drill["drift_region"] == DRIFT and len(regions) == 4
+    assert regions[DRIFT]["drift_alert_weeks"], regions[DRIFT]
+    assert min(regions[DRIFT]["drift_alert_weeks"]) >= 2  # nothing before the drift
+    for key, r in regions.items():
+        if key != DRIFT:
+            assert r["drift_alert_weeks"] == [] and r["attribution_alert_weeks"] == [], key
+            assert r["quality_breach_week"] is None and not r["tuning_triggered"], key
+
+
+def test_quality_breach_triggers_tuning_for_that_region_and_waits_for_approval(drill):
+    nord = drill["regions"][DRIFT]
+    assert nord["quality_breach_week"] in (2, 3)
+    assert nord["tuning_triggered"]
+    assert drill["pending_tuned_models"][DRIFT], "the tuned model must wait for approval"
+    assert all(not labels for k, labels in drill["pending_tuned_models"].items() if k != DRIFT)
+    # realized error after the drift is far above the error before it
+    realized = [v for v in nord["realized_rmse"] if v is not None]
+    assert len(realized) == 3 and realized[-1] > 2 * realized[0]
+
+
+def test_every_step_is_notified_for_the_drifted_region_only(drill):
+    kinds = {(n["kind"], n["region"]) for n in drill["notifications"]}
+    assert ("drift_alert", DRIFT) in kinds
+    assert ("quality_breach", DRIFT) in kinds
+    assert ("model_pending_approval", DRIFT) in kinds
+    assert {region for _, region in kinds} == {DRIFT}
+    assert all(1 <= n["week"] <= 3 for n in drill["notifications"])
+
+
+def test_drill_command_rejects_an_unknown_region(tmp_path, capsys):
+    out = tmp_path / "drill.json"
+    code = main(["drill", "--drift-region", "Atlantis", "--weeks", "2", "--out", str(out)])
+    assert code == 2 and not out.exists()
+    assert "Atlantis" in capsys.readouterr().err
+
+
+def test_drill_config_is_validated():
+    with pytest.raises(ValueError, match="drift week"):
+        DrillConfig(weeks=2, drift_week=3)
+    with pytest.raises(ValueError, match="drift kind"):
+        DrillConfig(drift_kind="meteor")
+
+
+def test_result_is_json(drill):
+    text = json.dumps(drill)
+    assert '"drift_alert_weeks"' in text and '"notifications"' in text
