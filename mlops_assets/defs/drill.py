@@ -245,7 +245,7 @@ def run_drill(cfg: DrillConfig, workdir: Path | None = None, log=print, keep: bo
                     f"{', drifted' if week >= cfg.drift_week else ''}): {len(runs)} runs, "
                     f"{weeks_log[-1]['seconds']} s"
                 )
-            pending = _pending_tuned(ws, regions)
+            tuned = _tuned_models(ws, regions)
         return {
             "drift_region": drift_key,
             "drift_kind": cfg.drift_kind,
@@ -254,7 +254,7 @@ def run_drill(cfg: DrillConfig, workdir: Path | None = None, log=print, keep: bo
             "reference_end": str(t0),
             "regions": result_regions,
             "notifications": notifications,
-            "pending_tuned_models": pending,
+            "models": tuned,
             "replay": weeks_log,
             "wall_seconds": round(time.perf_counter() - started, 1),
         }
@@ -298,16 +298,22 @@ def _record_week(ws: Workspace, week: int, first: date, last: date, out: dict, r
         entry["realized_rmse"].append(round(float(done["rmse"].iloc[0]), 3) if len(done) else None)
 
 
-def _pending_tuned(ws: Workspace, regions: dict[str, str]) -> dict[str, list[str]]:
+def _tuned_models(ws: Workspace, regions: dict[str, str]) -> dict[str, list[dict]]:
+    """Per region, the models tuning registered (never approved automatically: pending
+    approval when they pass the gate, rejected with the reasons otherwise) and which
+    version is approved now."""
     from mlops_assets.registry import ModelRegistry
 
     registry = ModelRegistry.for_workspace(ws)
-    return {
-        key: [
-            v.label
-            for v in registry.versions(key)
-            if v.status == "pending_approval" and v.record.get("source") == "tuning"
-        ]
-        for key in regions
-        if registry.versions(key)
-    }
+    out = {}
+    for key in regions:
+        approved = registry.latest_approved(key)
+        out[key] = {
+            "approved": approved.label if approved else None,
+            "tuned": [
+                {"label": v.label, "status": v.status, "reasons": v.reasons}
+                for v in registry.versions(key)
+                if v.record.get("source") == "tuning"
+            ],
+        }
+    return out

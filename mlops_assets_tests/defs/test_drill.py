@@ -42,8 +42,14 @@ def test_quality_breach_triggers_tuning_for_that_region_and_waits_for_approval(d
     nord = drill["regions"][DRIFT]
     assert nord["quality_breach_week"] in (2, 3)
     assert nord["tuning_triggered"]
-    assert drill["pending_tuned_models"][DRIFT], "the tuned model must wait for approval"
-    assert all(not labels for k, labels in drill["pending_tuned_models"].items() if k != DRIFT)
+    models = drill["models"]
+    tuned = models[DRIFT]["tuned"]
+    assert len(tuned) == 1, tuned  # one tuning run per approved version, however long it lasts
+    # never approved automatically: it waits for a person, or the gate rejected it (reasons)
+    assert tuned[0]["status"] in ("pending_approval", "rejected"), tuned
+    assert tuned[0]["status"] == "pending_approval" or tuned[0]["reasons"]
+    assert models[DRIFT]["approved"] == f"{DRIFT}:v1"
+    assert all(not m["tuned"] for k, m in models.items() if k != DRIFT)
     # realized error after the drift is far above the error before it
     realized = [v for v in nord["realized_rmse"] if v is not None]
     assert len(realized) == 3 and realized[-1] > 2 * realized[0]
@@ -53,7 +59,8 @@ def test_every_step_is_notified_for_the_drifted_region_only(drill):
     kinds = {(n["kind"], n["region"]) for n in drill["notifications"]}
     assert ("drift_alert", DRIFT) in kinds
     assert ("quality_breach", DRIFT) in kinds
-    assert ("model_pending_approval", DRIFT) in kinds
+    # the tuned model's registration is announced either way
+    assert {("model_pending_approval", DRIFT), ("model_rejected", DRIFT)} & kinds
     assert {region for _, region in kinds} == {DRIFT}
     assert all(1 <= n["week"] <= 3 for n in drill["notifications"])
 
