@@ -35,6 +35,8 @@ def test_sample_graph(tmp_path):
         "region_model": "models",
         "forecast": "forecasts",
         "realized_performance": "monitoring",
+        "drift_report": "monitoring",
+        "monitoring_alerts": "monitoring",
     }
     assert "features:features_null_rates" in g["checks"]
     assert "raw_sales:landing_files_valid" in g["checks"]
@@ -42,12 +44,15 @@ def test_sample_graph(tmp_path):
     assert g["sensors"] == [
         "landing_freshness_sensor",
         "landing_sensor",
+        "monitoring_sensor",
+        "quality_tuning_sensor",
         "region_sensor",
         "run_failure_notifier",
     ]
     assert g["jobs"] == [
         "features_job",
         "ingest_job",
+        "monitoring_job",
         "refresh_job",
         "registry_job",
         "train_job",
@@ -55,6 +60,8 @@ def test_sample_graph(tmp_path):
     ]
     assert "region_model:gate_reduction_vs_baseline" in g["checks"]
     assert "forecast:approved_model_available" in g["checks"]
+    for check in ("data_drift", "attribution_drift", "data_quality", "model_quality"):
+        assert f"monitoring_alerts:{check}" in g["checks"]
     assert g["described"]
 
 
