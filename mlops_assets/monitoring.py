@@ -521,7 +521,10 @@ def fleet_alerts(
     # data quality: missing values / unseen categories / out-of-range beyond nannyml's
     # thresholds; missing and range must also stand out (a holiday closes stores everywhere)
     dq = t[(t["signal"] == "data_quality") & ~t["ignored"]].copy()
-    dq["severity"] = dq["value"] / dq["upper"].where(dq["upper"] > 0)
+    # compared as the share of affected rows: nannyml's threshold is usually 0 here (the
+    # reference has no out-of-range values by construction), and value / 0 left every
+    # severity NaN, which skipped the comparison with the other regions altogether
+    dq["severity"] = dq["value"]
     dq["hit"] = dq["nml_alert"] & big.loc[dq.index]
     relative = dq["method"] != "unseen_values"
     dq.loc[relative, "hit"] &= _stands_out(dq[relative], s, ["method", "feature", "week_start"])
