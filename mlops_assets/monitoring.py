@@ -12,7 +12,8 @@ spans whole seasonal cycles) with recent weekly chunks (Monday..Sunday):
   to the neighbours does not, so a broken feed or a shifted input stands out;
 - ``multivariate_drift``: nannyml PCA reconstruction error over the monitored numerics;
 - ``data_quality``: nannyml missing values, unseen categories and values outside the
-  training range;
+  training range (features computed from the target's own history are shown but never
+  alert: closures leave their lags missing and growth takes them past last year's range);
 - ``estimated_performance``: nannyml DLE estimate of RMSE / MAE for weeks without actuals,
   fitted on the model's holdout forecasts (out of sample), with the realized value where
   actuals exist;
@@ -32,7 +33,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,12 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from mlops_assets.spec import DEFAULT_DRIFT_IGNORED, DatasetSpec, MonitoringSettings
+from mlops_assets.spec import (
+    DEFAULT_DRIFT_IGNORED,
+    DEFAULT_QUALITY_IGNORED,
+    DatasetSpec,
+    MonitoringSettings,
+)
 from mlops_assets.training import eligible_rows, predict_frame, shap_contributions
 from mlops_assets.workspace import Workspace
 
@@ -79,6 +85,8 @@ class MonitoredColumns:
     categorical: list[str]
     ignored: list[str]  # computed and shown, never alerted on
     region_level: list[str]  # one value per region and day: compared with the fleet
+    # computed from the target's own history: shown, never a data-quality alert
+    quality_ignored: list[str] = field(default_factory=list)
 
     @property
     def alerting_numeric(self) -> list[str]:
@@ -92,12 +100,15 @@ def monitored_columns(meta: dict[str, Any], spec: DatasetSpec) -> MonitoredColum
     numeric = [c for c in features if c not in categorical]
     patterns = (*DEFAULT_DRIFT_IGNORED, *spec.monitoring.ignore_features)
     ignored = [c for c in features if any(fnmatch.fnmatchcase(c, p) for p in patterns)]
+    quality_ignored = [
+        c for c in features if any(fnmatch.fnmatchcase(c, p) for p in DEFAULT_QUALITY_IGNORED)
+    ]
     region_level = []
     if spec.has("weather"):
         region_level = [
             c for c in spec.source("weather").feature_columns("numeric") if c in numeric
         ]
-    return MonitoredColumns(numeric, categorical, ignored, region_level)
+    return MonitoredColumns(numeric, categorical, ignored, region_level, quality_ignored)
 
 
 def week_start(dates: pd.Series) -> pd.Series:
@@ -230,7 +241,7 @@ def data_quality(
     reference: pd.DataFrame, analysis: pd.DataFrame, cols: MonitoredColumns
 ) -> pd.DataFrame:
     """nannyml missing values, unseen categories and out-of-range values, against the
-    training data."""
+    training data (features from the target's own history are shown, never alerted on)."""
     import nannyml as nml
 
     names = cols.numeric + cols.categorical
@@ -253,7 +264,8 @@ def data_quality(
         df = _analysis(calc.fit(reference[["date", *used]]).calculate(analysis[["date", *used]]))
         for name in used:
             rows = _rows(df, ("chunk",), "data_quality", (name,))
-            out.append(rows.assign(feature=name, method=method, ignored=name in cols.ignored))
+            ignored = name in cols.ignored or name in cols.quality_ignored
+            out.append(rows.assign(feature=name, method=method, ignored=ignored))
     return pd.concat(out, ignore_index=True)
 
 
