@@ -12,7 +12,8 @@ spans whole seasonal cycles) with recent weekly chunks (Monday..Sunday):
   to the neighbours does not, so a broken feed or a shifted input stands out;
 - ``multivariate_drift``: nannyml PCA reconstruction error over the monitored numerics;
 - ``data_quality``: nannyml missing values, unseen categories and values outside the
-  training range;
+  training range (features computed from the target's own history are shown but never
+  alert: closures leave their lags missing and growth takes them past last year's range);
 - ``estimated_performance``: nannyml DLE estimate of RMSE / MAE for weeks without actuals,
   fitted on the model's holdout forecasts (out of sample), with the realized value where
   actuals exist;
@@ -32,7 +33,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,12 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from mlops_assets.spec import DEFAULT_DRIFT_IGNORED, DatasetSpec, MonitoringSettings
+from mlops_assets.spec import (
+    DEFAULT_DRIFT_IGNORED,
+    DEFAULT_QUALITY_IGNORED,
+    DatasetSpec,
+    MonitoringSettings,
+)
 from mlops_assets.training import eligible_rows, predict_frame, shap_contributions
 from mlops_assets.workspace import Workspace
 
@@ -86,6 +92,8 @@ class MonitoredColumns:
     categorical: list[str]
     ignored: list[str]  # computed and shown, never alerted on
     region_level: list[str]  # one value per region and day: compared with the fleet
+    # computed from the target's own history: shown, never a data-quality alert
+    quality_ignored: list[str] = field(default_factory=list)
 
     @property
     def alerting_numeric(self) -> list[str]:
@@ -110,12 +118,15 @@ def monitored_columns(meta: dict[str, Any], spec: DatasetSpec) -> MonitoredColum
     ignored = [
         c for c in features if c in static or any(fnmatch.fnmatchcase(c, p) for p in patterns)
     ]
+    quality_ignored = [
+        c for c in features if any(fnmatch.fnmatchcase(c, p) for p in DEFAULT_QUALITY_IGNORED)
+    ]
     region_level = []
     if spec.has("weather"):
         region_level = [
             c for c in spec.source("weather").feature_columns("numeric") if c in numeric
         ]
-    return MonitoredColumns(numeric, categorical, ignored, region_level)
+    return MonitoredColumns(numeric, categorical, ignored, region_level, quality_ignored)
 
 
 def week_start(dates: pd.Series) -> pd.Series:
@@ -252,10 +263,12 @@ def data_quality(
     reference: pd.DataFrame, analysis: pd.DataFrame, cols: MonitoredColumns
 ) -> pd.DataFrame:
     """nannyml missing values, unseen categories and out-of-range values, against the
-    training data."""
+    training data (features from the target's own history are shown, never alerted on)."""
     import nannyml as nml
 
     names = cols.alerting_numeric + cols.alerting_categorical
+    if not names:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
     out = []
     calcs = [
         (
@@ -288,7 +301,8 @@ def data_quality(
         df = _analysis(calc.fit(reference[["date", *used]]).calculate(analysis[["date", *used]]))
         for name in used:
             rows = _rows(df, ("chunk",), "data_quality", (name,))
-            out.append(rows.assign(feature=name, method=method, ignored=name in cols.ignored))
+            ignored = name in cols.ignored or name in cols.quality_ignored
+            out.append(rows.assign(feature=name, method=method, ignored=ignored))
     return pd.concat(out, ignore_index=True)
 
 
@@ -580,7 +594,10 @@ def fleet_alerts(
     # thresholds, in at least ``min_quality_rate`` of the week's rows (one odd day is not
     # a broken feed); missing and range must also stand out from the other regions
     dq = t[(t["signal"] == "data_quality") & ~t["ignored"]].copy()
-    dq["severity"] = dq["value"] / dq["upper"].where(dq["upper"] > 0)
+    # compared as the share of affected rows: nannyml's threshold is usually 0 here (the
+    # reference has no out-of-range values by construction), and value / 0 left every
+    # severity NaN, which skipped the comparison with the other regions altogether
+    dq["severity"] = dq["value"]
     dq["hit"] = dq["nml_alert"] & big.loc[dq.index] & (dq["value"] >= s.min_quality_rate)
     relative = dq["method"] != "unseen_values"
     dq.loc[relative, "hit"] &= _stands_out(dq[relative], s, ["method", "feature", "week_start"])
@@ -593,7 +610,10 @@ def fleet_alerts(
     quality = _quality_rows(t, realized, holdout_error, s, metric)
     found.append(quality)
 
-    rows = pd.concat([f for f in found if not f.empty], ignore_index=True)
+    found = [f for f in found if not f.empty]
+    if not found:
+        return pd.DataFrame(columns=["region", "week_start", "signal", "raw", "alert", "detail"])
+    rows = pd.concat(found, ignore_index=True)
     rows["signal"] = rows["signal"].replace(
         {"feature_drift": "data_drift", "fleet_gap_drift": "data_drift"}
     )

@@ -274,6 +274,21 @@ DEFAULT_DRIFT_IGNORED: tuple[str, ...] = (
 )
 
 
+# features computed from the target's own history: missing whenever the day they look back
+# to was closed (every holiday and refurbishment echoes 42..364 days later) and beyond the
+# training range whenever demand grows or peaks above last year's. The model copes with both
+# (NaN-aware trees; the level offset for levels above the training range), so they are kept
+# out of data-quality alerts, where they would report the calendar and the trend, not the
+# data. Their drift is still watched (``DEFAULT_DRIFT_IGNORED`` applies there).
+DEFAULT_QUALITY_IGNORED: tuple[str, ...] = (
+    "lag_*",
+    "roll_mean_*",
+    "ly_*",
+    "series_*",
+    "item_mean",
+)
+
+
 class MonitoringSettings(_Strict):
     """Drift, data-quality and model-quality monitoring, and the rules that keep false
     alarms down (see ``mlops_assets.monitoring``)."""
