@@ -79,8 +79,9 @@ def test_new_files_refresh_features_forecast_and_realized_performance_of_their_r
     assert [(r.job, r.partition_key, r.success) for r in runs] == [
         ("ingest_job", None, True),
         ("refresh_job", "Nord", True),
+        ("monitoring_job", None, True),  # the fleet comparison after every refresh
     ]
-    assert runs[1].assets == ["features", "forecast", "realized_performance"]
+    assert runs[1].assets == ["drift_report", "features", "forecast", "realized_performance"]
     forecast = pd.read_parquet(p.workspace.forecast_path("Nord", str(origin.date())))
     assert set(forecast["run_id"]) == {runs[1].run_id}  # re-forecast from the same origin
     meta = materializations(p.instance, runs[1].run_id)["realized_performance"].metadata
@@ -105,6 +106,7 @@ def test_new_files_refresh_features_forecast_and_realized_performance_of_their_r
         ("ingest_job", None, True),
         ("refresh_job", "Nord", True),
         ("features_job", "Ost", True),
+        ("monitoring_job", None, True),
     ]
     next_origin = str((origin + pd.Timedelta(days=7)).date())
     assert p.origin("Nord") == next_origin
@@ -134,6 +136,7 @@ def test_new_files_refresh_features_forecast_and_realized_performance_of_their_r
     assert [(r.job, r.partition_key, r.success) for r in runs] == [
         ("ingest_job", None, True),
         ("refresh_job", "Sud", True),
+        ("monitoring_job", None, True),
     ]
     assert read_realized_performance(p.workspace, "Sud")["n_rows"].iloc[0] > 0
     assert run_sensors(p.defs, p.instance) == []
