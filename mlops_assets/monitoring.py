@@ -603,8 +603,16 @@ def fleet_alerts(
     dq.loc[relative, "hit"] &= _stands_out(dq[relative], s, ["method", "feature", "week_start"])
     found.append(dq)
 
+    # attribution: NDCG below the threshold, and a loss (1 - NDCG) that stands out from the
+    # other regions' in the same week (a season that reorders every model's drivers alike
+    # is not an alert)
     attr = t[t["signal"] == "attribution_drift"].copy()
-    attr["hit"] = (attr["value"] < s.ndcg_threshold) & big.loc[attr.index]
+    attr["severity"] = 1.0 - attr["value"]
+    attr["hit"] = (
+        (attr["value"] < s.ndcg_threshold)
+        & big.loc[attr.index]
+        & _stands_out(attr, s, ["week_start"])
+    )
     found.append(attr)
 
     quality = _quality_rows(t, realized, holdout_error, s, metric)

@@ -193,6 +193,25 @@ def test_a_single_week_spike_is_a_raw_finding_but_no_alert():
     assert not any(alert)
 
 
+def test_attribution_drift_alerts_only_where_the_ranking_falls_apart_alone():
+    ndcg = {r: [0.97] * 5 for r in REGIONS} | {"A": [0.97, 0.6, 0.6, 0.97, 0.97]}
+    table = _drift_table(ndcg, signal="attribution_drift", feature="ndcg")
+    table["nml_alert"] = False
+    a = _alerts(table)
+    assert _flags(a, "A", "attribution_drift") == (
+        [False, True, True, False, False],
+        [False, False, True, False, False],
+    )
+    # every region's ranking reshuffled in the same weeks (a season): no alert anywhere
+    fleetwide = _drift_table(
+        {r: [0.97, 0.6, 0.6, 0.6, 0.97] for r in REGIONS},
+        signal="attribution_drift",
+        feature="ndcg",
+    )
+    fleetwide["nml_alert"] = False
+    assert not _alerts(fleetwide)["alert"].any()
+
+
 def test_a_chunk_with_fewer_than_min_chunk_rows_never_alerts():
     n = SETTINGS.min_chunk_rows
     sev = dict.fromkeys(REGIONS, CALM) | {"A": [3.6, 3.6, 3.6, 3.6, 3.6]}
