@@ -13,7 +13,7 @@ from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.naming import require_safe_key
 from mlops_assets.plots import markdown_image, markdown_table
 from mlops_assets.spec import DatasetSpec
-from mlops_assets.warehouse import connect, has_view
+from mlops_assets.warehouse import connect, has_view, quote_ident
 from mlops_assets.workspace import atomic_parquet
 
 DRIFT_REPORT_KEY = dg.AssetKey("drift_report")
@@ -27,7 +27,7 @@ def region_level_inputs(workspace: WorkspaceResource, columns: list[str]) -> pd.
     with connect(ws, ds) as con:
         if not has_view(con, "weather"):
             return None
-        cols = ", ".join(f'"{c}"' for c in columns)  # spec column names, validated on load
+        cols = ", ".join(quote_ident(c) for c in columns)
         return con.execute(f"SELECT date, region_key, {cols} FROM weather").df()
 
 
