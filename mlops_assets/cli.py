@@ -43,6 +43,7 @@ def process(settings: Settings, *, train: bool = False) -> list:
     """Run the sensors and their runs in-process until nothing is left to do; with
     ``train``, then train and forecast every region (what the weekly schedule does)."""
     from mlops_assets.definitions import build_definitions
+    from mlops_assets.defs.features.jobs import REFRESH_JOB
     from mlops_assets.defs.local_driver import run_partitions, run_sensors
     from mlops_assets.defs.models.jobs import TRAIN_JOB
     from mlops_assets.defs.partitions import region_partitions
@@ -54,6 +55,13 @@ def process(settings: Settings, *, train: bool = False) -> list:
             regions = sorted(instance.get_dynamic_partitions(region_partitions.name))
             stale = [r for r in regions if _needs_training(settings, instance, r)]
             runs += run_partitions(defs, instance, TRAIN_JOB, stale, tags={"mlops/trigger": "cli"})
+            if stale:
+                # monitoring of the new models from their first forecast: drift reports of
+                # the forecast weeks, then the fleet alerts and reports (monitoring_sensor)
+                runs += run_partitions(
+                    defs, instance, REFRESH_JOB, stale, tags={"mlops/trigger": "cli"}
+                )
+                runs += run_sensors(defs, instance)
         return runs
 
 

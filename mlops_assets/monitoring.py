@@ -570,7 +570,7 @@ def fleet_alerts(
     own finding after the cross-region comparison; ``alert`` adds persistence."""
     s = settings
     found: list[pd.DataFrame] = []
-    t = tables.copy()
+    t = tables.reset_index(drop=True)
     t["week_start"] = pd.to_datetime(t["week_start"])
     big = t["rows"] >= s.min_chunk_rows
 
@@ -611,7 +611,11 @@ def fleet_alerts(
     attr["hit"] = (
         (attr["value"] < s.ndcg_threshold)
         & big.loc[attr.index]
-        & _stands_out(attr, s, ["week_start"])
+        & _stands_out(
+            attr,
+            s.model_copy(update={"stand_out_ratio": s.attribution_stand_out_ratio}),
+            ["week_start"],
+        )
     )
     found.append(attr)
 

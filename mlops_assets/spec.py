@@ -337,6 +337,14 @@ class MonitoringSettings(_Strict):
     ndcg_threshold: float = Field(
         0.90, gt=0, le=1, description="attribution drift alert below this NDCG"
     )
+    attribution_stand_out_ratio: float = Field(
+        2.0,
+        ge=1,
+        description="a region's Shapley-ranking loss (1 - NDCG) must be this many times the "
+        "other regions' median: the saved ranking comes from the 42-day holdout, so a "
+        "season change moves every region's ranking (measured on the sample data in "
+        "January: the most seasonal region at 1.9x the median)",
+    )
     attribution_sample_rows: int = Field(
         50,
         ge=10,
