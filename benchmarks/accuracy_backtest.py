@@ -8,10 +8,11 @@ known-future calendar and any ``actuals`` are left out), and the project's own
 that as the inner early-stopping window. So a backtest at cutoff 2015-06-19 of rossmann
 scores 2015-05-09..2015-06-19 and never reads a day of the real holdout (2015-06-20..).
 
-``--set`` deep-merges a JSON object over the spec (e.g. model parameters) so that one
-setting can be tried without editing the reviewed spec. Prints the figures and appends
-one entry per run to ``benchmarks/results/accuracy_backtest.json`` (or ``--out``),
-replacing an earlier entry of the same ``--label``.
+``--set`` deep-merges a JSON object over the spec (e.g. model parameters; ``null`` removes
+a key, e.g. a source) so that one setting can be tried without editing the reviewed spec.
+Prints the figures and appends one entry per run to
+``benchmarks/results/accuracy_backtest.json`` (or ``--out``), replacing an earlier entry of
+the same ``--label``.
 
     .venv/bin/python benchmarks/accuracy_backtest.py --source-dir ../shared/data/rossmann-100
     .venv/bin/python benchmarks/accuracy_backtest.py --source-dir ../shared/data/rossmann-100 \\
@@ -39,9 +40,12 @@ LEFT_OUT = ("future", "actuals")  # calendars/actuals after the cutoff are not h
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` merged into ``base``; a ``null`` value removes the key (e.g. a source)."""
     out = dict(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
