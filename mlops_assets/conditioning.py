@@ -30,7 +30,7 @@ from mlops_assets.validation import quote_ident
 from mlops_assets.warehouse import has_view
 from mlops_assets.workspace import atomic_copy_to_parquet
 
-FEATURES_VERSION = "1"  # bump when the feature SQL changes meaning (part of the data version)
+FEATURES_VERSION = "2"  # bump when the feature SQL changes meaning (part of the data version)
 KEY = ("store", "item", "date")
 
 
@@ -83,6 +83,31 @@ def feature_sql(con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> tuple[str,
         )
     fs.numeric += exog_num
     fs.categorical += exog_cat
+
+    # The known calendar stops at each series' last date (of history, or of the future
+    # calendar when there is one), so the look-ahead features of its last days would read
+    # an end that is not there: a store "closing" after its last known day, a promotion
+    # "ending" on it. The calendar is extended by ``lookahead`` pad rows, each exogenous
+    # input the most common value at the same seasonal phase in the last three cycles
+    # (a weekly closing day, a fortnightly promotion rhythm), which only the look-ahead
+    # features read; pad rows are never output. (Days left in a run longer than the pad,
+    # e.g. a store open every day, still count down to the pad's end.)
+    season = _days(spec, spec.season_length)
+    lookahead = 2 * spec.season_length
+    modes = "".join(
+        f", mode(r.{quote_ident(c)} ORDER BY r.date DESC) AS {quote_ident(c)}" for c in exog
+    )
+    pad = (
+        f"SELECT p.store, p.item, p.date, NULL::DOUBLE AS target{modes}, true AS is_future, "
+        f"true AS is_pad FROM (SELECT store, item, max(date) AS last, "
+        f"unnest(generate_series(max(date) + INTERVAL {_days(spec, 1)} DAYS, "
+        f"max(date) + INTERVAL {_days(spec, lookahead)} DAYS, "
+        f"INTERVAL {_days(spec, 1)} DAYS))::DATE AS date FROM base0 GROUP BY store, item) p "
+        f"LEFT JOIN base0 r ON r.store = p.store AND r.item = p.item AND r.date <= p.last "
+        f"AND r.date > p.last - INTERVAL {3 * season} DAYS "
+        f"AND datediff('day', r.date, p.date) % {season} = 0 "
+        f"GROUP BY p.store, p.item, p.date"
+    )
 
     # the modelling target: returns/adjustments clipped at 0; closed days are not demand
     y_open = "greatest(target, 0)"
@@ -222,7 +247,8 @@ def feature_sql(con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> tuple[str,
     cal_sql = ", ".join(f"{expr} AS {name}" for name, expr in calendar.items())
     sql = f"""
 WITH rs AS MATERIALIZED (SELECT * FROM ground_truth_of_region($region)),
-base AS ({base}),
+base0 AS ({base}),
+base AS (SELECT *, false AS is_pad FROM base0 UNION ALL BY NAME {pad}),
 b0 AS (SELECT *, {y_open} AS y_open, {cal_sql}{change_cols} FROM base),
 b AS (SELECT *{group_cols} FROM b0),
 t AS (SELECT b.*, {", ".join(target_feats + exog_feats)} FROM b){ctes}
@@ -235,6 +261,7 @@ SELECT $region AS region_key, b.store, b.item, b.date, b.target, b.is_future,
         )
     }
 FROM t AS b {" ".join(joins)}
+WHERE NOT b.is_pad
 """
     derived = ", ly_week_mean / nullif(ly_level, 0) AS ly_season_ratio" + "".join(
         f", ({expr}) AS {quote_ident(name)}" for name, expr in spec.derived_features.items()

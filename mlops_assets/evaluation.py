@@ -38,10 +38,16 @@ def _summary(model: dict[str, Any], baseline: dict[str, Any], n: int) -> dict[st
 
 
 def evaluate_dataset(
-    spec: DatasetSpec, source_dir: Path, *, workdir: Path | None = None
+    spec: DatasetSpec,
+    source_dir: Path,
+    *,
+    workdir: Path | None = None,
+    rows_out: Path | None = None,
 ) -> dict[str, Any]:
     """Ingest ``source_dir`` through ``spec``, build features, train and evaluate every
-    region; returns the JSON-ready report."""
+    region; returns the JSON-ready report. ``rows_out``: also write the scored holdout
+    rows (actual, model and baseline forecasts per store and date) as Parquet, for error
+    analysis."""
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mlops-evaluate-", dir=workdir) as tmp:
         ws = Workspace(Path(tmp))
@@ -70,11 +76,14 @@ def evaluate_dataset(
                 "hist_avg_dow_mape": m["hist_avg_dow"].get("mape"),
                 "num_boost_round": trained.best_iteration,
             }
-            pooled.append(trained.holdout[trained.holdout["eligible"]])
+            pooled.append(trained.holdout[trained.holdout["eligible"]].assign(region=region))
             s = trained.split
             holdout_start = min(filter(None, [holdout_start, s.holdout_start]))
             holdout_end = max(filter(None, [holdout_end, s.holdout_end]))
     rows = pd.concat(pooled, ignore_index=True)
+    if rows_out is not None:
+        Path(rows_out).parent.mkdir(parents=True, exist_ok=True)
+        rows.to_parquet(rows_out, index=False)
     floor = spec.model.metric_floor
     overall_model = regression_metrics(rows["actual"], rows["model"], floor=floor)
     overall_base = regression_metrics(rows["actual"], rows["hist_avg"], floor=floor)

@@ -192,6 +192,14 @@ class ModelSettings(_Strict):
         "extrapolate, so a trend or a store above the training range would be capped "
         "otherwise. Empty: learn the target itself",
     )
+    seeds: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="train this many boosters with seeds seed, seed+1, ... and average "
+        "them (a seed bag: less variance from row and feature sampling); stored as one "
+        "LightGBM model holding all their trees. Costs this many times the final fits",
+    )
     train_on_positive_target: bool = Field(
         False,
         description="fit only on rows with target > 0 (for data where an open day without "

@@ -10,8 +10,10 @@ advance inputs (promotions, holidays, calendar, weather forecast) are used as th
 Three fits share one configuration: (1) train -> early stopping on the inner window picks
 the number of trees, (2) train + inner window -> forecasts the holdout (these are the
 reported metrics), (3) all history -> the artifact that is registered and scores the
-future. Baselines on the same rows: historical average per series, per series x weekday,
-and seasonal naive (the last value of the same weekday before the origin).
+future. With ``seeds`` > 1, fits (2) and (3) are seed bags: that many boosters of the
+chosen size, trained with consecutive seeds and averaged into one LightGBM text model.
+Baselines on the same rows: historical average per series, per series x weekday, and
+seasonal naive (the last value of the same weekday before the origin).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ SERIES = ["store", "item"]
 BASELINES = ("hist_avg", "hist_avg_dow", "seasonal_naive")
 MAX_CATEGORY_LEVELS = 1000
 SHAP_SAMPLE_ROWS = 2000
+# the per-tree values a seed bag scales (leaf outputs and, for consistency, node values)
+_SCALED_TREE_FIELDS = ("leaf_value=", "internal_value=")
 
 
 @dataclass(frozen=True)
@@ -269,8 +273,20 @@ def train_region_model(
     )
     best_iter = max(1, probe.best_iteration or settings.num_boost_round)
     meta["num_boost_round"] = best_iter
+    meta["seeds"] = settings.seeds
+
+    def fit(frame: pd.DataFrame) -> lgb.Booster:
+        train_set = dataset(frame)
+        seed = int(params.get("seed", 0))
+        return average_boosters(
+            [
+                lgb.train({**params, "seed": seed + i}, train_set, num_boost_round=best_iter)
+                for i in range(settings.seeds)
+            ]
+        )
+
     # (2) evaluation model: everything before the holdout, forecasts the holdout
-    evaluator = lgb.train(params, dataset(data.before_holdout), num_boost_round=best_iter)
+    evaluator = fit(data.before_holdout)
     holdout = hist[hist["date"] >= split.holdout_start].copy()
     frame = holdout[[*SERIES, "date"]].copy()
     frame["actual"] = holdout["target"].clip(lower=0)
@@ -292,7 +308,7 @@ def train_region_model(
 
     # (3) the artifact: all history, same configuration
     all_rows = hist[ok]
-    final = lgb.train(params, dataset(all_rows), num_boost_round=best_iter)
+    final = fit(all_rows)
     sample = holdout[frame["eligible"].to_numpy()]
     if len(sample) > SHAP_SAMPLE_ROWS:
         sample = sample.sample(SHAP_SAMPLE_ROWS, random_state=0)
@@ -324,6 +340,38 @@ def train_region_model(
         train_rows=int(len(all_rows)),
         best_iteration=best_iter,
     )
+
+
+def average_boosters(boosters: list[lgb.Booster]) -> lgb.Booster:
+    """One LightGBM model whose output is the mean of the boosters' outputs (a seed
+    bag): all their trees, each leaf value divided by their number. It stays a plain
+    LightGBM text model, so prediction, TreeSHAP (additive over trees) and the model
+    store need nothing else. The boosters must share features and objective."""
+    if len(boosters) == 1:
+        return boosters[0]
+    k = len(boosters)
+    head = tail = ""
+    trees: list[str] = []
+    for i, booster in enumerate(boosters):
+        text = booster.model_to_string()
+        start, end = text.index("\nTree="), text.index("\nend of trees")
+        if i == 0:
+            # the header without tree_sizes (LightGBM recomputes it when the merged model
+            # is saved again); parameters and pandas categories from the first booster
+            head = "\n".join(
+                line for line in text[:start].split("\n") if not line.startswith("tree_sizes=")
+            )
+            tail = text[end:]
+        for block in text[start:end].strip().split("\n\n"):
+            lines = block.strip().split("\n")
+            out = [f"Tree={len(trees)}"]
+            for line in lines[1:]:
+                if line.startswith(_SCALED_TREE_FIELDS):
+                    key, values = line.split("=", 1)
+                    line = f"{key}=" + " ".join(repr(float(v) / k) for v in values.split())
+                out.append(line)
+            trees.append("\n".join(out))
+    return lgb.Booster(model_str=head + "\n\n" + "\n\n\n".join(trees) + "\n\n" + tail)
 
 
 def baseline_forecasts(

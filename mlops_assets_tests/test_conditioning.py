@@ -433,6 +433,80 @@ def test_a_future_row_for_a_key_with_sales_is_not_duplicated(tmp_path, sample):
     assert (rows["promo"] != rows["promo_late"]).all()
 
 
+def _projected_calendar(flags: pd.DataFrame, last: pd.Timestamp, days: int) -> pd.DataFrame:
+    """Independent pandas projection of a 0/1 calendar past ``last``: each day the most
+    common value at the same weekday in the last three weeks up to ``last``."""
+    rows = []
+    for (store, item), g in flags.groupby(["store", "item"]):
+        by_date = g.set_index("date")["open"]
+        for k in range(1, days + 1):
+            day = last + pd.Timedelta(days=k)
+            refs = [day - pd.Timedelta(days=7 * m) for m in range(1, 5)]
+            values = [by_date[d] for d in refs if d <= last and d in by_date.index][:3]
+            rows.append((store, item, day, int(sum(values) * 2 > len(values))))
+    return pd.DataFrame(rows, columns=["store", "item", "date", "open"])
+
+
+def test_look_ahead_features_read_a_projected_calendar_past_the_last_known_day(
+    tmp_path, sample, base
+):
+    """Without a future calendar the known calendar ends with the history: the last days'
+    next-day, days-left-in-run and week-around features read the weekly pattern projected
+    past it (not an end of the data that looks like a closure), and equal the features
+    computed with the real calendar wherever that followed the pattern."""
+    _, full, _ = base
+    lookahead = 2 * SPEC.season_length  # days projected past the last known day
+    last = pd.Timestamp("2024-01-19")  # a Friday; the Sunday closure comes after the end
+
+    def cut(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[pd.to_datetime(frame["date"]) <= last]
+
+    ws = make_workspace(
+        tmp_path / "ws", sample, sources=("stores", "sales", "weather", "events"), edit_sales=cut
+    )
+    features, _ = all_features(ws)
+    # the pad rows are never output: exactly the history rows up to the cut
+    assert features["date"].max() == last and not features["is_future"].any()
+    assert features[list(KEY)].equals(
+        full.loc[full["date"] <= last, list(KEY)].reset_index(drop=True)
+    )
+    end = features[features["date"] == last]
+    assert end["open_next"].notna().all() and end["promo_next"].notna().all()
+
+    hist = full[~full["is_future"]]
+    projected = _projected_calendar(
+        hist.loc[hist["date"] <= last, ["store", "item", "date", "open"]], last, lookahead
+    )
+    actual = hist[
+        hist["date"].between(last + pd.Timedelta(days=1), last + pd.Timedelta(days=lookahead))
+    ]
+    check = projected.merge(actual[[*KEY, "open"]], on=list(KEY), suffixes=("", "_real"))
+    assert len(check) == len(projected)
+    as_projected = check.groupby(["store", "item"])[["open", "open_real"]].apply(
+        lambda g: (g["open"] == g["open_real"]).all()
+    )
+    assert as_projected.mean() > 0.5  # most series keep their weekly closing day
+    keep = as_projected[as_projected].index
+    window = last - pd.Timedelta(days=lookahead)
+    rows = features.set_index(["store", "item"]).loc[keep].reset_index()
+    rows = rows[rows["date"] > window]
+    ref = rows[list(KEY)].merge(full, on=list(KEY), how="left")
+    assert len(rows) > 100
+    # a run that outlasts the projection (a store open every day) is cut at its end
+    pad_end = last + pd.Timedelta(days=lookahead)
+    ends_inside = rows["date"] + pd.to_timedelta(rows["open_run_left"], unit="D") < pad_end
+    assert ends_inside.mean() > 0.5
+    for col, where in (("open_next", None), ("open_week", None), ("open_run_left", ends_inside)):
+        ok = same(rows[col], ref[col])
+        if where is not None:
+            ok = ok | ~where.to_numpy()
+        assert ok.all(), f"{col}: {rows.loc[~ok.to_numpy(), [*KEY, col]].head(3)}"
+    # the last known Friday: open on Saturday, the run ends before Sunday's closure
+    sunday_closed = end[end["open"] == 1]
+    assert (sunday_closed["open_next"] == 1).mean() > 0.5
+    assert (sunday_closed["open_run_left"] >= 1).mean() > 0.5
+
+
 def test_national_events_reach_every_region_and_regional_ones_only_theirs(base):
     ws, features, _ = base
     events = landing_frame(ws, "events")

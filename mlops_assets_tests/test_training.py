@@ -33,6 +33,7 @@ from mlops_assets.training import (
     SERIES,
     Split,
     TrainedModel,
+    average_boosters,
     baseline_forecasts,
     design_matrix,
     level_offset,
@@ -400,6 +401,44 @@ def test_shap_contributions_and_level_offset_reproduce_the_forecast(trained, dat
     np.testing.assert_allclose(
         pred[opened], np.clip(np.expm1(raw + offset), 0, None)[opened], rtol=1e-9
     )
+
+
+def test_averaged_boosters_are_one_text_model_predicting_their_mean():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(
+        {"a": rng.random(600), "b": rng.random(600), "c": rng.choice(list("xyz"), 600)}
+    ).astype({"c": "category"})
+    y = 3 * X["a"] + (X["c"] == "y") * 1.5 + rng.random(600)
+    params = {"verbose": -1, "num_leaves": 8, "bagging_fraction": 0.7, "bagging_freq": 1}
+    data = lgb.Dataset(X, y, categorical_feature=["c"], free_raw_data=False)
+    boosters = [lgb.train({**params, "seed": s}, data, num_boost_round=20) for s in range(3)]
+    mean = np.mean([b.predict(X) for b in boosters], axis=0)
+    assert np.ptp(boosters[0].predict(X) - boosters[1].predict(X)) > 0  # seeds differ
+    bag = average_boosters(boosters)
+    assert bag.num_trees() == 60
+    np.testing.assert_allclose(bag.predict(X), mean, rtol=1e-12, atol=1e-12)
+    # a plain text model again (as the registry stores it), explained additively
+    again = lgb.Booster(model_str=bag.model_to_string())
+    np.testing.assert_allclose(again.predict(X), mean, rtol=1e-12, atol=1e-12)
+    contrib = again.predict(X, pred_contrib=True)
+    np.testing.assert_allclose(contrib.sum(axis=1), mean, rtol=1e-9, atol=1e-9)
+    assert average_boosters(boosters[:1]) is boosters[0]
+
+
+def test_a_seed_bag_trains_one_artifact_that_reproduces_its_forecasts(data):
+    features, fs = data
+    bag = train_region_model(features, fs, SPEC, settings=FAST.model_copy(update={"seeds": 2}))
+    assert bag.meta["seeds"] == 2
+    booster = lgb.Booster(model_str=bag.model_text)
+    assert booster.num_trees() == 2 * bag.best_iteration
+    meta = json.loads(bag.meta_json())
+    np.testing.assert_array_equal(
+        predict_frame(booster, meta, features), predict_frame(bag.booster, bag.meta, features)
+    )
+    rows = features.iloc[::17]
+    contrib = shap_contributions(booster, meta, rows)
+    X = design_matrix(rows, meta["features"], meta["categories"])
+    np.testing.assert_allclose(contrib.sum(axis=1), booster.predict(X, raw_score=True), atol=1e-9)
 
 
 def test_importance_ranks_every_feature_by_mean_absolute_contribution(trained):
