@@ -60,6 +60,7 @@ TABLE_SIGNALS = (
     "attribution_drift",
 )
 DRIFT_SIGNALS = ("feature_drift", "fleet_gap_drift", "multivariate_drift")
+MIN_GAP_DAYS = 4  # fleet-gap chunks hold one row a day
 # the signals of ``fleet_alerts`` (univariate and fleet-gap findings are both data drift)
 ALERT_SIGNALS = (
     "data_drift",
@@ -586,8 +587,11 @@ def fleet_alerts(
     found.append(drift)
 
     # the fleet gap is already relative to the other regions
+    # ... over at least MIN_GAP_DAYS days: the stub of a week after a Saturday training end
+    # is one day judged against whole-week thresholds
     gap = t[t["signal"] == "fleet_gap_drift"].copy()
-    gap["hit"] = gap["nml_alert"]
+    gap["severity"] = gap["value"] / gap["upper"]
+    gap["hit"] = gap["nml_alert"] & (gap["rows"] >= MIN_GAP_DAYS)
     found.append(gap)
 
     # data quality: missing values / unseen categories / out-of-range beyond nannyml's
@@ -640,7 +644,8 @@ def fleet_alerts(
     out["detail"] = out.set_index(["region", "week_start", "signal"]).index.map(detail).fillna("")
     out = out.sort_values(["region", "signal", "week_start"], ignore_index=True)
     severe = rows[rows["hit"] & (rows["signal"] == "model_quality")]
-    severe = severe[severe["severity"] >= s.quality_immediate_degradation]
+    if "severity" in severe.columns:
+        severe = severe[severe["severity"] >= s.quality_immediate_degradation]
     immediate = set(zip(severe["region"], severe["week_start"], strict=True))
     out["alert"] = False
     for _, idx in out.groupby(["region", "signal"]).groups.items():

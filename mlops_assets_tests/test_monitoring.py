@@ -212,6 +212,20 @@ def test_attribution_drift_alerts_only_where_the_ranking_falls_apart_alone():
     assert not _alerts(fleetwide)["alert"].any()
 
 
+def test_a_fleet_gap_week_of_a_few_days_never_alerts():
+    # one row a day: a 1-day stub of a week (after a Saturday training end) is no evidence
+    sev = dict.fromkeys(REGIONS, [0.5] * 5) | {"A": [3.0] * 5}
+    table = _drift_table(
+        sev,
+        signal="fleet_gap_drift",
+        feature="temperature_c",
+        rows_of={r: [1, 7, 7, 3, 7] for r in REGIONS},
+    )
+    raw, alert = _flags(_alerts(table), "A")
+    assert raw == [False, True, True, False, True]
+    assert alert == [False, False, True, False, False]
+
+
 def test_a_chunk_with_fewer_than_min_chunk_rows_never_alerts():
     n = SETTINGS.min_chunk_rows
     sev = dict.fromkeys(REGIONS, CALM) | {"A": [3.6, 3.6, 3.6, 3.6, 3.6]}
