@@ -59,7 +59,6 @@ TABLE_SIGNALS = (
     "estimated_performance",
     "attribution_drift",
 )
-DRIFT_SIGNALS = ("feature_drift", "fleet_gap_drift", "multivariate_drift")
 MIN_GAP_DAYS = 4  # fleet-gap chunks hold one row a day
 # the signals of ``fleet_alerts`` (univariate and fleet-gap findings are both data drift)
 ALERT_SIGNALS = (

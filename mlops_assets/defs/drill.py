@@ -18,7 +18,7 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -59,13 +59,6 @@ class DrillConfig:
             raise ValueError(f"drift kind must be one of {DRIFT_KINDS}, got {self.drift_kind!r}")
         if not 1 <= self.drift_week <= self.weeks:
             raise ValueError(f"drift week must be within 1..{self.weeks}")
-
-
-@dataclass
-class DrillWeek:
-    week: int
-    runs: list[str] = field(default_factory=list)
-    failed_runs: list[str] = field(default_factory=list)
 
 
 def _drift_specs(cfg: DrillConfig, start: date) -> tuple[DriftSpec, ...]:
