@@ -164,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         },
         "source_rows": cut,
     }
+    # written first: the figures are kept even if printing fails (a closed pipe)
+    results = json.loads(args.out.read_text()) if args.out.is_file() else []
+    results = [r for r in results if r.get("label") != args.label] + [entry]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(
         f"{args.label}: backtest {entry['holdout']} (cutoff {entry['cutoff']}), "
         f"{len(report['regions'])} regions, {report['wall_seconds']} s"
@@ -179,10 +184,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['mape_reduction_vs_baseline']:.1%}  trees {r['num_boost_round']}"
         )
 
-    results = json.loads(args.out.read_text()) if args.out.is_file() else []
-    results = [r for r in results if r.get("label") != args.label] + [entry]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {args.out}")
     return 0
 
