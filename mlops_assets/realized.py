@@ -209,6 +209,17 @@ def read_ground_truth(
     return frame
 
 
+def forecast_ground_truth(
+    ws: Workspace, spec: DatasetSpec, region_key: str, forecasts: pd.DataFrame
+) -> pd.DataFrame:
+    """The ground truth that can score ``forecasts``: from their first target date on
+    (an empty frame with the key columns when there are no forecasts)."""
+    if forecasts.empty:
+        return pd.DataFrame(columns=[*_KEY, "target"])
+    since = pd.to_datetime(forecasts["date"]).min().date()
+    return read_ground_truth(ws, spec, region_key, since=since)
+
+
 def realized_paths(ws: Workspace, region_key: str) -> tuple[Path, Path]:
     """(per-origin file, weekly file) of a region."""
     folder = ws.monitoring_dir(region_key)

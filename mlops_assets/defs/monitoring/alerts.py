@@ -212,12 +212,7 @@ def _write_reports(ws, ds, registry, status, approved, tables: pd.DataFrame) -> 
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     for region, mv in approved.items():
         forecasts = realized.read_forecasts(ws, region)
-        since = pd.to_datetime(forecasts["date"]).min() if len(forecasts) else None
-        truth = (
-            realized.read_ground_truth(ws, ds, region, since=since.date())
-            if since is not None
-            else pd.DataFrame()
-        )
+        truth = realized.forecast_ground_truth(ws, ds, region, forecasts)
         record = mv.record
         _, meta = registry.load_artifacts(mv)
         html = reports.render_region_report(

@@ -44,12 +44,7 @@ def build_realized_performance_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         ws, ds = workspace.workspace(), workspace.dataset()
         region = require_safe_key(context.partition_key)
         forecasts = realized.read_forecasts(ws, region)
-        since = pd.to_datetime(forecasts["date"]).min() if len(forecasts) else None
-        actuals = (
-            realized.read_ground_truth(ws, ds, region, since=since.date())
-            if since is not None
-            else pd.DataFrame(columns=["store", "item", "date", "target"])
-        )
+        actuals = realized.forecast_ground_truth(ws, ds, region, forecasts)
         per_origin = realized.realized_performance(forecasts, actuals, floor=floor)
         weekly = realized.weekly_realized(forecasts, actuals, floor=floor)
         origin_path, weekly_path = realized.write_realized(ws, region, per_origin, weekly)
