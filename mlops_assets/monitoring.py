@@ -17,8 +17,10 @@ spans whole seasonal cycles) with recent weekly chunks (Monday..Sunday):
 - ``estimated_performance``: nannyml DLE estimate of RMSE / MAE for weeks without actuals,
   fitted on the model's holdout forecasts (out of sample), with the realized value where
   actuals exist;
-- ``attribution_drift``: NDCG of the weekly mean |Shapley| ranking against the ranking
-  saved with the model.
+- ``attribution_drift``: NDCG of the weekly mean |Shapley| ranking against the ranking of
+  the same weeks a year earlier in the training window (the season's own drivers: the
+  weeks before Christmas rank the calendar higher every year), or against the ranking
+  saved with the model where the training window does not reach back a year.
 
 Across regions (``fleet_alerts``) the false-alarm controls apply: calendar-driven and
 expanding-history features never alert, small chunks never alert, a region must stand out
@@ -377,18 +379,45 @@ def attribution_ndcg(reference: dict[str, float], current: dict[str, float]) -> 
     return float(ndcg_score(truth, score))
 
 
+SAME_SEASON_DAYS = 364  # 52 weeks: the same weekdays a year earlier
+
+
+def same_season_rows(reference: pd.DataFrame, week: pd.Timestamp) -> pd.DataFrame:
+    """Training rows of the three weeks centred on ``week`` a year earlier."""
+    centre = pd.Timestamp(week) - pd.Timedelta(days=SAME_SEASON_DAYS)
+    dates = pd.to_datetime(reference["date"])
+    return reference[
+        (dates >= centre - pd.Timedelta(days=7)) & (dates < centre + pd.Timedelta(days=14))
+    ]
+
+
+def _sampled(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
+    return frame.sample(rows, random_state=0) if len(frame) > rows else frame
+
+
+def _mean_abs_shap(booster: lgb.Booster, meta: dict[str, Any], rows: pd.DataFrame) -> dict:
+    contrib = shap_contributions(booster, meta, rows).drop(columns="expected_value")
+    return contrib.abs().mean().to_dict()
+
+
 def attribution_drift(
     booster: lgb.Booster,
     meta: dict[str, Any],
     analysis: pd.DataFrame,
     s: MonitoringSettings,
     previous: pd.DataFrame | None = None,
+    reference: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Weekly NDCG of the Shapley ranking on sampled rows against the saved ranking.
+    """Weekly NDCG of the Shapley ranking on sampled rows against a reference ranking.
 
-    Exact TreeSHAP is the expensive part of monitoring, so a week whose sampled rows are
-    unchanged since ``previous`` (an earlier table of the same model) is not recomputed."""
-    reference = meta.get("importance") or {}
+    The reference is the same season a year earlier in the training rows ``reference``
+    (method ``ndcg_mean_abs_shap_same_season``; at least ``min_chunk_rows`` of them), else
+    the ranking saved with the model (``ndcg_mean_abs_shap``): a season's own drivers
+    (holiday weeks rank the calendar first) are then no alert. Exact TreeSHAP is the
+    expensive part of monitoring, so a week whose sampled rows (both sides) are unchanged
+    since ``previous`` (an earlier table of the same model) is not recomputed."""
+    saved = meta.get("importance") or {}
+    features = list(meta["features"])
     known: dict[tuple, float] = {}
     if previous is not None and len(previous):
         old = previous[previous["signal"] == "attribution_drift"]
@@ -398,19 +427,26 @@ def attribution_drift(
         }
     rows = []
     for week, chunk in analysis.groupby("week_start", sort=True):
-        sample = chunk
-        if len(chunk) > s.attribution_sample_rows:
-            sample = chunk.sample(s.attribution_sample_rows, random_state=0)
-        digest = str(pd.util.hash_pandas_object(sample[meta["features"]], index=False).sum())
+        sample = _sampled(chunk, s.attribution_sample_rows)
+        season = pd.DataFrame()
+        if reference is not None and s.attribution_reference == "same_season":
+            season = same_season_rows(reference, week)
+            season = _sampled(season, s.attribution_sample_rows)
+            if len(season) < s.min_chunk_rows:
+                season = pd.DataFrame()
+        hashed = [sample] if season.empty else [sample, season]
+        digest = "-".join(
+            str(pd.util.hash_pandas_object(f[features], index=False).sum()) for f in hashed
+        )
         value = known.get((pd.Timestamp(week), digest))
         if value is None:
-            contrib = shap_contributions(booster, meta, sample).drop(columns="expected_value")
-            value = attribution_ndcg(reference, contrib.abs().mean().to_dict())
+            basis = saved if season.empty else _mean_abs_shap(booster, meta, season)
+            value = attribution_ndcg(basis, _mean_abs_shap(booster, meta, sample))
         rows.append(
             {
                 "signal": "attribution_drift",
                 "feature": "ndcg",
-                "method": "ndcg_mean_abs_shap",
+                "method": "ndcg_mean_abs_shap" + ("" if season.empty else "_same_season"),
                 "week_start": week,
                 "rows": len(chunk),
                 "value": value,
@@ -515,7 +551,7 @@ def region_drift(
             multivariate_drift(inputs.reference, analysis, cols),
             data_quality(inputs.reference, analysis, cols),
             estimated_performance(inputs.holdout, analysis, list(meta["features"])),
-            attribution_drift(booster, meta, analysis, s, previous),
+            attribution_drift(booster, meta, analysis, s, previous, inputs.reference),
         ]
     table = pd.concat([p for p in parts if not p.empty], ignore_index=True)[TABLE_COLUMNS]
     table["region"] = inputs.region

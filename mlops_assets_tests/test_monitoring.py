@@ -707,3 +707,38 @@ def test_attribution_drift_reuses_weeks_whose_sampled_rows_did_not_change(fleets
     same = third["week_start"] != changed_week
     pd.testing.assert_frame_equal(third[same], first[same])
     assert (third.loc[~same, "chunk_hash"] != first.loc[~same, "chunk_hash"]).all()
+
+
+def test_attribution_drift_ranks_a_week_against_the_same_season_a_year_earlier(fleets):
+    fleet = fleets.stationary(0)
+    model = fleet.models[DRIFT_KEY]
+    analysis = fleet.inputs[DRIFT_KEY].analysis
+    analysis = analysis.assign(week_start=week_start(analysis["date"]))
+    week = sorted(analysis["week_start"].unique())[8]
+    this_week = analysis[analysis["week_start"] == week]
+    # last year's same weeks had exactly this week's drivers: no attribution drift, though
+    # the ranking saved from the model's summer holdout differs
+    last_year = this_week.assign(
+        date=this_week["date"] - pd.Timedelta(days=monitoring.SAME_SEASON_DAYS)
+    )
+    same = monitoring.attribution_drift(
+        model.booster, model.meta, this_week, MON, reference=last_year
+    )
+    assert same["method"].tolist() == ["ndcg_mean_abs_shap_same_season"]
+    assert same["value"].iloc[0] == pytest.approx(1.0)
+    saved = monitoring.attribution_drift(model.booster, model.meta, this_week, MON)
+    assert saved["method"].tolist() == ["ndcg_mean_abs_shap"]
+    assert saved["value"].iloc[0] < 0.999
+
+    # a training window that does not reach back a year falls back to the saved ranking
+    short = fleet.inputs[DRIFT_KEY].reference
+    short = short[pd.to_datetime(short["date"]) > pd.Timestamp(week) - pd.Timedelta(days=300)]
+    fallback = monitoring.attribution_drift(
+        model.booster, model.meta, this_week, MON, reference=short
+    )
+    pd.testing.assert_frame_equal(fallback, saved)
+    training = MON.model_copy(update={"attribution_reference": "training"})
+    ignored = monitoring.attribution_drift(
+        model.booster, model.meta, this_week, training, reference=last_year
+    )
+    pd.testing.assert_frame_equal(ignored, saved)
