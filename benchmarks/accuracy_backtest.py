@@ -159,7 +159,6 @@ def main(argv: list[str] | None = None) -> int:
                 "rmspe": r["rmspe"],
                 "mape_reduction_vs_baseline": r["mape_reduction_vs_baseline"],
                 "num_boost_round": r["num_boost_round"],
-                "calibration_factor": r["calibration_factor"],
             }
             for k, r in report["regions"].items()
         },
@@ -182,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, r in entry["regions"].items():
         print(
             f"  {key:<12} MAPE {r['mape']:.2%}  RMSPE {r['rmspe']:.2%}  reduction "
-            f"{r['mape_reduction_vs_baseline']:.1%}  trees {r['num_boost_round']}  "
-            f"calibration x{r['calibration_factor']:.4f}"
+            f"{r['mape_reduction_vs_baseline']:.1%}  trees {r['num_boost_round']}"
         )
 
     print(f"written to {args.out}")

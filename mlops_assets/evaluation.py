@@ -75,7 +75,6 @@ def evaluate_dataset(
                 "seasonal_naive_rmspe": m["seasonal_naive"].get("rmspe"),
                 "hist_avg_dow_mape": m["hist_avg_dow"].get("mape"),
                 "num_boost_round": trained.best_iteration,
-                "calibration_factor": trained.meta["calibration_factor"],
             }
             pooled.append(trained.holdout[trained.holdout["eligible"]].assign(region=region))
             s = trained.split
