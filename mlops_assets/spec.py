@@ -205,14 +205,6 @@ class ModelSettings(_Strict):
         description="fit only on rows with target > 0 (for data where an open day without "
         "sales is a recording anomaly, not demand; keep false where zero demand is real)",
     )
-    point_calibration: Literal["none", "rmspe", "mape"] = Field(
-        "none",
-        description="scale every forecast by one factor per region model, fitted on the "
-        "inner early-stopping window (never the holdout) to minimise this metric there and "
-        "clipped to [0.9, 1.1]: a model fit on log1p(target) forecasts a median-like value, "
-        "while RMSPE and MAPE are minimised below the median. Stored in the model's "
-        "metadata (calibration_factor); none: factor 1",
-    )
 
     @property
     def lgbm_params(self) -> dict[str, float | int | str | bool]:

@@ -36,9 +36,6 @@ MAX_CATEGORY_LEVELS = 1000
 SHAP_SAMPLE_ROWS = 2000
 # the per-tree values a seed bag scales (leaf outputs and, for consistency, node values)
 _SCALED_TREE_FIELDS = ("leaf_value=", "internal_value=")
-# bounds of a fitted point calibration factor: a sanity limit, a larger correction would
-# say the model is wrong rather than its point forecast off-centre
-CALIBRATION_RANGE = (0.9, 1.1)
 
 
 @dataclass(frozen=True)
@@ -102,41 +99,11 @@ def design_matrix(
 
 
 def predict_frame(booster: lgb.Booster, meta: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
-    """Forecasts for feature rows: model output, back-transformed, times the model's point
-    calibration factor (``meta["calibration_factor"]``; 1 when absent, as in models saved
-    before it), 0 on closed days."""
+    """Forecasts for feature rows: model output, back-transformed, 0 on closed days."""
     X = design_matrix(frame, meta["features"], meta["categories"])
     raw = booster.predict(X, num_threads=meta.get("num_threads", 1)) + level_offset(frame, meta)
-    pred = _inverse(raw, meta["target_transform"]) * float(meta.get("calibration_factor", 1.0))
+    pred = _inverse(raw, meta["target_transform"])
     return np.where(eligible_rows(frame).to_numpy(), pred, 0.0)
-
-
-def fit_calibration(
-    actual: np.ndarray, forecast: np.ndarray, metric: str, *, floor: float = 0.0
-) -> float:
-    """The factor ``k`` minimising ``metric`` of the forecasts ``k * forecast`` over the rows
-    whose actual exceeds ``floor``, clipped to ``CALIBRATION_RANGE``; 1.0 for ``none`` or
-    without such rows. With the ratios ``r = forecast / actual``: RMSPE minimises
-    ``sum((1 - k r)^2)``, so ``k = sum(r) / sum(r^2)``; MAPE minimises
-    ``sum(|1 - k r|) = sum(r |1/r - k|)``, so ``k`` is the median of ``1/r`` weighted by
-    ``r``."""
-    if metric == "none":
-        return 1.0
-    if metric not in ("rmspe", "mape"):
-        raise ValueError(f"unknown point calibration {metric!r}")
-    a = np.asarray(actual, dtype=float)
-    f = np.asarray(forecast, dtype=float)
-    keep = np.isfinite(a) & np.isfinite(f) & (a > floor) & (a > 0) & (f > 0)
-    r = f[keep] / a[keep]  # rows forecast 0 weigh nothing in either metric's optimum
-    if r.size == 0:
-        return 1.0
-    if metric == "rmspe":
-        k = float(r.sum() / (r**2).sum())
-    else:
-        order = np.argsort(1.0 / r)
-        cum = np.cumsum(r[order])
-        k = float((1.0 / r[order])[np.searchsorted(cum, cum[-1] / 2)])
-    return float(np.clip(k, *CALIBRATION_RANGE))
 
 
 def level_offset(frame: pd.DataFrame, meta: dict[str, Any]) -> np.ndarray:
@@ -159,10 +126,7 @@ def shap_contributions(
 ) -> pd.DataFrame:
     """Exact TreeSHAP attributions (LightGBM ``pred_contrib``), one column per feature plus
     ``expected_value``, in the model's output space: with a level offset, a row's raw
-    output is ``level_offset + expected_value + sum(contributions)``. They explain the raw
-    output only: the back-transform and the point calibration factor that ``predict_frame``
-    applies after it are not attributed (one constant per model, it changes no
-    attribution)."""
+    output is ``level_offset + expected_value + sum(contributions)``."""
     X = design_matrix(frame, meta["features"], meta["categories"])
     contrib = booster.predict(X, pred_contrib=True)
     return pd.DataFrame(contrib, columns=[*meta["features"], "expected_value"], index=frame.index)
@@ -279,8 +243,6 @@ def prepare_region(
         "level_fallback": float(train["target"].clip(lower=0).mean()),
         "params": params,
         "num_threads": params.get("num_threads", 1),
-        "point_calibration": settings.point_calibration,
-        "calibration_factor": 1.0,  # fitted by train_region_model
     }
     return RegionData(hist, split, ok, columns, cat_cols, categories, meta)
 
@@ -312,16 +274,6 @@ def train_region_model(
     best_iter = max(1, probe.best_iteration or settings.num_boost_round)
     meta["num_boost_round"] = best_iter
     meta["seeds"] = settings.seeds
-    if settings.point_calibration != "none":
-        # fitted on the probe's forecasts of the inner window, never on the holdout; the
-        # probe's forecasts are uncalibrated (factor 1 until here)
-        val = data.val
-        meta["calibration_factor"] = fit_calibration(
-            val["target"].clip(lower=0).to_numpy(float),
-            predict_frame(probe, meta, val),
-            settings.point_calibration,
-            floor=settings.metric_floor,
-        )
 
     def fit(frame: pd.DataFrame) -> lgb.Booster:
         train_set = dataset(frame)

@@ -24,21 +24,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets import training
 from mlops_assets.conditioning import FeatureSet
 from mlops_assets.metrics import regression_metrics
 from mlops_assets.sample_data import SampleConfig, generate
 from mlops_assets.spec import ModelSettings
 from mlops_assets.training import (
     BASELINES,
-    CALIBRATION_RANGE,
     SERIES,
     Split,
     TrainedModel,
     average_boosters,
     baseline_forecasts,
     design_matrix,
-    fit_calibration,
     level_offset,
     predict_frame,
     shap_contributions,
@@ -482,141 +479,3 @@ def test_training_is_deterministic(trained, data):
     assert again.metrics == trained.metrics
     assert again.model_text == trained.model_text
     pd.testing.assert_frame_equal(again.holdout, trained.holdout)
-
-
-# --------------------------------------------------------------------------------------
-# point calibration
-
-RMSPE_CAL = FAST.model_copy(update={"point_calibration": "rmspe"})
-
-
-def _rmspe(actual: np.ndarray, forecast: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((1 - forecast / actual) ** 2)))
-
-
-def _mape(actual: np.ndarray, forecast: np.ndarray) -> float:
-    return float(np.mean(np.abs(1 - forecast / actual)))
-
-
-def test_point_calibration_is_off_by_default_with_factor_one(trained, data):
-    assert SPEC.model.point_calibration == "none"
-    assert trained.meta["point_calibration"] == "none"
-    assert trained.meta["calibration_factor"] == 1.0
-    assert json.loads(trained.meta_json())["calibration_factor"] == 1.0
-    assert fit_calibration(np.array([10.0, 20.0]), np.array([15.0, 30.0]), "none") == 1.0
-
-
-def test_fitted_factors_are_the_rmspe_and_mape_optima_of_biased_forecasts():
-    rng = np.random.default_rng(3)
-    actual = rng.uniform(50, 500, 4000)
-    # a median-unbiased forecast on the log scale, 4% too high, with a wide spread
-    forecast = actual * 1.04 * np.exp(rng.normal(0, 0.2, actual.size))
-    grid = np.linspace(*CALIBRATION_RANGE, 2001)
-    for metric, score in (("rmspe", _rmspe), ("mape", _mape)):
-        k = fit_calibration(actual, forecast, metric)
-        best = grid[np.argmin([score(actual, g * forecast) for g in grid])]
-        assert k == pytest.approx(best, abs=2e-4), metric
-        assert k < 1 / 1.04  # below the median: the spread costs more when too high
-        assert score(actual, k * forecast) < score(actual, forecast), metric
-    # the closed form of RMSPE's optimum
-    r = forecast / actual
-    assert fit_calibration(actual, forecast, "rmspe") == pytest.approx(r.sum() / (r**2).sum())
-
-
-def test_fitted_factor_ignores_rows_at_or_below_the_floor_and_is_clipped():
-    actual = np.array([0.0, 5.0, 100.0, 200.0, np.nan])
-    forecast = np.array([3.0, 50.0, 110.0, 220.0, 10.0])
-    # only the rows above the floor (both forecast 10% high) count
-    assert fit_calibration(actual, forecast, "rmspe", floor=20) == pytest.approx(1 / 1.1)
-    assert fit_calibration(actual, forecast, "mape", floor=20) == pytest.approx(1 / 1.1)
-    assert fit_calibration(actual, forecast * 2, "rmspe", floor=20) == CALIBRATION_RANGE[0]
-    assert fit_calibration(actual, forecast / 2, "mape", floor=20) == CALIBRATION_RANGE[1]
-    assert fit_calibration(actual, forecast, "rmspe", floor=1000) == 1.0  # no rows
-    with pytest.raises(ValueError, match="unknown point calibration"):
-        fit_calibration(actual, forecast, "rmse")
-
-
-def _spy_on_calibration(monkeypatch) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    calls: list[tuple[np.ndarray, np.ndarray, float]] = []
-    real = training.fit_calibration
-
-    def spy(actual, forecast, metric, *, floor=0.0):
-        k = real(actual, forecast, metric, floor=floor)
-        calls.append((np.asarray(actual), np.asarray(forecast), k))
-        return k
-
-    monkeypatch.setattr(training, "fit_calibration", spy)
-    return calls
-
-
-def test_calibration_is_fitted_on_the_inner_window_and_scales_every_forecast(
-    tmp_path_factory, monkeypatch
-):
-    """A region whose inner-window sales fall 8% below what the training window predicts:
-    the factor is the RMSPE optimum of the inner window's forecasts, lowers their RMSPE,
-    and scales the holdout forecasts (and the saved artifact's) of unchanged boosters."""
-    frames, fs = sample_features(tmp_path_factory)
-    features = frames["Nord"]  # its uncalibrated forecasts are unbiased (factor ~1.00)
-    s = trained_model(tmp_path_factory, "Nord").split
-    dates = pd.to_datetime(features["date"])
-    in_val = ~features["is_future"].astype(bool) & dates.between(s.val_start, s.val_end)
-    biased = features.copy()
-    biased.loc[in_val, "target"] *= 0.92
-    calls = _spy_on_calibration(monkeypatch)
-    off = train_region_model(biased, fs, SPEC, settings=FAST)
-    assert calls == []  # nothing fitted when off
-    cal = train_region_model(biased, fs, SPEC, settings=RMSPE_CAL)
-
-    ((actual, forecast, k),) = calls
-    assert cal.meta["point_calibration"] == "rmspe" and cal.meta["calibration_factor"] == k
-    val = history(biased)
-    val = val[val["date"].between(s.val_start, s.val_end) & (val["open"] == 1)]
-    val = val.sort_values(["date", *SERIES])  # as training orders its rows
-    np.testing.assert_array_equal(actual, val["target"].clip(lower=0).to_numpy())
-    pos = actual > FAST.metric_floor
-    a, f = actual[pos], forecast[pos]
-    assert CALIBRATION_RANGE[0] < k < 0.97
-    grid = np.linspace(*CALIBRATION_RANGE, 2001)
-    assert k == pytest.approx(grid[np.argmin([_rmspe(a, g * f) for g in grid])], abs=2e-4)
-    assert _rmspe(a, k * f) < _rmspe(a, f) - 0.01
-    # same boosters, forecasts scaled by the factor
-    assert cal.model_text == off.model_text
-    np.testing.assert_allclose(cal.holdout["model"], k * off.holdout["model"], rtol=1e-12)
-    scored = cal.holdout[cal.holdout["eligible"]]
-    assert cal.metrics["model"]["rmspe"] == pytest.approx(
-        regression_metrics(scored["actual"], scored["model"], floor=FAST.metric_floor)["rmspe"]
-    )
-    # the registry's text model and JSON metadata reproduce the calibrated forecasts
-    booster = lgb.Booster(model_str=cal.model_text)
-    meta = json.loads(cal.meta_json())
-    assert meta["calibration_factor"] == k
-    np.testing.assert_allclose(
-        predict_frame(booster, meta, features),
-        k * predict_frame(off.booster, off.meta, features),
-        rtol=1e-12,
-    )
-
-
-def test_calibration_never_sees_the_holdout_actuals(data, monkeypatch):
-    features, fs = data
-    cal = train_region_model(features, fs, SPEC, settings=RMSPE_CAL)
-    dates = pd.to_datetime(features["date"])
-    in_holdout = ~features["is_future"].astype(bool) & (dates >= cal.split.holdout_start)
-    scrambled = features.copy()
-    rng = np.random.default_rng(11)
-    scrambled.loc[in_holdout, "target"] = rng.uniform(0, 5000, in_holdout.sum()).round()
-    again = train_region_model(scrambled, fs, SPEC, settings=RMSPE_CAL)
-    assert cal.meta["calibration_factor"] != 1.0
-    assert again.meta["calibration_factor"] == cal.meta["calibration_factor"]
-    np.testing.assert_array_equal(again.holdout["model"], cal.holdout["model"])
-
-
-def test_models_saved_before_calibration_still_load_and_predict(trained, data):
-    features, _ = data
-    booster = lgb.Booster(model_str=trained.model_text)
-    meta = json.loads(trained.meta_json())
-    del meta["calibration_factor"], meta["point_calibration"]
-    np.testing.assert_array_equal(
-        predict_frame(booster, meta, features),
-        predict_frame(trained.booster, trained.meta, features),
-    )
