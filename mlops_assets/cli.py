@@ -380,6 +380,11 @@ def cmd_drill(args: argparse.Namespace) -> int:
             drift_week=args.drift_week,
             drift_kind=args.drift_kind,
             seed=args.seed,
+            **{
+                name: value
+                for name in ("weather_shift", "level_shift")
+                if (value := getattr(args, name)) is not None
+            },
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -575,6 +580,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--drift-kind",
         default="weather_and_level",
         choices=["weather_shift", "level_shift", "promo_effect_loss", "weather_and_level"],
+    )
+    p.add_argument(
+        "--weather-shift",
+        type=float,
+        help="degrees C added to the region's temperature (weather kinds; default 10)",
+    )
+    p.add_argument(
+        "--level-shift",
+        type=float,
+        help="relative demand change, 0.6 = +60%% (level kinds; default 0.6)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", action="store_true", help="keep the temporary workspace")

@@ -82,3 +82,24 @@ def test_drill_config_is_validated():
 def test_result_is_json(drill):
     text = json.dumps(drill)
     assert '"drift_alert_weeks"' in text and '"notifications"' in text
+
+
+def test_drill_command_passes_the_drift_magnitudes(tmp_path, monkeypatch):
+    import mlops_assets.defs.drill as drill_module
+
+    seen: list[DrillConfig] = []
+
+    def fake_run(cfg, keep=False):
+        seen.append(cfg)
+        return {"regions": {}, "notifications": []}
+
+    monkeypatch.setattr(drill_module, "run_drill", fake_run)
+    out = tmp_path / "drill.json"
+    args = ["drill", "--weather-shift", "20", "--level-shift", "0.3", "--out", str(out)]
+    assert main(args) == 0
+    assert (seen[-1].weather_shift, seen[-1].level_shift) == (20.0, 0.3)
+    assert main(["drill", "--out", str(out)]) == 0  # defaults come from DrillConfig
+    assert (seen[-1].weather_shift, seen[-1].level_shift) == (
+        DrillConfig.weather_shift,
+        DrillConfig.level_shift,
+    )
