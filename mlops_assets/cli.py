@@ -578,13 +578,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drift-week", type=int, default=2, help="first drifted week (1-based)")
     p.add_argument(
         "--drift-kind",
-        default="weather_and_level",
+        default="weather_shift",
         choices=["weather_shift", "level_shift", "promo_effect_loss", "weather_and_level"],
     )
     p.add_argument(
         "--weather-shift",
         type=float,
-        help="degrees C added to the region's temperature (weather kinds; default 10)",
+        help="degrees C added to the region's temperature (weather kinds; default 20)",
     )
     p.add_argument(
         "--level-shift",
