@@ -12,7 +12,7 @@ import pandas as pd
 from mlops_assets.conditioning import FeatureSet
 from mlops_assets.gate import GateResult, evaluate_gate
 from mlops_assets.metrics import regression_metrics
-from mlops_assets.registry import ModelRegistry, ModelVersion, decide_status
+from mlops_assets.registry import RECALIBRATION, TUNING, ModelRegistry, ModelVersion, decide_status
 from mlops_assets.spec import DatasetSpec, ModelSettings
 from mlops_assets.training import TrainedModel, predict_frame, train_region_model
 from mlops_assets.version import code_version
@@ -102,7 +102,16 @@ def train_and_register(
     settings: ModelSettings | None = None,
     extra_record: dict[str, Any] | None = None,
 ) -> TrainingOutcome:
-    """Train, compare with the approved model, gate, and register with the policy status."""
+    """Train, compare with the approved model, gate, and register with the policy status.
+
+    A recalibration keeps the tuned parameters a person approved (see ``reviewed_params``)."""
+    carried: dict[str, Any] = {}
+    if source == RECALIBRATION:
+        tuned, origin = approved_tuned_params(registry, region)
+        if tuned:
+            base = settings or spec.model
+            settings = base.model_copy(update={"params": {**base.params, **tuned}})
+            carried = {"tuned_params": tuned, "tuned_params_from": origin}
     trained = train_region_model(features, feature_set, spec, settings=settings)
     floor = (settings or spec.model).metric_floor
     approved = compare_with_approved(registry, region, features, trained, spec, floor=floor)
@@ -138,6 +147,7 @@ def train_and_register(
             "basis": approved.basis,
             "candidate_value": approved.candidate_value,
         },
+        **carried,
         **(extra_record or {}),
     }
     version = registry.register(
@@ -150,3 +160,18 @@ def train_and_register(
         actor=f"run:{run_id}",
     )
     return TrainingOutcome(trained, gate, version, approved)
+
+
+def approved_tuned_params(
+    registry: ModelRegistry, region: str
+) -> tuple[dict[str, Any], str | None]:
+    """The tuned parameters behind the region's approved model, and the version that found
+    them: approving a tuning result is the review that makes its parameters the region's
+    reviewed ones, so weekly recalibrations keep them (merged over the spec's) until a
+    version without them is approved or rolled back to."""
+    mv = registry.latest_approved(region)
+    if mv is None:
+        return {}, None
+    if mv.record.get("source") == TUNING:
+        return dict((mv.record.get("tuning") or {}).get("best_params") or {}), mv.label
+    return dict(mv.record.get("tuned_params") or {}), mv.record.get("tuned_params_from")

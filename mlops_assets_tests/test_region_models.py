@@ -263,3 +263,51 @@ def test_an_approved_model_that_saw_part_of_the_holdout_is_compared_on_the_days_
     assert rule.values["compared_value"] == pytest.approx(candidate, rel=1e-9)
     assert rule.passed == (candidate <= approved * (1 + SPEC.gate.tolerance_vs_approved))
     assert "holdout days after Sud:v1" in rule.message
+
+
+# --------------------------------------------------------------------------------------
+# tuned parameters a person approved
+
+
+def test_recalibrations_keep_the_tuned_parameters_a_person_approved(tmp_path, data):
+    features, fs = data
+    lenient = LENIENT.model_copy(
+        update={"gate": LENIENT.gate.model_copy(update={"tolerance_vs_approved": 10.0})}
+    )
+    registry = registry_at(tmp_path)
+    first = run(registry, features, fs, "run-1")
+    assert "tuned_params" not in first.version.record
+    tuned = {"num_leaves": 7, "max_depth": 4}
+    found = train_and_register(
+        features,
+        fs,
+        lenient,
+        registry,
+        REGION,
+        run_id="run-tune",
+        features_version="f",
+        source="tuning",
+        settings=FAST.model_copy(update={"params": {**FAST.params, **tuned}}),
+        extra_record={"tuning": {"best_params": tuned}},
+    )
+    assert found.version.status == PENDING
+    # pending: the weekly recalibration still uses the reviewed parameters of the spec
+    pending = run(registry, features, fs, "run-2", spec=lenient)
+    assert "tuned_params" not in pending.version.record
+    assert pending.version.record["hyperparameters"].get("num_leaves") != 7
+
+    registry.approve(REGION, found.version.version, actor="alice", reason="reviewed")
+    for run_id in ("run-3", "run-4"):  # carried from the tuning result, then onwards
+        out = run(registry, features, fs, run_id, spec=lenient)
+        assert out.version.status == APPROVED
+        assert out.version.record["tuned_params"] == tuned
+        assert out.version.record["tuned_params_from"] == found.version.label
+        params = out.version.record["hyperparameters"]
+        assert (params["num_leaves"], params["max_depth"]) == (7, 4)
+        assert out.trained.meta["params"]["num_leaves"] == 7
+
+    # rolling back to a version trained with the spec's parameters drops them again
+    registry.rollback(REGION, first.version.version, actor="alice", reason="back to v1")
+    back = run(registry, features, fs, "run-5", spec=lenient)
+    assert "tuned_params" not in back.version.record
+    assert back.version.record["hyperparameters"].get("num_leaves") != 7
