@@ -60,6 +60,10 @@ def test_rossmann_spec_loads(rossmann_spec: DatasetSpec) -> None:
     assert len(set(weather.region_from_filename.values())) == 12
     assert rossmann_spec.source("sales").columns["target"].source == "Sales"
     assert all(lag >= rossmann_spec.horizon for lag in rossmann_spec.target_lags)
+    # late ground truth arrives in train.csv's own format
+    actuals, sales = rossmann_spec.source("actuals"), rossmann_spec.source("sales")
+    assert actuals.kind == "actuals" and list(actuals.files) == ["actuals/*.csv"]
+    assert actuals.columns == sales.columns
 
 
 def test_shipped_name_wins_over_a_folder_of_that_name_in_the_working_dir(

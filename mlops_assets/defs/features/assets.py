@@ -30,7 +30,8 @@ def build_features_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         deps=[raw_asset_key(source) for source in spec.sources],
         kinds={"duckdb", "parquet"},
         description=(
-            "One region's conditioned feature table: sales joined with the store master, "
+            "One region's conditioned feature table: the ground truth (sales, with any "
+            "later actuals winning over the same rows) joined with the store master, "
             "weather, events and the known future calendar, plus calendar features and "
             f"target lags/rolling means that end at least the horizon ({spec.horizon} "
             "periods) before each row, so multi-step forecasts never see future actuals."
