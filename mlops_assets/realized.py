@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.metrics import regression_metrics
+from mlops_assets.monitoring import week_start
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.training import eligible_rows
 from mlops_assets.warehouse import connect, has_view
@@ -139,7 +140,7 @@ def weekly_realized(
     actual yet are left out (there is nothing realized to report); a partly observed
     week is kept and says so in ``days_with_actuals``."""
     rows = _prepared(forecasts, actuals)
-    rows["week_start"] = rows["date"] - pd.to_timedelta(rows["date"].dt.dayofweek, unit="D")
+    rows["week_start"] = week_start(rows["date"])
     candidates = rows[rows["origin"] < rows["week_start"]]
     live = candidates.groupby("week_start")["origin"].transform("max")
     chosen = candidates[candidates["origin"] == live]
