@@ -402,17 +402,28 @@ def reference_csv(frame: pd.DataFrame) -> str:
 def read_reference_csv(text: str, categorical: list[str]) -> pd.DataFrame:
     """The reference frame of ``reference_csv``: ``categorical`` columns (the model meta's
     list, series keys included) as text, whatever their values look like (a store "1",
-    a holiday "0"); dates as datetime; numbers and flags as the CSV reads them (integers,
-    floats, booleans). An empty cell is missing."""
+    a holiday "0"), missing as None like the Parquet feature table's; dates as datetime;
+    numbers and flags as the CSV reads them (integers, floats, booleans). An empty cell is
+    missing."""
+    text_columns = [*SERIES, *categorical]
     frame = pd.read_csv(
         io.StringIO(text),
-        dtype=dict.fromkeys([*SERIES, *categorical], str),
+        dtype=dict.fromkeys(text_columns, str),
         keep_default_na=False,
         na_values=[""],
         float_precision="round_trip",
     )
+    for col in frame.columns.intersection(text_columns):
+        frame[col] = _text(frame[col])
     frame["date"] = pd.to_datetime(frame["date"], format="%Y-%m-%d")
     return frame
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Values as str objects, missing as None: nannyml's unseen-values check tells a None
+    (what Parquet text columns read as) from a NaN, so both sides must agree."""
+    out = values.map(str, na_action="ignore").astype(object)
+    return out.where(out.notna(), None)
 
 
 def like_dtypes(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
@@ -420,27 +431,27 @@ def like_dtypes(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
     reference against the feature table it is compared with): nannyml treats object /
     category columns as categorical and numbers as continuous, so a mismatch would
     silently change its methods. A text column (object, string, category) takes the
-    values as text; a numeric one is cast from numbers only, and an integer column with
-    gaps or non-integral values stays float. ``date`` is left alone."""
+    values as text, missing as None; a numeric one is cast from numbers only, and an
+    integer column with gaps or non-integral values stays float. ``date`` is left alone."""
     out = frame.copy()
     for col in out.columns.intersection(like.columns).drop("date", errors="ignore"):
         want, have = like[col].dtype, out[col]
         numeric = pd.api.types.is_numeric_dtype(have.dtype)
-        if have.dtype == want:
+        as_object = pd.api.types.is_object_dtype(want)
+        if as_object or isinstance(want, pd.CategoricalDtype | pd.StringDtype):
+            text = _text(have)
+            out[col] = text if as_object else text.astype(want)
+        elif have.dtype == want:
             continue
-        if pd.api.types.is_bool_dtype(want):
+        elif pd.api.types.is_bool_dtype(want):
             if numeric and have.notna().all():
                 out[col] = have.astype(bool)
-        elif pd.api.types.is_numeric_dtype(want):
-            if numeric:
-                values = have.astype(float)
-                exact = pd.api.types.is_float_dtype(want) or (
-                    values.notna().all() and (values == values.round()).all()
-                )
-                out[col] = values.astype(want) if exact else values
-        else:  # object, string, category
-            text = have.map(str, na_action="ignore").astype(object)
-            out[col] = text if pd.api.types.is_object_dtype(want) else text.astype(want)
+        elif pd.api.types.is_numeric_dtype(want) and numeric:
+            values = have.astype(float)
+            exact = pd.api.types.is_float_dtype(want) or (
+                values.notna().all() and (values == values.round()).all()
+            )
+            out[col] = values.astype(want) if exact else values
     return out
 
 

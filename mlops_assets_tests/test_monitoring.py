@@ -51,8 +51,10 @@ from mlops_assets.spec import MonitoringSettings, load_spec
 from mlops_assets.training import (
     TrainedModel,
     eligible_rows,
+    like_dtypes,
     predict_frame,
     read_reference_csv,
+    reference_csv,
     train_region_model,
 )
 from mlops_assets.warehouse import connect, regions_with_sales
@@ -761,6 +763,33 @@ def test_the_saved_reference_survives_a_recomputation_of_the_training_window(fle
     before = _by_key(fleet.inputs[DRIFT_KEY].holdout)
     np.testing.assert_array_equal(held["temperature_c"], before["temperature_c"])
     np.testing.assert_array_equal(held["y_pred"], before["y_pred"])
+
+
+def test_missing_text_in_a_saved_reference_is_no_unseen_value():
+    # the feature table reads missing text as None; nannyml's unseen-values check tells
+    # None from NaN, so the reference read back from CSV must hold None as well
+    days = pd.date_range("2024-01-01", periods=28)
+    table = pd.DataFrame(
+        {"date": days.date, "store": "S1", "item": "I1", "event": ["Rain", None] * 14,
+         "target": 1.0, "open": 1, "is_future": False}
+    )  # fmt: skip
+    saved = read_reference_csv(reference_csv(table.iloc[:14]), ["event"])
+    saved = like_dtypes(saved, table).assign(date=pd.to_datetime(saved["date"]))
+    analysis = table.iloc[14:].assign(date=pd.to_datetime(table["date"].iloc[14:]))
+    cols = monitoring.MonitoredColumns(
+        numeric=[], categorical=["event"], ignored=[], region_level=[]
+    )
+
+    def unseen(reference: pd.DataFrame) -> pd.Series:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dq = monitoring.data_quality(reference, analysis, cols)
+        return dq.loc[dq["method"] == "unseen_values", "value"]
+
+    assert saved["event"].tolist()[:2] == ["Rain", None]
+    assert len(unseen(saved)) == 2 and (unseen(saved) == 0).all()
+    with_nan = saved.assign(event=saved["event"].where(saved["event"].notna(), np.nan))
+    assert (unseen(with_nan) > 0).all()  # what a NaN would have done
 
 
 def test_attribution_drift_reuses_weeks_whose_sampled_rows_did_not_change(fleets, monkeypatch):

@@ -510,6 +510,7 @@ def test_reference_rows_are_stored_with_the_model_and_come_back_equal(reg: Model
     loaded = reg.load_reference(reg.latest_approved("Nord"))
     # categorical columns (the meta's list) as text, not parsed as numbers
     pd.testing.assert_frame_equal(loaded, frame, check_exact=True)
+    assert loaded["state_holiday"].tolist() == ["0", "a", None]  # None as Parquet has it
     assert reg.load_artifacts(mv)[0] == FAKE_MODEL  # model and meta load as before
 
 
