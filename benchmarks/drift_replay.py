@@ -48,7 +48,13 @@ from mlops_assets.monitoring import (
     week_start,
 )
 from mlops_assets.spec import load_spec
-from mlops_assets.training import eligible_rows, predict_frame, train_region_model
+from mlops_assets.training import (
+    eligible_rows,
+    like_dtypes,
+    predict_frame,
+    read_reference_csv,
+    train_region_model,
+)
 from mlops_assets.warehouse import connect, regions_with_sales
 from mlops_assets.workspace import Workspace
 
@@ -74,14 +80,20 @@ def build_workspace(source: Path, root: Path, spec, regions: list[str] | None = 
 
 
 def region_model(ws, fs, spec, region: str, t0: pd.Timestamp, cache: Path | None):
-    """The region's model trained on data up to ``t0`` (cached as LightGBM text + JSON)."""
+    """The region's model trained on data up to ``t0`` (cached as LightGBM text + JSON,
+    with its monitoring reference as CSV; a cache without one has ``reference`` None)."""
     folder = cache / f"{spec.name}-{t0.date()}-{region}" if cache else None
     if folder and (folder / "model.txt").exists():
+        meta = json.loads((folder / "meta.json").read_text())
+        saved = folder / "reference.csv"
         return SimpleNamespace(
             booster=lgb.Booster(model_str=(folder / "model.txt").read_text()),
-            meta=json.loads((folder / "meta.json").read_text()),
+            meta=meta,
             holdout=pd.read_parquet(folder / "holdout.parquet"),
             metrics=json.loads((folder / "metrics.json").read_text()),
+            reference=read_reference_csv(saved.read_text(), meta["categorical"])
+            if saved.exists()
+            else None,
         )
     feats = pd.read_parquet(ws.features_path(region))
     feats = feats[(~feats["is_future"].astype(bool)) & (pd.to_datetime(feats["date"]) <= t0)]
@@ -92,6 +104,7 @@ def region_model(ws, fs, spec, region: str, t0: pd.Timestamp, cache: Path | None
         (folder / "meta.json").write_text(trained.meta_json())
         trained.holdout.to_parquet(folder / "holdout.parquet")
         (folder / "metrics.json").write_text(json.dumps(trained.metrics, default=str))
+        (folder / "reference.csv").write_text(trained.reference_csv())
     return trained
 
 
@@ -136,7 +149,10 @@ def monitor(
         feats = feats[~feats["is_future"].astype(bool)]
         feats["date"] = pd.to_datetime(feats["date"])
         ok = eligible_rows(feats) & (feats["target"] > 0)
-        ref = feats[ok & (feats["date"] <= t0)]
+        # the reference: the rows the model was fitted on, as saved with it (as drift_report
+        # reads them from the registry); the current features only for an older cache
+        known = feats if trained.reference is None else like_dtypes(trained.reference, feats)
+        ref = known[eligible_rows(known) & (known["target"] > 0) & (known["date"] <= t0)]
         ana = feats[ok & (feats["date"] > t0) & (feats["date"] <= end)].copy()
         ana["y_pred"] = predict_frame(trained.booster, meta, ana)
         ana["y_true"] = ana["target"]

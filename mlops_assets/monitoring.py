@@ -49,7 +49,7 @@ from mlops_assets.spec import (
     DatasetSpec,
     MonitoringSettings,
 )
-from mlops_assets.training import eligible_rows, predict_frame, shap_contributions
+from mlops_assets.training import eligible_rows, like_dtypes, predict_frame, shap_contributions
 from mlops_assets.workspace import Workspace
 
 WEEK_OFFSET = "W"  # pandas W-SUN periods: weeks run Monday..Sunday
@@ -487,25 +487,37 @@ def monitoring_inputs(
     meta: dict[str, Any],
     spec: DatasetSpec,
     region_inputs: pd.DataFrame | None = None,
+    saved_reference: pd.DataFrame | None = None,
 ) -> RegionMonitoringInputs:
     """Reference, recent weeks and holdout of one region from its feature table and the
     model that serves it.
 
-    Reference: the model's training window. Analysis: rows after it (history with actuals
-    and known-future rows without), at most ``max_analysis_weeks`` recent weeks, scored by
-    the model. Only rows the model is judged on count (open days; positive targets where
-    the spec trains on those only)."""
-    frame = features.copy()
-    frame["date"] = pd.to_datetime(frame["date"])
-    frame = frame[eligible_rows(frame)]
-    future = frame["is_future"].astype(bool)
-    truth = frame["target"].where(~future)
-    if spec.model.train_on_positive_target:
-        truth = truth.where(truth > 0)
-    frame["y_true"] = truth.clip(lower=0)
+    Reference: the rows the model was fitted on, ``saved_reference`` (saved with it, see
+    ``ModelRegistry.load_reference``; cast to the feature table's dtypes so nannyml treats
+    every column alike on both sides), else the feature table's rows of the training window
+    (models registered without one: a corrected history or recomputed features then
+    change it). Analysis: rows after the window (history with actuals and known-future
+    rows without), at most ``max_analysis_weeks`` recent weeks, scored by the model. Only
+    rows the model is judged on count (open days; positive targets where the spec trains
+    on those only). Holdout: the model's out-of-sample forecasts with the inputs and
+    actuals of those rows, from the same source as the reference."""
+
+    def judged(rows: pd.DataFrame) -> pd.DataFrame:
+        rows = rows.copy()
+        rows["date"] = pd.to_datetime(rows["date"])
+        rows = rows[eligible_rows(rows)]
+        future = rows.get("is_future", pd.Series(False, index=rows.index)).astype(bool)
+        truth = rows["target"].where(~future)
+        if spec.model.train_on_positive_target:
+            truth = truth.where(truth > 0)
+        rows["y_true"] = truth.clip(lower=0)
+        return rows
+
+    frame = judged(features)
     train_min = pd.Timestamp(meta["train_date_min"])
     train_max = pd.Timestamp(meta["train_date_max"])
-    reference = frame[frame["date"].between(train_min, train_max) & frame["y_true"].notna()]
+    known = judged(like_dtypes(saved_reference, features)) if saved_reference is not None else frame
+    reference = known[known["date"].between(train_min, train_max) & known["y_true"].notna()]
     analysis = frame[frame["date"] > train_max].copy()
     if len(analysis):
         weeks = week_start(analysis["date"])
@@ -515,7 +527,8 @@ def monitoring_inputs(
     held = pd.DataFrame(meta.get("holdout_forecasts") or {})
     if len(held):
         held["date"] = pd.to_datetime(held["date"])
-        keys = frame.assign(store=frame["store"].astype(str), item=frame["item"].astype(str))
+        # the holdout's inputs and actuals as the model was trained on them (its last weeks)
+        keys = known.assign(store=known["store"].astype(str), item=known["item"].astype(str))
         held = keys.merge(
             held.rename(columns={"prediction": "y_pred"}), on=["store", "item", "date"]
         )

@@ -158,6 +158,7 @@ def train_and_register(
         status=status,
         reasons=[f"{g.name}: {g.message}" for g in gate if not g.passed],
         actor=f"run:{run_id}",
+        reference_csv=trained.reference_csv(),
     )
     return TrainingOutcome(trained, gate, version, approved)
 

@@ -53,7 +53,11 @@ replay archives the previous approved version as soon as it sees the approval.
 Artifacts (the LightGBM text model and its JSON metadata) go through a
 :class:`~mlops_assets.model_store.ModelStore` at ``<region>/<NNNN>/model.txt`` and
 ``<region>/<NNNN>/model.json``; their SHA-256 is recorded and checked on load. Nothing
-is pickled.
+is pickled. Optionally a third, ``<region>/<NNNN>/reference.csv``: the rows the model was
+fitted on, as monitoring compares new data with them (frozen with the model, so a later
+correction or recomputation of the feature table does not move the reference); versions
+registered without it (older models) have none and monitoring falls back to the feature
+table's rows of the training window.
 """
 
 from __future__ import annotations
@@ -75,6 +79,8 @@ from mlops_assets.naming import is_safe_key, require_safe_key
 from mlops_assets.workspace import atomic_write_json
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from mlops_assets.workspace import Workspace
 
 PENDING = "pending_approval"
@@ -90,7 +96,9 @@ SOURCES = (RECALIBRATION, TUNING)
 
 MODEL_FILE = "model.txt"
 META_FILE = "model.json"
-ARTIFACT_FILES = (MODEL_FILE, META_FILE)
+ARTIFACT_FILES = (MODEL_FILE, META_FILE)  # every version has them
+REFERENCE_FILE = "reference.csv"  # optional: the monitoring reference (CSV text)
+OPTIONAL_ARTIFACT_FILES = (REFERENCE_FILE,)
 
 _EVENTS = "events.jsonl"
 _LOCK = ".lock"
@@ -135,7 +143,7 @@ class ModelVersion:
     created_at: str
     actor: str
     reasons: list[str]
-    artifacts: dict[str, str]  # artifact name ("model.txt", "model.json") -> URI
+    artifacts: dict[str, str]  # artifact name ("model.txt", "model.json", ...) -> URI
     record: dict[str, Any]
     checksums: dict[str, str] = field(default_factory=dict)  # artifact name -> sha256
 
@@ -173,8 +181,9 @@ class ModelVersion:
 
 def artifact_key(region: str, version: int, name: str) -> str:
     """The store key of one artifact: ``<region>/<NNNN>/<name>``."""
-    if name not in ARTIFACT_FILES:
-        raise ValueError(f"unknown artifact {name!r}; expected one of {ARTIFACT_FILES}")
+    known = (*ARTIFACT_FILES, *OPTIONAL_ARTIFACT_FILES)
+    if name not in known:
+        raise ValueError(f"unknown artifact {name!r}; expected one of {known}")
     return f"{require_safe_key(region)}/{_check_version(version):04d}/{name}"
 
 
@@ -229,17 +238,33 @@ class ModelRegistry:
 
     def load_artifacts(self, mv: ModelVersion) -> tuple[str, dict[str, Any]]:
         """The model text (for ``lightgbm.Booster(model_str=...)``) and its metadata."""
-        data = {}
-        for name in ARTIFACT_FILES:
-            raw = self.store.get(artifact_key(mv.region, mv.version, name))
-            expected = mv.checksums.get(name)
-            if expected is not None and hashlib.sha256(raw).hexdigest() != expected:
-                raise RegistryError(
-                    f"{mv.label}: artifact {name} does not match the checksum recorded at "
-                    "registration; refusing to load it"
-                )
-            data[name] = raw.decode("utf-8")
+        data = {name: self._read_artifact(mv, name) for name in ARTIFACT_FILES}
         return data[MODEL_FILE], json.loads(data[META_FILE])
+
+    def load_reference(self, mv: ModelVersion) -> pd.DataFrame | None:
+        """The monitoring reference saved with ``mv`` (its fitted rows, categorical
+        columns as text, dates as datetime), or ``None`` if it was registered without one.
+        Its checksum is required and checked, as is the metadata's that types it."""
+        if REFERENCE_FILE not in mv.artifacts:
+            return None
+        if REFERENCE_FILE not in mv.checksums:
+            raise RegistryError(f"{mv.label}: {REFERENCE_FILE} has no recorded checksum")
+        from mlops_assets.training import read_reference_csv
+
+        text = self._read_artifact(mv, REFERENCE_FILE)
+        meta = json.loads(self._read_artifact(mv, META_FILE))
+        return read_reference_csv(text, list(meta.get("categorical", [])))
+
+    def _read_artifact(self, mv: ModelVersion, name: str) -> str:
+        """One artifact's text, refused if it does not match its recorded checksum."""
+        raw = self.store.get(artifact_key(mv.region, mv.version, name))
+        expected = mv.checksums.get(name)
+        if expected is not None and hashlib.sha256(raw).hexdigest() != expected:
+            raise RegistryError(
+                f"{mv.label}: artifact {name} does not match the checksum recorded at "
+                "registration; refusing to load it"
+            )
+        return raw.decode("utf-8")
 
     # ---------------------------------------------------------------- mutations
 
@@ -253,11 +278,14 @@ class ModelRegistry:
         status: str,
         reasons: list[str],
         actor: str,
+        reference_csv: str | None = None,
     ) -> ModelVersion:
         """Store a new version of ``region`` (numbered 1, 2, ...) with its artifacts.
 
         ``status`` is ``pending_approval``, ``approved`` or ``rejected`` (usually from
         :func:`decide_status`); registering as approved archives the approved version.
+        ``reference_csv``: the monitoring reference (``TrainedModel.reference_csv()``),
+        stored as ``reference.csv`` with its checksum when given.
         """
         require_safe_key(region)
         if status not in REGISTRABLE:
@@ -272,6 +300,10 @@ class ModelRegistry:
             raise ValueError(f"model_text of {region} is empty; expected a text model")
         if not isinstance(model_meta, dict) or not isinstance(record, dict):
             raise TypeError("model_meta and record must be dicts")
+        if reference_csv is not None and (
+            not isinstance(reference_csv, str) or not reference_csv.strip()
+        ):
+            raise ValueError(f"reference_csv of {region} must be non-empty CSV text or None")
         source = record.get("source")
         if source is not None and source not in SOURCES:
             raise ValueError(f"record source {source!r} is not one of {SOURCES}")
@@ -279,6 +311,8 @@ class ModelRegistry:
             MODEL_FILE: model_text.encode("utf-8"),
             META_FILE: json.dumps(model_meta, indent=2, sort_keys=True, default=str).encode(),
         }
+        if reference_csv is not None:
+            blobs[REFERENCE_FILE] = reference_csv.encode("utf-8")
 
         with self._locked(region):
             events = self._recover(region)

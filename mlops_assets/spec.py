@@ -384,6 +384,12 @@ class MonitoringSettings(_Strict):
         "shows every other week (promotions in a fortnightly rhythm) would never persist",
     )
     max_analysis_weeks: int = Field(26, ge=1, description="weeks of recent data examined")
+    reference_max_rows: int = Field(
+        200_000,
+        ge=1000,
+        description="the monitoring reference saved with each model (reference.csv) holds "
+        "at most this many of its fitted rows: above it, a seeded sample of every week",
+    )
 
 
 class DatasetSpec(_Strict):

@@ -18,6 +18,7 @@ seasonal naive (the last value of the same weekday before the origin).
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,6 +147,8 @@ class TrainedModel:
     train_rows: int
     best_iteration: int
     summary: dict[str, Any] = field(default_factory=dict)
+    # the rows the artifact was fitted on, as monitoring reads them (``reference_rows``)
+    reference: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def model_text(self) -> str:
@@ -153,6 +156,10 @@ class TrainedModel:
 
     def meta_json(self) -> str:
         return json.dumps(self.meta, sort_keys=True, default=str)
+
+    def reference_csv(self) -> str | None:
+        """The monitoring reference as the registry stores it (None if there is none)."""
+        return reference_csv(self.reference) if len(self.reference) else None
 
 
 @dataclass
@@ -253,9 +260,14 @@ def train_region_model(
     spec: DatasetSpec,
     *,
     settings: ModelSettings | None = None,
+    reference_max_rows: int | None = None,
 ) -> TrainedModel:
-    """Fit, evaluate and refit one region's model from its feature table."""
+    """Fit, evaluate and refit one region's model from its feature table; the fitted rows
+    (at most ``reference_max_rows``, default the spec's monitoring setting; see
+    ``reference_rows``) are kept as the monitoring reference."""
     settings = settings or spec.model
+    if reference_max_rows is None:
+        reference_max_rows = spec.monitoring.reference_max_rows
     data = prepare_region(features, feature_set, spec, settings=settings)
     hist, split, meta, ok = data.hist, data.split, data.meta, data.usable
     params = meta["params"]
@@ -329,6 +341,8 @@ def train_region_model(
     meta["train_rows"] = int(len(all_rows))
     meta["train_date_min"] = str(all_rows["date"].min().date())
     meta["train_date_max"] = str(all_rows["date"].max().date())
+    reference = reference_rows(all_rows, meta, reference_max_rows)
+    meta["reference"] = {"rows": len(reference), "max_rows": int(reference_max_rows)}
     return TrainedModel(
         booster=final,
         meta=meta,
@@ -339,7 +353,106 @@ def train_region_model(
         dq_baseline=meta["dq_baseline"],
         train_rows=int(len(all_rows)),
         best_iteration=best_iter,
+        reference=reference,
     )
+
+
+def reference_columns(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
+    """What monitoring reads from reference rows: the date, the series keys, the model's
+    features, the target and the columns deciding which rows count (``open``,
+    ``is_future``)."""
+    wanted = ["date", *SERIES, *meta["features"], "target", "open", "is_future"]
+    return [c for c in dict.fromkeys(wanted) if c in frame.columns]
+
+
+def reference_rows(rows: pd.DataFrame, meta: dict[str, Any], max_rows: int) -> pd.DataFrame:
+    """The monitoring reference frozen with a model: its fitted ``rows`` with the columns
+    of ``reference_columns``, so later corrections or recomputed features never change what
+    the model is compared with. Above ``max_rows`` (artifacts stay bounded) a seeded sample
+    of each Monday..Sunday week in proportion to its rows, every week keeping at least one:
+    the seasons the model learned stay represented and the same rows give the same sample."""
+    if max_rows < 1:
+        raise ValueError(f"reference max_rows must be positive, got {max_rows}")
+    out = rows[reference_columns(rows, meta)]
+    if len(out) > max_rows:
+        dates = pd.to_datetime(out["date"])
+        weeks = (dates - pd.to_timedelta(dates.dt.dayofweek, unit="D")).dt.normalize()
+        counts = weeks.value_counts().sort_index()
+        share = counts * (max_rows / len(out))
+        quota = np.floor(share).astype(int).clip(lower=1)
+        left = max_rows - int(quota.sum())
+        if left > 0:  # the largest remainders fill the cap
+            remainder = (share - np.floor(share)).sort_values(ascending=False, kind="stable")
+            quota[remainder.index[:left]] += 1
+        quota = quota.clip(upper=counts)
+        picked = [
+            week_rows.sample(int(quota[week]), random_state=0).index
+            for week, week_rows in out.groupby(weeks, sort=True)
+        ]
+        out = out.loc[np.sort(np.concatenate(picked))]
+    return out.reset_index(drop=True)
+
+
+def reference_csv(frame: pd.DataFrame) -> str:
+    """A reference frame as CSV text (dates as YYYY-MM-DD, floats written to round-trip)."""
+    out = frame.assign(date=pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d"))
+    return out.to_csv(index=False, lineterminator="\n")
+
+
+def read_reference_csv(text: str, categorical: list[str]) -> pd.DataFrame:
+    """The reference frame of ``reference_csv``: ``categorical`` columns (the model meta's
+    list, series keys included) as text, whatever their values look like (a store "1",
+    a holiday "0"), missing as None like the Parquet feature table's; dates as datetime;
+    numbers and flags as the CSV reads them (integers, floats, booleans). An empty cell is
+    missing."""
+    text_columns = [*SERIES, *categorical]
+    frame = pd.read_csv(
+        io.StringIO(text),
+        dtype=dict.fromkeys(text_columns, str),
+        keep_default_na=False,
+        na_values=[""],
+        float_precision="round_trip",
+    )
+    for col in frame.columns.intersection(text_columns):
+        frame[col] = _text(frame[col])
+    frame["date"] = pd.to_datetime(frame["date"], format="%Y-%m-%d")
+    return frame
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Values as str objects, missing as None: nannyml's unseen-values check tells a None
+    (what Parquet text columns read as) from a NaN, so both sides must agree."""
+    out = values.map(str, na_action="ignore").astype(object)
+    return out.where(out.notna(), None)
+
+
+def like_dtypes(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each column cast to the dtype of the same column in ``like`` (a saved
+    reference against the feature table it is compared with): nannyml treats object /
+    category columns as categorical and numbers as continuous, so a mismatch would
+    silently change its methods. A text column (object, string, category) takes the
+    values as text, missing as None; a numeric one is cast from numbers only, and an
+    integer column with gaps or non-integral values stays float. ``date`` is left alone."""
+    out = frame.copy()
+    for col in out.columns.intersection(like.columns).drop("date", errors="ignore"):
+        want, have = like[col].dtype, out[col]
+        numeric = pd.api.types.is_numeric_dtype(have.dtype)
+        as_object = pd.api.types.is_object_dtype(want)
+        if as_object or isinstance(want, pd.CategoricalDtype | pd.StringDtype):
+            text = _text(have)
+            out[col] = text if as_object else text.astype(want)
+        elif have.dtype == want:
+            continue
+        elif pd.api.types.is_bool_dtype(want):
+            if numeric and have.notna().all():
+                out[col] = have.astype(bool)
+        elif pd.api.types.is_numeric_dtype(want) and numeric:
+            values = have.astype(float)
+            exact = pd.api.types.is_float_dtype(want) or (
+                values.notna().all() and (values == values.round()).all()
+            )
+            out[col] = values.astype(want) if exact else values
+    return out
 
 
 def average_boosters(boosters: list[lgb.Booster]) -> lgb.Booster:

@@ -48,7 +48,15 @@ from mlops_assets.monitoring import (
 )
 from mlops_assets.sample_data import DriftSpec, SampleConfig, generate
 from mlops_assets.spec import MonitoringSettings, load_spec
-from mlops_assets.training import TrainedModel, eligible_rows, predict_frame, train_region_model
+from mlops_assets.training import (
+    TrainedModel,
+    eligible_rows,
+    like_dtypes,
+    predict_frame,
+    read_reference_csv,
+    reference_csv,
+    train_region_model,
+)
 from mlops_assets.warehouse import connect, regions_with_sales
 from mlops_assets_tests.test_conditioning import make_workspace
 
@@ -671,6 +679,117 @@ def test_monitoring_inputs_compare_the_training_window_with_the_weeks_after_it(f
     np.testing.assert_allclose(merged["y_true"], merged["actual"])
     in_sample = predict_frame(model.booster, model.meta, inputs.holdout)
     assert np.abs(in_sample - inputs.holdout["y_pred"]).mean() > 1.0
+
+
+def _saved_reference(model: TrainedModel) -> pd.DataFrame:
+    """The model's reference as ``drift_report`` gets it from the registry (CSV text)."""
+    return read_reference_csv(model.reference_csv(), model.meta["categorical"])
+
+
+def _by_key(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["date", "store", "item"]).reset_index(drop=True)
+
+
+def test_the_saved_reference_gives_the_training_rows_with_the_analysis_dtypes(fleets):
+    fleet = fleets.stationary(0)
+    model, features = fleet.models[DRIFT_KEY], fleet.features[DRIFT_KEY]
+    current = fleet.inputs[DRIFT_KEY]  # the feature table's training window
+    saved = monitoring_inputs(
+        DRIFT_KEY,
+        features,
+        model.booster,
+        model.meta,
+        SPEC,
+        fleet.weather,
+        saved_reference=_saved_reference(model),
+    )
+    columns = [*model.reference.columns, "y_true"]
+    assert len(saved.reference) == model.meta["train_rows"]
+    pd.testing.assert_frame_equal(
+        _by_key(saved.reference[columns]), _by_key(current.reference[columns]), check_exact=True
+    )
+    # nannyml takes object columns as categorical and numbers as continuous: each feature
+    # has the analysis rows' dtype, the categorical ones (keys included) are text
+    for col in model.meta["features"]:
+        assert saved.reference[col].dtype == saved.analysis[col].dtype, col
+    assert {c: saved.reference[c].dtype for c in model.meta["categorical"]} == dict.fromkeys(
+        model.meta["categorical"], np.dtype(object)
+    )
+    pd.testing.assert_frame_equal(saved.analysis, current.analysis)
+    pd.testing.assert_frame_equal(
+        _by_key(saved.holdout[[*columns, "y_pred"]]),
+        _by_key(current.holdout[[*columns, "y_pred"]]),
+        check_exact=True,
+    )
+    # so nannyml computes the same statistics (attribution left out: it samples the
+    # same-season rows in frame order, which differs)
+    table = region_drift(saved, model.booster, model.meta, SPEC)
+    before = fleet.tables[DRIFT_KEY]
+
+    def stats(t: pd.DataFrame) -> pd.DataFrame:
+        rows = t[t["signal"] != "attribution_drift"].drop(columns="chunk_hash")
+        return rows.sort_values(["signal", "feature", "method", "week_start"], ignore_index=True)
+
+    assert len(stats(table)) > 500
+    pd.testing.assert_frame_equal(stats(table), stats(before), rtol=1e-9)
+
+
+def test_the_saved_reference_survives_a_recomputation_of_the_training_window(fleets):
+    fleet = fleets.stationary(0)
+    model, features = fleet.models[DRIFT_KEY], fleet.features[DRIFT_KEY]
+    original = _by_key(fleet.inputs[DRIFT_KEY].reference)
+    # recomputed features (a new FEATURES_VERSION, a corrected history): other values in
+    # the training window, a relabelled store attribute, a narrower integer column
+    dates = pd.to_datetime(features["date"])
+    window = dates.between(model.meta["train_date_min"], model.meta["train_date_max"])
+    recomputed = features.copy()
+    recomputed.loc[window, "temperature_c"] += 5.0
+    recomputed.loc[window, "format"] = "medium"
+    recomputed["promo"] = recomputed["promo"].astype("int32")
+    args = (DRIFT_KEY, recomputed, model.booster, model.meta, SPEC, fleet.weather)
+
+    fallback = _by_key(monitoring_inputs(*args).reference)  # a model without a reference
+    np.testing.assert_allclose(fallback["temperature_c"], original["temperature_c"] + 5.0)
+    assert set(fallback["format"]) == {"medium"}
+
+    inputs = monitoring_inputs(*args, saved_reference=_saved_reference(model))
+    saved = _by_key(inputs.reference)
+    columns = [c for c in model.reference.columns if c != "promo"] + ["y_true"]
+    pd.testing.assert_frame_equal(saved[columns], original[columns], check_exact=True)
+    assert saved["promo"].dtype == inputs.analysis["promo"].dtype == np.int32
+    np.testing.assert_array_equal(saved["promo"], original["promo"])
+    # the holdout (nannyml DLE learns the model's error from it) keeps its inputs too
+    held = _by_key(inputs.holdout)
+    before = _by_key(fleet.inputs[DRIFT_KEY].holdout)
+    np.testing.assert_array_equal(held["temperature_c"], before["temperature_c"])
+    np.testing.assert_array_equal(held["y_pred"], before["y_pred"])
+
+
+def test_missing_text_in_a_saved_reference_is_no_unseen_value():
+    # the feature table reads missing text as None; nannyml's unseen-values check tells
+    # None from NaN, so the reference read back from CSV must hold None as well
+    days = pd.date_range("2024-01-01", periods=28)
+    table = pd.DataFrame(
+        {"date": days.date, "store": "S1", "item": "I1", "event": ["Rain", None] * 14,
+         "target": 1.0, "open": 1, "is_future": False}
+    )  # fmt: skip
+    saved = read_reference_csv(reference_csv(table.iloc[:14]), ["event"])
+    saved = like_dtypes(saved, table).assign(date=pd.to_datetime(saved["date"]))
+    analysis = table.iloc[14:].assign(date=pd.to_datetime(table["date"].iloc[14:]))
+    cols = monitoring.MonitoredColumns(
+        numeric=[], categorical=["event"], ignored=[], region_level=[]
+    )
+
+    def unseen(reference: pd.DataFrame) -> pd.Series:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dq = monitoring.data_quality(reference, analysis, cols)
+        return dq.loc[dq["method"] == "unseen_values", "value"]
+
+    assert saved["event"].tolist()[:2] == ["Rain", None]
+    assert len(unseen(saved)) == 2 and (unseen(saved) == 0).all()
+    with_nan = saved.assign(event=saved["event"].where(saved["event"].notna(), np.nan))
+    assert (unseen(with_nan) > 0).all()  # what a NaN would have done
 
 
 def test_attribution_drift_reuses_weeks_whose_sampled_rows_did_not_change(fleets, monkeypatch):

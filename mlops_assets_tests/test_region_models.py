@@ -110,6 +110,11 @@ def test_first_model_passing_the_default_gate_is_approved_and_served(lifecycle, 
         predict_frame(lgb.Booster(model_str=text), meta, features),
         predict_frame(out.trained.booster, out.trained.meta, features),
     )
+    # with the rows it was fitted on: monitoring's reference, whatever the features become
+    saved = registry.load_reference(registry.get(REGION, 1))
+    pd.testing.assert_frame_equal(saved, out.trained.reference, check_exact=True)
+    # every registration saves one: rejected, tuning and retrained versions alike
+    assert all("reference.csv" in v.checksums for v in registry.versions(REGION))
 
 
 def test_the_record_says_what_was_trained_on_what_and_how_it_scored(lifecycle):

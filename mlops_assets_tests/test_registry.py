@@ -21,6 +21,7 @@ from mlops_assets.registry import (
     ModelRegistry,
     ModelVersion,
     RegistryError,
+    artifact_key,
     decide_status,
 )
 from mlops_assets.workspace import Workspace
@@ -455,6 +456,81 @@ def test_tampered_artifact_is_refused(reg: ModelRegistry) -> None:
     (reg.store.root / "Nord" / "0001" / "model.txt").write_text("tree\nswapped\n")
     with pytest.raises(RegistryError, match="Nord:v1: artifact model.txt does not match"):
         reg.load_artifacts(mv)
+
+
+def _reference_frame():
+    """Reference rows as training keeps them: text keys that look like numbers ("0001",
+    a holiday "0"), integers, floats with gaps and long decimals, a flag, dates."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "date": pd.to_datetime(["2024-01-01", "2024-01-01", "2024-01-02"]),
+            "store": ["0001", "12", "0001"],
+            "item": ["all", "all", "all"],
+            "state_holiday": ["0", "a", None],
+            "promo": [0, 1, 1],
+            "lag_7": [1234.5678901234567, float("nan"), 1 / 3],
+            "target": [5263.0, 0.1 + 0.2, 7.0],
+            "is_future": [False, False, False],
+        }
+    )
+
+
+def _register_with_reference(reg: ModelRegistry, reference_csv: str | None) -> ModelVersion:
+    return reg.register(
+        "Nord",
+        model_text=FAKE_MODEL,
+        model_meta={
+            "features": ["promo", "lag_7", "store", "item", "state_holiday"],
+            "categorical": ["store", "item", "state_holiday"],
+        },
+        record=RECORD,
+        status=APPROVED,
+        reasons=[],
+        actor="trainer",
+        reference_csv=reference_csv,
+    )
+
+
+def test_reference_rows_are_stored_with_the_model_and_come_back_equal(reg: ModelRegistry):
+    import pandas as pd
+
+    from mlops_assets.training import reference_csv
+
+    frame = _reference_frame()
+    mv = _register_with_reference(reg, reference_csv(frame))
+    path = reg.store.root / "Nord" / "0001" / "reference.csv"
+    assert mv.artifacts["reference.csv"] == path.as_uri()
+    assert set(mv.checksums) == {"model.txt", "model.json", "reference.csv"}
+    assert path.read_text().startswith("date,store,item,state_holiday,promo,lag_7,target")
+    assert artifact_key("Nord", 1, "reference.csv") == "Nord/0001/reference.csv"
+    with pytest.raises(ValueError, match="unknown artifact"):
+        artifact_key("Nord", 1, "reference.pkl")
+    loaded = reg.load_reference(reg.latest_approved("Nord"))
+    # categorical columns (the meta's list) as text, not parsed as numbers
+    pd.testing.assert_frame_equal(loaded, frame, check_exact=True)
+    assert loaded["state_holiday"].tolist() == ["0", "a", None]  # None as Parquet has it
+    assert reg.load_artifacts(mv)[0] == FAKE_MODEL  # model and meta load as before
+
+
+def test_a_tampered_reference_is_refused(reg: ModelRegistry) -> None:
+    from mlops_assets.training import reference_csv
+
+    mv = _register_with_reference(reg, reference_csv(_reference_frame()))
+    path = reg.store.root / "Nord" / "0001" / "reference.csv"
+    path.write_text(path.read_text().replace("5263.0", "9999.0"))
+    with pytest.raises(RegistryError, match="Nord:v1: artifact reference.csv does not match"):
+        reg.load_reference(mv)
+
+
+def test_a_version_registered_without_a_reference_has_none(reg: ModelRegistry) -> None:
+    mv = _register_with_reference(reg, None)
+    assert "reference.csv" not in mv.artifacts and "reference.csv" not in mv.checksums
+    assert not (reg.store.root / "Nord" / "0001" / "reference.csv").exists()
+    assert reg.load_reference(mv) is None
+    with pytest.raises(ValueError, match="reference_csv of Nord"):
+        _register_with_reference(reg, "  \n")
 
 
 # ------------------------------------------------------------------ policy

@@ -37,7 +37,11 @@ from mlops_assets.training import (
     baseline_forecasts,
     design_matrix,
     level_offset,
+    like_dtypes,
     predict_frame,
+    read_reference_csv,
+    reference_columns,
+    reference_rows,
     shap_contributions,
     time_split,
     train_region_model,
@@ -479,3 +483,86 @@ def test_training_is_deterministic(trained, data):
     assert again.metrics == trained.metrics
     assert again.model_text == trained.model_text
     pd.testing.assert_frame_equal(again.holdout, trained.holdout)
+
+
+# --------------------------------------------------------------------------------------
+# the monitoring reference saved with the model
+
+
+def test_the_monitoring_reference_is_exactly_the_fitted_rows(trained, data):
+    features, _ = data
+    hist = history(features)
+    fitted = hist[(hist["open"] == 1) & hist["target"].notna()]
+    ref = trained.reference
+    assert len(ref) == trained.meta["train_rows"] == trained.meta["reference"]["rows"]
+    # what monitoring reads: date, keys, every model feature, the target, open, is_future
+    assert list(ref.columns) == reference_columns(features, trained.meta)
+    assert {"date", *SERIES, *trained.meta["features"], "target", "open", "is_future"} == set(
+        ref.columns
+    )
+    expected = fitted.sort_values(["date", *SERIES])[list(ref.columns)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(ref, expected, check_exact=True)  # values and dtypes
+    # as the registry stores it: CSV text that reads back to the same frame
+    back = read_reference_csv(trained.reference_csv(), trained.meta["categorical"])
+    pd.testing.assert_frame_equal(back, ref, check_exact=True)
+
+
+def test_a_reference_above_the_cap_is_a_deterministic_sample_of_every_week(trained, data):
+    full = trained.reference
+    weeks = full["date"] - pd.to_timedelta(full["date"].dt.dayofweek, unit="D")
+    sample = reference_rows(full, trained.meta, 1000)
+    assert len(sample) == 1000 < len(full)
+    pd.testing.assert_frame_equal(sample, reference_rows(full, trained.meta, 1000))
+    # rows of the full reference, unchanged, in date order
+    merged = sample.merge(full, how="left", indicator=True)
+    assert (merged["_merge"] == "both").all() and sample["date"].is_monotonic_increasing
+    # every week kept, each in proportion to its rows (within one row)
+    picked = (
+        sample["date"] - pd.to_timedelta(sample["date"].dt.dayofweek, unit="D")
+    ).value_counts()
+    share = weeks.value_counts() * 1000 / len(full)
+    assert set(picked.index) == set(share.index)
+    assert (picked.reindex(share.index) - share).abs().max() <= 1
+    # training applies the cap and records it
+    features, fs = data
+    capped = train_region_model(features, fs, SPEC, settings=FAST, reference_max_rows=1000)
+    pd.testing.assert_frame_equal(capped.reference, sample)
+    assert capped.meta["reference"] == {"rows": 1000, "max_rows": 1000}
+    assert capped.meta["train_rows"] == len(full)
+
+
+def test_a_saved_reference_takes_the_feature_table_dtypes_without_changing_values():
+    # nannyml picks categorical or continuous methods from the dtype: a reference read
+    # back from CSV must look like the feature table it is compared with
+    table = pd.DataFrame(
+        {
+            "date": [pd.Timestamp("2024-01-01")],
+            "store": ["1"],
+            "promo": np.array([1], dtype="int32"),
+            "lag_7": [1.0],
+            "is_future": [False],
+            "size": [100],
+            "format": ["large"],
+        }
+    )
+    saved = pd.DataFrame(
+        {
+            "date": ["2023-01-02"],  # left alone
+            "store": [12],  # a key parsed as a number: text again
+            "promo": [0],  # int64 -> the table's int32
+            "lag_7": [3],  # -> float
+            "is_future": [0],  # -> bool
+            "size": [100.5],  # not an integer: stays float, never truncated
+            "format": [float("nan")],  # missing text stays missing
+        }
+    )
+    out = like_dtypes(saved, table)
+    assert (
+        out.dtypes.drop(["date", "size"]).to_dict() == table.dtypes.drop(["date", "size"]).to_dict()
+    )
+    assert out["store"].tolist() == ["12"] and out["date"].tolist() == ["2023-01-02"]
+    assert out["size"].dtype == float and out["size"].tolist() == [100.5]
+    assert out["is_future"].tolist() == [False]
+    # missing text is None, as Parquet reads it: nannyml's unseen-values check would count
+    # a None in the analysis as unseen against a reference holding NaN
+    assert out["format"].tolist() == [None]

@@ -63,10 +63,18 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             return dg.MaterializeResult(metadata={"note": note})
         text, meta = registry.load_artifacts(mv)
         booster = lgb.Booster(model_str=text)
+        # the rows the model was fitted on, frozen with it (None: registered without them)
+        saved = registry.load_reference(mv)
         features = pd.read_parquet(ws.features_path(region))
         cols = monitoring.monitored_columns(meta, ds)
         inputs = monitoring.monitoring_inputs(
-            region, features, booster, meta, ds, region_level_inputs(workspace, cols.region_level)
+            region,
+            features,
+            booster,
+            meta,
+            ds,
+            region_level_inputs(workspace, cols.region_level),
+            saved_reference=saved,
         )
         if inputs.analysis.empty or inputs.reference.empty:
             note = (
@@ -89,6 +97,12 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         metadata: dict = {
             "model_label": mv.label,
             "reference": f"{meta['train_date_min']}..{meta['train_date_max']}",
+            "reference_rows": len(inputs.reference),
+            "reference_source": (
+                f"saved with {mv.label}"
+                if saved is not None
+                else "the feature table's training window (no reference saved with the model)"
+            ),
             "analysis_weeks": int(table["week_start"].nunique()),
             "analysis_rows": len(inputs.analysis),
             "watched_features": len(cols.numeric) + len(cols.categorical) - len(cols.ignored),

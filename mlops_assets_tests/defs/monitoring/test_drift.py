@@ -1,0 +1,60 @@
+"""drift_report: a region's statistics against the reference saved with its approved model."""
+
+import json
+
+import dagster as dg
+import pandas as pd
+
+from mlops_assets.defs.local_driver import run_partitions
+from mlops_assets.defs.monitoring.drift import DRIFT_REPORT_KEY
+from mlops_assets.monitoring import read_drift_report
+from mlops_assets_tests.defs.models.pipeline_support import materializations
+
+REGION = "Nord"
+
+
+def _drift_report(p) -> dict:
+    result = p.execute("__ASSET_JOB", REGION, [DRIFT_REPORT_KEY])
+    assert result.success
+    return materializations(p.instance, result.run_id)["drift_report"].metadata
+
+
+def test_drift_report_compares_with_the_reference_saved_with_the_model(model_pipeline):
+    p = model_pipeline()
+    (run,) = run_partitions(p.defs, p.instance, "train_job", [REGION])
+    assert run.success
+    mv = p.registry.latest_approved(REGION)
+    train_rows = mv.record["train_rows"]
+
+    meta = _drift_report(p)
+    assert meta["reference_source"].value == f"saved with {mv.label}"
+    assert meta["reference_rows"].value == train_rows
+    before = read_drift_report(p.workspace, REGION)
+    assert len(before) and set(before["model_version"]) == {mv.version}
+
+    # the features are recomputed: the training window's temperatures move by 5 degrees
+    path = p.workspace.features_path(REGION)
+    features = pd.read_parquet(path)
+    dates = pd.to_datetime(features["date"])
+    window = dates.between(mv.record["train_date_min"], mv.record["train_date_max"])
+    features.loc[window, "temperature_c"] += 5.0
+    features.to_parquet(path, index=False)
+
+    # the saved reference does not move: the same statistics as before
+    assert _drift_report(p)["reference_source"].value == f"saved with {mv.label}"
+    pd.testing.assert_frame_equal(read_drift_report(p.workspace, REGION), before)
+
+    # a version registered without a reference (an older model) falls back to the moved
+    # feature table, and its temperature statistics change
+    record_path = p.registry.root / REGION / "versions" / f"{mv.version:04d}.json"
+    record = json.loads(record_path.read_text())
+    del record["artifacts"]["reference.csv"], record["checksums"]["reference.csv"]
+    record_path.write_text(json.dumps(record))
+    meta = _drift_report(p)
+    assert meta["reference_source"].value.startswith("the feature table's training window")
+    assert meta["reference_rows"].value == train_rows
+    after = read_drift_report(p.workspace, REGION)
+    temperature = (after["feature"] == "temperature_c") & (after["signal"] == "feature_drift")
+    assert temperature.any()
+    assert not after.loc[temperature, "value"].equals(before.loc[temperature, "value"])
+    assert isinstance(meta["reference_rows"], dg.IntMetadataValue)
