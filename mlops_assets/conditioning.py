@@ -30,8 +30,11 @@ from mlops_assets.validation import quote_ident
 from mlops_assets.warehouse import has_view
 from mlops_assets.workspace import atomic_copy_to_parquet
 
-FEATURES_VERSION = "2"  # bump when the feature SQL changes meaning (part of the data version)
+FEATURES_VERSION = "3"  # bump when the feature SQL changes meaning (part of the data version)
 KEY = ("store", "item", "date")
+# distances to the nearest non-"none" day of a categorical calendar input are capped here
+# (periods): a holiday further away than two weeks no longer shapes demand
+EVENT_DISTANCE_CAP = 14
 
 
 @dataclass
@@ -187,6 +190,27 @@ def feature_sql(con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> tuple[str,
             f"PRECEDING AND INTERVAL {week} DAYS FOLLOWING) AS {quote_ident(c + '_week')}"
         )
         fs.numeric += [f"{c}_run_day", f"{c}_run_left", f"{c}_week"]
+    # categorical calendar inputs with a "none" level (a holiday type): periods since the
+    # last and until the next other level, capped (the 0/1 flags have run_day / run_left)
+    cap = EVENT_DISTANCE_CAP
+    for c in exog_cat:
+        none = sales.columns[c].none_level
+        if none is None:
+            continue
+        literal = "'" + none.replace("'", "''") + "'"
+        marked = f"CASE WHEN {quote_ident(c)} <> {literal} THEN date END"
+        near = f"INTERVAL {_days(spec, 1)} DAYS"
+        far = f"INTERVAL {_days(spec, cap - 1)} DAYS"
+        for name, agg, frame, diff in (
+            ("since", "max", f"{far} PRECEDING AND {near} PRECEDING", "{m}, date"),
+            ("until", "min", f"{near} FOLLOWING AND {far} FOLLOWING", "date, {m}"),
+        ):
+            m = f"{agg}({marked}) OVER ({series_w} RANGE BETWEEN {frame})"
+            exog_feats.append(
+                f"coalesce(datediff('day', {diff.format(m=m)}) // {spec.period_days}, {cap}) "
+                f"AS {quote_ident(f'{c}_days_{name}')}"
+            )
+            fs.numeric.append(f"{c}_days_{name}")
     change_cols = "".join(
         f", CASE WHEN {quote_ident(c)} IS DISTINCT FROM lag({quote_ident(c)}) OVER "
         f"({series_w}) THEN 1 ELSE 0 END AS {quote_ident('_chg_' + c)}"

@@ -81,6 +81,19 @@ class ColumnSpec(_Strict):
         "categorical for str",
     )
     date_format: str | None = Field(default=None, description="strptime format if not ISO")
+    none_level: str | None = Field(
+        default=None,
+        description="for a categorical calendar input of the sales source (e.g. a holiday "
+        "type): the level meaning 'none' (e.g. '0'); the features then count the days since "
+        "the last and until the next other level (demand builds up before a holiday and "
+        "recovers after it)",
+    )
+
+    @model_validator(mode="after")
+    def _none_level_is_allowed(self) -> ColumnSpec:
+        if self.none_level is not None and self.allowed and self.none_level not in self.allowed:
+            raise ValueError(f"none_level {self.none_level!r} is not among allowed {self.allowed}")
+        return self
 
     def feature_role(self, canonical: str) -> str:
         if self.role is not None:

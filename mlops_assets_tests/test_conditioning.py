@@ -21,11 +21,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.conditioning import KEY, FeatureSet, build_features, write_features
+from mlops_assets.conditioning import (
+    EVENT_DISTANCE_CAP,
+    KEY,
+    FeatureSet,
+    build_features,
+    write_features,
+)
 from mlops_assets.landing import IngestOutcome, ingest_file, scan_landing
 from mlops_assets.naming import region_key
 from mlops_assets.sample_data import SampleConfig, generate
-from mlops_assets.spec import load_spec
+from mlops_assets.spec import ColumnSpec, DatasetSpec, load_spec
 from mlops_assets.warehouse import connect
 from mlops_assets.workspace import Workspace
 
@@ -505,6 +511,67 @@ def test_look_ahead_features_read_a_projected_calendar_past_the_last_known_day(
     sunday_closed = end[end["open"] == 1]
     assert (sunday_closed["open_next"] == 1).mean() > 0.5
     assert (sunday_closed["open_run_left"] >= 1).mean() > 0.5
+
+
+# a holiday-type calendar column on the sales rows: "-" = none, one store's own dates
+HOLIDAYS = {"2023-05-18": "a", "2023-05-29": "b", "2023-06-01": "a", "2023-12-25": "c"}
+
+
+def _holiday_spec() -> DatasetSpec:
+    """The sample spec with a categorical ``holiday`` sales column whose none level is
+    "-" (as rossmann's StateHoliday with "0")."""
+    raw = SPEC.model_dump()
+    raw["sources"]["sales"]["columns"]["holiday"] = ColumnSpec(
+        source="holiday", allowed=("-", "a", "b", "c"), none_level="-"
+    ).model_dump()
+    return DatasetSpec.model_validate(raw)
+
+
+def test_days_since_and_until_a_holiday_read_the_calendar_capped(tmp_path, sample):
+    spec = _holiday_spec()
+    store = "S0001"
+    with pytest.raises(ValueError, match="none_level"):
+        ColumnSpec(source="x", allowed=("a", "b"), none_level="0")
+
+    def mark(frame: pd.DataFrame) -> pd.DataFrame:
+        own = frame["store_id"] == store
+        frame["holiday"] = np.where(own, frame["date"].map(HOLIDAYS).fillna("-"), "-")
+        return frame
+
+    ws = Workspace(tmp_path / "ws")
+    for source in ("stores", "sales"):
+        shutil.copytree(sample / source, ws.landing_dir(source))
+    for path in sorted(ws.landing_dir("sales").glob("*.csv")):
+        mark(read_csv(path)).to_csv(path, index=False)
+    for f in scan_landing(ws, spec):
+        assert ingest_file(ws, spec, f.source, f.relpath).status == "ingested"
+    region = store_regions(ws)[store]
+    with connect(ws, spec) as con:
+        fs = write_features(con, spec, region, ws.features_path(region))
+    assert {"holiday_days_since", "holiday_days_until"} <= set(fs.numeric)
+    features = read_features(ws.features_path(region))
+
+    # independent pandas computation: distance in days to the nearest other holiday
+    days = pd.to_datetime(sorted(HOLIDAYS))
+    cap = EVENT_DISTANCE_CAP
+    for _, row in features.sample(400, random_state=0).iterrows():
+        holidays = days if row["store"] == store else days[:0]
+        before = [(row["date"] - d).days for d in holidays if d < row["date"]]
+        after = [(d - row["date"]).days for d in holidays if d > row["date"]]
+        assert row["holiday_days_since"] == min([*before, cap]), row[list(KEY)]
+        assert row["holiday_days_until"] == min([*after, cap]), row[list(KEY)]
+    # around the holidays of the one store (05-18, 05-29, 06-01, 12-25)
+    own = features[features["store"] == store].set_index(["item", "date"]).sort_index()
+    item = own.index.get_level_values("item")[0]
+    series = own.loc[item]
+    day = pd.Timedelta(days=1)
+    assert series.loc[pd.Timestamp("2023-05-28"), "holiday_days_until"] == 1
+    assert series.loc[pd.Timestamp("2023-05-29"), "holiday_days_until"] == 3  # -> 06-01
+    assert series.loc[pd.Timestamp("2023-05-29"), "holiday_days_since"] == 11  # <- 05-18
+    assert series.loc[pd.Timestamp("2023-06-02"), "holiday_days_since"] == 1
+    assert series.loc[pd.Timestamp("2023-12-25") - 20 * day, "holiday_days_until"] == cap
+    after_christmas = series.loc[pd.Timestamp("2023-12-26") :, "holiday_days_since"]
+    assert after_christmas.head(cap + 3).tolist() == [*range(1, cap), cap, cap, cap, cap]
 
 
 def test_national_events_reach_every_region_and_regional_ones_only_theirs(base):
