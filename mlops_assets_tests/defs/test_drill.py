@@ -1,7 +1,7 @@
 """The fire drill end to end, on generated data small enough for CI: weekly file drops go
 through the real sensors and runs; drift injected into one region from week 2 must be
-flagged for that region only, breach its model quality, trigger tuning for it alone (the
-tuned model waits for approval) and notify each step."""
+flagged (data and attribution drift) for that region only, breach its model quality,
+trigger tuning for it alone (the tuned model waits for approval) and notify each step."""
 
 import json
 
@@ -15,24 +15,20 @@ DRIFT = "Nord"
 
 @pytest.fixture(scope="module")
 def drill():
-    cfg = DrillConfig(
-        drift_region=DRIFT,
-        weeks=3,
-        drift_week=2,
-        drift_kind="weather_and_level",
-        weather_shift=10.0,  # at this size temperature is a minor driver: no attribution drift
-        n_regions=4,
-        n_stores=8,
-        tuning_trials=2,
-    )
+    # the command's defaults (5 regions x 15 stores, +20 C from week 2) over 3 weeks: at
+    # this size the models use temperature, so its Shapley ranking moves too (~100 s)
+    cfg = DrillConfig(drift_region=DRIFT, weeks=3, drift_week=2, tuning_trials=2)
     return run_drill(cfg, log=lambda *_: None)
 
 
 def test_only_the_drifted_region_alerts(drill):
     regions = drill["regions"]
-    assert drill["drift_region"] == DRIFT and len(regions) == 4
+    assert drill["drift_region"] == DRIFT and len(regions) == 5
+    assert drill["drift_kind"] == "weather_shift"
     assert regions[DRIFT]["drift_alert_weeks"], regions[DRIFT]
     assert min(regions[DRIFT]["drift_alert_weeks"]) >= 2  # nothing before the drift
+    assert regions[DRIFT]["attribution_alert_weeks"], regions[DRIFT]
+    assert min(regions[DRIFT]["attribution_alert_weeks"]) >= 2
     for key, r in regions.items():
         if key != DRIFT:
             assert r["drift_alert_weeks"] == [] and r["attribution_alert_weeks"] == [], key
