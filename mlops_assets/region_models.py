@@ -107,11 +107,7 @@ def train_and_register(
     A recalibration keeps the tuned parameters a person approved (see ``reviewed_params``)."""
     carried: dict[str, Any] = {}
     if source == RECALIBRATION:
-        tuned, origin = approved_tuned_params(registry, region)
-        if tuned:
-            base = settings or spec.model
-            settings = base.model_copy(update={"params": {**base.params, **tuned}})
-            carried = {"tuned_params": tuned, "tuned_params_from": origin}
+        settings, carried = reviewed_settings(registry, region, settings or spec.model)
     trained = train_region_model(features, feature_set, spec, settings=settings)
     floor = (settings or spec.model).metric_floor
     approved = compare_with_approved(registry, region, features, trained, spec, floor=floor)
@@ -176,3 +172,16 @@ def approved_tuned_params(
     if mv.record.get("source") == TUNING:
         return dict((mv.record.get("tuning") or {}).get("best_params") or {}), mv.label
     return dict(mv.record.get("tuned_params") or {}), mv.record.get("tuned_params_from")
+
+
+def reviewed_settings(
+    registry: ModelRegistry, region: str, model: ModelSettings
+) -> tuple[ModelSettings, dict[str, Any]]:
+    """``model`` with the approved tuned parameters of ``region`` merged over its params,
+    and what to record about them (``tuned_params``, ``tuned_params_from``; empty if none):
+    the baseline of recalibrations and of the next tuning run."""
+    tuned, origin = approved_tuned_params(registry, region)
+    if not tuned:
+        return model, {}
+    merged = model.model_copy(update={"params": {**model.params, **tuned}})
+    return merged, {"tuned_params": tuned, "tuned_params_from": origin}

@@ -64,7 +64,7 @@ from optuna.trial import TrialState
 from mlops_assets.conditioning import FeatureSet, feature_set
 from mlops_assets.metrics import regression_metrics
 from mlops_assets.naming import require_safe_key
-from mlops_assets.region_models import TrainingOutcome, train_and_register
+from mlops_assets.region_models import TrainingOutcome, reviewed_settings, train_and_register
 from mlops_assets.registry import TUNING, ModelRegistry, ModelVersion
 from mlops_assets.spec import DatasetSpec, ModelSettings, TuningSettings
 from mlops_assets.training import RegionData, predict_frame, prepare_region
@@ -206,11 +206,15 @@ def tune_region(
     *,
     workspace: Workspace,
     tuning: TuningSettings | None = None,
+    settings: ModelSettings | None = None,
 ) -> TuningResult:
-    """Run (or continue) the region's study for one budget and summarise the whole study."""
+    """Run (or continue) the region's study for one budget and summarise the whole study.
+
+    ``settings``: the reviewed model settings the search starts from and is compared with
+    (default: the spec's)."""
     started = time.perf_counter()
     tuning = tuning or spec.tuning
-    settings = spec.model
+    settings = settings or spec.model
     region = require_safe_key(region)
     data = prepare_region(features, feature_set, spec, settings=settings)
     train, val = data.train, data.val
@@ -305,7 +309,11 @@ def tune_and_register(
 ) -> TuningOutcome:
     """Tune, then train with the best parameters, gate and register as a *tuning* result:
     ``pending_approval`` when the gate passes, ``rejected`` when it fails, never approved."""
-    result = tune_region(features, feature_set, spec, region, workspace=workspace, tuning=tuning)
+    # the reviewed parameters: the spec's, or a tuning result a person approved since
+    base, _ = reviewed_settings(registry, region, spec.model)
+    result = tune_region(
+        features, feature_set, spec, region, workspace=workspace, tuning=tuning, settings=base
+    )
     training = train_and_register(
         features,
         feature_set,
@@ -315,7 +323,7 @@ def tune_and_register(
         run_id=run_id,
         features_version=features_version,
         source=TUNING,
-        settings=tuned_settings(spec.model, result.best_params),
+        settings=tuned_settings(base, result.best_params),
         extra_record={"tuning": result.to_dict()},
     )
     return TuningOutcome(result, training)

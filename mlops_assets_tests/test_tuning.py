@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 from pydantic import ValidationError
 
 from mlops_assets import cli
+from mlops_assets import tuning as tuning_module
 from mlops_assets.conditioning import FeatureSet
 from mlops_assets.region_models import train_and_register
 from mlops_assets.registry import APPROVED, PENDING, REJECTED, ModelRegistry
@@ -329,7 +330,7 @@ def test_an_aggressive_pruner_prunes_deterministically(data, tmp_path):
 # registration: never approved automatically
 
 
-def test_tuned_models_wait_for_approval_or_are_rejected(data, tmp_path):
+def test_tuned_models_wait_for_approval_or_are_rejected(data, tmp_path, monkeypatch):
     features, fs = data
     ws = Workspace(tmp_path / "ws")
     registry = ModelRegistry.for_workspace(ws)
@@ -367,6 +368,20 @@ def test_tuned_models_wait_for_approval_or_are_rejected(data, tmp_path):
     assert rejected.version.reasons
     assert registry.latest_approved(REGION).label == approved.label
     assert [v.status for v in registry.versions(REGION)] == [APPROVED, PENDING, REJECTED]
+
+    # once a person approves it, its parameters are the reviewed ones the next search
+    # starts from and is compared with
+    registry.approve(REGION, passed.version.version, actor="alice", reason="reviewed")
+    seen = {}
+
+    def capture(*args, settings=None, **kwargs):
+        seen["settings"] = settings
+        raise RuntimeError("stop after the search's settings")
+
+    monkeypatch.setattr(tuning_module, "tune_region", capture)
+    with pytest.raises(RuntimeError, match="stop after"):
+        tuned(TEST_SPEC, "tune-3")
+    assert seen["settings"].params == {**FAST.params, **passed.result.best_params}
 
 
 # --------------------------------------------------------------------------------------
