@@ -339,6 +339,17 @@ def _common() -> dict[str, Any]:
     return {"timestamp_column_name": "date", "chunker": _chunker()}
 
 
+def dle_features(meta: dict[str, Any], s: MonitoringSettings) -> list[str]:
+    """The model's ``dle_top_features`` most important features (by saved mean |Shapley|),
+    all of them when unset or when the model saved no importance."""
+    features = list(meta["features"])
+    importance = meta.get("importance") or {}
+    if s.dle_top_features is None or not importance:
+        return features
+    ranked = sorted(features, key=lambda f: importance.get(f, 0.0), reverse=True)
+    return ranked[: s.dle_top_features]
+
+
 def estimated_performance(
     holdout: pd.DataFrame, analysis: pd.DataFrame, features: list[str]
 ) -> pd.DataFrame:
@@ -567,7 +578,7 @@ def region_drift(
             fleet_gap_drift(inputs.reference_gap, inputs.analysis_gap, cols.region_level, s),
             multivariate_drift(inputs.reference, analysis, cols),
             data_quality(inputs.reference, analysis, cols),
-            estimated_performance(inputs.holdout, analysis, list(meta["features"])),
+            estimated_performance(inputs.holdout, analysis, dle_features(meta, s)),
             attribution_drift(booster, meta, analysis, s, previous, inputs.reference),
         ]
     table = pd.concat([p for p in parts if not p.empty], ignore_index=True)[TABLE_COLUMNS]

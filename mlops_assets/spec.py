@@ -378,6 +378,14 @@ class MonitoringSettings(_Strict):
         description="rows sampled per week for Shapley values (exact TreeSHAP costs ~0.1 s a "
         "row on a 2,000-tree model)",
     )
+    dle_top_features: int | None = Field(
+        3,
+        ge=0,
+        description="the nannyml DLE estimator learns the error from the prediction and "
+        "this many of the model's most important features (None: all). It is fitted on a "
+        "few hundred holdout rows, where every feature lets it overfit: measured on the "
+        "drill's sample data, all 46 features made it blind to the prediction level",
+    )
     quality_signal: Literal["realized", "estimated"] = Field(
         "realized",
         description="model-quality breach from realized performance (actuals) or from the "
