@@ -24,6 +24,7 @@ KINDS = (
     "check_failure",
     "drift_alert",
     "quality_breach",
+    "tuning_started",
     "model_pending_approval",
     "model_approved",
     "model_rejected",

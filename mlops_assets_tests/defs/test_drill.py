@@ -56,6 +56,7 @@ def test_every_step_is_notified_for_the_drifted_region_only(drill):
     kinds = {(n["kind"], n["region"]) for n in drill["notifications"]}
     assert ("drift_alert", DRIFT) in kinds
     assert ("quality_breach", DRIFT) in kinds
+    assert ("tuning_started", DRIFT) in kinds
     # the tuned model's registration is announced either way
     assert {("model_pending_approval", DRIFT), ("model_rejected", DRIFT)} & kinds
     assert {region for _, region in kinds} == {DRIFT}

@@ -57,6 +57,17 @@ def tune_region_model(
         features, fs = load_region_features(ws, ds, region)
     except (ValidationError, FileNotFoundError) as exc:
         raise dg.Failure(str(exc)) from exc
+    trigger = context.run.tags.get("mlops/trigger", "launched by a person")
+    breach = context.run.tags.get("mlops/breach_week")
+    notifier.send(
+        "tuning_started",
+        f"tuning {region}: up to {tuning.n_trials} trials / {tuning.timeout_seconds:g} s "
+        f"({trigger}{f', quality breach in the week of {breach}' if breach else ''})",
+        region=region,
+        run_id=context.run_id,
+        trigger=trigger,
+        breach_week=breach,
+    )
     outcome = tune_and_register(
         features,
         fs,

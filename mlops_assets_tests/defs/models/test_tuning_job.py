@@ -85,7 +85,10 @@ def test_tuning_job_registers_pending_approval_observes_and_notifies(setup):
     assert meta["study_storage"] == str(ws.study_path(REGION))
     assert {"improvement", "best_val_mape", "baseline_val_mape", "holdout_mape"} <= set(meta)
     feed = [json.loads(line) for line in ws.notifications_feed.open()]
-    [note] = [e for e in feed if e["region"] == REGION]
+    started, note = [e for e in feed if e["region"] == REGION]
+    assert started["kind"] == "tuning_started"
+    assert started["details"]["trigger"] == "launched by a person"  # no sensor's tags
+    assert "up to 3 trials / 60 s" in started["message"]
     assert note["kind"] == "model_pending_approval"
     assert note["details"]["study"] == mv.record["tuning"]["study_name"]
     assert "tuning over 3 trials" in note["message"]
