@@ -601,7 +601,7 @@ def test_level_shift_in_one_region_breaches_model_quality_there_only(fleets):
 
 # measured median |estimated - realized| / realized RMSE over the 150 region-weeks with
 # actuals: 0.271 (by seed 0.221, 0.324, 0.318) with the prediction and the model's 3 most
-# important features as DLE inputs; 0.362 (0.298, 0.771, 0.336) with all 46 features. The
+# important features as DLE inputs; 0.362 (0.298, 0.764, 0.336) with all 46 features. The
 # DLE learns the error level of the model's 42-day holdout (late April-May: Easter Monday,
 # May Day, Ascension) and mostly overestimates the summer weeks; with the holdout over
 # Christmas (a cutoff at the end of December) it was 1.2-2.1 off (all features)
