@@ -398,12 +398,15 @@ SAME_SEASON_DAYS = 364  # 52 weeks: the same weekdays a year earlier
 
 
 def same_season_rows(reference: pd.DataFrame, week: pd.Timestamp) -> pd.DataFrame:
-    """Training rows of the three weeks centred on ``week`` a year earlier."""
+    """Training rows of the three weeks centred on ``week`` a year earlier, in key order
+    (whichever frame they come from, the same rows are then sampled)."""
     centre = pd.Timestamp(week) - pd.Timedelta(days=SAME_SEASON_DAYS)
     dates = pd.to_datetime(reference["date"])
-    return reference[
+    rows = reference[
         (dates >= centre - pd.Timedelta(days=7)) & (dates < centre + pd.Timedelta(days=14))
     ]
+    keys = [c for c in ("date", "store", "item") if c in rows.columns]
+    return rows.sort_values(keys, kind="stable") if keys else rows
 
 
 def _sampled(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
