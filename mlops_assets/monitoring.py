@@ -49,7 +49,13 @@ from mlops_assets.spec import (
     DatasetSpec,
     MonitoringSettings,
 )
-from mlops_assets.training import eligible_rows, like_dtypes, predict_frame, shap_contributions
+from mlops_assets.training import (
+    eligible_rows,
+    like_dtypes,
+    predict_frame,
+    shap_contributions,
+    week_start,
+)
 from mlops_assets.workspace import Workspace
 
 WEEK_OFFSET = "W"  # pandas W-SUN periods: weeks run Monday..Sunday
@@ -129,12 +135,6 @@ def monitored_columns(meta: dict[str, Any], spec: DatasetSpec) -> MonitoredColum
             c for c in spec.source("weather").feature_columns("numeric") if c in numeric
         ]
     return MonitoredColumns(numeric, categorical, ignored, region_level, quality_ignored)
-
-
-def week_start(dates: pd.Series) -> pd.Series:
-    """The Monday of each date's week (the label of its chunk)."""
-    d = pd.to_datetime(dates)
-    return (d - pd.to_timedelta(d.dt.dayofweek, unit="D")).dt.normalize()
 
 
 def _quiet():

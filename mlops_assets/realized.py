@@ -29,9 +29,8 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.metrics import regression_metrics
-from mlops_assets.monitoring import week_start
 from mlops_assets.spec import DatasetSpec
-from mlops_assets.training import eligible_rows
+from mlops_assets.training import eligible_rows, week_start
 from mlops_assets.warehouse import connect, has_view
 from mlops_assets.workspace import Workspace, atomic_parquet
 

@@ -357,6 +357,13 @@ def train_region_model(
     )
 
 
+def week_start(dates: pd.Series) -> pd.Series:
+    """The Monday of each date's week (monitoring's weekly chunks, the reference's sample
+    strata, realized performance by target week)."""
+    d = pd.to_datetime(dates)
+    return (d - pd.to_timedelta(d.dt.dayofweek, unit="D")).dt.normalize()
+
+
 def reference_columns(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
     """What monitoring reads from reference rows: the date, the series keys, the model's
     features, the target and the columns deciding which rows count (``open``,
@@ -375,8 +382,7 @@ def reference_rows(rows: pd.DataFrame, meta: dict[str, Any], max_rows: int) -> p
         raise ValueError(f"reference max_rows must be positive, got {max_rows}")
     out = rows[reference_columns(rows, meta)]
     if len(out) > max_rows:
-        dates = pd.to_datetime(out["date"])
-        weeks = (dates - pd.to_timedelta(dates.dt.dayofweek, unit="D")).dt.normalize()
+        weeks = week_start(out["date"])
         counts = weeks.value_counts().sort_index()
         share = counts * (max_rows / len(out))
         quota = np.floor(share).astype(int).clip(lower=1)
