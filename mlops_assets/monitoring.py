@@ -597,16 +597,19 @@ def _persistent(flags: pd.Series, weeks: int) -> pd.Series:
     return (run >= weeks).fillna(False)
 
 
-def _stands_out(frame: pd.DataFrame, s: MonitoringSettings, by: list[str]) -> pd.Series:
+def _stands_out(
+    frame: pd.DataFrame, s: MonitoringSettings, by: list[str], ratio: float | None = None
+) -> pd.Series:
     """A row's severity (value / threshold) against the median of the other regions in
-    the same week: True where it exceeds ``stand_out_ratio`` x that median, or where too
-    few other regions exist to compare with."""
+    the same week: True where it exceeds ``ratio`` (default ``stand_out_ratio``) x that
+    median, or where too few other regions exist to compare with."""
+    ratio = s.stand_out_ratio if ratio is None else ratio
     sev = frame["severity"]
     count = frame.groupby(by)["severity"].transform("count")
     # median of the *other* regions: drop the row itself from its group
     med = frame.groupby(by)["severity"].transform(_leave_one_out_median)
     enough = (count - 1) >= s.min_control_regions
-    return ~enough | (sev > s.stand_out_ratio * med)
+    return ~enough | (sev > ratio * med)
 
 
 def _leave_one_out_median(x: pd.Series) -> pd.Series:
@@ -681,11 +684,7 @@ def fleet_alerts(
     attr["hit"] = (
         (attr["value"] < s.ndcg_threshold)
         & big.loc[attr.index]
-        & _stands_out(
-            attr,
-            s.model_copy(update={"stand_out_ratio": s.attribution_stand_out_ratio}),
-            ["week_start"],
-        )
+        & _stands_out(attr, s, ["week_start"], ratio=s.attribution_stand_out_ratio)
     )
     found.append(attr)
 
