@@ -241,10 +241,13 @@ class ModelRegistry:
         data = {name: self._read_artifact(mv, name) for name in ARTIFACT_FILES}
         return data[MODEL_FILE], json.loads(data[META_FILE])
 
-    def load_reference(self, mv: ModelVersion) -> pd.DataFrame | None:
+    def load_reference(
+        self, mv: ModelVersion, meta: dict[str, Any] | None = None
+    ) -> pd.DataFrame | None:
         """The monitoring reference saved with ``mv`` (its fitted rows, categorical
         columns as text, dates as datetime), or ``None`` if it was registered without one.
-        Its checksum is required and checked, as is the metadata's that types it."""
+        Its checksum is required and checked, as is the metadata's that types it (``meta``:
+        the metadata ``load_artifacts`` already returned, not read again)."""
         if REFERENCE_FILE not in mv.artifacts:
             return None
         if REFERENCE_FILE not in mv.checksums:
@@ -252,7 +255,8 @@ class ModelRegistry:
         from mlops_assets.training import read_reference_csv
 
         text = self._read_artifact(mv, REFERENCE_FILE)
-        meta = json.loads(self._read_artifact(mv, META_FILE))
+        if meta is None:
+            meta = json.loads(self._read_artifact(mv, META_FILE))
         return read_reference_csv(text, list(meta.get("categorical", [])))
 
     def _read_artifact(self, mv: ModelVersion, name: str) -> str:

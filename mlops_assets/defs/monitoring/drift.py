@@ -64,7 +64,7 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         text, meta = registry.load_artifacts(mv)
         booster = lgb.Booster(model_str=text)
         # the rows the model was fitted on, frozen with it (None: registered without them)
-        saved = registry.load_reference(mv)
+        saved = registry.load_reference(mv, meta)
         features = pd.read_parquet(ws.features_path(region))
         cols = monitoring.monitored_columns(meta, ds)
         inputs = monitoring.monitoring_inputs(
