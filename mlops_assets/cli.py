@@ -386,12 +386,8 @@ def cmd_drill(args: argparse.Namespace) -> int:
                 if (value := getattr(args, name)) is not None
             },
         )
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
         result = run_drill(cfg, keep=args.keep)
-    except ValueError as exc:
+    except ValueError as exc:  # a bad config, or a region the generated data lacks
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)

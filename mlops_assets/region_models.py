@@ -104,7 +104,7 @@ def train_and_register(
 ) -> TrainingOutcome:
     """Train, compare with the approved model, gate, and register with the policy status.
 
-    A recalibration keeps the tuned parameters a person approved (see ``reviewed_params``)."""
+    A recalibration keeps the tuned parameters a person approved (see ``reviewed_settings``)."""
     carried: dict[str, Any] = {}
     if source == RECALIBRATION:
         settings, carried = reviewed_settings(registry, region, settings or spec.model)
