@@ -40,6 +40,7 @@ from mlops_assets.landing import drop_dataset, ingest_file, scan_landing
 from mlops_assets.metrics import regression_metrics
 from mlops_assets.monitoring import (
     ALERT_SIGNALS,
+    OUTSIDE_TRAINING_RANGE,
     RegionMonitoringInputs,
     fleet_alerts,
     fleet_gap_frame,
@@ -204,6 +205,34 @@ def summarise(alerts: pd.DataFrame, drift_region: str | None, drift_week0: pd.Ti
     return out
 
 
+def outside_summary(tables: pd.DataFrame, drift_region: str | None, drift_week0: pd.Timestamp):
+    """How often the DLE estimate was marked blind (a row's weather or promotions past the
+    training range): region-weeks of the other regions, and the drifted region's weeks
+    counted from the first drifted week like the alerts."""
+    share = tables[
+        (tables["signal"] == "estimated_performance")
+        & (tables["feature"] == OUTSIDE_TRAINING_RANGE)
+    ]
+    marked = share[share["value"] > 0]
+    others = share[share["region"] != drift_region]
+    out = {
+        "other_region_weeks": int(len(others)),
+        "other_region_weeks_marked": int((others["value"] > 0).sum()),
+        "other_regions_marked": sorted(
+            marked.loc[marked["region"] != drift_region, "region"].unique()
+        ),
+        "max_share_other_regions": float(others["value"].max()) if len(others) else None,
+    }
+    if drift_region:
+        weeks = sorted(share["week_start"].unique())
+        first = weeks.index(pd.Timestamp(drift_week0))
+        mine = marked[marked["region"] == drift_region]
+        out["drift_region_marked_weeks"] = [
+            weeks.index(w) - first + 1 for w in sorted(mine["week_start"])
+        ]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--source", type=Path, default=ROSSMANN)
@@ -290,6 +319,9 @@ def main() -> None:
             rel = (est["value"] - est["realized"]).abs() / est["realized"]
             report["scenarios"][scenario]["_dle_rmse_abs_rel_error_median"] = float(
                 np.nanmedian(rel)
+            )
+            report["scenarios"][scenario]["_estimate_outside_training_range"] = outside_summary(
+                tables, drift_region, drift_start
             )
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,8 @@ spans whole seasonal cycles) with recent weekly chunks (Monday..Sunday):
   alert: closures leave their lags missing and growth takes them past last year's range);
 - ``estimated_performance``: nannyml DLE estimate of RMSE / MAE for weeks without actuals,
   fitted on the model's holdout forecasts (out of sample), with the realized value where
-  actuals exist;
+  actuals exist, and the share of each week's rows whose inputs lie outside the training
+  range (``outside_training_range``), where the estimate cannot see the error;
 - ``attribution_drift``: NDCG of the weekly mean |Shapley| ranking against the ranking of
   the same weeks a year earlier in the training window (the season's own drivers: the
   weeks before Christmas rank the calendar higher every year), or against the ranking
@@ -67,6 +68,8 @@ TABLE_SIGNALS = (
     "estimated_performance",
     "attribution_drift",
 )
+# estimated_performance rows: share of a week's rows with inputs past the training range
+OUTSIDE_TRAINING_RANGE = "outside_training_range"
 MIN_GAP_DAYS = 4  # fleet-gap chunks hold one row a day
 # the signals of ``fleet_alerts`` (univariate and fleet-gap findings are both data drift)
 ALERT_SIGNALS = (
@@ -379,6 +382,54 @@ def estimated_performance(
     return pd.concat(out, ignore_index=True)
 
 
+def estimate_support(
+    reference: pd.DataFrame,
+    analysis: pd.DataFrame,
+    meta: dict[str, Any],
+    cols: MonitoredColumns,
+    s: MonitoringSettings,
+) -> pd.DataFrame:
+    """Per week, the share of rows with an input from outside the region's own sales
+    history (weather, promotions: watched features that are neither calendar nor computed
+    from the target, carrying at least ``estimate_support_min_importance`` of the model's
+    attribution) beyond the range the model was fitted on.
+
+    Trees are flat past their last split, and so is the error model DLE learns: drift that
+    takes inputs there (a weather feed reading 20 C too warm) leaves both the forecast and
+    the estimate where the edge of the training data was. Such a week's estimate is a lower
+    bound that only the realized error can confirm; this share says which weeks those are."""
+    importance = meta.get("importance") or {}
+    total = sum(importance.values())
+    inputs = [
+        c
+        for c in cols.alerting_numeric
+        if c not in cols.quality_ignored
+        and reference[c].notna().any()
+        and (not total or importance.get(c, 0.0) / total >= s.estimate_support_min_importance)
+    ]
+    if not inputs or analysis.empty:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    values = analysis[inputs].astype(float)
+    beyond = values.lt(reference[inputs].min()) | values.gt(reference[inputs].max())
+    by_week = beyond.any(axis=1).groupby(week_start(analysis["date"]).to_numpy())
+    share = by_week.mean()
+    return pd.DataFrame(
+        {
+            "signal": "estimated_performance",
+            "feature": OUTSIDE_TRAINING_RANGE,
+            "method": "range",
+            "week_start": pd.to_datetime(share.index),
+            "rows": by_week.size().to_numpy(int),
+            "value": share.to_numpy(float),
+            "lower": np.nan,
+            "upper": np.nan,
+            "nml_alert": False,
+            "ignored": False,
+            "realized": np.nan,
+        }
+    )
+
+
 def attribution_ndcg(reference: dict[str, float], current: dict[str, float]) -> float:
     """NDCG of the current ranking of mean |Shapley| values, graded by the reference
     importances (1.0: the same ranking; it falls as important features lose rank)."""
@@ -582,6 +633,7 @@ def region_drift(
             multivariate_drift(inputs.reference, analysis, cols),
             data_quality(inputs.reference, analysis, cols),
             estimated_performance(inputs.holdout, analysis, dle_features(meta, s)),
+            estimate_support(inputs.reference, analysis, meta, cols, s),
             attribution_drift(booster, meta, analysis, s, previous, inputs.reference),
         ]
     table = pd.concat([p for p in parts if not p.empty], ignore_index=True)[TABLE_COLUMNS]

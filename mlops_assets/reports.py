@@ -38,6 +38,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from mlops_assets.monitoring import OUTSIDE_TRAINING_RANGE  # noqa: E402
 from mlops_assets.plots import png_base64  # noqa: E402
 from mlops_assets.workspace import atomic_write_bytes  # noqa: E402
 
@@ -366,16 +367,30 @@ def metrics_over_time_plot(
 def estimated_performance_plot(monitoring: pd.DataFrame, holdout_rmse: float | None = None) -> str:
     """nannyml DLE estimated RMSE per week (dashed) with the realized RMSE where actuals
     exist (solid), the nannyml threshold and the holdout RMSE: the estimate is the early
-    warning for weeks whose actuals have not arrived.
+    warning for weeks whose actuals have not arrived. Weeks with inputs outside the
+    training range, where the estimate cannot see the error, are shaded.
 
     Returns a base64 PNG; the empty-state image when there is no estimate."""
     m = _usable(monitoring, ("signal", "feature", "week_start", "value"))
+    outside = pd.Series(dtype=float)
     if m is not None:
-        m = m[(m["signal"] == "estimated_performance") & (m["feature"] == "rmse")]
+        m = m[m["signal"] == "estimated_performance"]
+        share = m[m["feature"] == OUTSIDE_TRAINING_RANGE]
+        outside = _numeric(share, "value").set_axis(_weeks(share["week_start"]))
+        m = m[m["feature"] == "rmse"]
     if m is None or m.empty:
         return empty_plot("no estimated performance yet")
     m = m.assign(week_start=_weeks(m["week_start"])).sort_values("week_start")
     fig, ax = plt.subplots(figsize=(8, 3))
+    for i, week in enumerate(outside[outside > 0].index):
+        ax.axvspan(
+            week,
+            week + pd.Timedelta(days=7),
+            color="tab:orange",
+            alpha=0.15,
+            lw=0,
+            label="inputs outside the training range (estimate blind)" if i == 0 else None,
+        )
     ax.plot(
         m["week_start"],
         _numeric(m, "value"),
@@ -838,6 +853,9 @@ def _estimated_section(monitoring: pd.DataFrame | None, model: dict[str, Any]) -
     by_week = {}
     for r in m.itertuples(index=False):
         entry = by_week.setdefault(r.week_start, {})
+        if r.feature == OUTSIDE_TRAINING_RANGE:
+            entry["outside"] = r.value
+            continue
         entry[f"est_{r.feature}"] = r.value
         entry[f"real_{r.feature}"] = getattr(r, "realized", np.nan)
         if r.feature == "rmse":
@@ -850,6 +868,7 @@ def _estimated_section(monitoring: pd.DataFrame | None, model: dict[str, Any]) -
             _num(e.get("real_rmse")),
             _num(e.get("est_mae")),
             _num(e.get("real_mae")),
+            _pct(e.get("outside", np.nan)),
             _status(False, True) if e.get("alert") else "",
         ]
         for week, e in sorted(by_week.items(), key=lambda kv: kv[0], reverse=True)
@@ -858,7 +877,10 @@ def _estimated_section(monitoring: pd.DataFrame | None, model: dict[str, Any]) -
         _p(
             "nannyml DLE estimates the error from the inputs alone, learned on the model's "
             "out-of-sample holdout errors: it covers weeks whose actuals have not arrived. "
-            "Where actuals exist the realized value is shown next to it."
+            "Where actuals exist the realized value is shown next to it. Rows whose inputs "
+            "(weather, promotions) lie outside the training range are beyond what it can "
+            "judge: the model and the estimate are both flat past the training data, so "
+            "there the estimate is a lower bound until the actuals arrive."
         ),
         _plot_html(lambda: estimated_performance_plot(monitoring, rmse), "estimated RMSE"),
         _table(
@@ -868,10 +890,11 @@ def _estimated_section(monitoring: pd.DataFrame | None, model: dict[str, Any]) -
                 "realized RMSE",
                 "estimated MAE",
                 "realized MAE",
+                "rows outside training range",
                 "nannyml alert",
             ],
             rows,
-            range(1, 5),
+            range(1, 6),
         ),
     ]
     return _section("estimated", "Estimated vs realized performance", "\n".join(body))

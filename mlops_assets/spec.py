@@ -386,6 +386,15 @@ class MonitoringSettings(_Strict):
         "few hundred holdout rows, where every feature lets it overfit: measured on the "
         "drill's sample data, all 46 features made it blind to the prediction level",
     )
+    estimate_support_min_importance: float = Field(
+        0.01,
+        ge=0.0,
+        le=1.0,
+        description="inputs from outside the region's sales history (weather, promotions) "
+        "carrying at least this share of the model's mean |Shapley| are checked against "
+        "the training range: a week whose rows take one beyond it is marked as outside "
+        "the range the DLE estimate can judge",
+    )
     quality_signal: Literal["realized", "estimated"] = Field(
         "realized",
         description="model-quality breach from realized performance (actuals) or from the "

@@ -35,11 +35,14 @@ from mlops_assets.defs.monitoring.drift import region_level_inputs
 from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.metrics import regression_metrics
 from mlops_assets.monitoring import (
+    OUTSIDE_TRAINING_RANGE,
     TABLE_COLUMNS,
     FleetStatus,
+    MonitoredColumns,
     RegionMonitoringInputs,
     attribution_ndcg,
     dle_features,
+    estimate_support,
     fleet_alerts,
     fleet_status,
     monitored_columns,
@@ -623,6 +626,68 @@ def test_dle_estimates_realized_rmse_within_tolerance(fleets):
     print(f"DLE |est - realized| / realized: median {error.median():.3f}, by seed {by_seed}")
     assert len(known) == 10 * 5 * len(SEEDS)
     assert error.median() <= DLE_TOLERANCE, by_seed
+
+
+def test_estimate_support_counts_rows_whose_outside_inputs_leave_the_training_range():
+    """The weeks the DLE estimate cannot judge: weather or promotions past the fitted range.
+    Inputs from the target's own history (growth takes lags past last year), calendar
+    features and inputs the model hardly uses do not count."""
+    ref_days = pd.date_range("2024-01-01", periods=28, freq="D")
+    reference = pd.DataFrame(
+        {
+            "date": ref_days,
+            "temperature_c": np.linspace(0.0, 25.0, 28),
+            "precipitation_mm": np.linspace(0.0, 10.0, 28),
+            "lag_42": np.linspace(0.0, 100.0, 28),
+            "promo": np.tile([0, 1], 14),
+            "day_of_year": ref_days.dayofyear,
+        }
+    )
+    days = pd.date_range("2024-02-05", periods=21, freq="D")  # three Monday..Sunday weeks
+    analysis = pd.DataFrame(
+        {
+            "date": days,
+            "temperature_c": 12.0,
+            "precipitation_mm": 50.0,  # far past the range, but the model barely uses it
+            "lag_42": 250.0,  # growth: computed from the target, never counted
+            "promo": 1,
+            "day_of_year": days.dayofyear,  # calendar: ignored
+        }
+    )
+    analysis.loc[7:9, "temperature_c"] = 31.0  # week 2: 3 of 7 rows too warm
+    analysis.loc[20, "temperature_c"] = -10.0  # week 3: one row too cold
+    names = ["temperature_c", "precipitation_mm", "lag_42", "promo", "day_of_year"]
+    meta = {
+        "features": names,
+        "importance": {
+            "temperature_c": 0.2,
+            "precipitation_mm": 0.005,
+            "lag_42": 0.5,
+            "promo": 0.195,
+            "day_of_year": 0.1,
+        },
+    }
+    cols = MonitoredColumns(
+        numeric=names,
+        categorical=[],
+        ignored=["day_of_year"],
+        region_level=["temperature_c", "precipitation_mm"],
+        quality_ignored=["lag_42"],
+    )
+    table = estimate_support(reference, analysis, meta, cols, MonitoringSettings())
+    assert set(table.columns) <= set(TABLE_COLUMNS)
+    assert (table["signal"] == "estimated_performance").all()
+    assert (table["feature"] == OUTSIDE_TRAINING_RANGE).all()
+    assert table["week_start"].tolist() == list(pd.date_range("2024-02-05", periods=3, freq="7D"))
+    assert table["rows"].tolist() == [7, 7, 7]
+    assert table["value"].round(4).tolist() == [0.0, round(3 / 7, 4), round(1 / 7, 4)]
+    # with no importance floor the rarely used precipitation counts as well: every row
+    everything = MonitoringSettings(estimate_support_min_importance=0.0)
+    assert estimate_support(reference, analysis, meta, cols, everything)["value"].tolist() == [
+        1.0,
+        1.0,
+        1.0,
+    ]
 
 
 # --------------------------------------------------------------------------------------

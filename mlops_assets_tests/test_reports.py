@@ -201,6 +201,8 @@ def _monitoring(feature: str = "promo") -> pd.DataFrame:
                 realized=[3.5, 4.1, np.nan, np.nan][i],
             ),
             _row("estimated_performance", "mae", "dle", w, 3.0 + i, upper=5.0),
+            # the weather left the training range in the last week: the estimate is blind
+            _row("estimated_performance", "outside_training_range", "range", w, 0.25 * (i == 3)),
             _row(
                 "attribution_drift",
                 "ndcg",
@@ -297,6 +299,10 @@ def test_full_report_has_every_section_plots_and_alert_weeks() -> None:
     assert "other_region_feature" not in doc
     quality = doc[doc.index('id="quality"') : doc.index('id="attribution"')]
     assert "missing values" in quality and "2024-01-22" in quality
+    estimated = doc[doc.index('id="estimated"') : doc.index('id="drift"')]
+    assert "rows outside training range" in estimated and "lower bound" in estimated
+    assert '<td class="num">25.0%</td>' in estimated
+    assert estimated.count('<td class="num">0.0%</td>') == 3
     attribution = doc[doc.index('id="attribution"') :]
     assert "0.830" in attribution and "below" in attribution  # NDCG 0.83 < 0.9
 

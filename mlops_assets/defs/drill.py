@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from mlops_assets.monitoring import alerts_path, read_drift_report
+from mlops_assets.monitoring import OUTSIDE_TRAINING_RANGE, alerts_path, read_drift_report
 from mlops_assets.naming import region_key
 from mlops_assets.realized import read_weekly_realized
 from mlops_assets.sample_data import DriftSpec, SampleConfig, generate
@@ -196,6 +196,7 @@ def run_drill(cfg: DrillConfig, workdir: Path | None = None, log=print, keep: bo
                 "quality_breach_week": None,
                 "tuning_triggered": False,
                 "estimated_rmse": [],
+                "estimate_outside_training_range": [],
                 "realized_rmse": [],
             }
             for key, name in regions.items()
@@ -286,9 +287,16 @@ def _record_week(ws: Workspace, week: int, first: date, last: date, out: dict, r
         if key in tuned:
             entry["tuning_triggered"] = True
         table = read_drift_report(ws, key)
-        est = table[(table["signal"] == "estimated_performance") & (table["feature"] == "rmse")]
-        nxt = est[pd.to_datetime(est["week_start"]) == pd.Timestamp(last + timedelta(days=1))]
-        entry["estimated_rmse"].append(round(float(nxt["value"].iloc[0]), 3) if len(nxt) else None)
+        nxt = table[
+            (table["signal"] == "estimated_performance")
+            & (pd.to_datetime(table["week_start"]) == pd.Timestamp(last + timedelta(days=1)))
+        ].set_index("feature")["value"]
+        for name, feature in (
+            ("estimated_rmse", "rmse"),
+            ("estimate_outside_training_range", OUTSIDE_TRAINING_RANGE),
+        ):
+            value = nxt.get(feature)
+            entry[name].append(None if value is None else round(float(value), 3))
         weekly = read_weekly_realized(ws, key)
         done = weekly[pd.to_datetime(weekly["week_start"]) == pd.Timestamp(first)]
         entry["realized_rmse"].append(round(float(done["rmse"].iloc[0]), 3) if len(done) else None)

@@ -63,6 +63,20 @@ def test_every_step_is_notified_for_the_drifted_region_only(drill):
     assert all(1 <= n["week"] <= 3 for n in drill["notifications"])
 
 
+def test_the_estimate_marks_the_weeks_whose_inputs_left_the_training_range(drill):
+    """+20 C takes the drifted region's temperatures past anything the model was fitted
+    on, where DLE's error model is as flat as the model: those weeks are marked (each
+    replay week records the next week's estimate, so the first drifted forecast week is
+    recorded in drift week 2), the other regions' never are."""
+    for key, r in drill["regions"].items():
+        share = r["estimate_outside_training_range"]
+        assert len(share) == len(r["estimated_rmse"]) == 3, (key, share)
+        if key == DRIFT:
+            assert share[0] == 0.0 and min(share[1:]) > 0.5, share
+        else:
+            assert share == [0.0, 0.0, 0.0], (key, share)
+
+
 def test_drill_command_rejects_an_unknown_region(tmp_path, capsys):
     out = tmp_path / "drill.json"
     code = main(["drill", "--drift-region", "Atlantis", "--weeks", "2", "--out", str(out)])

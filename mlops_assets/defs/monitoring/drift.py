@@ -122,9 +122,14 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         }
         latest = table["week_start"].max()
         week = table[table["week_start"] == latest]
-        est = week[(week["signal"] == "estimated_performance") & (week["feature"] == "rmse")]
-        if len(est):
-            metadata["latest_week_estimated_rmse"] = float(est["value"].iloc[0])
+        est = week[week["signal"] == "estimated_performance"].set_index("feature")["value"]
+        if "rmse" in est:
+            metadata["latest_week_estimated_rmse"] = float(est["rmse"])
+        if monitoring.OUTSIDE_TRAINING_RANGE in est:
+            # the estimate cannot see the error of these rows (see estimate_support)
+            metadata["latest_week_share_outside_training_range"] = float(
+                est[monitoring.OUTSIDE_TRAINING_RANGE]
+            )
         ndcg = table[table["signal"] == "attribution_drift"].dropna(subset=["value"])
         if len(ndcg):
             metadata["latest_week_attribution_ndcg"] = float(ndcg["value"].iloc[-1])
