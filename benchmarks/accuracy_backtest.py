@@ -32,7 +32,7 @@ import pandas as pd
 import yaml
 
 from mlops_assets.conditioning import FEATURES_VERSION
-from mlops_assets.evaluation import evaluate_dataset
+from mlops_assets.evaluation import evaluate_dataset, region_line
 from mlops_assets.spec import SPECS_DIR, DatasetSpec, SourceSpec
 
 RESULTS = Path(__file__).parent / "results" / "accuracy_backtest.json"
@@ -179,10 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{o['seasonal_naive_rmspe']:.2%})"
     )
     for key, r in entry["regions"].items():
-        print(
-            f"  {key:<12} MAPE {r['mape']:.2%}  RMSPE {r['rmspe']:.2%}  reduction "
-            f"{r['mape_reduction_vs_baseline']:.1%}  trees {r['num_boost_round']}"
-        )
+        print(f"{region_line(key, r)}  trees {r['num_boost_round']}")
 
     print(f"written to {args.out}")
     return 0

@@ -245,7 +245,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mlops_assets.evaluation import evaluate_dataset
+    from mlops_assets.evaluation import evaluate_dataset, region_line
 
     report = evaluate_dataset(load_spec(args.spec), Path(args.source_dir))
     out = Path(args.out)
@@ -262,10 +262,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"{o['mape_reduction_vs_baseline']:.1%}"
     )
     for key, r in report["regions"].items():
-        print(
-            f"  {key:<12} MAPE {r['mape']:.2%}  RMSPE {r['rmspe']:.2%}  reduction "
-            f"{r['mape_reduction_vs_baseline']:.1%}"
-        )
+        print(region_line(key, r))
     print(f"written to {out}")
     return 0
 

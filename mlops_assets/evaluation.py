@@ -37,6 +37,14 @@ def _summary(model: dict[str, Any], baseline: dict[str, Any], n: int) -> dict[st
     return out
 
 
+def region_line(key: str, region: dict[str, Any]) -> str:
+    """One region of a report as the evaluate command and the backtest print it."""
+    return (
+        f"  {key:<12} MAPE {region['mape']:.2%}  RMSPE {region['rmspe']:.2%}  reduction "
+        f"{region['mape_reduction_vs_baseline']:.1%}"
+    )
+
+
 def evaluate_dataset(
     spec: DatasetSpec,
     source_dir: Path,

@@ -103,4 +103,7 @@ def test_evaluate_writes_the_metrics_json(tmp_path, capsys):
         )
     # the last 42 days of the generated history are the holdout
     assert report["holdout_end"] == str(SampleConfig.tiny(days=500).end)
+    printed = capsys.readouterr().out  # one line per region, as written to the JSON
+    for key, metrics in report["regions"].items():
+        assert f"  {key:<12} MAPE {metrics['mape']:.2%}  RMSPE {metrics['rmspe']:.2%}" in printed
     assert not list(tmp_path.glob("mlops-evaluate-*"))  # the temporary workspace is gone
