@@ -1,11 +1,12 @@
 """Benchmark: false alarms and detection delay of the monitoring on real data (rossmann-100).
 
 Replays the last ``--weeks`` weeks of ../shared/data/rossmann-100 against per-region models
-trained on everything before them (the reference), and runs the whole monitoring
-(``mlops_assets.monitoring``: nannyml drift, fleet gaps, PCA, data quality, DLE,
-attribution NDCG, realized quality, then the fleet alert rules) once as shipped and once
-per injected drift. Drift is injected into the source files of one region from week
-``--drift-week`` on, then ingested and conditioned like any data:
+trained on everything before them (the reference), and runs the whole monitoring on the
+inputs ``drift_report`` builds (``mlops_assets.monitoring``: ``monitoring_inputs``, then
+nannyml drift, fleet gaps, PCA, data quality, DLE, attribution NDCG, realized quality and
+the fleet alert rules) once as shipped and once per injected drift. Drift is injected into
+the source files of one region from week ``--drift-week`` on, then ingested and
+conditioned like any data:
 
 - ``weather_shift``: the region's temperatures + ``--weather-shift`` degrees C (a broken or
   swapped weather feed);
@@ -41,18 +42,13 @@ from mlops_assets.metrics import regression_metrics
 from mlops_assets.monitoring import (
     ALERT_SIGNALS,
     OUTSIDE_TRAINING_RANGE,
-    RegionMonitoringInputs,
     fleet_alerts,
-    fleet_gap_frame,
-    monitored_columns,
+    monitoring_inputs,
     region_drift,
     week_start,
 )
 from mlops_assets.spec import load_spec
 from mlops_assets.training import (
-    eligible_rows,
-    like_dtypes,
-    predict_frame,
     read_reference_csv,
     train_region_model,
 )
@@ -137,45 +133,34 @@ def inject(source: Path, dest: Path, kind: str, region: str, start: pd.Timestamp
     train.to_csv(dest / "train.csv", index=False)
 
 
-def monitor(
-    ws, regions, fs, weather, models, spec, t0, end, previous
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every region's monitoring tables and weekly realized quality over (t0, end]."""
+def monitor(ws, regions, weather, models, spec, end, previous) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every region's monitoring tables and weekly realized quality up to ``end``, through
+    the inputs ``drift_report`` builds (``monitoring_inputs``: the reference saved with the
+    model, the holdout forecasts in its metadata, the weeks after its training window)."""
     tables, realized = [], []
+    # every replayed week has its actuals: the history up to ``end``, no horizon rows (the
+    # weather files run months past the sales; their gap would add weeks without sales)
+    weather = weather[pd.to_datetime(weather["date"]) <= end]
     for region in regions:
         trained = models[region]
-        meta = trained.meta
-        cols = monitored_columns(meta, spec)
         feats = pd.read_parquet(ws.features_path(region))
-        feats = feats[~feats["is_future"].astype(bool)]
-        feats["date"] = pd.to_datetime(feats["date"])
-        ok = eligible_rows(feats) & (feats["target"] > 0)
-        # the reference: the rows the model was fitted on, as saved with it (as drift_report
-        # reads them from the registry); the current features only for an older cache
-        known = feats if trained.reference is None else like_dtypes(trained.reference, feats)
-        ref = known[eligible_rows(known) & (known["target"] > 0) & (known["date"] <= t0)]
-        ana = feats[ok & (feats["date"] > t0) & (feats["date"] <= end)].copy()
-        ana["y_pred"] = predict_frame(trained.booster, meta, ana)
-        ana["y_true"] = ana["target"]
-        hold = trained.holdout[trained.holdout["eligible"]]
-        hold = feats.merge(
-            hold[["store", "item", "date", "model"]], on=["store", "item", "date"]
-        ).rename(columns={"model": "y_pred"})
-        hold["y_true"] = hold["target"]
-        gap = fleet_gap_frame(weather, region, cols.region_level)
-        inputs = RegionMonitoringInputs(
-            region=region,
-            reference=ref,
-            analysis=ana,
-            holdout=hold,
-            reference_gap=gap[gap["date"] <= t0],
-            analysis_gap=gap[(gap["date"] > t0) & (gap["date"] <= end)],
+        dates = pd.to_datetime(feats["date"])
+        feats = feats[~feats["is_future"].astype(bool) & (dates <= end)]
+        inputs = monitoring_inputs(
+            region,
+            feats,
+            trained.booster,
+            trained.meta,
+            spec,
+            weather,
+            saved_reference=trained.reference,
         )
-        before = previous.get(region)
-        tables.append(region_drift(inputs, trained.booster, meta, spec, before))
+        tables.append(
+            region_drift(inputs, trained.booster, trained.meta, spec, previous.get(region))
+        )
         previous[region] = tables[-1]
-        ana["week_start"] = week_start(ana["date"])
-        for week, chunk in ana.groupby("week_start"):
+        scored = inputs.analysis[inputs.analysis["y_true"].notna()]
+        for week, chunk in scored.groupby(week_start(scored["date"])):
             m = regression_metrics(chunk["y_true"], chunk["y_pred"], floor=spec.model.metric_floor)
             realized.append({"region": region, "week_start": week, "n_rows": len(chunk), **m})
     return pd.concat(tables, ignore_index=True), pd.DataFrame(realized)
@@ -294,7 +279,7 @@ def main() -> None:
                     if region != args.drift_region:
                         shutil.copy(ws.features_path(region), sws.features_path(region))
                 drift_region = args.drift_region
-            tables, realized = monitor(sws, regions, fs, sweather, models, spec, t0, end, previous)
+            tables, realized = monitor(sws, regions, sweather, models, spec, end, previous)
             alerts = fleet_alerts(tables, realized, holdout_error, spec.monitoring)
             summary = summarise(alerts, drift_region, drift_start)
             report["scenarios"][scenario] = summary
