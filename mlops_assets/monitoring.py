@@ -396,8 +396,9 @@ def estimate_support(
 
     Trees are flat past their last split, and so is the error model DLE learns: drift that
     takes inputs there (a weather feed reading 20 C too warm) leaves both the forecast and
-    the estimate where the edge of the training data was. Such a week's estimate is a lower
-    bound that only the realized error can confirm; this share says which weeks those are."""
+    the estimate where the edge of the training data was. Such a week's estimate says
+    nothing about the error the drift adds (only the realized error can); this share says
+    which weeks those are."""
     importance = meta.get("importance") or {}
     total = sum(importance.values())
     inputs = [

@@ -880,7 +880,7 @@ def _estimated_section(monitoring: pd.DataFrame | None, model: dict[str, Any]) -
             "Where actuals exist the realized value is shown next to it. Rows whose inputs "
             "(weather, promotions) lie outside the training range are beyond what it can "
             "judge: the model and the estimate are both flat past the training data, so "
-            "there the estimate is a lower bound until the actuals arrive."
+            "there the estimate cannot see the error the drift adds until the actuals arrive."
         ),
         _plot_html(lambda: estimated_performance_plot(monitoring, rmse), "estimated RMSE"),
         _table(
