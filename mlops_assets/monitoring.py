@@ -674,6 +674,29 @@ def _leave_one_out_median(x: pd.Series) -> pd.Series:
     return pd.Series(out, index=x.index)
 
 
+def quality_metric(s: MonitoringSettings, gate_metric: str) -> str:
+    """The holdout metric a week's model quality is compared with: the gate's metric for
+    realized performance, RMSE for the label-free estimate (nannyml DLE estimates an RMSE
+    in units, for which a holdout MAPE is no yardstick)."""
+    return gate_metric if s.quality_signal == "realized" else "rmse"
+
+
+def estimate_blind_weeks(tables: pd.DataFrame, min_share: float = 0.5) -> pd.DataFrame:
+    """Region-weeks without actuals whose DLE estimate cannot see the error: at least
+    ``min_share`` of their rows have inputs outside the training range (see
+    ``estimate_support``). Columns ``region``, ``week_start``, ``share``."""
+    columns = ["region", "week_start", "share"]
+    if tables.empty or "signal" not in tables.columns:
+        return pd.DataFrame(columns=columns)
+    est = tables[tables["signal"] == "estimated_performance"]
+    keys = ["region", "week_start"]
+    pending = est[(est["feature"] == "rmse") & est["realized"].isna()][keys]
+    share = est[est["feature"] == OUTSIDE_TRAINING_RANGE][[*keys, "value"]]
+    blind = pending.merge(share, on=keys).rename(columns={"value": "share"})
+    blind = blind[blind["share"] >= min_share]
+    return blind[columns].sort_values(keys, ignore_index=True)
+
+
 def fleet_alerts(
     tables: pd.DataFrame,
     realized: pd.DataFrame,
@@ -686,8 +709,8 @@ def fleet_alerts(
 
     ``tables``: the concatenated ``region_drift`` tables (column ``region``).
     ``realized``: weekly realized performance, columns ``region``, ``week_start``,
-    ``n_rows`` and ``metric``. ``holdout_error``: each region model's holdout ``metric``
-    (the level its weekly error is compared with).
+    ``n_rows`` and ``metric``. ``holdout_error``: each region model's holdout value of
+    ``quality_metric(settings, metric)`` (the level its weekly error is compared with).
 
     Returns ``region, week_start, signal, raw, alert, detail``: ``raw`` is the week's
     own finding after the cross-region comparison; ``alert`` adds persistence."""

@@ -42,11 +42,13 @@ from mlops_assets.monitoring import (
     RegionMonitoringInputs,
     attribution_ndcg,
     dle_features,
+    estimate_blind_weeks,
     estimate_support,
     fleet_alerts,
     fleet_status,
     monitored_columns,
     monitoring_inputs,
+    quality_metric,
     region_drift,
     week_start,
 )
@@ -292,6 +294,49 @@ def test_model_quality_alerts_when_one_region_triples_its_holdout_error():
         [False, False, True, False, False],
     )
     assert not a.drop(index="A", level="region")["raw"].any()
+
+
+def test_estimated_model_quality_compares_the_dle_rmse_with_the_holdout_rmse():
+    """quality_signal "estimated": nannyml's RMSE estimate (units) against each model's
+    holdout RMSE, not against the gate's MAPE (a fraction: every estimate would be a
+    hundredfold breach and whichever region stood out would alert at once)."""
+    estimated = SETTINGS.model_copy(update={"quality_signal": "estimated"})
+    assert quality_metric(estimated, "mape") == "rmse"
+    assert quality_metric(SETTINGS, "mape") == "mape"  # realized: the gate's metric
+    rmse = {r: [12.0, 11.0, 12.0, 12.0, 11.0] for r in REGIONS}
+    rmse["A"] = [12.0, 36.0, 36.0, 12.0, 12.0]  # 3x its holdout RMSE in weeks 2-3
+    rmse["B"] = [24.0] * 5  # a bigger region: twice the units, twice its holdout RMSE
+    tables = _drift_table(rmse, signal="estimated_performance", feature="rmse")
+    holdout_rmse = dict.fromkeys(REGIONS, 12.0) | {"B": 24.0}
+    a = fleet_alerts(tables, NO_REALIZED, holdout_rmse, estimated)
+    a = a.set_index(["region", "signal", "week_start"]).sort_index()
+    assert _flags(a, "A", "model_quality") == (
+        [False, True, True, False, False],
+        [False, True, True, False, False],  # 3x: at once
+    )
+    assert not a.drop(index="A", level="region")["raw"].any()
+
+
+def test_estimate_blind_weeks_are_the_weeks_without_actuals_mostly_outside_the_range():
+    rows = []
+    for region, shares in {"A": [0.0, 0.2, 0.6, 1.0], "B": [1.0, 0.0, 0.0, 0.0]}.items():
+        for i, share in enumerate(shares):
+            week = WEEKS[i]
+            realized = 10.0 if i < 2 else np.nan  # weeks 3-4 are forecast weeks
+            rows += [
+                {"region": region, "signal": "estimated_performance", "feature": "rmse",
+                 "week_start": week, "value": 11.0, "realized": realized},
+                {"region": region, "signal": "estimated_performance",
+                 "feature": OUTSIDE_TRAINING_RANGE, "week_start": week, "value": share,
+                 "realized": np.nan},
+            ]  # fmt: skip
+    blind = estimate_blind_weeks(pd.DataFrame(rows))
+    # B's week 1 had actuals (the realized error judged it); A's week 2 is mostly inside
+    assert blind.to_dict("records") == [
+        {"region": "A", "week_start": WEEKS[2], "share": 0.6},
+        {"region": "A", "week_start": WEEKS[3], "share": 1.0},
+    ]
+    assert estimate_blind_weeks(pd.DataFrame()).empty
 
 
 def test_model_quality_ignores_holiday_weeks_whose_error_doubles_everywhere():

@@ -65,17 +65,25 @@ def prepared_workspace(tmp_path_factory: pytest.TempPathFactory, sample_dir: Pat
 
 @pytest.fixture
 def model_pipeline(tmp_path: Path, prepared_workspace):
-    """Factory: ``model_pipeline(gate={...}, model={...})`` -> a ``Pipeline`` on a private
-    copy of the prepared workspace and instance, with the fast spec plus the overrides."""
+    """Factory: ``model_pipeline(gate={...}, model={...}, monitoring={...})`` -> a
+    ``Pipeline`` on a private copy of the prepared workspace and instance, with the fast
+    spec plus the overrides."""
     from contextlib import ExitStack
 
     from mlops_assets_tests.defs.models.pipeline_support import Pipeline, write_fast_spec
 
     with ExitStack() as stack:
 
-        def make(*, gate: dict | None = None, model: dict | None = None) -> Pipeline:
+        def make(
+            *,
+            gate: dict | None = None,
+            model: dict | None = None,
+            monitoring: dict | None = None,
+        ) -> Pipeline:
             copy = prepared_workspace.copy_to(tmp_path / "pipeline")
-            spec = write_fast_spec(tmp_path / "spec.yaml", gate=gate, model=model)
+            spec = write_fast_spec(
+                tmp_path / "spec.yaml", gate=gate, model=model, monitoring=monitoring
+            )
             settings = Settings(env="ci", home=copy.home, spec=str(spec))
             instance = stack.enter_context(dg.instance_for_test(temp_dir=str(copy.dagster_home)))
             return Pipeline(settings, build_definitions(settings), instance, copy.regions)

@@ -58,6 +58,14 @@ ALERT_CHECKS = {
 def build_monitoring_alerts_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     s = spec.monitoring
     metric = spec.gate.metric
+    # a week's quality against the model's holdout value of the same measure
+    holdout_metric = monitoring.quality_metric(s, metric)
+    quality = (
+        f"weekly {metric} above {s.quality_degradation:g}x the model's holdout {metric}"
+        if s.quality_signal == "realized"
+        else f"weekly RMSE estimated by nannyml DLE above {s.quality_degradation:g}x the "
+        "model's holdout RMSE"
+    )
 
     @dg.asset(
         key=MONITORING_ALERTS_KEY,
@@ -66,9 +74,8 @@ def build_monitoring_alerts_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         kinds={"nannyml", "html"},
         description=(
             "Alerts over every region: nannyml drift and data-quality findings that stand out "
-            f"from the other regions by {s.stand_out_ratio:g}x, weekly {metric} above "
-            f"{s.quality_degradation:g}x the model's holdout {metric}, attribution NDCG below "
-            f"{s.ndcg_threshold:g}; each for {s.persistence_weeks} consecutive week(s). "
+            f"from the other regions by {s.stand_out_ratio:g}x, {quality}, attribution NDCG "
+            f"below {s.ndcg_threshold:g}; each for {s.persistence_weeks} consecutive week(s). "
             "Notifies each new alert once, writes `monitoring/_fleet/alerts.parquet` and a "
             "self-contained HTML report per region (`monitoring/<region>/report.html`)."
         ),
@@ -100,7 +107,7 @@ def build_monitoring_alerts_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             if mv is None:
                 continue
             approved[region] = mv
-            holdout_error[region] = (mv.record.get("metrics") or {}).get(metric)
+            holdout_error[region] = (mv.record.get("metrics") or {}).get(holdout_metric)
             table = monitoring.read_drift_report(ws, region)
             if len(table):
                 tables.append(table[table["model_version"] == mv.version])
@@ -128,20 +135,34 @@ def build_monitoring_alerts_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                     }
                     for r in hits.itertuples()
                 ]
+            description = (
+                "no region alerting"
+                if hits.empty
+                else "alerting: " + ", ".join(sorted(hits["region"].unique()))
+            )
+            check_metadata = {
+                "regions": sorted(hits["region"].unique().tolist()),
+                "findings": dg.MetadataValue.md(_findings(hits)),
+            }
+            if name == "model_quality" and s.quality_signal == "estimated":
+                # a pass means little where the estimate cannot see the error
+                blind = monitoring.estimate_blind_weeks(all_tables)
+                if len(blind):
+                    regions = sorted(blind["region"].unique())
+                    description += (
+                        "; estimate blind (inputs outside the training range) for: "
+                        + ", ".join(regions)
+                    )
+                    check_metadata["estimate_blind_weeks"] = dg.MetadataValue.md(
+                        markdown_table(blind.assign(week_start=blind["week_start"].astype(str)))
+                    )
             check_results.append(
                 dg.AssetCheckResult(
                     check_name=name,
                     passed=hits.empty,
                     severity=dg.AssetCheckSeverity[sev],
-                    description=(
-                        "no region alerting"
-                        if hits.empty
-                        else "alerting: " + ", ".join(sorted(hits["region"].unique()))
-                    ),
-                    metadata={
-                        "regions": sorted(hits["region"].unique().tolist()),
-                        "findings": dg.MetadataValue.md(_findings(hits)),
-                    },
+                    description=description,
+                    metadata=check_metadata,
                 )
             )
         metadata = {

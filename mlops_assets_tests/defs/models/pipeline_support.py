@@ -34,12 +34,19 @@ _TELEMETRY_OFF = "telemetry:\n  enabled: false\n"
 
 
 def write_fast_spec(
-    path: Path, *, gate: dict[str, Any] | None = None, model: dict[str, Any] | None = None
+    path: Path,
+    *,
+    gate: dict[str, Any] | None = None,
+    model: dict[str, Any] | None = None,
+    monitoring: dict[str, Any] | None = None,
 ) -> Path:
-    """The sample spec with fast training; ``gate``/``model`` override single keys."""
+    """The sample spec with fast training; ``gate``/``model``/``monitoring`` override
+    single keys."""
     data = yaml.safe_load(SAMPLE_SPEC.read_text())
     data["model"] = {**data.get("model", {}), **FAST_MODEL, **(model or {})}
     data["gate"] = {**data.get("gate", {}), **FAST_GATE, **(gate or {})}
+    if monitoring:
+        data["monitoring"] = {**data.get("monitoring", {}), **monitoring}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
