@@ -265,6 +265,10 @@ def main() -> None:
         print(f"training at {t0.date()}: {time.perf_counter() - t:.0f} s")
         previous: dict = {}  # unchanged weeks reuse their Shapley values across scenarios
         holdout_error = {r: m.metrics["model"]["mape"] for r, m in models.items()}
+        # the label-free alternative (monitoring.quality_signal: estimated) on the same
+        # tables: the DLE estimate against each model's holdout RMSE
+        holdout_rmse = {r: m.metrics["model"]["rmse"] for r, m in models.items()}
+        estimated = spec.monitoring.model_copy(update={"quality_signal": "estimated"})
         for scenario in args.scenarios.split(","):
             t = time.perf_counter()
             if scenario == "none":
@@ -296,6 +300,10 @@ def main() -> None:
                     f"{'n/a' if rate is None else f'{rate:.3f}'} {e['false_alarm_regions']} "
                     f"drift weeks {e.get('drift_region_alert_weeks')}"
                 )
+            by_estimate = fleet_alerts(tables, realized, holdout_rmse, estimated)
+            report["scenarios"][scenario]["_estimated_model_quality"] = summarise(
+                by_estimate, drift_region, drift_start
+            )["model_quality"]
             raw = alerts[alerts["raw"]].groupby("signal").size().to_dict()
             report["scenarios"][scenario]["_raw_findings"] = {k: int(v) for k, v in raw.items()}
             est = tables[
