@@ -723,10 +723,14 @@ def fleet_alerts(
     # univariate and multivariate drift: nannyml alert, watched, big enough, stands out
     drift = t[t["signal"].isin(["feature_drift", "multivariate_drift"]) & ~t["ignored"]].copy()
     drift["severity"] = drift["value"] / drift["upper"]
+    # chi2 alerts on its p-value: no threshold on the statistic, which is then the severity
+    # compared with the other regions (a larger one is a larger departure)
+    by_p_value = drift["upper"].isna()
+    drift.loc[by_p_value, "severity"] = drift.loc[by_p_value, "value"]
     drift["hit"] = (
         drift["nml_alert"]
         & big.loc[drift.index]
-        & (drift["value"] > drift["upper"])
+        & (by_p_value | (drift["value"] > drift["upper"]))
         & _stands_out(drift, s, ["signal", "feature", "week_start"])
     )
     found.append(drift)

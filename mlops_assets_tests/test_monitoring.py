@@ -226,6 +226,60 @@ def test_attribution_drift_alerts_only_where_the_ranking_falls_apart_alone():
     assert not _alerts(fleetwide)["alert"].any()
 
 
+@pytest.mark.parametrize(
+    ("continuous", "categorical"),
+    [
+        ("jensen_shannon", "jensen_shannon"),
+        ("kolmogorov_smirnov", "chi2"),
+        ("hellinger", "l_infinity"),
+        ("jensen_shannon", "hellinger"),
+    ],
+)
+def test_every_drift_method_the_spec_allows_alerts_the_drifted_region_alone(
+    continuous, categorical
+):
+    """nannyml's methods report their thresholds differently (chi2 alerts on a p-value and
+    gives no threshold on its statistic): each one the spec allows must still let the
+    fleet rules flag a region whose inputs drift, and only that one."""
+    rng = np.random.default_rng(0)
+    cols = MonitoredColumns(numeric=["x"], categorical=["c"], ignored=[], region_level=[])
+    s = SETTINGS.model_copy(
+        update={"continuous_method": continuous, "categorical_method": categorical}
+    )
+    ref_days = pd.date_range("2024-01-01", periods=364, freq="D")
+    days = pd.date_range("2025-01-06", periods=35, freq="D")  # five Monday..Sunday weeks
+    tables = []
+    for region in REGIONS:
+        reference = pd.DataFrame(
+            {
+                "date": np.repeat(ref_days, 4),
+                "x": rng.normal(size=4 * 364),
+                "c": rng.choice(["a", "b", "c"], 4 * 364),
+            }
+        )
+        analysis = pd.DataFrame(
+            {
+                "date": np.repeat(days, 4),
+                "x": rng.normal(size=4 * 35),
+                "c": rng.choice(["a", "b", "c"], 4 * 35),
+            }
+        )
+        if region == "A":  # from the third week: x shifts, c loses its third level
+            late = analysis["date"] >= days[14]
+            analysis.loc[late, "x"] += 1.5
+            analysis.loc[late, "c"] = rng.choice(["a", "b"], int(late.sum()))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = monitoring.feature_drift(reference, analysis, cols, s)
+        tables.append(table.assign(region=region))
+    alerts = fleet_alerts(pd.concat(tables, ignore_index=True), NO_REALIZED, {}, s)
+    hits = alerts[alerts["alert"] & (alerts["signal"] == "data_drift")]
+    assert set(hits["region"]) == {"A"}, alerts[alerts["raw"]]
+    assert set(hits["week_start"]) == set(days[21::7])  # persistence: weeks 4 and 5
+    details = set(", ".join(hits["detail"]).split(", "))
+    assert details == {"x", "c"}, details
+
+
 def test_a_fleet_gap_week_of_a_few_days_never_alerts():
     # one row a day: a 1-day stub of a week (after a Saturday training end) is no evidence
     sev = dict.fromkeys(REGIONS, [0.5] * 5) | {"A": [3.0] * 5}
