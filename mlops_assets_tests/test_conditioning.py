@@ -527,6 +527,45 @@ def _holiday_spec() -> DatasetSpec:
     return DatasetSpec.model_validate(raw)
 
 
+@pytest.mark.parametrize("known_in_advance", [True, False])
+def test_weather_is_joined_by_region_and_date_and_lagged_when_not_known_ahead(
+    base, tmp_path, known_in_advance
+):
+    """The weather a row sees: its region's on the row's date (a weather forecast), or,
+    for a source marked ``known_in_advance: false`` (observations only), the weather of
+    ``horizon`` days earlier, so no forecast row reads a value that is not known yet."""
+    ws, features, _ = base
+    weather = landing_frame(ws, "weather")
+    weather["region"] = weather["region"].map(region_key)
+    spec = SPEC
+    if not known_in_advance:
+        source = SPEC.source("weather").model_copy(update={"known_in_advance": False})
+        name = SPEC.source_name("weather")
+        spec = SPEC.model_copy(update={"sources": {**SPEC.sources, name: source}})
+    region = sorted(set(store_regions(ws).values()))[0]
+    path = tmp_path / "features.parquet"
+    with connect(ws, spec) as con:
+        write_features(con, spec, region, path)
+    frame = read_features(path)
+    shift = pd.Timedelta(days=0 if known_in_advance else H)
+    seen = frame[["date", "temperature_c", "precipitation_mm"]].assign(
+        weather_date=frame["date"] - shift
+    )
+    expected = seen[["weather_date"]].merge(
+        weather[weather["region"] == region].rename(columns={"date": "weather_date"}),
+        on="weather_date",
+        how="left",
+    )
+    assert len(expected) == len(seen)
+    for col in ("temperature_c", "precipitation_mm"):
+        assert same(seen[col], expected[col]).all(), col
+    # the weather files start with the sales: the first ``shift`` days have none that far
+    # back, every later row has its weather
+    early = seen["date"] < seen["date"].min() + shift
+    assert seen.loc[early, "temperature_c"].isna().all()
+    assert seen.loc[~early, "temperature_c"].notna().all()
+
+
 def test_days_since_and_until_a_holiday_read_the_calendar_capped(tmp_path, sample):
     spec = _holiday_spec()
     store = "S0001"
