@@ -232,6 +232,31 @@ def test_impossible_or_implausible_dates_are_bad_dates(
     assert_names_column_and_row(exc, "date", 5, bad)
 
 
+def _day_first(sample_spec: DatasetSpec) -> SourceSpec:
+    """The sales source reading dates written as 23.11.2024 (``date_format``)."""
+    sales = sample_spec.sources["sales"]
+    date = sales.columns["date"].model_copy(update={"date_format": "%d.%m.%Y"})
+    return sales.model_copy(update={"columns": {**sales.columns, "date": date}})
+
+
+def test_dates_in_a_declared_format_are_read_as_dates(
+    tmp_path: Path, sales_rows: Rows, sample_spec: DatasetSpec, known_stores: set[str]
+) -> None:
+    rows = [dict(r, date=pd.Timestamp(r["date"]).strftime("%d.%m.%Y")) for r in sales_rows]
+    out = tmp_path / "out.parquet"
+    path = write_rows(tmp_path / "s.csv", rows)
+    validate_file(path, _day_first(sample_spec), known_stores=known_stores, output=out)
+    frame = pd.read_parquet(out)
+    assert frame["date"].astype(str).tolist() == [r["date"] for r in sales_rows]
+    # an ISO date is not in the declared format: rejected, not guessed
+    iso = with_value(rows, 2, "date", sales_rows[2]["date"])
+    exc = reject(
+        write_rows(tmp_path / "iso.csv", iso), _day_first(sample_spec), known_stores=known_stores
+    )
+    assert exc.code == "bad_dates"
+    assert_names_column_and_row(exc, "date", 3, sales_rows[2]["date"])
+
+
 @pytest.mark.parametrize("empty", ["", "NA", "  "])
 def test_empty_value_in_required_column_is_null_values(
     tmp_path: Path, sales_rows: Rows, sample_spec: DatasetSpec, known_stores: set[str], empty: str
