@@ -507,6 +507,28 @@ def test_the_monitoring_reference_is_exactly_the_fitted_rows(trained, data):
     pd.testing.assert_frame_equal(back, ref, check_exact=True)
 
 
+def test_train_on_positive_target_fits_only_days_with_sales(trained, data):
+    """``train_on_positive_target`` (rossmann: an open day without sales is a recording
+    anomaly): zero-target open days are left out of the fit and the reference, nothing
+    else is; without it they count (the generated data has real zero-demand days)."""
+    features, fs = data
+    hist = history(features)
+    fitted = hist[(hist["open"] == 1) & hist["target"].notna()]
+    zeros = int((fitted["target"] <= 0).sum())
+    assert zeros > 0 and trained.meta["train_rows"] == len(fitted)  # the default keeps them
+    positive = train_region_model(
+        features, fs, SPEC, settings=FAST.model_copy(update={"train_on_positive_target": True})
+    )
+    assert positive.meta["train_rows"] == len(fitted) - zeros
+    assert (positive.reference["target"] > 0).all()
+    expected = fitted[fitted["target"] > 0].sort_values(["date", *SERIES])
+    pd.testing.assert_frame_equal(
+        positive.reference,
+        expected[list(positive.reference.columns)].reset_index(drop=True),
+        check_exact=True,
+    )
+
+
 def test_a_reference_above_the_cap_is_a_deterministic_sample_of_every_week(trained, data):
     full = trained.reference
     weeks = full["date"] - pd.to_timedelta(full["date"].dt.dayofweek, unit="D")
