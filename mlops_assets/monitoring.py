@@ -223,6 +223,38 @@ def fleet_gap_frame(region_inputs: pd.DataFrame, region: str, columns: list[str]
     return gap.reset_index()
 
 
+def reference_fleet_gap(
+    region_inputs: pd.DataFrame | None,
+    region: str,
+    columns: list[str],
+    train_min: str | pd.Timestamp,
+    train_max: str | pd.Timestamp,
+) -> pd.DataFrame:
+    """The region's fleet gap (``fleet_gap_frame``) over a model's training window: the
+    reference its weather weeks are compared with. Saved with the model at registration
+    (``fleet_gap.csv``), so a region joining the fleet or a corrected weather history
+    later does not move what the model is compared with."""
+    if region_inputs is None or region_inputs.empty or not columns:
+        return pd.DataFrame(columns=["date", *columns])
+    gap = fleet_gap_frame(region_inputs, region, columns)
+    return gap[gap["date"].between(pd.Timestamp(train_min), pd.Timestamp(train_max))]
+
+
+def fleet_gap_csv(frame: pd.DataFrame) -> str:
+    """A fleet-gap frame as CSV text (dates as YYYY-MM-DD, floats written to round-trip)."""
+    out = frame.assign(date=pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d"))
+    return out.to_csv(index=False, lineterminator="\n")
+
+
+def read_fleet_gap_csv(text: str) -> pd.DataFrame:
+    """The frame of ``fleet_gap_csv``."""
+    import io
+
+    frame = pd.read_csv(io.StringIO(text), float_precision="round_trip")
+    frame["date"] = pd.to_datetime(frame["date"], format="%Y-%m-%d")
+    return frame
+
+
 def fleet_gap_drift(
     reference_gap: pd.DataFrame,
     analysis_gap: pd.DataFrame,
@@ -554,6 +586,7 @@ def monitoring_inputs(
     spec: DatasetSpec,
     region_inputs: pd.DataFrame | None = None,
     saved_reference: pd.DataFrame | None = None,
+    saved_gap: pd.DataFrame | None = None,
 ) -> RegionMonitoringInputs:
     """Reference, recent weeks and holdout of one region from its feature table and the
     model that serves it.
@@ -566,7 +599,9 @@ def monitoring_inputs(
     rows without), at most ``max_analysis_weeks`` recent weeks, scored by the model. Only
     rows the model is judged on count (open days; positive targets where the spec trains
     on those only). Holdout: the model's out-of-sample forecasts with the inputs and
-    actuals of those rows, from the same source as the reference."""
+    actuals of those rows, from the same source as the reference. The weather's fleet
+    gap: its training window from ``saved_gap`` (``ModelRegistry.load_fleet_gap``) when
+    given, else from ``region_inputs`` like the weeks after it."""
 
     def judged(rows: pd.DataFrame) -> pd.DataFrame:
         rows = rows.copy()
@@ -603,12 +638,15 @@ def monitoring_inputs(
     gap = pd.DataFrame(columns=["date", *cols.region_level])
     if region_inputs is not None and cols.region_level and len(region_inputs):
         gap = fleet_gap_frame(region_inputs, region, cols.region_level)
+    reference_gap = gap[gap["date"].between(train_min, train_max)]
+    if saved_gap is not None and set(cols.region_level) <= set(saved_gap.columns):
+        reference_gap = saved_gap[["date", *cols.region_level]]
     return RegionMonitoringInputs(
         region=region,
         reference=reference,
         analysis=analysis,
         holdout=held,
-        reference_gap=gap[gap["date"].between(train_min, train_max)],
+        reference_gap=reference_gap,
         analysis_gap=gap[gap["date"] > train_max],
     )
 

@@ -9,6 +9,7 @@ from typing import Any
 import lightgbm as lgb
 import pandas as pd
 
+from mlops_assets import monitoring
 from mlops_assets.conditioning import FeatureSet
 from mlops_assets.gate import GateResult, evaluate_gate
 from mlops_assets.metrics import regression_metrics
@@ -101,10 +102,13 @@ def train_and_register(
     source: str = "recalibration",
     settings: ModelSettings | None = None,
     extra_record: dict[str, Any] | None = None,
+    region_inputs: pd.DataFrame | None = None,
 ) -> TrainingOutcome:
     """Train, compare with the approved model, gate, and register with the policy status.
 
-    A recalibration keeps the tuned parameters a person approved (see ``reviewed_settings``)."""
+    A recalibration keeps the tuned parameters a person approved (see ``reviewed_settings``).
+    ``region_inputs``: every region's weather (``warehouse.region_level_inputs``); the
+    region's gap to the fleet over the training window is saved with the model."""
     carried: dict[str, Any] = {}
     if source == RECALIBRATION:
         settings, carried = reviewed_settings(registry, region, settings or spec.model)
@@ -155,8 +159,22 @@ def train_and_register(
         reasons=[f"{g.name}: {g.message}" for g in gate if not g.passed],
         actor=f"run:{run_id}",
         reference_csv=trained.reference_csv(),
+        fleet_gap_csv=_fleet_gap_csv(region_inputs, region, trained, spec),
     )
     return TrainingOutcome(trained, gate, version, approved)
+
+
+def _fleet_gap_csv(
+    region_inputs: pd.DataFrame | None, region: str, trained: TrainedModel, spec: DatasetSpec
+) -> str | None:
+    """The region's weather gap to the fleet over the training window, as saved with the
+    model (None without weather inputs)."""
+    meta = trained.meta
+    columns = monitoring.monitored_columns(meta, spec).region_level
+    gap = monitoring.reference_fleet_gap(
+        region_inputs, region, columns, meta["train_date_min"], meta["train_date_max"]
+    )
+    return monitoring.fleet_gap_csv(gap) if len(gap) else None
 
 
 def approved_tuned_params(

@@ -98,7 +98,8 @@ MODEL_FILE = "model.txt"
 META_FILE = "model.json"
 ARTIFACT_FILES = (MODEL_FILE, META_FILE)  # every version has them
 REFERENCE_FILE = "reference.csv"  # optional: the monitoring reference (CSV text)
-OPTIONAL_ARTIFACT_FILES = (REFERENCE_FILE,)
+FLEET_GAP_FILE = "fleet_gap.csv"  # optional: the weather's gap to the fleet, training window
+OPTIONAL_ARTIFACT_FILES = (REFERENCE_FILE, FLEET_GAP_FILE)
 
 _EVENTS = "events.jsonl"
 _LOCK = ".lock"
@@ -248,16 +249,34 @@ class ModelRegistry:
         columns as text, dates as datetime), or ``None`` if it was registered without one.
         Its checksum is required and checked, as is the metadata's that types it (``meta``:
         the metadata ``load_artifacts`` already returned, not read again)."""
-        if REFERENCE_FILE not in mv.artifacts:
+        text = self._optional_artifact(mv, REFERENCE_FILE)
+        if text is None:
             return None
-        if REFERENCE_FILE not in mv.checksums:
-            raise RegistryError(f"{mv.label}: {REFERENCE_FILE} has no recorded checksum")
         from mlops_assets.training import read_reference_csv
 
-        text = self._read_artifact(mv, REFERENCE_FILE)
         if meta is None:
             meta = json.loads(self._read_artifact(mv, META_FILE))
         return read_reference_csv(text, list(meta.get("categorical", [])))
+
+    def load_fleet_gap(self, mv: ModelVersion) -> pd.DataFrame | None:
+        """The region's weather minus the fleet median, day by day over ``mv``'s training
+        window, as it was at registration (``date`` and one column per input), or ``None``
+        if it was registered without it. Its checksum is required and checked."""
+        text = self._optional_artifact(mv, FLEET_GAP_FILE)
+        if text is None:
+            return None
+        from mlops_assets.monitoring import read_fleet_gap_csv
+
+        return read_fleet_gap_csv(text)
+
+    def _optional_artifact(self, mv: ModelVersion, name: str) -> str | None:
+        """An optional artifact's text, None if the version has none; one without a
+        recorded checksum is refused."""
+        if name not in mv.artifacts:
+            return None
+        if name not in mv.checksums:
+            raise RegistryError(f"{mv.label}: {name} has no recorded checksum")
+        return self._read_artifact(mv, name)
 
     def _read_artifact(self, mv: ModelVersion, name: str) -> str:
         """One artifact's text, refused if it does not match its recorded checksum."""
@@ -283,13 +302,15 @@ class ModelRegistry:
         reasons: list[str],
         actor: str,
         reference_csv: str | None = None,
+        fleet_gap_csv: str | None = None,
     ) -> ModelVersion:
         """Store a new version of ``region`` (numbered 1, 2, ...) with its artifacts.
 
         ``status`` is ``pending_approval``, ``approved`` or ``rejected`` (usually from
         :func:`decide_status`); registering as approved archives the approved version.
         ``reference_csv``: the monitoring reference (``TrainedModel.reference_csv()``),
-        stored as ``reference.csv`` with its checksum when given.
+        stored as ``reference.csv`` with its checksum when given; ``fleet_gap_csv``
+        likewise as ``fleet_gap.csv`` (``monitoring.reference_fleet_gap``).
         """
         require_safe_key(region)
         if status not in REGISTRABLE:
@@ -304,10 +325,9 @@ class ModelRegistry:
             raise ValueError(f"model_text of {region} is empty; expected a text model")
         if not isinstance(model_meta, dict) or not isinstance(record, dict):
             raise TypeError("model_meta and record must be dicts")
-        if reference_csv is not None and (
-            not isinstance(reference_csv, str) or not reference_csv.strip()
-        ):
-            raise ValueError(f"reference_csv of {region} must be non-empty CSV text or None")
+        for name, text in (("reference_csv", reference_csv), ("fleet_gap_csv", fleet_gap_csv)):
+            if text is not None and (not isinstance(text, str) or not text.strip()):
+                raise ValueError(f"{name} of {region} must be non-empty CSV text or None")
         source = record.get("source")
         if source is not None and source not in SOURCES:
             raise ValueError(f"record source {source!r} is not one of {SOURCES}")
@@ -315,8 +335,9 @@ class ModelRegistry:
             MODEL_FILE: model_text.encode("utf-8"),
             META_FILE: json.dumps(model_meta, indent=2, sort_keys=True, default=str).encode(),
         }
-        if reference_csv is not None:
-            blobs[REFERENCE_FILE] = reference_csv.encode("utf-8")
+        for name, text in ((REFERENCE_FILE, reference_csv), (FLEET_GAP_FILE, fleet_gap_csv)):
+            if text is not None:
+                blobs[name] = text.encode("utf-8")
 
         with self._locked(region):
             events = self._recover(region)

@@ -68,7 +68,7 @@ from mlops_assets.region_models import TrainingOutcome, reviewed_settings, train
 from mlops_assets.registry import TUNING, ModelRegistry, ModelVersion
 from mlops_assets.spec import DatasetSpec, ModelSettings, TuningSettings
 from mlops_assets.training import RegionData, predict_frame, prepare_region
-from mlops_assets.warehouse import connect
+from mlops_assets.warehouse import connect, region_level_inputs
 from mlops_assets.workspace import Workspace
 
 SEARCH_SPACE_VERSION = "1"  # bump when suggest_params changes (starts new studies)
@@ -325,6 +325,7 @@ def tune_and_register(
         source=TUNING,
         settings=tuned_settings(base, result.best_params),
         extra_record={"tuning": result.to_dict()},
+        region_inputs=region_level_inputs(workspace, spec),
     )
     return TuningOutcome(result, training)
 

@@ -224,6 +224,22 @@ def last_sales_date(con: duckdb.DuckDBPyConnection, spec: DatasetSpec):
     ).fetchone()[0]
 
 
+def region_level_inputs(ws: Workspace, spec: DatasetSpec) -> pd.DataFrame | None:
+    """Every region's region-level inputs (the weather source's numeric features) by day,
+    columns ``date``, ``region_key`` and those features: the fleet a region's weather is
+    compared with. None without a weather source or data."""
+    if not spec.has("weather"):
+        return None
+    columns = list(spec.source("weather").feature_columns("numeric"))
+    if not columns:
+        return None
+    with connect(ws, spec) as con:
+        if not has_view(con, "weather"):
+            return None
+        cols = ", ".join(quote_ident(c) for c in columns)
+        return con.execute(f"SELECT date, region_key, {cols} FROM weather").df()
+
+
 def has_view(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(
         con.execute(

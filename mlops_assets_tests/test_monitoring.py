@@ -31,8 +31,6 @@ import pytest
 
 from mlops_assets import monitoring
 from mlops_assets.conditioning import feature_set, write_features
-from mlops_assets.defs.monitoring.drift import region_level_inputs
-from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.metrics import regression_metrics
 from mlops_assets.monitoring import (
     OUTSIDE_TRAINING_RANGE,
@@ -63,7 +61,7 @@ from mlops_assets.training import (
     reference_csv,
     train_region_model,
 )
-from mlops_assets.warehouse import connect, regions_with_sales
+from mlops_assets.warehouse import connect, region_level_inputs, regions_with_sales
 from mlops_assets_tests.test_conditioning import make_workspace
 
 SETTINGS = MonitoringSettings()
@@ -533,9 +531,7 @@ def generate_fleet(root: Path, seed: int, drift: tuple[DriftSpec, ...] = ()):
         for region in regions_with_sales(ws, SPEC):
             write_features(con, SPEC, region, ws.features_path(region))
     features = {r: pd.read_parquet(ws.features_path(r)) for r in regions_with_sales(ws, SPEC)}
-    weather_cols = list(SPEC.source("weather").feature_columns("numeric"))
-    weather = region_level_inputs(WorkspaceResource(root=str(ws.root)), weather_cols)
-    return features, fs, weather
+    return features, fs, region_level_inputs(ws, SPEC)
 
 
 class Fleets:
@@ -928,6 +924,43 @@ def test_the_saved_reference_survives_a_recomputation_of_the_training_window(fle
     before = _by_key(fleet.inputs[DRIFT_KEY].holdout)
     np.testing.assert_array_equal(held["temperature_c"], before["temperature_c"])
     np.testing.assert_array_equal(held["y_pred"], before["y_pred"])
+
+
+def test_the_fleet_gap_saved_with_the_model_stays_its_reference_when_the_fleet_changes(
+    fleets,
+):
+    """The weather's gap to the other regions over the training window is frozen at
+    registration: when the rest of the fleet's weather changes later (corrected history,
+    a region joining), the reference weeks stay as they were; the recent weeks are
+    always compared with the fleet as it is now."""
+    fleet = fleets.stationary(0)
+    region = "Nord"
+    model = fleet.models[region]
+    meta = model.meta
+    cols = monitored_columns(meta, SPEC).region_level
+    assert "temperature_c" in cols
+    saved = monitoring.read_fleet_gap_csv(
+        monitoring.fleet_gap_csv(
+            monitoring.reference_fleet_gap(
+                fleet.weather, region, cols, meta["train_date_min"], meta["train_date_max"]
+            )
+        )
+    )
+    assert saved["date"].min() == pd.Timestamp(meta["train_date_min"])
+    changed = fleet.weather.copy()
+    changed.loc[changed["region_key"] != region, "temperature_c"] += 2.0  # the others move
+    args = (region, fleet.features[region], model.booster, meta, SPEC, changed)
+    recomputed = monitoring_inputs(*args)
+    frozen = monitoring_inputs(*args, saved_gap=saved)
+    pd.testing.assert_frame_equal(
+        frozen.reference_gap.reset_index(drop=True), saved[["date", *cols]], check_exact=True
+    )
+    # recomputed, the reference would have moved: the fleet median rose (by up to 2 C)
+    moved = recomputed.reference_gap["temperature_c"].to_numpy()
+    before = saved["temperature_c"].to_numpy()
+    assert len(moved) == len(before) and (moved <= before + 1e-9).all()
+    assert (moved < before - 1e-9).mean() > 0.5 and moved.mean() < before.mean() - 0.5
+    pd.testing.assert_frame_equal(frozen.analysis_gap, recomputed.analysis_gap)
 
 
 def test_missing_text_in_a_saved_reference_is_no_unseen_value():

@@ -533,6 +533,40 @@ def test_a_version_registered_without_a_reference_has_none(reg: ModelRegistry) -
         _register_with_reference(reg, "  \n")
 
 
+def test_the_fleet_gap_is_stored_with_the_model_and_checked(reg: ModelRegistry) -> None:
+    """The weather's gap to the fleet over the training window (``fleet_gap.csv``): comes
+    back equal, refused when altered, None for a version registered without it."""
+    import pandas as pd
+
+    from mlops_assets.monitoring import fleet_gap_csv
+
+    gap = pd.DataFrame(
+        {
+            "date": pd.to_datetime(["2024-01-01", "2024-01-02"]),
+            "temperature_c": [0.1 + 0.2, -1.5],  # 0.30000000000000004 round-trips
+            "precipitation_mm": [0.0, 2.25],
+        }
+    )
+    without = _register_with_reference(reg, None)
+    assert reg.load_fleet_gap(without) is None
+    mv = reg.register(
+        "Nord",
+        model_text=FAKE_MODEL,
+        model_meta={"features": ["temperature_c"], "categorical": []},
+        record=RECORD,
+        status=APPROVED,
+        reasons=[],
+        actor="trainer",
+        fleet_gap_csv=fleet_gap_csv(gap),
+    )
+    assert set(mv.checksums) == {"model.txt", "model.json", "fleet_gap.csv"}
+    pd.testing.assert_frame_equal(reg.load_fleet_gap(mv), gap, check_exact=True)
+    path = reg.store.root / "Nord" / "0002" / "fleet_gap.csv"
+    path.write_text(path.read_text().replace("-1.5", "-9.5"))
+    with pytest.raises(RegistryError, match="Nord:v2: artifact fleet_gap.csv does not match"):
+        reg.load_fleet_gap(mv)
+
+
 # ------------------------------------------------------------------ policy
 
 

@@ -12,7 +12,7 @@ from mlops_assets.naming import require_safe_key
 from mlops_assets.plots import holdout_plot, markdown_image
 from mlops_assets.region_models import train_and_register
 from mlops_assets.spec import DatasetSpec
-from mlops_assets.warehouse import connect
+from mlops_assets.warehouse import connect, region_level_inputs
 
 REGION_MODEL_KEY = dg.AssetKey("region_model")
 METRIC_ROWS = ("model", "hist_avg", "hist_avg_dow", "seasonal_naive")
@@ -100,6 +100,7 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             region,
             run_id=context.run_id,
             features_version=latest_data_version(context.instance, FEATURES_KEY, region),
+            region_inputs=region_level_inputs(ws, ds),
         )
         mv, trained = outcome.version, outcome.trained
         model, base = trained.metrics["model"], trained.metrics["hist_avg"]

@@ -13,22 +13,10 @@ from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.naming import require_safe_key
 from mlops_assets.plots import markdown_image, markdown_table
 from mlops_assets.spec import DatasetSpec
-from mlops_assets.warehouse import connect, has_view, quote_ident
+from mlops_assets.warehouse import region_level_inputs
 from mlops_assets.workspace import atomic_parquet
 
 DRIFT_REPORT_KEY = dg.AssetKey("drift_report")
-
-
-def region_level_inputs(workspace: WorkspaceResource, columns: list[str]) -> pd.DataFrame | None:
-    """Every region's region-level inputs (weather) by day: the fleet to compare with."""
-    if not columns:
-        return None
-    ws, ds = workspace.workspace(), workspace.dataset()
-    with connect(ws, ds) as con:
-        if not has_view(con, "weather"):
-            return None
-        cols = ", ".join(quote_ident(c) for c in columns)
-        return con.execute(f"SELECT date, region_key, {cols} FROM weather").df()
 
 
 def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
@@ -65,6 +53,7 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         booster = lgb.Booster(model_str=text)
         # the rows the model was fitted on, frozen with it (None: registered without them)
         saved = registry.load_reference(mv, meta)
+        saved_gap = registry.load_fleet_gap(mv)  # the weather's gap to the fleet, likewise
         features = pd.read_parquet(ws.features_path(region))
         cols = monitoring.monitored_columns(meta, ds)
         inputs = monitoring.monitoring_inputs(
@@ -73,8 +62,9 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             booster,
             meta,
             ds,
-            region_level_inputs(workspace, cols.region_level),
+            region_level_inputs(ws, ds) if cols.region_level else None,
             saved_reference=saved,
+            saved_gap=saved_gap,
         )
         if inputs.analysis.empty or inputs.reference.empty:
             note = (
@@ -102,6 +92,11 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                 f"saved with {mv.label}"
                 if saved is not None
                 else "the feature table's training window (no reference saved with the model)"
+            ),
+            "fleet_gap_reference": (
+                f"saved with {mv.label}"
+                if saved_gap is not None
+                else "the current weather of every region (none saved with the model)"
             ),
             "analysis_weeks": int(table["week_start"].nunique()),
             "analysis_rows": len(inputs.analysis),

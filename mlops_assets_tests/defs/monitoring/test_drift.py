@@ -29,6 +29,12 @@ def test_drift_report_compares_with_the_reference_saved_with_the_model(model_pip
     meta = _drift_report(p)
     assert meta["reference_source"].value == f"saved with {mv.label}"
     assert meta["reference_rows"].value == train_rows
+    # the weather's gap to the fleet over the training window is saved with it too
+    assert meta["fleet_gap_reference"].value == f"saved with {mv.label}"
+    gap = p.registry.load_fleet_gap(mv)
+    assert gap["date"].min() == pd.Timestamp(mv.record["train_date_min"])
+    assert gap["date"].max() <= pd.Timestamp(mv.record["train_date_max"])
+    assert {"temperature_c", "precipitation_mm"} <= set(gap.columns)
     before = read_drift_report(p.workspace, REGION)
     assert len(before) and set(before["model_version"]) == {mv.version}
 
