@@ -232,27 +232,13 @@ def reference_fleet_gap(
 ) -> pd.DataFrame:
     """The region's fleet gap (``fleet_gap_frame``) over a model's training window: the
     reference its weather weeks are compared with. Saved with the model at registration
-    (``fleet_gap.csv``), so a region joining the fleet or a corrected weather history
+    (``fleet_gap.csv``, written and read like the reference rows: ``training.reference_csv``
+    / ``read_reference_csv``), so a region joining the fleet or a corrected weather history
     later does not move what the model is compared with."""
     if region_inputs is None or region_inputs.empty or not columns:
         return pd.DataFrame(columns=["date", *columns])
     gap = fleet_gap_frame(region_inputs, region, columns)
     return gap[gap["date"].between(pd.Timestamp(train_min), pd.Timestamp(train_max))]
-
-
-def fleet_gap_csv(frame: pd.DataFrame) -> str:
-    """A fleet-gap frame as CSV text (dates as YYYY-MM-DD, floats written to round-trip)."""
-    out = frame.assign(date=pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d"))
-    return out.to_csv(index=False, lineterminator="\n")
-
-
-def read_fleet_gap_csv(text: str) -> pd.DataFrame:
-    """The frame of ``fleet_gap_csv``."""
-    import io
-
-    frame = pd.read_csv(io.StringIO(text), float_precision="round_trip")
-    frame["date"] = pd.to_datetime(frame["date"], format="%Y-%m-%d")
-    return frame
 
 
 def fleet_gap_drift(

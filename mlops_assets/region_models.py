@@ -15,7 +15,7 @@ from mlops_assets.gate import GateResult, evaluate_gate
 from mlops_assets.metrics import regression_metrics
 from mlops_assets.registry import RECALIBRATION, TUNING, ModelRegistry, ModelVersion, decide_status
 from mlops_assets.spec import DatasetSpec, ModelSettings
-from mlops_assets.training import TrainedModel, predict_frame, train_region_model
+from mlops_assets.training import TrainedModel, predict_frame, reference_csv, train_region_model
 from mlops_assets.version import code_version
 
 
@@ -174,7 +174,7 @@ def _fleet_gap_csv(
     gap = monitoring.reference_fleet_gap(
         region_inputs, region, columns, meta["train_date_min"], meta["train_date_max"]
     )
-    return monitoring.fleet_gap_csv(gap) if len(gap) else None
+    return reference_csv(gap) if len(gap) else None
 
 
 def approved_tuned_params(

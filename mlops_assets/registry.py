@@ -265,9 +265,9 @@ class ModelRegistry:
         text = self._optional_artifact(mv, FLEET_GAP_FILE)
         if text is None:
             return None
-        from mlops_assets.monitoring import read_fleet_gap_csv
+        from mlops_assets.training import read_reference_csv
 
-        return read_fleet_gap_csv(text)
+        return read_reference_csv(text, [])
 
     def _optional_artifact(self, mv: ModelVersion, name: str) -> str | None:
         """An optional artifact's text, None if the version has none; one without a

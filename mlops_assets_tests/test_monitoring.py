@@ -939,12 +939,13 @@ def test_the_fleet_gap_saved_with_the_model_stays_its_reference_when_the_fleet_c
     meta = model.meta
     cols = monitored_columns(meta, SPEC).region_level
     assert "temperature_c" in cols
-    saved = monitoring.read_fleet_gap_csv(
-        monitoring.fleet_gap_csv(
+    saved = read_reference_csv(
+        reference_csv(
             monitoring.reference_fleet_gap(
                 fleet.weather, region, cols, meta["train_date_min"], meta["train_date_max"]
             )
-        )
+        ),
+        [],
     )
     assert saved["date"].min() == pd.Timestamp(meta["train_date_min"])
     changed = fleet.weather.copy()

@@ -538,7 +538,7 @@ def test_the_fleet_gap_is_stored_with_the_model_and_checked(reg: ModelRegistry) 
     back equal, refused when altered, None for a version registered without it."""
     import pandas as pd
 
-    from mlops_assets.monitoring import fleet_gap_csv
+    from mlops_assets.training import reference_csv
 
     gap = pd.DataFrame(
         {
@@ -557,7 +557,7 @@ def test_the_fleet_gap_is_stored_with_the_model_and_checked(reg: ModelRegistry) 
         status=APPROVED,
         reasons=[],
         actor="trainer",
-        fleet_gap_csv=fleet_gap_csv(gap),
+        fleet_gap_csv=reference_csv(gap),
     )
     assert set(mv.checksums) == {"model.txt", "model.json", "fleet_gap.csv"}
     pd.testing.assert_frame_equal(reg.load_fleet_gap(mv), gap, check_exact=True)
