@@ -12,7 +12,6 @@ from mlops_assets.defs.features.jobs import features_job, refresh_job
 from mlops_assets.defs.features.sensors import build_region_sensor
 from mlops_assets.defs.forecasts.assets import build_forecast_asset
 from mlops_assets.defs.ingest.assets import build_raw_assets
-from mlops_assets.defs.ingest.checks import build_landing_freshness
 from mlops_assets.defs.ingest.sensors import INGEST_JOB, build_landing_sensor
 from mlops_assets.defs.models.assets import build_region_model_asset
 from mlops_assets.defs.models.jobs import TRAIN_JOB, build_weekly_retrain_schedule, registry_job
@@ -26,7 +25,6 @@ from mlops_assets.defs.monitoring.sensors import (
     monitoring_job,
 )
 from mlops_assets.defs.notifications.sensors import build_run_failure_notifier
-from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 from mlops_assets.settings import Settings, load_settings
 from mlops_assets.spec import load_spec
@@ -55,11 +53,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     train_job = dg.define_asset_job(
         TRAIN_JOB,
         selection=dg.AssetSelection.assets("region_model", "forecast"),
-        partitions_def=region_partitions,
         description="Train, gate and register one region's model, then forecast with the "
         "region's approved model.",
     )
-    freshness_checks, freshness_sensor = build_landing_freshness(spec, status)
     return dg.Definitions(
         assets=[
             *build_raw_assets(spec),
@@ -70,7 +66,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_drift_report_asset(spec),
             build_monitoring_alerts_asset(spec),
         ],
-        asset_checks=freshness_checks,
         jobs=[
             ingest_job,
             features_job,
@@ -84,7 +79,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         sensors=[
             build_landing_sensor(status),
             build_region_sensor(list(spec.sources), status),
-            freshness_sensor,
             build_run_failure_notifier(status),
             build_monitoring_sensor(status),
             build_quality_tuning_sensor(status),

@@ -162,7 +162,10 @@ class Thresholds(_Strict):
     )
     min_history_days: int = Field(90, ge=1, description="fewest days a region needs to model")
     landing_max_age_days: int = Field(
-        8, ge=1, description="warn when no sales file has been ingested for this many days"
+        8,
+        ge=1,
+        description="the raw sales asset fails its Dagster freshness policy when no sales "
+        "file has been ingested for this many days",
     )
 
 

@@ -1,9 +1,12 @@
 """The Definitions object: the graph people see in the UI, for each shipped dataset."""
 
+from datetime import timedelta
+
 import pytest
 
 from mlops_assets.definitions import build_definitions
 from mlops_assets.settings import Settings, SettingsError, load_settings
+from mlops_assets.spec import SPECS_DIR
 
 
 def _graph(spec: str, tmp_path) -> dict:
@@ -40,9 +43,7 @@ def test_sample_graph(tmp_path):
     }
     assert "features:features_null_rates" in g["checks"]
     assert "raw_sales:landing_files_valid" in g["checks"]
-    assert any(c.startswith("raw_sales:") and "fresh" in c for c in g["checks"])
     assert g["sensors"] == [
-        "landing_freshness_sensor",
         "landing_sensor",
         "monitoring_sensor",
         "quality_tuning_sensor",
@@ -63,6 +64,24 @@ def test_sample_graph(tmp_path):
     for check in ("data_drift", "attribution_drift", "data_quality", "model_quality"):
         assert f"monitoring_alerts:{check}" in g["checks"]
     assert g["described"]
+
+
+@pytest.mark.parametrize("max_age_days", [8, 3])
+def test_only_the_sales_feed_has_a_freshness_policy_of_the_spec_max_age(
+    tmp_path, max_age_days
+):
+    spec = tmp_path / "spec.yaml"
+    text = (SPECS_DIR / "sample.yaml").read_text()
+    spec.write_text(text + f"thresholds:\n  landing_max_age_days: {max_age_days}\n")
+    defs = build_definitions(Settings(env="ci", home=tmp_path / "ws", spec=str(spec)))
+    graph = defs.resolve_asset_graph()
+    policies = {
+        key.to_user_string(): graph.get(key).freshness_policy
+        for key in graph.get_all_asset_keys()
+        if graph.get(key).freshness_policy is not None
+    }
+    assert list(policies) == ["raw_sales"]
+    assert policies["raw_sales"].fail_window.to_timedelta() == timedelta(days=max_age_days)
 
 
 def test_rossmann_graph_has_its_own_sources(tmp_path):

@@ -77,7 +77,7 @@ def build_features_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                 "check_failure",
                 f"features {failed.name}: {failed.message}",
                 region=region,
-                run_id=context.run_id,
+                run_id=context.run.run_id,
                 check=failed.name,
             )
         inputs = "".join(

@@ -2,15 +2,12 @@
 
 import dagster as dg
 
-from mlops_assets.defs.partitions import region_partitions
-
 FEATURES_JOB = "features_job"
 REFRESH_JOB = "refresh_job"
 
 features_job = dg.define_asset_job(
     FEATURES_JOB,
     selection=dg.AssetSelection.assets("features"),
-    partitions_def=region_partitions,
     description="Condition one region's features and run its quality checks (regions "
     "without an approved model yet: there is nothing to forecast with).",
 )
@@ -20,7 +17,6 @@ refresh_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(
         "features", "forecast", "realized_performance", "drift_report"
     ),
-    partitions_def=region_partitions,
     description="New data for a region with an approved model: re-condition its features, "
     "forecast from the new origin with the approved model (no retraining), score "
     "earlier forecasts against the ground truth that arrived, and compute its drift "

@@ -97,7 +97,7 @@ def build_forecast_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             origin=origin,
             model_version=mv.version,
             model_label=mv.label,
-            run_id=context.run_id,
+            run_id=context.run.run_id,
         )
         origin_s = str(origin.date())
         atomic_parquet(frame, ws.forecast_path(region, origin_s))

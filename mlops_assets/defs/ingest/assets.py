@@ -1,6 +1,7 @@
 """Raw assets: one per landing source, each materialization ingests new landing files."""
 
 import hashlib
+from datetime import timedelta
 
 import dagster as dg
 from pydantic import Field
@@ -26,6 +27,19 @@ def raw_asset_key(source: str) -> dg.AssetKey:
     return dg.AssetKey(f"raw_{source}")
 
 
+def landing_freshness_policy(spec: DatasetSpec, source: str) -> dg.FreshnessPolicy | None:
+    """The sales feed is late when no sales file has been ingested (the raw asset has not
+    materialized) for ``thresholds.landing_max_age_days``: Dagster's freshness daemon then
+    marks the asset as failing its freshness in the UI (nothing downstream is blocked).
+    The other sources arrive irregularly (store master, events, corrections), so they carry
+    no policy."""
+    if spec.sources[source].kind != "sales":
+        return None
+    return dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(days=spec.thresholds.landing_max_age_days)
+    )
+
+
 def build_raw_asset(spec: DatasetSpec, source: str) -> dg.AssetsDefinition:
     """The ``raw_<source>`` asset: validated, normalised rows of every accepted file."""
     src = spec.sources[source]
@@ -42,6 +56,7 @@ def build_raw_asset(spec: DatasetSpec, source: str) -> dg.AssetsDefinition:
         group_name="ingest",
         deps=deps,
         kinds={"duckdb", "parquet"},
+        freshness_policy=landing_freshness_policy(spec, source),
         description=(
             f"Validated rows of every `{src.kind}` file dropped into `landing/{source}/`, "
             "normalised to canonical columns (one Parquet file per distinct file content). "
@@ -61,7 +76,7 @@ def build_raw_asset(spec: DatasetSpec, source: str) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         ws, ds = workspace.workspace(), workspace.dataset()
         files = config.files or [f.relpath for f in scan_landing(ws, ds) if f.source == source]
-        outcomes = [ingest_file(ws, ds, source, rel, run_id=context.run_id) for rel in files]
+        outcomes = [ingest_file(ws, ds, source, rel, run_id=context.run.run_id) for rel in files]
         for o in outcomes:
             if o.status == "quarantined":
                 context.log.warning(

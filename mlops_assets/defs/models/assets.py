@@ -98,7 +98,7 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             ds,
             workspace.registry(),
             region,
-            run_id=context.run_id,
+            run_id=context.run.run_id,
             features_version=latest_data_version(context.instance, FEATURES_KEY, region),
             region_inputs=region_level_inputs(ws, ds),
         )
@@ -106,7 +106,10 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         model, base = trained.metrics["model"], trained.metrics["hist_avg"]
         context.log.info(f"registered {mv.label} as {mv.status}")
         notify_status(
-            notifier, mv, "; ".join(mv.reasons) or "passed the quality gate", run_id=context.run_id
+            notifier,
+            mv,
+            "; ".join(mv.reasons) or "passed the quality gate",
+            run_id=context.run.run_id,
         )
         importance = list(trained.importance.items())[:10]
         metadata = {

@@ -36,7 +36,10 @@ def change_model_status(
     mv = action(config.region, config.version, actor=config.actor, reason=config.reason)
     context.log.info(f"{config.action}: {mv.label} is now {mv.status} ({config.reason})")
     notify_status(
-        notifier, mv, f"{config.action} by {config.actor}: {config.reason}", run_id=context.run_id
+        notifier,
+        mv,
+        f"{config.action} by {config.actor}: {config.reason}",
+        run_id=context.run.run_id,
     )
     approved = registry.latest_approved(config.region)
     yield dg.AssetObservation(

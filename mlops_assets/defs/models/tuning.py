@@ -64,7 +64,7 @@ def tune_region_model(
         f"tuning {region}: up to {tuning.n_trials} trials / {tuning.timeout_seconds:g} s "
         f"({trigger}{f', quality breach in the week of {breach}' if breach else ''})",
         region=region,
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         trigger=trigger,
         breach_week=breach,
     )
@@ -75,7 +75,7 @@ def tune_region_model(
         workspace.registry(),
         region,
         workspace=ws,
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         features_version=latest_data_version(context.instance, FEATURES_KEY, region),
         tuning=tuning,
     )
@@ -87,7 +87,7 @@ def tune_region_model(
         notifier,
         mv,
         f"{found}; {why}",
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         study=result.study_name,
         improvement=result.improvement,
     )

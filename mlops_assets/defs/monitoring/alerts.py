@@ -120,7 +120,7 @@ def build_monitoring_alerts_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         status = monitoring.fleet_status(all_tables, all_weekly, holdout_error, s, metric=metric)
         atomic_parquet(status.alerts, monitoring.alerts_path(ws))
 
-        sent = _notify_new_alerts(ws, notifier, status, approved, context.run_id)
+        sent = _notify_new_alerts(ws, notifier, status, approved, context.run.run_id)
         report_paths = _write_reports(ws, ds, registry, status, approved, all_tables)
 
         check_results, breaches = [], []
