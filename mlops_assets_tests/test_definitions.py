@@ -67,9 +67,7 @@ def test_sample_graph(tmp_path):
 
 
 @pytest.mark.parametrize("max_age_days", [8, 3])
-def test_only_the_sales_feed_has_a_freshness_policy_of_the_spec_max_age(
-    tmp_path, max_age_days
-):
+def test_only_the_sales_feed_has_a_freshness_policy_of_the_spec_max_age(tmp_path, max_age_days):
     spec = tmp_path / "spec.yaml"
     text = (SPECS_DIR / "sample.yaml").read_text()
     spec.write_text(text + f"thresholds:\n  landing_max_age_days: {max_age_days}\n")
