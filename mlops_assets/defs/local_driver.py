@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 _STATE_KEY = "mlops_assets/local_driver"
-# the sensors that move data forward; the others (freshness) are left to the daemon
+# the sensors that move data forward; the run-failure notifier is left to the daemon
 PIPELINE_SENSORS = ("landing_sensor", "region_sensor", "monitoring_sensor", "quality_tuning_sensor")
 
 
