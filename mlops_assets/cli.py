@@ -270,11 +270,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_registry(args: argparse.Namespace) -> int:
     from mlops_assets.registry import ModelRegistry, RegistryError
 
-    registry = ModelRegistry.for_workspace(Workspace(_settings(args).home))
+    settings = _settings(args)
+    registry = ModelRegistry.for_workspace(Workspace(settings.home))
     if args.action == "list":
         regions = [args.region] if args.region else registry.regions()
         for region in regions:
             approved = registry.latest_approved(region)
+            pruned = registry.pruned(region)
             for mv in registry.versions(region):
                 m = mv.record.get("metrics", {})
                 mape = m.get("mape")
@@ -283,7 +285,34 @@ def cmd_registry(args: argparse.Namespace) -> int:
                     f"{mark} {mv.label:<16}{mv.status:<18}{mv.created_at:<34}"
                     f"{mv.record.get('source', ''):<15}"
                     f"MAPE {'n/a' if mape is None else f'{mape:.1%}'}"
+                    + ("  (artifacts pruned)" if mv.version in pruned else "")
                 )
+        return 0
+    if args.action == "prune":
+        retention = load_spec(settings.spec).retention
+        keep = {
+            "keep_archived": retention.keep_archived
+            if args.keep_archived is None
+            else args.keep_archived,
+            "keep_rejected": retention.keep_rejected
+            if args.keep_rejected is None
+            else args.keep_rejected,
+        }
+        verb = "would prune" if args.dry_run else "pruned"
+        total = 0
+        for region in [args.region] if args.region else registry.regions():
+            try:
+                done = registry.prune(region, actor=args.actor, dry_run=args.dry_run, **keep)
+            except (RegistryError, ValueError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            for p in done:
+                print(f"{verb} {p.version.label} ({p.version.status}, {p.freed_bytes} bytes)")
+            total += sum(p.freed_bytes for p in done)
+        print(
+            f"{verb} {total} bytes ({keep['keep_archived']} archived and "
+            f"{keep['keep_rejected']} rejected versions kept per region)"
+        )
         return 0
     if not args.region:
         raise SystemExit("--region is required")
@@ -520,13 +549,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("registry", help="list, approve, reject or roll back model versions")
-    p.add_argument("action", choices=["list", "history", "approve", "reject", "rollback"])
+    p = sub.add_parser("registry", help="list, approve, reject, roll back or prune model versions")
+    p.add_argument("action", choices=["list", "history", "approve", "reject", "rollback", "prune"])
     p.add_argument("--region")
     p.add_argument("--version", type=int)
     p.add_argument("--reason")
     p.add_argument("--actor", default=os.environ.get("USER", "cli"))
     p.add_argument("--home")
+    p.add_argument("--spec", help="spec whose retention settings prune uses")
+    p.add_argument("--keep-archived", type=int, help="prune: default the spec's retention")
+    p.add_argument("--keep-rejected", type=int, help="prune: default the spec's retention")
+    p.add_argument("--dry-run", action="store_true", help="prune: report, delete nothing")
     p.set_defaults(func=cmd_registry)
 
     p = sub.add_parser("explain", help="top Shapley contributions of a series' forecasts")

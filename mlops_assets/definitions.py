@@ -14,7 +14,13 @@ from mlops_assets.defs.forecasts.assets import build_forecast_asset
 from mlops_assets.defs.ingest.assets import build_raw_assets
 from mlops_assets.defs.ingest.sensors import INGEST_JOB, build_landing_sensor
 from mlops_assets.defs.models.assets import build_region_model_asset
-from mlops_assets.defs.models.jobs import TRAIN_JOB, build_weekly_retrain_schedule, registry_job
+from mlops_assets.defs.models.jobs import (
+    TRAIN_JOB,
+    build_registry_retention_schedule,
+    build_weekly_retrain_schedule,
+    registry_job,
+    registry_retention_job,
+)
 from mlops_assets.defs.models.tuning import tuning_job
 from mlops_assets.defs.monitoring.alerts import build_monitoring_alerts_asset
 from mlops_assets.defs.monitoring.assets import build_realized_performance_asset
@@ -72,10 +78,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             refresh_job,
             train_job,
             registry_job,
+            registry_retention_job,
             tuning_job,
             monitoring_job,
         ],
-        schedules=[build_weekly_retrain_schedule(schedule_status)],
+        schedules=[
+            build_weekly_retrain_schedule(schedule_status),
+            build_registry_retention_schedule(schedule_status),
+        ],
         sensors=[
             build_landing_sensor(status),
             build_region_sensor(list(spec.sources), status),

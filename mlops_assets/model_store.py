@@ -19,6 +19,7 @@ interface; nothing outside this module knows where the bytes are kept.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -84,6 +85,14 @@ class ModelStore(ABC):
         """Whether something is stored under ``key``."""
 
     @abstractmethod
+    def delete(self, key: str) -> bool:
+        """Remove what is stored under ``key``; whether there was something."""
+
+    @abstractmethod
+    def size(self, key: str) -> int:
+        """Bytes stored under ``key``, 0 if there are none."""
+
+    @abstractmethod
     def uri(self, key: str) -> str:
         """Where ``key`` is (or would be) stored, as a URI (``file://``, later ``s3://``)."""
 
@@ -119,6 +128,22 @@ class LocalModelStore(ModelStore):
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def delete(self, key: str) -> bool:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        with contextlib.suppress(OSError):  # the version's folder, once it is empty
+            path.parent.rmdir()
+        return True
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def uri(self, key: str) -> str:
         return self._path(key).as_uri()

@@ -12,6 +12,17 @@ Statuses and transitions
 ``archived``          -> ``approved`` (:meth:`~ModelRegistry.rollback`)
 ``rejected``          -> nothing: a rejected version is never approved; register a new one
 
+Retention (:meth:`ModelRegistry.prune`)
+---------------------------------------
+A weekly recalibration adds a version per region per week, each with its model text and
+monitoring reference (megabytes on real data). ``prune`` deletes the artifacts of old
+``archived`` and ``rejected`` versions beyond the newest ``keep_archived`` /
+``keep_rejected``; the approved and every pending version are never pruned. The version
+record (metrics, parameters, data version) and the audit log stay: a pruned version is
+still listed and explained, but it can no longer be rolled back to or loaded. A ``prune``
+line in the audit log (status unchanged) records who pruned it and when; it is logged
+before the files are deleted, and a prune interrupted in between finishes on the next run.
+
 At most one version of a region is approved at any time. Approving (or rolling back to)
 a version archives the one approved before it, in the same step.
 
@@ -102,6 +113,7 @@ FLEET_GAP_FILE = "fleet_gap.csv"  # optional: the weather's gap to the fleet, tr
 OPTIONAL_ARTIFACT_FILES = (REFERENCE_FILE, FLEET_GAP_FILE)
 
 _EVENTS = "events.jsonl"
+_PRUNE_REASON = "retention: artifacts deleted, record and audit log kept"
 _LOCK = ".lock"
 
 
@@ -180,6 +192,14 @@ class ModelVersion:
         )
 
 
+@dataclass(frozen=True)
+class PrunedVersion:
+    """A version whose artifacts :meth:`ModelRegistry.prune` deleted (or would delete)."""
+
+    version: ModelVersion
+    freed_bytes: int
+
+
 def artifact_key(region: str, version: int, name: str) -> str:
     """The store key of one artifact: ``<region>/<NNNN>/<name>``."""
     known = (*ARTIFACT_FILES, *OPTIONAL_ARTIFACT_FILES)
@@ -204,6 +224,16 @@ class ModelRegistry:
         return f"ModelRegistry({str(self.root)!r}, {self.store!r})"
 
     # ------------------------------------------------------------------ queries
+
+    def artifact_bytes(self, mv: ModelVersion) -> int:
+        """Bytes of ``mv``'s artifacts still in the store (0 once pruned)."""
+        return sum(
+            self.store.size(artifact_key(mv.region, mv.version, name)) for name in mv.artifacts
+        )
+
+    def pruned(self, region: str) -> dict[int, str]:
+        """Version -> when its artifacts were pruned (UTC, ISO 8601), for ``region``."""
+        return _pruned(self._read_events(region))
 
     def regions(self) -> list[str]:
         """Region keys with at least one registered version, sorted."""
@@ -280,7 +310,18 @@ class ModelRegistry:
 
     def _read_artifact(self, mv: ModelVersion, name: str) -> str:
         """One artifact's text, refused if it does not match its recorded checksum."""
-        raw = self.store.get(artifact_key(mv.region, mv.version, name))
+        try:
+            raw = self.store.get(artifact_key(mv.region, mv.version, name))
+        except FileNotFoundError:
+            when = self.pruned(mv.region).get(mv.version)
+            if when is None:
+                raise RegistryError(
+                    f"{mv.label}: artifact {name} is missing from the store"
+                ) from None
+            raise RegistryError(
+                f"{mv.label}: its artifacts were pruned at {when} (registry retention); "
+                "the record and audit log remain, the model cannot be loaded"
+            ) from None
         expected = mv.checksums.get(name)
         if expected is not None and hashlib.sha256(raw).hexdigest() != expected:
             raise RegistryError(
@@ -393,11 +434,63 @@ class ModelRegistry:
             _require_exists(region, version, statuses)
             current = statuses[version]
             to_status = _check_transition(f"{region}:v{version}", current, action)
+            when = _pruned(events).get(version)
+            if when is not None:
+                raise RegistryError(
+                    f"{region}:v{version}'s artifacts were pruned at {when} (registry "
+                    f"retention); it cannot be {to_status} again - retrain instead"
+                )
             now = _now()
             new = [_event(now, actor, action, region, version, current, to_status, reason)]
             new += _supersede(now, actor, region, version, to_status, statuses)
             self._commit(region, events, new)
             return self._read_version(region, version, to_status)
+
+    def prune(
+        self,
+        region: str,
+        *,
+        keep_archived: int,
+        keep_rejected: int,
+        actor: str,
+        dry_run: bool = False,
+    ) -> list[PrunedVersion]:
+        """Delete the artifacts of ``region``'s ``archived`` versions beyond the newest
+        ``keep_archived`` and ``rejected`` ones beyond the newest ``keep_rejected``; return
+        the versions pruned now with the bytes freed (with ``dry_run``: those that would
+        be, nothing changes).
+
+        Records and the audit log are kept; see "Retention" in the module docstring."""
+        require_safe_key(region)
+        actor = _check_text(actor, "actor")
+        for name, keep in (("keep_archived", keep_archived), ("keep_rejected", keep_rejected)):
+            if isinstance(keep, bool) or not isinstance(keep, numbers.Integral) or keep < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {keep!r}")
+        with self._locked(region):
+            events = self._recover(region)
+            statuses, done = _replay(events), _pruned(events)
+            victims = []
+            for status, keep in ((ARCHIVED, keep_archived), (REJECTED, keep_rejected)):
+                old = sorted((v for v, s in statuses.items() if s == status), reverse=True)
+                victims += [v for v in old[keep:] if v not in done]
+            pruned = [
+                PrunedVersion(mv, self.artifact_bytes(mv))
+                for mv in (self._read_version(region, v, statuses[v]) for v in sorted(victims))
+            ]
+            if dry_run:
+                return pruned
+            now = _now()
+            new = [
+                _event(now, actor, "prune", region, v, statuses[v], statuses[v], _PRUNE_REASON)
+                for v in sorted(victims)
+            ]
+            if new:
+                self._commit(region, events, new)
+            # also the versions of a prune that was interrupted after its commit
+            for v in sorted({*done, *victims}):
+                for name in (*ARTIFACT_FILES, *OPTIONAL_ARTIFACT_FILES):
+                    self.store.delete(artifact_key(region, v, name))
+            return pruned
 
     # ---------------------------------------------------------------- internals
 
@@ -570,6 +663,11 @@ def _replay(events: list[dict[str, Any]]) -> dict[int, str]:
                     statuses[other] = ARCHIVED
         statuses[version] = to_status
     return statuses
+
+
+def _pruned(events: list[dict[str, Any]]) -> dict[int, str]:
+    """Version -> when its artifacts were pruned, from the log's ``prune`` lines."""
+    return {int(e["version"]): e["at"] for e in events if e.get("action") == "prune"}
 
 
 def _approved(statuses: dict[int, str]) -> int | None:

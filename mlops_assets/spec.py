@@ -247,6 +247,20 @@ class GateSettings(_Strict):
     )
 
 
+class RetentionSettings(_Strict):
+    """How many old model versions keep their artifacts (``ModelRegistry.prune``)."""
+
+    keep_archived: int = Field(
+        4,
+        ge=0,
+        description="previously approved versions kept loadable as rollback targets, newest "
+        "first (the weekly recalibration archives one a week: 4 = a month back)",
+    )
+    keep_rejected: int = Field(
+        2, ge=0, description="rejected versions kept loadable for inspection, newest first"
+    )
+
+
 class TuningSettings(_Strict):
     """Budget and pruning of a region's hyper-parameter search (``mlops_assets.tuning``).
 
@@ -454,6 +468,7 @@ class DatasetSpec(_Strict):
     model: ModelSettings = ModelSettings()
     gate: GateSettings = GateSettings()
     tuning: TuningSettings = TuningSettings()
+    retention: RetentionSettings = RetentionSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
 
     @model_validator(mode="after")

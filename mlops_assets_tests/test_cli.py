@@ -107,3 +107,42 @@ def test_evaluate_writes_the_metrics_json(tmp_path, capsys):
     for key, metrics in report["regions"].items():
         assert f"  {key:<12} MAPE {metrics['mape']:.2%}  RMSPE {metrics['rmspe']:.2%}" in printed
     assert not list(tmp_path.glob("mlops-evaluate-*"))  # the temporary workspace is gone
+
+
+def test_registry_prune_dry_run_then_prune_and_list_marks_pruned(tmp_path, dagster_home, capsys):
+    from mlops_assets.registry import APPROVED, ModelRegistry
+    from mlops_assets.workspace import Workspace
+
+    home = tmp_path / "ws"
+    registry = ModelRegistry.for_workspace(Workspace(home))
+    for _ in range(3):  # v1, v2 archived; v3 approved
+        registry.register(
+            "Nord",
+            model_text="tree\n",
+            model_meta={},
+            record={"source": "recalibration"},
+            status=APPROVED,
+            reasons=[],
+            actor="test",
+        )
+    args = ["registry", "prune", "--home", str(home), "--keep-archived", "1"]
+
+    assert cli.main([*args, "--dry-run"]) == 0
+    assert "would prune Nord:v1 (archived, " in capsys.readouterr().out
+    assert registry.pruned("Nord") == {}
+
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "pruned Nord:v1 (archived, " in out and "Nord:v2" not in out
+    assert sorted(registry.pruned("Nord")) == [1]
+
+    assert cli.main(["registry", "list", "--home", str(home)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.endswith("(artifacts pruned)") for line in lines] == [True, False, False]
+
+    code = cli.main(
+        ["registry", "rollback", "--home", str(home), "--region", "Nord", "--version", "1"]
+        + ["--reason", "try"]
+    )
+    assert code == 2
+    assert "artifacts were pruned" in capsys.readouterr().err

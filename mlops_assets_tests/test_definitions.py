@@ -56,6 +56,7 @@ def test_sample_graph(tmp_path):
         "monitoring_job",
         "refresh_job",
         "registry_job",
+        "registry_retention_job",
         "train_job",
         "tuning_job",
     ]

@@ -35,6 +35,21 @@ def test_put_replaces_whole_file_and_leaves_no_temp_files(store: LocalModelStore
     assert [p.name for p in (store.root / "Nord" / "0001").iterdir()] == ["model.json"]
 
 
+def test_delete_and_size(store: LocalModelStore) -> None:
+    store.put("Nord/0001/model.txt", b"tree\n")
+    store.put("Nord/0001/model.json", b"{}")
+    assert store.size("Nord/0001/model.txt") == 5
+    assert store.delete("Nord/0001/model.txt") is True
+    assert not store.exists("Nord/0001/model.txt")
+    assert store.size("Nord/0001/model.txt") == 0
+    assert store.delete("Nord/0001/model.txt") is False  # nothing left: not an error
+    assert (store.root / "Nord" / "0001").is_dir()  # model.json is still there
+    assert store.delete("Nord/0001/model.json") is True
+    assert not (store.root / "Nord" / "0001").exists()  # the empty version folder goes
+    with pytest.raises(ValueError, match="keys cannot leave the store"):
+        store.delete("Nord/../../outside.txt")
+
+
 def test_get_missing_key_raises_file_not_found(store: LocalModelStore) -> None:
     with pytest.raises(FileNotFoundError, match="Nord/0009/model.txt"):
         store.get("Nord/0009/model.txt")

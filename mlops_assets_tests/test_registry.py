@@ -592,3 +592,117 @@ def test_decide_status_refuses_unknown_input() -> None:
         decide_status(True, "manual")
     with pytest.raises(TypeError, match="gate_passed"):
         decide_status("yes", "tuning")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ retention
+
+
+def _weekly_history(reg: ModelRegistry) -> None:
+    """v1..v6 approved in turn (v1..v5 archived), v7 and v8 rejected, v9 pending."""
+    for _ in range(6):
+        _register(reg, APPROVED, source="recalibration")
+    _register(reg, REJECTED)
+    _register(reg, REJECTED)
+    _register(reg, PENDING)
+
+
+def _stored(reg: ModelRegistry, version: int) -> list[str]:
+    folder = reg.store.root / "Nord" / f"{version:04d}"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_prune_deletes_old_archived_and_rejected_artifacts_and_keeps_the_rest(
+    reg: ModelRegistry,
+) -> None:
+    _weekly_history(reg)
+    _register(reg, APPROVED, source="recalibration")  # v10 approved: v6 archived too
+    # v10 approved, v9 pending, archived v1..v6, rejected v7 v8
+    versions_before = reg.versions("Nord")
+    size = reg.artifact_bytes(reg.get("Nord", 1))
+    assert size > 0
+
+    pruned = reg.prune("Nord", keep_archived=2, keep_rejected=1, actor="ops")
+
+    assert [p.version.version for p in pruned] == [1, 2, 3, 4, 7]
+    assert all(p.freed_bytes == size for p in pruned)
+    for v in (1, 2, 3, 4, 7):
+        assert _stored(reg, v) == []
+    for v in (5, 6, 8, 9, 10):  # newest archived, newest rejected, pending, approved
+        assert _stored(reg, v) == ["model.json", "model.txt"]
+        reg.load_artifacts(reg.get("Nord", v))
+    # records and statuses unchanged; each prune is in the audit log
+    assert reg.versions("Nord") == versions_before
+    assert sorted(reg.pruned("Nord")) == [1, 2, 3, 4, 7]
+    lines = [e for e in reg.history("Nord") if e["action"] == "prune"]
+    assert [(e["version"], e["from_status"], e["to_status"], e["actor"]) for e in lines] == [
+        (1, ARCHIVED, ARCHIVED, "ops"),
+        (2, ARCHIVED, ARCHIVED, "ops"),
+        (3, ARCHIVED, ARCHIVED, "ops"),
+        (4, ARCHIVED, ARCHIVED, "ops"),
+        (7, REJECTED, REJECTED, "ops"),
+    ]
+    # a second prune with the same settings has nothing to do and logs nothing
+    events = reg.history("Nord")
+    assert reg.prune("Nord", keep_archived=2, keep_rejected=1, actor="ops") == []
+    assert reg.history("Nord") == events
+
+
+def test_a_pruned_version_cannot_be_loaded_or_rolled_back_to(reg: ModelRegistry) -> None:
+    _weekly_history(reg)
+    reg.prune("Nord", keep_archived=1, keep_rejected=0, actor="ops")
+    events = reg.history("Nord")
+
+    with pytest.raises(RegistryError, match=r"Nord:v2's artifacts were pruned at .* retrain"):
+        reg.rollback("Nord", 2, actor="alice", reason="v6 misbehaves")
+    with pytest.raises(RegistryError, match=r"Nord:v2: its artifacts were pruned at"):
+        reg.load_artifacts(reg.get("Nord", 2))
+    assert reg.history("Nord") == events
+    assert reg.latest_approved("Nord").version == 6
+    # the kept archived version is still a rollback target
+    assert reg.rollback("Nord", 5, actor="alice", reason="v6 misbehaves").status == APPROVED
+
+
+def test_prune_never_touches_the_approved_or_pending_versions(reg: ModelRegistry) -> None:
+    _weekly_history(reg)
+    pruned = reg.prune("Nord", keep_archived=0, keep_rejected=0, actor="ops")
+    assert [p.version.version for p in pruned] == [1, 2, 3, 4, 5, 7, 8]
+    assert reg.load_artifacts(reg.latest_approved("Nord"))[0] == FAKE_MODEL
+    assert reg.load_artifacts(reg.get("Nord", 9))[0] == FAKE_MODEL
+
+
+def test_prune_dry_run_reports_and_changes_nothing(reg: ModelRegistry) -> None:
+    _weekly_history(reg)
+    events = reg.history("Nord")
+    pruned = reg.prune("Nord", keep_archived=3, keep_rejected=2, actor="ops", dry_run=True)
+    assert [p.version.version for p in pruned] == [1, 2]
+    assert reg.history("Nord") == events
+    assert _stored(reg, 1) == ["model.json", "model.txt"]
+
+
+def test_a_prune_cut_off_after_its_commit_finishes_on_the_next_run(
+    reg: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _weekly_history(reg)
+
+    def crash(key: str) -> bool:
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(reg.store, "delete", crash)
+    with pytest.raises(OSError):
+        reg.prune("Nord", keep_archived=4, keep_rejected=2, actor="ops")
+    monkeypatch.undo()
+    assert sorted(reg.pruned("Nord")) == [1]  # committed, files still there
+    assert _stored(reg, 1) == ["model.json", "model.txt"]
+
+    assert reg.prune("Nord", keep_archived=4, keep_rejected=2, actor="ops") == []
+    assert _stored(reg, 1) == []
+
+
+@pytest.mark.parametrize(
+    "keep", [{"keep_archived": -1, "keep_rejected": 0}, {"keep_archived": 1, "keep_rejected": True}]
+)
+def test_prune_refuses_bad_counts(reg: ModelRegistry, keep: dict) -> None:
+    _weekly_history(reg)
+    with pytest.raises(ValueError, match="must be an integer >= 0"):
+        reg.prune("Nord", actor="ops", **keep)
+    assert reg.pruned("Nord") == {}

@@ -3,6 +3,7 @@
 from typing import Literal
 
 import dagster as dg
+from pydantic import Field
 
 from mlops_assets.defs.models.assets import REGION_MODEL_KEY, notify_status
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
@@ -60,6 +61,80 @@ def change_model_status(
 @dg.job(description="Change a model version's status in the registry (launchpad config).")
 def registry_job():
     change_model_status()
+
+
+class RegistryRetention(dg.Config):
+    """Launchpad form of the retention job: empty fields keep the spec's ``retention:``."""
+
+    keep_archived: int | None = Field(
+        default=None, ge=0, description="archived versions kept loadable per region"
+    )
+    keep_rejected: int | None = Field(
+        default=None, ge=0, description="rejected versions kept loadable per region"
+    )
+    dry_run: bool = Field(default=False, description="report what would go, delete nothing")
+    actor: str = "dagster"
+
+
+@dg.op(
+    description="Delete the artifacts (model text, monitoring reference) of old archived "
+    "and rejected model versions; records and the audit log stay."
+)
+def prune_registry(
+    context: dg.OpExecutionContext, config: RegistryRetention, workspace: WorkspaceResource
+):
+    retention = workspace.dataset().retention
+    keep_archived = (
+        retention.keep_archived if config.keep_archived is None else config.keep_archived
+    )
+    keep_rejected = (
+        retention.keep_rejected if config.keep_rejected is None else config.keep_rejected
+    )
+    registry = workspace.registry()
+    for region in registry.regions():
+        pruned = registry.prune(
+            region,
+            keep_archived=keep_archived,
+            keep_rejected=keep_rejected,
+            actor=config.actor,
+            dry_run=config.dry_run,
+        )
+        labels = [p.version.label for p in pruned]
+        verb = "would prune" if config.dry_run else "pruned"
+        context.log.info(f"{region}: {verb} {labels or 'nothing'}")
+        if not labels:
+            continue
+        yield dg.AssetObservation(
+            asset_key=REGION_MODEL_KEY,
+            partition=region,
+            metadata={
+                "retention": f"{verb} {len(labels)} version(s)",
+                "pruned_versions": ", ".join(labels) or "none",
+                "freed_bytes": dg.MetadataValue.int(sum(p.freed_bytes for p in pruned)),
+                "keep_archived": keep_archived,
+                "keep_rejected": keep_rejected,
+            },
+        )
+    yield dg.Output(None)
+
+
+@dg.job(
+    description="Registry retention: prune the artifacts of old archived and rejected "
+    "model versions (the spec's retention settings; launchpad may override)."
+)
+def registry_retention_job():
+    prune_registry()
+
+
+def build_registry_retention_schedule(default_status: dg.DefaultScheduleStatus):
+    return dg.ScheduleDefinition(
+        name="registry_retention_schedule",
+        cron_schedule="0 6 * * 1",
+        job=registry_retention_job,
+        default_status=default_status,
+        description="Mondays 06:00, after the weekly retrain: prune old model versions' "
+        "artifacts per the spec's retention settings.",
+    )
 
 
 def build_weekly_retrain_schedule(default_status: dg.DefaultScheduleStatus):

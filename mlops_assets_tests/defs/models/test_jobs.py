@@ -133,3 +133,44 @@ def test_weekly_schedule_requests_one_keyed_run_per_region(defs, instance):
     assert sorted(r.run_key for r in tick(monday)) == sorted(r.run_key for r in requests)
     next_week = {r.run_key for r in tick(monday + timedelta(days=7))}
     assert next_week == {f"weekly-{r}-2024-02-12" for r in regions}
+
+
+def _retention(defs, instance, **config) -> dg.ExecuteInProcessResult:
+    return defs.resolve_job_def("registry_retention_job").execute_in_process(
+        run_config={"ops": {"prune_registry": {"config": config}}}, instance=instance
+    )
+
+
+def test_retention_job_prunes_old_versions_per_the_spec_and_observes_it(defs, instance, settings):
+    registry = ModelRegistry.for_workspace(Workspace(settings.home))
+    instance.add_dynamic_partitions(region_partitions.name, [REGION])
+    for _ in range(7):  # seven weekly recalibrations: v1..v6 archived, v7 approved
+        _register(registry, APPROVED)
+    _register(registry, REJECTED)  # v8
+    size = registry.artifact_bytes(registry.get(REGION, 1))
+
+    dry = _retention(defs, instance, dry_run=True)
+    assert dry.success
+    assert registry.pruned(REGION) == {}
+    assert _observations(instance)[-1]["retention"] == "would prune 2 version(s)"
+
+    # the spec's defaults: 4 archived and 2 rejected kept -> v1 and v2 go
+    assert _retention(defs, instance, actor="ops").success
+    assert sorted(registry.pruned(REGION)) == [1, 2]
+    observed = _observations(instance)[-1]
+    assert observed["pruned_versions"] == f"{REGION}:v1, {REGION}:v2"
+    assert observed["freed_bytes"] == 2 * size
+    assert (observed["keep_archived"], observed["keep_rejected"]) == (4, 2)
+
+    # the launchpad overrides the spec
+    assert _retention(defs, instance, keep_archived=1, keep_rejected=0).success
+    assert sorted(registry.pruned(REGION)) == [1, 2, 3, 4, 5, 8]
+    assert registry.latest_approved(REGION).version == 7
+    registry.rollback(REGION, 6, actor="ops", reason="the kept one is a rollback target")
+
+
+def test_retention_schedule_runs_the_retention_job_after_the_retrain(defs):
+    schedule = defs.resolve_schedule_def("registry_retention_schedule")
+    assert schedule.job_name == "registry_retention_job"
+    assert schedule.cron_schedule == "0 6 * * 1"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
