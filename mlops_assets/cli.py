@@ -17,14 +17,18 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlops_assets.landing import drop_dataset
 from mlops_assets.settings import Settings, load_settings
 from mlops_assets.spec import load_spec
 from mlops_assets.workspace import Workspace
 
+if TYPE_CHECKING:
+    import dagster as dg
 
-def _instance():
+
+def _instance() -> "dg.DagsterInstance":
     import dagster as dg
 
     if not os.environ.get("DAGSTER_HOME"):
@@ -65,7 +69,7 @@ def process(settings: Settings, *, train: bool = False) -> list:
         return runs
 
 
-def _needs_training(settings: Settings, instance, region: str) -> bool:
+def _needs_training(settings: Settings, instance: "dg.DagsterInstance", region: str) -> bool:
     """Whether the region's newest model was trained on other features than the current."""
     from mlops_assets.defs.features.assets import FEATURES_KEY
     from mlops_assets.defs.models.assets import latest_data_version
@@ -154,7 +158,7 @@ def _print_models(models: list[dict]) -> None:
     if not models:
         return
 
-    def pct(v):
+    def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.1%}"
 
     print(

@@ -21,7 +21,9 @@ Lags are taken by date (``RANGE`` windows), not by row offset, so gaps in a seri
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 
@@ -48,7 +50,7 @@ class FeatureSet:
     def all(self) -> list[str]:
         return self.numeric + self.categorical
 
-    def restricted_to(self, columns) -> FeatureSet:
+    def restricted_to(self, columns: Iterable[str]) -> FeatureSet:
         """Only the features among ``columns`` (a table written before a source was first
         ingested lacks that source's columns)."""
         present = set(columns)
@@ -312,7 +314,7 @@ def build_features(
 
 
 def write_features(
-    con: duckdb.DuckDBPyConnection, spec: DatasetSpec, region_key: str, path
+    con: duckdb.DuckDBPyConnection, spec: DatasetSpec, region_key: str, path: Path
 ) -> FeatureSet:
     """Compute and write a region's features to ``path`` (Parquet, replaced atomically)."""
     sql, fs = feature_sql(con, spec)

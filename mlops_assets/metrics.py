@@ -8,11 +8,12 @@ errors over sum of actuals) is the robust companion that every row counts in.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 METRIC_NAMES = ("mape", "wape", "rmse", "rmse_zero", "rmspe", "mae", "bias")
 
 
-def _arrays(actual, forecast) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(actual: npt.ArrayLike, forecast: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(actual, dtype=float)
     f = np.asarray(forecast, dtype=float)
     if a.shape != f.shape:
@@ -21,7 +22,9 @@ def _arrays(actual, forecast) -> tuple[np.ndarray, np.ndarray]:
     return a[keep], f[keep]
 
 
-def regression_metrics(actual, forecast, *, floor: float = 0.0) -> dict[str, float | int | None]:
+def regression_metrics(
+    actual: npt.ArrayLike, forecast: npt.ArrayLike, *, floor: float = 0.0
+) -> dict[str, float | int | None]:
     """MAPE and RMSPE on actual > floor; WAPE, RMSE, MAE and bias on all rows; RMSE on
     rows whose actual is 0. ``None`` where a metric has no rows to be computed on."""
     a, f = _arrays(actual, forecast)

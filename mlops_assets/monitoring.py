@@ -38,7 +38,7 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
@@ -58,6 +58,11 @@ from mlops_assets.training import (
     week_start,
 )
 from mlops_assets.workspace import Workspace
+
+if TYPE_CHECKING:
+    from nannyml import PeriodBasedChunker
+    from nannyml.base import AbstractResult
+    from nannyml.thresholds import Threshold
 
 WEEK_OFFSET = "W"  # pandas W-SUN periods: weeks run Monday..Sunday
 TABLE_SIGNALS = (
@@ -140,13 +145,13 @@ def monitored_columns(meta: dict[str, Any], spec: DatasetSpec) -> MonitoredColum
     return MonitoredColumns(numeric, categorical, ignored, region_level, quality_ignored)
 
 
-def _quiet():
+def _quiet() -> warnings.catch_warnings[None]:
     """nannyml logs every fit at INFO and warns on small chunks: keep run logs readable."""
     logging.getLogger("nannyml").setLevel(logging.ERROR)
     return warnings.catch_warnings()
 
 
-def _chunker():
+def _chunker() -> PeriodBasedChunker:
     import nannyml as nml
 
     return nml.PeriodBasedChunker(timestamp_column_name="date", offset=WEEK_OFFSET)
@@ -173,7 +178,7 @@ def _rows(result_df: pd.DataFrame, chunk_cols: tuple, signal: str, key: tuple) -
     )
 
 
-def _analysis(result) -> pd.DataFrame:
+def _analysis(result: AbstractResult) -> pd.DataFrame:
     return result.filter(period="analysis").to_df()
 
 
@@ -333,7 +338,7 @@ def data_quality(
     return pd.concat(out, ignore_index=True)
 
 
-def _reference_range_threshold():
+def _reference_range_threshold() -> Threshold:
     """nannyml threshold at the lowest and highest value the reference weeks themselves
     had: a weather station that was down for half a week in training is not alarming when
     it is down for half a week again (mean + 3 std of a mostly-zero missing rate would be)."""
@@ -343,7 +348,9 @@ def _reference_range_threshold():
     if _ReferenceRange is None:
 
         class ReferenceRange(Threshold, type="mlops_reference_range"):
-            def thresholds(self, data: np.ndarray, **kwargs):
+            def thresholds(
+                self, data: np.ndarray, **kwargs: Any
+            ) -> tuple[float | None, float | None]:
                 values = np.asarray(data, float)
                 if not np.isfinite(values).any():
                     return None, None

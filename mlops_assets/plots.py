@@ -10,9 +10,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 
-def png_base64(fig) -> str:
+def png_base64(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     plt.close(fig)
@@ -48,7 +49,7 @@ def markdown_table(frame: pd.DataFrame, *, floatfmt: str = "{:.2f}") -> str:
         return "no rows"
     cols = list(frame.columns)
 
-    def cell(v) -> str:
+    def cell(v: object) -> str:
         return floatfmt.format(v) if isinstance(v, float) else str(v)
 
     rows = [

@@ -23,6 +23,7 @@ Files (``monitoring/<region>/``, written by the ``realized_performance`` asset):
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -189,7 +190,7 @@ def read_forecasts(ws: Workspace, region_key: str) -> pd.DataFrame:
 
 
 def read_ground_truth(
-    ws: Workspace, spec: DatasetSpec, region_key: str, *, since=None
+    ws: Workspace, spec: DatasetSpec, region_key: str, *, since: date | None = None
 ) -> pd.DataFrame:
     """The region's ground truth (store, item, date, target[, open]) on or after ``since``:
     sales and actuals files, an actuals row winning over a sales row of the same key and

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import date
 
 import duckdb
 import pandas as pd
@@ -211,7 +212,7 @@ def regions_with_sales(ws: Workspace, spec: DatasetSpec) -> dict[str, str]:
     return dict(rows)
 
 
-def last_sales_date(con: duckdb.DuckDBPyConnection, spec: DatasetSpec):
+def last_sales_date(con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> date | None:
     """The latest date with ground truth (sales or actuals) in the dataset (None before
     any sales are ingested)."""
     if not has_view(con, "sales"):

@@ -28,9 +28,13 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops_assets.naming import require_safe_key
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
 
 _HEX = frozenset("0123456789abcdef")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -149,7 +153,7 @@ def temp_path_for(path: Path) -> Path:
     return Path(tmp)
 
 
-def atomic_parquet(frame, path: Path) -> None:
+def atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
     """Write a DataFrame as Parquet under ``path``, replacing any previous file atomically."""
     tmp = temp_path_for(path)
     try:
@@ -160,7 +164,9 @@ def atomic_parquet(frame, path: Path) -> None:
         raise
 
 
-def atomic_copy_to_parquet(con, sql: str, params: dict, path: Path) -> None:
+def atomic_copy_to_parquet(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict, path: Path
+) -> None:
     """``COPY (sql) TO path`` through a temporary name of its own, then rename: readers see
     the old file or the new one, and two runs writing the same path never share a temp."""
     tmp = temp_path_for(path)

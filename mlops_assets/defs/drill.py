@@ -18,9 +18,11 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import yaml
@@ -32,6 +34,9 @@ from mlops_assets.sample_data import DriftSpec, SampleConfig, generate
 from mlops_assets.settings import Settings
 from mlops_assets.spec import SPECS_DIR
 from mlops_assets.workspace import Workspace
+
+if TYPE_CHECKING:
+    from mlops_assets.defs.local_driver import DriverRun
 
 DRIFT_KINDS = ("weather_shift", "level_shift", "promo_effect_loss", "weather_and_level")
 
@@ -106,7 +111,12 @@ def _drill_spec(cfg: DrillConfig, folder: Path) -> Path:
     return path
 
 
-def run_drill(cfg: DrillConfig, workdir: Path | None = None, log=print, keep: bool = False) -> dict:
+def run_drill(
+    cfg: DrillConfig,
+    workdir: Path | None = None,
+    log: Callable[[str], None] = print,
+    keep: bool = False,
+) -> dict:
     """Run the drill and return the JSON-ready result (see ``mlops-assets drill``).
 
     ``keep``: leave the temporary workspace (data, registry, reports) for inspection."""
@@ -262,7 +272,9 @@ def run_drill(cfg: DrillConfig, workdir: Path | None = None, log=print, keep: bo
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _record_week(ws: Workspace, week: int, first: date, last: date, out: dict, runs) -> None:
+def _record_week(
+    ws: Workspace, week: int, first: date, last: date, out: dict, runs: "list[DriverRun]"
+) -> None:
     """What the monitoring said after replay week ``week``'s delivery."""
     path = alerts_path(ws)
     alerts = pd.read_parquet(path) if path.exists() else pd.DataFrame()

@@ -165,7 +165,12 @@ def _execute(
     return _summarise(job_name, req.partition_key, result, sensor.name)
 
 
-def _summarise(job_name: str, partition_key, result, sensor_name: str) -> DriverRun:
+def _summarise(
+    job_name: str,
+    partition_key: str | None,
+    result: dg.ExecuteInProcessResult,
+    sensor_name: str,
+) -> DriverRun:
     failed = [
         f"{ev.asset_check_evaluation_data.asset_key.to_user_string()}:"
         f"{ev.asset_check_evaluation_data.check_name}"

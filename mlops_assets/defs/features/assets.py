@@ -1,6 +1,7 @@
 """The per-region conditioned feature table and its quality gates."""
 
 import hashlib
+from pathlib import Path
 
 import dagster as dg
 
@@ -118,7 +119,7 @@ def build_features_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     return features
 
 
-def _summary(path) -> dict:
+def _summary(path: Path) -> dict:
     import duckdb
 
     with duckdb.connect() as con:

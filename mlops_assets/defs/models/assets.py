@@ -11,6 +11,7 @@ from mlops_assets.gate import GATE_CHECKS
 from mlops_assets.naming import require_safe_key
 from mlops_assets.plots import holdout_plot, markdown_image
 from mlops_assets.region_models import train_and_register
+from mlops_assets.registry import ModelVersion
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.warehouse import connect, region_level_inputs
 
@@ -18,7 +19,9 @@ REGION_MODEL_KEY = dg.AssetKey("region_model")
 METRIC_ROWS = ("model", "hist_avg", "hist_avg_dow", "seasonal_naive")
 
 
-def latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str):
+def latest_data_version(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str
+) -> str | None:
     """The data version of an asset partition's latest materialization (for lineage)."""
     latest = latest_materialization(instance, key, partition)
     return latest.tags.get("dagster/data_version") if latest else None
@@ -31,7 +34,7 @@ STATUS_NOTIFICATIONS = {
 }
 
 
-def notify_status(notifier: NotifierResource, mv, why: str, **details) -> None:
+def notify_status(notifier: NotifierResource, mv: ModelVersion, why: str, **details) -> None:
     """Tell people a version was approved, awaits approval, or was rejected (and why)."""
     kind = STATUS_NOTIFICATIONS.get(mv.status)
     if kind:

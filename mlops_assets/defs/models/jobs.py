@@ -1,5 +1,6 @@
 """Registry operations from the UI (a job with launchpad config) and the weekly retrain."""
 
+from collections.abc import Iterator
 from typing import Literal
 
 import dagster as dg
@@ -27,7 +28,7 @@ def change_model_status(
     config: ModelStatusChange,
     workspace: WorkspaceResource,
     notifier: NotifierResource,
-):
+) -> Iterator[dg.AssetObservation | dg.Output[None]]:
     registry = workspace.registry()
     action = {
         "approve": registry.approve,
@@ -59,7 +60,7 @@ def change_model_status(
 
 
 @dg.job(description="Change a model version's status in the registry (launchpad config).")
-def registry_job():
+def registry_job() -> None:
     change_model_status()
 
 
@@ -82,7 +83,7 @@ class RegistryRetention(dg.Config):
 )
 def prune_registry(
     context: dg.OpExecutionContext, config: RegistryRetention, workspace: WorkspaceResource
-):
+) -> Iterator[dg.AssetObservation | dg.Output[None]]:
     retention = workspace.dataset().retention
     keep_archived = (
         retention.keep_archived if config.keep_archived is None else config.keep_archived
@@ -122,11 +123,13 @@ def prune_registry(
     description="Registry retention: prune the artifacts of old archived and rejected "
     "model versions (the spec's retention settings; launchpad may override)."
 )
-def registry_retention_job():
+def registry_retention_job() -> None:
     prune_registry()
 
 
-def build_registry_retention_schedule(default_status: dg.DefaultScheduleStatus):
+def build_registry_retention_schedule(
+    default_status: dg.DefaultScheduleStatus,
+) -> dg.ScheduleDefinition:
     return dg.ScheduleDefinition(
         name="registry_retention_schedule",
         cron_schedule="0 6 * * 1",
@@ -137,7 +140,9 @@ def build_registry_retention_schedule(default_status: dg.DefaultScheduleStatus):
     )
 
 
-def build_weekly_retrain_schedule(default_status: dg.DefaultScheduleStatus):
+def build_weekly_retrain_schedule(
+    default_status: dg.DefaultScheduleStatus,
+) -> dg.ScheduleDefinition:
     @dg.schedule(
         name="weekly_retrain_schedule",
         cron_schedule="0 3 * * 1",
@@ -146,7 +151,7 @@ def build_weekly_retrain_schedule(default_status: dg.DefaultScheduleStatus):
         description="Mondays 03:00: retrain every region with the reviewed hyper-parameters "
         "(recalibration, auto-approved when it passes the gate) and re-forecast.",
     )
-    def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext):
+    def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
         day = context.scheduled_execution_time.strftime("%Y-%m-%d")
         return [
             dg.RunRequest(

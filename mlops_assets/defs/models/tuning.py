@@ -6,6 +6,8 @@ budget) or by a sensor through ``TUNING_JOB``. The tuned model is registered
 with ``registry_job``.
 """
 
+from collections.abc import Iterator
+
 import dagster as dg
 from pydantic import Field
 
@@ -40,7 +42,7 @@ def tune_region_model(
     config: TuningConfig,
     workspace: WorkspaceResource,
     notifier: NotifierResource,
-):
+) -> Iterator[dg.AssetObservation | dg.Output[None]]:
     # optuna and LightGBM load in the run, not when the code location loads
     from pydantic import ValidationError
 
@@ -135,5 +137,5 @@ def tune_region_model(
     description="Tune one region's hyper-parameters (persistent optuna study in the "
     "workspace) and register the tuned model for approval; never auto-approved.",
 )
-def tuning_job():
+def tuning_job() -> None:
     tune_region_model()

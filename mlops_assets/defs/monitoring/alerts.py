@@ -20,9 +20,10 @@ from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 from mlops_assets.naming import is_safe_key
 from mlops_assets.plots import markdown_table
+from mlops_assets.registry import ModelRegistry, ModelVersion
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.warehouse import regions_with_sales
-from mlops_assets.workspace import atomic_parquet, atomic_write_json
+from mlops_assets.workspace import Workspace, atomic_parquet, atomic_write_json
 
 MONITORING_ALERTS_KEY = dg.AssetKey("monitoring_alerts")
 # check -> (severity, signals it covers, notification kind, what it means)
@@ -197,7 +198,13 @@ def _findings(rows: pd.DataFrame) -> str:
     return markdown_table(shown)
 
 
-def _notify_new_alerts(ws, notifier: NotifierResource, status, approved, run_id: str) -> int:
+def _notify_new_alerts(
+    ws: Workspace,
+    notifier: NotifierResource,
+    status: monitoring.FleetStatus,
+    approved: dict[str, ModelVersion],
+    run_id: str,
+) -> int:
     """One notification when a region's check starts alerting (not one a week while it
     lasts); once it stops, a new episode notifies again. State: which region x check x
     model version is alerting now (``monitoring/_fleet/alerting.json``)."""
@@ -226,7 +233,14 @@ def _notify_new_alerts(ws, notifier: NotifierResource, status, approved, run_id:
     return sent
 
 
-def _write_reports(ws, ds, registry, status, approved, tables: pd.DataFrame) -> dict[str, str]:
+def _write_reports(
+    ws: Workspace,
+    ds: DatasetSpec,
+    registry: ModelRegistry,
+    status: monitoring.FleetStatus,
+    approved: dict[str, ModelVersion],
+    tables: pd.DataFrame,
+) -> dict[str, str]:
     """The self-contained HTML report of every monitored region."""
     paths = {}
     names = regions_with_sales(ws, ds)

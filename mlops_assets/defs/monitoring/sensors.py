@@ -48,7 +48,9 @@ def build_monitoring_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sensor
         "runs `monitoring_alerts` over all regions (the cross-region comparison needs them "
         "all).",
     )
-    def monitoring_sensor(context: dg.SensorEvaluationContext):
+    def monitoring_sensor(
+        context: dg.SensorEvaluationContext,
+    ) -> dg.SensorResult | dg.SkipReason:
         newest = _newest_storage_id(context, DRIFT_REPORT_KEY)
         seen = int(context.cursor or 0)
         if newest <= seen:
@@ -82,7 +84,9 @@ def build_quality_tuning_sensor(default_status: dg.DefaultSensorStatus) -> dg.Se
         "`monitoring_alerts`) starts a tuning run for R only, once per approved model "
         "version. Drift alerts never retrain.",
     )
-    def quality_tuning_sensor(context: dg.SensorEvaluationContext):
+    def quality_tuning_sensor(
+        context: dg.SensorEvaluationContext,
+    ) -> dg.SensorResult | dg.SkipReason:
         after = int(context.cursor or 0)
         records = context.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=MONITORING_ALERTS_KEY, after_storage_id=after or None),
