@@ -28,8 +28,8 @@ demo: env $(DAGSTER_HOME)/dagster.yaml
 test: env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	tmp=$$(mktemp -d) && MLOPS_ENV=ci MLOPS_HOME=$$tmp/ws DAGSTER_HOME=$$tmp \
-		$(BIN)/dagster definitions validate -w workspace.yaml
+	tmp=$$(mktemp -d) && cp dagster.yaml $$tmp/ && MLOPS_ENV=ci MLOPS_HOME=$$tmp/ws \
+		DAGSTER_HOME=$$tmp VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 	env -u DAGSTER_HOME $(BIN)/pytest -n 2
 
 lint: env
