@@ -41,7 +41,8 @@ format: env
 	$(BIN)/ruff format .
 
 dev: env $(DAGSTER_HOME)/dagster.yaml
-	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	DAGSTER_HOME=$(DAGSTER_HOME) VIRTUAL_ENV=$(CURDIR)/$(VENV) \
+		$(BIN)/dg dev --host 127.0.0.1 --port 3000 -w workspace.yaml
 
 clean:
 	rm -rf .mlops .dagster_home

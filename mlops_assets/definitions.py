@@ -1,4 +1,4 @@
-"""The single Definitions object `dagster dev` and `dagster job execute` load.
+"""The single Definitions object `dg dev` (make dev), `dg check defs` and the CLI load.
 
 Which dataset and workspace it serves comes from the environment (see settings.py).
 """
