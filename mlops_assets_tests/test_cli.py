@@ -146,3 +146,33 @@ def test_registry_prune_dry_run_then_prune_and_list_marks_pruned(tmp_path, dagst
     )
     assert code == 2
     assert "artifacts were pruned" in capsys.readouterr().err
+
+
+def test_output_cut_off_by_a_closed_pipe_ends_quietly(tmp_path):
+    """`mlops-assets registry list | head -1`: no traceback when head stops reading."""
+    import subprocess
+    import sys
+
+    from mlops_assets.registry import APPROVED, ModelRegistry
+    from mlops_assets.workspace import Workspace
+
+    home = tmp_path / "ws"
+    registry = ModelRegistry.for_workspace(Workspace(home))
+    for region in [f"R{i:03d}" for i in range(400)]:  # more output than a pipe buffers
+        registry.register(
+            region,
+            model_text="tree\n",
+            model_meta={},
+            record={"source": "recalibration"},
+            status=APPROVED,
+            reasons=[],
+            actor="test",
+        )
+    cmd = [sys.executable, "-m", "mlops_assets.cli", "registry", "list", "--home", str(home)]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout.readline().startswith(b"* R000:v1")
+        proc.stdout.close()  # the reader goes away after one line
+        err = proc.stderr.read().decode()
+        code = proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert code == 141
