@@ -293,29 +293,25 @@ def cmd_registry(args: argparse.Namespace) -> int:
                 )
         return 0
     if args.action == "prune":
-        retention = load_spec(settings.spec).retention
-        keep = {
-            "keep_archived": retention.keep_archived
-            if args.keep_archived is None
-            else args.keep_archived,
-            "keep_rejected": retention.keep_rejected
-            if args.keep_rejected is None
-            else args.keep_rejected,
-        }
         verb = "would prune" if args.dry_run else "pruned"
         total = 0
-        for region in [args.region] if args.region else registry.regions():
-            try:
-                done = registry.prune(region, actor=args.actor, dry_run=args.dry_run, **keep)
-            except (RegistryError, ValueError) as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
-            for p in done:
-                print(f"{verb} {p.version.label} ({p.version.status}, {p.freed_bytes} bytes)")
-            total += sum(p.freed_bytes for p in done)
+        try:  # a ValidationError (negative counts) is a ValueError
+            keep = load_spec(settings.spec).retention.with_overrides(
+                keep_archived=args.keep_archived, keep_rejected=args.keep_rejected
+            )
+            for region in [args.region] if args.region else registry.regions():
+                done = registry.prune(
+                    region, actor=args.actor, dry_run=args.dry_run, **keep.model_dump()
+                )
+                for p in done:
+                    print(f"{verb} {p.version.label} ({p.version.status}, {p.freed_bytes} bytes)")
+                total += sum(p.freed_bytes for p in done)
+        except (RegistryError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         print(
-            f"{verb} {total} bytes ({keep['keep_archived']} archived and "
-            f"{keep['keep_rejected']} rejected versions kept per region)"
+            f"{verb} {total} bytes ({keep.keep_archived} archived and "
+            f"{keep.keep_rejected} rejected versions kept per region)"
         )
         return 0
     if not args.region:
@@ -440,16 +436,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from mlops_assets.defs.models.assets import STATUS_NOTIFICATIONS, latest_data_version
     from mlops_assets.notifications import Notification, Notifier
     from mlops_assets.registry import ModelRegistry
-    from mlops_assets.spec import TuningSettings
     from mlops_assets.tuning import TuningError, load_region_features, tune_and_register
 
     settings = _settings(args)
     spec, ws = load_spec(settings.spec), Workspace(settings.home)
-    overrides = {"n_trials": args.trials, "timeout_seconds": args.timeout}
     try:
-        tuning = TuningSettings.model_validate(
-            {**spec.tuning.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
-        )
+        tuning = spec.tuning.with_overrides(n_trials=args.trials, timeout_seconds=args.timeout)
         features, fs = load_region_features(ws, spec, args.region)
     except (ValidationError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

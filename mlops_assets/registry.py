@@ -473,16 +473,17 @@ class ModelRegistry:
             for status, keep in ((ARCHIVED, keep_archived), (REJECTED, keep_rejected)):
                 old = sorted((v for v, s in statuses.items() if s == status), reverse=True)
                 victims += [v for v in old[keep:] if v not in done]
+            victims.sort()
             pruned = [
                 PrunedVersion(mv, self.artifact_bytes(mv))
-                for mv in (self._read_version(region, v, statuses[v]) for v in sorted(victims))
+                for mv in (self._read_version(region, v, statuses[v]) for v in victims)
             ]
             if dry_run:
                 return pruned
             now = _now()
             new = [
                 _event(now, actor, "prune", region, v, statuses[v], statuses[v], _PRUNE_REASON)
-                for v in sorted(victims)
+                for v in victims
             ]
             if new:
                 self._commit(region, events, new)

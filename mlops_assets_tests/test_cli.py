@@ -109,22 +109,33 @@ def test_evaluate_writes_the_metrics_json(tmp_path, capsys):
     assert not list(tmp_path.glob("mlops-evaluate-*"))  # the temporary workspace is gone
 
 
-def test_registry_prune_dry_run_then_prune_and_list_marks_pruned(tmp_path, dagster_home, capsys):
-    from mlops_assets.registry import APPROVED, ModelRegistry
+def _registry(home: Path):
+    from mlops_assets.registry import ModelRegistry
     from mlops_assets.workspace import Workspace
 
+    return ModelRegistry.for_workspace(Workspace(home))
+
+
+def _register_approved(registry, region: str) -> None:
+    """A version with placeholder artifacts, approved (the previous one is archived)."""
+    from mlops_assets.registry import APPROVED
+
+    registry.register(
+        region,
+        model_text="tree\n",
+        model_meta={},
+        record={"source": "recalibration"},
+        status=APPROVED,
+        reasons=[],
+        actor="test",
+    )
+
+
+def test_registry_prune_dry_run_then_prune_and_list_marks_pruned(tmp_path, dagster_home, capsys):
     home = tmp_path / "ws"
-    registry = ModelRegistry.for_workspace(Workspace(home))
+    registry = _registry(home)
     for _ in range(3):  # v1, v2 archived; v3 approved
-        registry.register(
-            "Nord",
-            model_text="tree\n",
-            model_meta={},
-            record={"source": "recalibration"},
-            status=APPROVED,
-            reasons=[],
-            actor="test",
-        )
+        _register_approved(registry, "Nord")
     args = ["registry", "prune", "--home", str(home), "--keep-archived", "1"]
 
     assert cli.main([*args, "--dry-run"]) == 0
@@ -134,6 +145,10 @@ def test_registry_prune_dry_run_then_prune_and_list_marks_pruned(tmp_path, dagst
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "pruned Nord:v1 (archived, " in out and "Nord:v2" not in out
+    assert sorted(registry.pruned("Nord")) == [1]
+
+    assert cli.main([*args[:-1], "-1"]) == 2  # a negative count: a clear error, no pruning
+    assert "keep_archived" in capsys.readouterr().err
     assert sorted(registry.pruned("Nord")) == [1]
 
     assert cli.main(["registry", "list", "--home", str(home)]) == 0
@@ -153,21 +168,10 @@ def test_output_cut_off_by_a_closed_pipe_ends_quietly(tmp_path):
     import subprocess
     import sys
 
-    from mlops_assets.registry import APPROVED, ModelRegistry
-    from mlops_assets.workspace import Workspace
-
     home = tmp_path / "ws"
-    registry = ModelRegistry.for_workspace(Workspace(home))
+    registry = _registry(home)
     for region in [f"R{i:03d}" for i in range(400)]:  # more output than a pipe buffers
-        registry.register(
-            region,
-            model_text="tree\n",
-            model_meta={},
-            record={"source": "recalibration"},
-            status=APPROVED,
-            reasons=[],
-            actor="test",
-        )
+        _register_approved(registry, region)
     cmd = [sys.executable, "-m", "mlops_assets.cli", "registry", "list", "--home", str(home)]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         assert proc.stdout.readline().startswith(b"* R000:v1")

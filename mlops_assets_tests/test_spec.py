@@ -193,3 +193,17 @@ def test_unusable_yaml_is_a_spec_error_naming_the_file(
         load_spec(path)
     assert str(path) in str(exc.value)
     assert expected in str(exc.value)
+
+
+def test_with_overrides_replaces_given_values_keeps_the_rest_and_validates(
+    sample_spec: DatasetSpec,
+) -> None:
+    from pydantic import ValidationError
+
+    tuning = sample_spec.tuning.with_overrides(n_trials=3, timeout_seconds=None)
+    assert tuning.n_trials == 3
+    assert tuning.timeout_seconds == sample_spec.tuning.timeout_seconds
+    kept = sample_spec.retention.with_overrides(keep_archived=None, keep_rejected=0)
+    assert (kept.keep_archived, kept.keep_rejected) == (4, 0)
+    with pytest.raises(ValidationError, match="keep_archived"):
+        sample_spec.retention.with_overrides(keep_archived=-1)

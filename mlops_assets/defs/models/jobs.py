@@ -84,19 +84,15 @@ class RegistryRetention(dg.Config):
 def prune_registry(
     context: dg.OpExecutionContext, config: RegistryRetention, workspace: WorkspaceResource
 ) -> Iterator[dg.AssetObservation | dg.Output[None]]:
-    retention = workspace.dataset().retention
-    keep_archived = (
-        retention.keep_archived if config.keep_archived is None else config.keep_archived
-    )
-    keep_rejected = (
-        retention.keep_rejected if config.keep_rejected is None else config.keep_rejected
+    keep = workspace.dataset().retention.with_overrides(
+        keep_archived=config.keep_archived, keep_rejected=config.keep_rejected
     )
     registry = workspace.registry()
     for region in registry.regions():
         pruned = registry.prune(
             region,
-            keep_archived=keep_archived,
-            keep_rejected=keep_rejected,
+            keep_archived=keep.keep_archived,
+            keep_rejected=keep.keep_rejected,
             actor=config.actor,
             dry_run=config.dry_run,
         )
@@ -112,8 +108,8 @@ def prune_registry(
                 "retention": f"{verb} {len(labels)} version(s)",
                 "pruned_versions": ", ".join(labels) or "none",
                 "freed_bytes": dg.MetadataValue.int(sum(p.freed_bytes for p in pruned)),
-                "keep_archived": keep_archived,
-                "keep_rejected": keep_rejected,
+                "keep_archived": keep.keep_archived,
+                "keep_rejected": keep.keep_rejected,
             },
         )
     yield dg.Output(None)

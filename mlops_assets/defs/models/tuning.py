@@ -46,15 +46,13 @@ def tune_region_model(
     # optuna and LightGBM load in the run, not when the code location loads
     from pydantic import ValidationError
 
-    from mlops_assets.spec import TuningSettings
     from mlops_assets.tuning import load_region_features, tune_and_register
 
     ws, ds = workspace.workspace(), workspace.dataset()
     region = require_safe_key(context.partition_key)
-    overrides = {"n_trials": config.n_trials, "timeout_seconds": config.timeout_seconds}
     try:
-        tuning = TuningSettings.model_validate(
-            {**ds.tuning.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+        tuning = ds.tuning.with_overrides(
+            n_trials=config.n_trials, timeout_seconds=config.timeout_seconds
         )
         features, fs = load_region_features(ws, ds, region)
     except (ValidationError, FileNotFoundError) as exc:
