@@ -218,6 +218,36 @@ def outside_summary(tables: pd.DataFrame, drift_region: str | None, drift_week0:
     return out
 
 
+def estimate_summary(
+    tables: pd.DataFrame, drift_region: str | None, drift_week0: pd.Timestamp
+) -> dict:
+    """The DLE estimate against the realized RMSE, per region: the mean over the drifted
+    weeks over the mean before them (1 = no change). For the drift region also week by
+    week: does the estimate move where the realized error does?"""
+    est = tables[(tables["signal"] == "estimated_performance") & (tables["feature"] == "rmse")]
+    after = pd.to_datetime(est["week_start"]) >= pd.Timestamp(drift_week0)
+
+    def ratio(rows: pd.DataFrame, column: str) -> float:
+        late = after.loc[rows.index]
+        before, later = rows.loc[~late, column].mean(), rows.loc[late, column].mean()
+        return round(float(later / before), 3) if before > 0 else float("nan")
+
+    out = {
+        "after_over_before": {
+            region: {"estimated": ratio(rows, "value"), "realized": ratio(rows, "realized")}
+            for region, rows in est.groupby("region")
+        }
+    }
+    if drift_region:
+        mine = est[est["region"] == drift_region].sort_values("week_start")
+        out["drift_region_weekly"] = {
+            "week_start": [str(pd.Timestamp(w).date()) for w in mine["week_start"]],
+            "estimated": [round(float(v), 1) for v in mine["value"]],
+            "realized": [round(float(v), 1) for v in mine["realized"]],
+        }
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--source", type=Path, default=ROSSMANN)
@@ -231,15 +261,20 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, help="keep trained models here between runs")
     ap.add_argument("--attribution-rows", type=int, default=30, help="Shapley rows a week")
     ap.add_argument("--dump", type=Path, help="write each scenario's tables and alerts here")
+    ap.add_argument(
+        "--backtest-folds",
+        type=int,
+        help="monitoring.estimate_backtest_folds (0: the DLE learns from the holdout alone)",
+    )
     args = ap.parse_args()
     if not args.source.is_dir():
         raise SystemExit(f"rossmann-100 not found at {args.source}")
     spec = load_spec("rossmann")
-    if args.attribution_rows:
-        monitoring_settings = spec.monitoring.model_copy(
-            update={"attribution_sample_rows": args.attribution_rows}
-        )
-        spec = spec.model_copy(update={"monitoring": monitoring_settings})
+    overrides = {
+        "attribution_sample_rows": args.attribution_rows or None,
+        "estimate_backtest_folds": args.backtest_folds,
+    }
+    spec = spec.model_copy(update={"monitoring": spec.monitoring.with_overrides(**overrides)})
     started = time.perf_counter()
     end = pd.Timestamp("2015-07-26")  # the last complete Monday..Sunday week of the data
     t0 = end - pd.Timedelta(weeks=args.weeks)  # a Sunday: reference ends here
@@ -315,6 +350,16 @@ def main() -> None:
             )
             report["scenarios"][scenario]["_estimate_outside_training_range"] = outside_summary(
                 tables, drift_region, drift_start
+            )
+            report["scenarios"][scenario]["_estimate_vs_realized"] = estimate_summary(
+                tables, drift_region or args.drift_region, drift_start
+            )
+            moved = report["scenarios"][scenario]["_estimate_vs_realized"]["after_over_before"]
+            print(
+                f"  DLE median |est-real|/real {np.nanmedian(rel):.3f}; after/before drift week: "
+                + ", ".join(
+                    f"{r} est x{m['estimated']} real x{m['realized']}" for r, m in moved.items()
+                )
             )
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,9 +15,11 @@ spans whole seasonal cycles) with recent weekly chunks (Monday..Sunday):
   training range (features computed from the target's own history are shown but never
   alert: closures leave their lags missing and growth takes them past last year's range);
 - ``estimated_performance``: nannyml DLE estimate of RMSE / MAE for weeks without actuals,
-  fitted on the model's holdout forecasts (out of sample), with the realized value where
-  actuals exist, and the share of each week's rows whose inputs lie outside the training
-  range (``outside_training_range``), where the estimate cannot see the error;
+  its error model fitted on the model's out-of-sample backtest forecasts (a year of folds
+  made at training, so it has seen the model err at every season's weather and
+  promotions) and scaled to the holdout's error, with the realized value where actuals
+  exist, and the share of each week's rows whose inputs lie outside the training range
+  (``outside_training_range``), past which the estimate cannot follow the error;
 - ``attribution_drift``: NDCG of the weekly mean |Shapley| ranking against the ranking of
   the same weeks a year earlier in the training window (the season's own drivers: the
   weeks before Christmas rank the calendar higher every year), or against the ranking
@@ -84,6 +86,9 @@ ALERT_SIGNALS = (
     "attribution_drift",
     "model_quality",
 )
+# fewer out-of-sample forecasts than this teach the error model nothing
+MIN_DLE_ROWS = 50
+
 TABLE_COLUMNS = [
     "signal",
     "feature",
@@ -367,25 +372,60 @@ def _common() -> dict[str, Any]:
     return {"timestamp_column_name": "date", "chunker": _chunker()}
 
 
-def dle_features(meta: dict[str, Any], s: MonitoringSettings) -> list[str]:
-    """The model's ``dle_top_features`` most important features (by saved mean |Shapley|),
-    all of them when unset or when the model saved no importance."""
+def outside_inputs(
+    reference: pd.DataFrame, meta: dict[str, Any], cols: MonitoredColumns, s: MonitoringSettings
+) -> list[str]:
+    """The model's inputs from outside the region's own sales history that matter: watched
+    numeric features that are neither calendar nor computed from the target (weather,
+    promotions), known in the reference, carrying at least
+    ``estimate_support_min_importance`` of the model's mean |Shapley|. Drift moves these."""
+    importance = meta.get("importance") or {}
+    total = sum(importance.values())
+    return [
+        c
+        for c in cols.alerting_numeric
+        if c not in cols.quality_ignored
+        and c in reference.columns
+        and reference[c].notna().any()
+        and (not total or importance.get(c, 0.0) / total >= s.estimate_support_min_importance)
+    ]
+
+
+def dle_features(
+    meta: dict[str, Any], s: MonitoringSettings, outside: list[str] | None = None
+) -> list[str]:
+    """The error model's inputs: the model's ``dle_top_features`` most important features
+    (by saved mean |Shapley|; all of them when unset or when the model saved no importance),
+    then the ``outside`` inputs (``outside_inputs``; given when the error model learns from a
+    backtest, whose year of errors shows how they depend on the weather or promotions)."""
     features = list(meta["features"])
     importance = meta.get("importance") or {}
-    if s.dle_top_features is None or not importance:
-        return features
-    ranked = sorted(features, key=lambda f: importance.get(f, 0.0), reverse=True)
-    return ranked[: s.dle_top_features]
+    if s.dle_top_features is not None and importance:
+        ranked = sorted(features, key=lambda f: importance.get(f, 0.0), reverse=True)
+        features = ranked[: s.dle_top_features]
+    return list(dict.fromkeys([*features, *(outside or [])]))
 
 
 def estimated_performance(
-    holdout: pd.DataFrame, analysis: pd.DataFrame, features: list[str]
+    holdout: pd.DataFrame,
+    analysis: pd.DataFrame,
+    features: list[str],
+    backtest: pd.DataFrame | None = None,
+    params: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """nannyml DLE: RMSE and MAE estimated from the inputs, learned on the model's
-    out-of-sample holdout errors; ``realized`` where the week has actuals."""
+    """nannyml DLE: RMSE and MAE estimated from the inputs; ``realized`` where the week
+    has actuals.
+
+    The error model learns from out-of-sample errors: the ``backtest``'s when it has enough
+    rows (a year of folds: errors in every season and at every weather), then scaled so
+    that it estimates the holdout's realized error on the holdout (the fold models learned
+    from less history than the deployed one, and err more); else the holdout's (six weeks
+    of one season: blind to inputs that season did not vary). ``params``: the error
+    model's LightGBM parameters."""
     import nannyml as nml
 
-    if len(holdout) < 50:
+    learn_from = backtest if backtest is not None and len(backtest) >= MIN_DLE_ROWS else holdout
+    if len(learn_from) < MIN_DLE_ROWS or len(holdout) == 0:
         return pd.DataFrame(columns=TABLE_COLUMNS)
     est = nml.DLE(
         feature_column_names=features,
@@ -394,17 +434,40 @@ def estimated_performance(
         timestamp_column_name="date",
         chunker=_chunker(),
         metrics=["rmse", "mae"],
-        hyperparameters={"n_jobs": 1, "verbose": -1, "random_state": 0},
+        hyperparameters={**(params or {}), "n_jobs": 1, "verbose": -1, "random_state": 0},
     )
     cols = ["date", *features, "y_pred", "y_true"]
-    df = _analysis(est.fit(holdout[cols]).estimate(analysis[cols]))
-    out = [
-        _rows(df, ("chunk",), "estimated_performance", (m,)).assign(
-            feature=m, method="dle", ignored=False
-        )
-        for m in ("rmse", "mae")
-    ]
+    est.fit(learn_from[cols])
+    scale = {"rmse": 1.0, "mae": 1.0}
+    if learn_from is backtest:
+        scale = _holdout_scale(_analysis(est.estimate(holdout[cols])))
+    df = _analysis(est.estimate(analysis[cols]))
+    out = []
+    for m in ("rmse", "mae"):
+        rows = _rows(df, ("chunk",), "estimated_performance", (m,))
+        rows[["value", "lower", "upper"]] *= scale[m]
+        out.append(rows.assign(feature=m, method="dle", ignored=False))
     return pd.concat(out, ignore_index=True)
+
+
+def _holdout_scale(estimate: pd.DataFrame) -> dict[str, float]:
+    """Per metric, the holdout's realized error over the error model's estimate of it
+    (nannyml's weekly chunks of the holdout, pooled by their rows): the factor that puts
+    backtest-trained estimates on the deployed model's level."""
+    rows = (estimate[("chunk", "end_index")] - estimate[("chunk", "start_index")] + 1).to_numpy()
+
+    def pooled(metric: str, column: str) -> float:
+        values = estimate[(metric, column)].to_numpy(float)
+        if metric == "rmse":
+            return float(np.sqrt(np.sum(rows * values**2) / rows.sum()))
+        return float(np.sum(rows * values) / rows.sum())
+
+    scale = {}
+    for m in ("rmse", "mae"):
+        realized, estimated = pooled(m, "realized"), pooled(m, "value")
+        ok = np.isfinite(realized) and np.isfinite(estimated) and estimated > 0 and realized > 0
+        scale[m] = realized / estimated if ok else 1.0
+    return scale
 
 
 def estimate_support(
@@ -415,24 +478,14 @@ def estimate_support(
     s: MonitoringSettings,
 ) -> pd.DataFrame:
     """Per week, the share of rows with an input from outside the region's own sales
-    history (weather, promotions: watched features that are neither calendar nor computed
-    from the target, carrying at least ``estimate_support_min_importance`` of the model's
-    attribution) beyond the range the model was fitted on.
+    history (``outside_inputs``) beyond the range the model was fitted on.
 
     Trees are flat past their last split, and so is the error model DLE learns: drift that
-    takes inputs there (a weather feed reading 20 C too warm) leaves both the forecast and
-    the estimate where the edge of the training data was. Such a week's estimate says
-    nothing about the error the drift adds (only the realized error can); this share says
-    which weeks those are."""
-    importance = meta.get("importance") or {}
-    total = sum(importance.values())
-    inputs = [
-        c
-        for c in cols.alerting_numeric
-        if c not in cols.quality_ignored
-        and reference[c].notna().any()
-        and (not total or importance.get(c, 0.0) / total >= s.estimate_support_min_importance)
-    ]
+    takes inputs there (a weather feed reading 20 C too warm) leaves the forecast where
+    the edge of the training data was, and the estimate at the error the model made there.
+    Such a week's estimate cannot say how much error the drift adds beyond that edge (only
+    the realized error can); this share says which weeks those are."""
+    inputs = outside_inputs(reference, meta, cols, s)
     if not inputs or analysis.empty:
         return pd.DataFrame(columns=TABLE_COLUMNS)
     values = analysis[inputs].astype(float)
@@ -561,7 +614,8 @@ class RegionMonitoringInputs:
     """What ``region_drift`` compares: frames carry ``date``, the series keys and the
     model's features; ``analysis`` also ``y_pred`` (the deployed model) and ``y_true``
     (NaN until actuals arrive); ``holdout`` is the model's out-of-sample holdout with its
-    forecasts as ``y_pred``."""
+    forecasts as ``y_pred``, ``backtest`` likewise its backtest folds (empty for models
+    registered without them)."""
 
     region: str
     reference: pd.DataFrame
@@ -569,6 +623,7 @@ class RegionMonitoringInputs:
     holdout: pd.DataFrame
     reference_gap: pd.DataFrame
     analysis_gap: pd.DataFrame
+    backtest: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def monitoring_inputs(
@@ -618,15 +673,19 @@ def monitoring_inputs(
         first = weeks.max() - pd.Timedelta(weeks=spec.monitoring.max_analysis_weeks - 1)
         analysis = analysis[weeks >= first].copy()
     analysis["y_pred"] = predict_frame(booster, meta, analysis) if len(analysis) else []
-    held = pd.DataFrame(meta.get("holdout_forecasts") or {})
-    if len(held):
-        held["date"] = pd.to_datetime(held["date"])
-        # the holdout's inputs and actuals as the model was trained on them (its last weeks)
-        keys = known.assign(store=known["store"].astype(str), item=known["item"].astype(str))
-        held = keys.merge(
-            held.rename(columns={"prediction": "y_pred"}), on=["store", "item", "date"]
-        )
-        held = held[held["y_true"].notna()]
+    # out-of-sample forecasts with their rows' inputs and actuals, as the model was fitted
+    # on them (the holdout: its last weeks; the backtest: the year before)
+    keys = known.assign(store=known["store"].astype(str), item=known["item"].astype(str))
+
+    def with_inputs(record: dict[str, list] | None) -> pd.DataFrame:
+        forecasts = pd.DataFrame(record or {})
+        if forecasts.empty:
+            return forecasts
+        forecasts["date"] = pd.to_datetime(forecasts["date"])
+        forecasts = forecasts.rename(columns={"prediction": "y_pred"})
+        rows = keys.merge(forecasts, on=["store", "item", "date"])
+        return rows[rows["y_true"].notna()]
+
     cols = monitored_columns(meta, spec)
     gap = pd.DataFrame(columns=["date", *cols.region_level])
     if region_inputs is not None and cols.region_level and len(region_inputs):
@@ -638,7 +697,8 @@ def monitoring_inputs(
         region=region,
         reference=reference,
         analysis=analysis,
-        holdout=held,
+        holdout=with_inputs(meta.get("holdout_forecasts")),
+        backtest=with_inputs(meta.get("backtest_forecasts")),
         reference_gap=reference_gap,
         analysis_gap=gap[gap["date"] > train_max],
     )
@@ -657,6 +717,9 @@ def region_drift(
     s = spec.monitoring
     cols = monitored_columns(meta, spec)
     analysis = inputs.analysis.assign(week_start=week_start(inputs.analysis["date"]))
+    # the error model learns from the backtest saved with the model unless it is switched off
+    use_backtest = s.estimate_backtest_folds > 0 and len(inputs.backtest) >= MIN_DLE_ROWS
+    backtest = inputs.backtest if use_backtest else None
     with _quiet():
         warnings.simplefilter("ignore")
         parts = [
@@ -664,7 +727,15 @@ def region_drift(
             fleet_gap_drift(inputs.reference_gap, inputs.analysis_gap, cols.region_level, s),
             multivariate_drift(inputs.reference, analysis, cols),
             data_quality(inputs.reference, analysis, cols),
-            estimated_performance(inputs.holdout, analysis, dle_features(meta, s)),
+            estimated_performance(
+                inputs.holdout,
+                analysis,
+                dle_features(meta, s, outside_inputs(inputs.reference, meta, cols, s))
+                if backtest is not None
+                else dle_features(meta, s),
+                backtest,
+                s.dle_params,
+            ),
             estimate_support(inputs.reference, analysis, meta, cols, s),
             attribution_drift(booster, meta, analysis, s, previous, inputs.reference),
         ]

@@ -842,8 +842,8 @@ def _estimated_section(monitoring: pd.DataFrame | None, model: dict[str, Any]) -
             "estimated",
             "Estimated vs realized performance",
             _p(
-                "No performance estimate yet: nannyml DLE needs the model's holdout forecasts "
-                "and at least one monitored week."
+                "No performance estimate yet: nannyml DLE needs the model's out-of-sample "
+                "forecasts (backtest or holdout) and at least one monitored week."
             ),
         )
     holdout = model.get("metrics") if isinstance(model.get("metrics"), dict) else {}
@@ -876,11 +876,15 @@ def _estimated_section(monitoring: pd.DataFrame | None, model: dict[str, Any]) -
     body = [
         _p(
             "nannyml DLE estimates the error from the inputs alone, learned on the model's "
-            "out-of-sample holdout errors: it covers weeks whose actuals have not arrived. "
-            "Where actuals exist the realized value is shown next to it. Rows whose inputs "
+            "out-of-sample errors over a year of backtest folds (the holdout alone for "
+            "models saved without them) and scaled to the holdout's error: it covers weeks "
+            "whose actuals have not arrived, and rises where inputs move to where the model "
+            "erred before (a warm spell for a model that under-forecasts warm days). Where "
+            "actuals exist the realized value is shown next to it. Rows whose inputs "
             "(weather, promotions) lie outside the training range are beyond what it can "
             "judge: the model and the estimate are both flat past the training data, so "
-            "there the estimate cannot see the error the drift adds until the actuals arrive."
+            "there the estimate cannot say how much error the drift adds until the actuals "
+            "arrive."
         ),
         _plot_html(lambda: estimated_performance_plot(monitoring, rmse), "estimated RMSE"),
         _table(

@@ -409,6 +409,34 @@ class MonitoringSettings(_Strict):
         "few hundred holdout rows, where every feature lets it overfit: measured on the "
         "drill's sample data, all 46 features made it blind to the prediction level",
     )
+    estimate_backtest_folds: int = Field(
+        8,
+        ge=0,
+        le=52,
+        description="the DLE error model learns from out-of-sample forecasts of this many "
+        "horizon-long folds before the holdout (rolling origin, made at training), so it "
+        "has seen the model err in every season and at the inputs a drift moves (a warm "
+        "spell, a promotion-heavy month); 0: the holdout alone, as models registered "
+        "before this setting. The estimate is then scaled to the model's holdout error",
+    )
+    estimate_backtest_min_train_share: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="a backtest fold counts only when its model learns from at least this "
+        "share of the rows the holdout's model learns from: models fitted on much less "
+        "history err more, and the error model would learn their inexperience",
+    )
+    dle_params: dict[str, int | float] = Field(
+        default_factory=lambda: {
+            "n_estimators": 100,
+            "learning_rate": 0.05,
+            "num_leaves": 7,
+            "min_child_samples": 40,
+        },
+        description="LightGBM parameters of nannyml DLE's error model: small and smooth, "
+        "as it learns from a few thousand rows at most (nannyml's defaults follow noise)",
+    )
     estimate_support_min_importance: float = Field(
         0.01,
         ge=0.0,

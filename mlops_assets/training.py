@@ -10,8 +10,10 @@ advance inputs (promotions, holidays, calendar, weather forecast) are used as th
 Three fits share one configuration: (1) train -> early stopping on the inner window picks
 the number of trees, (2) train + inner window -> forecasts the holdout (these are the
 reported metrics), (3) all history -> the artifact that is registered and scores the
-future. With ``seeds`` > 1, fits (2) and (3) are seed bags: that many boosters of the
-chosen size, trained with consecutive seeds and averaged into one LightGBM text model.
+future. Between (2) and (3), one fit per backtest fold (``backtest_forecasts``) forecasts
+the horizons before the holdout out of sample, for the label-free performance estimate.
+With ``seeds`` > 1, fits (2) and (3) are seed bags: that many boosters of the chosen size,
+trained with consecutive seeds and averaged into one LightGBM text model.
 Baselines on the same rows: historical average per series, per series x weekday, and
 seasonal naive (the last value of the same weekday before the origin).
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -318,6 +321,16 @@ def train_region_model(
             metrics["model"][metric], metrics["hist_avg"][metric]
         )
 
+    # rolling-origin forecasts before the holdout: the error model of the label-free
+    # performance estimate learns from them (see ``backtest_forecasts``)
+    backtest = backtest_forecasts(
+        data,
+        lambda frame: lgb.train(params, dataset(frame), num_boost_round=best_iter),
+        spec,
+        folds=spec.monitoring.estimate_backtest_folds,
+        min_train_share=spec.monitoring.estimate_backtest_min_train_share,
+    )
+
     # (3) the artifact: all history, same configuration
     all_rows = hist[ok]
     final = fit(all_rows)
@@ -329,15 +342,10 @@ def train_region_model(
     meta["importance"] = {k: float(v) for k, v in importance.items()}
     meta["dq_baseline"] = data_quality_baseline(all_rows, feature_set)
     meta["split"] = split.to_dict()
-    # out-of-sample forecasts of the holdout: monitoring learns the model's error from them
-    # (nannyml DLE) without ever re-scoring rows the artifact was trained on
-    scored_rows = frame[frame["eligible"]]
-    meta["holdout_forecasts"] = {
-        "store": scored_rows["store"].astype(str).tolist(),
-        "item": scored_rows["item"].astype(str).tolist(),
-        "date": scored_rows["date"].dt.strftime("%Y-%m-%d").tolist(),
-        "prediction": [round(float(v), 4) for v in scored_rows["model"]],
-    }
+    # out-of-sample forecasts (the backtest's and the holdout's): monitoring learns the
+    # model's error from them (nannyml DLE) without re-scoring rows the artifact was fitted on
+    meta["holdout_forecasts"] = forecast_record(frame[frame["eligible"]])
+    meta["backtest_forecasts"] = forecast_record(backtest)
     meta["train_rows"] = int(len(all_rows))
     meta["train_date_min"] = str(all_rows["date"].min().date())
     meta["train_date_max"] = str(all_rows["date"].max().date())
@@ -355,6 +363,58 @@ def train_region_model(
         best_iteration=best_iter,
         reference=reference,
     )
+
+
+def backtest_forecasts(
+    data: RegionData,
+    fit: Callable[[pd.DataFrame], lgb.Booster],
+    spec: DatasetSpec,
+    *,
+    folds: int,
+    min_train_share: float,
+) -> pd.DataFrame:
+    """Rolling-origin out-of-sample forecasts of the history before the holdout.
+
+    Fold k (1..``folds``) forecasts the ``horizon`` periods that end k horizons before the
+    holdout, with a model of the chosen configuration fitted on every usable row before
+    them, exactly as the holdout is forecast. The holdout shows the model's error in six
+    weeks of one season; the folds show it across the year, at the inputs a drift can move
+    (warm days, promotion-heavy weeks). Folds stop where a model would learn from fewer
+    than ``min_train_share`` of the holdout model's rows (its inexperience is not the
+    deployed model's error). Columns ``store``, ``item``, ``date``, ``model`` (the
+    forecast), ``fold``; rows that carry demand and have an actual, as in the holdout."""
+    hist, usable, split = data.hist, data.usable, data.split
+    span = pd.Timedelta(days=spec.horizon * spec.period_days)
+    step = pd.Timedelta(days=spec.period_days)
+    needed = min_train_share * len(data.before_holdout)
+    scoreable = eligible_rows(hist) & hist["target"].notna()
+    parts = []
+    for k in range(1, folds + 1):
+        start = split.holdout_start - k * span
+        train = hist[usable & (hist["date"] < start)]
+        if len(train) < needed or train.empty:
+            break
+        rows = hist[scoreable & hist["date"].between(start, start + span - step)]
+        if rows.empty:
+            continue
+        out = rows[[*SERIES, "date"]].copy()
+        out["model"] = predict_frame(fit(train), data.meta, rows)
+        out["fold"] = k
+        parts.append(out)
+    if not parts:
+        return pd.DataFrame(columns=[*SERIES, "date", "model", "fold"])
+    return pd.concat(parts, ignore_index=True).sort_values(["date", *SERIES], ignore_index=True)
+
+
+def forecast_record(rows: pd.DataFrame) -> dict[str, list]:
+    """Out-of-sample forecasts as saved in a model's metadata (``store``, ``item``,
+    ``date``, ``prediction``): monitoring joins them to the rows' inputs and actuals."""
+    return {
+        "store": rows["store"].astype(str).tolist(),
+        "item": rows["item"].astype(str).tolist(),
+        "date": pd.to_datetime(rows["date"]).dt.strftime("%Y-%m-%d").tolist(),
+        "prediction": [round(float(v), 4) for v in rows["model"]],
+    }
 
 
 def week_start(dates: pd.Series) -> pd.Series:

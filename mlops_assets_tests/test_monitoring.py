@@ -843,6 +843,40 @@ def test_monitoring_inputs_compare_the_training_window_with_the_weeks_after_it(f
     assert np.abs(in_sample - inputs.holdout["y_pred"]).mean() > 1.0
 
 
+def test_the_error_model_learns_from_the_backtest_saved_with_the_model(fleets):
+    """The backtest's forecasts come with their rows' inputs and actuals from the frozen
+    reference, all before the holdout; with ``estimate_backtest_folds: 0`` the estimate is
+    the holdout-trained one, from the prediction and the top features only."""
+    fleet = fleets.stationary(0)
+    model, inputs = fleet.models[DRIFT_KEY], fleet.inputs[DRIFT_KEY]
+    saved = pd.DataFrame(model.meta["backtest_forecasts"])
+    assert len(inputs.backtest) == len(saved) > 0
+    assert inputs.backtest["date"].max() < inputs.holdout["date"].min()
+    assert inputs.backtest["y_true"].notna().all()
+    np.testing.assert_allclose(
+        inputs.backtest.sort_values(["date", "store", "item"])["y_pred"],
+        saved.sort_values(["date", "store", "item"])["prediction"],
+    )
+    analysis = inputs.analysis.assign(week_start=week_start(inputs.analysis["date"]))
+    off = SPEC.model_copy(
+        update={"monitoring": MON.model_copy(update={"estimate_backtest_folds": 0})}
+    )
+    table = region_drift(inputs, model.booster, model.meta, off)
+    estimated = table[table["method"] == "dle"].reset_index(drop=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        holdout_only = monitoring.estimated_performance(
+            inputs.holdout, analysis, dle_features(model.meta, MON), None, MON.dle_params
+        )
+    pd.testing.assert_frame_equal(
+        estimated[["week_start", "feature", "value"]],
+        holdout_only[["week_start", "feature", "value"]],
+    )
+    shipped = fleet.tables[DRIFT_KEY]
+    shipped = shipped[shipped["method"] == "dle"].reset_index(drop=True)
+    assert not np.allclose(shipped["value"], estimated["value"])
+
+
 def _saved_reference(model: TrainedModel) -> pd.DataFrame:
     """The model's reference as ``drift_report`` gets it from the registry (CSV text)."""
     return read_reference_csv(model.reference_csv(), model.meta["categorical"])
@@ -1071,3 +1105,60 @@ def test_dle_learns_from_the_prediction_and_the_most_important_features():
     assert dle_features(meta, MonitoringSettings(dle_top_features=None)) == meta["features"]
     # a model saved without importances: all of its features
     assert dle_features({"features": ["a", "b"]}, three) == ["a", "b"]
+    # with a backtest, the inputs a drift moves come after them, once
+    assert dle_features(meta, three, ["b", "a"]) == ["c", "a", "d", "b"]
+
+
+def _errors_by_temperature(days: pd.DatetimeIndex, seed: int) -> pd.DataFrame:
+    """Out-of-sample forecasts of 12 series a day whose error grows on warm days (the
+    model under-forecasts a weather-driven department): |error| ~ 10 below 18 C, ~ 40
+    above it. Temperature follows the season; ``noise`` is an input that does not matter."""
+    rng = np.random.default_rng(seed)
+    n = len(days) * 12
+    date = np.repeat(days.to_numpy(), 12)
+    doy = pd.DatetimeIndex(date).dayofyear.to_numpy()
+    temp = 10 - 10 * np.cos(2 * np.pi * (doy - 15) / 365) + rng.normal(0, 3, n)
+    y_pred = rng.uniform(80, 120, n)
+    scale = np.where(temp > 18, 40.0, 10.0)
+    return pd.DataFrame(
+        {
+            "date": date,
+            "temperature_c": temp,
+            "noise": rng.normal(0, 1, n),
+            "y_pred": y_pred,
+            "y_true": y_pred + rng.normal(0, 1, n) * scale,
+        }
+    )
+
+
+def test_the_estimate_rises_where_a_drift_moves_the_inputs_to_where_the_model_erred():
+    """The error model learns from a year of backtest forecasts, so it has seen the model
+    err on warm days; the holdout alone (six winter weeks) has not. A weather feed reading
+    warm in winter then raises the backtest-trained estimate at once, before any actual
+    arrives; the holdout-trained one stays where winter put it. The backtest-trained
+    estimate is scaled to the holdout's level: an ordinary winter week estimates about the
+    holdout's error."""
+    backtest = _errors_by_temperature(pd.date_range("2023-01-02", "2023-12-03"), seed=1)
+    holdout = _errors_by_temperature(pd.date_range("2023-12-04", "2024-01-14"), seed=2)
+    assert holdout["temperature_c"].max() < 18  # winter: the holdout never saw a warm day
+    weeks = _errors_by_temperature(pd.date_range("2024-01-15", "2024-01-28"), seed=3)
+    weeks["y_true"] = np.nan  # no actuals yet
+    warm = weeks["date"] >= pd.Timestamp("2024-01-22")
+    weeks.loc[warm, "temperature_c"] += 20.0  # the second week's feed reads 20 C too warm
+    features = ["temperature_c", "noise"]
+    params = SETTINGS.dle_params
+
+    def rmse(frame: pd.DataFrame) -> list[float]:
+        return frame[frame["feature"] == "rmse"].sort_values("week_start")["value"].tolist()
+
+    cold, hot = rmse(monitoring.estimated_performance(holdout, weeks, features, backtest, params))
+    print("backtest-trained", cold, hot)
+    holdout_rmse = float(np.sqrt(((holdout["y_true"] - holdout["y_pred"]) ** 2).mean()))
+    assert cold == pytest.approx(holdout_rmse, rel=0.25)
+    assert hot > 2.5 * cold
+    blind = rmse(monitoring.estimated_performance(holdout, weeks, features, None, params))
+    print("holdout-trained", blind, "holdout rmse", holdout_rmse)
+    assert blind[1] < 1.25 * blind[0]
+    # too few backtest rows: the holdout alone, as for models registered without a backtest
+    few = rmse(monitoring.estimated_performance(holdout, weeks, features, backtest[:40], params))
+    assert few == pytest.approx(blind)

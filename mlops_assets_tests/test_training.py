@@ -34,11 +34,13 @@ from mlops_assets.training import (
     Split,
     TrainedModel,
     average_boosters,
+    backtest_forecasts,
     baseline_forecasts,
     design_matrix,
     level_offset,
     like_dtypes,
     predict_frame,
+    prepare_region,
     read_reference_csv,
     reference_columns,
     reference_rows,
@@ -218,6 +220,66 @@ def test_holdout_forecasts_never_use_holdout_actuals(trained, data):
     changed = after["actual"].to_numpy() != before["actual"].to_numpy()
     assert changed[open_days].mean() > 0.99
     assert again.metrics["model"]["mape"] != trained.metrics["model"]["mape"]
+
+
+# --------------------------------------------------------------------------------------
+# backtest folds (what the label-free performance estimate learns from)
+
+
+def _backtest(features: pd.DataFrame, fs: FeatureSet, **kwargs: Any) -> pd.DataFrame:
+    data = prepare_region(features, fs, SPEC, settings=FAST)
+
+    def fit(frame: pd.DataFrame) -> lgb.Booster:
+        return lgb.train(data.meta["params"], data.dataset(frame), num_boost_round=20)
+
+    return backtest_forecasts(data, fit, SPEC, **kwargs)
+
+
+def test_backtest_folds_forecast_the_horizons_before_the_holdout_out_of_sample(trained, data):
+    """Fold k forecasts the k-th horizon before the holdout from a model that saw only
+    the rows before it: scrambling every actual from fold 2's first day on leaves folds 2
+    and 3 as they were and changes fold 1 (its model learned from fold 2's window)."""
+    features, fs = data
+    start = trained.split.holdout_start
+    bt = _backtest(features, fs, folds=3, min_train_share=0.1)
+    assert sorted(bt["fold"].unique()) == [1, 2, 3]
+    for k, rows in bt.groupby("fold"):
+        assert rows["date"].min() == start - k * H * DAY
+        assert rows["date"].max() == start - (k - 1) * H * DAY - DAY
+        assert not rows.duplicated([*SERIES, "date"]).any()
+    dates = pd.to_datetime(features["date"])
+    later = ~features["is_future"].astype(bool) & (dates >= start - 2 * H * DAY)
+    scrambled = features.copy()
+    rng = np.random.default_rng(7)
+    scrambled.loc[later, "target"] = rng.uniform(1, 5000, later.sum()).round()
+    again = _backtest(scrambled, fs, folds=3, min_train_share=0.1)
+    for k in (2, 3):
+        np.testing.assert_array_equal(
+            again.loc[again["fold"] == k, "model"], bt.loc[bt["fold"] == k, "model"]
+        )
+    assert not np.array_equal(
+        again.loc[again["fold"] == 1, "model"], bt.loc[bt["fold"] == 1, "model"]
+    )
+    # the trained model saved the default backtest: 8 folds right before the holdout
+    saved = pd.DataFrame(trained.meta["backtest_forecasts"])
+    saved_dates = pd.to_datetime(saved["date"])
+    assert saved_dates.max() == start - DAY and saved_dates.min() == start - 8 * H * DAY
+    assert len(saved) == len(_backtest(features, fs, folds=8, min_train_share=0.5))
+
+
+def test_backtest_folds_stop_where_their_models_would_learn_from_too_little(data):
+    features, fs = data
+    prepared = prepare_region(features, fs, SPEC, settings=FAST)
+    share = 0.8
+    folds = _backtest(features, fs, folds=20, min_train_share=share)["fold"].unique()
+    start = prepared.split.holdout_start
+    hist, usable = prepared.hist, prepared.usable
+    needed = share * len(prepared.before_holdout)
+    for k in range(1, 21):
+        enough = (usable & (hist["date"] < start - k * H * DAY)).sum() >= needed
+        assert (k in folds) == enough, k
+    assert 0 < len(folds) < 20
+    assert _backtest(features, fs, folds=0, min_train_share=share).empty
 
 
 # --------------------------------------------------------------------------------------
