@@ -19,7 +19,10 @@ Prints and writes ``benchmarks/results/drift_replay.json``: per scenario and sig
 false-alarm rate (alerted region-weeks of the regions without drift) and, for the drift
 region, the weeks (1 = the first drifted week) in which each signal alerted.
 
-    .venv/bin/python benchmarks/drift_replay.py            # ~10 min on 2 cores
+    .venv/bin/python benchmarks/drift_replay.py --cache /tmp/replay-models     # ~17 min
+    # the same models, the DLE learning from the holdout alone (the peer)
+    .venv/bin/python benchmarks/drift_replay.py --cache /tmp/replay-models \
+        --backtest-folds 0 --out benchmarks/results/drift_replay_holdout_dle.json
 """
 
 from __future__ import annotations
@@ -222,8 +225,9 @@ def estimate_summary(
     tables: pd.DataFrame, drift_region: str | None, drift_week0: pd.Timestamp
 ) -> dict:
     """The DLE estimate against the realized RMSE, per region: the mean over the drifted
-    weeks over the mean before them (1 = no change). For the drift region also week by
-    week: does the estimate move where the realized error does?"""
+    weeks over the mean before them (1 = no change), and the rank correlation of the
+    weekly estimate with the weekly realized RMSE (does it move where the error does?). For
+    the drift region also week by week."""
     est = tables[(tables["signal"] == "estimated_performance") & (tables["feature"] == "rmse")]
     after = pd.to_datetime(est["week_start"]) >= pd.Timestamp(drift_week0)
 
@@ -232,11 +236,17 @@ def estimate_summary(
         before, later = rows.loc[~late, column].mean(), rows.loc[late, column].mean()
         return round(float(later / before), 3) if before > 0 else float("nan")
 
+    tracking = {
+        region: round(float(rows["value"].corr(rows["realized"], method="spearman")), 3)
+        for region, rows in est.groupby("region")
+    }
     out = {
         "after_over_before": {
             region: {"estimated": ratio(rows, "value"), "realized": ratio(rows, "realized")}
             for region, rows in est.groupby("region")
-        }
+        },
+        "weekly_rank_correlation": tracking,
+        "weekly_rank_correlation_median": round(float(np.nanmedian(list(tracking.values()))), 3),
     }
     if drift_region:
         mine = est[est["region"] == drift_region].sort_values("week_start")
@@ -356,7 +366,10 @@ def main() -> None:
             )
             moved = report["scenarios"][scenario]["_estimate_vs_realized"]["after_over_before"]
             print(
-                f"  DLE median |est-real|/real {np.nanmedian(rel):.3f}; after/before drift week: "
+                f"  DLE median |est-real|/real {np.nanmedian(rel):.3f}, weekly rank correlation "
+                f"with the realized RMSE (median over regions) "
+                f"{report['scenarios'][scenario]['_estimate_vs_realized']['weekly_rank_correlation_median']}"
+                "; after/before drift week: "
                 + ", ".join(
                     f"{r} est x{m['estimated']} real x{m['realized']}" for r, m in moved.items()
                 )
