@@ -417,6 +417,14 @@ def forecast_record(rows: pd.DataFrame) -> dict[str, list]:
     }
 
 
+def backtest_summary(meta: dict[str, Any]) -> str | None:
+    """The backtest saved with a model in a few words (dates, forecasts), None without."""
+    dates = (meta.get("backtest_forecasts") or {}).get("date") or []
+    if not dates:
+        return None
+    return f"{min(dates)}..{max(dates)}, {len(dates):,} out-of-sample forecasts"
+
+
 def week_start(dates: pd.Series) -> pd.Series:
     """The Monday of each date's week (monitoring's weekly chunks, the reference's sample
     strata, realized performance by target week)."""

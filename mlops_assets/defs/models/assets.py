@@ -13,6 +13,7 @@ from mlops_assets.plots import holdout_plot, markdown_image
 from mlops_assets.region_models import train_and_register
 from mlops_assets.registry import ModelVersion
 from mlops_assets.spec import DatasetSpec
+from mlops_assets.training import backtest_summary
 from mlops_assets.warehouse import connect, region_level_inputs
 
 REGION_MODEL_KEY = dg.AssetKey("region_model")
@@ -139,6 +140,8 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "holdout": f"{trained.split.holdout_start.date()}..{trained.split.holdout_end.date()}",
             "train_rows": trained.train_rows,
             "num_boost_round": trained.best_iteration,
+            # what the label-free performance estimate learns the model's error from
+            "backtest": backtest_summary(trained.meta),
             "compared_with": f"{outcome.approved.label} ({outcome.approved.basis})",
             "artifact": dg.MetadataValue.path(mv.artifacts.get("model.txt", "")),
             "notifications": dg.MetadataValue.path(notifier.feed_path),
