@@ -276,6 +276,11 @@ def main() -> None:
         type=int,
         help="monitoring.estimate_backtest_folds (0: the DLE learns from the holdout alone)",
     )
+    ap.add_argument(
+        "--monitoring",
+        default="{}",
+        help="JSON of spec monitoring settings to try, e.g. '{\"dle_top_features\": 8}'",
+    )
     args = ap.parse_args()
     if not args.source.is_dir():
         raise SystemExit(f"rossmann-100 not found at {args.source}")
@@ -283,6 +288,7 @@ def main() -> None:
     overrides = {
         "attribution_sample_rows": args.attribution_rows or None,
         "estimate_backtest_folds": args.backtest_folds,
+        **json.loads(args.monitoring),
     }
     spec = spec.model_copy(update={"monitoring": spec.monitoring.with_overrides(**overrides)})
     started = time.perf_counter()

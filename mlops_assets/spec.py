@@ -405,9 +405,10 @@ class MonitoringSettings(_Strict):
         3,
         ge=0,
         description="the nannyml DLE estimator learns the error from the prediction and "
-        "this many of the model's most important features (None: all). It is fitted on a "
-        "few hundred holdout rows, where every feature lets it overfit: measured on the "
-        "drill's sample data, all 46 features made it blind to the prediction level",
+        "this many of the model's most important features (None: all), plus its weather "
+        "and promotion inputs when it learns from a backtest. Fitted on a few hundred "
+        "holdout rows, all 46 features made it blind to the prediction level (the drill's "
+        "sample data)",
     )
     estimate_backtest_folds: int = Field(
         8,
