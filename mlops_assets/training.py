@@ -375,14 +375,15 @@ def backtest_forecasts(
 ) -> pd.DataFrame:
     """Rolling-origin out-of-sample forecasts of the history before the holdout.
 
-    Fold k (1..``folds``) forecasts the ``horizon`` periods that end k horizons before the
-    holdout, with a model of the chosen configuration fitted on every usable row before
-    them, exactly as the holdout is forecast. The holdout shows the model's error in six
-    weeks of one season; the folds show it across the year, at the inputs a drift can move
-    (warm days, promotion-heavy weeks). Folds stop where a model would learn from fewer
-    than ``min_train_share`` of the holdout model's rows (its inexperience is not the
-    deployed model's error). Columns ``store``, ``item``, ``date``, ``model`` (the
-    forecast), ``fold``; rows that carry demand and have an actual, as in the holdout."""
+    Fold k (1..``folds``) forecasts the k-th ``horizon`` before the holdout (fold 1: the
+    inner validation window, which also chose the number of trees) with a model of the
+    chosen configuration fitted on every usable row before it, as the holdout is
+    forecast. The holdout shows the model's error in one horizon of one season; the folds
+    show it across the year, at the inputs a drift can move (warm days, promotion-heavy
+    weeks). Folds stop where a model would learn from fewer than ``min_train_share`` of
+    the holdout model's rows (its inexperience is not the deployed model's error).
+    Columns ``store``, ``item``, ``date``, ``model`` (the forecast), ``fold``; rows that
+    carry demand and have an actual, as in the holdout."""
     hist, usable, split = data.hist, data.usable, data.split
     span = pd.Timedelta(days=spec.horizon * spec.period_days)
     step = pd.Timedelta(days=spec.period_days)
