@@ -24,14 +24,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from drift_replay import build_workspace  # benchmarks/: ingest and condition a dataset
 
-from mlops_assets.conditioning import feature_set, write_features
-from mlops_assets.landing import drop_dataset, ingest_file, scan_landing
 from mlops_assets.sample_data import SampleConfig, generate
 from mlops_assets.spec import load_spec
 from mlops_assets.training import train_region_model
-from mlops_assets.warehouse import connect, regions_with_sales
-from mlops_assets.workspace import Workspace
 
 RESULTS = Path(__file__).parent / "results" / "backtest_cost.json"
 
@@ -52,15 +49,7 @@ def main() -> None:
         if source is None:
             source = Path(tmp) / "sample"
             generate(SampleConfig(), source)
-        ws = Workspace(Path(tmp) / "ws")
-        drop_dataset(spec, source, ws)
-        for lf in scan_landing(ws, spec):
-            ingest_file(ws, spec, lf.source, lf.relpath)
-        regions = regions_with_sales(ws, spec)
-        with connect(ws, spec) as con:
-            for region in regions:
-                write_features(con, spec, region, ws.features_path(region))
-            fs_all = feature_set(con, spec)
+        ws, regions, fs_all, _ = build_workspace(source, Path(tmp) / "ws", spec)
         rows = []
         for region in regions:
             features = pd.read_parquet(ws.features_path(region))

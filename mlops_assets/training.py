@@ -290,13 +290,13 @@ def train_region_model(
     meta["num_boost_round"] = best_iter
     meta["seeds"] = settings.seeds
 
-    def fit(frame: pd.DataFrame) -> lgb.Booster:
+    def fit(frame: pd.DataFrame, seeds: int = settings.seeds) -> lgb.Booster:
         train_set = dataset(frame)
         seed = int(params.get("seed", 0))
         return average_boosters(
             [
                 lgb.train({**params, "seed": seed + i}, train_set, num_boost_round=best_iter)
-                for i in range(settings.seeds)
+                for i in range(seeds)
             ]
         )
 
@@ -321,11 +321,11 @@ def train_region_model(
             metrics["model"][metric], metrics["hist_avg"][metric]
         )
 
-    # rolling-origin forecasts before the holdout: the error model of the label-free
-    # performance estimate learns from them (see ``backtest_forecasts``)
+    # rolling-origin forecasts before the holdout (one seed each: a fold only shows where
+    # the model errs): the label-free performance estimate learns from them
     backtest = backtest_forecasts(
         data,
-        lambda frame: lgb.train(params, dataset(frame), num_boost_round=best_iter),
+        lambda frame: fit(frame, seeds=1),
         spec,
         folds=spec.monitoring.estimate_backtest_folds,
         min_train_share=spec.monitoring.estimate_backtest_min_train_share,
@@ -393,7 +393,7 @@ def backtest_forecasts(
     for k in range(1, folds + 1):
         start = split.holdout_start - k * span
         train = hist[usable & (hist["date"] < start)]
-        if len(train) < needed or train.empty:
+        if len(train) < needed:  # needed > 0: the holdout's model learns from some rows
             break
         rows = hist[scoreable & hist["date"].between(start, start + span - step)]
         if rows.empty:
