@@ -165,7 +165,7 @@ def _chunker() -> PeriodBasedChunker:
 def _rows(result_df: pd.DataFrame, chunk_cols: tuple, signal: str, key: tuple) -> pd.DataFrame:
     """One tidy table from a nannyml ``to_df()`` block (its column layouts differ)."""
     start = result_df[(*chunk_cols, "start_date")]
-    size = result_df[(*chunk_cols, "end_index")] - result_df[(*chunk_cols, "start_index")] + 1
+    size = _chunk_sizes(result_df, chunk_cols)
     block = result_df[key]
     return pd.DataFrame(
         {
@@ -181,6 +181,11 @@ def _rows(result_df: pd.DataFrame, chunk_cols: tuple, signal: str, key: tuple) -
             else np.nan,
         }
     )
+
+
+def _chunk_sizes(result_df: pd.DataFrame, chunk_cols: tuple = ("chunk",)) -> pd.Series:
+    """Rows per chunk of a nannyml ``to_df()`` block."""
+    return result_df[(*chunk_cols, "end_index")] - result_df[(*chunk_cols, "start_index")] + 1
 
 
 def _analysis(result: AbstractResult) -> pd.DataFrame:
@@ -454,7 +459,7 @@ def _holdout_scale(estimate: pd.DataFrame) -> dict[str, float]:
     """Per metric, the holdout's realized error over the error model's estimate of it
     (nannyml's weekly chunks of the holdout, pooled by their rows): the factor that puts
     backtest-trained estimates on the deployed model's level."""
-    rows = (estimate[("chunk", "end_index")] - estimate[("chunk", "start_index")] + 1).to_numpy()
+    rows = _chunk_sizes(estimate).to_numpy()
 
     def pooled(metric: str, column: str) -> float:
         values = estimate[(metric, column)].to_numpy(float)
