@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test lint format dev env clean
+.PHONY: demo test e2e lint format dev env clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -31,6 +31,10 @@ test: env
 	tmp=$$(mktemp -d) && cp dagster.yaml $$tmp/ && MLOPS_ENV=ci MLOPS_HOME=$$tmp/ws \
 		DAGSTER_HOME=$$tmp VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 	env -u DAGSTER_HOME $(BIN)/pytest -n 2
+
+# slower end-to-end tests (real daemon and run processes, fault injection with SIGKILL)
+e2e: env
+	env -u DAGSTER_HOME $(BIN)/pytest -m e2e
 
 lint: env
 	$(BIN)/ruff check .
