@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -219,10 +220,19 @@ class LandingPlan:
     cursor: dict[str, Any]
     skipped_known: int = 0
     deferred: int = 0
+    in_flight: int = 0
 
     @property
     def shas(self) -> list[str]:
         return sorted(sha for files in self.files.values() for _, sha in files)
+
+    def requested_as(self, run_key: str) -> None:
+        """Remember in the cursor that this plan's files were requested under ``run_key``."""
+        for sha in self.shas:
+            self.cursor["pending"][sha][0] = run_key
+
+
+InFlight = Callable[[str | None, float], bool]
 
 
 def plan_landing(
@@ -231,21 +241,34 @@ def plan_landing(
     cursor: dict[str, Any] | None,
     *,
     now: float,
+    in_flight: InFlight | None = None,
     hash_budget_bytes: int = 2 << 30,
     retry_after_seconds: float = 900.0,
 ) -> LandingPlan:
-    """Decide which landing files are new, without ingesting anything.
+    """Decide which landing files to request, without ingesting anything.
 
-    The cursor remembers each path's size, mtime and hash (so unchanged files are not
-    hashed again) and the hashes already requested (``pending``), which are not requested
-    again for ``retry_after_seconds`` unless the manifest shows them done. What counts
-    as done is the manifest, not the cursor: a lost cursor costs re-hashing, never a
-    second ingestion. At most ``hash_budget_bytes`` of new files are hashed per call; the
-    rest waits for the next tick (sensor ticks time out after 60 s).
+    What counts as done is the manifest, never the cursor or a run's status: every landing
+    file whose content the manifest does not hold is requested, unless the run it was last
+    requested under is still in flight. The cursor remembers each path's size, mtime and
+    hash (so unchanged files are not hashed again) and, in ``pending``, the run key and
+    time each missing hash was last requested under. ``in_flight(run_key, requested_at)``
+    says whether that request may still do its work (the landing sensor asks the Dagster
+    instance whether the run is queued or running; the default trusts a request for
+    ``retry_after_seconds``). A lost cursor costs re-hashing, never a second ingestion. At
+    most ``hash_budget_bytes`` of new files are hashed per call; the rest waits for the
+    next tick (sensor ticks time out after 60 s).
     """
+    if in_flight is None:
+
+        def in_flight(_key: str | None, requested_at: float) -> bool:
+            return now - requested_at < retry_after_seconds
+
     cursor = cursor or {}
     seen: dict[str, list] = dict(cursor.get("seen", {}))
-    pending: dict[str, float] = dict(cursor.get("pending", {}))
+    pending: dict[str, list] = {
+        sha: entry if isinstance(entry, list) else [None, float(entry)]
+        for sha, entry in cursor.get("pending", {}).items()
+    }
     plan = LandingPlan(files={}, cursor={})
     budget = hash_budget_bytes
     batch: set[str] = set()
@@ -264,16 +287,16 @@ def plan_landing(
         if sha in batch or ws.manifest_path(sha).exists():
             plan.skipped_known += 1
             continue
-        if sha in pending and now - pending[sha] < retry_after_seconds:
-            plan.skipped_known += 1
+        if sha in pending and in_flight(*pending[sha]):
+            plan.in_flight += 1
             continue
         batch.add(sha)
-        pending[sha] = now
+        pending[sha] = [None, now]
         plan.files.setdefault(lf.source, []).append((lf.relpath, sha))
     present = {lf.relpath for lf in current}
     plan.cursor = {
         "seen": {p: v for p, v in seen.items() if p in present},
-        "pending": {s: t for s, t in pending.items() if not ws.manifest_path(s).exists()},
+        "pending": {s: v for s, v in pending.items() if not ws.manifest_path(s).exists()},
     }
     return plan
 

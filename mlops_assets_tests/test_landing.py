@@ -330,7 +330,7 @@ def test_pending_files_are_requested_again_only_after_the_retry_delay(
     assert planned(first) == [rel]
     within, cursor = tick(ws, sample_spec, cursor, now=1899.0, retry_after_seconds=900)
     assert within.files == {}
-    assert within.skipped_known == 1
+    assert within.in_flight == 1
     after, cursor = tick(ws, sample_spec, cursor, now=1901.0, retry_after_seconds=900)
     assert after.files == first.files
     # requested again: the clock restarts

@@ -159,7 +159,12 @@ def _execute(
         instance=instance,
         partition_key=req.partition_key,
         asset_selection=list(req.asset_selection) if req.asset_selection else None,
-        tags={**req.tags, "dagster/sensor_name": sensor.name},
+        # the tags the daemon gives a sensor's run, so both see the same run history
+        tags={
+            **req.tags,
+            "dagster/sensor_name": sensor.name,
+            **({"dagster/run_key": req.run_key} if req.run_key else {}),
+        },
         raise_on_error=False,
     )
     return _summarise(job_name, req.partition_key, result, sensor.name)

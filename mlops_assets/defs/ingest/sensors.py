@@ -1,4 +1,11 @@
-"""The landing sensor: new file content in the landing zone -> one ingest run."""
+"""The landing sensor: landing files whose content is not in the manifest -> an ingest run.
+
+It compares the landing zone with the manifest on every tick instead of trusting that a
+requested run did its work: a file stays requested until the manifest has it, and when
+the run it was requested under ends (success, failure, a crash that run monitoring
+marked failed) without ingesting it, the next tick requests it again under a new run
+key. A run key names the attempt, not only the files: Dagster launches a key at most once.
+"""
 
 import hashlib
 import json
@@ -11,33 +18,95 @@ from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.landing import plan_landing, requeue_count
 
 INGEST_JOB = "ingest_job"
+LANDING_SENSOR = "landing_sensor"
+TRIGGER_TAG = "mlops/trigger"
+RUN_KEY_TAG = "dagster/run_key"
+# a request whose run does not exist yet is trusted this long (the daemon creates the run
+# right after the tick; a daemon killed in between leaves no run behind)
+REQUEST_GRACE_SECONDS = 120.0
+# attempts of the same files before the sensor stops asking (`landing status` says so)
+MAX_INGEST_ATTEMPTS = 5
+
+
+def runs_with_key(instance: dg.DagsterInstance, run_key: str) -> list[dg.DagsterRun]:
+    """The landing sensor's runs launched under ``run_key`` (retries of them included)."""
+    return list(
+        instance.get_runs(
+            filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key, TRIGGER_TAG: LANDING_SENSOR})
+        )
+    )
+
+
+def next_attempt_key(instance: dg.DagsterInstance, base_key: str) -> tuple[str | None, str]:
+    """The run key for the next attempt at ingesting a set of files (None: do not request
+    now), and why.
+
+    Attempt 1 is ``base_key``, attempt n is ``base_key.n``. The first key with no run is
+    the next attempt; a key whose run is still queued or running means the files are being
+    ingested; after ``MAX_INGEST_ATTEMPTS`` ended attempts the sensor gives up. The
+    attempts live in the instance, so a lost cursor changes nothing.
+    """
+    for attempt in range(1, MAX_INGEST_ATTEMPTS + 1):
+        key = base_key if attempt == 1 else f"{base_key}.{attempt}"
+        runs = runs_with_key(instance, key)
+        if not runs:
+            return key, f"attempt {attempt}"
+        if not all(run.is_finished for run in runs):
+            return None, f"attempt {attempt} is queued or running ({runs[0].run_id})"
+    return None, f"gave up after {MAX_INGEST_ATTEMPTS} ingest runs ended without ingesting them"
 
 
 def build_landing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
     @dg.sensor(
-        name="landing_sensor",
+        name=LANDING_SENSOR,
         job_name=INGEST_JOB,
         minimum_interval_seconds=30,
         default_status=default_status,
-        description="Watches landing/<source>/ folders; requests one ingest run per tick for "
-        "file contents not yet in the manifest (keyed by SHA-256, so renamed or re-dropped "
-        "copies are not ingested twice).",
+        description="Compares landing/<source>/ folders with the ingestion manifest and "
+        "requests one ingest run for file contents the manifest does not have and no queued "
+        "or running ingest run is working on (keyed by SHA-256: renamed or re-dropped copies "
+        "are not ingested twice; a run that ended without ingesting its files is followed by "
+        "a new attempt).",
     )
     def landing_sensor(
         context: dg.SensorEvaluationContext, workspace: WorkspaceResource
     ) -> dg.SensorResult | dg.SkipReason:
         ws, spec = workspace.workspace(), workspace.dataset()
         cursor = json.loads(context.cursor) if context.cursor else None
-        plan = plan_landing(ws, spec, cursor, now=time.time())
+        now = time.time()
+        finished: dict[str, bool] = {}
+
+        def in_flight(run_key: str | None, requested_at: float) -> bool:
+            if run_key is None:
+                return now - requested_at < REQUEST_GRACE_SECONDS
+            if run_key not in finished:
+                runs = runs_with_key(context.instance, run_key)
+                finished[run_key] = bool(runs) and all(run.is_finished for run in runs)
+                if not runs and now - requested_at >= REQUEST_GRACE_SECONDS:
+                    finished[run_key] = True
+            return not finished[run_key]
+
+        plan = plan_landing(ws, spec, cursor, now=now, in_flight=in_flight)
+        summary = (
+            f"{plan.skipped_known} known, {plan.in_flight} in flight, {plan.deferred} deferred"
+        )
+        run_key, why = None, ""
+        if plan.files:
+            # a requeued file needs a new key too: its requeue count is part of the files' key
+            attempts = "".join(f"{sha}:{requeue_count(ws, sha)};" for sha in plan.shas)
+            base_key = "ingest-" + hashlib.sha256(attempts.encode()).hexdigest()[:32]
+            run_key, why = next_attempt_key(context.instance, base_key)
+            if run_key is not None:
+                plan.requested_as(run_key)
         new_cursor = json.dumps(plan.cursor, sort_keys=True)
-        if not plan.files:
+        if run_key is None:
             context.update_cursor(new_cursor)
-            return dg.SkipReason(
-                f"no new landing files ({plan.skipped_known} known, {plan.deferred} deferred)"
-            )
-        # a requeued file needs a new key: Dagster launches a run key only once
-        attempts = "".join(f"{sha}:{requeue_count(ws, sha)};" for sha in plan.shas)
-        run_key = "ingest-" + hashlib.sha256(attempts.encode()).hexdigest()[:32]
+            if plan.files:
+                return dg.SkipReason(
+                    f"{len(plan.shas)} landing file(s) not requested: {why} ({summary}); "
+                    "see `mlops-assets landing status`"
+                )
+            return dg.SkipReason(f"no new landing files ({summary})")
         request = dg.RunRequest(
             run_key=run_key,
             run_config={
@@ -49,7 +118,8 @@ def build_landing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
                 }
             },
             asset_selection=[raw_asset_key(source) for source in plan.files],
-            tags={"mlops/trigger": "landing_sensor"},
+            # the sensor is the retry: it requests again exactly what is still missing
+            tags={TRIGGER_TAG: LANDING_SENSOR, "dagster/max_retries": "0"},
         )
         return dg.SensorResult(run_requests=[request], cursor=new_cursor)
 

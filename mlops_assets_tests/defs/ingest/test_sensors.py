@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import uuid
 
 import dagster as dg
 
@@ -105,3 +106,68 @@ def test_requeued_file_is_ingested_once_its_cause_is_fixed(defs, instance, setti
     assert len(list((settings.home / "raw" / "sales").glob("*.parquet"))) == len(records)
     # the quarantine record and the requeue history are kept
     assert len(list((settings.home / "manifest" / "requeued").glob("*.json"))) == len(records)
+
+
+def _ended_run(instance, run_key, status=dg.DagsterRunStatus.FAILURE):
+    """A landing-sensor ingest run under ``run_key`` that ended without ingesting anything
+    (what run monitoring leaves of a run whose process was killed)."""
+    run = dg.DagsterRun(
+        job_name="ingest_job",
+        run_id=str(uuid.uuid4()),
+        status=status,
+        tags={"dagster/run_key": run_key, "mlops/trigger": "landing_sensor"},
+    )
+    instance.add_run(run)
+    return run
+
+
+def test_files_a_run_did_not_ingest_are_requested_again_under_a_new_attempt_key(
+    defs, instance, settings, sample_source
+):
+    drop(sample_source, settings, "stores")
+    first = evaluate_sensor(defs, instance, "landing_sensor")
+    key = first.run_requests[0].run_key
+    # while the run is queued or running, nothing is requested again
+    running = _ended_run(instance, key, dg.DagsterRunStatus.STARTED)
+    assert evaluate_sensor(defs, instance, "landing_sensor", first.cursor).run_requests == []
+    # the run's process died and run monitoring marked it failed: a new attempt, same files
+    instance.report_run_failed(running)
+    second = evaluate_sensor(defs, instance, "landing_sensor", first.cursor)
+    assert [r.run_key for r in second.run_requests] == [f"{key}.2"]
+    assert second.run_requests[0].run_config == first.run_requests[0].run_config
+    assert second.run_requests[0].tags["dagster/max_retries"] == "0"
+    # the attempt is found in the instance, not in the cursor: a lost cursor asks the same
+    assert [r.run_key for r in evaluate_sensor(defs, instance, "landing_sensor").run_requests] == [
+        f"{key}.2"
+    ]
+    # even a run that ended in success without ingesting (the manifest decides) is retried
+    _ended_run(instance, f"{key}.2", dg.DagsterRunStatus.SUCCESS)
+    third = evaluate_sensor(defs, instance, "landing_sensor", second.cursor)
+    assert [r.run_key for r in third.run_requests] == [f"{key}.3"]
+    # once ingested, the files are never requested again
+    run_sensors(defs, instance, ["landing_sensor"])
+    assert evaluate_sensor(defs, instance, "landing_sensor").run_requests == []
+
+
+def test_the_sensor_stops_asking_after_five_ended_attempts(defs, instance, settings, sample_source):
+    drop(sample_source, settings, "stores")
+    key = evaluate_sensor(defs, instance, "landing_sensor").run_requests[0].run_key
+    for attempt in range(1, 6):
+        _ended_run(instance, key if attempt == 1 else f"{key}.{attempt}")
+    tick = evaluate_sensor(defs, instance, "landing_sensor")
+    assert tick.run_requests == []
+    assert "gave up after 5 ingest runs" in tick.skip_reason
+
+
+def test_a_request_whose_run_never_appeared_is_requested_again_after_the_grace(
+    defs, instance, settings, sample_source, monkeypatch
+):
+    """The daemon died between the tick and creating the run: the files are asked again."""
+    import mlops_assets.defs.ingest.sensors as sensors
+
+    drop(sample_source, settings, "stores")
+    first = evaluate_sensor(defs, instance, "landing_sensor")
+    assert evaluate_sensor(defs, instance, "landing_sensor", first.cursor).run_requests == []
+    monkeypatch.setattr(sensors, "REQUEST_GRACE_SECONDS", 0.0)
+    again = evaluate_sensor(defs, instance, "landing_sensor", first.cursor)
+    assert [r.run_key for r in again.run_requests] == [first.run_requests[0].run_key]
