@@ -6,6 +6,7 @@ Examples::
     mlops-assets generate --out /tmp/sample --stores 40
     mlops-assets ingest --spec rossmann --source-dir ../shared/data/rossmann-100 --process
     mlops-assets quarantine
+    mlops-assets landing status --json
     mlops-assets tune --region Nord --trials 50 --timeout 600
 """
 
@@ -396,6 +397,38 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_landing(args: argparse.Namespace) -> int:
+    """``landing status``: every landing file, its hash, state and why it is not ingested."""
+    from mlops_assets.landing import LANDING_STATES, landing_status
+
+    settings = _settings(args)
+    ws, spec = Workspace(settings.home), load_spec(settings.spec)
+    explain = None
+    home = os.environ.get("DAGSTER_HOME") or (
+        str(Path.cwd() / ".dagster_home") if (Path.cwd() / ".dagster_home").is_dir() else None
+    )
+    if home and (Path(home) / "dagster.yaml").exists():
+        import dagster as dg
+
+        from mlops_assets.defs.ingest.sensors import pending_reasons
+
+        instance = dg.DagsterInstance.from_config(home)
+
+        def explain(paths: list[str]) -> dict[str, str]:
+            return pending_reasons(instance, paths)
+
+    files = landing_status(ws, spec, explain)
+    if args.json:
+        print(json.dumps({"files": files}, indent=2))
+        return 0
+    for f in files:
+        line = f"{f['state']:<11} {f['sha256'][:12]}  {f['path']}"
+        print(line + (f"  ({f['reason']})" if f["reason"] else ""))
+    counts = {s: sum(f["state"] == s for f in files) for s in LANDING_STATES}
+    print(", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(files)} landing files")
+    return 0
+
+
 def cmd_drill(args: argparse.Namespace) -> int:
     from mlops_assets.defs.drill import DrillConfig, run_drill
 
@@ -575,6 +608,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="let a quarantined file be ingested again (after fixing the cause)",
     )
     p.set_defaults(func=cmd_quarantine)
+
+    p = sub.add_parser(
+        "landing", help="every landing file with its SHA-256, state and why it is not ingested"
+    )
+    p.add_argument("action", choices=["status"])
+    p.add_argument("--json", action="store_true", help='print {"files": [...]} as JSON')
+    p.add_argument("--home", help="workspace root (default: MLOPS_HOME or .mlops/<env>)")
+    p.add_argument("--spec", help="spec name or YAML path (default: MLOPS_SPEC or sample)")
+    p.set_defaults(func=cmd_landing)
 
     p = sub.add_parser(
         "tune",

@@ -212,6 +212,54 @@ def requeue_count(ws: Workspace, sha256: str) -> int:
     return len(list((ws.manifest_dir / "requeued").glob(f"{sha256}.*.json")))
 
 
+LANDING_STATES = ("ingested", "quarantined", "pending")
+NOT_REQUESTED_YET = (
+    "not in the manifest yet: the landing sensor requests it on its next tick (every 30 s "
+    "while the Dagster daemon runs)"
+)
+
+
+def landing_status(
+    ws: Workspace,
+    spec: DatasetSpec,
+    pending_reasons: Callable[[list[str]], dict[str, str]] | None = None,
+) -> list[dict[str, Any]]:
+    """Every file in the landing zone with its SHA-256, its state and, unless ingested, why.
+
+    ``state`` is ``ingested`` or ``quarantined`` (from the manifest) or ``pending`` (its
+    content is not in the manifest). ``pending_reasons(relpaths)`` may explain pending
+    files (the CLI asks the Dagster instance which ingest run had them).
+    """
+    out: list[dict[str, Any]] = []
+    for lf in scan_landing(ws, spec):
+        sha = file_sha256(ws.root / lf.relpath)
+        record = read_manifest(ws, sha)
+        state = record["status"] if record else "pending"
+        reason = None
+        if state == "quarantined":
+            reason = f"{record['reason']}: {record['message']}"
+        elif state == "pending":
+            reason = NOT_REQUESTED_YET
+            if requeue_count(ws, sha):
+                reason = "requeued after quarantine; " + reason
+        out.append(
+            {
+                "path": lf.relpath,
+                "sha256": sha,
+                "source": lf.source,
+                "state": state,
+                "reason": reason,
+            }
+        )
+    waiting = [f["path"] for f in out if f["state"] == "pending"]
+    if waiting and pending_reasons is not None:
+        explained = pending_reasons(waiting)
+        for f in out:
+            if f["path"] in explained:
+                f["reason"] = explained[f["path"]]
+    return out
+
+
 @dataclass
 class LandingPlan:
     """What a sensor tick should ingest, and the cursor to store afterwards."""

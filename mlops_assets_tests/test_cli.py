@@ -180,3 +180,38 @@ def test_output_cut_off_by_a_closed_pipe_ends_quietly(tmp_path):
         code = proc.wait(timeout=60)
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
     assert code == 141
+
+
+def test_landing_status_says_which_run_left_a_file_pending(
+    tmp_path, dagster_home, sample_dir, capsys
+):
+    import uuid
+
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    home = tmp_path / "ws"
+    landing_dir = home / "landing" / "stores"
+    landing_dir.mkdir(parents=True)
+    (landing_dir / "stores.csv").write_bytes((sample_dir / "stores" / "stores.csv").read_bytes())
+    rel = "landing/stores/stores.csv"
+    with dg.DagsterInstance.get() as instance:  # an ingest run that died with the file
+        instance.add_run(
+            dg.DagsterRun(
+                job_name="ingest_job",
+                run_id=str(uuid.uuid4()),
+                status=dg.DagsterRunStatus.FAILURE,
+                run_config={"ops": {"raw_stores": {"config": {"files": [rel]}}}},
+                tags={"mlops/trigger": "landing_sensor", "dagster/run_key": "ingest-abc"},
+            )
+        )
+
+    assert cli.main(["landing", "status", "--json", "--home", str(home)]) == 0
+    files = json.loads(capsys.readouterr().out)["files"]
+    assert [(f["path"], f["source"], f["state"]) for f in files] == [(rel, "stores", "pending")]
+    assert set(files[0]) == {"path", "sha256", "source", "state", "reason"}
+    assert "(attempt 1) ended FAILURE" in files[0]["reason"]
+    assert "requests attempt 2" in files[0]["reason"]
+
+    assert cli.main(["landing", "status", "--home", str(home)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"pending     {files[0]['sha256'][:12]}  {rel}  (ingest run ")
+    assert out.rstrip().endswith("0 ingested, 0 quarantined, 1 pending of 1 landing files")

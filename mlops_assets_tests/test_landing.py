@@ -516,3 +516,34 @@ def test_nothing_ingested_affects_nothing(
     outcome = ingest_file(ws_with_stores, sample_spec, "weather", rel)
     assert outcome.status == "quarantined"
     assert affected_regions(ws_with_stores, sample_spec, "weather", [outcome.sha256]) == []
+
+
+# -- landing_status ------------------------------------------------------------------------
+
+
+def test_landing_status_lists_every_file_with_its_hash_state_and_reason(
+    ws_with_stores: Workspace, sample_dir: Path, sample_spec: DatasetSpec
+) -> None:
+    ws = ws_with_stores
+    good = drop(ws, "sales", sample_dir / "sales/sales_2023.csv")
+    header = "date,store_id,department,units,open,promo\n"
+    bad = put(ws, "sales", "broken.csv", header + "x,S1,D1,1,1,0\n")
+    waiting = drop(ws, "weather", sample_dir / "weather/weather.csv")
+    for rel in (good, bad):
+        ingest_file(ws, sample_spec, "sales", rel)
+    put(ws, "sales", ".hidden.csv", "partial")  # not a landing file (yet)
+
+    status = {f["path"]: f for f in landing.landing_status(ws, sample_spec)}
+    assert set(status) == {"landing/stores/stores.csv", good, bad, waiting}
+    assert status[good]["state"] == "ingested" and status[good]["reason"] is None
+    assert status[good]["sha256"] == file_sha256(ws.root / good)
+    assert status[bad]["state"] == "quarantined"
+    assert status[bad]["reason"].startswith("bad_dates:")
+    assert status[waiting]["state"] == "pending" and status[waiting]["source"] == "weather"
+    assert "landing sensor" in status[waiting]["reason"]
+
+    # an explanation from the orchestrator replaces the generic one
+    explained = landing.landing_status(
+        ws, sample_spec, lambda paths: {p: f"run abc for {len(paths)}" for p in paths}
+    )
+    assert {f["reason"] for f in explained if f["state"] == "pending"} == {"run abc for 1"}

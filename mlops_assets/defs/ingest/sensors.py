@@ -124,3 +124,37 @@ def build_landing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
         return dg.SensorResult(run_requests=[request], cursor=new_cursor)
 
     return landing_sensor
+
+
+def pending_reasons(instance: dg.DagsterInstance, relpaths: list[str]) -> dict[str, str]:
+    """Why each pending landing file is not ingested yet, from the newest landing-sensor
+    run that listed it (files no run listed are left out)."""
+    wanted, out = set(relpaths), {}
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={TRIGGER_TAG: LANDING_SENSOR}), limit=500)
+    for run in runs:  # newest first
+        listed = {
+            path
+            for op in (run.run_config.get("ops") or {}).values()
+            for path in (op.get("config") or {}).get("files", [])
+        }
+        for path in (wanted & listed) - out.keys():
+            out[path] = _run_outcome(run)
+    return out
+
+
+def _run_outcome(run: dg.DagsterRun) -> str:
+    key = run.tags.get(RUN_KEY_TAG, "")
+    attempt = int(key.rsplit(".", 1)[1]) if "." in key else 1
+    label = f"ingest run {run.run_id[:8]} (attempt {attempt})"
+    if not run.is_finished:
+        return f"{label} is {run.status.value.lower()}"
+    if attempt >= MAX_INGEST_ATTEMPTS:
+        return (
+            f"{label} ended {run.status.value} without ingesting it; the landing sensor gave "
+            f"up after {MAX_INGEST_ATTEMPTS} attempts: see the run's logs, fix the cause, then "
+            "drop the file again under a new name or requeue it"
+        )
+    return (
+        f"{label} ended {run.status.value} without ingesting it; the landing sensor requests "
+        f"attempt {attempt + 1} on its next tick"
+    )
