@@ -28,6 +28,8 @@ from mlops_assets.workspace import Workspace
 if TYPE_CHECKING:
     import dagster as dg
 
+    from mlops_assets.registry import ModelRegistry
+
 
 def _instance() -> "dg.DagsterInstance":
     import dagster as dg
@@ -315,6 +317,8 @@ def cmd_registry(args: argparse.Namespace) -> int:
             f"{keep.keep_rejected} rejected versions kept per region)"
         )
         return 0
+    if args.action == "verify":
+        return _registry_verify(registry, args.region, as_json=args.json)
     if not args.region:
         raise SystemExit("--region is required")
     if args.action == "history":
@@ -331,6 +335,37 @@ def cmd_registry(args: argparse.Namespace) -> int:
         return 2
     print(f"{mv.label} is now {mv.status}")
     return 0
+
+
+def _registry_verify(registry: "ModelRegistry", region: str | None, *, as_json: bool) -> int:
+    """Check every loadable version's artifacts against their recorded checksums (after
+    sweeping what killed writes left); exit 0 when all match, 1 on any problem, 2 when
+    the request itself is wrong (an unknown or unsafe region)."""
+    from mlops_assets.registry import RegistryError
+
+    try:
+        report = registry.check_integrity(region)
+        if region is not None and region not in report.checked and report.ok:
+            raise RegistryError(f"region {region!r} has no registered versions")
+    except (RegistryError, ValueError) as exc:  # an unsafe region key is a ValueError
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+        return 0 if report.ok else 1
+    for where in report.swept:
+        print(f"swept leftover {where}")
+    for problem in report.problems:
+        print(problem)
+    checked = sum(len(v) for v in report.checked.values())
+    pruned = sum(len(v) for v in report.pruned.values())
+    scope = f"{checked} version(s) of {len(report.checked)} region(s) checked, {pruned} pruned"
+    if report.ok:
+        print(f"ok: every artifact matches its checksum ({scope})")
+        return 0
+    bad = len({p.label for p in report.problems})
+    print(f"{len(report.problems)} problem(s) in {bad} version(s) or log(s) ({scope})")
+    return 1
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -578,8 +613,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("registry", help="list, approve, reject, roll back or prune model versions")
-    p.add_argument("action", choices=["list", "history", "approve", "reject", "rollback", "prune"])
+    p = sub.add_parser(
+        "registry", help="list, approve, reject, roll back, prune or verify model versions"
+    )
+    p.add_argument(
+        "action",
+        choices=["list", "history", "approve", "reject", "rollback", "prune", "verify"],
+        help="verify: check every version's artifacts against their recorded checksums "
+        "(exit 1 on any problem)",
+    )
     p.add_argument("--region")
     p.add_argument("--version", type=int)
     p.add_argument("--reason")
@@ -589,6 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-archived", type=int, help="prune: default the spec's retention")
     p.add_argument("--keep-rejected", type=int, help="prune: default the spec's retention")
     p.add_argument("--dry-run", action="store_true", help="prune: report, delete nothing")
+    p.add_argument("--json", action="store_true", help="verify: the report as JSON")
     p.set_defaults(func=cmd_registry)
 
     p = sub.add_parser("explain", help="top Shapley contributions of a series' forecasts")

@@ -14,6 +14,7 @@ from mlops_assets.defs.forecasts.assets import build_forecast_asset
 from mlops_assets.defs.ingest.assets import build_raw_assets
 from mlops_assets.defs.ingest.sensors import INGEST_JOB, build_landing_sensor
 from mlops_assets.defs.models.assets import build_region_model_asset
+from mlops_assets.defs.models.checks import build_registry_integrity_check
 from mlops_assets.defs.models.jobs import (
     TRAIN_JOB,
     build_registry_retention_schedule,
@@ -72,6 +73,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_drift_report_asset(spec),
             build_monitoring_alerts_asset(spec),
         ],
+        asset_checks=[build_registry_integrity_check()],
         jobs=[
             ingest_job,
             features_job,

@@ -13,6 +13,9 @@ refuses bytes that are not UTF-8 text, which also refuses every binary pickle.
 
 :class:`LocalModelStore` keeps files below a local folder, written atomically (temp file +
 ``os.replace``), so a reader sees the previous artifact or the new one, never half a file.
+A writer killed in between leaves a hidden ``*.partial.tmp`` file
+(:func:`mlops_assets.workspace.is_temp_name`); :meth:`ModelStore.sweep_temp` removes them
+(the registry calls it under its lock, when no write of that region can be in flight).
 Object storage (S3/GCS through ``fsspec``) is the next implementation behind the same
 interface; nothing outside this module knows where the bytes are kept.
 """
@@ -20,12 +23,13 @@ interface; nothing outside this module knows where the bytes are kept.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 
 from mlops_assets.naming import is_safe_key
-from mlops_assets.workspace import atomic_write_bytes
+from mlops_assets.workspace import atomic_write_bytes, is_temp_name
 
 # a safe key plus one text extension: "model.txt", "model.json" (never ".pkl")
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.(txt|json|jsonl|csv|yaml|yml|md)")
@@ -96,6 +100,17 @@ class ModelStore(ABC):
     def uri(self, key: str) -> str:
         """Where ``key`` is (or would be) stored, as a URI (``file://``, later ``s3://``)."""
 
+    @abstractmethod
+    def keys(self, prefix: str) -> list[str]:
+        """Every key stored below the folder ``prefix`` (``Nord``), sorted: how the
+        registry finds artifacts no committed version owns."""
+
+    @abstractmethod
+    def sweep_temp(self, prefix: str) -> list[str]:
+        """Remove what interrupted ``put`` calls left below ``prefix`` and return where
+        it was. Only safe while no ``put`` below ``prefix`` is running; a store whose
+        writes are atomic by themselves (object storage) has nothing to sweep."""
+
 
 class LocalModelStore(ModelStore):
     """Artifacts as files below ``root`` (created on the first ``put``)."""
@@ -147,3 +162,28 @@ class LocalModelStore(ModelStore):
 
     def uri(self, key: str) -> str:
         return self._path(key).as_uri()
+
+    def _walk(self, prefix: str) -> list[Path]:
+        """Files below the folder ``prefix``, not following symlinks out of the store."""
+        base = self._path(prefix)
+        if not base.is_dir() or not base.resolve().is_relative_to(self.root):
+            return []
+        return sorted(Path(folder) / name for folder, _, names in os.walk(base) for name in names)
+
+    def keys(self, prefix: str) -> list[str]:
+        out = []
+        for path in self._walk(prefix):
+            key = path.relative_to(self.root).as_posix()
+            with contextlib.suppress(ValueError):  # temp files and strangers are no keys
+                out.append(check_key(key))
+        return out
+
+    def sweep_temp(self, prefix: str) -> list[str]:
+        swept = []
+        for path in self._walk(prefix):
+            if is_temp_name(path.name):
+                path.unlink(missing_ok=True)
+                swept.append(str(path))
+                with contextlib.suppress(OSError):  # a folder only the leftover was in
+                    path.parent.rmdir()
+        return swept

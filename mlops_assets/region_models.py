@@ -13,10 +13,19 @@ from mlops_assets import monitoring
 from mlops_assets.conditioning import FeatureSet
 from mlops_assets.gate import GateResult, evaluate_gate
 from mlops_assets.metrics import regression_metrics
-from mlops_assets.registry import RECALIBRATION, TUNING, ModelRegistry, ModelVersion, decide_status
+from mlops_assets.registry import (
+    RECALIBRATION,
+    TUNING,
+    ModelRegistry,
+    ModelVersion,
+    RegistryError,
+    decide_status,
+)
 from mlops_assets.spec import DatasetSpec, ModelSettings
 from mlops_assets.training import TrainedModel, predict_frame, reference_csv, train_region_model
 from mlops_assets.version import code_version
+
+UNTRUSTED_BASIS = "recorded holdout metric (its artifacts are refused as untrusted)"
 
 
 @dataclass
@@ -55,13 +64,19 @@ def compare_with_approved(
     scored on those days: after a drift, the recent days are exactly where the two must
     be compared); otherwise (it has seen all those days) its own recorded holdout metric,
     so a retrain on the same data is not compared with a model scoring its training rows.
+    When the approved model's artifacts are refused (no checksum recorded, or altered) it
+    cannot be scored either: its recorded metric is the comparison, so retraining can
+    still replace it.
     """
     metric = spec.gate.metric
     mv = registry.latest_approved(region)
     if mv is None:
         return ApprovedComparison(None, None, "none")
     recorded = (mv.record.get("metrics") or {}).get(metric)
-    text, meta = registry.load_artifacts(mv)
+    try:
+        text, meta = registry.load_artifacts(mv)
+    except RegistryError:
+        return ApprovedComparison(mv.label, recorded, UNTRUSTED_BASIS)
     trained_until = pd.Timestamp(meta.get("train_date_max", "2262-01-01"))
     missing = [c for c in meta["features"] if c not in features.columns]
     unseen_from = max(trained.split.holdout_start, trained_until + pd.Timedelta(days=1))

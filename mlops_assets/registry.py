@@ -63,12 +63,30 @@ replay archives the previous approved version as soon as it sees the approval.
 
 Artifacts (the LightGBM text model and its JSON metadata) go through a
 :class:`~mlops_assets.model_store.ModelStore` at ``<region>/<NNNN>/model.txt`` and
-``<region>/<NNNN>/model.json``; their SHA-256 is recorded and checked on load. Nothing
-is pickled. Optionally a third, ``<region>/<NNNN>/reference.csv``: the rows the model was
-fitted on, as monitoring compares new data with them (frozen with the model, so a later
-correction or recomputation of the feature table does not move the reference); versions
-registered without it (older models) have none and monitoring falls back to the feature
-table's rows of the training window.
+``<region>/<NNNN>/model.json``; their SHA-256 is recorded and checked on load (see
+"Integrity" below). Nothing is pickled. Optionally a third,
+``<region>/<NNNN>/reference.csv``: the rows the model was fitted on, as monitoring
+compares new data with them (frozen with the model, so a later correction or
+recomputation of the feature table does not move the reference); versions registered
+without it (older models) have none and monitoring falls back to the feature table's
+rows of the training window.
+
+Integrity
+---------
+Every artifact of a version has a mandatory SHA-256 in its record: loading one whose
+record has none (a record from before checksums were recorded) or whose bytes do not
+match is refused with :class:`RegistryError`, never trusted. :meth:`ModelRegistry.verify`
+checks every version that is not pruned (``mlops-assets registry verify``, and the
+``registry_artifacts_intact`` asset check) and lists what does not match.
+
+A registration writes the artifacts, then the version file, then commits its log line;
+killed before the commit, it leaves files no committed version owns, and possibly an
+unfinished write (a hidden ``*.partial.tmp``, see :func:`~mlops_assets.workspace.is_temp_name`).
+Every mutation, under the region's lock, first sweeps them (:meth:`ModelRegistry.sweep`;
+``verify`` sweeps too). Version numbers come from the committed log (the highest plus
+one), so the number of a registration killed before its commit was never taken and the
+next registration reuses it: numbers stay dense, and the audit log never names a version
+that does not exist.
 """
 
 from __future__ import annotations
@@ -87,7 +105,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_assets.model_store import LocalModelStore, ModelStore
 from mlops_assets.naming import is_safe_key, require_safe_key
-from mlops_assets.workspace import atomic_write_json
+from mlops_assets.workspace import atomic_write_json, is_temp_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -115,6 +133,21 @@ OPTIONAL_ARTIFACT_FILES = (REFERENCE_FILE, FLEET_GAP_FILE)
 _EVENTS = "events.jsonl"
 _PRUNE_REASON = "retention: artifacts deleted, record and audit log kept"
 _LOCK = ".lock"
+_VERIFY_HINT = "`mlops-assets registry verify` lists every such version"
+
+# what verify reports about a version (or, with version None, about a region's log)
+MISSING_RECORD = "missing_record"
+MISSING_ARTIFACT = "missing_artifact"
+MISSING_CHECKSUM = "missing_checksum"
+CHECKSUM_MISMATCH = "checksum_mismatch"
+UNREADABLE_LOG = "unreadable_log"
+PROBLEM_KINDS = (
+    MISSING_RECORD,
+    MISSING_ARTIFACT,
+    MISSING_CHECKSUM,
+    CHECKSUM_MISMATCH,
+    UNREADABLE_LOG,
+)
 
 
 class RegistryError(Exception):
@@ -198,6 +231,60 @@ class PrunedVersion:
 
     version: ModelVersion
     freed_bytes: int
+
+
+@dataclass(frozen=True)
+class IntegrityProblem:
+    """One thing :meth:`ModelRegistry.verify` found wrong: an artifact (``artifact``), a
+    version's record (``artifact`` None) or a region's audit log (``version`` None)."""
+
+    region: str
+    version: int | None
+    artifact: str | None
+    kind: str  # one of PROBLEM_KINDS
+    detail: str
+
+    @property
+    def label(self) -> str:
+        return self.region if self.version is None else f"{self.region}:v{self.version}"
+
+    def __str__(self) -> str:
+        what = self.artifact or ("events.jsonl" if self.version is None else "record")
+        return f"{self.label} {what}: {self.kind}: {self.detail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "version": self.version,
+            "label": self.label,
+            "artifact": self.artifact,
+            "kind": self.kind,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class IntegrityReport:
+    """What :meth:`ModelRegistry.check_integrity` did: versions checked and skipped (their
+    artifacts pruned) per region, leftovers swept, problems found."""
+
+    checked: dict[str, list[int]]
+    pruned: dict[str, list[int]]
+    swept: list[str]
+    problems: list[IntegrityProblem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "pruned": self.pruned,
+            "swept": self.swept,
+            "problems": [p.to_dict() for p in self.problems],
+        }
 
 
 def artifact_key(region: str, version: int, name: str) -> str:
@@ -301,15 +388,14 @@ class ModelRegistry:
 
     def _optional_artifact(self, mv: ModelVersion, name: str) -> str | None:
         """An optional artifact's text, None if the version has none; one without a
-        recorded checksum is refused."""
+        recorded checksum is refused (by ``_read_artifact``)."""
         if name not in mv.artifacts:
             return None
-        if name not in mv.checksums:
-            raise RegistryError(f"{mv.label}: {name} has no recorded checksum")
         return self._read_artifact(mv, name)
 
     def _read_artifact(self, mv: ModelVersion, name: str) -> str:
-        """One artifact's text, refused if it does not match its recorded checksum."""
+        """One artifact's text, refused if its record holds no checksum for it or it does
+        not match: bytes nobody can vouch for are never handed to LightGBM or monitoring."""
         try:
             raw = self.store.get(artifact_key(mv.region, mv.version, name))
         except FileNotFoundError:
@@ -323,12 +409,94 @@ class ModelRegistry:
                 "the record and audit log remain, the model cannot be loaded"
             ) from None
         expected = mv.checksums.get(name)
-        if expected is not None and hashlib.sha256(raw).hexdigest() != expected:
+        if expected is None:
+            raise RegistryError(
+                f"{mv.label}: artifact {name} has no recorded checksum (a record from before "
+                "checksums were mandatory), so it is not trusted; retrain the region to "
+                f"register a version with checksums ({_VERIFY_HINT})"
+            )
+        if hashlib.sha256(raw).hexdigest() != expected:
             raise RegistryError(
                 f"{mv.label}: artifact {name} does not match the checksum recorded at "
-                "registration; refusing to load it"
+                f"registration; refusing to load it ({_VERIFY_HINT})"
             )
         return raw.decode("utf-8")
+
+    # ---------------------------------------------------------------- integrity
+
+    def verify(self, region: str | None = None) -> list[IntegrityProblem]:
+        """Every problem with the artifacts of ``region``'s (default: every region's)
+        versions that are not pruned: missing artifact or record, missing checksum,
+        checksum mismatch; empty when everything matches. Sweeps leftovers first."""
+        return self.check_integrity(region).problems
+
+    def check_integrity(self, region: str | None = None) -> IntegrityReport:
+        """:meth:`verify` with what it checked, skipped and swept (for the CLI and the
+        asset check). Each region is checked under its lock, so a concurrent prune or
+        registration is never mistaken for damage."""
+        if region is not None:
+            regions = [require_safe_key(region)]
+        elif self.root.is_dir():
+            regions = sorted(p.name for p in self.root.iterdir() if is_safe_key(p.name))
+        else:
+            regions = []
+        report = IntegrityReport({}, {}, [], [])
+        for key in regions:
+            if not self._region_dir(key).is_dir():
+                continue
+            with self._locked(key):
+                try:
+                    events = self._repair_log(key)
+                except RegistryError as exc:  # an audit log that does not parse
+                    report.problems.append(
+                        IntegrityProblem(key, None, None, UNREADABLE_LOG, str(exc))
+                    )
+                    continue
+                report.swept.extend(self._sweep(key, events))
+                if not events:
+                    continue
+                statuses, pruned = _replay(events), _pruned(events)
+                report.checked[key] = [v for v in sorted(statuses) if v not in pruned]
+                report.pruned[key] = sorted(v for v in statuses if v in pruned)
+                for version in report.checked[key]:
+                    report.problems.extend(self._check_version(key, version, statuses[version]))
+        return report
+
+    def sweep(self, region: str) -> list[str]:
+        """Under ``region``'s lock: remove what interrupted writes and killed registrations
+        left (temporary files, version files and artifacts of numbers no committed version
+        has); return where they were. Every mutation does this first."""
+        require_safe_key(region)
+        with self._locked(region):
+            return self._sweep(region, self._repair_log(region))
+
+    def _check_version(self, region: str, version: int, status: str) -> list[IntegrityProblem]:
+        """The problems of one committed version's record and artifacts."""
+        try:
+            mv = self._read_version(region, version, status)
+        except (RegistryError, ValueError, KeyError) as exc:  # missing, or not a record
+            return [IntegrityProblem(region, version, None, MISSING_RECORD, str(exc))]
+        known = (*ARTIFACT_FILES, *OPTIONAL_ARTIFACT_FILES)
+        names = [n for n in known if n in ARTIFACT_FILES or n in mv.artifacts or n in mv.checksums]
+        problems = []
+        for name in names:
+            expected = mv.checksums.get(name)
+            try:
+                actual = hashlib.sha256(self.store.get(artifact_key(region, version, name)))
+            except FileNotFoundError:
+                kind, detail = MISSING_ARTIFACT, "not in the model store"
+            else:
+                if expected is None:
+                    kind, detail = MISSING_CHECKSUM, "no checksum recorded (an older record)"
+                elif actual.hexdigest() != expected:
+                    kind = CHECKSUM_MISMATCH
+                    detail = (
+                        f"sha256 recorded {expected[:12]}..., stored {actual.hexdigest()[:12]}..."
+                    )
+                else:
+                    continue
+            problems.append(IntegrityProblem(region, version, name, kind, detail))
+        return problems
 
     # ---------------------------------------------------------------- mutations
 
@@ -537,8 +705,16 @@ class ModelRegistry:
         return ModelVersion.from_dict(data)
 
     def _recover(self, region: str) -> list[dict[str, Any]]:
-        """Under the lock: drop an unfinished last log line left by a crash, bring the
-        version files in step with the log, and return the committed events."""
+        """Under the lock: drop an unfinished last log line left by a crash, sweep what
+        killed writers left, bring the version files in step with the log, and return
+        the committed events."""
+        events = self._repair_log(region)
+        self._sweep(region, events)
+        self._sync_files(region, events)
+        return events
+
+    def _repair_log(self, region: str) -> list[dict[str, Any]]:
+        """Under the lock: the committed events, after dropping an unfinished last line."""
         path = self._events_path(region)
         try:
             raw = path.read_bytes()
@@ -548,9 +724,31 @@ class ModelRegistry:
             keep = raw.rfind(b"\n") + 1
             os.truncate(path, keep)
             raw = raw[:keep]
-        events = _parse_events(raw, path)
-        self._sync_files(region, events)
-        return events
+        return _parse_events(raw, path)
+
+    def _sweep(self, region: str, events: list[dict[str, Any]]) -> list[str]:
+        """Under the lock (no write of ``region`` can be in flight): delete temporary files
+        of interrupted writes, version files and artifacts of numbers the log never
+        committed (a registration killed before its commit); return where they were."""
+        statuses = _replay(events)
+        swept = []
+        region_dir = self._region_dir(region)
+        for folder in (region_dir, region_dir / "versions"):
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.iterdir()):
+                number = int(path.stem) if path.suffix == ".json" and path.stem.isdigit() else None
+                orphan_record = folder.name == "versions" and number is not None
+                if is_temp_name(path.name) or (orphan_record and number not in statuses):
+                    path.unlink(missing_ok=True)
+                    swept.append(str(path))
+        swept += self.store.sweep_temp(region)
+        for key in self.store.keys(region):
+            parts = key.split("/")
+            if len(parts) == 3 and parts[1].isdigit() and int(parts[1]) not in statuses:
+                swept.append(self.store.uri(key))
+                self.store.delete(key)
+        return swept
 
     def _commit(self, region: str, events: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
         """Append ``new`` to the log in one write (the commit), then update the files."""

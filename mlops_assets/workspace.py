@@ -126,10 +126,27 @@ def _check_sha(sha256: str) -> str:
     return sha256
 
 
+# Unfinished atomic writes are named ``.<name>.<random>.partial.tmp``: hidden, never a valid
+# store key or a ``*.parquet`` / ``*.json`` a reader globs, and recognisable, so whatever a
+# killed writer leaves behind can be found and swept (``is_temp_name``).
+TEMP_SUFFIX = ".partial.tmp"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file name is an atomic write's temporary file (left behind if the writer
+    was killed between creating it and renaming it into place)."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX) and len(name) > len(TEMP_SUFFIX) + 1
+
+
+def _mkstemp(path: Path) -> tuple[int, str]:
+    """An open temporary file next to ``path``, named so ``is_temp_name`` recognises it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _mkstemp(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -147,8 +164,7 @@ def atomic_write_json(path: Path, payload: Any) -> None:
 
 def temp_path_for(path: Path) -> Path:
     """A sibling temporary path to write into before ``os.replace(tmp, path)``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _mkstemp(path)
     os.close(fd)
     return Path(tmp)
 

@@ -215,3 +215,69 @@ def test_landing_status_says_which_run_left_a_file_pending(
     out = capsys.readouterr().out
     assert out.startswith(f"pending     {files[0]['sha256'][:12]}  {rel}  (ingest run ")
     assert out.rstrip().endswith("0 ingested, 0 quarantined, 1 pending of 1 landing files")
+
+
+def test_registry_verify_prints_problems_and_exits_by_what_it_found(tmp_path, dagster_home, capsys):
+    home = tmp_path / "ws"
+    registry = _registry(home)
+    _register_approved(registry, "Nord")
+    _register_approved(registry, "Nord")
+    _register_approved(registry, "Sud")
+    verify = ["registry", "verify", "--home", str(home)]
+
+    assert cli.main(verify) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "ok: every artifact matches its checksum (3 version(s) of 2 region(s) checked, 0 pruned)"
+    ]
+
+    (home / "models" / "Nord" / "0001" / "model.txt").write_text("tree\nswapped\n")
+    record = home / "registry" / "Sud" / "versions" / "0001.json"
+    data = json.loads(record.read_text())
+    del data["checksums"]["model.json"]
+    record.write_text(json.dumps(data))
+    orphan = home / "models" / "Nord" / "0003" / "model.txt"  # a killed registration's
+    orphan.parent.mkdir()
+    orphan.write_text("tree\n")
+
+    assert cli.main(verify) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"swept leftover {orphan.as_uri()}"
+    assert lines[1].startswith("Nord:v1 model.txt: checksum_mismatch: sha256 recorded ")
+    assert lines[2].startswith("Sud:v1 model.json: missing_checksum: ")
+    assert (
+        lines[3]
+        == "2 problem(s) in 2 version(s) or log(s) (3 version(s) of 2 region(s) checked, 0 pruned)"
+    )
+    assert len(lines) == 4 and not orphan.exists()
+
+    assert cli.main([*verify, "--region", "Sud", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and report["checked"] == {"Sud": [1]}
+    assert [(p["label"], p["artifact"], p["kind"]) for p in report["problems"]] == [
+        ("Sud:v1", "model.json", "missing_checksum")
+    ]
+
+    (home / "models" / "Nord" / "0001" / "model.txt").write_text("tree\n")  # as registered
+    assert cli.main([*verify, "--region", "Nord"]) == 0
+    assert capsys.readouterr().out.startswith("ok: every artifact matches")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--region", "Ost"], "region 'Ost' has no registered versions"),
+        (["--region", "../Nord"], "error: "),
+    ],
+)
+def test_registry_verify_usage_errors_exit_2(tmp_path, dagster_home, capsys, extra, message):
+    home = tmp_path / "ws"
+    _register_approved(_registry(home), "Nord")
+    assert cli.main(["registry", "verify", "--home", str(home), *extra]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.out == ""
+
+
+def test_registry_verify_unknown_option_is_a_usage_error(tmp_path, dagster_home):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["registry", "verify", "--home", str(tmp_path), "--regoin", "Nord"])
+    assert info.value.code == 2

@@ -61,6 +61,7 @@ def test_sample_graph(tmp_path):
         "tuning_job",
     ]
     assert "region_model:gate_reduction_vs_baseline" in g["checks"]
+    assert "region_model:registry_artifacts_intact" in g["checks"]
     assert "forecast:approved_model_available" in g["checks"]
     for check in ("data_drift", "attribution_drift", "data_quality", "model_quality"):
         assert f"monitoring_alerts:{check}" in g["checks"]

@@ -113,3 +113,76 @@ def test_model_store_is_an_interface() -> None:
     with pytest.raises(TypeError):
         ModelStore()  # type: ignore[abstract]
     assert issubclass(LocalModelStore, ModelStore)
+
+
+def test_a_put_writes_under_a_recognisable_temp_name_first(
+    store: LocalModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a writer killed before its rename leaves is a name ``is_temp_name`` knows."""
+    import os
+
+    from mlops_assets import workspace
+
+    renamed = []
+    real_replace = os.replace
+
+    def replace(src: str, dst: str) -> None:
+        renamed.append((Path(src).name, Path(dst).name))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(workspace.os, "replace", replace)
+    store.put("Nord/0001/model.txt", b"tree\n")
+    [(temp, final)] = renamed
+    assert final == "model.txt" and temp.startswith(".model.txt.")
+    assert workspace.is_temp_name(temp) and temp.endswith(workspace.TEMP_SUFFIX)
+    for name in ("model.txt", ".lock", "events.jsonl", ".partial.tmp", "stores.csv.tmp"):
+        assert not workspace.is_temp_name(name), name
+
+
+def test_keys_lists_stored_artifacts_and_sweep_temp_removes_only_leftovers(
+    store: LocalModelStore,
+) -> None:
+    from mlops_assets.workspace import temp_path_for
+
+    store.put("Nord/0001/model.txt", b"tree\n")
+    store.put("Nord/0001/model.json", b"{}")
+    store.put("Nord/0002/model.txt", b"tree\n")
+    store.put("Sud/0001/model.txt", b"tree\n")
+    beside = temp_path_for(store.root / "Nord" / "0001" / "model.txt")
+    alone = temp_path_for(store.root / "Nord" / "0003" / "model.txt")  # in a folder of its own
+    (store.root / "Nord" / "notes.bin").write_bytes(b"\x00")  # no key: not listed, kept
+
+    assert store.keys("Nord") == [
+        "Nord/0001/model.json",
+        "Nord/0001/model.txt",
+        "Nord/0002/model.txt",
+    ]
+    assert store.keys("Nord/0002") == ["Nord/0002/model.txt"]
+    assert store.keys("Ost") == []
+
+    assert sorted(store.sweep_temp("Nord")) == sorted([str(beside), str(alone)])
+    assert not beside.exists() and not alone.exists()
+    assert not alone.parent.exists()  # the folder only the leftover was in
+    assert (store.root / "Nord" / "notes.bin").exists()
+    assert store.keys("Nord") == [
+        "Nord/0001/model.json",
+        "Nord/0001/model.txt",
+        "Nord/0002/model.txt",
+    ]
+    assert store.sweep_temp("Nord") == []
+    with pytest.raises(ValueError, match="keys cannot leave the store"):
+        store.keys("..")
+
+
+def test_keys_and_sweep_do_not_follow_a_symlink_out_of_the_store(tmp_path: Path) -> None:
+    from mlops_assets.workspace import temp_path_for
+
+    outside = tmp_path / "outside"
+    (outside / "0001").mkdir(parents=True)
+    (outside / "0001" / "model.txt").write_text("tree\n")
+    temp = temp_path_for(outside / "0001" / "model.txt")
+    store = LocalModelStore(tmp_path / "models")
+    store.root.mkdir()
+    (store.root / "Nord").symlink_to(outside, target_is_directory=True)
+    assert store.keys("Nord") == [] and store.sweep_temp("Nord") == []
+    assert temp.exists()

@@ -7,6 +7,7 @@ three departments, three years), trained with few trees (``FAST``).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import lightgbm as lgb
@@ -16,8 +17,15 @@ import pytest
 
 from mlops_assets.gate import GATE_CHECKS
 from mlops_assets.metrics import regression_metrics
-from mlops_assets.region_models import TrainingOutcome, train_and_register
-from mlops_assets.registry import APPROVED, ARCHIVED, PENDING, REJECTED, ModelRegistry
+from mlops_assets.region_models import UNTRUSTED_BASIS, TrainingOutcome, train_and_register
+from mlops_assets.registry import (
+    APPROVED,
+    ARCHIVED,
+    PENDING,
+    REJECTED,
+    ModelRegistry,
+    RegistryError,
+)
 from mlops_assets.spec import DatasetSpec, GateSettings
 from mlops_assets.training import predict_frame
 from mlops_assets.workspace import Workspace
@@ -230,6 +238,27 @@ def test_an_approved_model_trained_before_the_holdout_is_scored_on_the_same_hold
     assert rule.passed == (v2.trained.metrics["model"]["mape"] <= limit)
     assert "same holdout" in rule.message
     assert v2.version.record["compared_with"]["basis"] == "same holdout"
+
+
+def test_an_approved_model_without_checksums_is_refused_and_a_retrain_replaces_it(tmp_path, data):
+    """An approved version recorded before checksums were mandatory: its artifacts are
+    refused, yet the retrain that fixes it still runs (compared with its recorded metric)."""
+    features, fs = data
+    registry = registry_at(tmp_path)
+    v1 = run(registry, features, fs, "old", spec=LENIENT).version
+    record = registry.root / REGION / "versions" / "0001.json"
+    data_ = json.loads(record.read_text())
+    data_.pop("checksums")
+    record.write_text(json.dumps(data_))
+    with pytest.raises(RegistryError, match="Sud:v1: artifact model.txt has no recorded checksum"):
+        registry.load_artifacts(registry.latest_approved(REGION))
+
+    v2 = run(registry, features, fs, "new", spec=LENIENT)
+
+    assert v2.approved.basis == UNTRUSTED_BASIS and v2.approved.label == "Sud:v1"
+    assert v2.approved.value == v1.record["metrics"]["mape"]
+    assert v2.version.status == APPROVED and registry.latest_approved(REGION).version == 2
+    assert registry.load_artifacts(v2.version)[0] == v2.trained.model_text
 
 
 def test_an_approved_model_that_saw_part_of_the_holdout_is_compared_on_the_days_after(

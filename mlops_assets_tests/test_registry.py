@@ -706,3 +706,201 @@ def test_prune_refuses_bad_counts(reg: ModelRegistry, keep: dict) -> None:
     with pytest.raises(ValueError, match="must be an integer >= 0"):
         reg.prune("Nord", actor="ops", **keep)
     assert reg.pruned("Nord") == {}
+
+
+# ------------------------------------------------------------------ integrity
+
+
+def _strip_checksum(reg: ModelRegistry, version: int, name: str, region: str = "Nord") -> None:
+    """Make a version's record look like one from before checksums were recorded."""
+    path = reg.root / region / "versions" / f"{version:04d}.json"
+    data = json.loads(path.read_text())
+    del data["checksums"][name]
+    path.write_text(json.dumps(data))
+
+
+def _artifact(reg: ModelRegistry, version: int, name: str, region: str = "Nord") -> Path:
+    return reg.store.root / region / f"{version:04d}" / name
+
+
+def _problems(reg: ModelRegistry, region: str | None = None) -> list[tuple]:
+    return [(p.label, p.artifact, p.kind) for p in reg.verify(region)]
+
+
+def test_registration_records_a_checksum_for_every_artifact(reg: ModelRegistry) -> None:
+    import hashlib
+
+    mv = reg.register(
+        "Nord",
+        model_text=FAKE_MODEL,
+        model_meta={"features": []},
+        record=RECORD,
+        status=APPROVED,
+        reasons=[],
+        actor="trainer",
+        reference_csv="date,target\n2024-01-01,1.0\n",
+        fleet_gap_csv="date,temperature_c\n2024-01-01,0.5\n",
+    )
+    names = {"model.txt", "model.json", "reference.csv", "fleet_gap.csv"}
+    assert set(mv.artifacts) == set(mv.checksums) == names
+    for name in names:
+        raw = _artifact(reg, 1, name).read_bytes()
+        assert mv.checksums[name] == hashlib.sha256(raw).hexdigest(), name
+
+
+@pytest.mark.parametrize("name", ["model.txt", "model.json"])
+def test_an_artifact_without_a_recorded_checksum_is_refused_not_trusted(
+    reg: ModelRegistry, name: str
+) -> None:
+    _register(reg, APPROVED)
+    _strip_checksum(reg, 1, name)
+    mv = reg.latest_approved("Nord")  # the record itself still lists and explains
+    assert mv.version == 1 and name not in mv.checksums
+    with pytest.raises(RegistryError) as info:
+        reg.load_artifacts(mv)
+    message = str(info.value)
+    assert message.startswith(f"Nord:v1: artifact {name} has no recorded checksum")
+    assert "not trusted" in message and "mlops-assets registry verify" in message
+
+
+def test_an_optional_artifact_without_a_checksum_is_refused(reg: ModelRegistry) -> None:
+    mv = _register_with_reference(reg, "date,target\n2024-01-01,1.0\n")
+    assert reg.load_reference(mv) is not None
+    _strip_checksum(reg, 1, "reference.csv")
+    with pytest.raises(RegistryError, match="Nord:v1: artifact reference.csv has no recorded"):
+        reg.load_reference(reg.get("Nord", 1))
+
+
+def test_verify_finds_nothing_wrong_in_a_healthy_registry_and_skips_pruned_versions(
+    reg: ModelRegistry,
+) -> None:
+    _weekly_history(reg)
+    _register(reg, region="Sud")
+    reg.prune("Nord", keep_archived=2, keep_rejected=1, actor="ops")  # v1..v3, v7 pruned
+    report = reg.check_integrity()
+    assert report.ok and report.problems == [] and reg.verify() == []
+    assert report.checked == {"Nord": [4, 5, 6, 8, 9], "Sud": [1]}
+    assert report.pruned == {"Nord": [1, 2, 3, 7], "Sud": []}
+    assert report.swept == []
+
+
+def test_verify_reports_every_version_whose_artifacts_do_not_match(reg: ModelRegistry) -> None:
+    for _ in range(4):
+        _register(reg, APPROVED, source="recalibration")
+    _register(reg, region="Sud")
+    _artifact(reg, 1, "model.txt").write_text("tree\nswapped\n")  # altered
+    _artifact(reg, 2, "model.json").unlink()  # lost
+    _strip_checksum(reg, 3, "model.json")  # an old record
+    _artifact(reg, 1, "model.txt", region="Sud").write_text("tree\n")
+    # v4 and the log are untouched
+
+    assert _problems(reg) == [
+        ("Nord:v1", "model.txt", "checksum_mismatch"),
+        ("Nord:v2", "model.json", "missing_artifact"),
+        ("Nord:v3", "model.json", "missing_checksum"),
+        ("Sud:v1", "model.txt", "checksum_mismatch"),
+    ]
+    assert _problems(reg, "Sud") == [("Sud:v1", "model.txt", "checksum_mismatch")]
+    mismatch = reg.verify("Sud")[0]
+    assert str(mismatch).startswith("Sud:v1 model.txt: checksum_mismatch: sha256 recorded ")
+    assert mismatch.to_dict()["label"] == "Sud:v1"
+    # the version still serves nothing it cannot vouch for
+    with pytest.raises(RegistryError, match="Nord:v3: artifact model.json has no recorded"):
+        reg.load_artifacts(reg.get("Nord", 3))
+
+
+def test_verify_reports_a_lost_record_and_an_unreadable_log(reg: ModelRegistry) -> None:
+    _register(reg)
+    _register(reg)
+    _register(reg, region="Sud")
+    (reg.root / "Nord" / "versions" / "0002.json").unlink()
+    (reg.root / "Sud" / "events.jsonl").write_text("not json\n")
+    problems = reg.verify()
+    assert [(p.label, p.artifact, p.kind) for p in problems] == [
+        ("Nord:v2", None, "missing_record"),
+        ("Sud", None, "unreadable_log"),
+    ]
+    assert str(problems[1]).startswith("Sud events.jsonl: unreadable_log: ")
+
+
+def _leave_killed_registration(reg: ModelRegistry, version: int) -> list[Path]:
+    """What registrations killed at different points leave, by hand: an orphan version's
+    artifacts and record, unfinished writes (temp files) of artifacts and a record."""
+    from mlops_assets.workspace import temp_path_for
+
+    orphan = _artifact(reg, version, "model.txt")
+    orphan.parent.mkdir(parents=True)
+    orphan.write_text("tree\nkilled\n")
+    _artifact(reg, version, "reference.csv").write_text("date\n")
+    record = reg.root / "Nord" / "versions" / f"{version:04d}.json"
+    record.write_text(json.dumps({"version": version}))
+    temps = [
+        temp_path_for(_artifact(reg, version, "model.json")),
+        temp_path_for(_artifact(reg, version + 1, "model.txt")),  # a folder of its own
+        temp_path_for(reg.root / "Nord" / "versions" / f"{version:04d}.json"),
+        temp_path_for(_artifact(reg, 1, "model.txt")),  # beside a committed artifact
+    ]
+    return [orphan, _artifact(reg, version, "reference.csv"), record, *temps]
+
+
+def _files(*roots: Path) -> list[str]:
+    return sorted(
+        str(p.relative_to(root)) for root in roots for p in root.rglob("*") if p.is_file()
+    )
+
+
+def test_the_next_registration_sweeps_leftovers_and_reuses_the_uncommitted_number(
+    reg: ModelRegistry,
+) -> None:
+    _register(reg, APPROVED)
+    _register(reg)
+    clean = _files(reg.root, reg.store.root)
+    leftovers = _leave_killed_registration(reg, 3)
+    assert all(p.exists() for p in leftovers)
+    assert _statuses(reg) == {1: APPROVED, 2: PENDING}  # nothing half-registered shows
+
+    mv = _register(reg)
+
+    assert mv.version == 3  # nothing ever committed 3: the number is reused
+    rewritten = {_artifact(reg, 3, "model.txt"), reg.root / "Nord" / "versions" / "0003.json"}
+    assert not any(p.exists() for p in leftovers if p not in rewritten)
+    assert not (reg.store.root / "Nord" / "0004").exists()
+    # exactly the new version's files were added: no killed reference.csv under v3
+    added = sorted(set(_files(reg.root, reg.store.root)) - set(clean))
+    assert added == ["Nord/0003/model.json", "Nord/0003/model.txt", "Nord/versions/0003.json"]
+    assert reg.load_artifacts(mv)[0] == FAKE_MODEL
+    assert reg.verify() == []
+
+
+def test_verify_and_sweep_remove_leftovers_and_say_where_they_were(reg: ModelRegistry) -> None:
+    _register(reg, APPROVED)
+    _register(reg)
+    leftovers = _leave_killed_registration(reg, 3)
+
+    report = reg.check_integrity()
+
+    assert report.ok and report.checked == {"Nord": [1, 2]}
+    assert sorted(report.swept) == sorted(
+        p.as_uri() if p.is_relative_to(reg.store.root) and ".partial" not in p.name else str(p)
+        for p in leftovers
+    )
+    assert not any(p.exists() for p in leftovers)
+    assert (reg.root / "Nord" / ".lock").exists()  # the lock file is no leftover
+    assert reg.sweep("Nord") == [] and reg.check_integrity().swept == []
+    assert _register(reg).version == 3
+
+
+def test_a_first_registration_killed_leaves_nothing_verify_does_not_sweep(
+    reg: ModelRegistry,
+) -> None:
+    """Killed before any version of the region was committed: no log yet, still swept."""
+    _register(reg, region="Sud")
+    (reg.root / "Nord").mkdir()
+    (reg.root / "Nord" / ".lock").touch()
+    orphan = _artifact(reg, 1, "model.txt")
+    orphan.parent.mkdir(parents=True)
+    orphan.write_text("tree\n")
+    assert reg.regions() == ["Sud"]
+    report = reg.check_integrity()
+    assert report.swept == [orphan.as_uri()] and report.checked == {"Sud": [1]}
+    assert not orphan.exists()

@@ -10,6 +10,7 @@ import pandas as pd
 from mlops_assets.defs.forecasts.assets import FORECAST_CHECKS, FORECAST_KEY
 from mlops_assets.defs.local_driver import run_partitions, run_sensors
 from mlops_assets.defs.models.assets import REGION_MODEL_KEY
+from mlops_assets.defs.models.checks import REGISTRY_CHECK
 from mlops_assets.gate import GATE_CHECKS
 from mlops_assets.registry import APPROVED, REJECTED
 from mlops_assets_tests.defs.models.pipeline_support import check_evaluations, materializations
@@ -33,7 +34,7 @@ def test_sensors_then_train_job_approve_and_forecast_every_region(
     ]
     assert p.instance.get_materialized_partitions(REGION_MODEL_KEY) == set(p.regions)
     assert p.instance.get_materialized_partitions(FORECAST_KEY) == set(p.regions)
-    expected_checks = {f"region_model:{c}" for c in GATE_CHECKS} | {
+    expected_checks = {f"region_model:{c}" for c in [*GATE_CHECKS, REGISTRY_CHECK]} | {
         f"forecast:{c}" for c in FORECAST_CHECKS
     }
     for run in runs:

@@ -1,0 +1,65 @@
+"""registry_artifacts_intact: the WARN check on region_model, per region partition."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from mlops_assets.defs.models.assets import REGION_MODEL_KEY
+from mlops_assets.defs.models.checks import REGISTRY_CHECK, build_registry_integrity_check
+from mlops_assets.defs.partitions import region_partitions
+from mlops_assets.defs.resources import WorkspaceResource
+from mlops_assets.registry import APPROVED, ModelRegistry
+from mlops_assets.workspace import Workspace
+
+
+@dg.asset(key=REGION_MODEL_KEY, partitions_def=region_partitions)
+def region_model_stub() -> None:
+    """Stands in for the trained model: the check reads the registry, not this output."""
+
+
+def _register(registry: ModelRegistry, region: str) -> None:
+    registry.register(
+        region,
+        model_text="tree\n",
+        model_meta={},
+        record={"source": "recalibration"},
+        status=APPROVED,
+        reasons=[],
+        actor="test",
+    )
+
+
+def _check(home: Path, instance: dg.DagsterInstance, region: str) -> dg.AssetCheckEvaluation:
+    """Materialize the partition with the check (as train_job does) and return its result."""
+    result = dg.materialize(
+        [region_model_stub, build_registry_integrity_check()],
+        partition_key=region,
+        instance=instance,
+        resources={"workspace": WorkspaceResource(root=str(home))},
+        raise_on_error=False,
+    )
+    assert result.success  # a WARN check never fails the run
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.check_name == REGISTRY_CHECK and evaluation.partition == region
+    return evaluation
+
+
+def test_the_check_warns_about_the_versions_of_its_region_that_do_not_match(tmp_path, instance):
+    home = tmp_path / "home"
+    registry = ModelRegistry.for_workspace(Workspace(home))
+    for region in ("Nord", "Nord", "Sud"):
+        _register(registry, region)
+    instance.add_dynamic_partitions(region_partitions.name, ["Nord", "Sud"])
+
+    ok = _check(home, instance, "Nord")
+    assert ok.passed and ok.severity == dg.AssetCheckSeverity.WARN
+    assert ok.metadata["versions_checked"].value == 2 and ok.metadata["problems"].value == 0
+
+    (registry.store.root / "Nord" / "0001" / "model.txt").write_text("tree\nswapped\n")
+    bad = _check(home, instance, "Nord")
+    assert not bad.passed and bad.severity == dg.AssetCheckSeverity.WARN
+    assert "Nord:v1 model.txt: checksum_mismatch" in bad.description
+    assert bad.metadata["bad_versions"].value == "Nord:v1"
+    assert bad.metadata["problems"].value == 1
+
+    assert _check(home, instance, "Sud").passed  # another region's damage is not Sud's
