@@ -22,10 +22,13 @@ its own output.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
+import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,10 +129,14 @@ def _check_sha(sha256: str) -> str:
     return sha256
 
 
-# Unfinished atomic writes are named ``.<name>.<random>.partial.tmp``: hidden, never a valid
-# store key or a ``*.parquet`` / ``*.json`` a reader globs, and recognisable, so whatever a
-# killed writer leaves behind can be found and swept (``is_temp_name``).
+# Unfinished atomic writes are named ``.<name>.<random>.<host>-<pid>.partial.tmp``: hidden,
+# never a valid store key or a ``*.parquet`` / ``*.json`` a reader globs, and recognisable,
+# so whatever a killed writer leaves behind can be found and swept (``is_temp_name``); the
+# writer's host and pid say whether it can still be writing (``sweep_stale_temps``).
 TEMP_SUFFIX = ".partial.tmp"
+# a temp file of a writer this host cannot check (another host) is stale after a day
+STALE_TEMP_SECONDS = 24 * 3600.0
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname()) or "host"
 
 
 def is_temp_name(name: str) -> bool:
@@ -139,9 +146,48 @@ def is_temp_name(name: str) -> bool:
 
 
 def _mkstemp(path: Path) -> tuple[int, str]:
-    """An open temporary file next to ``path``, named so ``is_temp_name`` recognises it."""
+    """An open temporary file next to ``path``, named so ``is_temp_name`` recognises it;
+    leftovers of earlier, killed writes of the same file are swept first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    sweep_stale_temps(path)
+    return tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=f".{_HOST}-{os.getpid()}{TEMP_SUFFIX}"
+    )
+
+
+def sweep_stale_temps(path: Path, *, now: float | None = None) -> list[Path]:
+    """Remove the temporary files that killed writers of ``path`` left beside it.
+
+    A temp file is stale when its writer (host and pid in its name) is a process of this
+    host that no longer exists, or when it is older than ``STALE_TEMP_SECONDS`` (a writer
+    on another host, or a name without a writer). A live writer's file is never touched.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_SUFFIX}"):
+        writer = tmp.name[: -len(TEMP_SUFFIX)].rsplit(".", 1)[-1]
+        host, _, pid = writer.rpartition("-")
+        try:
+            if host == _HOST and pid.isdigit():
+                stale = not _process_exists(int(pid))
+            else:
+                stale = now - tmp.stat().st_mtime > STALE_TEMP_SECONDS
+            if stale:
+                tmp.unlink()
+                removed.append(tmp)
+        except FileNotFoundError:
+            continue  # its writer renamed it into place, or another sweep removed it
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
