@@ -184,8 +184,17 @@ def ingest_file(
 
 
 def quarantined(ws: Workspace) -> list[dict[str, Any]]:
-    """Every quarantine record, newest first (for the CLI and asset metadata)."""
-    records = [json.loads(p.read_text()) for p in (ws.root / "quarantine").rglob("*.reason.json")]
+    """Every quarantine record, newest first (for the CLI and asset metadata). A record
+    that cannot be read raises ``ValueError`` naming it (workspace-relative)."""
+    records = []
+    for path in sorted((ws.root / "quarantine").rglob("*.reason.json")):
+        try:
+            records.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:  # a folder, unreadable, not JSON
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise ValueError(
+                f"{path.relative_to(ws.root)}: unreadable quarantine record ({why})"
+            ) from exc
     return sorted(records, key=lambda r: r["processed_at"], reverse=True)
 
 
