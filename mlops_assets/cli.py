@@ -416,7 +416,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    from mlops_assets.landing import quarantined
+    from mlops_assets.landing import quarantined, reason_line
 
     ws = Workspace(_settings(args).home)
     try:
@@ -439,9 +439,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         )
         return 0
     for r in records:
-        print(
-            f"{r['sha256'][:12]}  {r['processed_at']}  {r['file']}  {r['reason']}: {r['message']}"
-        )
+        print(f"{r['sha256'][:12]}  {r['processed_at']}  {r['file']}  {reason_line(r)}")
     if not records:
         print("no quarantined files")
     return 0

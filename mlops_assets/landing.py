@@ -25,7 +25,12 @@ import pandas as pd
 
 from mlops_assets.naming import region_key, safe_file_name
 from mlops_assets.spec import DatasetSpec
-from mlops_assets.validation import LandingRejected, validate_file
+from mlops_assets.validation import (
+    LandingRejected,
+    one_line,
+    validate_file,
+    without_absolute_paths,
+)
 from mlops_assets.warehouse import connect
 from mlops_assets.workspace import Workspace, atomic_write_json
 
@@ -181,6 +186,14 @@ def ingest_file(
     record.update(status="ingested", **result.summary())
     atomic_write_json(ws.manifest_path(sha256), record)
     return IngestOutcome(source, relpath, sha256, "ingested", record)
+
+
+def reason_line(record: dict[str, Any]) -> str:
+    """``code: short message`` of a quarantine record, as the CLI and the UI check show
+    it: one line, no absolute paths (also for records written before messages were
+    shortened; the engine's full text is in the reason file's ``details``)."""
+    message = without_absolute_paths(str(record.get("message", "")))
+    return f"{record.get('reason', 'unknown')}: {one_line(message)}"
 
 
 def quarantined(ws: Workspace) -> list[dict[str, Any]]:

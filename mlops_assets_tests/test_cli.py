@@ -292,3 +292,27 @@ def test_errors_print_no_traceback_from_a_real_process(cli_env):
         assert proc.returncode == 2
         assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_quarantine_lists_one_line_reasons_without_paths(cli_env, capsys, sample_dir):
+    from mlops_assets.landing import ingest_file
+    from mlops_assets.spec import load_spec
+    from mlops_assets.workspace import Workspace
+
+    ws = Workspace(cli_env / "ws")
+    lines = (sample_dir / "sales" / "sales_2023.csv").read_text().splitlines()
+    lines[9000] += ",oops"
+    landing_file = ws.landing_dir("sales") / "ragged.csv"
+    landing_file.parent.mkdir(parents=True)
+    landing_file.write_text("\n".join(lines) + "\n")
+    outcome = ingest_file(ws, load_spec("sample"), "sales", "landing/sales/ragged.csv")
+    assert outcome.status == "quarantined"
+
+    assert cli.main(["quarantine"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith(outcome.sha256[:12])
+    assert line.endswith(
+        "landing/sales/ragged.csv  unparseable: could not read ragged.csv: line 9001 has 7 "
+        "fields where the header has 6: " + repr(lines[9000])
+    )
+    assert str(cli_env) not in line

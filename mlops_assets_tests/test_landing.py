@@ -516,3 +516,38 @@ def test_nothing_ingested_affects_nothing(
     outcome = ingest_file(ws_with_stores, sample_spec, "weather", rel)
     assert outcome.status == "quarantined"
     assert affected_regions(ws_with_stores, sample_spec, "weather", [outcome.sha256]) == []
+
+
+# -- reasons people read ----------------------------------------------------------------------
+
+
+def test_malformed_csv_reason_is_one_line_without_paths_and_the_file_keeps_the_details(
+    ws_with_stores: Workspace, sample_dir: Path, sample_spec: DatasetSpec
+) -> None:
+    ws = ws_with_stores
+    lines = (sample_dir / "sales" / "sales_2023.csv").read_text().splitlines()
+    lines[9000] += ",oops"
+    rel = put(ws, "sales", "2024/ragged.csv", "\n".join(lines) + "\n")
+    outcome = ingest_file(ws, sample_spec, "sales", rel)
+    assert outcome.status == "quarantined"
+    line = landing.reason_line(outcome.record)
+    assert line.startswith("unparseable: could not read ragged.csv: line 9001 has 7 fields")
+    assert "\n" not in line and str(ws.root) not in line and "/tmp" not in line
+    [record] = quarantined(ws)
+    assert landing.reason_line(record) == line
+    reason_file = ws.root / (record["quarantined_copy"] + ".reason.json")
+    details = json.loads(reason_file.read_text())["details"]
+    assert str(ws.root / rel) in details["engine_error"] and "\n" in details["engine_error"]
+
+
+def test_reason_line_of_an_old_record_drops_paths_and_newlines() -> None:
+    record = {
+        "reason": "unparseable",
+        "message": "could not read x.csv: Invalid Input Error: CSV Error on Line: 3\n"
+        "  file = /srv/mlops/landing/sales/x.csv\n  delimiter = ,",
+    }
+    line = landing.reason_line(record)
+    assert line == (
+        "unparseable: could not read x.csv: Invalid Input Error: CSV Error on Line: 3 "
+        "file = <path> delimiter = ,"
+    )

@@ -576,3 +576,68 @@ def test_rossmann_store_states_map_to_twelve_safe_keys(
     assert len(set(keys.values())) == 12
     assert keys["HB,NI"] == "HB_NI"
     assert all("," not in k for k in keys.values())
+
+
+# -- reasons people read: one short line, no absolute paths, the engine's text in details --
+
+
+def _malformed(tmp_path: Path, sales_rows: Rows, kind: str) -> Path:
+    lines = write_rows(tmp_path / "x.csv", sales_rows).read_text().splitlines()
+    if kind == "ragged":
+        lines[3] += ",7"
+    elif kind == "stray-quote":
+        lines[2] = '"' + lines[2]
+    path = tmp_path / "deep" / "er" / f"{kind}.csv"
+    path.parent.mkdir(parents=True)
+    if kind == "not-utf8":
+        path.write_bytes(("\n".join(lines) + "\n").encode().replace(b"S0", b"\xff\xfe", 1))
+    else:
+        path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["ragged", "stray-quote", "not-utf8"])
+def test_unparseable_reason_is_one_short_line_and_details_keep_the_engine_text(
+    tmp_path: Path, sales_rows: Rows, sample_spec: DatasetSpec, known_stores: set[str], kind: str
+) -> None:
+    path = _malformed(tmp_path, sales_rows, kind)
+    exc = reject(path, sample_spec.sources["sales"], known_stores=known_stores)
+    assert exc.code == "unparseable"
+    assert exc.message.startswith(f"could not read {path.name}: ")
+    assert "\n" not in exc.message and len(exc.message) <= 300
+    assert str(tmp_path) not in exc.message and "/" not in exc.message
+    engine = exc.details["engine_error"]
+    assert "\n" in engine and "Error" in engine  # DuckDB's full, multi-line text
+
+
+def test_ragged_row_reason_says_where_in_plain_words(
+    tmp_path: Path, sample_dir: Path, sample_spec: DatasetSpec, known_stores: set[str]
+) -> None:
+    lines = (sample_dir / "sales" / "sales_2023.csv").read_text().splitlines()
+    lines[9000] = lines[9000].rsplit(",", 1)[0]
+    path = tmp_path / "short.csv"
+    path.write_text("\n".join(lines) + "\n")
+    exc = reject(path, sample_spec.sources["sales"], known_stores=known_stores)
+    assert exc.code == "unparseable"
+    assert "line 9001 has 5 fields where the header has 6" in exc.message
+    assert "\n" not in exc.message and str(tmp_path) not in exc.message
+    assert str(path) in exc.details["engine_error"]
+
+
+def test_wrong_types_reason_is_one_line(
+    tmp_path: Path, sales_rows: Rows, sample_spec: DatasetSpec, known_stores: set[str]
+) -> None:
+    path = write_rows(tmp_path / "x.csv", with_value(sales_rows, 2, "units", "12\nunits"))
+    exc = reject(path, sample_spec.sources["sales"], known_stores=known_stores)
+    assert exc.code == "bad_type" and "\n" not in exc.message
+    assert "row 3: '12\\nunits'" in exc.message
+
+
+def test_a_long_reason_is_cut_and_kept_whole_in_details(
+    tmp_path: Path, sales_rows: Rows, sample_spec: DatasetSpec, known_stores: set[str]
+) -> None:
+    rows = [{f"unexpected_column_{i:03d}": "x" for i in range(60)}]
+    exc = reject(write_rows(tmp_path / "wide.csv", rows), sample_spec.sources["sales"])
+    assert exc.code == "missing_columns"
+    assert len(exc.message) <= 300 and exc.message.endswith("…")
+    assert "unexpected_column_029" in exc.details["full_message"]

@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.defs.resources import WorkspaceResource
-from mlops_assets.landing import affected_regions, ingest_file, scan_landing
+from mlops_assets.landing import affected_regions, ingest_file, reason_line, scan_landing
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.warehouse import ingested_files
 
@@ -79,9 +79,7 @@ def build_raw_asset(spec: DatasetSpec, source: str) -> dg.AssetsDefinition:
         outcomes = [ingest_file(ws, ds, source, rel, run_id=context.run.run_id) for rel in files]
         for o in outcomes:
             if o.status == "quarantined":
-                context.log.warning(
-                    f"quarantined {o.relpath}: {o.record['reason']}: {o.record['message']}"
-                )
+                context.log.warning(f"quarantined {o.relpath}: {reason_line(o.record)}")
         new_ok = [o.sha256 for o in outcomes if o.status == "ingested"]
         bad = [o for o in outcomes if o.status == "quarantined"]
         regions = affected_regions(ws, ds, source, new_ok)
@@ -117,15 +115,18 @@ def build_raw_asset(spec: DatasetSpec, source: str) -> dg.AssetsDefinition:
                     passed=not bad,
                     severity=dg.AssetCheckSeverity.WARN,
                     description=(
-                        "; ".join(f"{o.relpath}: {o.record['reason']}" for o in bad)
+                        "; ".join(f"{o.relpath}: {reason_line(o.record)}" for o in bad)
                         or f"{len(outcomes)} file(s) valid"
                     ),
                     metadata={
+                        # the short reasons; the engine's full text is in each reason file
                         "quarantined": dg.MetadataValue.json(
                             [
                                 {
-                                    k: o.record[k]
-                                    for k in ("file", "reason", "message", "quarantined_copy")
+                                    "file": o.record["file"],
+                                    "reason": reason_line(o.record),
+                                    "quarantined_copy": o.record["quarantined_copy"],
+                                    "reason_file": o.record["quarantined_copy"] + ".reason.json",
                                 }
                                 for o in bad
                             ]

@@ -105,3 +105,28 @@ def test_requeued_file_is_ingested_once_its_cause_is_fixed(defs, instance, setti
     assert len(list((settings.home / "raw" / "sales").glob("*.parquet"))) == len(records)
     # the quarantine record and the requeue history are kept
     assert len(list((settings.home / "manifest" / "requeued").glob("*.json"))) == len(records)
+
+
+def test_check_shows_a_one_line_reason_without_paths(defs, instance, settings, sample_source):
+    drop(sample_source, settings, "stores")
+    lines = next((sample_source / "sales").iterdir()).read_text().splitlines()
+    lines[9000] += ",oops"  # a ragged row deep in the file: DuckDB's error spans lines
+    bad = settings.home / "landing" / "sales" / "ragged.csv"
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_text("\n".join(lines) + "\n")
+    runs = run_sensors(defs, instance, ["landing_sensor"])
+    assert "raw_sales:landing_files_valid" in runs[0].failed_checks
+
+    check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(dg.AssetKey("raw_sales"), "landing_files_valid")]
+    )
+    evaluation = next(iter(check.values())).event.dagster_event.asset_check_evaluation_data
+    assert evaluation.description.startswith(
+        "landing/sales/ragged.csv: unparseable: could not read ragged.csv: line 9001 has 7"
+    )
+    [shown] = evaluation.metadata["quarantined"].value
+    for text in (evaluation.description, shown["reason"]):
+        assert "\n" not in text and str(settings.home) not in text and "/tmp" not in text
+    assert shown["reason"] == evaluation.description.split(": ", 1)[1]
+    reason_file = json.loads((settings.home / shown["reason_file"]).read_text())
+    assert str(bad) in reason_file["details"]["engine_error"]
