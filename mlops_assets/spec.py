@@ -124,6 +124,18 @@ class SourceSpec(_Strict):
         default=None,
         description="file stem -> region display name, for files that carry no region column",
     )
+    ignore_columns: tuple[str, ...] = Field(
+        default=(),
+        description="file columns known and deliberately not used (e.g. a column that "
+        "would leak the target): dropped without a warning",
+    )
+    unknown_columns: Literal["warn", "quarantine"] = Field(
+        default="warn",
+        description="a file with columns neither in `columns` nor in `ignore_columns`: "
+        "accepted with those columns dropped and named by the raw asset's WARN check "
+        "`no_unknown_columns` (warn), or quarantined with reason `unknown_columns` "
+        "(quarantine: for feeds whose layout must not change unannounced)",
+    )
     known_in_advance: bool = Field(
         default=True,
         description="whether this source's feature values are known for future dates "

@@ -8,7 +8,9 @@ spliced into SQL; column names come from the spec and are quoted.
 
 A file is rejected (``LandingRejected``) when it is unparseable, empty, misses columns,
 has values of the wrong type, nulls where none are allowed, dates or values out of
-range, conflicting duplicate keys, unknown stores, or unusable region names. Rows that
+range, conflicting duplicate keys, unknown stores, or unusable region names, and when
+its source says ``unknown_columns: quarantine``, columns the spec does not know (by
+default they are dropped and reported, see ``ValidatedFile.unknown_columns``). Rows that
 are exact copies of another row in the same file are dropped and counted, not rejected:
 re-exported files often hold such copies (rossmann-100's train.csv has six).
 
@@ -98,6 +100,7 @@ class ValidatedFile:
     rows: int
     exact_duplicates_dropped: int
     ignored_columns: list[str]
+    unknown_columns: list[str] = field(default_factory=list)
     stores: list[str] = field(default_factory=list)
     regions: list[str] = field(default_factory=list)
     date_min: str | None = None
@@ -108,6 +111,7 @@ class ValidatedFile:
             "rows": self.rows,
             "exact_duplicates_dropped": self.exact_duplicates_dropped,
             "ignored_columns": self.ignored_columns,
+            "unknown_columns": self.unknown_columns,
             "n_stores": len(self.stores),
             "regions": self.regions,
             "date_min": self.date_min,
@@ -218,6 +222,15 @@ def _validate(
             {"missing": missing, "found": file_cols[:100]},
         )
     ignored = sorted(set(file_cols) - set(wanted.values()))
+    # columns the spec neither maps nor lists as deliberately ignored: a layout change
+    unknown_cols = [c for c in ignored if c not in spec.ignore_columns]
+    if unknown_cols and spec.unknown_columns == "quarantine":
+        raise LandingRejected(
+            "unknown_columns",
+            f"{len(unknown_cols)} column(s) the spec does not know: {unknown_cols[:10]} (map "
+            "them, list them in ignore_columns, or set unknown_columns: warn)",
+            {"columns": unknown_cols},
+        )
     total = con.execute("SELECT count(*) FROM src").fetchone()[0]
     if total == 0:
         raise LandingRejected("empty", "the file has a header but no rows")
@@ -395,6 +408,7 @@ def _validate(
         rows=n_dedup,
         exact_duplicates_dropped=dropped,
         ignored_columns=ignored,
+        unknown_columns=unknown_cols,
         stores=stores,
         regions=regions,
         date_min=date_min,

@@ -551,3 +551,24 @@ def test_reason_line_of_an_old_record_drops_paths_and_newlines() -> None:
         "unparseable: could not read x.csv: Invalid Input Error: CSV Error on Line: 3 "
         "file = <path> delimiter = ,"
     )
+
+
+@pytest.mark.parametrize("mode", ["warn", "quarantine"])
+def test_unknown_columns_are_recorded_or_quarantined_as_the_spec_says(
+    ws_with_stores: Workspace, sample_dir: Path, sample_spec: DatasetSpec, mode: str
+) -> None:
+    ws = ws_with_stores
+    sources = dict(sample_spec.sources)
+    sources["sales"] = sources["sales"].with_overrides(unknown_columns=mode)
+    spec = sample_spec.model_copy(update={"sources": sources})
+    rows = [{**r, "colour": "red"} for r in read_csv_rows(sample_dir / "sales/sales_2023.csv")[:20]]
+    outcome = ingest_file(ws, spec, "sales", put(ws, "sales", "extra.csv", csv_text(rows)))
+    manifest = json.loads(ws.manifest_path(outcome.sha256).read_text())
+    if mode == "warn":
+        assert outcome.status == "ingested"
+        assert manifest["unknown_columns"] == ["colour"] == manifest["ignored_columns"]
+    else:
+        assert outcome.status == "quarantined" and manifest["reason"] == "unknown_columns"
+        assert landing.reason_line(manifest).startswith(
+            "unknown_columns: 1 column(s) the spec does not know: ['colour']"
+        )

@@ -561,6 +561,21 @@ def test_rossmann_train_keeps_all_rows_but_six_exact_duplicates(
     assert train.rows == 91_256
     assert train.exact_duplicates_dropped == 6
     assert (train.date_min, train.date_max) == ("2013-01-01", "2015-07-31")
+    # the columns the spec leaves out on purpose are not reported as unknown
+    assert (train.ignored_columns, train.unknown_columns) == (["Customers", "DayOfWeek"], [])
+
+
+def test_rossmann_files_have_no_columns_the_spec_does_not_know(
+    rossmann_dir: Path, rossmann_spec: DatasetSpec
+) -> None:
+    stores = validate_file(rossmann_dir / "store.csv", rossmann_spec.sources["stores"])
+    for name in ("weather", "future"):
+        source = rossmann_spec.sources[name]
+        for pattern in source.files:
+            for path in sorted(rossmann_dir.glob(pattern)):
+                result = validate_file(path, source, known_stores=set(stores.stores))
+                assert result.unknown_columns == [], path.name
+                assert result.ignored_columns, path.name
 
 
 def test_rossmann_store_states_map_to_twelve_safe_keys(
@@ -641,3 +656,46 @@ def test_a_long_reason_is_cut_and_kept_whole_in_details(
     assert exc.code == "missing_columns"
     assert len(exc.message) <= 300 and exc.message.endswith("…")
     assert "unexpected_column_029" in exc.details["full_message"]
+
+
+# -- columns the spec does not know ----------------------------------------------------------
+
+
+def _with_extra_column(tmp_path: Path, rows: Rows) -> Path:
+    return write_rows(tmp_path / "extra.csv", [{**r, "colour": "red", "Notes": ""} for r in rows])
+
+
+def test_unknown_columns_are_dropped_and_named_by_default(
+    tmp_path: Path, sales_rows: Rows, sample_spec: DatasetSpec, known_stores: set[str]
+) -> None:
+    source = sample_spec.sources["sales"]
+    assert source.unknown_columns == "warn"
+    out = tmp_path / "out.parquet"
+    result = validate_file(
+        _with_extra_column(tmp_path, sales_rows), source, known_stores=known_stores, output=out
+    )
+    assert result.rows == len(sales_rows)
+    assert result.unknown_columns == ["Notes", "colour"] == result.ignored_columns
+    assert result.summary()["unknown_columns"] == ["Notes", "colour"]
+    assert "colour" not in pd.read_parquet(out).columns
+
+
+def test_columns_listed_as_ignored_are_not_unknown(
+    tmp_path: Path, sales_rows: Rows, sample_spec: DatasetSpec, known_stores: set[str]
+) -> None:
+    source = sample_spec.sources["sales"].with_overrides(
+        ignore_columns=["colour"], unknown_columns="quarantine"
+    )
+    path = write_rows(tmp_path / "x.csv", [{**r, "colour": "red"} for r in sales_rows])
+    result = validate_file(path, source, known_stores=known_stores)
+    assert (result.ignored_columns, result.unknown_columns) == (["colour"], [])
+
+
+def test_unknown_columns_quarantine_the_file_when_the_spec_says_so(
+    tmp_path: Path, sales_rows: Rows, sample_spec: DatasetSpec, known_stores: set[str]
+) -> None:
+    source = sample_spec.sources["sales"].with_overrides(unknown_columns="quarantine")
+    exc = reject(_with_extra_column(tmp_path, sales_rows), source, known_stores=known_stores)
+    assert exc.code == "unknown_columns"
+    assert "['Notes', 'colour']" in exc.message and "\n" not in exc.message
+    assert exc.details["columns"] == ["Notes", "colour"]

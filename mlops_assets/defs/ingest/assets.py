@@ -12,6 +12,7 @@ from mlops_assets.spec import DatasetSpec
 from mlops_assets.warehouse import ingested_files
 
 FILES_VALID = "landing_files_valid"
+KNOWN_COLUMNS = "no_unknown_columns"
 
 
 class IngestConfig(dg.Config):
@@ -68,7 +69,14 @@ def build_raw_asset(spec: DatasetSpec, source: str) -> dg.AssetsDefinition:
                 asset=key,
                 description="Every landing file in this run passed validation (WARN: a bad "
                 "file is quarantined, the rest of the data carries on).",
-            )
+            ),
+            dg.AssetCheckSpec(
+                KNOWN_COLUMNS,
+                asset=key,
+                description="No accepted file of this run had columns the spec does not know "
+                "(WARN: they were dropped, and are named here; a source with "
+                "`unknown_columns: quarantine` quarantines such files instead).",
+            ),
         ],
     )
     def raw_source(
@@ -81,6 +89,13 @@ def build_raw_asset(spec: DatasetSpec, source: str) -> dg.AssetsDefinition:
             if o.status == "quarantined":
                 context.log.warning(f"quarantined {o.relpath}: {reason_line(o.record)}")
         new_ok = [o.sha256 for o in outcomes if o.status == "ingested"]
+        unknown = {
+            o.relpath: o.record["unknown_columns"]
+            for o in outcomes
+            if o.status == "ingested" and o.record.get("unknown_columns")
+        }
+        for rel, cols in unknown.items():
+            context.log.warning(f"{rel}: ignored columns the spec does not know: {cols}")
         bad = [o for o in outcomes if o.status == "quarantined"]
         regions = affected_regions(ws, ds, source, new_ok)
         all_files = ingested_files(ws, source)
@@ -132,7 +147,17 @@ def build_raw_asset(spec: DatasetSpec, source: str) -> dg.AssetsDefinition:
                             ]
                         )
                     },
-                )
+                ),
+                dg.AssetCheckResult(
+                    check_name=KNOWN_COLUMNS,
+                    passed=not unknown,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    description=(
+                        "; ".join(f"{rel}: ignored columns {cols}" for rel, cols in unknown.items())
+                        or "no accepted file had columns the spec does not know"
+                    ),
+                    metadata={"ignored_columns": dg.MetadataValue.json(unknown)},
+                ),
             ],
         )
 
