@@ -8,6 +8,10 @@ Examples::
     mlops-assets quarantine
     mlops-assets landing status --json
     mlops-assets tune --region Nord --trials 50 --timeout 600
+
+A configuration or input problem (a missing source folder, an unknown spec, a file that
+cannot be read, a bad environment variable) ends in one ``error: ...`` line on stderr and
+exit code 2, never a traceback.
 """
 
 import argparse
@@ -21,14 +25,49 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlops_assets.landing import drop_dataset
-from mlops_assets.settings import Settings, load_settings
-from mlops_assets.spec import load_spec
+from mlops_assets.notifications import WEBHOOK_ENV, check_webhook_url
+from mlops_assets.settings import Settings, SettingsError, load_settings
+from mlops_assets.spec import SpecError, load_spec
 from mlops_assets.workspace import Workspace
 
 if TYPE_CHECKING:
     import dagster as dg
 
     from mlops_assets.registry import ModelRegistry
+
+
+class CliError(Exception):
+    """A problem with what the command was given: reported as one line, exit code 2."""
+
+
+def _source_dir(value: str) -> Path:
+    """The dataset folder to read, checked before any work starts."""
+    path = Path(value)
+    if not path.exists():
+        raise CliError(f"source folder {value} does not exist")
+    if not path.is_dir():
+        raise CliError(f"source folder {value} is not a folder")
+    return path
+
+
+def _out_file(value: str) -> Path:
+    """An output file, checked before a long computation rather than after it."""
+    path = Path(value)
+    if path.is_dir():
+        raise CliError(f"--out {value} is a folder, not a file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error as one line: ``path: reason`` for file errors, whitespace collapsed
+    (YAML and DuckDB errors span several lines)."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+        text = f"{' -> '.join(names)}: {exc.strerror}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
 
 
 def _instance() -> "dg.DagsterInstance":
@@ -179,17 +218,22 @@ def _print_models(models: list[dict]) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     from mlops_assets.sample_data import DriftSpec, SampleConfig, generate
 
-    drift = tuple(
-        DriftSpec(region=r, start=date.fromisoformat(s), kind=k, magnitude=float(m))
-        for r, s, k, m in (d.rsplit(":", 3) for d in args.drift)
-    )
+    drift = []
+    for d in args.drift:
+        try:
+            r, s, k, m = d.rsplit(":", 3)
+            drift.append(
+                DriftSpec(region=r, start=date.fromisoformat(s), kind=k, magnitude=float(m))
+            )
+        except ValueError as exc:
+            raise CliError(f"--drift {d!r}: expected REGION:YYYY-MM-DD:KIND:MAGNITUDE") from exc
     config = SampleConfig(
         seed=args.seed,
         n_regions=args.regions,
         n_stores=args.stores,
         n_departments=args.departments,
         days=args.days,
-        drift=drift,
+        drift=tuple(drift),
         file_format=args.format,
     )
     start = time.perf_counter()
@@ -208,7 +252,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     settings = _settings(args)
     spec = load_spec(settings.spec)
     ws = Workspace(settings.home)
-    dropped = drop_dataset(spec, Path(args.source_dir), ws)
+    dropped = drop_dataset(spec, _source_dir(args.source_dir), ws)
     print(f"dropped {len(dropped)} file(s) into {ws.landing}")
     if args.process:
         start = time.perf_counter()
@@ -254,9 +298,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from mlops_assets.evaluation import evaluate_dataset, region_line
 
-    report = evaluate_dataset(load_spec(args.spec), Path(args.source_dir))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    spec, source, out = load_spec(args.spec), _source_dir(args.source_dir), _out_file(args.out)
+    report = evaluate_dataset(spec, source)
     out.write_text(json.dumps(report, indent=2, default=str))
     o = report["overall"]
     print(
@@ -320,13 +363,13 @@ def cmd_registry(args: argparse.Namespace) -> int:
     if args.action == "verify":
         return _registry_verify(registry, args.region, as_json=args.json)
     if not args.region:
-        raise SystemExit("--region is required")
+        raise CliError(f"registry {args.action} needs --region")
     if args.action == "history":
         for event in registry.history(args.region):
             print(json.dumps(event, sort_keys=True))
         return 0
     if args.version is None or not args.reason:
-        raise SystemExit(f"registry {args.action} needs --version and --reason")
+        raise CliError(f"registry {args.action} needs --version and --reason")
     change = getattr(registry, args.action)
     try:
         mv = change(args.region, args.version, actor=args.actor, reason=args.reason)
@@ -375,18 +418,23 @@ def cmd_explain(args: argparse.Namespace) -> int:
     folder = ws.forecasts_dir / args.region
     files = sorted(folder.glob("*.explanations.parquet")) if folder.is_dir() else []
     if not files:
-        print(f"no forecasts with explanations for region {args.region!r}", file=sys.stderr)
-        return 1
+        raise CliError(f"no forecasts with explanations for region {args.region!r}")
     path = (
         files[-1] if not args.origin else ws.forecast_path(args.region, args.origin, "explanations")
     )
+    if not path.is_file():
+        raise CliError(f"no forecast of origin {args.origin} for region {args.region!r}")
+    try:
+        day = pd.Timestamp(args.date) if args.date else None
+    except ValueError as exc:
+        raise CliError(f"--date {args.date!r} is not a date (YYYY-MM-DD)") from exc
     frame = pd.read_parquet(path)
     forecast = pd.read_parquet(str(path).replace(".explanations.", ".forecast."))
     keep = frame["store"].astype(str) == args.store
     if args.item:
         keep &= frame["item"].astype(str) == args.item
-    if args.date:
-        keep &= pd.to_datetime(frame["date"]) == pd.Timestamp(args.date)
+    if day is not None:
+        keep &= pd.to_datetime(frame["date"]) == day
     rows = frame[keep]
     if rows.empty:
         print("no such series/date in the latest forecast", file=sys.stderr)
@@ -404,13 +452,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    from mlops_assets.landing import quarantined
+    from mlops_assets.landing import quarantined, reason_line
 
     ws = Workspace(_settings(args).home)
+    try:
+        records = quarantined(ws)
+    except (OSError, ValueError) as exc:  # a reason file that is unreadable or not JSON
+        raise CliError(_one_line(exc)) from exc
     if args.requeue:
         from mlops_assets.landing import requeue
 
-        matches = [r for r in quarantined(ws) if r["sha256"].startswith(args.requeue)]
+        matches = [r for r in records if r["sha256"].startswith(args.requeue)]
         if len({r["sha256"] for r in matches}) != 1:
             print(
                 f"error: {args.requeue!r} matches {len(matches)} quarantined files", file=sys.stderr
@@ -422,11 +474,8 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
             "ingest it again"
         )
         return 0
-    records = quarantined(ws)
     for r in records:
-        print(
-            f"{r['sha256'][:12]}  {r['processed_at']}  {r['file']}  {r['reason']}: {r['message']}"
-        )
+        print(f"{r['sha256'][:12]}  {r['processed_at']}  {r['file']}  {reason_line(r)}")
     if not records:
         print("no quarantined files")
     return 0
@@ -467,6 +516,7 @@ def cmd_landing(args: argparse.Namespace) -> int:
 def cmd_drill(args: argparse.Namespace) -> int:
     from mlops_assets.defs.drill import DrillConfig, run_drill
 
+    out = _out_file(args.out)
     try:
         cfg = DrillConfig(
             drift_region=args.drift_region,
@@ -484,8 +534,6 @@ def cmd_drill(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a bad config, or a region the generated data lacks
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
     for key, r in result["regions"].items():
         print(
@@ -541,7 +589,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     )
     why = "; ".join(mv.reasons) or "passed the quality gate, review and approve it"
     print(f"registered {mv.label} as {mv.status}: {why}")
-    webhook = os.environ.get("MLOPS_WEBHOOK_URL") or None
+    webhook = os.environ.get(WEBHOOK_ENV) or None
     Notifier(ws.notifications_feed, webhook).send(
         Notification(
             STATUS_NOTIFICATIONS[mv.status],
@@ -560,6 +608,8 @@ def _settings(args: argparse.Namespace, spec: str | None = None) -> Settings:
     if getattr(args, "spec", None) or spec:
         env["MLOPS_SPEC"] = getattr(args, "spec", None) or spec
     settings = load_settings(env)
+    if settings.home.exists() and not settings.home.is_dir():
+        raise CliError(f"the workspace root {settings.home} is a file, not a folder")
     # definitions loaded in this process (e.g. by the driver) must see the same choice
     os.environ.update({"MLOPS_HOME": str(settings.home), "MLOPS_SPEC": settings.spec})
     return settings
@@ -708,6 +758,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        # refused before any work (the value is a secret and never printed)
+        check_webhook_url(os.environ.get(WEBHOOK_ENV))
         return args.func(args)
     except BrokenPipeError:
         # the reader went away (`mlops-assets registry list | head`): stop quietly, and
@@ -715,6 +767,10 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a writer cut off by a pipe
+    except (CliError, SettingsError, SpecError, OSError) as exc:
+        # what the user gave or the environment holds, not a bug: one line, no traceback
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -33,15 +33,18 @@ from mlops_assets.defs.monitoring.sensors import (
 )
 from mlops_assets.defs.notifications.sensors import build_run_failure_notifier
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
+from mlops_assets.notifications import WEBHOOK_ENV, check_webhook_url
 from mlops_assets.settings import Settings, load_settings
 from mlops_assets.spec import load_spec
 from mlops_assets.workspace import Workspace
 
-WEBHOOK_ENV = "MLOPS_WEBHOOK_URL"
-
 
 def build_definitions(settings: Settings) -> dg.Definitions:
+    """Everything the code location serves; a bad configuration (spec, webhook URL) is
+    refused here, when the code location loads, not in the first run that needs it."""
     spec = load_spec(settings.spec)
+    # SettingsError naming the variable (never its secret value) for a non-http(s) URL
+    check_webhook_url(os.environ.get(WEBHOOK_ENV))
     status = (
         dg.DefaultSensorStatus.RUNNING
         if settings.sensors_running_by_default

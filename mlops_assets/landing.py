@@ -26,7 +26,12 @@ import pandas as pd
 
 from mlops_assets.naming import region_key, safe_file_name
 from mlops_assets.spec import DatasetSpec
-from mlops_assets.validation import LandingRejected, validate_file
+from mlops_assets.validation import (
+    LandingRejected,
+    one_line,
+    validate_file,
+    without_absolute_paths,
+)
 from mlops_assets.warehouse import connect
 from mlops_assets.workspace import Workspace, atomic_write_json
 
@@ -184,9 +189,26 @@ def ingest_file(
     return IngestOutcome(source, relpath, sha256, "ingested", record)
 
 
+def reason_line(record: dict[str, Any]) -> str:
+    """``code: short message`` of a quarantine record, as the CLI and the UI check show
+    it: one line, no absolute paths (also for records written before messages were
+    shortened; the engine's full text is in the reason file's ``details``)."""
+    message = without_absolute_paths(str(record.get("message", "")))
+    return f"{record.get('reason', 'unknown')}: {one_line(message)}"
+
+
 def quarantined(ws: Workspace) -> list[dict[str, Any]]:
-    """Every quarantine record, newest first (for the CLI and asset metadata)."""
-    records = [json.loads(p.read_text()) for p in (ws.root / "quarantine").rglob("*.reason.json")]
+    """Every quarantine record, newest first (for the CLI and asset metadata). A record
+    that cannot be read raises ``ValueError`` naming it (workspace-relative)."""
+    records = []
+    for path in sorted((ws.root / "quarantine").rglob("*.reason.json")):
+        try:
+            records.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:  # a folder, unreadable, not JSON
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise ValueError(
+                f"{path.relative_to(ws.root)}: unreadable quarantine record ({why})"
+            ) from exc
     return sorted(records, key=lambda r: r["processed_at"], reverse=True)
 
 
@@ -237,7 +259,7 @@ def landing_status(
         state = record["status"] if record else "pending"
         reason = None
         if state == "quarantined":
-            reason = f"{record['reason']}: {record['message']}"
+            reason = reason_line(record)
         elif state == "pending":
             reason = NOT_REQUESTED_YET
             if requeue_count(ws, sha):

@@ -4,20 +4,32 @@ Every notification is appended to a local JSONL feed (``notifications.jsonl`` in
 workspace), which always works and which the UI links to. When a webhook URL is
 configured (``MLOPS_WEBHOOK_URL``, read through Dagster's ``EnvVar``), the notification is
 also POSTed as Slack-compatible JSON (``{"text": ...}`` plus the structured fields). A
-webhook that is down or slow never fails the pipeline: the failure is recorded in the
-feed as a ``delivery_failed`` entry.
+webhook that is down, slow or failing, or a notification that cannot be formatted, never
+fails the pipeline: the failure is recorded in the feed as a ``delivery_failed`` entry
+(and logged when even the feed cannot be written).
+
+The webhook URL is a secret (whoever has it can post to the channel): a URL that is not
+http(s) is refused when the code location loads, with a message that names the setting
+but never shows its value, and delivery errors never repeat it.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from mlops_assets.settings import SettingsError
+
+WEBHOOK_ENV = "MLOPS_WEBHOOK_URL"
+_log = logging.getLogger(__name__)
 
 KINDS = (
     "run_failure",
@@ -58,49 +70,121 @@ class Notification:
         return {"text": f"mlops_assets {self.kind}{where}: {self.message}", **self.to_dict()}
 
 
+def check_webhook_url(url: str | None, setting: str = WEBHOOK_ENV) -> str | None:
+    """The webhook URL if it is a usable http(s) URL, None if unset; ``SettingsError``
+    otherwise. The message names ``setting`` and what is wrong, never the value: the URL
+    is a secret and start-up errors end up in logs and terminals."""
+    if not url:
+        return None
+    problem = None
+    if any(c.isspace() or not c.isprintable() for c in url):
+        problem = "contains whitespace or control characters"
+    else:
+        try:
+            parts = urllib.parse.urlsplit(url)
+            _ = parts.port  # a port that is not a number raises here, not at delivery
+        except ValueError:
+            problem = "cannot be parsed as a URL"
+        else:
+            if parts.scheme.lower() not in ("http", "https"):
+                problem = "is not an http:// or https:// URL"
+            elif not parts.hostname:
+                problem = "has no host name"
+    if problem is not None:
+        raise SettingsError(f"{setting} {problem} (its value is not shown: it is a secret)")
+    return url
+
+
 class Notifier:
     """Writes the feed and, if configured, posts to a webhook; never raises on delivery."""
 
-    def __init__(self, feed: Path, webhook_url: str | None = None, timeout_s: float = 5.0):
+    def __init__(
+        self,
+        feed: Path,
+        webhook_url: str | None = None,
+        timeout_s: float = 5.0,
+        *,
+        setting: str = WEBHOOK_ENV,
+    ) -> None:
         self.feed = Path(feed)
-        self.webhook_url = webhook_url or None
+        # refused here too, so a resource or CLI built with a bad URL fails before any work
+        self.webhook_url = check_webhook_url(webhook_url, setting)
         self.timeout_s = timeout_s
 
     def send(self, notification: Notification) -> bool:
-        """Record and deliver; returns whether the webhook (if any) accepted it."""
-        self._append(notification.to_dict())
+        """Record and deliver; returns whether the webhook (if any) accepted it. Never
+        raises for a delivery problem: a notification must not fail the run it reports."""
+        record = notification.to_dict()
+        self._append(record)
         if not self.webhook_url:
             return True
-        body = json.dumps(notification.slack_payload(), default=str).encode()
-        request = urllib.request.Request(
-            self.webhook_url,
-            data=body,
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                ok = 200 <= response.status < 300
-                error = None if ok else f"HTTP {response.status}"
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            ok, error = False, f"{type(exc).__name__}: {exc}"
-        if not ok:
+        error = self._deliver(notification)
+        if error is not None:
             self._append(
                 Notification(
                     "delivery_failed",
                     f"webhook delivery of {notification.kind} failed: {error}",
                     notification.region,
-                    {"original": notification.to_dict()},
+                    {"original": record},
                 ).to_dict()
             )
-        return ok
+        return error is None
+
+    def _deliver(self, notification: Notification) -> str | None:
+        """POST the notification; None when accepted, else what went wrong (the URL, a
+        secret, removed from the text)."""
+        try:
+            body = json.dumps(notification.slack_payload(), default=str).encode()
+            request = urllib.request.Request(
+                self.webhook_url,
+                data=body,
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                status = response.status
+        except urllib.error.HTTPError as exc:  # a 4xx/5xx answer
+            return f"HTTP {exc.code} {exc.reason}"
+        except Exception as exc:
+            # any failure (DNS, refused, timeout, a payload that cannot be serialised, a
+            # malformed answer) is recorded, never raised
+            reason = getattr(exc, "reason", None)  # URLError wraps the socket error
+            text = f"{type(exc).__name__}: {reason if reason is not None else exc}"
+            return self._without_url(text)
+        return None if 200 <= status < 300 else f"HTTP {status}"
+
+    def _without_url(self, text: str) -> str:
+        """``text`` with the webhook URL, its host and its path replaced by ``<webhook>``:
+        urllib's error texts can quote them, and the feed is read by people."""
+        url = self.webhook_url or ""
+        parts = urllib.parse.urlsplit(url)
+        for secret in (url, parts.netloc, parts.path):
+            if len(secret) > 1:
+                text = text.replace(secret, "<webhook>")
+        return text
 
     def _append(self, record: dict[str, Any]) -> None:
-        self.feed.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record, sort_keys=True, default=str) + "\n"
-        with open(self.feed, "a", encoding="utf-8") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)  # whole lines from concurrent runs
-            fh.write(line)
+        """Append one JSON line to the feed; a record that cannot be serialised is written
+        with its details replaced by the error, and a feed that cannot be written is
+        logged: recording a notification never raises."""
+        try:
+            try:
+                line = json.dumps(record, sort_keys=True, default=str)
+            except Exception as exc:  # e.g. a cycle, an object str() fails on
+                unserialisable = f"{type(exc).__name__}: {exc}"
+                line = json.dumps(
+                    {**record, "details": {"unserialisable_details": unserialisable}},
+                    sort_keys=True,
+                    default=repr,
+                )
+            self.feed.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.feed, "a", encoding="utf-8") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)  # whole lines from concurrent runs
+                fh.write(line + "\n")
+        except Exception:  # disk full, permissions: log, never fail the run
+            _log.exception(
+                "could not record a %s notification in %s", record.get("kind"), self.feed
+            )
 
     def read(self) -> list[dict[str, Any]]:
         if not self.feed.exists():

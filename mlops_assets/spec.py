@@ -124,6 +124,18 @@ class SourceSpec(_Strict):
         default=None,
         description="file stem -> region display name, for files that carry no region column",
     )
+    ignore_columns: tuple[str, ...] = Field(
+        default=(),
+        description="file columns known and deliberately not used (e.g. a column that "
+        "would leak the target): dropped without a warning",
+    )
+    unknown_columns: Literal["warn", "quarantine"] = Field(
+        default="warn",
+        description="a file with columns neither in `columns` nor in `ignore_columns`: "
+        "accepted with those columns dropped and named by the raw asset's WARN check "
+        "`no_unknown_columns` (warn), or quarantined with reason `unknown_columns` "
+        "(quarantine: for feeds whose layout must not change unannounced)",
+    )
     known_in_advance: bool = Field(
         default=True,
         description="whether this source's feature values are known for future dates "
@@ -579,15 +591,24 @@ def load_spec(spec: str | Path) -> DatasetSpec:
     Raises SpecError naming the file and each bad field.
     """
     path = Path(spec)
+    shipped = sorted(p.stem for p in SPECS_DIR.glob("*.yaml"))
     if not path.suffix and not path.is_file():
+        if str(spec) not in shipped:
+            raise SpecError(
+                f"unknown spec {str(spec)!r}: the shipped specs are {shipped}; "
+                "or give the path of a YAML file"
+            )
         path = SPECS_DIR / f"{spec}.yaml"
+    if path.is_dir():
+        raise SpecError(f"spec {path} is a folder, not a YAML file")
     if not path.is_file():
-        shipped = sorted(p.stem for p in SPECS_DIR.glob("*.yaml"))
         raise SpecError(f"no spec file {path} (shipped specs: {shipped})")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:  # unreadable, or not text
+        raise SpecError(f"{path}: cannot be read as UTF-8 text: {exc}") from exc
     try:
         return DatasetSpec.model_validate(raw)
     except ValidationError as exc:

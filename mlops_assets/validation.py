@@ -8,13 +8,20 @@ spliced into SQL; column names come from the spec and are quoted.
 
 A file is rejected (``LandingRejected``) when it is unparseable, empty, misses columns,
 has values of the wrong type, nulls where none are allowed, dates or values out of
-range, conflicting duplicate keys, unknown stores, or unusable region names. Rows that
+range, conflicting duplicate keys, unknown stores, or unusable region names, and when
+its source says ``unknown_columns: quarantine``, columns the spec does not know (by
+default they are dropped and reported, see ``ValidatedFile.unknown_columns``). Rows that
 are exact copies of another row in the same file are dropped and counted, not rejected:
 re-exported files often hold such copies (rossmann-100's train.csv has six).
+
+A rejection's ``message`` is what people read in the CLI and the UI: one short line,
+without absolute paths (the file's name at most). What the engine said in full (DuckDB's
+errors run over many lines and quote the file's absolute path) is kept in ``details``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,16 +37,60 @@ MAX_DATE = "2100-12-31"
 MAX_EXAMPLES = 5
 # canonical columns that normalised rows always carry, with their fill value
 _FILLED = {"item": "all", "region": ""}
+MESSAGE_CHARS = 300  # longest reason message shown; the full text stays in the details
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~/])/[^\s'\"]+")
+
+
+def one_line(text: str, limit: int = MESSAGE_CHARS) -> str:
+    """``text`` on one line (whitespace collapsed), cut at ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def without_absolute_paths(text: str, path: Path | None = None) -> str:
+    """``text`` with ``path`` shown by its name and any other absolute path as
+    ``<path>``: reasons are read by people on other machines, tmp dirs mean nothing."""
+    if path is not None:
+        text = text.replace(str(path), path.name)
+    return _ABSOLUTE_PATH.sub("<path>", text)
 
 
 class LandingRejected(Exception):
-    """A landing file cannot be ingested. ``code`` is stable and machine-readable."""
+    """A landing file cannot be ingested. ``code`` is stable and machine-readable;
+    ``message`` is one short line for people (a longer one is cut, and kept whole in
+    ``details["full_message"]``)."""
 
     def __init__(self, code: str, message: str, details: dict[str, Any] | None = None):
-        super().__init__(f"{code}: {message}")
+        short = one_line(message)
+        super().__init__(f"{code}: {short}")
         self.code = code
-        self.message = message
-        self.details = details or {}
+        self.message = short
+        self.details = dict(details or {})
+        if short != " ".join(message.split()):
+            self.details.setdefault("full_message", message)
+
+
+def _engine_summary(exc: Exception, path: Path) -> str:
+    """One human sentence for DuckDB's multi-line read error; its common cases
+    (ragged row, not UTF-8, layout not detected, not Parquet) in plain words."""
+    text = str(exc)
+    line = re.search(r"CSV Error on Line: (\d+)", text)
+    columns = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)
+    original = re.search(r"Original Line: (.*)", text)
+    if line and columns:
+        found = f"line {line[1]} has {columns[2]} fields where the header has {columns[1]}"
+        return found + (f": {one_line(original[1], 80)!r}" if original else "")
+    if "Invalid unicode" in text:
+        return "it is not UTF-8 text" + (f" (line {line[1]})" if line else "")
+    if "sniffing file" in text:
+        return (
+            "its CSV layout could not be detected (a stray quote, another delimiter, or "
+            "not a CSV file)"
+        )
+    if "magic bytes" in text:
+        return "it is not a Parquet file"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return without_absolute_paths(first, path)
 
 
 @dataclass
@@ -49,6 +100,7 @@ class ValidatedFile:
     rows: int
     exact_duplicates_dropped: int
     ignored_columns: list[str]
+    unknown_columns: list[str] = field(default_factory=list)
     stores: list[str] = field(default_factory=list)
     regions: list[str] = field(default_factory=list)
     date_min: str | None = None
@@ -59,6 +111,7 @@ class ValidatedFile:
             "rows": self.rows,
             "exact_duplicates_dropped": self.exact_duplicates_dropped,
             "ignored_columns": self.ignored_columns,
+            "unknown_columns": self.unknown_columns,
             "n_stores": len(self.stores),
             "regions": self.regions,
             "date_min": self.date_min,
@@ -121,7 +174,11 @@ def _read_text(con: duckdb.DuckDBPyConnection, path: Path, spec: SourceSpec) -> 
                 "unsupported_format", f"file type {suffix or '(none)'} is not CSV or Parquet"
             )
     except duckdb.Error as exc:
-        raise LandingRejected("unparseable", f"could not read {path.name}: {exc}") from exc
+        raise LandingRejected(
+            "unparseable",
+            f"could not read {path.name}: {_engine_summary(exc, path)}",
+            {"engine_error": str(exc)},
+        ) from exc
     return [r[0] for r in con.execute("DESCRIBE src").fetchall()]
 
 
@@ -165,6 +222,15 @@ def _validate(
             {"missing": missing, "found": file_cols[:100]},
         )
     ignored = sorted(set(file_cols) - set(wanted.values()))
+    # columns the spec neither maps nor lists as deliberately ignored: a layout change
+    unknown_cols = [c for c in ignored if c not in spec.ignore_columns]
+    if unknown_cols and spec.unknown_columns == "quarantine":
+        raise LandingRejected(
+            "unknown_columns",
+            f"{len(unknown_cols)} column(s) the spec does not know: {unknown_cols[:10]} (map "
+            "them, list them in ignore_columns, or set unknown_columns: warn)",
+            {"columns": unknown_cols},
+        )
     total = con.execute("SELECT count(*) FROM src").fetchone()[0]
     if total == 0:
         raise LandingRejected("empty", "the file has a header but no rows")
@@ -342,6 +408,7 @@ def _validate(
         rows=n_dedup,
         exact_duplicates_dropped=dropped,
         ignored_columns=ignored,
+        unknown_columns=unknown_cols,
         stores=stores,
         regions=regions,
         date_min=date_min,

@@ -281,3 +281,139 @@ def test_registry_verify_unknown_option_is_a_usage_error(tmp_path, dagster_home)
     with pytest.raises(SystemExit) as info:
         cli.main(["registry", "verify", "--home", str(tmp_path), "--regoin", "Nord"])
     assert info.value.code == 2
+
+
+# -- errors: one line on stderr, exit code 2, no traceback ----------------------------------
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A CI environment whose variables the CLI may change are restored afterwards."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("MLOPS_ENV", "ci")
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "ws"))
+    monkeypatch.setenv("MLOPS_SPEC", "sample")
+    monkeypatch.delenv("MLOPS_WEBHOOK_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "a_file").write_text("not a folder\n")
+    (tmp_path / "folder.yaml").mkdir()
+    (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    (tmp_path / "broken.yaml").write_text("name: sample\nsources: [unclosed\n  x: 1\n")
+    return tmp_path
+
+
+def _fails_cleanly(argv: list[str], capsys: pytest.CaptureFixture, *expected: str) -> str:
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert code == 2, (out, err)
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err + out
+    for text in expected:
+        assert text in lines[0]
+    return lines[0]
+
+
+INGEST = ["ingest", "--spec", "sample", "--source-dir"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (INGEST + ["nowhere"], ["source folder nowhere does not exist"]),
+        (INGEST + ["a_file"], ["source folder a_file is not a folder"]),
+        (["ingest", "--spec", "no_such_spec", "--source-dir", "src"], ["unknown spec", "sample"]),
+        (["ingest", "--spec", "missing.yaml", "--source-dir", "src"], ["missing.yaml"]),
+        (["ingest", "--spec", "folder.yaml", "--source-dir", "src"], ["is a folder"]),
+        (["ingest", "--spec", "latin1.yaml", "--source-dir", "src"], ["UTF-8"]),
+        (["ingest", "--spec", "broken.yaml", "--source-dir", "src"], ["not valid YAML"]),
+        (INGEST + ["src", "--home", "a_file"], ["a_file is a file, not a folder"]),
+        (["generate", "--out", "a_file"], ["a_file", "Not a directory"]),
+        (["generate", "--out", "gen", "--drift", "Nord:junk"], ["--drift 'Nord:junk'"]),
+        (["evaluate", "--spec", "no_such_spec", "--source-dir", "src", "--out", "o.json"], []),
+        (["evaluate", "--spec", "sample", "--source-dir", "nowhere", "--out", "o.json"], []),
+        (["evaluate", "--spec", "sample", "--source-dir", "src", "--out", "src"], ["a folder"]),
+        (["registry", "history"], ["needs --region"]),
+        (["registry", "approve", "--region", "Nord"], ["needs --version and --reason"]),
+        (["registry", "prune", "--spec", "no_such_spec"], ["unknown spec"]),
+        (["explain", "--region", "Nord", "--store", "S1"], ["no forecasts", "'Nord'"]),
+        (["tune", "--region", "Nord", "--spec", "no_such_spec"], ["unknown spec"]),
+        (["drill", "--out", "src"], ["--out src is a folder"]),
+    ],
+)
+def test_input_errors_are_one_line_with_exit_code_2(cli_env, capsys, argv, expected):
+    _fails_cleanly(argv, capsys, *expected)
+
+
+def test_a_folder_where_a_landing_file_goes_is_one_line(cli_env, capsys):
+    """Unreadable/unwritable even for root: a folder sits where a landing file must go."""
+    (cli_env / "src" / "stores").mkdir()
+    (cli_env / "src" / "stores" / "stores.csv").write_text("store_id,region\n")
+    (cli_env / "ws" / "landing" / "stores" / "stores.csv").mkdir(parents=True)
+    _fails_cleanly(INGEST + ["src"], capsys, "stores.csv", "Is a directory")
+
+
+@pytest.mark.parametrize("content", [None, "{not json"], ids=["folder", "not-json"])
+def test_unreadable_quarantine_record_is_one_line(cli_env, capsys, content):
+    record = cli_env / "ws" / "quarantine" / "sales" / "abc__x.csv.reason.json"
+    record.parent.mkdir(parents=True)
+    if content is None:
+        record.mkdir()
+    else:
+        record.write_text(content)
+    _fails_cleanly(["quarantine"], capsys, "quarantine/sales/abc__x.csv.reason.json")
+
+
+def test_bad_environment_is_one_line(cli_env, capsys, monkeypatch):
+    monkeypatch.setenv("MLOPS_ENV", "staging")
+    _fails_cleanly(["quarantine"], capsys, "MLOPS_ENV='staging'")
+
+
+def test_non_http_webhook_is_refused_before_any_work_without_showing_it(
+    cli_env, capsys, monkeypatch
+):
+    monkeypatch.setenv("MLOPS_WEBHOOK_URL", "ftp://hooks.example.com/T0KEN-s3cr3t")
+    line = _fails_cleanly(["generate", "--out", "gen"], capsys, "MLOPS_WEBHOOK_URL")
+    assert "T0KEN-s3cr3t" not in line and "hooks.example.com" not in line
+    assert not (cli_env / "gen").exists()
+
+
+def test_errors_print_no_traceback_from_a_real_process(cli_env):
+    import subprocess
+    import sys
+
+    for argv in (INGEST + ["nowhere"], ["ingest", "--spec", "nope", "--source-dir", "src"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "mlops_assets.cli", *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 2
+        assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_quarantine_lists_one_line_reasons_without_paths(cli_env, capsys, sample_dir):
+    from mlops_assets.landing import ingest_file
+    from mlops_assets.spec import load_spec
+    from mlops_assets.workspace import Workspace
+
+    ws = Workspace(cli_env / "ws")
+    lines = (sample_dir / "sales" / "sales_2023.csv").read_text().splitlines()
+    lines[9000] += ",oops"
+    landing_file = ws.landing_dir("sales") / "ragged.csv"
+    landing_file.parent.mkdir(parents=True)
+    landing_file.write_text("\n".join(lines) + "\n")
+    outcome = ingest_file(ws, load_spec("sample"), "sales", "landing/sales/ragged.csv")
+    assert outcome.status == "quarantined"
+
+    assert cli.main(["quarantine"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith(outcome.sha256[:12])
+    assert line.endswith(
+        "landing/sales/ragged.csv  unparseable: could not read ragged.csv: line 9001 has 7 "
+        "fields where the header has 6: " + repr(lines[9000])
+    )
+    assert str(cli_env) not in line

@@ -42,7 +42,9 @@ def test_sample_graph(tmp_path):
         "monitoring_alerts": "monitoring",
     }
     assert "features:features_null_rates" in g["checks"]
-    assert "raw_sales:landing_files_valid" in g["checks"]
+    for raw in ("raw_stores", "raw_sales", "raw_weather", "raw_events", "raw_future"):
+        assert f"{raw}:landing_files_valid" in g["checks"]
+        assert f"{raw}:no_unknown_columns" in g["checks"]
     assert g["sensors"] == [
         "landing_sensor",
         "monitoring_sensor",

@@ -547,3 +547,59 @@ def test_landing_status_lists_every_file_with_its_hash_state_and_reason(
         ws, sample_spec, lambda paths: {p: f"run abc for {len(paths)}" for p in paths}
     )
     assert {f["reason"] for f in explained if f["state"] == "pending"} == {"run abc for 1"}
+
+
+# -- reasons people read ----------------------------------------------------------------------
+
+
+def test_malformed_csv_reason_is_one_line_without_paths_and_the_file_keeps_the_details(
+    ws_with_stores: Workspace, sample_dir: Path, sample_spec: DatasetSpec
+) -> None:
+    ws = ws_with_stores
+    lines = (sample_dir / "sales" / "sales_2023.csv").read_text().splitlines()
+    lines[9000] += ",oops"
+    rel = put(ws, "sales", "2024/ragged.csv", "\n".join(lines) + "\n")
+    outcome = ingest_file(ws, sample_spec, "sales", rel)
+    assert outcome.status == "quarantined"
+    line = landing.reason_line(outcome.record)
+    assert line.startswith("unparseable: could not read ragged.csv: line 9001 has 7 fields")
+    assert "\n" not in line and str(ws.root) not in line and "/tmp" not in line
+    [record] = quarantined(ws)
+    assert landing.reason_line(record) == line
+    reason_file = ws.root / (record["quarantined_copy"] + ".reason.json")
+    details = json.loads(reason_file.read_text())["details"]
+    assert str(ws.root / rel) in details["engine_error"] and "\n" in details["engine_error"]
+
+
+def test_reason_line_of_an_old_record_drops_paths_and_newlines() -> None:
+    record = {
+        "reason": "unparseable",
+        "message": "could not read x.csv: Invalid Input Error: CSV Error on Line: 3\n"
+        "  file = /srv/mlops/landing/sales/x.csv\n  delimiter = ,",
+    }
+    line = landing.reason_line(record)
+    assert line == (
+        "unparseable: could not read x.csv: Invalid Input Error: CSV Error on Line: 3 "
+        "file = <path> delimiter = ,"
+    )
+
+
+@pytest.mark.parametrize("mode", ["warn", "quarantine"])
+def test_unknown_columns_are_recorded_or_quarantined_as_the_spec_says(
+    ws_with_stores: Workspace, sample_dir: Path, sample_spec: DatasetSpec, mode: str
+) -> None:
+    ws = ws_with_stores
+    sources = dict(sample_spec.sources)
+    sources["sales"] = sources["sales"].with_overrides(unknown_columns=mode)
+    spec = sample_spec.model_copy(update={"sources": sources})
+    rows = [{**r, "colour": "red"} for r in read_csv_rows(sample_dir / "sales/sales_2023.csv")[:20]]
+    outcome = ingest_file(ws, spec, "sales", put(ws, "sales", "extra.csv", csv_text(rows)))
+    manifest = json.loads(ws.manifest_path(outcome.sha256).read_text())
+    if mode == "warn":
+        assert outcome.status == "ingested"
+        assert manifest["unknown_columns"] == ["colour"] == manifest["ignored_columns"]
+    else:
+        assert outcome.status == "quarantined" and manifest["reason"] == "unknown_columns"
+        assert landing.reason_line(manifest).startswith(
+            "unknown_columns: 1 column(s) the spec does not know: ['colour']"
+        )

@@ -1,36 +1,95 @@
-"""Notifier: always the local feed; a webhook when configured, surviving its outages."""
+"""Notifier: always the local feed; a webhook when configured, surviving its outages.
+
+Every failing webhook here is real: a server on 127.0.0.1 that refuses, never answers,
+answers 500 or answers garbage (no network beyond loopback; the DNS failure is the
+resolver's own error, raised without asking a name server)."""
 
 import json
 import socket
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from mlops_assets.notifications import Notification, Notifier
+from mlops_assets.notifications import Notification, Notifier, check_webhook_url
+from mlops_assets.settings import SettingsError
+
+SECRET = "T0KEN-s3cr3t"  # stands for the secret part of a real webhook URL
 
 
-@pytest.fixture
-def receiver():
-    """A webhook receiver on 127.0.0.1 that records every JSON body it gets."""
+def _serve(status: int = 200) -> tuple[HTTPServer, list[dict]]:
+    """An HTTP server on 127.0.0.1 answering every POST with ``status``; records bodies."""
     received: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server API)
             length = int(self.headers["Content-Length"])
             received.append(json.loads(self.rfile.read(length)))
-            self.send_response(200)
+            self.send_response(status)
             self.end_headers()
 
         def log_message(self, *args):
             pass
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, received
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict]]]:
+    """A webhook receiver on 127.0.0.1 that records every JSON body it gets."""
+    server, received = _serve(200)
+    yield f"http://127.0.0.1:{server.server_port}/hook/{SECRET}", received
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def failing_receiver() -> Iterator[tuple[str, list[dict]]]:
+    """A webhook on 127.0.0.1 that reads each post and answers HTTP 500."""
+    server, received = _serve(500)
+    yield f"http://127.0.0.1:{server.server_port}/hook/{SECRET}", received
+    server.shutdown()
+    server.server_close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:  # a port nobody listens on once closed
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections (the kernel's backlog) but never answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield s.getsockname()[1]
+
+
+@pytest.fixture
+def garbage_port() -> Iterator[int]:
+    """A port whose server answers every connection with bytes that are not HTTP."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def answer() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # closed by the fixture
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"SPAM SPAM SPAM\r\n\r\n")
+
+    threading.Thread(target=answer, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()
 
 
 def test_feed_only_without_webhook(tmp_path):
@@ -50,19 +109,120 @@ def test_webhook_receives_slack_compatible_json(tmp_path, receiver):
     assert [e["kind"] for e in notifier.read()] == ["run_failure"]
 
 
-def test_receiver_down_is_logged_not_raised(tmp_path):
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    notifier = Notifier(
-        tmp_path / "feed.jsonl", webhook_url=f"http://127.0.0.1:{port}/x", timeout_s=1
-    )
-    assert notifier.send(Notification("model_pending_approval", "Sud:v2 waits", "Sud")) is False
-    kinds = [e["kind"] for e in notifier.read()]
-    assert kinds == ["model_pending_approval", "delivery_failed"]
+def _assert_failure_recorded(notifier: Notifier, kind: str) -> dict:
+    """The notification and one ``delivery_failed`` entry are in the feed; the secret URL
+    appears nowhere in it. Returns the failure entry."""
+    assert [e["kind"] for e in notifier.read()] == [kind, "delivery_failed"]
+    assert SECRET not in notifier.feed.read_text()
     failure = notifier.read()[1]
+    assert failure["message"].startswith(f"webhook delivery of {kind} failed: ")
+    return failure
+
+
+def test_receiver_down_is_logged_not_raised(tmp_path):
+    url = f"http://127.0.0.1:{_free_port()}/hook/{SECRET}"
+    notifier = Notifier(tmp_path / "feed.jsonl", webhook_url=url, timeout_s=1)
+    assert notifier.send(Notification("model_pending_approval", "Sud:v2 waits", "Sud")) is False
+    failure = _assert_failure_recorded(notifier, "model_pending_approval")
     assert "ConnectionRefused" in failure["message"] or "refused" in failure["message"]
     assert failure["details"]["original"]["kind"] == "model_pending_approval"
+
+
+def test_receiver_that_never_answers_times_out_and_is_recorded(tmp_path, silent_port):
+    url = f"http://127.0.0.1:{silent_port}/hook/{SECRET}"
+    notifier = Notifier(tmp_path / "feed.jsonl", webhook_url=url, timeout_s=0.3)
+    assert notifier.send(Notification("drift_alert", "Nord drifts", "Nord")) is False
+    failure = _assert_failure_recorded(notifier, "drift_alert")
+    assert "timed out" in failure["message"].lower() or "Timeout" in failure["message"]
+
+
+def test_http_500_is_recorded_with_its_status(tmp_path, failing_receiver):
+    url, received = failing_receiver
+    notifier = Notifier(tmp_path / "feed.jsonl", webhook_url=url)
+    assert notifier.send(Notification("quality_breach", "Ost breaches", "Ost")) is False
+    assert len(received) == 1  # it was posted, the receiver failed
+    failure = _assert_failure_recorded(notifier, "quality_breach")
+    assert "HTTP 500" in failure["message"]
+
+
+def test_answer_that_is_not_http_is_recorded(tmp_path, garbage_port):
+    url = f"http://127.0.0.1:{garbage_port}/hook/{SECRET}"
+    notifier = Notifier(tmp_path / "feed.jsonl", webhook_url=url, timeout_s=2)
+    assert notifier.send(Notification("model_rejected", "West:v3 rejected", "West")) is False
+    failure = _assert_failure_recorded(notifier, "model_rejected")
+    assert "BadStatusLine" in failure["message"]
+
+
+def test_dns_failure_is_recorded(tmp_path, monkeypatch):
+    def no_such_host(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    # the resolver's failure as getaddrinfo raises it, without asking any name server
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+    url = f"https://hooks.example.invalid/services/{SECRET}"
+    notifier = Notifier(tmp_path / "feed.jsonl", webhook_url=url, timeout_s=1)
+    assert notifier.send(Notification("run_failure", "ingest_job failed")) is False
+    failure = _assert_failure_recorded(notifier, "run_failure")
+    assert "Name or service not known" in failure["message"]
+    assert "hooks.example.invalid" not in notifier.feed.read_text()
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("cannot format me")
+
+    __repr__ = __str__
+
+
+def test_payload_that_cannot_be_formatted_is_recorded_not_raised(tmp_path, receiver):
+    url, received = receiver
+    notifier = Notifier(tmp_path / "feed.jsonl", webhook_url=url)
+    sent = notifier.send(
+        Notification("tuning_started", "Nord tuning", "Nord", {"x": _Unprintable()})
+    )
+    assert sent is False and received == []
+    entry, failure = notifier.read()
+    assert entry["kind"] == "tuning_started" and entry["message"] == "Nord tuning"
+    assert "cannot format me" in entry["details"]["unserialisable_details"]
+    assert failure["kind"] == "delivery_failed" and "cannot format me" in failure["message"]
+
+
+def test_feed_that_cannot_be_written_is_logged_not_raised(tmp_path, caplog):
+    (tmp_path / "blocker").write_text("a file where the feed's folder should be")
+    notifier = Notifier(tmp_path / "blocker" / "feed.jsonl")
+    assert notifier.send(Notification("model_approved", "Nord:v1 approved", "Nord"))
+    assert "could not record a model_approved notification" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"ftp://hooks.example.com/{SECRET}",
+        f"hooks.slack.com/services/{SECRET}",
+        f"file:///etc/{SECRET}",
+        f"javascript:alert('{SECRET}')",
+        f"http:///{SECRET}",
+        f"https://hooks.example.com:port{SECRET}/x",
+        f"https://hooks.example.com/{SECRET}\n",
+        f"https://hooks.example.com/ {SECRET}",
+    ],
+    ids=["ftp", "no-scheme", "file", "javascript", "no-host", "bad-port", "newline", "space"],
+)
+def test_url_that_is_not_http_is_refused_without_showing_it(tmp_path, url):
+    with pytest.raises(SettingsError) as exc:
+        check_webhook_url(url)
+    assert "MLOPS_WEBHOOK_URL" in str(exc.value) and SECRET not in str(exc.value)
+    assert exc.value.__cause__ is None and exc.value.__context__ is None  # no chained repr
+    with pytest.raises(SettingsError) as exc:
+        Notifier(tmp_path / "feed.jsonl", webhook_url=url)
+    assert SECRET not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://hooks.slack.com/services/T0/B0/x", "http://127.0.0.1:8080/hook", "", None]
+)
+def test_http_urls_and_no_url_are_accepted(url):
+    assert check_webhook_url(url) == (url or None)
 
 
 def test_unknown_kind_is_refused():

@@ -207,3 +207,24 @@ def test_with_overrides_replaces_given_values_keeps_the_rest_and_validates(
     assert (kept.keep_archived, kept.keep_rejected) == (4, 0)
     with pytest.raises(ValidationError, match="keep_archived"):
         sample_spec.retention.with_overrides(keep_archived=-1)
+
+
+def test_spec_that_is_a_folder_or_not_text_is_a_spec_error(tmp_path: Path) -> None:
+    (tmp_path / "folder.yaml").mkdir()
+    with pytest.raises(SpecError, match="is a folder"):
+        load_spec(tmp_path / "folder.yaml")
+    (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(SpecError, match="cannot be read as UTF-8 text"):
+        load_spec(tmp_path / "latin1.yaml")
+
+
+def test_unknown_columns_setting_is_warn_or_quarantine(tmp_path: Path) -> None:
+    assert {s.unknown_columns for s in load_spec("sample").sources.values()} == {"warn"}
+    text = (
+        (SPECS_DIR / "sample.yaml")
+        .read_text()
+        .replace("    kind: sales\n", "    kind: sales\n    unknown_columns: drop\n", 1)
+    )
+    (tmp_path / "odd.yaml").write_text(text)
+    with pytest.raises(SpecError, match="sources.sales.unknown_columns"):
+        load_spec(tmp_path / "odd.yaml")

@@ -561,6 +561,21 @@ def test_rossmann_train_keeps_all_rows_but_six_exact_duplicates(
     assert train.rows == 91_256
     assert train.exact_duplicates_dropped == 6
     assert (train.date_min, train.date_max) == ("2013-01-01", "2015-07-31")
+    # the columns the spec leaves out on purpose are not reported as unknown
+    assert (train.ignored_columns, train.unknown_columns) == (["Customers", "DayOfWeek"], [])
+
+
+def test_rossmann_files_have_no_columns_the_spec_does_not_know(
+    rossmann_dir: Path, rossmann_spec: DatasetSpec
+) -> None:
+    stores = validate_file(rossmann_dir / "store.csv", rossmann_spec.sources["stores"])
+    for name in ("weather", "future"):
+        source = rossmann_spec.sources[name]
+        for pattern in source.files:
+            for path in sorted(rossmann_dir.glob(pattern)):
+                result = validate_file(path, source, known_stores=set(stores.stores))
+                assert result.unknown_columns == [], path.name
+                assert result.ignored_columns, path.name
 
 
 def test_rossmann_store_states_map_to_twelve_safe_keys(
@@ -576,3 +591,111 @@ def test_rossmann_store_states_map_to_twelve_safe_keys(
     assert len(set(keys.values())) == 12
     assert keys["HB,NI"] == "HB_NI"
     assert all("," not in k for k in keys.values())
+
+
+# -- reasons people read: one short line, no absolute paths, the engine's text in details --
+
+
+def _malformed(tmp_path: Path, sales_rows: Rows, kind: str) -> Path:
+    lines = write_rows(tmp_path / "x.csv", sales_rows).read_text().splitlines()
+    if kind == "ragged":
+        lines[3] += ",7"
+    elif kind == "stray-quote":
+        lines[2] = '"' + lines[2]
+    path = tmp_path / "deep" / "er" / f"{kind}.csv"
+    path.parent.mkdir(parents=True)
+    if kind == "not-utf8":
+        path.write_bytes(("\n".join(lines) + "\n").encode().replace(b"S0", b"\xff\xfe", 1))
+    else:
+        path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["ragged", "stray-quote", "not-utf8"])
+def test_unparseable_reason_is_one_short_line_and_details_keep_the_engine_text(
+    tmp_path: Path, sales_rows: Rows, sample_spec: DatasetSpec, known_stores: set[str], kind: str
+) -> None:
+    path = _malformed(tmp_path, sales_rows, kind)
+    exc = reject(path, sample_spec.sources["sales"], known_stores=known_stores)
+    assert exc.code == "unparseable"
+    assert exc.message.startswith(f"could not read {path.name}: ")
+    assert "\n" not in exc.message and len(exc.message) <= 300
+    assert str(tmp_path) not in exc.message and "/" not in exc.message
+    engine = exc.details["engine_error"]
+    assert "\n" in engine and "Error" in engine  # DuckDB's full, multi-line text
+
+
+def test_ragged_row_reason_says_where_in_plain_words(
+    tmp_path: Path, sample_dir: Path, sample_spec: DatasetSpec, known_stores: set[str]
+) -> None:
+    lines = (sample_dir / "sales" / "sales_2023.csv").read_text().splitlines()
+    lines[9000] = lines[9000].rsplit(",", 1)[0]
+    path = tmp_path / "short.csv"
+    path.write_text("\n".join(lines) + "\n")
+    exc = reject(path, sample_spec.sources["sales"], known_stores=known_stores)
+    assert exc.code == "unparseable"
+    assert "line 9001 has 5 fields where the header has 6" in exc.message
+    assert "\n" not in exc.message and str(tmp_path) not in exc.message
+    assert str(path) in exc.details["engine_error"]
+
+
+def test_wrong_types_reason_is_one_line(
+    tmp_path: Path, sales_rows: Rows, sample_spec: DatasetSpec, known_stores: set[str]
+) -> None:
+    path = write_rows(tmp_path / "x.csv", with_value(sales_rows, 2, "units", "12\nunits"))
+    exc = reject(path, sample_spec.sources["sales"], known_stores=known_stores)
+    assert exc.code == "bad_type" and "\n" not in exc.message
+    assert "row 3: '12\\nunits'" in exc.message
+
+
+def test_a_long_reason_is_cut_and_kept_whole_in_details(
+    tmp_path: Path, sales_rows: Rows, sample_spec: DatasetSpec, known_stores: set[str]
+) -> None:
+    rows = [{f"unexpected_column_{i:03d}": "x" for i in range(60)}]
+    exc = reject(write_rows(tmp_path / "wide.csv", rows), sample_spec.sources["sales"])
+    assert exc.code == "missing_columns"
+    assert len(exc.message) <= 300 and exc.message.endswith("…")
+    assert "unexpected_column_029" in exc.details["full_message"]
+
+
+# -- columns the spec does not know ----------------------------------------------------------
+
+
+def _with_extra_column(tmp_path: Path, rows: Rows) -> Path:
+    return write_rows(tmp_path / "extra.csv", [{**r, "colour": "red", "Notes": ""} for r in rows])
+
+
+def test_unknown_columns_are_dropped_and_named_by_default(
+    tmp_path: Path, sales_rows: Rows, sample_spec: DatasetSpec, known_stores: set[str]
+) -> None:
+    source = sample_spec.sources["sales"]
+    assert source.unknown_columns == "warn"
+    out = tmp_path / "out.parquet"
+    result = validate_file(
+        _with_extra_column(tmp_path, sales_rows), source, known_stores=known_stores, output=out
+    )
+    assert result.rows == len(sales_rows)
+    assert result.unknown_columns == ["Notes", "colour"] == result.ignored_columns
+    assert result.summary()["unknown_columns"] == ["Notes", "colour"]
+    assert "colour" not in pd.read_parquet(out).columns
+
+
+def test_columns_listed_as_ignored_are_not_unknown(
+    tmp_path: Path, sales_rows: Rows, sample_spec: DatasetSpec, known_stores: set[str]
+) -> None:
+    source = sample_spec.sources["sales"].with_overrides(
+        ignore_columns=["colour"], unknown_columns="quarantine"
+    )
+    path = write_rows(tmp_path / "x.csv", [{**r, "colour": "red"} for r in sales_rows])
+    result = validate_file(path, source, known_stores=known_stores)
+    assert (result.ignored_columns, result.unknown_columns) == (["colour"], [])
+
+
+def test_unknown_columns_quarantine_the_file_when_the_spec_says_so(
+    tmp_path: Path, sales_rows: Rows, sample_spec: DatasetSpec, known_stores: set[str]
+) -> None:
+    source = sample_spec.sources["sales"].with_overrides(unknown_columns="quarantine")
+    exc = reject(_with_extra_column(tmp_path, sales_rows), source, known_stores=known_stores)
+    assert exc.code == "unknown_columns"
+    assert "['Notes', 'colour']" in exc.message and "\n" not in exc.message
+    assert exc.details["columns"] == ["Notes", "colour"]

@@ -34,8 +34,14 @@ class NotifierResource(dg.ConfigurableResource):
     feed_path: str
     webhook_url: str | None = None
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Refuse a URL that is not http(s) when a run or sensor starts, not at its first
+        notification (the message names the setting, never the secret URL)."""
+        self.notifier()
+
     def notifier(self) -> Notifier:
         return Notifier(Path(self.feed_path), self.webhook_url)
 
-    def send(self, kind: str, message: str, region: str | None = None, **details) -> bool:
+    def send(self, kind: str, message: str, region: str | None = None, **details: object) -> bool:
+        """Record (and post) one notification; delivery problems never raise."""
         return self.notifier().send(Notification(kind, message, region, details))

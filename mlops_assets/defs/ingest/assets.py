@@ -7,11 +7,12 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.defs.resources import WorkspaceResource
-from mlops_assets.landing import affected_regions, ingest_file, scan_landing
+from mlops_assets.landing import affected_regions, ingest_file, reason_line, scan_landing
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.warehouse import ingested_files
 
 FILES_VALID = "landing_files_valid"
+KNOWN_COLUMNS = "no_unknown_columns"
 
 
 class IngestConfig(dg.Config):
@@ -68,7 +69,14 @@ def build_raw_asset(spec: DatasetSpec, source: str) -> dg.AssetsDefinition:
                 asset=key,
                 description="Every landing file in this run passed validation (WARN: a bad "
                 "file is quarantined, the rest of the data carries on).",
-            )
+            ),
+            dg.AssetCheckSpec(
+                KNOWN_COLUMNS,
+                asset=key,
+                description="No accepted file of this run had columns the spec does not know "
+                "(WARN: they were dropped, and are named here; a source with "
+                "`unknown_columns: quarantine` quarantines such files instead).",
+            ),
         ],
     )
     def raw_source(
@@ -79,10 +87,15 @@ def build_raw_asset(spec: DatasetSpec, source: str) -> dg.AssetsDefinition:
         outcomes = [ingest_file(ws, ds, source, rel, run_id=context.run.run_id) for rel in files]
         for o in outcomes:
             if o.status == "quarantined":
-                context.log.warning(
-                    f"quarantined {o.relpath}: {o.record['reason']}: {o.record['message']}"
-                )
+                context.log.warning(f"quarantined {o.relpath}: {reason_line(o.record)}")
         new_ok = [o.sha256 for o in outcomes if o.status == "ingested"]
+        unknown = {
+            o.relpath: o.record["unknown_columns"]
+            for o in outcomes
+            if o.status == "ingested" and o.record.get("unknown_columns")
+        }
+        for rel, cols in unknown.items():
+            context.log.warning(f"{rel}: ignored columns the spec does not know: {cols}")
         bad = [o for o in outcomes if o.status == "quarantined"]
         regions = affected_regions(ws, ds, source, new_ok)
         all_files = ingested_files(ws, source)
@@ -117,21 +130,34 @@ def build_raw_asset(spec: DatasetSpec, source: str) -> dg.AssetsDefinition:
                     passed=not bad,
                     severity=dg.AssetCheckSeverity.WARN,
                     description=(
-                        "; ".join(f"{o.relpath}: {o.record['reason']}" for o in bad)
+                        "; ".join(f"{o.relpath}: {reason_line(o.record)}" for o in bad)
                         or f"{len(outcomes)} file(s) valid"
                     ),
                     metadata={
+                        # the short reasons; the engine's full text is in each reason file
                         "quarantined": dg.MetadataValue.json(
                             [
                                 {
-                                    k: o.record[k]
-                                    for k in ("file", "reason", "message", "quarantined_copy")
+                                    "file": o.record["file"],
+                                    "reason": reason_line(o.record),
+                                    "quarantined_copy": o.record["quarantined_copy"],
+                                    "reason_file": o.record["quarantined_copy"] + ".reason.json",
                                 }
                                 for o in bad
                             ]
                         )
                     },
-                )
+                ),
+                dg.AssetCheckResult(
+                    check_name=KNOWN_COLUMNS,
+                    passed=not unknown,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    description=(
+                        "; ".join(f"{rel}: ignored columns {cols}" for rel, cols in unknown.items())
+                        or "no accepted file had columns the spec does not know"
+                    ),
+                    metadata={"ignored_columns": dg.MetadataValue.json(unknown)},
+                ),
             ],
         )
 

@@ -171,3 +171,28 @@ def test_a_request_whose_run_never_appeared_is_requested_again_after_the_grace(
     monkeypatch.setattr(sensors, "REQUEST_GRACE_SECONDS", 0.0)
     again = evaluate_sensor(defs, instance, "landing_sensor", first.cursor)
     assert [r.run_key for r in again.run_requests] == [first.run_requests[0].run_key]
+
+
+def test_check_shows_a_one_line_reason_without_paths(defs, instance, settings, sample_source):
+    drop(sample_source, settings, "stores")
+    lines = next((sample_source / "sales").iterdir()).read_text().splitlines()
+    lines[9000] += ",oops"  # a ragged row deep in the file: DuckDB's error spans lines
+    bad = settings.home / "landing" / "sales" / "ragged.csv"
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_text("\n".join(lines) + "\n")
+    runs = run_sensors(defs, instance, ["landing_sensor"])
+    assert "raw_sales:landing_files_valid" in runs[0].failed_checks
+
+    check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(dg.AssetKey("raw_sales"), "landing_files_valid")]
+    )
+    evaluation = next(iter(check.values())).event.dagster_event.asset_check_evaluation_data
+    assert evaluation.description.startswith(
+        "landing/sales/ragged.csv: unparseable: could not read ragged.csv: line 9001 has 7"
+    )
+    [shown] = evaluation.metadata["quarantined"].value
+    for text in (evaluation.description, shown["reason"]):
+        assert "\n" not in text and str(settings.home) not in text and "/tmp" not in text
+    assert shown["reason"] == evaluation.description.split(": ", 1)[1]
+    reason_file = json.loads((settings.home / shown["reason_file"]).read_text())
+    assert str(bad) in reason_file["details"]["engine_error"]
