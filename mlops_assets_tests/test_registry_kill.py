@@ -84,7 +84,12 @@ V3_FILES = [
 
 def _files(root: Path) -> set[str]:
     return {
-        re.sub(r"\.[a-z0-9_]{8}\.partial\.tmp$", ".*.partial.tmp", p.relative_to(root).as_posix())
+        # the random part and the writer (host-pid) of a temp name shown as *
+        re.sub(
+            r"\.[a-z0-9_]{8}\.[^.]+\.partial\.tmp$",
+            ".*.partial.tmp",
+            p.relative_to(root).as_posix(),
+        )
         for p in root.rglob("*")
         if p.is_file()
     }
