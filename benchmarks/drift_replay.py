@@ -19,8 +19,11 @@ Prints and writes ``benchmarks/results/drift_replay.json``: per scenario and sig
 false-alarm rate (alerted region-weeks of the regions without drift) and, for the drift
 region, the weeks (1 = the first drifted week) in which each signal alerted.
 
-    .venv/bin/python benchmarks/drift_replay.py --cache /tmp/replay-models     # ~17 min
-    # the same models, the DLE learning from the holdout alone (the peer)
+    # the DLE learning from a year of backtest folds (results/drift_replay.json)
+    .venv/bin/python benchmarks/drift_replay.py --cache /tmp/replay-models \
+        --backtest-folds 8                                                      # ~17 min
+    # the same models, the DLE learning from the holdout alone (the default since the
+    # backtest did not pay here)
     .venv/bin/python benchmarks/drift_replay.py --cache /tmp/replay-models \
         --backtest-folds 0 --out benchmarks/results/drift_replay_holdout_dle.json
 """

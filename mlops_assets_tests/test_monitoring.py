@@ -459,7 +459,10 @@ SPEC = load_spec("sample")
 MODEL = SPEC.model.model_copy(  # few trees on one thread (as test_training's FAST)
     update={"num_boost_round": 60, "early_stopping_rounds": 10, "params": {"num_threads": 1}}
 )
-MON = SPEC.monitoring.model_copy(update={"attribution_sample_rows": 20})
+# these fleets test the backtest-trained estimate (off by default, on in the drill)
+MON = SPEC.monitoring.model_copy(
+    update={"attribution_sample_rows": 20, "estimate_backtest_folds": 8}
+)
 SPEC = SPEC.model_copy(update={"model": MODEL, "monitoring": MON})
 SEEDS = (0, 1, 2)
 # 2023-01-01 .. 2025-08-10 (a Sunday) plus 42 days of known future
