@@ -26,6 +26,9 @@ from mlops_assets_tests.defs.models.pipeline_support import (
     write_fast_spec,
 )
 
+# a backfill in real run processes: `make e2e`
+pytestmark = pytest.mark.e2e
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAGSTER = Path(sys.executable).parent / "dagster"
 REGIONS = ("Rhein_Main", "Sud")

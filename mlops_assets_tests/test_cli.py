@@ -22,6 +22,7 @@ def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.mark.e2e  # the whole demo pipeline: `make e2e`
 def test_demo_runs_the_pipeline_and_prints_region_rows(tmp_path, dagster_home, capsys):
     assert cli.main(["demo", "--home", str(tmp_path / "ws")]) == 0
     out = capsys.readouterr().out

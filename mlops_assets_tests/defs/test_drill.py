@@ -10,6 +10,9 @@ import pytest
 from mlops_assets.cli import main
 from mlops_assets.defs.drill import DrillConfig, run_drill
 
+# the fire drill replays weeks of data through the whole pipeline: `make e2e`
+pytestmark = pytest.mark.e2e
+
 DRIFT = "Nord"
 
 

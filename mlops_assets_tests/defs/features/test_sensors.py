@@ -52,6 +52,7 @@ def _driver_cursor(instance, name):
     return _load_state(instance)["cursors"].get(name)
 
 
+@pytest.mark.e2e  # trains and refreshes every region twice: `make e2e`
 def test_new_files_refresh_features_forecast_and_realized_performance_of_their_regions(
     model_pipeline,
 ):
