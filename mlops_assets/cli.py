@@ -32,6 +32,7 @@ from mlops_assets.workspace import Workspace
 
 if TYPE_CHECKING:
     import dagster as dg
+    import pandas as pd
 
     from mlops_assets.registry import ModelRegistry
 
@@ -436,6 +437,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if day is not None:
         keep &= pd.to_datetime(frame["date"]) == day
     rows = frame[keep]
+    on_demand = ""
+    if rows.empty:
+        rows = _explain_on_demand(ws, _settings(args).spec, args, forecast, path, day)
+        on_demand = ", computed on demand"
     if rows.empty:
         print("no such series/date in the latest forecast", file=sys.stderr)
         return 1
@@ -444,11 +449,61 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(
             f"{store}/{item} {pd.Timestamp(day).date()}: forecast "
             f"{preds.get((store, item, day), float('nan')):.1f} "
-            f"({forecast['model_label'].iloc[0]}, origin {path.name.split('.')[0]})"
+            f"({forecast['model_label'].iloc[0]}, origin {path.name.split('.')[0]}{on_demand})"
         )
         for r in group.sort_values("rank").itertuples():
             print(f"    {r.rank}. {r.feature:<28} = {r.value:<12} {r.contribution:+.4f}")
     return 0
+
+
+def _explain_on_demand(
+    ws: Workspace,
+    spec_name: str,
+    args: argparse.Namespace,
+    forecast: "pd.DataFrame",
+    path: Path,
+    day: "pd.Timestamp | None",
+) -> "pd.DataFrame":
+    """Top Shapley contributions of a forecast series whose explanations were not stored
+    (the forecast asset keeps those of ``forecast.explain_series`` series), from the model
+    version that made the forecast and the region's feature table. Only for the origin the
+    feature table is at now: an older origin's inputs are gone."""
+    import lightgbm as lgb
+    import pandas as pd
+
+    from mlops_assets.forecasting import forecast_origin, future_rows, top_contributions
+    from mlops_assets.registry import ModelRegistry
+
+    keep = forecast["store"].astype(str) == args.store
+    if args.item:
+        keep &= forecast["item"].astype(str) == args.item
+    if day is not None:
+        keep &= pd.to_datetime(forecast["date"]) == day
+    wanted = forecast[keep]
+    if wanted.empty:
+        return wanted
+    spec = load_spec(spec_name)
+    features = pd.read_parquet(ws.features_path(args.region))
+    origin = forecast_origin(features)
+    forecast_day = path.name.split(".")[0]
+    if origin is None or str(origin.date()) != forecast_day:
+        raise CliError(
+            f"the explanations of {args.store} were not stored with the forecast of origin "
+            f"{forecast_day} (it keeps those of {spec.forecast.explain_series} series) and "
+            f"the features are now at origin {origin.date() if origin is not None else '-'}: "
+            "explain the latest origin"
+        )
+    registry = ModelRegistry.for_workspace(ws)
+    mv = registry.get(args.region, int(wanted["model_version"].iloc[0]))
+    text, meta = registry.load_artifacts(mv)
+    rows = future_rows(features, origin, spec.horizon * spec.period_days)
+
+    def keys(frame: pd.DataFrame) -> pd.Series:
+        dates = pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d")
+        return frame["store"].astype(str) + "/" + frame["item"].astype(str) + "@" + dates
+
+    mask = keys(rows).isin(set(keys(wanted))).to_numpy()
+    return top_contributions(rows[mask], lgb.Booster(model_str=text), meta)
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ an earlier one and realized performance can later be computed per origin.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,6 +70,19 @@ def make_forecast(
     out["run_id"] = run_id
     out["created_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     return out[FORECAST_COLUMNS]
+
+
+def explained_rows(rows: pd.DataFrame, max_series: int) -> pd.DataFrame:
+    """The forecast rows of at most ``max_series`` series, whose explanations are stored
+    with the forecast: the series whose ``store/item`` hash lowest, so the same series are
+    explained at every origin and a sample of them is spread over stores and items."""
+    keys = rows["store"].astype(str) + "/" + rows["item"].astype(str)
+    series = keys.drop_duplicates()
+    if len(series) <= max_series:
+        return rows
+    ranks = series.map(lambda k: hashlib.sha256(k.encode()).hexdigest()).sort_values()
+    chosen = set(series.loc[ranks.index[:max_series]])
+    return rows[keys.isin(chosen).to_numpy()]
 
 
 def top_contributions(

@@ -16,6 +16,7 @@ import pytest
 
 from mlops_assets.forecasting import (
     FORECAST_COLUMNS,
+    explained_rows,
     forecast_origin,
     future_rows,
     make_forecast,
@@ -259,3 +260,21 @@ def test_top_contributions_default_to_five_per_row(forecast, model):
     top = top_contributions(rows.head(3), booster, meta)
     assert len(top) == 15
     assert top.groupby([*SERIES, "date"])["rank"].max().eq(5).all()
+
+
+def test_the_explained_series_are_a_capped_sample_that_stays_the_same_across_origins():
+    def rows(first_day: str) -> pd.DataFrame:
+        dates = pd.date_range(first_day, periods=3)
+        return pd.DataFrame(
+            [(f"S{s}", f"D{d}", day) for s in range(20) for d in range(3) for day in dates],
+            columns=["store", "item", "date"],
+        )
+
+    today, later = rows("2024-01-01"), rows("2024-01-08").sample(frac=1, random_state=0)
+    picked = explained_rows(today, 5)
+    series = set(zip(picked["store"], picked["item"], strict=True))
+    assert len(series) == 5 and len(picked) == 5 * 3  # every row of each chosen series
+    assert len({s for s, _ in series}) > 1  # spread over stores, not the first store's items
+    again = explained_rows(later, 5)
+    assert set(zip(again["store"], again["item"], strict=True)) == series
+    assert explained_rows(today, 60) is today  # few enough series: all of them

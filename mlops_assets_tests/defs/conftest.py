@@ -65,7 +65,7 @@ def prepared_workspace(tmp_path_factory: pytest.TempPathFactory, sample_dir: Pat
 
 @pytest.fixture
 def model_pipeline(tmp_path: Path, prepared_workspace):
-    """Factory: ``model_pipeline(gate={...}, model={...}, monitoring={...})`` -> a
+    """Factory: ``model_pipeline(gate={...}, model={...}, monitoring={...}, forecast={...})`` -> a
     ``Pipeline`` on a private copy of the prepared workspace and instance, with the fast
     spec plus the overrides."""
     from contextlib import ExitStack
@@ -79,10 +79,15 @@ def model_pipeline(tmp_path: Path, prepared_workspace):
             gate: dict | None = None,
             model: dict | None = None,
             monitoring: dict | None = None,
+            forecast: dict | None = None,
         ) -> Pipeline:
             copy = prepared_workspace.copy_to(tmp_path / "pipeline")
             spec = write_fast_spec(
-                tmp_path / "spec.yaml", gate=gate, model=model, monitoring=monitoring
+                tmp_path / "spec.yaml",
+                gate=gate,
+                model=model,
+                monitoring=monitoring,
+                forecast=forecast,
             )
             settings = Settings(env="ci", home=copy.home, spec=str(spec))
             instance = stack.enter_context(dg.instance_for_test(temp_dir=str(copy.dagster_home)))

@@ -8,7 +8,13 @@ from mlops_assets.defs.features.assets import FEATURES_KEY
 from mlops_assets.defs.models.assets import REGION_MODEL_KEY
 from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import WorkspaceResource
-from mlops_assets.forecasting import forecast_origin, future_rows, make_forecast, top_contributions
+from mlops_assets.forecasting import (
+    explained_rows,
+    forecast_origin,
+    future_rows,
+    make_forecast,
+    top_contributions,
+)
 from mlops_assets.naming import require_safe_key
 from mlops_assets.plots import markdown_table
 from mlops_assets.spec import DatasetSpec
@@ -48,7 +54,9 @@ def build_forecast_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             f"The next {spec.horizon} periods of every series of a region, from the known "
             "future calendar, scored by the region's latest approved model. Each row carries "
             "the origin, model version and run id; each origin is kept as its own file, "
-            "with the top Shapley contributions of every forecast beside it."
+            "with the top Shapley contributions of the forecasts of up to "
+            f"{spec.forecast.explain_series} series beside it (`mlops-assets explain` "
+            "computes any other series' on demand)."
         ),
         check_specs=[
             dg.AssetCheckSpec(
@@ -101,8 +109,9 @@ def build_forecast_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         )
         origin_s = str(origin.date())
         atomic_parquet(frame, ws.forecast_path(region, origin_s))
+        explained = explained_rows(rows, spec.forecast.explain_series)
         atomic_parquet(
-            top_contributions(rows, booster, meta),
+            top_contributions(explained, booster, meta),
             ws.forecast_path(region, origin_s, "explanations"),
         )
 

@@ -108,3 +108,40 @@ def test_forecast_with_a_stale_model_warns_and_still_forecasts(model_pipeline):
     assert checks["forecast:approved_model_available"].passed
     forecast = pd.read_parquet(p.workspace.forecast_path("West", str(origin.date())))
     assert len(forecast) > 0 and set(forecast["model_label"]) == {"West:v1"}
+
+
+def test_explanations_are_stored_for_a_sample_of_series_and_computed_on_demand(
+    model_pipeline, capsys, monkeypatch
+):
+    """The forecast keeps the Shapley explanations of ``forecast.explain_series`` series
+    (TreeSHAP of every row of a large fleet would take minutes); `mlops-assets explain`
+    computes any other series' from the model that made the forecast, with the same
+    numbers the asset would have stored."""
+    import lightgbm as lgb
+
+    from mlops_assets import cli
+    from mlops_assets.forecasting import future_rows, top_contributions
+
+    p = model_pipeline(forecast={"explain_series": 2})
+    assert p.execute("train_job", "Sud").success
+    origin = p.origin("Sud")
+    forecast = pd.read_parquet(p.workspace.forecast_path("Sud", origin))
+    explained = pd.read_parquet(p.workspace.forecast_path("Sud", origin, "explanations"))
+    every = set(zip(forecast["store"], forecast["item"], strict=True))
+    stored = set(zip(explained["store"], explained["item"], strict=True))
+    assert len(stored) == 2 < len(every)
+    days = forecast.groupby(["store", "item"])["date"].nunique()
+    assert len(explained) == 5 * sum(days[s] for s in stored)  # top 5 of every stored row
+
+    store, item = sorted(every - stored)[0]
+    monkeypatch.setenv("MLOPS_SPEC", str(p.settings.spec))
+    args = ["explain", "--region", "Sud", "--store", store, "--item", item]
+    assert cli.main([*args, "--home", str(p.settings.home)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("computed on demand") == days[(store, item)]
+    text, meta = p.registry.load_artifacts(p.registry.latest_approved("Sud"))
+    rows = future_rows(p.features("Sud"), pd.Timestamp(origin), 42)
+    rows = rows[(rows["store"] == store) & (rows["item"] == item)]
+    expected = top_contributions(rows, lgb.Booster(model_str=text), meta)
+    for contribution in expected["contribution"]:
+        assert f"{contribution:+.4f}" in out

@@ -39,14 +39,17 @@ def write_fast_spec(
     gate: dict[str, Any] | None = None,
     model: dict[str, Any] | None = None,
     monitoring: dict[str, Any] | None = None,
+    forecast: dict[str, Any] | None = None,
 ) -> Path:
-    """The sample spec with fast training; ``gate``/``model``/``monitoring`` override
-    single keys."""
+    """The sample spec with fast training; ``gate``/``model``/``monitoring``/``forecast``
+    override single keys."""
     data = yaml.safe_load(SAMPLE_SPEC.read_text())
     data["model"] = {**data.get("model", {}), **FAST_MODEL, **(model or {})}
     data["gate"] = {**data.get("gate", {}), **FAST_GATE, **(gate or {})}
     if monitoring:
         data["monitoring"] = {**data.get("monitoring", {}), **monitoring}
+    if forecast:
+        data["forecast"] = {**data.get("forecast", {}), **forecast}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
