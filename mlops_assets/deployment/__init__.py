@@ -1,0 +1,1 @@
+"""How the platform is deployed: Dagster instance plug-ins (the run launcher)."""
