@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -84,7 +85,9 @@ class RssSampler:
         self._marker = f"DAGSTER_HOME={self.home}".encode()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._mine: dict[int, str | None] = {}  # pid -> kind (None: not ours)
+        # pid -> (cmdline, kind or None: not ours); looked at again when the command line
+        # changes (a child seen between fork and exec still has its parent's environment)
+        self._mine: dict[int, tuple[bytes, str | None]] = {}
 
     def start(self) -> RssSampler:
         self._thread.start()
@@ -100,17 +103,22 @@ class RssSampler:
             self._stop.wait(self.interval)
 
     def _kind(self, pid: int) -> str | None:
-        if pid not in self._mine:
-            proc = Path("/proc") / str(pid)
-            try:
-                ours = self._marker in (proc / "environ").read_bytes().split(b"\0")
-                cmd = (proc / "cmdline").read_bytes().split(b"\0") if ours else []
-            except OSError:
-                ours, cmd = False, []
-            self._mine[pid] = (
-                process_kind([c.decode(errors="replace") for c in cmd]) if ours else None
-            )
-        return self._mine[pid]
+        proc = Path("/proc") / str(pid)
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+        except OSError:
+            return None
+        cached = self._mine.get(pid)
+        if cached is not None and cached[0] == cmd:
+            return cached[1]
+        try:
+            ours = self._marker in (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            ours = False
+        parts = [c.decode(errors="replace") for c in cmd.split(b"\0")]
+        kind = process_kind(parts) if ours else None
+        self._mine[pid] = (cmd, kind)
+        return kind
 
     def sample(self) -> None:
         total = 0
@@ -175,6 +183,11 @@ class RunInfo:
     end: float | None
     tags: dict
     steps: dict[str, tuple[float, float]]  # step key -> (start, end)
+    launched: float | None = None  # RUN_STARTING: dequeued and handed to the launcher
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 class BenchDeployment(Deployment):
@@ -189,6 +202,10 @@ class BenchDeployment(Deployment):
 
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> BenchDeployment:
+        # SIGTERM (kill PID, a CI timeout) unwinds through __exit__ like Ctrl-C does, so
+        # the deployment's processes are killed too (a background job ignores SIGINT)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
         self.sampler.start()
         return self
 
@@ -286,11 +303,15 @@ class BenchDeployment(Deployment):
             if created < since:
                 continue
             run = rec.dagster_run
-            step_times = {}
+            step_times, launched = {}, None
             if steps and run.is_finished:
                 for st in self.instance.get_run_step_stats(run.run_id):
                     if st.start_time and st.end_time:
                         step_times[st.step_key] = (st.start_time, st.end_time)
+                starting = self.instance.all_logs(
+                    run.run_id, of_type=dg.DagsterEventType.RUN_STARTING
+                )
+                launched = starting[0].timestamp if starting else None
             out.append(
                 RunInfo(
                     run.run_id,
@@ -302,6 +323,7 @@ class BenchDeployment(Deployment):
                     rec.end_time,
                     dict(run.tags),
                     step_times,
+                    launched,
                 )
             )
         return sorted(out, key=lambda r: r.created)
@@ -338,7 +360,10 @@ class BenchDeployment(Deployment):
         materialized after the last raw materialization, with no run in flight."""
         import dagster as dg
 
+        from mlops_assets.spec import load_spec
         from mlops_assets_tests.deployment.daemon_support import manifest_records
+
+        raw_keys = [dg.AssetKey(f"raw_{s}") for s in load_spec(self.env["MLOPS_SPEC"]).sources]
 
         def done() -> bool:
             if len(manifest_records(self.ws_root)) < n_files or self.busy():
@@ -346,12 +371,17 @@ class BenchDeployment(Deployment):
             regions = self.region_keys()
             if len(regions) < n_regions:
                 return False
-            raw = self.instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_sales")), limit=1
-            ).records
+            # after the latest ingestion of any source (each may have triggered features)
+            raw = [
+                rec.timestamp
+                for key in raw_keys
+                for rec in self.instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=key), limit=1
+                ).records
+            ]
             if not raw:
                 return False
-            last_raw = raw[0].timestamp
+            last_raw = max(raw)
             feats = self.instance.fetch_materializations(
                 dg.AssetRecordsFilter(asset_key=dg.AssetKey("features")),
                 limit=max(1000, 4 * n_regions),
@@ -443,9 +473,12 @@ def step_sum(runs: list[RunInfo]) -> dict[str, float]:
 
 
 def run_overheads(runs: list[RunInfo]) -> dict[str, float | None]:
-    """Per run: queue + launch (created -> RUN_START: process start, code load) and the
-    time inside the run outside its steps (event writes, resource setup, teardown)."""
-    launch = [r.start - r.created for r in runs if r.start is not None]
+    """Per run: time queued (created -> RUN_STARTING, waiting for one of the two run
+    slots), launch (RUN_STARTING -> RUN_START: process start, code location load), the
+    time inside the run outside its steps (event writes, resource setup, teardown), and
+    the run's own overhead: launch + outside steps (what a region costs beyond its work)."""
+    queued = [r.launched - r.created for r in runs if r.launched is not None]
+    launch = [r.start - r.launched for r in runs if r.start is not None and r.launched]
     outside = [
         (r.end - r.start) - sum(e - s for s, e in r.steps.values())
         for r in runs
@@ -456,11 +489,18 @@ def run_overheads(runs: list[RunInfo]) -> dict[str, float | None]:
     def mean(xs):
         return round(sum(xs) / len(xs), 2) if xs else None
 
+    own = [
+        (r.end - r.launched) - sum(e - s for s, e in r.steps.values())
+        for r in runs
+        if r.launched is not None and r.end is not None
+    ]
     return {
         "runs": len(runs),
-        "mean_queue_and_launch_s": mean(launch),
+        "mean_queued_s": mean(queued),
+        "mean_launch_s": mean(launch),
         "mean_run_s": mean(durations),
         "mean_in_run_outside_steps_s": mean(outside),
+        "mean_overhead_per_run_s": mean(own),
     }
 
 

@@ -190,13 +190,30 @@ def render(results: dict) -> str:
                 (
                     job,
                     o.get("runs"),
-                    o.get("mean_queue_and_launch_s"),
+                    o.get("mean_queued_s"),
+                    o.get("mean_launch_s"),
                     o.get("mean_run_s"),
                     o.get("mean_in_run_outside_steps_s"),
+                    o.get("mean_overhead_per_run_s"),
                 )
                 for job, o in scale["run_overheads"].items()
             ]
-            lines += _table(rows, ("job", "runs", "queue+launch", "run", "in run, outside steps"))
+            header = (
+                "job",
+                "runs",
+                "queued",
+                "launch",
+                "run",
+                "in run, outside steps",
+                "overhead per run",
+            )
+            lines += _table(rows, header)
+            lines += [
+                "",
+                "Means per run. queued: created -> RUN_STARTING (waiting for one of the two "
+                "run slots); launch: RUN_STARTING -> RUN_START (process start, code location "
+                "load); overhead per run: launch + time in the run outside its steps.",
+            ]
         if scale.get("failed_runs"):
             lines += ["", "Failed runs: " + ", ".join(scale["failed_runs"])]
         lines += _provenance_lines(scale)
