@@ -82,10 +82,14 @@ def command() -> str:
     return shlex.join([str(exe), str(script), *sys.argv[1:]])
 
 
+# the commit the benchmark started on (the scripts import this module first thing)
+START_COMMIT = git_commit()
+
+
 def provenance() -> dict:
     return {
         "command": command(),
-        "commit": git_commit(),
+        "commit": START_COMMIT,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
     }
@@ -114,6 +118,8 @@ def update_results(sections: dict, path: Path = RESULTS, markdown: Path = MARKDO
 def _fmt(value) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1 else f"{value:,.1f}"
     if isinstance(value, int):
