@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test e2e lint format dev env clean
+.PHONY: demo test e2e lint format dev env bench-env clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -17,6 +17,12 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	touch $@
 
 env: $(VENV)/.synced
+
+# the benchmarks' extra dependencies (the `bench` group: the mlforecast peer); plain `make env`
+# / `uv sync` install only the default `dev` group (and would remove these again)
+bench-env: | $(UV)
+	$(UV) sync --frozen --group bench --python $(PYTHON)
+	touch $(VENV)/.synced
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)

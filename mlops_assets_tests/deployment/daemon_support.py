@@ -1,5 +1,7 @@
 """A real Dagster daemon for fault-injection tests: started in its own process group on a
-temporary instance (the repo's dagster.yaml), killed with SIGKILL, restarted, cleaned up."""
+temporary instance (the repo's dagster.yaml), killed with SIGKILL, restarted, cleaned up.
+
+The benchmarks (``benchmarks/deployment.py``) build on the same ``Deployment``."""
 
 from __future__ import annotations
 
@@ -21,7 +23,14 @@ BIN = Path(sys.executable).parent
 class Deployment:
     """A DAGSTER_HOME with the shipped dagster.yaml, a workspace root and the daemon."""
 
-    def __init__(self, tmp: Path, *, spec: str = "sample") -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        spec: str = "sample",
+        mlops_env: str = "ci",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.home = tmp / "dagster_home"
         self.home.mkdir(parents=True)
         shutil.copyfile(REPO_ROOT / "dagster.yaml", self.home / "dagster.yaml")
@@ -32,10 +41,12 @@ class Deployment:
             **os.environ,
             "DAGSTER_HOME": str(self.home),
             "DAGSTER_TELEMETRY_DISABLED": "1",
-            # ci: sensors start stopped, the test switches on the ones it needs
-            "MLOPS_ENV": "ci",
+            # ci: sensors start stopped, the test switches on the ones it needs; dev: the
+            # sensors and schedules start with the daemon, as a user's deployment does
+            "MLOPS_ENV": mlops_env,
             "MLOPS_HOME": str(self.ws_root),
             "MLOPS_SPEC": spec,
+            **(extra_env or {}),
         }
         self.daemon: subprocess.Popen | None = None
         self.starts = 0

@@ -1,0 +1,193 @@
+"""The platform's library calls made directly, in one process, without Dagster.
+
+Each stage calls the plain functions the corresponding asset calls, in the same order, one
+region after another (no run processes, no event log, no concurrency):
+
+- ingest: ``landing.ingest_file`` for every landing file (``raw_<source>`` assets);
+- features: ``write_features`` + ``check_features`` per region (``features``);
+- training: ``train_and_register`` (fit, baselines, gate, registry, monitoring reference,
+  fleet gap) + the holdout plot per region (``region_model``);
+- scoring: load the approved model, ``make_forecast`` + ``top_contributions``, both written
+  (``forecast``);
+- monitoring: what ``refresh_job`` and ``monitoring_job`` do: features and forecast again,
+  realized performance, the drift report (nannyml) with its plots per region, then the
+  fleet status, alert table and HTML reports (``monitoring_alerts``; notifications left out).
+
+Used by ``scale.py`` and ``rossmann_e2e.py`` for Dagster's overhead (Dagster stage wall
+minus direct wall) on a copy of the same landing files.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+
+import lightgbm as lgb
+import pandas as pd
+
+from mlops_assets import monitoring, realized, reports
+from mlops_assets.conditioning import feature_set, write_features
+from mlops_assets.data_checks import check_features
+from mlops_assets.forecasting import forecast_origin, future_rows, make_forecast, top_contributions
+from mlops_assets.landing import drop_dataset, ingest_file, scan_landing
+from mlops_assets.plots import holdout_plot, markdown_image
+from mlops_assets.region_models import train_and_register
+from mlops_assets.registry import ModelRegistry
+from mlops_assets.spec import DatasetSpec, load_spec
+from mlops_assets.warehouse import connect, last_sales_date, region_level_inputs, regions_with_sales
+from mlops_assets.workspace import Workspace, atomic_parquet
+
+RUN_ID = "direct-benchmark"
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+class DirectPipeline:
+    """The stages on a workspace of their own; ``stage_s`` collects the timings."""
+
+    def __init__(self, source_dir: Path, root: Path, spec: str = "sample") -> None:
+        self.spec: DatasetSpec = load_spec(spec)
+        self.ws = Workspace(root)
+        self.source_dir = source_dir
+        self.stage_s: dict[str, float] = {}
+        self.outcomes: dict = {}  # region -> TrainingOutcome
+        self.regions: list[str] = []
+
+    def run_all(self) -> dict[str, float]:
+        drop_dataset(self.spec, self.source_dir, self.ws)
+        for stage in ("ingest", "features", "training", "scoring", "monitoring"):
+            start = time.perf_counter()
+            getattr(self, stage)()
+            self.stage_s[stage] = round(time.perf_counter() - start, 2)
+            print(f"  direct {stage}: {self.stage_s[stage]} s", flush=True)
+        return self.stage_s
+
+    def ingest(self) -> None:
+        statuses = [
+            ingest_file(self.ws, self.spec, f.source, f.relpath).status
+            for f in scan_landing(self.ws, self.spec)
+        ]
+        if "quarantined" in statuses:
+            raise RuntimeError(f"direct ingest quarantined {statuses.count('quarantined')} file(s)")
+        self.regions = sorted(regions_with_sales(self.ws, self.spec))
+
+    def features(self) -> None:
+        for region in self.regions:
+            path = self.ws.features_path(region)
+            with connect(self.ws, self.spec) as con:
+                fs = write_features(con, self.spec, region, path)
+                last = last_sales_date(con, self.spec)
+            check_features(path, self.spec, fs, previous_rows=None, dataset_last_date=last)
+
+    def training(self) -> None:
+        registry = ModelRegistry.for_workspace(self.ws)
+        for region in self.regions:
+            features = pd.read_parquet(self.ws.features_path(region))
+            with connect(self.ws, self.spec) as con:
+                fs = feature_set(con, self.spec, list(features.columns))
+            outcome = train_and_register(
+                features,
+                fs,
+                self.spec,
+                registry,
+                region,
+                run_id=RUN_ID,
+                features_version=None,
+                region_inputs=region_level_inputs(self.ws, self.spec),
+            )
+            markdown_image(holdout_plot(outcome.trained.holdout, title=outcome.version.label), "h")
+            self.outcomes[region] = outcome
+
+    def scoring(self) -> None:
+        registry = ModelRegistry.for_workspace(self.ws)
+        for region in self.regions:
+            mv = registry.latest_approved(region)
+            if mv is None:
+                continue
+            features = pd.read_parquet(self.ws.features_path(region))
+            origin = forecast_origin(features)
+            rows = future_rows(features, origin, self.spec.horizon * self.spec.period_days)
+            text, meta = registry.load_artifacts(mv)
+            booster = lgb.Booster(model_str=text)
+            frame = make_forecast(
+                rows,
+                booster,
+                meta,
+                region_key=region,
+                origin=origin,
+                model_version=mv.version,
+                model_label=mv.label,
+                run_id=RUN_ID,
+            )
+            origin_s = str(origin.date())
+            atomic_parquet(frame, self.ws.forecast_path(region, origin_s))
+            atomic_parquet(
+                top_contributions(rows, booster, meta),
+                self.ws.forecast_path(region, origin_s, "explanations"),
+            )
+
+    def monitoring(self) -> None:
+        from mlops_assets.defs.monitoring.alerts import _write_reports
+
+        ws, ds = self.ws, self.spec
+        registry = ModelRegistry.for_workspace(ws)
+        self.features()
+        self.scoring()
+        floor = ds.model.metric_floor
+        for region in self.regions:
+            forecasts = realized.read_forecasts(ws, region)
+            actuals = realized.forecast_ground_truth(ws, ds, region, forecasts)
+            per_origin = realized.realized_performance(forecasts, actuals, floor=floor)
+            weekly = realized.weekly_realized(forecasts, actuals, floor=floor)
+            realized.write_realized(ws, region, per_origin, weekly)
+            if len(weekly):
+                realized.weekly_plot(weekly, title=region)
+            mv = registry.latest_approved(region)
+            if mv is None:
+                continue
+            text, meta = registry.load_artifacts(mv)
+            booster = lgb.Booster(model_str=text)
+            features = pd.read_parquet(ws.features_path(region))
+            cols = monitoring.monitored_columns(meta, ds)
+            inputs = monitoring.monitoring_inputs(
+                region,
+                features,
+                booster,
+                meta,
+                ds,
+                region_level_inputs(ws, ds) if cols.region_level else None,
+                saved_reference=registry.load_reference(mv, meta),
+                saved_gap=registry.load_fleet_gap(mv),
+            )
+            if inputs.analysis.empty or inputs.reference.empty:
+                continue
+            table = monitoring.region_drift(inputs, booster, meta, ds)
+            table["model_version"] = mv.version
+            atomic_parquet(table, monitoring.drift_report_path(ws, region))
+            markdown_image(reports.drift_heatmap(table), "d")
+            markdown_image(reports.estimated_performance_plot(table), "e")
+        # monitoring_alerts: the fleet view over every approved region
+        s, metric = ds.monitoring, ds.gate.metric
+        holdout_metric = monitoring.quality_metric(s, metric)
+        tables, weekly_all, holdout_error, approved = [], [], {}, {}
+        for region in self.regions:
+            mv = registry.latest_approved(region)
+            if mv is None:
+                continue
+            approved[region] = mv
+            holdout_error[region] = (mv.record.get("metrics") or {}).get(holdout_metric)
+            table = monitoring.read_drift_report(ws, region)
+            if len(table):
+                tables.append(table[table["model_version"] == mv.version])
+            w = realized.read_weekly_realized(ws, region)
+            if len(w):
+                w = w[w["model_version"] == mv.version]
+                weekly_all.append(w.rename(columns={"region_key": "region"}))
+        all_tables = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+        all_weekly = pd.concat(weekly_all, ignore_index=True) if weekly_all else pd.DataFrame()
+        status = monitoring.fleet_status(all_tables, all_weekly, holdout_error, s, metric=metric)
+        atomic_parquet(status.alerts, monitoring.alerts_path(ws))
+        _write_reports(ws, ds, registry, status, approved, all_tables)

@@ -1,0 +1,303 @@
+"""``benchmarks/results.json`` (merged, never clobbered) and ``BENCHMARKS.md`` rendered from it.
+
+Every benchmark script calls ``update_results`` with its own sections (``scale``, ``peer``,
+``curve``, ``many_regions``, ``rossmann``); each section records the exact command, the git
+commit and the machine it was measured on. ``BENCHMARKS.md`` is regenerated from the whole
+file after every update, so every number in it comes from a recorded command.
+
+    .venv/bin/python benchmarks/report.py   # re-render BENCHMARKS.md from results.json
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "benchmarks" / "results.json"
+MARKDOWN = REPO_ROOT / "BENCHMARKS.md"
+
+
+def git_commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    # the results files themselves do not make a measurement "dirty"
+    dirty = git(
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ".",
+        ":!benchmarks/results.json",
+        ":!BENCHMARKS.md",
+    )
+    return commit + ("-dirty" if dirty else "")
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gb = round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu,
+        "ram_gb": mem_gb,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+    }
+
+
+def command() -> str:
+    """The command as typed from the repo root."""
+    exe = Path(sys.executable)
+    with contextlib.suppress(ValueError):
+        exe = exe.relative_to(REPO_ROOT)
+    script = Path(sys.argv[0]).resolve()
+    with contextlib.suppress(ValueError):
+        script = script.relative_to(REPO_ROOT)
+    return shlex.join([str(exe), str(script), *sys.argv[1:]])
+
+
+# the commit the benchmark started on (the scripts import this module first thing)
+START_COMMIT = git_commit()
+
+
+def provenance() -> dict:
+    return {
+        "command": command(),
+        "commit": START_COMMIT,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+    }
+
+
+def load_results(path: Path = RESULTS) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def update_results(sections: dict, path: Path = RESULTS, markdown: Path = MARKDOWN) -> dict:
+    """Merge ``sections`` into results.json (``curve`` merges by row count; every other
+    section is replaced as a whole), set the top-level commit, re-render BENCHMARKS.md."""
+    results = load_results(path)
+    for key, value in sections.items():
+        if key == "curve":
+            results.setdefault("curve", {}).update(value)
+        else:
+            results[key] = value
+    results["commit"] = git_commit()
+    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    markdown.write_text(render(results))
+    print(f"written to {path.relative_to(REPO_ROOT)} and {markdown.relative_to(REPO_ROOT)}")
+    return results
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _table(rows: list[tuple], header: tuple) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def _provenance_lines(section: dict) -> list[str]:
+    m = section.get("machine") or {}
+    return [
+        "",
+        f"Command (from the repo root): `{section.get('command', '?')}`  ",
+        f"Commit: `{section.get('commit', '?')}`, measured {section.get('measured_at', '?')} on "
+        f"{m.get('nproc', '?')} cores ({m.get('cpu_model', '?')}), {m.get('ram_gb', '?')} GB "
+        f"RAM, load average {m.get('load_avg_1m_at_end', '?')} at the end.",
+    ]
+
+
+def render(results: dict) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `benchmarks/report.py` from `benchmarks/results.json`: every figure below",
+        "comes from the command written under its section, run on the commit and machine",
+        "named there (a `-dirty` commit had uncommitted changes). Load average is reported",
+        "because runs on a shared machine are noisy. Re-run a command to refresh its section.",
+        "",
+        "Install the benchmark-only dependencies (the peer, `mlforecast`) with `make bench-env`.",
+        "",
+    ]
+    scale = results.get("scale")
+    if scale:
+        lines += [
+            "## Scale (through Dagster, as a user runs it)",
+            "",
+            f"{_fmt(scale.get('rows'))} sales rows, {_fmt(scale.get('series'))} series, "
+            f"{_fmt(scale.get('regions'))} regions, {_fmt(scale.get('days'))} days "
+            f"(preset `{scale.get('preset')}`). Total wall from dropping the files to the end "
+            f"of the monitoring run: **{_fmt(scale.get('total_wall_s'))} s**.",
+            "",
+        ]
+        direct = scale.get("direct_stage_s") or {}
+        over = scale.get("dagster_overhead_s") or {}
+        rows = [
+            (stage, secs, direct.get(stage), over.get(stage))
+            for stage, secs in (scale.get("stage_s") or {}).items()
+        ]
+        lines += _table(rows, ("stage", "Dagster wall s", "direct s", "overhead s"))
+        lines += [
+            "",
+            "Stage definitions: " + scale.get("stage_definitions", ""),
+            "",
+            "Peak RSS (GB) per process kind (largest single process), and of all the "
+            "deployment's processes at one sample:",
+            "",
+        ]
+        rss = scale.get("rss") or {}
+        rows = [
+            (k, v, (rss.get("processes_by_kind") or {}).get(k))
+            for k, v in (rss.get("peak_rss_gb_by_kind") or {}).items()
+        ]
+        rows.append(("all processes (concurrent)", rss.get("peak_rss_gb_concurrent_total"), None))
+        rows.append(("direct (one process)", scale.get("direct_peak_rss_gb"), 1))
+        lines += _table(rows, ("process kind", "peak RSS GB", "processes"))
+        if scale.get("run_overheads"):
+            lines += ["", "Per-run costs by job (seconds):", ""]
+            rows = [
+                (
+                    job,
+                    o.get("runs"),
+                    o.get("mean_queued_s"),
+                    o.get("mean_launch_s"),
+                    o.get("mean_run_s"),
+                    o.get("mean_in_run_outside_steps_s"),
+                    o.get("mean_overhead_per_run_s"),
+                )
+                for job, o in scale["run_overheads"].items()
+            ]
+            header = (
+                "job",
+                "runs",
+                "queued",
+                "launch",
+                "run",
+                "in run, outside steps",
+                "overhead per run",
+            )
+            lines += _table(rows, header)
+            lines += [
+                "",
+                "Means per run. queued: created -> RUN_STARTING (waiting for one of the two "
+                "run slots); launch: RUN_STARTING -> RUN_START (process start, code location "
+                "load); overhead per run: launch + time in the run outside its steps.",
+            ]
+        if scale.get("failed_runs"):
+            lines += ["", "Failed runs: " + ", ".join(scale["failed_runs"])]
+        lines += _provenance_lines(scale)
+        lines.append("")
+    peer = results.get("peer")
+    if peer:
+        lines += [
+            "## Peer: mlforecast with the same LightGBM settings (same run, rows and split)",
+            "",
+        ]
+        lines += _table(
+            [
+                ("our training stage (Dagster) s", peer.get("ours_training_s")),
+                ("our training (direct) s", peer.get("ours_training_direct_s")),
+                ("peer fit s", peer.get("fit_s")),
+                ("peer predict s", peer.get("predict_s")),
+                ("train time ratio (ours / peer fit)", peer.get("train_time_ratio")),
+                ("direct train time ratio", peer.get("train_time_ratio_direct")),
+                ("our WAPE", peer.get("ours_wape")),
+                ("peer WAPE", peer.get("peer_wape")),
+                ("holdout rows scored", peer.get("scored_rows")),
+            ],
+            ("figure", "value"),
+        )
+        lines += ["", peer.get("notes", "")]
+        lines += _provenance_lines(peer)
+        lines.append("")
+    curve = results.get("curve")
+    if curve:
+        stages = ["ingest", "features", "training", "scoring", "monitoring", "total"]
+        lines += ["## Curve: rows -> Dagster wall seconds per stage", ""]
+        rows = [
+            (int(r), *[c.get(s) for s in stages])
+            for r, c in sorted(curve.items(), key=lambda kv: int(kv[0]))
+        ]
+        lines += _table(rows, ("rows", *stages))
+        lines += [
+            "",
+            "Each row comes from the `scale` command of its size (see the commands "
+            "recorded in each entry of `curve` in results.json).",
+        ]
+        lines.append("")
+    many = results.get("many_regions")
+    if many:
+        lines += ["## Many regions", ""]
+        lines += _table(
+            [
+                (k, v)
+                for k, v in many.items()
+                if not isinstance(v, dict | list) and k not in ("command", "commit", "measured_at")
+            ],
+            ("figure", "value"),
+        )
+        for key in ("graphql_s", "stage_s", "rss"):
+            if many.get(key):
+                lines += ["", f"`{key}`: `{json.dumps(many[key], sort_keys=True)}`"]
+        lines += _provenance_lines(many)
+        lines.append("")
+    ross = results.get("rossmann")
+    if ross:
+        lines += ["## rossmann-100 end to end through Dagster", ""]
+        if ross.get("skipped"):
+            lines += [f"Skipped: {ross['skipped']}"]
+        else:
+            lines += [f"Total wall: **{_fmt(ross.get('total_wall_s'))} s**", ""]
+            direct = ross.get("direct_stage_s") or {}
+            lines += _table(
+                [(s, v, direct.get(s)) for s, v in (ross.get("stage_s") or {}).items()],
+                ("stage", "Dagster wall s", "direct s"),
+            )
+            if ross.get("models"):
+                lines += ["", f"Models: `{json.dumps(ross['models'], sort_keys=True)}`"]
+        lines += _provenance_lines(ross)
+        lines.append("")
+    lines += [f"Top-level commit of results.json: `{results.get('commit', '?')}`", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    MARKDOWN.write_text(render(load_results()))
+    print(f"rendered {MARKDOWN.relative_to(REPO_ROOT)}")
