@@ -431,12 +431,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise CliError(f"--date {args.date!r} is not a date (YYYY-MM-DD)") from exc
     frame = pd.read_parquet(path)
     forecast = pd.read_parquet(str(path).replace(".explanations.", ".forecast."))
-    keep = frame["store"].astype(str) == args.store
-    if args.item:
-        keep &= frame["item"].astype(str) == args.item
-    if day is not None:
-        keep &= pd.to_datetime(frame["date"]) == day
-    rows = frame[keep]
+    rows = frame[_asked_rows(frame, args, day)]
     on_demand = ""
     if rows.empty:
         rows = _explain_on_demand(ws, _settings(args).spec, args, forecast, path, day)
@@ -454,6 +449,21 @@ def cmd_explain(args: argparse.Namespace) -> int:
         for r in group.sort_values("rank").itertuples():
             print(f"    {r.rank}. {r.feature:<28} = {r.value:<12} {r.contribution:+.4f}")
     return 0
+
+
+def _asked_rows(
+    frame: "pd.DataFrame", args: argparse.Namespace, day: "pd.Timestamp | None"
+) -> "pd.Series":
+    """Which rows of a forecast or explanations frame ``explain`` asks for (store, and
+    item and date when given)."""
+    import pandas as pd
+
+    keep = frame["store"].astype(str) == args.store
+    if args.item:
+        keep &= frame["item"].astype(str) == args.item
+    if day is not None:
+        keep &= pd.to_datetime(frame["date"]) == day
+    return keep
 
 
 def _explain_on_demand(
@@ -474,12 +484,7 @@ def _explain_on_demand(
     from mlops_assets.forecasting import forecast_origin, future_rows, top_contributions
     from mlops_assets.registry import ModelRegistry
 
-    keep = forecast["store"].astype(str) == args.store
-    if args.item:
-        keep &= forecast["item"].astype(str) == args.item
-    if day is not None:
-        keep &= pd.to_datetime(forecast["date"]) == day
-    wanted = forecast[keep]
+    wanted = forecast[_asked_rows(forecast, args, day)]
     if wanted.empty:
         return wanted
     spec = load_spec(spec_name)
