@@ -2,6 +2,7 @@
 
 import hashlib
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
@@ -10,6 +11,10 @@ from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.landing import affected_regions, ingest_file, reason_line, scan_landing
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.warehouse import ingested_files
+from mlops_assets.workspace import Workspace
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FILES_VALID = "landing_files_valid"
 KNOWN_COLUMNS = "no_unknown_columns"
@@ -39,6 +44,21 @@ def landing_freshness_policy(spec: DatasetSpec, source: str) -> dg.FreshnessPoli
     return dg.FreshnessPolicy.time_window(
         fail_window=timedelta(days=spec.thresholds.landing_max_age_days)
     )
+
+
+def unannounced_files(
+    context: dg.AssetExecutionContext, ws: Workspace, source: str, all_files: "pd.DataFrame"
+) -> set[str]:
+    """Files of this source ingested since its last materialization, by any run.
+
+    A run killed after ingesting some files never materialized, so no ``affected_regions``
+    ever named their regions and the region sensor would not refresh them: the next
+    materialization announces every file whose raw Parquet was written after the previous
+    materialization (or every file, before the first one)."""
+    previous = context.instance.get_latest_materialization_event(context.asset_key)
+    after_ns = int(previous.timestamp * 1e9) if previous is not None else -1
+    done = all_files[all_files["ingested_at"] != ""]
+    return {sha for sha in done["sha"] if ws.raw_path(source, sha).stat().st_mtime_ns > after_ns}
 
 
 def build_raw_asset(spec: DatasetSpec, source: str) -> dg.AssetsDefinition:
@@ -97,8 +117,9 @@ def build_raw_asset(spec: DatasetSpec, source: str) -> dg.AssetsDefinition:
         for rel, cols in unknown.items():
             context.log.warning(f"{rel}: ignored columns the spec does not know: {cols}")
         bad = [o for o in outcomes if o.status == "quarantined"]
-        regions = affected_regions(ws, ds, source, new_ok)
         all_files = ingested_files(ws, source)
+        announced = unannounced_files(context, ws, source, all_files) | set(new_ok)
+        regions = affected_regions(ws, ds, source, sorted(announced))
         version = hashlib.sha256("".join(all_files["sha"]).encode()).hexdigest()[:16]
         table = dg.MetadataValue.md(
             "| file | status | rows | reason |\n|---|---|---|---|\n"

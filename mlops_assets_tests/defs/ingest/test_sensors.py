@@ -196,3 +196,45 @@ def test_check_shows_a_one_line_reason_without_paths(defs, instance, settings, s
     assert shown["reason"] == evaluation.description.split(": ", 1)[1]
     reason_file = json.loads((settings.home / shown["reason_file"]).read_text())
     assert str(bad) in reason_file["details"]["engine_error"]
+
+
+def test_files_a_killed_run_ingested_are_announced_by_the_next_materialization(
+    defs, instance, settings, sample_source
+):
+    """A run killed after ingesting a file never materialized, so no affected_regions named
+    that file's region; the next raw materialization does, so its region is refreshed."""
+    import pandas as pd
+
+    from mlops_assets.landing import ingest_file
+    from mlops_assets.spec import load_spec
+    from mlops_assets.workspace import Workspace
+
+    drop(sample_source, settings, "stores")
+    run_sensors(defs, instance, ["landing_sensor"])
+    stores = pd.read_csv(sample_source / "stores" / "stores.csv")
+    sales = pd.concat(pd.read_csv(p) for p in sorted((sample_source / "sales").iterdir()))
+    nord = stores.loc[stores["region"] == "Nord", "store_id"].tolist()
+    west = stores.loc[stores["region"] == "West", "store_id"].tolist()
+    landing = settings.home / "landing" / "sales"
+    landing.mkdir(parents=True)
+
+    def put(name, store):
+        sales[sales["store_id"] == store].to_csv(landing / name, index=False)
+        return f"landing/sales/{name}"
+
+    def announced():
+        event = instance.get_latest_materialization_event(dg.AssetKey("raw_sales"))
+        return event.asset_materialization.metadata["affected_regions"].value
+
+    # what a run killed between ingesting a file and materializing leaves behind
+    killed = ingest_file(
+        Workspace(settings.home), load_spec("sample"), "sales", put("a.csv", nord[0])
+    )
+    assert killed.status == "ingested"
+    put("b.csv", west[0])
+    (run,) = run_sensors(defs, instance, ["landing_sensor"])
+    assert run.success
+    assert announced() == ["Nord", "West"]  # b.csv's region and the killed run's a.csv's
+    put("c.csv", west[1])
+    run_sensors(defs, instance, ["landing_sensor"])
+    assert announced() == ["West"]  # announced once, not again
