@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRun
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 from dagster._core.launcher.default_run_launcher import DefaultRunLauncher
-from dagster._serdes.config_class import ConfigurableClassData
 
 HOST_TAG = "mlops/run_worker_host"
 _PID_EVENT = "Started process for run (pid: "
@@ -36,12 +33,6 @@ _CLOCK_SLACK_SECONDS = 5.0
 
 class LocalRunLauncher(DefaultRunLauncher):
     """``DefaultRunLauncher`` with a run-worker health check for one-host instances."""
-
-    @classmethod
-    def from_config_value(
-        cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]
-    ) -> Self:
-        return cls(inst_data=inst_data)
 
     def launch_run(self, context: LaunchRunContext) -> None:
         """Launch as the default launcher does, tagging the run with this host's name."""
