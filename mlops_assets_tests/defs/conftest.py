@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from mlops_assets.definitions import build_definitions
+from mlops_assets.defs.local_driver import run_sensors
 from mlops_assets.sample_data import SampleConfig, generate
 from mlops_assets.settings import Settings
 
@@ -50,6 +51,25 @@ def drop(source_dir: Path, settings: Settings, source: str, name: str | None = N
 def drop_all(source_dir: Path, settings: Settings) -> None:
     for source in ("stores", "sales", "weather", "events", "future"):
         drop(source_dir, settings, source)
+
+
+def conditioned_on_disk(
+    tmp_path: Path, source_dir: Path, spec: str = "sample"
+) -> tuple[Path, Settings, dg.Definitions]:
+    """A Dagster instance folder (``tmp_path/dagster_home``, telemetry off) and a workspace
+    whose sample data the sensors ingested and conditioned: what a process of its own (a
+    run killed in a fault-injection test) can open again. Returns (dagster home, settings,
+    definitions)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    settings = Settings(env="ci", home=tmp_path / "ws", spec=spec)
+    defs = build_definitions(settings)
+    drop_all(source_dir, settings)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = run_sensors(defs, instance, ["landing_sensor", "region_sensor"])
+    assert runs and all(r.success for r in runs), runs
+    return home, settings, defs
 
 
 # --- models and forecasts: a prepared workspace copied per test (see defs/models/pipeline_support)

@@ -9,10 +9,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlops_assets.definitions import build_definitions
-from mlops_assets.defs.local_driver import run_partitions, run_sensors
-from mlops_assets.settings import Settings
-from mlops_assets_tests.defs.conftest import drop_all
+from mlops_assets.defs.local_driver import run_partitions
+from mlops_assets_tests.defs.conftest import conditioned_on_disk
 
 pytestmark = pytest.mark.e2e
 
@@ -45,16 +43,7 @@ print("not killed")
 def test_a_feature_run_killed_mid_write_leaves_the_previous_partition_readable(
     tmp_path: Path, sample_source: Path
 ) -> None:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    settings = Settings(env="ci", home=tmp_path / "ws", spec="sample")
-    defs = build_definitions(settings)
-    drop_all(sample_source, settings)
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        assert all(
-            r.success for r in run_sensors(defs, instance, ["landing_sensor", "region_sensor"])
-        )
+    home, settings, defs = conditioned_on_disk(tmp_path, sample_source)
     region = "Nord"
     path = settings.home / "features" / f"{region}.parquet"
     before_bytes = path.read_bytes()

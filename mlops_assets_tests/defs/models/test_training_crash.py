@@ -9,12 +9,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mlops_assets.definitions import build_definitions
-from mlops_assets.defs.local_driver import run_partitions, run_sensors
+from mlops_assets.defs.local_driver import run_partitions
 from mlops_assets.registry import APPROVED, ModelRegistry
-from mlops_assets.settings import Settings
 from mlops_assets.workspace import Workspace
-from mlops_assets_tests.defs.conftest import drop_all
+from mlops_assets_tests.defs.conftest import conditioned_on_disk
 from mlops_assets_tests.defs.models.pipeline_support import write_fast_spec
 
 pytestmark = pytest.mark.e2e
@@ -44,16 +42,8 @@ print("not killed")
 def test_a_training_run_killed_at_registration_leaves_no_half_version(
     tmp_path: Path, sample_source: Path
 ) -> None:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     spec = write_fast_spec(tmp_path / "spec.yaml")
-    settings = Settings(env="ci", home=tmp_path / "ws", spec=str(spec))
-    defs = build_definitions(settings)
-    drop_all(sample_source, settings)
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        runs = run_sensors(defs, instance, ["landing_sensor", "region_sensor"])
-        assert runs and all(r.success for r in runs)
+    home, settings, defs = conditioned_on_disk(tmp_path, sample_source, str(spec))
     region = "Nord"
 
     killed = subprocess.run(
