@@ -1,0 +1,96 @@
+"""Benchmark: seconds per boosting round of a large region's model under candidate settings.
+
+At the reference's scale training is boosting (87% of a 2M-row region's training in a
+profile: three fits of ~700 trees at ~0.18 s each), so a setting's cost is its seconds per
+tree times the trees early stopping picks. Accuracy and tree counts come from rossmann-100
+(``benchmarks/accuracy_backtest.py --set``); rossmann's regions are too small (25k rows)
+for per-tree costs to show, so this times them on one generated region of ``--rows`` rows:
+the region is ingested and conditioned as the platform does it, then each setting trains
+``--trees`` rounds on the region's training rows (the probe's Dataset), settings
+interleaved over ``--repeats`` passes so they share the machine's state. Prints and writes
+``benchmarks/results/tree_cost.json`` with each setting's median seconds per tree and its
+ratio to the spec's defaults.
+
+    .venv/bin/python benchmarks/tree_cost.py --rows 2M
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import lightgbm as lgb
+import pandas as pd
+from drift_replay import build_workspace  # benchmarks/: ingest and condition a dataset
+
+from mlops_assets.sample_data import SampleConfig, generate
+from mlops_assets.spec import load_spec
+from mlops_assets.training import prepare_region
+
+RESULTS = Path(__file__).parent / "results" / "tree_cost.json"
+CANDIDATES: dict[str, dict] = {
+    "defaults": {},
+    "max_bin_63": {"max_bin": 63},
+    "bagging_0.5": {"bagging_fraction": 0.5},
+    "goss": {"data_sample_strategy": "goss", "bagging_freq": 0, "bagging_fraction": 1.0},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", default="2M", help="rows of the region: 0.5M, 1M or 2M")
+    ap.add_argument("--trees", type=int, default=60)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    stores = {"0.5M": 125, "1M": 125, "2M": 125}[args.rows]
+    days = {"0.5M": 1000, "1M": 2000, "2M": 4000}[args.rows]
+    spec = load_spec("sample")
+    with tempfile.TemporaryDirectory(prefix="tree-cost-") as tmp:
+        config = SampleConfig(
+            n_regions=1, n_stores=stores, n_departments=4, days=days, file_format="parquet"
+        )
+        generate(config, Path(tmp) / "source")
+        ws, regions, fs_all, _ = build_workspace(Path(tmp) / "source", Path(tmp) / "ws", spec)
+        features = pd.read_parquet(ws.features_path(next(iter(regions))))
+    data = prepare_region(features, fs_all.restricted_to(features.columns), spec)
+    base = data.meta["params"]
+    rows = len(data.train)
+    seconds: dict[str, list[float]] = {name: [] for name in CANDIDATES}
+    for _ in range(args.repeats):
+        for name, change in CANDIDATES.items():
+            params = {**base, **change}
+            # binned outside the timing, with the setting's own binning parameters
+            train_set = data.dataset(data.train)
+            train_set.params = dict(params)
+            train_set.construct()
+            t = time.perf_counter()
+            lgb.train(params, train_set, num_boost_round=args.trees)
+            seconds[name].append((time.perf_counter() - t) / args.trees)
+    per_tree = {name: statistics.median(s) for name, s in seconds.items()}
+    report = {
+        "rows": rows,
+        "trees": args.trees,
+        "repeats": args.repeats,
+        "params": base,
+        "candidates": CANDIDATES,
+        "seconds_per_tree": {k: round(v, 4) for k, v in per_tree.items()},
+        "ratio_to_defaults": {k: round(v / per_tree["defaults"], 3) for k, v in per_tree.items()},
+        "commit": subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip(),
+    }
+    for name, value in per_tree.items():
+        print(f"{name:12s} {value:.4f} s/tree  x{report['ratio_to_defaults'][name]}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out} ({rows:,} training rows)")
+
+
+if __name__ == "__main__":
+    main()
