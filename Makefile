@@ -50,8 +50,11 @@ format: env
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# code-server calls (a run's launch, a sensor tick) time out after 60 s by default, which a
+# busy 2-core machine exceeded: 300 s of headroom (override by setting it yourself)
 dev: env $(DAGSTER_HOME)/dagster.yaml
 	DAGSTER_HOME=$(DAGSTER_HOME) VIRTUAL_ENV=$(CURDIR)/$(VENV) \
+		DAGSTER_GRPC_TIMEOUT_SECONDS=$${DAGSTER_GRPC_TIMEOUT_SECONDS:-300} \
 		$(BIN)/dg dev --host 127.0.0.1 --port 3000 -w workspace.yaml
 
 clean:

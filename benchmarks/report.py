@@ -294,6 +294,27 @@ def render(results: dict) -> str:
                 lines += ["", f"Models: `{json.dumps(ross['models'], sort_keys=True)}`"]
         lines += _provenance_lines(ross)
         lines.append("")
+    imports = results.get("import_time")
+    if imports:
+        lines += ["## Loading the code location (`import mlops_assets.definitions`)", ""]
+        rows = [
+            (
+                "HEAD",
+                imports["head"]["median_s"],
+                ", ".join(imports["head"]["heavy_modules_loaded"]),
+            )
+        ]
+        if imports.get("ref"):
+            ref = imports["ref"]
+            rows.append((ref["commit"], ref["median_s"], ", ".join(ref["heavy_modules_loaded"])))
+        lines += _table(rows, ("commit", "median s (fresh process)", "heavy libraries loaded"))
+        if imports.get("ratio_head_over_ref") is not None:
+            lines += [
+                "",
+                f"Ratio HEAD / {imports['ref']['commit']}: {imports['ratio_head_over_ref']}",
+            ]
+        lines += _provenance_lines(imports)
+        lines.append("")
     lines += [f"Top-level commit of results.json: `{results.get('commit', '?')}`", ""]
     return "\n".join(lines)
 

@@ -19,10 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from mlops_assets.naming import region_key, safe_file_name
 from mlops_assets.spec import DatasetSpec
@@ -34,6 +33,9 @@ from mlops_assets.validation import (
 )
 from mlops_assets.warehouse import connect
 from mlops_assets.workspace import Workspace, atomic_write_json
+
+if TYPE_CHECKING:
+    pass
 
 LANDING_SUFFIXES = frozenset({".csv", ".parquet", ".txt", ".tsv"})
 _CHUNK = 1 << 20
@@ -379,6 +381,8 @@ def affected_regions(ws: Workspace, spec: DatasetSpec, source: str, shas: list[s
 
     ``["*"]`` means every region (the store master, a national event).
     """
+    import pandas as pd
+
     kind = spec.sources[source].kind
     files = [str(ws.raw_path(source, s)) for s in shas if ws.raw_path(source, s).exists()]
     if not files:

@@ -33,14 +33,17 @@ import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from mlops_assets.naming import region_keys
 from mlops_assets.spec import KEY_COLUMNS, DatasetSpec
 from mlops_assets.validation import quote_ident
 from mlops_assets.workspace import Workspace
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def ingested_files(ws: Workspace, source: str) -> pd.DataFrame:
@@ -50,6 +53,8 @@ def ingested_files(ws: Workspace, source: str) -> pd.DataFrame:
     ingests several files within a second; those are ordered by when their raw file was
     written (its mtime), so a correction ingested after the file it corrects still wins.
     """
+    import pandas as pd
+
     rows = []
     for path in sorted(ws.raw_dir(source).glob("*.parquet")):
         manifest = ws.manifest_path(path.stem)
@@ -80,6 +85,8 @@ def connect(ws: Workspace, spec: DatasetSpec) -> Iterator[duckdb.DuckDBPyConnect
 
 
 def define_views(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: DatasetSpec) -> None:
+    import pandas as pd
+
     present: set[str] = set()
     for name, src in spec.sources.items():
         files = ingested_files(ws, name)

@@ -38,6 +38,8 @@ class Deployment:
         self.logs = tmp / "logs"
         self.logs.mkdir()
         self.env = {
+            # as `make dev`: headroom for code-server calls on a busy 2-core machine
+            "DAGSTER_GRPC_TIMEOUT_SECONDS": "300",
             **os.environ,
             "DAGSTER_HOME": str(self.home),
             "DAGSTER_TELEMETRY_DISABLED": "1",

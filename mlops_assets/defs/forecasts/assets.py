@@ -1,22 +1,12 @@
 """forecast: each region's next horizon, scored with that region's latest approved model."""
 
 import dagster as dg
-import lightgbm as lgb
-import pandas as pd
 
 from mlops_assets.defs.features.assets import FEATURES_KEY
 from mlops_assets.defs.models.assets import REGION_MODEL_KEY
 from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import WorkspaceResource
-from mlops_assets.forecasting import (
-    explained_rows,
-    forecast_origin,
-    future_rows,
-    make_forecast,
-    top_contributions,
-)
 from mlops_assets.naming import require_safe_key
-from mlops_assets.plots import markdown_table
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.workspace import atomic_parquet
 
@@ -68,6 +58,18 @@ def build_forecast_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     def forecast(
         context: dg.AssetExecutionContext, workspace: WorkspaceResource
     ) -> dg.MaterializeResult:
+        import lightgbm as lgb
+        import pandas as pd
+
+        from mlops_assets.forecasting import (
+            explained_rows,
+            forecast_origin,
+            future_rows,
+            make_forecast,
+            top_contributions,
+        )
+        from mlops_assets.plots import markdown_table
+
         ws = workspace.workspace()
         region = require_safe_key(context.partition_key)
         registry = workspace.registry()

@@ -1,20 +1,14 @@
 """region_model: one LightGBM model per region, gated by blocking checks and registered."""
 
 import dagster as dg
-import pandas as pd
 
-from mlops_assets.conditioning import feature_set
 from mlops_assets.defs.features.assets import FEATURES_KEY
 from mlops_assets.defs.partitions import latest_materialization, region_partitions
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 from mlops_assets.gate import GATE_CHECKS
 from mlops_assets.naming import require_safe_key
-from mlops_assets.plots import holdout_plot, markdown_image
-from mlops_assets.region_models import train_and_register
 from mlops_assets.registry import ModelVersion
 from mlops_assets.spec import DatasetSpec
-from mlops_assets.training import backtest_summary
-from mlops_assets.warehouse import connect, region_level_inputs
 
 REGION_MODEL_KEY = dg.AssetKey("region_model")
 METRIC_ROWS = ("model", "hist_avg", "hist_avg_dow", "seasonal_naive")
@@ -88,6 +82,14 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         workspace: WorkspaceResource,
         notifier: NotifierResource,
     ) -> dg.MaterializeResult:
+        import pandas as pd
+
+        from mlops_assets.conditioning import feature_set
+        from mlops_assets.plots import holdout_plot, markdown_image
+        from mlops_assets.region_models import train_and_register
+        from mlops_assets.training import backtest_summary
+        from mlops_assets.warehouse import connect, region_level_inputs
+
         ws, ds = workspace.workspace(), workspace.dataset()
         region = require_safe_key(context.partition_key)
         path = ws.features_path(region)

@@ -9,21 +9,24 @@ is an ERROR, and the tuning sensor turns it into a tuning run for that region on
 
 import json
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
-from mlops_assets import monitoring, realized, reports
 from mlops_assets.defs.monitoring.assets import REALIZED_PERFORMANCE_KEY
 from mlops_assets.defs.monitoring.drift import DRIFT_REPORT_KEY
 from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 from mlops_assets.naming import is_safe_key
-from mlops_assets.plots import markdown_table
 from mlops_assets.registry import ModelRegistry, ModelVersion
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.warehouse import regions_with_sales
 from mlops_assets.workspace import Workspace, atomic_parquet, atomic_write_json
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlops_assets import monitoring
 
 MONITORING_ALERTS_KEY = dg.AssetKey("monitoring_alerts")
 # check -> (severity, signals it covers, notification kind, what it means)
@@ -59,8 +62,6 @@ ALERT_CHECKS = {
 def build_monitoring_alerts_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     s = spec.monitoring
     metric = spec.gate.metric
-    # a week's quality against the model's holdout value of the same measure
-    holdout_metric = monitoring.quality_metric(s, metric)
     quality = (
         f"weekly {metric} above {s.quality_degradation:g}x the model's holdout {metric}"
         if s.quality_signal == "realized"
@@ -95,6 +96,13 @@ def build_monitoring_alerts_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         workspace: WorkspaceResource,
         notifier: NotifierResource,
     ) -> dg.MaterializeResult:
+        import pandas as pd
+
+        from mlops_assets import monitoring, realized
+        from mlops_assets.plots import markdown_table
+
+        # a week's quality against the model's holdout value of the same measure
+        holdout_metric = monitoring.quality_metric(s, metric)
         ws, ds = workspace.workspace(), workspace.dataset()
         registry = workspace.registry()
         regions = [
@@ -190,7 +198,11 @@ def build_monitoring_alerts_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     return monitoring_alerts
 
 
-def _findings(rows: pd.DataFrame) -> str:
+def _findings(rows: "pd.DataFrame") -> str:
+    import pandas as pd
+
+    from mlops_assets.plots import markdown_table
+
     if rows.empty:
         return "no findings"
     shown = rows[["region", "signal", "week_start", "alert", "detail"]].copy()
@@ -201,13 +213,15 @@ def _findings(rows: pd.DataFrame) -> str:
 def _notify_new_alerts(
     ws: Workspace,
     notifier: NotifierResource,
-    status: monitoring.FleetStatus,
+    status: "monitoring.FleetStatus",
     approved: dict[str, ModelVersion],
     run_id: str,
 ) -> int:
     """One notification when a region's check starts alerting (not one a week while it
     lasts); once it stops, a new episode notifies again. State: which region x check x
     model version is alerting now (``monitoring/_fleet/alerting.json``)."""
+    import pandas as pd
+
     state_path = ws.fleet_monitoring_dir / "alerting.json"
     before = set(json.loads(state_path.read_text())) if state_path.exists() else set()
     now: set[str] = set()
@@ -237,11 +251,15 @@ def _write_reports(
     ws: Workspace,
     ds: DatasetSpec,
     registry: ModelRegistry,
-    status: monitoring.FleetStatus,
+    status: "monitoring.FleetStatus",
     approved: dict[str, ModelVersion],
-    tables: pd.DataFrame,
+    tables: "pd.DataFrame",
 ) -> dict[str, str]:
     """The self-contained HTML report of every monitored region."""
+    import pandas as pd
+
+    from mlops_assets import realized, reports
+
     paths = {}
     names = regions_with_sales(ws, ds)
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

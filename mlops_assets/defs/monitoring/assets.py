@@ -1,16 +1,18 @@
 """realized_performance: each region's forecasts scored against the ground truth since."""
 
-import dagster as dg
-import pandas as pd
+from typing import TYPE_CHECKING
 
-from mlops_assets import realized
+import dagster as dg
+
 from mlops_assets.defs.forecasts.assets import FORECAST_KEY
 from mlops_assets.defs.ingest.assets import raw_asset_key
 from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.naming import require_safe_key
-from mlops_assets.plots import markdown_image, markdown_table
 from mlops_assets.spec import DatasetSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REALIZED_PERFORMANCE_KEY = dg.AssetKey("realized_performance")
 # latest-week metrics emitted as plain floats, so the asset page plots them over time
@@ -41,6 +43,11 @@ def build_realized_performance_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     def realized_performance(
         context: dg.AssetExecutionContext, workspace: WorkspaceResource
     ) -> dg.MaterializeResult:
+        import pandas as pd
+
+        from mlops_assets import realized
+        from mlops_assets.plots import markdown_image
+
         ws, ds = workspace.workspace(), workspace.dataset()
         region = require_safe_key(context.partition_key)
         forecasts = realized.read_forecasts(ws, region)
@@ -92,8 +99,9 @@ def build_realized_performance_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     return realized_performance
 
 
-def _note(per_origin: pd.DataFrame) -> str | None:
+def _note(per_origin: "pd.DataFrame") -> str | None:
     """Why there is nothing (or little) to score, in words a planner understands."""
+
     if per_origin.empty:
         return (
             "no forecasts yet for this region (it needs an approved model and a forecast "
@@ -109,7 +117,11 @@ def _note(per_origin: pd.DataFrame) -> str | None:
     return None
 
 
-def _origin_table(per_origin: pd.DataFrame) -> str:
+def _origin_table(per_origin: "pd.DataFrame") -> str:
+    import pandas as pd
+
+    from mlops_assets.plots import markdown_table
+
     def pct(v: float) -> str:
         return "-" if pd.isna(v) else f"{100 * v:.1f}%"
 

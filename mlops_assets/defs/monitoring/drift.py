@@ -1,19 +1,14 @@
 """drift_report: one region's nannyml statistics against its approved model's training data."""
 
 import dagster as dg
-import lightgbm as lgb
-import pandas as pd
 
-from mlops_assets import monitoring, reports
 from mlops_assets.defs.features.assets import FEATURES_KEY
 from mlops_assets.defs.forecasts.assets import FORECAST_KEY
 from mlops_assets.defs.models.assets import REGION_MODEL_KEY
 from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.naming import require_safe_key
-from mlops_assets.plots import markdown_image, markdown_table
 from mlops_assets.spec import DatasetSpec
-from mlops_assets.warehouse import region_level_inputs
 from mlops_assets.workspace import atomic_parquet
 
 DRIFT_REPORT_KEY = dg.AssetKey("drift_report")
@@ -41,6 +36,13 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     def drift_report(
         context: dg.AssetExecutionContext, workspace: WorkspaceResource
     ) -> dg.MaterializeResult:
+        import lightgbm as lgb
+        import pandas as pd
+
+        from mlops_assets import monitoring, reports
+        from mlops_assets.plots import markdown_image, markdown_table
+        from mlops_assets.warehouse import region_level_inputs
+
         ws, ds = workspace.workspace(), workspace.dataset()
         region = require_safe_key(context.partition_key)
         registry = workspace.registry()
