@@ -22,6 +22,7 @@ its own output.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -147,9 +148,9 @@ def is_temp_name(name: str) -> bool:
 
 def _mkstemp(path: Path) -> tuple[int, str]:
     """An open temporary file next to ``path``, named so ``is_temp_name`` recognises it;
-    leftovers of earlier, killed writes of the same file are swept first."""
+    the stale leftovers of killed writers in its folder are swept first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale_temps(path)
+    sweep_folder_if_touched(path.parent)
     return tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=f".{_HOST}-{os.getpid()}{TEMP_SUFFIX}"
     )
@@ -162,9 +163,40 @@ def sweep_stale_temps(path: Path, *, now: float | None = None) -> list[Path]:
     host that no longer exists, or when it is older than ``STALE_TEMP_SECONDS`` (a writer
     on another host, or a name without a writer). A live writer's file is never touched.
     """
+    return _sweep(path.parent, f".{glob.escape(path.name)}.*{TEMP_SUFFIX}", now)
+
+
+# folder -> its mtime right after this process last renamed a file into it: while it is
+# unchanged no other process has created (or left) anything there, so there is nothing to
+# sweep. Sweeping on every write listed the whole folder each time (8.3 ms of an 8.6 ms
+# write in a folder of 10,000 files: quadratic over an ingest of many files).
+_QUIET_FOLDERS: dict[str, int] = {}
+
+
+def sweep_folder_if_touched(folder: Path) -> list[Path]:
+    """Remove every stale temp file in ``folder`` (see ``sweep_stale_temps``) unless the
+    folder is as this process's last write left it."""
+    key = os.fspath(folder)
+    try:
+        mtime = os.stat(key).st_mtime_ns
+    except FileNotFoundError:
+        return []
+    if _QUIET_FOLDERS.get(key) == mtime:
+        return []
+    return _sweep(folder, f".*{TEMP_SUFFIX}", None)
+
+
+def _replace(tmp: str | Path, path: Path) -> None:
+    """``os.replace`` that remembers the folder's state after it (``sweep_folder_if_touched``)."""
+    os.replace(tmp, path)
+    with contextlib.suppress(FileNotFoundError):
+        _QUIET_FOLDERS[os.fspath(path.parent)] = os.stat(path.parent).st_mtime_ns
+
+
+def _sweep(directory: Path, pattern: str, now: float | None) -> list[Path]:
     now = time.time() if now is None else now
     removed = []
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_SUFFIX}"):
+    for tmp in directory.glob(pattern):
         writer = tmp.name[: -len(TEMP_SUFFIX)].rsplit(".", 1)[-1]
         host, _, pid = writer.rpartition("-")
         try:
@@ -198,7 +230,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -220,7 +252,7 @@ def atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
     tmp = temp_path_for(path)
     try:
         frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -234,7 +266,7 @@ def atomic_copy_to_parquet(
     tmp = temp_path_for(path)
     try:
         con.execute(f"COPY ({sql}) TO $p (FORMAT parquet)", {**params, "p": str(tmp)})
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

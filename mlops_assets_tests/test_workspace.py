@@ -59,3 +59,27 @@ def test_the_next_write_of_a_file_sweeps_what_a_killed_write_left(tmp_path: Path
     atomic_write_bytes(target, b"{}")
     assert target.read_bytes() == b"{}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
+
+
+def test_a_leftover_another_process_left_after_our_last_write_is_swept_by_the_next(
+    tmp_path: Path,
+) -> None:
+    atomic_write_bytes(tmp_path / "a.json", b"1")
+    time.sleep(0.01)  # a later folder mtime than our write, as a real writer's would be
+    leftover = tmp_path / f".b.json.x1.{workspace._HOST}-{_dead_pid()}.partial.tmp"
+    leftover.write_bytes(b"{")
+    atomic_write_bytes(tmp_path / "a.json", b"2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_writes_into_a_folder_only_this_process_touched_do_not_list_it_again(
+    tmp_path: Path, monkeypatch
+) -> None:
+    listed = []
+    real_sweep = workspace._sweep
+    monkeypatch.setattr(
+        workspace, "_sweep", lambda folder, *a: listed.append(folder) or real_sweep(folder, *a)
+    )
+    for i in range(5):
+        atomic_write_bytes(tmp_path / f"{i}.json", b"{}")
+    assert listed == [tmp_path]  # the first write only
