@@ -4,8 +4,8 @@ Every Dagster run process and code server imports the definitions before its fir
 so this is paid once per run on top of the work. Each measurement is a fresh interpreter
 (``--repeats`` of them, the median reported) that also lists which heavy libraries the
 import loaded. ``--ref`` measures a second commit the same way in the same run (checked
-out into a temporary git worktree and put first on ``PYTHONPATH``), for a before/after
-ratio. Writes the ``import_time`` section of ``benchmarks/results.json``.
+out into a temporary git worktree, run from there and put first on ``PYTHONPATH``), for a
+before/after ratio. Writes the ``import_time`` section of ``benchmarks/results.json``.
 
     .venv/bin/python benchmarks/import_time.py --ref e9e2ab2
 """
@@ -33,14 +33,19 @@ PROBE = (
 )
 
 
-def measure(repeats: int, pythonpath: Path | None = None) -> dict:
-    env = dict(os.environ)
-    if pythonpath is not None:
-        env["PYTHONPATH"] = str(pythonpath)
+def measure(repeats: int, tree: Path = REPO_ROOT) -> dict:
+    """``repeats`` fresh interpreters importing the package of ``tree`` (run from there,
+    with it first on the path, ahead of the editable install)."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     runs = []
     for _ in range(repeats):
         out = subprocess.run(
-            [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
+            [sys.executable, "-c", PROBE],
+            env=env,
+            cwd=tree,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         runs.append(json.loads(out.stdout))
     seconds = [r["s"] for r in runs]
