@@ -8,7 +8,11 @@ import dagster as dg
 from mlops_assets.conditioning import FEATURES_VERSION, write_features
 from mlops_assets.data_checks import FEATURE_CHECKS, check_features
 from mlops_assets.defs.ingest.assets import raw_asset_key
-from mlops_assets.defs.partitions import latest_materialization, region_partitions
+from mlops_assets.defs.partitions import (
+    latest_materialization,
+    region_check_spec,
+    region_partitions,
+)
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 from mlops_assets.naming import require_safe_key
 from mlops_assets.spec import DatasetSpec
@@ -38,9 +42,9 @@ def build_features_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "periods) before each row, so multi-step forecasts never see future actuals."
         ),
         check_specs=[
-            dg.AssetCheckSpec(
+            region_check_spec(
                 name,
-                asset=FEATURES_KEY,
+                FEATURES_KEY,
                 blocking=severity == "ERROR",
                 description=f"[{severity}] {text}",
             )

@@ -4,7 +4,7 @@ import dagster as dg
 
 from mlops_assets.defs.features.assets import FEATURES_KEY
 from mlops_assets.defs.models.assets import REGION_MODEL_KEY
-from mlops_assets.defs.partitions import region_partitions
+from mlops_assets.defs.partitions import region_check_spec, region_partitions
 from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.naming import require_safe_key
 from mlops_assets.spec import DatasetSpec
@@ -49,8 +49,8 @@ def build_forecast_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "computes any other series' on demand)."
         ),
         check_specs=[
-            dg.AssetCheckSpec(
-                name, asset=FORECAST_KEY, blocking=sev == "ERROR", description=f"[{sev}] {text}"
+            region_check_spec(
+                name, FORECAST_KEY, blocking=sev == "ERROR", description=f"[{sev}] {text}"
             )
             for name, (sev, text) in FORECAST_CHECKS.items()
         ],

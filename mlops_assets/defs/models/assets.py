@@ -3,7 +3,11 @@
 import dagster as dg
 
 from mlops_assets.defs.features.assets import FEATURES_KEY
-from mlops_assets.defs.partitions import latest_materialization, region_partitions
+from mlops_assets.defs.partitions import (
+    latest_materialization,
+    region_check_spec,
+    region_partitions,
+)
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 from mlops_assets.gate import GATE_CHECKS
 from mlops_assets.naming import require_safe_key
@@ -73,7 +77,7 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "reasons otherwise."
         ),
         check_specs=[
-            dg.AssetCheckSpec(name, asset=REGION_MODEL_KEY, blocking=True, description=text)
+            region_check_spec(name, REGION_MODEL_KEY, blocking=True, description=text)
             for name, text in GATE_CHECKS.items()
         ],
     )

@@ -42,6 +42,8 @@ def test_sensors_then_train_job_approve_and_forecast_every_region(
         checks = check_evaluations(p.instance, run.run_id)
         assert set(checks) == expected_checks
         assert all(c.passed for c in checks.values()), {k: c.description for k, c in checks.items()}
+        # filed under the region, so a check's history (and its plots) is one series a region
+        assert {c.partition for c in checks.values()} == {region}
 
         meta = materializations(p.instance, run.run_id)["region_model"].metadata
         assert meta["model_version"].value == 1
