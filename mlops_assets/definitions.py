@@ -104,6 +104,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 feed_path=str(Workspace(settings.home).notifications_feed),
                 # a secret: only ever through EnvVar, and only when it is set
                 webhook_url=dg.EnvVar(WEBHOOK_ENV) if os.environ.get(WEBHOOK_ENV) else None,
+                # where notifications link runs to (default: `make dev`'s address)
+                **({"ui_url": ui_url} if (ui_url := os.environ.get("MLOPS_UI_URL")) else {}),
             ),
         },
         # all steps of a run execute in the run's process: a run per region partition gives

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -111,12 +112,13 @@ class Notifier:
         self.webhook_url = check_webhook_url(webhook_url, setting)
         self.timeout_s = timeout_s
 
-    def send(self, notification: Notification) -> bool:
+    def send(self, notification: Notification, *, deliver: bool = True) -> bool:
         """Record and deliver; returns whether the webhook (if any) accepted it. Never
-        raises for a delivery problem: a notification must not fail the run it reports."""
+        raises for a delivery problem: a notification must not fail the run it reports.
+        ``deliver=False`` records it in the feed only (a repeat already announced)."""
         record = notification.to_dict()
         self._append(record)
-        if not self.webhook_url:
+        if not self.webhook_url or not deliver:
             return True
         error = self._deliver(notification)
         if error is not None:
@@ -190,3 +192,43 @@ class Notifier:
         if not self.feed.exists():
             return []
         return [json.loads(line) for line in self.feed.read_text().splitlines() if line]
+
+
+# a failure of the same kind within this long after the last one posted is recorded in the
+# feed and counted, not posted again: ten runs failing for one cause make one message
+REPEAT_WINDOW_S = 3600.0
+
+
+def failure_signature(job: str, step: str | None, error_line: str) -> str:
+    """What makes two run failures "of one kind": the job, the failing step and the error's
+    first line with the numbers in it (pids, run ids, counts, durations) masked."""
+    masked = re.sub(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}|\d+", "#", error_line)
+    return f"{job}|{step or '-'}|{masked}"
+
+
+class FailureGroups:
+    """Which failure signatures were posted when, and how many repeats since (a JSON file
+    beside the feed, written atomically; the run-failure sensor is its only writer)."""
+
+    def __init__(self, path: Path, window_s: float = REPEAT_WINDOW_S) -> None:
+        self.path = Path(path)
+        self.window_s = window_s
+
+    def record(self, signature: str, now: float) -> tuple[bool, int]:
+        """(post this failure?, failures of this kind recorded without a post since the
+        last post). A post goes out for a new kind, or once the window has passed."""
+        from mlops_assets.workspace import atomic_write_json
+
+        state = json.loads(self.path.read_text()) if self.path.exists() else {}
+        group = state.get(signature)
+        if group is not None and now - group["posted_at"] < self.window_s:
+            group["repeats"] += 1
+            post, held = False, group["repeats"]
+        else:
+            held = group["repeats"] if group else 0
+            state[signature] = {"posted_at": now, "repeats": 0}
+            post = True
+        # kinds quiet for a whole window are forgotten, so the file stays small
+        state = {k: v for k, v in state.items() if now - v["posted_at"] < 2 * self.window_s}
+        atomic_write_json(self.path, state)
+        return post, held

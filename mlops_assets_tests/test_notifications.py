@@ -12,7 +12,14 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from mlops_assets.notifications import Notification, Notifier, check_webhook_url
+from mlops_assets.notifications import (
+    REPEAT_WINDOW_S,
+    FailureGroups,
+    Notification,
+    Notifier,
+    check_webhook_url,
+    failure_signature,
+)
 from mlops_assets.settings import SettingsError
 
 SECRET = "T0KEN-s3cr3t"  # stands for the secret part of a real webhook URL
@@ -228,3 +235,31 @@ def test_http_urls_and_no_url_are_accepted(url):
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="unknown notification kind"):
         Notification("party", "x")
+
+
+def test_failures_differing_only_in_numbers_are_one_kind():
+    a = failure_signature("train_job", None, "Run worker (pid 1234) is not running")
+    b = failure_signature("train_job", None, "Run worker (pid 98) is not running")
+    assert a == b
+    assert a != failure_signature("train_job", "region_model", "Run worker (pid 98) is not running")
+    assert a != failure_signature("features_job", None, "Run worker (pid 98) is not running")
+
+
+def test_a_kind_is_posted_once_a_window_and_the_next_post_counts_the_repeats(tmp_path):
+    groups = FailureGroups(tmp_path / "groups.json")
+    kind, other = "train_job|-|timeout", "features_job|x|KeyError: 'date'"
+    assert groups.record(kind, now=0.0) == (True, 0)
+    assert groups.record(kind, now=10.0) == (False, 1)
+    assert groups.record(other, now=11.0) == (True, 0)  # another kind is posted at once
+    assert groups.record(kind, now=20.0) == (False, 2)
+    assert groups.record(kind, now=REPEAT_WINDOW_S + 1) == (True, 2)
+    assert groups.record(kind, now=REPEAT_WINDOW_S + 2) == (False, 1)
+
+
+def test_a_notification_recorded_without_delivery_is_not_posted(tmp_path, receiver):
+    url, received = receiver
+    notifier = Notifier(tmp_path / "feed.jsonl", url)
+    notifier.send(Notification("run_failure", "first"))
+    notifier.send(Notification("run_failure", "again"), deliver=False)
+    assert [r["message"] for r in received] == ["first"]
+    assert [e["message"] for e in notifier.read()] == ["first", "again"]

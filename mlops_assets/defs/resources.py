@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
 from mlops_assets.notifications import Notification, Notifier
 from mlops_assets.registry import ModelRegistry
@@ -33,6 +34,11 @@ class NotifierResource(dg.ConfigurableResource):
 
     feed_path: str
     webhook_url: str | None = None
+    ui_url: str = Field(
+        default="http://127.0.0.1:3000",
+        description="the Dagster UI's address, for links to runs in notifications (`make "
+        "dev` serves it here; set MLOPS_UI_URL for a deployment elsewhere)",
+    )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Refuse a URL that is not http(s) when a run or sensor starts, not at its first
@@ -42,6 +48,18 @@ class NotifierResource(dg.ConfigurableResource):
     def notifier(self) -> Notifier:
         return Notifier(Path(self.feed_path), self.webhook_url)
 
-    def send(self, kind: str, message: str, region: str | None = None, **details: object) -> bool:
-        """Record (and post) one notification; delivery problems never raise."""
-        return self.notifier().send(Notification(kind, message, region, details))
+    def send(
+        self,
+        kind: str,
+        message: str,
+        region: str | None = None,
+        *,
+        deliver: bool = True,
+        **details: object,
+    ) -> bool:
+        """Record (and post, unless ``deliver`` is false) one notification; delivery
+        problems never raise."""
+        return self.notifier().send(Notification(kind, message, region, details), deliver=deliver)
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.ui_url.rstrip('/')}/runs/{run_id}"

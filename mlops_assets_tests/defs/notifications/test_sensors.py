@@ -35,8 +35,70 @@ def test_failed_run_is_notified_with_its_region(tmp_path, instance):
     sensor(context)
     [entry] = [json.loads(line) for line in feed.read_text().splitlines()]
     assert entry["kind"] == "run_failure" and entry["region"] == "Nord"
-    assert "broken_job failed" in entry["message"]
+    # the cause, not "the run failed": the step, the error's first line and a link
+    link = f"http://127.0.0.1:3000/runs/{result.run_id}"
+    assert entry["message"] == f"broken_job failed at step explode: RuntimeError: disk full {link}"
     assert entry["details"]["run_id"] == result.run_id
+    assert entry["details"]["step"] == "explode" and entry["details"]["run_url"] == link
+
+
+def test_repeated_failures_of_one_kind_are_posted_once(tmp_path, instance):
+    """Three runs failing with the same error: one webhook post, three feed entries."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from threading import Thread
+
+    from mlops_assets.defs.notifications.sensors import build_run_failure_notifier
+
+    posts = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server API)
+            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    Thread(target=server.serve_forever, daemon=True).start()
+
+    @dg.op
+    def explode():
+        raise RuntimeError("disk full")
+
+    @dg.job
+    def broken_job():
+        explode()
+
+    feed = tmp_path / "notifications.jsonl"
+    sensor = build_run_failure_notifier(dg.DefaultSensorStatus.STOPPED)
+    notifier = NotifierResource(
+        feed_path=str(feed), webhook_url=f"http://127.0.0.1:{server.server_port}/hook"
+    )
+    try:
+        for region in ("Nord", "Sud", "West"):
+            result = broken_job.execute_in_process(
+                instance=instance, raise_on_error=False, tags={"dagster/partition": region}
+            )
+            context = dg.build_run_status_sensor_context(
+                sensor_name=sensor.name,
+                dagster_instance=instance,
+                dagster_run=result.dagster_run,
+                dagster_event=result.get_run_failure_event(),
+                resources={"notifier": notifier},
+            ).for_run_failure()
+            sensor(context)
+    finally:
+        server.shutdown()
+        server.server_close()
+    entries = [json.loads(line) for line in feed.read_text().splitlines()]
+    assert [(e["region"], e["details"]["grouped"]) for e in entries] == [
+        ("Nord", False),
+        ("Sud", True),
+        ("West", True),
+    ]
+    assert [p["region"] for p in posts] == ["Nord"]
 
 
 SECRET = "T0KEN-s3cr3t"
@@ -160,3 +222,50 @@ def test_code_location_load_error_never_prints_the_url(tmp_path):
     assert proc.returncode != 0
     assert "SettingsError: MLOPS_WEBHOOK_URL is not an http:// or https:// URL" in proc.stderr
     assert SECRET not in proc.stderr + proc.stdout
+
+
+def test_a_run_failed_from_outside_is_notified_with_the_engine_error(tmp_path, instance):
+    """A run whose worker died or never started has no failed step: the cause is the engine
+    event with the error (not "marked as failed from outside the execution context")."""
+    from dagster._core.events import EngineEventData
+    from dagster._utils.error import SerializableErrorInfo
+
+    from mlops_assets.defs.notifications.sensors import build_run_failure_notifier
+
+    @dg.op
+    def noop():
+        pass
+
+    @dg.job
+    def train_job():
+        noop()
+
+    run = instance.create_run_for_job(train_job, tags={"dagster/partition": "Sud"})
+    instance.report_engine_event(
+        "Run worker (pid 4242) is not running",
+        run,
+        EngineEventData(
+            error=SerializableErrorInfo(
+                "DagsterUserCodeUnreachableError: User code server request timed out\n",
+                [],
+                "DagsterUserCodeUnreachableError",
+            )
+        ),
+    )
+    instance.report_run_failed(run)
+    failure = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[-1]
+    feed = tmp_path / "notifications.jsonl"
+    sensor = build_run_failure_notifier(dg.DefaultSensorStatus.STOPPED)
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(run.run_id),
+        dagster_event=failure.get_dagster_event(),
+        resources={"notifier": NotifierResource(feed_path=str(feed))},
+    ).for_run_failure()
+    sensor(context)
+    [entry] = [json.loads(line) for line in feed.read_text().splitlines()]
+    assert entry["region"] == "Sud" and entry["details"]["step"] is None
+    assert entry["details"]["error"] == (
+        "DagsterUserCodeUnreachableError: User code server request timed out"
+    )
