@@ -43,6 +43,7 @@ def test_demo_runs_the_pipeline_and_prints_region_rows(tmp_path, dagster_home, c
     assert " ok " not in out and "Rhein_Main" in out
 
 
+@pytest.mark.e2e  # ingests the whole of rossmann-100 (~30 s): `make e2e`
 @pytest.mark.skipif(not ROSSMANN.is_dir(), reason=f"real data not present at {ROSSMANN}")
 def test_rossmann_ingests_into_twelve_safe_region_partitions(tmp_path, dagster_home, capsys):
     home = tmp_path / "ws"

@@ -1,6 +1,7 @@
 """monitoring_alerts: which holdout level each region's weekly quality is compared with."""
 
 import pandas as pd
+import pytest
 
 from mlops_assets import monitoring
 from mlops_assets.defs.local_driver import run_partitions
@@ -8,6 +9,7 @@ from mlops_assets.defs.monitoring.sensors import MONITORING_JOB
 from mlops_assets_tests.defs.models.pipeline_support import check_evaluations
 
 
+@pytest.mark.e2e  # trains and monitors every region through Dagster (~60 s): `make e2e`
 def test_the_estimated_quality_signal_is_compared_with_each_models_holdout_rmse(
     model_pipeline, monkeypatch
 ):
