@@ -1,9 +1,10 @@
 """The landing zone: find new files, ingest each distinct content exactly once.
 
-A file's identity is the SHA-256 of its bytes. The manifest (one JSON record per hash)
-says what happened to it: ``ingested`` (normalised rows are in ``raw/<source>/<sha>``)
-or ``quarantined`` (a copy and a machine-readable reason sit in ``quarantine/``). A
-renamed copy or a re-dropped file has the same hash and is skipped. Outputs are named
+A file's identity is the SHA-256 of its bytes. The manifest (a table in the workspace's
+state database, one record per hash; see ``storage.manifest``) says what happened to it:
+``ingested`` (normalised rows are in ``raw/<source>/<sha>``) or ``quarantined`` (a copy
+and a machine-readable reason sit in ``quarantine/``). A renamed copy or a re-dropped
+file has the same hash and is skipped. Outputs are named
 by hash and written atomically, so ingesting the same file twice (two overlapping runs,
 a retried run) produces the same files, never duplicate rows. Landing files are only
 read: nothing here modifies or deletes them.
@@ -25,6 +26,7 @@ import duckdb
 
 from mlops_assets.naming import region_key, safe_file_name
 from mlops_assets.spec import DatasetSpec
+from mlops_assets.storage.manifest import Manifest
 from mlops_assets.validation import (
     LandingRejected,
     one_line,
@@ -102,8 +104,8 @@ def ingest_order(spec: DatasetSpec) -> list[str]:
 
 
 def read_manifest(ws: Workspace, sha256: str) -> dict[str, Any] | None:
-    path = ws.manifest_path(sha256)
-    return json.loads(path.read_text()) if path.exists() else None
+    """The manifest record of a content hash (None: never ingested nor quarantined)."""
+    return Manifest.for_workspace(ws).get(sha256)
 
 
 def known_stores(ws: Workspace, spec: DatasetSpec) -> set[str] | None:
@@ -151,7 +153,8 @@ def ingest_file(
         raise ValueError(f"{relpath!r} is not inside the {source!r} landing folder")
     # hash again: if the file changed since the sensor looked, what is there now is ingested
     sha256 = file_sha256(path)
-    previous = read_manifest(ws, sha256)
+    manifest = Manifest.for_workspace(ws)
+    previous = manifest.get(sha256)
     if previous is not None:
         return IngestOutcome(source, relpath, sha256, f"already_{previous['status']}", previous)
 
@@ -184,11 +187,17 @@ def ingest_file(
             "quarantined_copy": str(copy.relative_to(ws.root)),
         }
         atomic_write_json(copy.with_name(copy.name + ".reason.json"), reason)
-        atomic_write_json(ws.manifest_path(sha256), reason)
-        return IngestOutcome(source, relpath, sha256, "quarantined", reason)
+        return _recorded(manifest, source, relpath, reason)
     record.update(status="ingested", **result.summary())
-    atomic_write_json(ws.manifest_path(sha256), record)
-    return IngestOutcome(source, relpath, sha256, "ingested", record)
+    return _recorded(manifest, source, relpath, record)
+
+
+def _recorded(manifest: Manifest, source: str, relpath: str, record: dict) -> IngestOutcome:
+    """The outcome once the record is in the manifest: an overlapping run that recorded
+    the same content first wins, and this run reports it as already done."""
+    stored, new = manifest.add(record)
+    status = stored["status"] if new else f"already_{stored['status']}"
+    return IngestOutcome(source, relpath, record["sha256"], status, stored)
 
 
 def reason_line(record: dict[str, Any]) -> str:
@@ -216,24 +225,15 @@ def quarantined(ws: Workspace) -> list[dict[str, Any]]:
 
 def requeue(ws: Workspace, sha256: str) -> int:
     """Let a quarantined file be ingested again (e.g. a sales file that arrived before its
-    store master). Its manifest record moves to ``manifest/requeued/<sha>.<n>.json``, so
-    the history stays; the landing sensor then sees the content as new, under a new run
-    key. Returns the requeue count ``n``."""
-    record = read_manifest(ws, sha256)
-    if record is None:
-        raise ValueError(f"{sha256[:16]}... is not in the manifest")
-    if record["status"] != "quarantined":
-        raise ValueError(f"{record['file']} was {record['status']}, not quarantined")
-    n = requeue_count(ws, sha256) + 1
-    target = ws.manifest_dir / "requeued" / f"{sha256}.{n}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(ws.manifest_path(sha256), target)
-    return n
+    store master). Its manifest record moves to the requeued history, so the history
+    stays; the landing sensor then sees the content as new, under a new run key. Returns
+    the requeue count ``n``."""
+    return Manifest.for_workspace(ws).requeue(sha256)
 
 
 def requeue_count(ws: Workspace, sha256: str) -> int:
     """How many times a content hash has been requeued (part of its ingest run key)."""
-    return len(list((ws.manifest_dir / "requeued").glob(f"{sha256}.*.json")))
+    return Manifest.for_workspace(ws).requeue_counts([sha256]).get(sha256, 0)
 
 
 LANDING_STATES = ("ingested", "quarantined", "pending")
@@ -255,16 +255,18 @@ def landing_status(
     files (the CLI asks the Dagster instance which ingest run had them).
     """
     out: list[dict[str, Any]] = []
+    manifest = Manifest.for_workspace(ws)
+    requeued = manifest.requeue_counts()
     for lf in scan_landing(ws, spec):
         sha = file_sha256(ws.root / lf.relpath)
-        record = read_manifest(ws, sha)
+        record = manifest.get(sha)
         state = record["status"] if record else "pending"
         reason = None
         if state == "quarantined":
             reason = reason_line(record)
         elif state == "pending":
             reason = NOT_REQUESTED_YET
-            if requeue_count(ws, sha):
+            if requeued.get(sha):
                 reason = "requeued after quarantine; " + reason
         out.append(
             {
@@ -342,6 +344,7 @@ def plan_landing(
         for sha, entry in cursor.get("pending", {}).items()
     }
     plan = LandingPlan(files={}, cursor={})
+    known = Manifest.for_workspace(ws).known()
     budget = hash_budget_bytes
     batch: set[str] = set()
     current = scan_landing(ws, spec)
@@ -356,7 +359,7 @@ def plan_landing(
             budget -= lf.size
             sha = file_sha256(ws.root / lf.relpath)
             seen[lf.relpath] = [lf.size, lf.mtime_ns, sha]
-        if sha in batch or ws.manifest_path(sha).exists():
+        if sha in batch or sha in known:
             plan.skipped_known += 1
             continue
         if sha in pending and in_flight(*pending[sha]):
@@ -368,7 +371,7 @@ def plan_landing(
     present = {lf.relpath for lf in current}
     plan.cursor = {
         "seen": {p: v for p, v in seen.items() if p in present},
-        "pending": {s: v for s, v in pending.items() if not ws.manifest_path(s).exists()},
+        "pending": {s: v for s, v in pending.items() if s not in known},
     }
     return plan
 

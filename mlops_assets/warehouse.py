@@ -29,7 +29,6 @@ what realized performance scores forecasts against).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -39,6 +38,7 @@ import duckdb
 
 from mlops_assets.naming import region_keys
 from mlops_assets.spec import KEY_COLUMNS, DatasetSpec
+from mlops_assets.storage.manifest import Manifest
 from mlops_assets.validation import quote_ident
 from mlops_assets.workspace import Workspace
 
@@ -49,28 +49,19 @@ if TYPE_CHECKING:
 def ingested_files(ws: Workspace, source: str) -> pd.DataFrame:
     """sha, path, ingestion time and order (``seq``) of each ingested file, oldest first.
 
-    ``processed_at`` in the manifest has one-second resolution, and one landing run often
-    ingests several files within a second; those are ordered by when their raw file was
-    written (its mtime), so a correction ingested after the file it corrects still wins.
+    The manifest says what is ingested and in which order (a correction ingested after
+    the file it corrects wins); a raw file without a record (its run died between writing
+    it and recording it) is not part of the data until it is ingested again.
     """
     import pandas as pd
 
-    rows = []
-    for path in sorted(ws.raw_dir(source).glob("*.parquet")):
-        manifest = ws.manifest_path(path.stem)
-        ingested_at = json.loads(manifest.read_text())["processed_at"] if manifest.exists() else ""
-        rows.append(
-            {
-                "sha": path.stem,
-                "path": str(path),
-                "ingested_at": ingested_at,
-                "written_ns": path.stat().st_mtime_ns,
-            }
-        )
-    frame = pd.DataFrame(rows, columns=["sha", "path", "ingested_at", "written_ns"])
-    frame = frame.sort_values(["ingested_at", "written_ns", "sha"], ignore_index=True)
+    rows = [
+        {"sha": sha, "path": str(ws.raw_path(source, sha)), "ingested_at": at}
+        for sha, at, _ in Manifest.for_workspace(ws).ingested(source)
+    ]
+    frame = pd.DataFrame(rows, columns=["sha", "path", "ingested_at"])
     frame["seq"] = range(len(frame))
-    return frame.drop(columns="written_ns")
+    return frame
 
 
 @contextmanager

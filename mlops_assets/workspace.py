@@ -5,7 +5,10 @@ Layout (all below ``root``)::
     landing/<source>/...           files dropped by data engineers (never modified or deleted)
     quarantine/<source>/<sha>__<name>        copy of a rejected file
     quarantine/<source>/<sha>__<name>.reason.json   why it was rejected (machine-readable)
-    manifest/<sha>.json            one record per distinct file content ever ingested
+    state/mlops.sqlite             the state database (ingestion manifest), unless
+                                   ``database_url`` names another (see ``storage``)
+    manifest/<sha>.json            per-file manifest records of older workspaces (imported
+                                   into the state database once, then unused)
     raw/<source>/<sha>.parquet     a validated file, normalised to canonical columns
     features/<region_key>.parquet  the conditioned feature table of one region
     forecasts/<region_key>/<origin>.forecast.parquet   one file per forecast origin
@@ -49,6 +52,7 @@ class Workspace:
     """Paths below one root folder. Creating the object touches nothing on disk."""
 
     root: Path
+    database_url: str | None = None  # the state database; None: SQLite below the root
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root).resolve())
@@ -64,11 +68,15 @@ class Workspace:
         return self.root / "quarantine" / require_safe_key(source)
 
     @property
-    def manifest_dir(self) -> Path:
-        return self.root / "manifest"
+    def state_database_url(self) -> str:
+        """SQLAlchemy URL of the state database (see ``mlops_assets.storage``)."""
+        return self.database_url or f"sqlite:///{self.root / 'state' / 'mlops.sqlite'}"
 
-    def manifest_path(self, sha256: str) -> Path:
-        return self.manifest_dir / f"{_check_sha(sha256)}.json"
+    @property
+    def manifest_dir(self) -> Path:
+        """Where older workspaces kept one JSON manifest record per file (imported into
+        the state database the first time it is opened)."""
+        return self.root / "manifest"
 
     def raw_dir(self, source: str) -> Path:
         return self.root / "raw" / require_safe_key(source)

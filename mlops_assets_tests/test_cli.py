@@ -7,6 +7,8 @@ import dagster as dg
 import pytest
 
 from mlops_assets import cli
+from mlops_assets.storage.manifest import Manifest
+from mlops_assets.workspace import Workspace
 
 ROSSMANN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rossmann-100"
 
@@ -66,7 +68,7 @@ def test_rossmann_ingests_into_twelve_safe_region_partitions(tmp_path, dagster_h
         assert all("," not in r for r in regions)
         raw_sales = instance.get_latest_materialization_event(dg.AssetKey("raw_sales"))
         assert raw_sales.asset_materialization.metadata["exact_duplicates_dropped"].value == 6
-    manifests = [json.loads(p.read_text()) for p in (home / "manifest").glob("*.json")]
+    manifests = Manifest.for_workspace(Workspace(home)).records()
     train = next(m for m in manifests if m["file"].endswith("train.csv"))
     assert train["status"] == "ingested"
     assert train["rows"] == 91256 and train["exact_duplicates_dropped"] == 6

@@ -25,6 +25,7 @@ from mlops_assets.landing import (
 )
 from mlops_assets.naming import region_key
 from mlops_assets.spec import DatasetSpec
+from mlops_assets.storage.manifest import Manifest
 from mlops_assets.workspace import Workspace
 
 SOURCES = ("stores", "sales", "weather", "events", "future")
@@ -61,13 +62,16 @@ def read_csv_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def outside_landing(ws: Workspace) -> dict[str, tuple[bytes, int]]:
-    """Every file the pipeline wrote (bytes and mtime), i.e. everything but landing/."""
-    return {
+def outside_landing(ws: Workspace) -> dict[str, object]:
+    """Every file the pipeline wrote (bytes and mtime), i.e. everything but landing/, and
+    every manifest record (the state database's files change when it is only read)."""
+    state = ws.root / "state"
+    files = {
         str(p.relative_to(ws.root)): (p.read_bytes(), p.stat().st_mtime_ns)
         for p in sorted(ws.root.rglob("*"))
-        if p.is_file() and ws.landing not in p.parents
+        if p.is_file() and ws.landing not in p.parents and state not in p.parents
     }
+    return {**files, "manifest records": Manifest.for_workspace(ws).records()}
 
 
 def tick(
@@ -125,7 +129,7 @@ def test_good_file_is_ingested_to_raw_parquet_with_a_manifest(
     raw = pd.read_parquet(ws.raw_path("stores", sha))
     assert len(raw) == 12
     assert {"store", "region", "format", "size_sqm"} <= set(raw.columns)
-    record = json.loads(ws.manifest_path(sha).read_text())
+    record = landing.read_manifest(ws, sha)
     assert record == outcome.record
     assert record["status"] == "ingested"
     assert record["sha256"] == sha
@@ -184,7 +188,7 @@ def test_bad_file_is_quarantined_with_a_reason_and_left_in_landing(
     assert reason["file"] == bad_rel
     assert (ws.root / reason["quarantined_copy"]).read_bytes() == bad_bytes
     # the manifest remembers it, nothing reached raw/
-    assert json.loads(ws.manifest_path(sha).read_text())["status"] == "quarantined"
+    assert landing.read_manifest(ws, sha)["status"] == "quarantined"
     assert not ws.raw_path("sales", sha).exists()
     assert [r["sha256"] for r in quarantined(ws)] == [sha]
 
@@ -279,7 +283,7 @@ def test_files_outside_the_source_landing_folder_are_refused(
     ):
         with pytest.raises(ValueError, match="not inside"):
             ingest_file(ws, sample_spec, "sales", rel)
-    assert len(list(ws.manifest_dir.iterdir())) == 1  # only the store master's record
+    assert len(Manifest.for_workspace(ws).records()) == 1  # only the store master's
 
 
 # -- plan_landing --------------------------------------------------------------------------
@@ -594,7 +598,7 @@ def test_unknown_columns_are_recorded_or_quarantined_as_the_spec_says(
     spec = sample_spec.model_copy(update={"sources": sources})
     rows = [{**r, "colour": "red"} for r in read_csv_rows(sample_dir / "sales/sales_2023.csv")[:20]]
     outcome = ingest_file(ws, spec, "sales", put(ws, "sales", "extra.csv", csv_text(rows)))
-    manifest = json.loads(ws.manifest_path(outcome.sha256).read_text())
+    manifest = landing.read_manifest(ws, outcome.sha256)
     if mode == "warn":
         assert outcome.status == "ingested"
         assert manifest["unknown_columns"] == ["colour"] == manifest["ignored_columns"]

@@ -6,7 +6,6 @@ The benchmarks (``benchmarks/deployment.py``) build on the same ``Deployment``."
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -15,6 +14,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from mlops_assets.storage.manifest import Manifest
+from mlops_assets.workspace import Workspace
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -131,10 +133,4 @@ def wait_for(
 
 
 def manifest_records(ws_root: Path) -> list[dict]:
-    out = []
-    for path in (ws_root / "manifest").glob("*.json"):
-        try:
-            out.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue  # being replaced right now
-    return out
+    return Manifest.for_workspace(Workspace(ws_root)).records()

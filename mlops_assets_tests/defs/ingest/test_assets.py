@@ -1,6 +1,5 @@
 """Raw assets: a file with columns the spec does not know, through a real materialization."""
 
-import json
 from pathlib import Path
 
 import dagster as dg
@@ -9,6 +8,8 @@ import pytest
 from mlops_assets.defs.ingest.assets import build_raw_assets
 from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.spec import SPECS_DIR, load_spec
+from mlops_assets.storage.manifest import Manifest
+from mlops_assets.workspace import Workspace
 from mlops_assets_tests.defs.conftest import drop
 
 
@@ -55,9 +56,7 @@ def test_unknown_columns_warn_or_quarantine_as_the_spec_says(
     known = _check(result, "no_unknown_columns")
     assert known.severity == dg.AssetCheckSeverity.WARN
     [manifest] = [
-        m
-        for p in (home / "manifest").glob("*.json")
-        if (m := json.loads(p.read_text()))["source"] == "sales"
+        m for m in Manifest.for_workspace(Workspace(home)).records() if m["source"] == "sales"
     ]
     if mode == "warn":
         assert valid.passed and not known.passed

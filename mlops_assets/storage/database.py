@@ -1,0 +1,82 @@
+"""The workspace's state database: SQLite in a local workspace, any SQLAlchemy URL
+(PostgreSQL in production) by configuration.
+
+Why a database and not files: records that many runs write at once (one per ingested
+file, tens of thousands of them) become rows written in one transaction each, read back
+with one query instead of one file open per record.
+
+SQLite is opened in WAL mode (readers never wait for the writer) with a busy timeout,
+and every transaction starts with ``BEGIN IMMEDIATE``: two processes that both read and
+then write queue at the start instead of failing with "database is locked" when one of
+them tries to upgrade its read lock.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
+    from sqlalchemy.engine import Engine
+
+BUSY_TIMEOUT_MS = 60_000
+_ENGINES: dict[tuple[int, str], Engine] = {}
+_LOCK = threading.Lock()
+_READY: set[int] = set()  # id() of engines whose tables exist (see ``ensure_tables``)
+
+
+def ensure_tables(engine: Engine, metadata: MetaData) -> None:
+    """Create ``metadata``'s missing tables, once per engine and process."""
+    if id(engine) not in _READY:
+        metadata.create_all(engine)
+        _READY.add(id(engine))
+
+
+def engine_for(url: str) -> Engine:
+    """One engine per URL and process (an engine must not cross a fork)."""
+    key = (os.getpid(), url)
+    with _LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = _ENGINES[key] = _create_engine(url)
+    return engine
+
+
+def dispose_engine(url: str) -> None:
+    """Close this process's engine of ``url`` (its pooled connections) and forget it."""
+    with _LOCK:
+        engine = _ENGINES.pop((os.getpid(), url), None)
+    if engine is not None:
+        engine.dispose()
+        _READY.discard(id(engine))
+
+
+def _create_engine(url: str) -> Engine:
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001
+        # let SQLAlchemy's begin event below emit BEGIN itself (pysqlite's own BEGIN is
+        # deferred, and a deferred reader that later writes can fail instead of waiting)
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:  # noqa: ANN001
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

@@ -1,0 +1,125 @@
+"""The ingestion manifest table: concurrent writers, requeue history, and the one-time
+import of a workspace that kept one JSON file per record."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mlops_assets.landing import drop_dataset, ingest_file, plan_landing, scan_landing
+from mlops_assets.spec import DatasetSpec
+from mlops_assets.storage.database import dispose_engine
+from mlops_assets.storage.manifest import Manifest
+from mlops_assets.warehouse import connect, ingested_files
+from mlops_assets.workspace import Workspace
+
+
+def _record(sha: str, status: str = "ingested", at: str = "2026-01-01T00:00:00+00:00") -> dict:
+    return {
+        "sha256": sha,
+        "source": "sales",
+        "kind": "sales",
+        "file": f"landing/sales/{sha[:8]}.csv",
+        "status": status,
+        "processed_at": at,
+        "run_id": None,
+    }
+
+
+def _sha(i: int) -> str:
+    return f"{i:064x}"
+
+
+def _add_many(root: str, start: int, count: int, queue: multiprocessing.Queue) -> None:
+    manifest = Manifest.for_workspace(Workspace(Path(root)))
+    queue.put([manifest.add(_record(_sha(i)))[1] for i in range(start, start + count)])
+
+
+def test_concurrent_writers_record_each_content_once(tmp_workspace: Workspace) -> None:
+    """Four processes record 60 contents each, half of them the same 30: every content is
+    recorded exactly once and exactly one writer is told it was first."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    starts = [0, 30, 30, 60]  # writers 2 and 3 race over the same contents
+    procs = [
+        ctx.Process(target=_add_many, args=(str(tmp_workspace.root), s, 60, queue)) for s in starts
+    ]
+    for p in procs:
+        p.start()
+    firsts = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    records = Manifest.for_workspace(tmp_workspace).records()
+    assert sorted(r["sha256"] for r in records) == [_sha(i) for i in range(120)]
+    assert sum(sum(f) for f in firsts) == 120  # 240 attempts, 120 first writers
+
+
+def test_requeue_moves_the_record_to_the_history(tmp_workspace: Workspace) -> None:
+    manifest = Manifest.for_workspace(tmp_workspace)
+    manifest.add(_record(_sha(1), "quarantined"))
+    manifest.add(_record(_sha(2), "ingested"))
+    assert manifest.requeue(_sha(1)) == 1
+    assert manifest.get(_sha(1)) is None and _sha(1) not in manifest.known()
+    manifest.add(_record(_sha(1), "quarantined"))  # quarantined again, then requeued again
+    assert manifest.requeue(_sha(1)) == 2
+    assert manifest.requeue_counts() == {_sha(1): 2}
+    with pytest.raises(ValueError, match="was ingested, not quarantined"):
+        manifest.requeue(_sha(2))
+    with pytest.raises(ValueError, match="is not in the manifest"):
+        manifest.requeue(_sha(3))
+
+
+def _as_json_workspace(ws: Workspace) -> None:
+    """Turn a workspace into what the file-based manifest wrote: ``manifest/<sha>.json``
+    per record, ``manifest/requeued/<sha>.<n>.json`` per requeue, no state database."""
+    manifest = Manifest.for_workspace(ws)
+    ws.manifest_dir.mkdir(parents=True)
+    for record in manifest.records():
+        (ws.manifest_dir / f"{record['sha256']}.json").write_text(json.dumps(record))
+    for sha, n in manifest.requeue_counts().items():
+        (ws.manifest_dir / "requeued").mkdir(exist_ok=True)
+        for i in range(1, n + 1):
+            old = {**_record(sha, "quarantined"), "file": "landing/sales/early.csv"}
+            (ws.manifest_dir / "requeued" / f"{sha}.{i}.json").write_text(json.dumps(old))
+    dispose_engine(ws.state_database_url)
+    shutil.rmtree(ws.root / "state")
+
+
+def test_a_json_manifest_workspace_is_imported_once_and_nothing_is_ingested_again(
+    tmp_path: Path, sample_dir: Path, sample_spec: DatasetSpec
+) -> None:
+    ws = Workspace(tmp_path / "ws")
+    drop_dataset(sample_spec, sample_dir, ws)
+    for f in scan_landing(ws, sample_spec):
+        assert ingest_file(ws, sample_spec, f.source, f.relpath).status == "ingested"
+    before = {s: ingested_files(ws, s)[["sha", "ingested_at", "seq"]] for s in sample_spec.sources}
+    with connect(ws, sample_spec) as con:
+        sales_before = con.execute("SELECT count(*), sum(target) FROM sales").fetchone()
+    quarantined = Manifest.for_workspace(ws).add(_record(_sha(7), "quarantined"))[0]
+    Manifest.for_workspace(ws).requeue(_sha(7))
+    _as_json_workspace(ws)
+    manifest = Manifest.for_workspace(ws)
+    with manifest.engine.begin() as con:
+        marker = con.exec_driver_sql(
+            "SELECT value FROM state_meta WHERE key = 'manifest_json_imported'"
+        ).scalar_one()
+    imported = json.loads(marker)
+    assert imported["new"] == imported["records"] == sum(len(b) for b in before.values())
+    for source, frame in before.items():
+        after = ingested_files(ws, source)[["sha", "ingested_at", "seq"]]
+        assert after.equals(frame), f"{source}: ingestion order changed by the import"
+    with connect(ws, sample_spec) as con:
+        assert con.execute("SELECT count(*), sum(target) FROM sales").fetchone() == sales_before
+    assert manifest.requeue_counts() == {_sha(7): 1} and quarantined["status"] == "quarantined"
+    plan = plan_landing(ws, sample_spec, None, now=0.0)
+    assert plan.files == {} and plan.skipped_known == len(scan_landing(ws, sample_spec))
+    # opened again: nothing imported twice, even with the JSON files still there
+    assert manifest.import_json_records(ws) == 0
+    assert len(manifest.records()) == sum(len(b) for b in before.values())
+    assert sorted(os.listdir(ws.manifest_dir))  # the JSON records are left in place
