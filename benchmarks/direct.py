@@ -3,7 +3,7 @@
 Each stage calls the plain functions the corresponding asset calls, in the same order, one
 region after another (no run processes, no event log, no concurrency):
 
-- ingest: ``landing.ingest_file`` for every landing file (``raw_<source>`` assets);
+- ingest: ``landing.ingest_files`` per source (``raw_<source>`` assets);
 - features: ``write_features`` + ``check_features`` per region (``features``);
 - training: ``train_and_register`` (fit, baselines, gate, registry, monitoring reference,
   fleet gap) + the holdout plot per region (``region_model``);
@@ -30,7 +30,7 @@ from mlops_assets import monitoring, realized, reports
 from mlops_assets.conditioning import feature_set, write_features
 from mlops_assets.data_checks import check_features
 from mlops_assets.forecasting import forecast_origin, future_rows, make_forecast, top_contributions
-from mlops_assets.landing import drop_dataset, ingest_file, scan_landing
+from mlops_assets.landing import drop_dataset, ingest_files, scan_landing
 from mlops_assets.plots import holdout_plot, markdown_image
 from mlops_assets.region_models import train_and_register
 from mlops_assets.registry import ModelRegistry
@@ -66,9 +66,13 @@ class DirectPipeline:
         return self.stage_s
 
     def ingest(self) -> None:
+        by_source: dict[str, list[str]] = {}
+        for f in scan_landing(self.ws, self.spec):  # sources in ingest order
+            by_source.setdefault(f.source, []).append(f.relpath)
         statuses = [
-            ingest_file(self.ws, self.spec, f.source, f.relpath).status
-            for f in scan_landing(self.ws, self.spec)
+            o.status
+            for source, relpaths in by_source.items()
+            for o in ingest_files(self.ws, self.spec, source, relpaths)
         ]
         if "quarantined" in statuses:
             raise RuntimeError(f"direct ingest quarantined {statuses.count('quarantined')} file(s)")

@@ -108,13 +108,15 @@ def read_manifest(ws: Workspace, sha256: str) -> dict[str, Any] | None:
     return Manifest.for_workspace(ws).get(sha256)
 
 
-def known_stores(ws: Workspace, spec: DatasetSpec) -> set[str] | None:
+def known_stores(
+    ws: Workspace, spec: DatasetSpec, con: duckdb.DuckDBPyConnection | None = None
+) -> set[str] | None:
     """Store ids in the ingested store master, or None if none has been ingested."""
     files = sorted(ws.raw_dir(spec.source_name("stores")).glob("*.parquet"))
     if not files:
         return None
-    with duckdb.connect() as con:
-        rows = con.execute(
+    with con.cursor() if con is not None else duckdb.connect() as cur:
+        rows = cur.execute(
             "SELECT DISTINCT store FROM read_parquet($f)", {"f": [str(f) for f in files]}
         ).fetchall()
     return {r[0] for r in rows}
@@ -141,19 +143,56 @@ def ingest_file(
     *,
     run_id: str | None = None,
 ) -> IngestOutcome:
-    """Validate one landing file and record the result in the manifest.
+    """Validate one landing file and record the result in the manifest (see
+    ``ingest_files``)."""
+    return ingest_files(ws, spec, source, [relpath], run_id=run_id)[0]
+
+
+def ingest_files(
+    ws: Workspace,
+    spec: DatasetSpec,
+    source: str,
+    relpaths: list[str],
+    *,
+    run_id: str | None = None,
+) -> list[IngestOutcome]:
+    """Validate landing files of one source and record each result in the manifest.
 
     Valid: normalised rows go to ``raw/<source>/<sha>.parquet``. Invalid: the bytes are
     copied to ``quarantine/<source>/`` with a ``.reason.json`` beside them. Either way
-    the landing file is left as it is. A hash already in the manifest is not redone.
+    the landing file is left as it is. A hash already in the manifest is not redone. The
+    files share one DuckDB database (each validated on a connection of its own) and one
+    read of the store master: opening DuckDB and reading the master for every file was
+    most of a small file's ingest.
     """
+    manifest = Manifest.for_workspace(ws)
+    with duckdb.connect() as db:
+        stores = known_stores(ws, spec, db) if spec.sources[source].kind != "stores" else None
+        outcomes = []
+        for relpath in relpaths:
+            with db.cursor() as con:  # its own temp tables, gone when it closes
+                outcomes.append(
+                    _ingest_one(ws, spec, source, relpath, run_id, manifest, con, stores)
+                )
+    return outcomes
+
+
+def _ingest_one(
+    ws: Workspace,
+    spec: DatasetSpec,
+    source: str,
+    relpath: str,
+    run_id: str | None,
+    manifest: Manifest,
+    con: duckdb.DuckDBPyConnection,
+    stores: set[str] | None,
+) -> IngestOutcome:
     src_spec = spec.sources[source]
     path = (ws.root / relpath).resolve()
     if ws.landing_dir(source) not in path.parents:
         raise ValueError(f"{relpath!r} is not inside the {source!r} landing folder")
     # hash again: if the file changed since the sensor looked, what is there now is ingested
     sha256 = file_sha256(path)
-    manifest = Manifest.for_workspace(ws)
     previous = manifest.get(sha256)
     if previous is not None:
         return IngestOutcome(source, relpath, sha256, f"already_{previous['status']}", previous)
@@ -168,10 +207,9 @@ def ingest_file(
         "processed_at": now,
         "run_id": run_id,
     }
-    stores = known_stores(ws, spec) if src_spec.kind != "stores" else None
     try:
         result = validate_file(
-            path, src_spec, known_stores=stores, output=ws.raw_path(source, sha256)
+            path, src_spec, known_stores=stores, output=ws.raw_path(source, sha256), con=con
         )
     except LandingRejected as exc:
         qdir = ws.quarantine_dir(source)

@@ -158,6 +158,45 @@ def test_same_content_again_or_renamed_is_already_ingested_and_writes_nothing(
     assert outside_landing(ws) == written
 
 
+def test_a_batch_quarantines_its_bad_files_and_ingests_the_rest_alike(
+    ws_with_stores: Workspace, sample_dir: Path, sample_spec: DatasetSpec
+) -> None:
+    """Files of one ingest run share a DuckDB database: a file rejected halfway through
+    its validation leaves nothing behind that changes how the next file is judged."""
+    ws = ws_with_stores
+    rows = read_csv_rows(sample_dir / "sales/sales_2023.csv")[:40]
+    bad = [dict(r) for r in rows[:20]]
+    bad[3]["promo"] = "2"  # rejected after the file's temp tables exist
+    unknown = [dict(r) for r in rows[20:30]]
+    unknown[0]["store_id"] = "S9999"
+    rels = [
+        put(ws, "sales", "a_good.csv", csv_text(rows[:20])),
+        put(ws, "sales", "b_bad.csv", csv_text(bad)),
+        put(ws, "sales", "c_good.csv", csv_text(rows[20:40])),
+        put(ws, "sales", "d_unknown_store.csv", csv_text(unknown)),
+        put(ws, "sales", "e_good.csv", csv_text(rows[30:40])),
+    ]
+    outcomes = landing.ingest_files(ws, sample_spec, "sales", rels)
+    assert [o.status for o in outcomes] == [
+        "ingested",
+        "quarantined",
+        "ingested",
+        "quarantined",
+        "ingested",
+    ]
+    assert [o.record.get("reason") for o in outcomes[1::2]] == ["out_of_range", "unknown_store"]
+    # each file judged as it would be alone
+    for rel, outcome in zip(rels, outcomes, strict=True):
+        alone = Workspace(ws.root.parent / f"alone-{Path(rel).stem}")
+        shutil.copytree(ws.landing_dir("stores"), alone.landing_dir("stores"))
+        ingest_file(alone, sample_spec, "stores", "landing/stores/stores.csv")
+        copy = put(alone, "sales", Path(rel).name, (ws.root / rel).read_bytes())
+        single = ingest_file(alone, sample_spec, "sales", copy)
+        assert single.status == outcome.status
+        assert single.record.get("rows") == outcome.record.get("rows")
+        assert single.record.get("message") == outcome.record.get("message")
+
+
 def test_bad_file_is_quarantined_with_a_reason_and_left_in_landing(
     ws_with_stores: Workspace, sample_dir: Path, sample_spec: DatasetSpec
 ) -> None:

@@ -8,7 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.defs.resources import WorkspaceResource
-from mlops_assets.landing import affected_regions, ingest_file, reason_line, scan_landing
+from mlops_assets.landing import affected_regions, ingest_files, reason_line, scan_landing
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.warehouse import ingested_files
 from mlops_assets.workspace import Workspace
@@ -104,7 +104,7 @@ def build_raw_asset(spec: DatasetSpec, source: str) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         ws, ds = workspace.workspace(), workspace.dataset()
         files = config.files or [f.relpath for f in scan_landing(ws, ds) if f.source == source]
-        outcomes = [ingest_file(ws, ds, source, rel, run_id=context.run.run_id) for rel in files]
+        outcomes = ingest_files(ws, ds, source, files, run_id=context.run.run_id)
         for o in outcomes:
             if o.status == "quarantined":
                 context.log.warning(f"quarantined {o.relpath}: {reason_line(o.record)}")
