@@ -315,6 +315,24 @@ def render(results: dict) -> str:
             ]
         lines += _provenance_lines(imports)
         lines.append("")
+    manifest = results.get("manifest_scale")
+    if manifest:
+        head = manifest["head"]
+        lines += [
+            f"## Ingestion manifest with {head['files']:,} ingested files",
+            "",
+            "One ingest run of that many small sales files, then a landing-sensor tick with a "
+            "warm cursor (nothing new), listing the ingested files and opening a warehouse "
+            "connection (medians).",
+            "",
+        ]
+        figures = ("ingest_s", "ingest_ms_per_file", "sensor_tick_s", "ingested_files_s")
+        ref = manifest.get("ref") or {}
+        ratio = manifest.get("ratio_head_over_ref") or {}
+        rows = [(f, head[f], ref.get(f), ratio.get(f)) for f in (*figures, "connect_s")]
+        lines += _table(rows, ("figure", "HEAD", ref.get("commit", "ref"), "ratio HEAD / ref"))
+        lines += _provenance_lines(manifest)
+        lines.append("")
     lines += [f"Top-level commit of results.json: `{results.get('commit', '?')}`", ""]
     return "\n".join(lines)
 
