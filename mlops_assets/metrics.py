@@ -50,3 +50,31 @@ def reduction(model: float | None, baseline: float | None) -> float | None:
     if model is None or baseline is None or baseline <= 0:
         return None
     return 1.0 - model / baseline
+
+
+# metrics that are fractions of the actuals (0.1265 = 12.65%); "bias" is signed
+FRACTION_METRICS = frozenset({"mape", "wape", "rmspe", "bias"})
+
+
+def readable_number(value: float) -> float:
+    """A float rounded for people: two decimals from 1 up, three significant digits below
+    (a plain float either way, so Dagster still plots it across materializations)."""
+    if value == 0 or abs(value) >= 1:
+        return round(float(value), 2)
+    return float(f"{value:.3g}")
+
+
+def metric_metadata(metrics: dict[str, float | int | None], prefix: str = "") -> dict[str, float]:
+    """Metrics as asset metadata a data scientist reads without squinting: fractions as
+    percentages (``mape`` 0.126471... -> ``mape_pct`` 12.65), the rest rounded
+    (``readable_number``); metrics without a value are left out."""
+    out: dict[str, float] = {}
+    for name, value in metrics.items():
+        if value is None or isinstance(value, bool) or not np.isfinite(value):
+            continue
+        base = name.removesuffix("_vs_baseline")
+        if base in FRACTION_METRICS or name.endswith("_reduction_vs_baseline"):
+            out[f"{prefix}{base}_pct"] = round(100 * float(value), 2)
+        else:
+            out[f"{prefix}{name}"] = readable_number(value)
+    return out

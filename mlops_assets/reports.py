@@ -449,7 +449,7 @@ def drift_heatmap(monitoring: pd.DataFrame) -> str:
     weeks = sorted(m["week"].unique())
     panels = [
         (m[~m["ignored"]], "watched features", "YlOrRd", True),
-        (m[m["ignored"]], "ignored features (shown, never alert)", "Greys", False),
+        (m[m["ignored"]], "features without drift alerts (shown, never alert)", "Greys", False),
     ]
     panels = [p for p in panels if not p[0].empty]
     n_rows = [p[0]["label"].nunique() for p in panels]
@@ -593,12 +593,28 @@ def _section(anchor: str, title: str, body: str) -> str:
     return f'<section id="{anchor}"><h2>{html.escape(title)}</h2>\n{body}\n</section>'
 
 
+NO_QUALITY_ALERTS = ' <span class="muted">(no data-quality alerts)</span>'
+
+
+def _region_label(region_name: str, region: str, *, muted: bool = False) -> str:
+    """The region's display name, with its key only where the two differ ("Rhein, Main
+    (Rhein_Main)", but "Nord", not "Nord (Nord)")."""
+    if region_name == region:
+        return _esc(region_name)
+    key = f'<span class="muted">({_esc(region)})</span>' if muted else f"({_esc(region)})"
+    return f"{_esc(region_name)} {key}"
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def _header(region: str, region_name: str, generated_at: str, model: dict[str, Any]) -> str:
     label = model.get("label")
     status = model.get("status")
     window = f"{_date(model.get('train_date_min'))} to {_date(model.get('train_date_max'))}"
     items = [
-        ("Region", f"{_esc(region_name)} ({_esc(region)})"),
+        ("Region", _region_label(region_name, region)),
         (
             "Model",
             f"{_esc(label)} &middot; status {_esc(status)} &middot; "
@@ -610,8 +626,7 @@ def _header(region: str, region_name: str, generated_at: str, model: dict[str, A
     ]
     meta = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items)
     parts = [
-        f"<h1>Monitoring report: {_esc(region_name)} "
-        f'<span class="muted">({_esc(region)})</span></h1>',
+        f"<h1>Monitoring report: {_region_label(region_name, region, muted=True)}</h1>",
         f'<dl class="meta">{meta}</dl>',
     ]
     metrics = model.get("metrics") if isinstance(model.get("metrics"), dict) else None
@@ -719,11 +734,12 @@ def _forecast_section(forecasts: pd.DataFrame | None, ground_truth: pd.DataFrame
     origins = pd.to_datetime(f["origin"], errors="coerce").dropna()
     n_series = f[["store", "item"]].drop_duplicates().shape[0]
     shown = sorted(origins.unique())[-N_ORIGINS_PLOTTED:]
+    latest = "the latest origin" if len(shown) == 1 else f"the latest {len(shown)} origins"
     text = (
-        f"{origins.nunique()} forecast origins for {n_series:,} series; latest origin "
-        f"{_date(origins.max())}. The plot shows the highest-volume series: actuals as a "
-        f"solid line, the forecasts of the latest {len(shown)} origins dashed, each origin "
-        "marked by a dotted vertical line of the same colour."
+        f"{_plural(origins.nunique(), 'forecast origin')} for {n_series:,} series; latest "
+        f"origin {_date(origins.max())}. The plot shows the highest-volume series: actuals "
+        f"as a solid line, the forecasts of {latest} dashed, each origin marked by a dotted "
+        "vertical line of the same colour."
     )
     g = _usable(ground_truth, ("store", "item", "date", "target"))
     if g is None:
@@ -923,7 +939,8 @@ def _drift_section(monitoring: pd.DataFrame | None) -> str:
             "Weekly drift of each feature against the training data. Severity is the "
             "statistic over its nannyml threshold (above 1: beyond it); for region-level "
             "inputs the gap to the fleet median is compared with its reference band. "
-            "Ignored features are computed and shown but never alert."
+            "Features without drift alerts (calendar, events, opening flags) are computed "
+            "and shown in grey but never alert."
         ),
         _plot_html(lambda: drift_heatmap(monitoring), "drift heatmap"),
     ]
@@ -991,16 +1008,17 @@ def _quality_section(monitoring: pd.DataFrame | None) -> str:
         rows.append(
             [
                 _esc(_DQ_LABELS.get(str(method), method)),
-                _esc(feature)
-                + (' <span class="muted">(ignored)</span>' if g["ignored"].any() else ""),
+                _esc(feature) + (NO_QUALITY_ALERTS if g["ignored"].any() else ""),
                 _int(len(g)),
                 _num(_numeric(g, "value").max(), 3),
                 _weeks_list(g["week_start"]),
             ]
         )
     body = _p(
-        "Weeks where nannyml flagged a value count beyond its threshold (ignored "
-        "features never alert)."
+        "Weeks where nannyml flagged a value count beyond its threshold. Features marked "
+        "'no data-quality alerts' are missing or unseen by construction (lags and rolling "
+        "means at the start of a series, calendar values of a new year) and never alert "
+        "here; their drift is still watched unless the drift section says otherwise."
     ) + _table(["finding", "feature", "n weeks", "max value", "weeks"], rows, (2, 3))
     return _section("quality", "Data quality", body)
 
@@ -1026,7 +1044,8 @@ def _attribution_section(
         )
     m = _usable(monitoring, ("signal", "week_start", "value"))
     if m is not None:
-        m = m[m["signal"] == "attribution_drift"]
+        # a week without a ranking (too few rows to explain) has nothing to show
+        m = m[(m["signal"] == "attribution_drift") & m["value"].notna()]
     if m is None or m.empty:
         parts.append(_p("No weekly NDCG yet."))
     else:
@@ -1087,7 +1106,7 @@ def render_region_report(
         _quality_section(monitoring),
         _attribution_section(monitoring, importance, recent_importance),
     ]
-    title = f"Monitoring report: {_esc(region_name)} ({_esc(region)})"
+    title = f"Monitoring report: {_region_label(region_name, region)}"
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'

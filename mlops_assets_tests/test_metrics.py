@@ -116,3 +116,28 @@ def test_reduction_is_the_relative_error_reduction():
     assert reduction(None, 0.2) is None
     assert reduction(0.1, None) is None
     assert reduction(0.1, 0.0) is None  # a perfect baseline leaves nothing to reduce
+
+
+def test_metric_metadata_shows_fractions_as_rounded_percentages() -> None:
+    from mlops_assets.metrics import metric_metadata, readable_number
+
+    shown = metric_metadata(
+        {
+            "mape": 0.12647168729860553,
+            "wape": 0.1,
+            "rmse": 53574.081992991785,
+            "rmse_zero": 0.012345,
+            "rmspe": None,
+            "mape_reduction_vs_baseline": 0.6581,
+        },
+        prefix="latest_week_",
+    )
+    assert shown == {
+        "latest_week_mape_pct": 12.65,
+        "latest_week_wape_pct": 10.0,
+        "latest_week_rmse": 53574.08,
+        "latest_week_rmse_zero": 0.0123,
+        "latest_week_mape_reduction_pct": 65.81,
+    }
+    assert all(isinstance(v, float) for v in shown.values())  # still plotted by Dagster
+    assert readable_number(-0.000123456) == -0.000123

@@ -445,3 +445,25 @@ def test_flags_read_back_as_object_with_missing_values() -> None:
     alerts.loc[alerts.index[:2], ["raw", "alert", "detail"]] = None
     doc = _full_report(monitoring=monitoring, alerts=alerts)
     assert "could not be drawn" not in doc and "Alert weeks (1)" in doc
+
+
+def test_report_wording_region_once_counts_in_words_and_no_empty_ndcg_rows() -> None:
+    same = _full_report(region="Nord", region_name="Nord")
+    assert "Nord (Nord)" not in same and "Monitoring report: Nord</h1>" in same
+    other = _full_report(region="Rhein_Main", region_name="Rhein, Main")
+    assert "Rhein, Main (Rhein_Main)" in other  # the key where it differs from the name
+
+    forecasts = _forecasts()
+    one_origin = forecasts[forecasts["origin"] == forecasts["origin"].max()]
+    doc = _full_report(forecasts=one_origin)
+    assert "1 forecast origin for 3 series" in doc and "1 forecast origins" not in doc
+    assert "the forecasts of the latest origin dashed" in doc
+    assert "3 forecast origins for 3 series" in _full_report()
+
+    # a week without an NDCG (too few rows to rank) gets no row with an empty value
+    monitoring = _monitoring()
+    ndcg = monitoring["signal"] == "attribution_drift"
+    monitoring.loc[ndcg & (monitoring["week_start"] == WEEKS[0]), "value"] = np.nan
+    section = _full_report(monitoring=monitoring).split("<h2>Attribution ranking</h2>")[1]
+    rows = re.findall(r"<tr><td>(\d{4}-\d{2}-\d{2})</td>", section)
+    assert len(rows) == len(WEEKS) - 1 and str(WEEKS[0].date()) not in rows

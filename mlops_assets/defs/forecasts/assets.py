@@ -68,6 +68,7 @@ def build_forecast_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             make_forecast,
             top_contributions,
         )
+        from mlops_assets.metrics import readable_number
         from mlops_assets.plots import markdown_table
 
         ws = workspace.workspace()
@@ -132,7 +133,7 @@ def build_forecast_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                 "series": int(frame.groupby(["store", "item"]).ngroups) if len(frame) else 0,
                 "first_date": str(frame["date"].min().date()) if len(frame) else None,
                 "last_date": str(frame["date"].max().date()) if len(frame) else None,
-                "total_prediction": float(frame["prediction"].sum()),
+                "total_prediction": readable_number(frame["prediction"].sum()),
                 "path": dg.MetadataValue.path(str(ws.forecast_path(region, origin_s))),
                 "preview": dg.MetadataValue.md(
                     markdown_table(frame.head(10)[["store", "item", "date", "prediction"]])

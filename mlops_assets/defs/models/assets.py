@@ -1,5 +1,7 @@
 """region_model: one LightGBM model per region, gated by blocking checks and registered."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
 from mlops_assets.defs.features.assets import FEATURES_KEY
@@ -13,6 +15,9 @@ from mlops_assets.gate import GATE_CHECKS
 from mlops_assets.naming import require_safe_key
 from mlops_assets.registry import ModelVersion
 from mlops_assets.spec import DatasetSpec
+
+if TYPE_CHECKING:
+    from mlops_assets.region_models import ApprovedComparison
 
 REGION_MODEL_KEY = dg.AssetKey("region_model")
 METRIC_ROWS = ("model", "hist_avg", "hist_avg_dow", "seasonal_naive")
@@ -89,6 +94,7 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         import pandas as pd
 
         from mlops_assets.conditioning import feature_set
+        from mlops_assets.metrics import metric_metadata
         from mlops_assets.plots import holdout_plot, markdown_image
         from mlops_assets.region_models import train_and_register
         from mlops_assets.training import backtest_summary
@@ -127,14 +133,12 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "model_label": mv.label,
             "status": mv.status,
             "gate_metric": gate.metric,
-            # plain floats: the asset page plots them across materializations
-            "mape": model["mape"],
-            "wape": model["wape"],
-            "rmspe": model["rmspe"],
-            "rmse": model["rmse"],
-            "rmse_zero": model["rmse_zero"],
-            "baseline_mape": base["mape"],
-            "mape_reduction_vs_baseline": model["mape_reduction_vs_baseline"],
+            # rounded plain floats (percentages for fractions): plotted across materializations
+            **metric_metadata(
+                {m: model[m] for m in ("mape", "wape", "rmspe", "rmse", "rmse_zero")}
+                | {"mape_reduction_vs_baseline": model["mape_reduction_vs_baseline"]}
+            ),
+            **metric_metadata({"mape": base["mape"]}, prefix="baseline_"),
             "metrics": dg.MetadataValue.md(metrics_markdown(trained.metrics)),
             "holdout_plot": dg.MetadataValue.md(
                 markdown_image(holdout_plot(trained.holdout, title=mv.label), "holdout")
@@ -148,7 +152,7 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "num_boost_round": trained.best_iteration,
             # what the label-free performance estimate learns the model's error from
             "backtest": backtest_summary(trained.meta),
-            "compared_with": f"{outcome.approved.label} ({outcome.approved.basis})",
+            "compared_with": compared_with_text(outcome.approved, gate.metric),
             "artifact": dg.MetadataValue.path(mv.artifacts.get("model.txt", "")),
             "notifications": dg.MetadataValue.path(notifier.feed_path),
         }
@@ -168,3 +172,11 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         )
 
     return region_model
+
+
+def compared_with_text(approved: "ApprovedComparison", metric: str) -> str:
+    """What the gate compared the new model with, in words (never "None (none)")."""
+    if approved.label is None:
+        return "no approved model yet: the gate compared with the baselines only"
+    value = "no value" if approved.value is None else f"{metric} {approved.value:.4g}"
+    return f"{approved.label}, {value} ({approved.basis})"

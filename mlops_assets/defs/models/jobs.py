@@ -7,19 +7,31 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.defs.models.assets import REGION_MODEL_KEY, notify_status
+from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 
 TRAIN_JOB = "train_job"
 
 
 class ModelStatusChange(dg.Config):
-    """Launchpad form of the registry job."""
+    """Launchpad form of the registry job (the region is the run's partition)."""
 
-    region: str
-    version: int
-    action: Literal["approve", "reject", "rollback"]
-    reason: str
-    actor: str = "dagster-ui"
+    version: int = Field(
+        ge=1,
+        description="the model version to act on, as in the label `<region>:v<version>` "
+        "(`mlops-assets registry list` or the region_model page shows them)",
+    )
+    action: Literal["approve", "reject", "rollback"] = Field(
+        description="approve: a pending_approval version becomes the served model (the "
+        "previous one is archived); reject: a pending_approval version is refused for good; "
+        "rollback: an archived version is served again"
+    )
+    reason: str = Field(
+        min_length=3, description="why, in words: recorded in the registry's audit log"
+    )
+    actor: str = Field(
+        default="dagster-ui", min_length=1, description="who decided (recorded with the reason)"
+    )
 
 
 @dg.op(description="Approve, reject or roll back a model version; recorded with who and why.")
@@ -29,13 +41,26 @@ def change_model_status(
     workspace: WorkspaceResource,
     notifier: NotifierResource,
 ) -> Iterator[dg.AssetObservation | dg.Output[None]]:
+    from mlops_assets.registry import RegistryError
+
     registry = workspace.registry()
+    region = context.partition_key
+    versions = registry.versions(region)
+    if config.version not in {v.version for v in versions}:
+        known = ", ".join(f"v{v.version} ({v.status})" for v in versions) or "none yet"
+        raise dg.Failure(
+            description=f"{region} has no model version {config.version}; its versions: "
+            f"{known}. Nothing was changed."
+        )
     action = {
         "approve": registry.approve,
         "reject": registry.reject,
         "rollback": registry.rollback,
     }[config.action]
-    mv = action(config.region, config.version, actor=config.actor, reason=config.reason)
+    try:
+        mv = action(region, config.version, actor=config.actor, reason=config.reason)
+    except RegistryError as exc:
+        raise dg.Failure(description=f"{exc} Nothing was changed.") from exc
     context.log.info(f"{config.action}: {mv.label} is now {mv.status} ({config.reason})")
     notify_status(
         notifier,
@@ -43,10 +68,10 @@ def change_model_status(
         f"{config.action} by {config.actor}: {config.reason}",
         run_id=context.run.run_id,
     )
-    approved = registry.latest_approved(config.region)
+    approved = registry.latest_approved(region)
     yield dg.AssetObservation(
         asset_key=REGION_MODEL_KEY,
-        partition=config.region,
+        partition=region,
         metadata={
             "action": config.action,
             "model_label": mv.label,
@@ -59,7 +84,13 @@ def change_model_status(
     yield dg.Output(None)
 
 
-@dg.job(description="Change a model version's status in the registry (launchpad config).")
+@dg.job(
+    partitions_def=region_partitions,
+    description="Change a model version's status in the registry: pick the region (the "
+    "partition: only regions that exist are offered) and fill in the version, the action "
+    "and the reason in the launchpad. An unknown version fails the run at once, naming the "
+    "region's versions, and changes nothing.",
+)
 def registry_job() -> None:
     change_model_status()
 
@@ -74,7 +105,7 @@ class RegistryRetention(dg.Config):
         default=None, ge=0, description="rejected versions kept loadable per region"
     )
     dry_run: bool = Field(default=False, description="report what would go, delete nothing")
-    actor: str = "dagster"
+    actor: str = Field(default="dagster", description="who pruned (recorded in the audit log)")
 
 
 @dg.op(

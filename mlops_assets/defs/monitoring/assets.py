@@ -46,6 +46,7 @@ def build_realized_performance_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         import pandas as pd
 
         from mlops_assets import realized
+        from mlops_assets.metrics import metric_metadata
         from mlops_assets.plots import markdown_image
 
         ws, ds = workspace.workspace(), workspace.dataset()
@@ -82,11 +83,10 @@ def build_realized_performance_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                 }
             )
             metadata.update(
-                {
-                    f"latest_week_{m}": float(latest[m])
-                    for m in LATEST_WEEK_METRICS
-                    if pd.notna(latest[m])
-                }
+                metric_metadata(
+                    {m: latest[m] for m in LATEST_WEEK_METRICS if pd.notna(latest[m])},
+                    prefix="latest_week_",
+                )
             )
             metadata["weekly_plot"] = dg.MetadataValue.md(
                 markdown_image(

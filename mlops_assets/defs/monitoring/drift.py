@@ -40,6 +40,7 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         import pandas as pd
 
         from mlops_assets import monitoring, reports
+        from mlops_assets.metrics import readable_number
         from mlops_assets.plots import markdown_image, markdown_table
         from mlops_assets.warehouse import region_level_inputs
 
@@ -121,15 +122,15 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         week = table[table["week_start"] == latest]
         est = week[week["signal"] == "estimated_performance"].set_index("feature")["value"]
         if "rmse" in est:
-            metadata["latest_week_estimated_rmse"] = float(est["rmse"])
+            metadata["latest_week_estimated_rmse"] = readable_number(est["rmse"])
         if monitoring.OUTSIDE_TRAINING_RANGE in est:
             # the estimate cannot see the error of these rows (see estimate_support)
-            metadata["latest_week_share_outside_training_range"] = float(
-                est[monitoring.OUTSIDE_TRAINING_RANGE]
+            metadata["latest_week_outside_training_range_pct"] = round(
+                100 * float(est[monitoring.OUTSIDE_TRAINING_RANGE]), 2
             )
         ndcg = table[table["signal"] == "attribution_drift"].dropna(subset=["value"])
         if len(ndcg):
-            metadata["latest_week_attribution_ndcg"] = float(ndcg["value"].iloc[-1])
+            metadata["latest_week_attribution_ndcg"] = readable_number(ndcg["value"].iloc[-1])
         return dg.MaterializeResult(metadata=metadata)
 
     return drift_report

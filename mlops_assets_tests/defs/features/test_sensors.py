@@ -125,7 +125,7 @@ def test_new_files_refresh_features_forecast_and_realized_performance_of_their_r
     ]
     assert list(weekly["lead_days"]) == [1]
     meta = materializations(p.instance, runs[1].run_id)["realized_performance"].metadata
-    assert meta["latest_week_mape"].value == pytest.approx(0.2)
+    assert meta["latest_week_mape_pct"].value == 20.0
 
     # 3. ground truth for Sud arrives as an actuals file
     sud = future[(future["region"] == "Sud") & (future["date"] == future["date"].min())]

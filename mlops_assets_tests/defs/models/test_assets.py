@@ -49,8 +49,13 @@ def test_sensors_then_train_job_approve_and_forecast_every_region(
         assert meta["model_version"].value == 1
         assert meta["model_label"].value == f"{region}:v1"
         assert meta["status"].value == APPROVED
-        assert isinstance(meta["mape"], dg.FloatMetadataValue)  # plotted across runs
-        assert 0 < meta["mape"].value <= 0.45
+        assert isinstance(meta["mape_pct"], dg.FloatMetadataValue)  # plotted across runs
+        assert 0 < meta["mape_pct"].value <= 45  # a percentage, two decimals
+        assert meta["mape_pct"].value == round(meta["mape_pct"].value, 2)
+        assert "mape" not in meta and "baseline_mape_pct" in meta
+        assert meta["compared_with"].value == (
+            "no approved model yet: the gate compared with the baselines only"
+        )
         table = meta["metrics"].value.splitlines()
         assert table[0].startswith("| forecast | mape |")
         assert [row.split("|")[1].strip() for row in table[2:]] == [

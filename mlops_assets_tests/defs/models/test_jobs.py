@@ -28,10 +28,11 @@ def _register(registry: ModelRegistry, status: str) -> int:
     return mv.version
 
 
-def _launch(defs, instance, **config) -> dg.ExecuteInProcessResult:
+def _launch(defs, instance, region=REGION, **config) -> dg.ExecuteInProcessResult:
     return defs.resolve_job_def("registry_job").execute_in_process(
         run_config={"ops": {"change_model_status": {"config": config}}},
         instance=instance,
+        partition_key=region,
         raise_on_error=False,
     )
 
@@ -56,7 +57,6 @@ def test_registry_job_approves_a_pending_version_and_refuses_a_rejected_one(
     result = _launch(
         defs,
         instance,
-        region=REGION,
         version=2,
         action="approve",
         reason="reviewed the tuning report",
@@ -90,9 +90,7 @@ def test_registry_job_approves_a_pending_version_and_refuses_a_rejected_one(
     # a rejected version can never be approved or rejected again: the run fails and says why
     assert _register(registry, REJECTED) == 3
     events_before = registry.history(REGION)
-    failed = _launch(
-        defs, instance, region=REGION, version=3, action="reject", reason="again", actor="bob"
-    )
+    failed = _launch(defs, instance, version=3, action="reject", reason="again", actor="bob")
 
     assert not failed.success
     error = failed.failure_data_for_node("change_model_status").error
@@ -104,9 +102,30 @@ def test_registry_job_approves_a_pending_version_and_refuses_a_rejected_one(
     assert len(_observations(instance)) == 1
 
 
-def test_registry_job_rejects_bad_launchpad_config(defs, instance):
+def test_registry_job_rejects_bad_launchpad_config(defs, instance, settings):
+    registry = ModelRegistry.for_workspace(Workspace(settings.home))
+    instance.add_dynamic_partitions(region_partitions.name, [REGION])
+    assert _register(registry, PENDING) == 1
     with pytest.raises(dg.DagsterInvalidConfigError, match="action"):
-        _launch(defs, instance, region=REGION, version=1, action="delete", reason="x")
+        _launch(defs, instance, version=1, action="delete", reason="looks good")
+    # the region is the run's partition: one that does not exist is refused before a run
+    with pytest.raises(dg.DagsterUnknownPartitionError, match="Atlantis"):
+        _launch(defs, instance, region="Atlantis", version=1, action="approve", reason="ok!")
+    # an unknown version fails at once, names the region's versions and changes nothing
+    events = registry.history(REGION)
+    failed = _launch(defs, instance, version=7, action="approve", reason="looks good")
+    assert not failed.success
+    error = failed.failure_data_for_node("change_model_status").error.to_string()
+    assert f"{REGION} has no model version 7; its versions: v1 (pending_approval)" in error
+    assert registry.history(REGION) == events and registry.latest_approved(REGION) is None
+
+
+def test_registry_job_launchpad_fields_are_described(defs):
+    job = defs.resolve_job_def("registry_job")
+    assert job.partitions_def == region_partitions
+    config = job.graph.node_defs[0].config_schema.config_type.fields  # the launchpad's form
+    assert set(config) == {"version", "action", "reason", "actor"}
+    assert all(f.description for f in config.values())
 
 
 def test_weekly_schedule_requests_one_keyed_run_per_region(defs, instance):

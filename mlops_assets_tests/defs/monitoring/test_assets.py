@@ -70,9 +70,9 @@ def test_forecasts_are_scored_per_origin_and_per_week_with_metrics_as_numbers(mo
     assert weekly["mape"].tolist() == pytest.approx([0.1, 0.1])
 
     # metrics as plain floats (plotted across materializations), counts, table, plot
-    assert isinstance(meta["latest_week_mape"], dg.FloatMetadataValue)
-    assert meta["latest_week_mape"].value == pytest.approx(0.1)
-    assert meta["latest_week_wape"].value == pytest.approx(0.1)
+    assert isinstance(meta["latest_week_mape_pct"], dg.FloatMetadataValue)  # plotted
+    assert meta["latest_week_mape_pct"].value == 10.0  # a percentage, rounded
+    assert meta["latest_week_wape_pct"].value == 10.0
     assert meta["latest_week_rmse"].value > 0
     assert meta["latest_week_start"].value == str(weekly["week_start"].iloc[-1].date())
     assert (meta["origins"].value, meta["origins_with_actuals"].value) == (2, 1)
@@ -100,7 +100,7 @@ def test_regions_without_forecasts_or_actuals_materialize_with_a_note(model_pipe
     meta = materializations(p.instance, waiting.run_id)["realized_performance"].metadata
     assert "have no ground truth yet" in meta["note"].value
     assert str(last.date()) in meta["note"].value
-    assert "latest_week_mape" not in meta and "weekly_plot" not in meta
+    assert "latest_week_mape_pct" not in meta and "weekly_plot" not in meta
     assert read_realized_performance(p.workspace, "Sud")["n_rows"].tolist() == [0]
     assert read_weekly_realized(p.workspace, "Sud").empty
     meta = materializations(p.instance, never.run_id)["realized_performance"].metadata
