@@ -43,6 +43,52 @@ def holdout_plot(holdout: pd.DataFrame, *, n_series: int = 3, title: str = "") -
     return png_base64(fig)
 
 
+# the Dagster UI draws markdown metadata in place only below this length (longer values hide
+# behind "[Show Markdown]"), so the holdout plot that must be seen at a glance fits in it
+INLINE_MARKDOWN_CHARS = 1000
+_LINES = (  # column, stroke, dash: actual black, model blue, historical average grey dashed
+    ("hist_avg", "grey", "3"),
+    ("actual", "black", None),
+    ("model", "%231f77b4", None),
+)
+
+
+def holdout_sparkline(holdout: pd.DataFrame, *, height: int = 60) -> str:
+    """The region's daily total over the holdout as a small inline SVG in markdown: actual
+    (black), model (blue) and historical average (grey, dashed). Shorter than
+    ``INLINE_MARKDOWN_CHARS`` so the UI shows it on the materialization itself; days are
+    merged into longer steps until it fits."""
+    if "eligible" in holdout.columns:  # the scored rows (open days), as the metrics are
+        holdout = holdout[holdout["eligible"].astype(bool)]
+    totals = holdout.groupby("date")[[c for c, _, _ in _LINES]].sum().sort_index()
+    caption = " actual (black), model (blue), historical average (grey, dashed)"
+    for step in range(1, len(totals) + 1):
+        t = totals.groupby(pd.RangeIndex(len(totals)) // step).sum()
+        md = _sparkline_markdown(t, height) + caption
+        if len(md) <= INLINE_MARKDOWN_CHARS:
+            return md
+    return "holdout too long to draw inline"
+
+
+def _sparkline_markdown(totals: pd.DataFrame, height: int) -> str:
+    lo, hi = float(totals.min().min()), float(totals.max().max())
+    span = (hi - lo) or 1.0
+    dx = 7
+    width = dx * max(len(totals) - 1, 1)
+    paths = []
+    for column, stroke, dash in _LINES:
+        ys = [round((hi - v) / span * height) for v in totals[column]]
+        d = f"M0,{ys[0]}" + "".join(f"l{dx},{b - a}" for a, b in zip(ys, ys[1:], strict=False))
+        dashed = f"%20stroke-dasharray='{dash}'" if dash else ""
+        paths.append(f"%3Cpath%20d='{d}'%20stroke='{stroke}'{dashed}%20fill='none'/%3E")
+    svg = (
+        "%3Csvg%20xmlns='http://www.w3.org/2000/svg'%20"
+        f"viewBox='-2%20-2%20{width + 4}%20{height + 4}'%20width='{2 * (width + 4)}'%20"
+        f"height='{2 * (height + 4)}'%3E{''.join(paths)}%3C/svg%3E"
+    )
+    return f"![holdout: daily total](data:image/svg+xml,{svg})"
+
+
 def markdown_table(frame: pd.DataFrame, *, floatfmt: str = "{:.2f}") -> str:
     """A small DataFrame as a markdown table (renders inline in asset metadata)."""
     if frame.empty:

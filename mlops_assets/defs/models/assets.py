@@ -95,7 +95,7 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
 
         from mlops_assets.conditioning import feature_set
         from mlops_assets.metrics import metric_metadata
-        from mlops_assets.plots import holdout_plot, markdown_image
+        from mlops_assets.plots import holdout_plot, holdout_sparkline, markdown_image
         from mlops_assets.region_models import train_and_register
         from mlops_assets.training import backtest_summary
         from mlops_assets.warehouse import connect, region_level_inputs
@@ -140,7 +140,9 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             ),
             **metric_metadata({"mape": base["mape"]}, prefix="baseline_"),
             "metrics": dg.MetadataValue.md(metrics_markdown(trained.metrics)),
-            "holdout_plot": dg.MetadataValue.md(
+            # small enough for the UI to draw in place; the per-series detail opens on click
+            "holdout_plot": dg.MetadataValue.md(holdout_sparkline(trained.holdout)),
+            "holdout_series_plot": dg.MetadataValue.md(
                 markdown_image(holdout_plot(trained.holdout, title=mv.label), "holdout")
             ),
             "importance": dg.MetadataValue.md(

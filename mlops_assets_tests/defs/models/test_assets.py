@@ -12,6 +12,7 @@ from mlops_assets.defs.local_driver import run_partitions, run_sensors
 from mlops_assets.defs.models.assets import REGION_MODEL_KEY
 from mlops_assets.defs.models.checks import REGISTRY_CHECK
 from mlops_assets.gate import GATE_CHECKS
+from mlops_assets.plots import INLINE_MARKDOWN_CHARS
 from mlops_assets.registry import APPROVED, REJECTED
 from mlops_assets_tests.defs.models.pipeline_support import check_evaluations, materializations
 
@@ -64,8 +65,11 @@ def test_sensors_then_train_job_approve_and_forecast_every_region(
             "hist_avg_dow",
             "seasonal_naive",
         ]
-        png = _PNG.search(meta["holdout_plot"].value)
+        png = _PNG.search(meta["holdout_series_plot"].value)
         assert png and base64.b64decode(png.group(1)).startswith(b"\x89PNG\r\n\x1a\n")
+        # drawn in place by the UI: inline markdown under its 1,000-character limit
+        assert meta["holdout_plot"].value.startswith("![holdout: daily total](data:image/svg")
+        assert len(meta["holdout_plot"].value) <= INLINE_MARKDOWN_CHARS
         # no backtest by default (estimate_backtest_folds: 0), so no metadata claims one
         assert "backtest" not in meta
 
