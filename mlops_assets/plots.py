@@ -81,10 +81,12 @@ def _sparkline_markdown(totals: pd.DataFrame, height: int) -> str:
         d = f"M0,{ys[0]}" + "".join(f"l{dx},{b - a}" for a, b in zip(ys, ys[1:], strict=False))
         dashed = f"%20stroke-dasharray='{dash}'" if dash else ""
         paths.append(f"%3Cpath%20d='{d}'%20stroke='{stroke}'{dashed}%20fill='none'/%3E")
+    shown_width = 460  # fits the metadata table's value column
+    shown_height = round(shown_width * (height + 4) / (width + 4))
     svg = (
-        "%3Csvg%20xmlns='http://www.w3.org/2000/svg'%20"
-        f"viewBox='-2%20-2%20{width + 4}%20{height + 4}'%20width='{2 * (width + 4)}'%20"
-        f"height='{2 * (height + 4)}'%3E{''.join(paths)}%3C/svg%3E"
+        "%3Csvg%20xmlns='http://www.w3.org/2000/svg'%20preserveAspectRatio='none'%20"
+        f"viewBox='-2%20-2%20{width + 4}%20{height + 4}'%20width='{shown_width}'%20"
+        f"height='{max(shown_height, 80)}'%3E{''.join(paths)}%3C/svg%3E"
     )
     return f"![holdout: daily total](data:image/svg+xml,{svg})"
 

@@ -70,6 +70,30 @@ def test_sample_graph(tmp_path):
     assert g["described"]
 
 
+def test_every_job_sensor_schedule_and_launchpad_field_is_described(tmp_path):
+    """What a UI user reads before launching anything: no job, sensor, schedule or config
+    field (of any op or asset a job runs) without a description."""
+    defs = build_definitions(Settings(env="ci", home=tmp_path, spec="sample"))
+    repo = defs.get_repository_def()
+    jobs = [j for j in repo.get_all_jobs() if not j.name.startswith("__")]  # not Dagster's own
+    undescribed = [f"job {j.name}" for j in jobs if not j.description]
+    undescribed += [f"sensor {s.name}" for s in repo.sensor_defs if not s.description]
+    undescribed += [f"schedule {s.name}" for s in repo.schedule_defs if not s.description]
+
+    def fields(config_type, path: str):  # noqa: ANN001, ANN202
+        for name, field in (getattr(config_type, "fields", None) or {}).items():
+            if not field.description:
+                undescribed.append(f"config {path}.{name}")
+            fields(field.config_type, f"{path}.{name}")
+
+    for job in jobs:
+        for node in job.graph.node_defs:
+            schema = getattr(node, "config_schema", None)
+            if schema is not None and schema.config_type is not None:
+                fields(schema.config_type, f"{job.name}:{node.name}")
+    assert sorted(set(undescribed)) == []
+
+
 @pytest.mark.parametrize("max_age_days", [8, 3])
 def test_only_the_sales_feed_has_a_freshness_policy_of_the_spec_max_age(tmp_path, max_age_days):
     spec = tmp_path / "spec.yaml"

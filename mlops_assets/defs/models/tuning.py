@@ -24,10 +24,13 @@ class TuningConfig(dg.Config):
     """Launchpad form of the tuning job: empty fields keep the spec's ``tuning:`` values."""
 
     n_trials: int | None = Field(
-        default=None, description="new trials in this run (default: the spec's tuning.n_trials)"
+        default=None,
+        ge=1,
+        description="new trials in this run (default: the spec's tuning.n_trials)",
     )
     timeout_seconds: float | None = Field(
         default=None,
+        gt=0,
         description="no new trial starts after this many seconds (default: the spec's "
         "tuning.timeout_seconds)",
     )
