@@ -26,6 +26,8 @@ from mlops_assets.conditioning import (
     KEY,
     FeatureSet,
     build_features,
+    feature_sql,
+    series_are_dense,
     write_features,
 )
 from mlops_assets.landing import IngestOutcome, ingest_file, scan_landing
@@ -235,6 +237,36 @@ def test_target_features_never_see_actuals_after_the_forecast_origin(
 
 # --------------------------------------------------------------------------------------
 # lags and rolling windows are by date
+
+
+def _features_with(ws: Workspace, region: str, *, dense: bool) -> pd.DataFrame:
+    with connect(ws, SPEC) as con:
+        sql, _ = feature_sql(con, SPEC, dense=dense)
+        frame = con.execute(sql, {"region": region}).df()
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame.sort_values(list(KEY), ignore_index=True)
+
+
+def test_row_windows_on_dense_series_give_exactly_the_date_windows_values(base, gapped):
+    """Windows counted in rows are only used where they equal the windows by date: every
+    series of the region has a row every day (history, future and pad)."""
+    ws, _, _ = base
+    regions = sorted(set(store_regions(ws).values()))
+    with connect(ws, SPEC) as con:
+        assert all(series_are_dense(con, SPEC, r) for r in regions)
+    for region in regions[:2]:
+        by_rows = _features_with(ws, region, dense=True)
+        by_dates = _features_with(ws, region, dense=False)
+        pd.testing.assert_frame_equal(by_rows, by_dates)
+    # a region with a hole in one series is not dense, and by rows would be wrong there
+    gws, _, _ = gapped
+    region = store_regions(gws)[GAP_STORE]
+    with connect(gws, SPEC) as con:
+        assert not series_are_dense(con, SPEC, region)
+    by_rows = _features_with(gws, region, dense=True)
+    by_dates = _features_with(gws, region, dense=False)
+    series = (by_dates["store"] == GAP_STORE) & (by_dates["item"] == GAP_ITEM)
+    assert not by_rows.loc[series, "lag_42"].equals(by_dates.loc[series, "lag_42"])
 
 
 def test_lags_are_taken_by_date_not_by_row_offset(gapped):
