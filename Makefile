@@ -39,14 +39,12 @@ test: env
 	env -u DAGSTER_HOME $(BIN)/pytest -n 2
 
 # slower end-to-end tests (real daemon and run processes, fault injection with SIGKILL, the
-# UI in headless Chromium: Debian's package, installed here when missing and run as root;
+# UI in headless Chromium: Debian's package, installed when missing, as root or with sudo;
 # without it the UI test skips, or fails under MLOPS_E2E_REQUIRE_BROWSER=1 as in CI).
 # Screenshots go to $(E2E_ARTIFACTS).
 E2E_ARTIFACTS ?= $(CURDIR)/e2e-artifacts
 e2e: env
-	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
-		{ DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	bash .ci/install-chromium.sh
 	env -u DAGSTER_HOME MLOPS_E2E_ARTIFACTS=$(E2E_ARTIFACTS) $(BIN)/pytest -m e2e
 
 lint: env
