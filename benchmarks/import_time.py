@@ -18,12 +18,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import REPO_ROOT, provenance, update_results  # noqa: E402
+from report import REPO_ROOT, provenance, ref_worktree, update_results  # noqa: E402
 
 HEAVY = ("lightgbm", "nannyml", "optuna", "matplotlib", "sklearn", "scipy", "pandas", "duckdb")
 PROBE = (
@@ -64,20 +63,8 @@ def main() -> None:
     section: dict = {"head": measure(args.repeats)}
     print(f"HEAD: {section['head']}")
     if args.ref:
-        with tempfile.TemporaryDirectory(prefix="import-time-") as tmp:
-            tree = Path(tmp) / "ref"
-            subprocess.run(
-                ["git", "worktree", "add", "--detach", str(tree), args.ref],
-                cwd=REPO_ROOT,
-                check=True,
-                capture_output=True,
-            )
-            try:
-                section["ref"] = {"commit": args.ref, **measure(args.repeats, tree)}
-            finally:
-                subprocess.run(
-                    ["git", "worktree", "remove", "--force", str(tree)], cwd=REPO_ROOT, check=False
-                )
+        with ref_worktree(args.ref) as tree:
+            section["ref"] = {"commit": args.ref, **measure(args.repeats, tree)}
         section["ratio_head_over_ref"] = round(
             section["head"]["median_s"] / section["ref"]["median_s"], 3
         )

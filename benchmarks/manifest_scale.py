@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import REPO_ROOT, provenance, update_results  # noqa: E402
+from report import REPO_ROOT, provenance, ref_worktree, update_results  # noqa: E402
 
 
 def measure_here(files: int, repeats: int) -> dict:
@@ -118,24 +118,9 @@ def main() -> None:
     section: dict = {"head": measure_tree(REPO_ROOT, args.files, args.repeats)}
     print(f"HEAD: {section['head']}", flush=True)
     if args.ref:
-        with tempfile.TemporaryDirectory(prefix="manifest-scale-ref-") as tmp:
-            tree = Path(tmp) / "ref"
-            subprocess.run(
-                ["git", "worktree", "add", "--detach", str(tree), args.ref],
-                cwd=REPO_ROOT,
-                check=True,
-                capture_output=True,
-            )
-            try:
-                # the benchmark itself comes from HEAD; the package from the ref's tree
-                section["ref"] = {
-                    "commit": args.ref,
-                    **measure_tree(tree, args.files, args.repeats),
-                }
-            finally:
-                subprocess.run(
-                    ["git", "worktree", "remove", "--force", str(tree)], cwd=REPO_ROOT, check=False
-                )
+        with ref_worktree(args.ref) as tree:
+            # the benchmark itself comes from HEAD; the package from the ref's tree
+            section["ref"] = {"commit": args.ref, **measure_tree(tree, args.files, args.repeats)}
         section["ratio_head_over_ref"] = {
             k: round(section["head"][k] / section["ref"][k], 3)
             for k in ("ingest_s", "sensor_tick_s", "ingested_files_s", "connect_s")

@@ -17,6 +17,8 @@ import platform
 import shlex
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -93,6 +95,26 @@ def provenance() -> dict:
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
     }
+
+
+@contextlib.contextmanager
+def ref_worktree(commit: str) -> Iterator[Path]:
+    """A temporary git worktree of ``commit`` (to measure an earlier commit in the same run
+    as HEAD), removed afterwards, pass or fail."""
+    with tempfile.TemporaryDirectory(prefix="bench-ref-") as tmp:
+        tree = Path(tmp) / "ref"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(tree), commit],
+            cwd=REPO_ROOT,
+            check=True,
+            capture_output=True,
+        )
+        try:
+            yield tree
+        finally:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(tree)], cwd=REPO_ROOT, check=False
+            )
 
 
 def load_results(path: Path = RESULTS) -> dict:
