@@ -24,14 +24,24 @@ if TYPE_CHECKING:
 BUSY_TIMEOUT_MS = 60_000
 _ENGINES: dict[tuple[int, str], Engine] = {}
 _LOCK = threading.Lock()
-_READY: set[int] = set()  # id() of engines whose tables exist (see ``ensure_tables``)
+# what this process knows holds in an engine's database for good (tables created, a
+# one-time import done), so it is checked once per engine, not on every use
+_SETTLED: dict[int, set[str]] = {}
+
+
+def is_settled(engine: Engine, fact: str) -> bool:
+    return fact in _SETTLED.get(id(engine), ())
+
+
+def settle(engine: Engine, fact: str) -> None:
+    _SETTLED.setdefault(id(engine), set()).add(fact)
 
 
 def ensure_tables(engine: Engine, metadata: MetaData) -> None:
     """Create ``metadata``'s missing tables, once per engine and process."""
-    if id(engine) not in _READY:
+    if not is_settled(engine, "tables"):
         metadata.create_all(engine)
-        _READY.add(id(engine))
+        settle(engine, "tables")
 
 
 def engine_for(url: str) -> Engine:
@@ -50,7 +60,7 @@ def dispose_engine(url: str) -> None:
         engine = _ENGINES.pop((os.getpid(), url), None)
     if engine is not None:
         engine.dispose()
-        _READY.discard(id(engine))
+        _SETTLED.pop(id(engine), None)
 
 
 def _create_engine(url: str) -> Engine:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from mlops_assets.storage.database import engine_for, ensure_tables
+from mlops_assets.storage.database import engine_for, ensure_tables, is_settled, settle
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Table
@@ -77,10 +77,8 @@ class Manifest:
         return manifest
 
     def get(self, sha256: str) -> dict[str, Any] | None:
-        from sqlalchemy import select
-
         with self.engine.begin() as con:
-            row = con.execute(select(FILES.c.record).where(FILES.c.sha256 == sha256)).first()
+            row = con.execute(_record_of(sha256)).first()
         return json.loads(row[0]) if row else None
 
     def add(self, record: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -157,8 +155,13 @@ class Manifest:
         others find the marker it set."""
         from sqlalchemy import insert, select
 
+        # the marker is never removed: once seen, later opens skip the check (a write-locking
+        # transaction otherwise, on every warehouse connection and sensor tick)
+        if is_settled(self.engine, JSON_IMPORTED):
+            return 0
         with self.engine.begin() as con:
             if con.execute(select(STATE.c.value).where(STATE.c.key == JSON_IMPORTED)).first():
+                settle(self.engine, JSON_IMPORTED)
                 return 0
             legacy = sorted(ws.manifest_dir.glob("*.json")) if ws.manifest_dir.is_dir() else []
             records = [json.loads(p.read_text()) for p in legacy]
@@ -188,6 +191,7 @@ class Manifest:
                     )
             marker = json.dumps({"at": _now(), "records": len(records), "new": new})
             con.execute(insert(STATE).values(key=JSON_IMPORTED, value=marker))
+        settle(self.engine, JSON_IMPORTED)
         return new
 
 
