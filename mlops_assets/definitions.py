@@ -17,9 +17,9 @@ from mlops_assets.defs.models.assets import build_region_model_asset
 from mlops_assets.defs.models.checks import build_registry_integrity_check
 from mlops_assets.defs.models.jobs import (
     TRAIN_JOB,
+    build_registry_job,
     build_registry_retention_schedule,
     build_weekly_retrain_schedule,
-    registry_job,
     registry_retention_job,
 )
 from mlops_assets.defs.models.tuning import tuning_job
@@ -43,6 +43,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     """Everything the code location serves; a bad configuration (spec, webhook URL) is
     refused here, when the code location loads, not in the first run that needs it."""
     spec = load_spec(settings.spec)
+    workspace = WorkspaceResource(root=str(settings.home), spec=settings.spec)
     # SettingsError naming the variable (never its secret value) for a non-http(s) URL
     check_webhook_url(os.environ.get(WEBHOOK_ENV))
     status = (
@@ -82,7 +83,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             features_job,
             refresh_job,
             train_job,
-            registry_job,
+            build_registry_job(workspace),
             registry_retention_job,
             tuning_job,
             monitoring_job,
@@ -99,7 +100,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_quality_tuning_sensor(status),
         ],
         resources={
-            "workspace": WorkspaceResource(root=str(settings.home), spec=settings.spec),
+            "workspace": workspace,
             "notifier": NotifierResource(
                 feed_path=str(Workspace(settings.home).notifications_feed),
                 # a secret: only ever through EnvVar, and only when it is set

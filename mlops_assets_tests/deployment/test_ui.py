@@ -91,7 +91,7 @@ def _backfill(ui: DagsterUI, regions: list[str]) -> str:
     return backfill_id
 
 
-def _approve_through_registry_job(ui: DagsterUI, region: str, version: int) -> None:
+def _launch_registry_job(ui: DagsterUI, region: str, version: int) -> dict:
     params = {
         "selector": {
             "repositoryLocationName": LOCATION,
@@ -99,19 +99,23 @@ def _approve_through_registry_job(ui: DagsterUI, region: str, version: int) -> N
             "jobName": "registry_job",
         },
         "runConfigData": {
-            "ops": {
-                "change_model_status": {
-                    "config": {
-                        "version": version,
-                        "action": "approve",
-                        "reason": "reviewed the tuning report in the UI test",
-                    }
-                }
-            }
+            "region": region,
+            "version": version,
+            "action": "approve",
+            "reason": "reviewed the tuning report in the UI test",
         },
-        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": region}]},
     }
-    launched = ui.graphql(LAUNCH_RUN, {"params": params})["launchRun"]
+    return ui.graphql(LAUNCH_RUN, {"params": params})["launchRun"]
+
+
+def _approve_through_registry_job(ui: DagsterUI, region: str, version: int) -> None:
+    # a version that does not exist is refused by the launch itself: an error, no run
+    refused = _launch_registry_job(ui, region, version + 100)
+    assert refused["__typename"] in ("PythonError", "RunConfigValidationInvalid"), refused
+    said = refused.get("message", "") + " ".join(e["message"] for e in refused.get("errors", []))
+    assert f"{region} has no model version {version + 100}; its versions:" in said, refused
+
+    launched = _launch_registry_job(ui, region, version)
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["runId"]
 

@@ -1,21 +1,28 @@
 """Registry operations from the UI (a job with launchpad config) and the weekly retrain."""
 
 from collections.abc import Iterator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 from pydantic import Field
 
 from mlops_assets.defs.models.assets import REGION_MODEL_KEY, notify_status
-from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
+
+if TYPE_CHECKING:
+    from mlops_assets.registry import ModelRegistry
 
 TRAIN_JOB = "train_job"
 
 
 class ModelStatusChange(dg.Config):
-    """Launchpad form of the registry job (the region is the run's partition)."""
+    """Launchpad form of the registry job."""
 
+    region: str = Field(
+        min_length=1,
+        description="the region whose model to act on, as in the label `<region>:v<version>` "
+        "(a region with at least one registered model)",
+    )
     version: int = Field(
         ge=1,
         description="the model version to act on, as in the label `<region>:v<version>` "
@@ -34,6 +41,23 @@ class ModelStatusChange(dg.Config):
     )
 
 
+def unknown_model_version(registry: "ModelRegistry", region: str, version: int) -> str | None:
+    """Why ``region``:v``version`` cannot be acted on (None: it exists)."""
+    regions = registry.regions()
+    if region not in regions:
+        return (
+            f"no model of region {region!r} is registered; regions with models: "
+            f"{', '.join(regions) or 'none yet'}. Nothing was changed."
+        )
+    versions = registry.versions(region)
+    if version not in {v.version for v in versions}:
+        known = ", ".join(f"v{v.version} ({v.status})" for v in versions)
+        return (
+            f"{region} has no model version {version}; its versions: {known}. Nothing was changed."
+        )
+    return None
+
+
 @dg.op(description="Approve, reject or roll back a model version; recorded with who and why.")
 def change_model_status(
     context: dg.OpExecutionContext,
@@ -44,14 +68,10 @@ def change_model_status(
     from mlops_assets.registry import RegistryError
 
     registry = workspace.registry()
-    region = context.partition_key
-    versions = registry.versions(region)
-    if config.version not in {v.version for v in versions}:
-        known = ", ".join(f"v{v.version} ({v.status})" for v in versions) or "none yet"
-        raise dg.Failure(
-            description=f"{region} has no model version {config.version}; its versions: "
-            f"{known}. Nothing was changed."
-        )
+    region = config.region
+    # checked again here: the launch-time check and this run may be apart in time
+    if problem := unknown_model_version(registry, region, config.version):
+        raise dg.Failure(description=problem)
     action = {
         "approve": registry.approve,
         "reject": registry.reject,
@@ -84,15 +104,28 @@ def change_model_status(
     yield dg.Output(None)
 
 
-@dg.job(
-    partitions_def=region_partitions,
-    description="Change a model version's status in the registry: pick the region (the "
-    "partition: only regions that exist are offered) and fill in the version, the action "
-    "and the reason in the launchpad. An unknown version fails the run at once, naming the "
-    "region's versions, and changes nothing.",
-)
-def registry_job() -> None:
-    change_model_status()
+def build_registry_job(workspace: WorkspaceResource) -> dg.JobDefinition:
+    """The registry job; its launchpad config is checked against ``workspace``'s registry
+    when the run is launched (the code server builds the run's plan), so an unknown region
+    or version is refused with the reason before any run exists: no red run for a typo."""
+
+    @dg.config_mapping
+    def known_version_only(config: ModelStatusChange) -> dg.RunConfig:
+        registry = workspace.registry()
+        if problem := unknown_model_version(registry, config.region, config.version):
+            raise dg.DagsterInvalidConfigError(problem, [], config.model_dump())
+        return dg.RunConfig(ops={"change_model_status": config}).to_config_dict()
+
+    @dg.job(
+        config=known_version_only,
+        description="Change a model version's status in the registry: fill in the region, "
+        "the version, the action and the reason in the launchpad. An unknown region or "
+        "version is refused at launch, naming what exists; no run is created.",
+    )
+    def registry_job() -> None:
+        change_model_status()
+
+    return registry_job
 
 
 class RegistryRetention(dg.Config):

@@ -30,10 +30,7 @@ def _register(registry: ModelRegistry, status: str) -> int:
 
 def _launch(defs, instance, region=REGION, **config) -> dg.ExecuteInProcessResult:
     return defs.resolve_job_def("registry_job").execute_in_process(
-        run_config={"ops": {"change_model_status": {"config": config}}},
-        instance=instance,
-        partition_key=region,
-        raise_on_error=False,
+        run_config={"region": region, **config}, instance=instance, raise_on_error=False
     )
 
 
@@ -50,7 +47,6 @@ def test_registry_job_approves_a_pending_version_and_refuses_a_rejected_one(
     defs, instance, settings
 ):
     registry = ModelRegistry.for_workspace(Workspace(settings.home))
-    instance.add_dynamic_partitions(region_partitions.name, [REGION])
     assert _register(registry, APPROVED) == 1
     assert _register(registry, PENDING) == 2
 
@@ -102,29 +98,44 @@ def test_registry_job_approves_a_pending_version_and_refuses_a_rejected_one(
     assert len(_observations(instance)) == 1
 
 
-def test_registry_job_rejects_bad_launchpad_config(defs, instance, settings):
+def test_registry_job_refuses_an_unknown_region_or_version_before_any_run(defs, instance, settings):
     registry = ModelRegistry.for_workspace(Workspace(settings.home))
-    instance.add_dynamic_partitions(region_partitions.name, [REGION])
     assert _register(registry, PENDING) == 1
+    events = registry.history(REGION)
     with pytest.raises(dg.DagsterInvalidConfigError, match="action"):
         _launch(defs, instance, version=1, action="delete", reason="looks good")
-    # the region is the run's partition: one that does not exist is refused before a run
-    with pytest.raises(dg.DagsterUnknownPartitionError, match="Atlantis"):
+    with pytest.raises(
+        dg.DagsterInvalidConfigError,
+        match=f"no model of region 'Atlantis' is registered; regions with models: {REGION}",
+    ):
         _launch(defs, instance, region="Atlantis", version=1, action="approve", reason="ok!")
-    # an unknown version fails at once, names the region's versions and changes nothing
-    events = registry.history(REGION)
-    failed = _launch(defs, instance, version=7, action="approve", reason="looks good")
-    assert not failed.success
-    error = failed.failure_data_for_node("change_model_status").error.to_string()
-    assert f"{REGION} has no model version 7; its versions: v1 (pending_approval)" in error
+    with pytest.raises(
+        dg.DagsterInvalidConfigError,
+        match=rf"{REGION} has no model version 7; its versions: v1 \(pending_approval\)",
+    ):
+        _launch(defs, instance, version=7, action="approve", reason="looks good")
+    # refused at launch: no run exists (nothing red on the Runs page), nothing changed
+    assert instance.get_runs() == []
     assert registry.history(REGION) == events and registry.latest_approved(REGION) is None
+    # the version is checked again in the run: one pruned from under a launched run fails
+    # it with the same reason (a config-validated launch whose version vanished)
+    job = defs.resolve_job_def("registry_job")
+    op_config = {"region": REGION, "version": 7, "action": "approve", "reason": "race!"}
+    failed = job.graph.execute_in_process(
+        run_config={"ops": {"change_model_status": {"config": op_config}}},
+        instance=instance,
+        resources=defs.resources,
+        raise_on_error=False,
+    )
+    error = failed.failure_data_for_node("change_model_status").error.to_string()
+    assert f"{REGION} has no model version 7" in error
 
 
 def test_registry_job_launchpad_fields_are_described(defs):
     job = defs.resolve_job_def("registry_job")
-    assert job.partitions_def == region_partitions
-    config = job.graph.node_defs[0].config_schema.config_type.fields  # the launchpad's form
-    assert set(config) == {"version", "action", "reason", "actor"}
+    assert job.partitions_def is None  # the region is a field: checked with the version
+    config = job.run_config_schema.config_type.fields  # the launchpad's form
+    assert set(config) == {"region", "version", "action", "reason", "actor"}
     assert all(f.description for f in config.values())
 
 
