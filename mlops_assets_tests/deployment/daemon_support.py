@@ -90,6 +90,23 @@ class Deployment:
             self.daemon.wait(timeout=30)
         self.daemon = None
 
+    def code_server_pids(self) -> list[int]:
+        """The daemon's code server processes (its children serving the code location)."""
+        if self.daemon is None:
+            return []
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == self.daemon.pid and b"grpc" in argv:
+                found.append(int(proc.name))
+        return found
+
     def stray_processes(self) -> list[int]:
         """Processes still running with this deployment's DAGSTER_HOME."""
         marker = f"DAGSTER_HOME={self.home}".encode()
