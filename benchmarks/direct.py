@@ -31,7 +31,7 @@ from mlops_assets.conditioning import feature_set, write_features
 from mlops_assets.data_checks import check_features
 from mlops_assets.forecasting import forecast_origin, future_rows, make_forecast, top_contributions
 from mlops_assets.landing import drop_dataset, ingest_files, scan_landing
-from mlops_assets.plots import holdout_plot, holdout_sparkline, markdown_image
+from mlops_assets.plots import holdout_series_sparklines, holdout_sparkline, markdown_image
 from mlops_assets.region_models import train_and_register
 from mlops_assets.registry import ModelRegistry
 from mlops_assets.spec import DatasetSpec, load_spec
@@ -102,7 +102,7 @@ class DirectPipeline:
                 features_version=None,
                 region_inputs=region_level_inputs(self.ws, self.spec),
             )
-            markdown_image(holdout_plot(outcome.trained.holdout, title=outcome.version.label), "h")
+            holdout_series_sparklines(outcome.trained.holdout)
             holdout_sparkline(outcome.trained.holdout)
             self.outcomes[region] = outcome
 

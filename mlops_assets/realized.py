@@ -262,9 +262,10 @@ def _read(path: Path, columns: list[str]) -> pd.DataFrame:
 def weekly_plot(weekly: pd.DataFrame, *, title: str = "") -> str:
     """Weekly realized metrics over time as a base64 PNG: percentage errors (MAPE, WAPE)
     above, absolute errors (RMSE, RMSE on zero actuals) below."""
-    import matplotlib.pyplot as plt
+    from mlops_assets.plots import png_base64, use_agg_backend
 
-    from mlops_assets.plots import png_base64
+    use_agg_backend()
+    import matplotlib.pyplot as plt
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.5), sharex=True)
     x = pd.to_datetime(weekly["week_start"])

@@ -95,7 +95,7 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
 
         from mlops_assets.conditioning import feature_set
         from mlops_assets.metrics import metric_metadata
-        from mlops_assets.plots import holdout_plot, holdout_sparkline, markdown_image
+        from mlops_assets.plots import holdout_series_sparklines, holdout_sparkline
         from mlops_assets.region_models import train_and_register
         from mlops_assets.training import backtest_summary
         from mlops_assets.warehouse import connect, region_level_inputs
@@ -142,9 +142,7 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "metrics": dg.MetadataValue.md(metrics_markdown(trained.metrics)),
             # small enough for the UI to draw in place; the per-series detail opens on click
             "holdout_plot": dg.MetadataValue.md(holdout_sparkline(trained.holdout)),
-            "holdout_series_plot": dg.MetadataValue.md(
-                markdown_image(holdout_plot(trained.holdout, title=mv.label), "holdout")
-            ),
+            "holdout_series_plot": dg.MetadataValue.md(holdout_series_sparklines(trained.holdout)),
             "importance": dg.MetadataValue.md(
                 "| feature | mean abs SHAP |\n|---|---|\n"
                 + "\n".join(f"| {k} | {v:.4f} |" for k, v in importance)
