@@ -116,8 +116,15 @@ class DagsterUI:
             data=json.dumps({"query": query, "variables": variables or {}}).encode(),
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=120) as response:
-            body = json.loads(response.read())
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            # the server answers a mutation that returned a PythonError with HTTP 500 and
+            # the error in the body, which is what the UI shows: read it the same way
+            if exc.code != 500:
+                raise
+            body = json.loads(exc.read())
         assert not body.get("errors"), body["errors"]
         return body["data"]
 
