@@ -34,9 +34,8 @@ from mlops_assets.defs.monitoring.sensors import (
 from mlops_assets.defs.notifications.sensors import build_run_failure_notifier
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 from mlops_assets.notifications import WEBHOOK_ENV, check_webhook_url
-from mlops_assets.settings import Settings, load_settings
+from mlops_assets.settings import DATABASE_URL_ENV, Settings, load_settings
 from mlops_assets.spec import load_spec
-from mlops_assets.workspace import Workspace
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -99,9 +98,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_quality_tuning_sensor(status),
         ],
         resources={
-            "workspace": WorkspaceResource(root=str(settings.home), spec=settings.spec),
+            "workspace": WorkspaceResource(
+                root=str(settings.home),
+                spec=settings.spec,
+                database_url=_database_url(settings),
+            ),
             "notifier": NotifierResource(
-                feed_path=str(Workspace(settings.home).notifications_feed),
+                feed_path=str(settings.workspace().notifications_feed),
                 # a secret: only ever through EnvVar, and only when it is set
                 webhook_url=dg.EnvVar(WEBHOOK_ENV) if os.environ.get(WEBHOOK_ENV) else None,
                 # where notifications link runs to (default: `make dev`'s address)
@@ -112,6 +115,15 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         # the parallelism, and a process per step would re-import the stack (~3.5 s) each time
         executor=dg.in_process_executor,
     )
+
+
+def _database_url(settings: Settings) -> str | None:
+    """The state database for the workspace resource: as an EnvVar when it came from the
+    environment (a secret: the UI then shows the variable's name, not its value)."""
+    from_env = os.environ.get(DATABASE_URL_ENV, "").strip() or None
+    if settings.database_url is not None and settings.database_url == from_env:
+        return dg.EnvVar(DATABASE_URL_ENV)
+    return settings.database_url
 
 
 defs = build_definitions(load_settings())
