@@ -6,7 +6,8 @@ Chosen by environment variables only, so the same code runs everywhere:
 ``MLOPS_HOME``  workspace root (landing zone, raw, features...). Default for dev and ci:
                 ``.mlops/<env>`` below the current directory; prod must set it.
 ``MLOPS_SPEC``  dataset spec: a shipped name (``sample``, ``rossmann``) or a YAML path.
-``MLOPS_DATABASE_URL``  the state database, a SQLAlchemy URL (e.g. ``postgresql://...``).
+``MLOPS_DATABASE_URL``  the state database, a SQLAlchemy URL (e.g. ``postgresql+psycopg2://...``:
+                SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, which is not installed).
                 Default: SQLite below the workspace root. A secret (it may carry a password):
                 Dagster resources receive it as an ``EnvVar``, and ``Settings`` never shows it.
 """
@@ -62,7 +63,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if database_url is not None and "://" not in database_url:
         # the message names the variable, never its value (a secret)
         raise SettingsError(
-            f"{DATABASE_URL_ENV} is not a database URL (expected e.g. postgresql://... or "
+            f"{DATABASE_URL_ENV} is not a database URL (expected e.g. postgresql+psycopg2://... or "
             "sqlite:///...)"
         )
     return Settings(
