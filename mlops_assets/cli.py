@@ -118,7 +118,7 @@ def _needs_training(settings: Settings, instance: "dg.DagsterInstance", region: 
     from mlops_assets.defs.models.assets import latest_data_version
     from mlops_assets.registry import ModelRegistry
 
-    versions = ModelRegistry.for_workspace(Workspace(settings.home)).versions(region)
+    versions = ModelRegistry.for_workspace(settings.workspace()).versions(region)
     current = latest_data_version(instance, FEATURES_KEY, region)
     return not versions or versions[-1].record.get("training_data_version") != current
 
@@ -127,7 +127,7 @@ def model_summary(settings: Settings) -> list[dict]:
     """Per region: the latest model version, its status and holdout metrics."""
     from mlops_assets.registry import ModelRegistry
 
-    registry = ModelRegistry.for_workspace(Workspace(settings.home))
+    registry = ModelRegistry.for_workspace(settings.workspace())
     out = []
     for region in registry.regions():
         versions = registry.versions(region)
@@ -155,7 +155,7 @@ def region_summary(settings: Settings) -> list[dict]:
     """Per-region row counts and date ranges of the feature tables."""
     from mlops_assets.warehouse import connect, has_view
 
-    ws, spec = Workspace(settings.home), load_spec(settings.spec)
+    ws, spec = settings.workspace(), load_spec(settings.spec)
     with connect(ws, spec) as con:
         if not has_view(con, "features"):
             return []
@@ -252,7 +252,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     settings = _settings(args)
     spec = load_spec(settings.spec)
-    ws = Workspace(settings.home)
+    ws = settings.workspace()
     dropped = drop_dataset(spec, _source_dir(args.source_dir), ws)
     print(f"dropped {len(dropped)} file(s) into {ws.landing}")
     if args.process:
@@ -279,7 +279,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"generated sample data: {summary.n_rows_sales} sales rows, "
             f"{len(summary.regions)} regions -> {source}"
         )
-    ws = Workspace(settings.home)
+    ws = settings.workspace()
     dropped = drop_dataset(load_spec("sample"), source, ws)
     print(f"dropped {len(dropped)} file(s) into {ws.landing}")
     runs = process(settings, train=True)
@@ -322,7 +322,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
     from mlops_assets.registry import ModelRegistry, RegistryError
 
     settings = _settings(args)
-    registry = ModelRegistry.for_workspace(Workspace(settings.home))
+    registry = ModelRegistry.for_workspace(settings.workspace())
     if args.action == "list":
         regions = [args.region] if args.region else registry.regions()
         for region in regions:
@@ -415,7 +415,7 @@ def _registry_verify(registry: "ModelRegistry", region: str | None, *, as_json: 
 def cmd_explain(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    ws = Workspace(_settings(args).home)
+    ws = _settings(args).workspace()
     folder = ws.forecasts_dir / args.region
     files = sorted(folder.glob("*.explanations.parquet")) if folder.is_dir() else []
     if not files:
@@ -514,7 +514,7 @@ def _explain_on_demand(
 def cmd_quarantine(args: argparse.Namespace) -> int:
     from mlops_assets.landing import quarantined, reason_line
 
-    ws = Workspace(_settings(args).home)
+    ws = _settings(args).workspace()
     try:
         records = quarantined(ws)
     except (OSError, ValueError) as exc:  # a reason file that is unreadable or not JSON
@@ -546,7 +546,7 @@ def cmd_landing(args: argparse.Namespace) -> int:
     from mlops_assets.landing import LANDING_STATES, landing_status
 
     settings = _settings(args)
-    ws, spec = Workspace(settings.home), load_spec(settings.spec)
+    ws, spec = settings.workspace(), load_spec(settings.spec)
     explain = None
     home = os.environ.get("DAGSTER_HOME") or (
         str(Path.cwd() / ".dagster_home") if (Path.cwd() / ".dagster_home").is_dir() else None
@@ -615,7 +615,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from mlops_assets.tuning import TuningError, load_region_features, tune_and_register
 
     settings = _settings(args)
-    spec, ws = load_spec(settings.spec), Workspace(settings.home)
+    spec, ws = load_spec(settings.spec), settings.workspace()
     try:
         tuning = spec.tuning.with_overrides(n_trials=args.trials, timeout_seconds=args.timeout)
         features, fs = load_region_features(ws, spec, args.region)

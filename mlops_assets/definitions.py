@@ -34,16 +34,14 @@ from mlops_assets.defs.monitoring.sensors import (
 from mlops_assets.defs.notifications.sensors import build_run_failure_notifier
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 from mlops_assets.notifications import WEBHOOK_ENV, check_webhook_url
-from mlops_assets.settings import Settings, load_settings
+from mlops_assets.settings import DATABASE_URL_ENV, Settings, load_settings
 from mlops_assets.spec import load_spec
-from mlops_assets.workspace import Workspace
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Everything the code location serves; a bad configuration (spec, webhook URL) is
     refused here, when the code location loads, not in the first run that needs it."""
     spec = load_spec(settings.spec)
-    workspace = WorkspaceResource(root=str(settings.home), spec=settings.spec)
     # SettingsError naming the variable (never its secret value) for a non-http(s) URL
     check_webhook_url(os.environ.get(WEBHOOK_ENV))
     status = (
@@ -83,7 +81,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             features_job,
             refresh_job,
             train_job,
-            build_registry_job(workspace),
+            build_registry_job(settings.workspace()),
             registry_retention_job,
             tuning_job,
             monitoring_job,
@@ -100,9 +98,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_quality_tuning_sensor(status),
         ],
         resources={
-            "workspace": workspace,
+            "workspace": WorkspaceResource(
+                root=str(settings.home),
+                spec=settings.spec,
+                database_url=_database_url(settings),
+            ),
             "notifier": NotifierResource(
-                feed_path=str(Workspace(settings.home).notifications_feed),
+                feed_path=str(settings.workspace().notifications_feed),
                 # a secret: only ever through EnvVar, and only when it is set
                 webhook_url=dg.EnvVar(WEBHOOK_ENV) if os.environ.get(WEBHOOK_ENV) else None,
                 # where notifications link runs to (default: `make dev`'s address)
@@ -113,6 +115,15 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         # the parallelism, and a process per step would re-import the stack (~3.5 s) each time
         executor=dg.in_process_executor,
     )
+
+
+def _database_url(settings: Settings) -> str | None:
+    """The state database for the workspace resource: as an EnvVar when it came from the
+    environment (a secret: the UI then shows the variable's name, not its value)."""
+    from_env = os.environ.get(DATABASE_URL_ENV, "").strip() or None
+    if settings.database_url is not None and settings.database_url == from_env:
+        return dg.EnvVar(DATABASE_URL_ENV)
+    return settings.database_url
 
 
 defs = build_definitions(load_settings())

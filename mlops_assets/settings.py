@@ -6,16 +6,23 @@ Chosen by environment variables only, so the same code runs everywhere:
 ``MLOPS_HOME``  workspace root (landing zone, raw, features...). Default for dev and ci:
                 ``.mlops/<env>`` below the current directory; prod must set it.
 ``MLOPS_SPEC``  dataset spec: a shipped name (``sample``, ``rossmann``) or a YAML path.
+``MLOPS_DATABASE_URL``  the state database, a SQLAlchemy URL (e.g. ``postgresql+psycopg2://...``:
+                SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, which is not installed).
+                Default: SQLite below the workspace root. A secret (it may carry a password):
+                Dagster resources receive it as an ``EnvVar``, and ``Settings`` never shows it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlops_assets.workspace import Workspace
+
 ENVIRONMENTS = ("dev", "ci", "prod")
+DATABASE_URL_ENV = "MLOPS_DATABASE_URL"
 
 
 class SettingsError(ValueError):
@@ -27,6 +34,13 @@ class Settings:
     env: str
     home: Path
     spec: str
+    # the state database's SQLAlchemy URL; None: SQLite below ``home``. Left out of the repr:
+    # a postgresql:// URL carries its password
+    database_url: str | None = field(default=None, repr=False)
+
+    def workspace(self) -> Workspace:
+        """The workspace these settings name (its root and its state database)."""
+        return Workspace(self.home, self.database_url)
 
     @property
     def sensors_running_by_default(self) -> bool:
@@ -45,4 +59,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError("MLOPS_ENV=prod needs MLOPS_HOME (the workspace root) to be set")
         home = str(Path.cwd() / ".mlops" / env)
     spec = environ.get("MLOPS_SPEC", "sample").strip() or "sample"
-    return Settings(env=env, home=Path(home).expanduser().resolve(), spec=spec)
+    database_url = environ.get(DATABASE_URL_ENV, "").strip() or None
+    if database_url is not None and "://" not in database_url:
+        # the message names the variable, never its value (a secret)
+        raise SettingsError(
+            f"{DATABASE_URL_ENV} is not a database URL (expected e.g. postgresql+psycopg2://... or "
+            "sqlite:///...)"
+        )
+    return Settings(
+        env=env, home=Path(home).expanduser().resolve(), spec=spec, database_url=database_url
+    )

@@ -2,10 +2,11 @@
 
 from datetime import timedelta
 
+import dagster as dg
 import pytest
 
 from mlops_assets.definitions import build_definitions
-from mlops_assets.settings import Settings, SettingsError, load_settings
+from mlops_assets.settings import DATABASE_URL_ENV, Settings, SettingsError, load_settings
 from mlops_assets.spec import SPECS_DIR
 
 
@@ -128,6 +129,39 @@ def test_environment_selection():
         load_settings({"MLOPS_ENV": "prod"})
     with pytest.raises(SettingsError, match="staging"):
         load_settings({"MLOPS_ENV": "staging"})
+
+
+def test_the_state_database_url_comes_from_the_environment_and_is_never_shown(tmp_path):
+    home = tmp_path / "ws"
+    default = load_settings({"MLOPS_HOME": str(home)})
+    assert default.database_url is None
+    assert default.workspace().state_database_url == f"sqlite:///{home / 'state' / 'mlops.sqlite'}"
+
+    url = "postgresql://mlops:s3cret@db:5432/mlops"
+    prod = load_settings({"MLOPS_ENV": "prod", "MLOPS_HOME": str(home), DATABASE_URL_ENV: url})
+    assert prod.workspace().state_database_url == url
+    assert prod.workspace().root == home
+    assert "s3cret" not in repr(prod)
+    with pytest.raises(SettingsError, match=DATABASE_URL_ENV) as err:
+        load_settings({DATABASE_URL_ENV: "mlops:s3cret@db"})
+    assert "s3cret" not in str(err.value)
+
+
+def test_the_workspace_resource_reads_the_database_url_through_an_env_var(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'elsewhere.sqlite'}"
+    monkeypatch.setenv(DATABASE_URL_ENV, url + "\n")  # as `kubectl create secret --from-file`
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "ws"))
+    monkeypatch.setenv("MLOPS_ENV", "ci")
+    resource = build_definitions(load_settings()).resources["workspace"]
+    # the config names the variable (what the UI shows), not the secret
+    assert resource.database_url == dg.EnvVar(DATABASE_URL_ENV)
+    with dg.build_resources({"workspace": resource}) as built:
+        assert built.workspace.workspace().state_database_url == url
+
+    monkeypatch.delenv(DATABASE_URL_ENV)
+    resource = build_definitions(load_settings()).resources["workspace"]
+    assert resource.database_url is None
+    assert resource.workspace().state_database_url.endswith("/ws/state/mlops.sqlite")
 
 
 # what each run process and code server pays before any work: lightgbm alone (with sklearn

@@ -16,9 +16,15 @@ class WorkspaceResource(dg.ConfigurableResource):
 
     root: str
     spec: str = "sample"
+    database_url: str | None = Field(
+        default=None,
+        description="the state database's SQLAlchemy URL (MLOPS_DATABASE_URL, passed in as an "
+        "EnvVar: it may carry a password); unset: SQLite below the root",
+    )
 
     def workspace(self) -> Workspace:
-        return Workspace(self.root)
+        # a Secret made with `kubectl create secret --from-file` keeps the file's final newline
+        return Workspace(self.root, (self.database_url or "").strip() or None)
 
     def dataset(self) -> DatasetSpec:
         return load_spec(self.spec)

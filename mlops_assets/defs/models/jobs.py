@@ -11,6 +11,7 @@ from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 
 if TYPE_CHECKING:
     from mlops_assets.registry import ModelRegistry
+    from mlops_assets.workspace import Workspace
 
 TRAIN_JOB = "train_job"
 
@@ -104,14 +105,16 @@ def change_model_status(
     yield dg.Output(None)
 
 
-def build_registry_job(workspace: WorkspaceResource) -> dg.JobDefinition:
+def build_registry_job(workspace: "Workspace") -> dg.JobDefinition:
     """The registry job; its launchpad config is checked against ``workspace``'s registry
     when the run is launched (the code server builds the run's plan), so an unknown region
     or version is refused with the reason before any run exists: no red run for a typo."""
 
     @dg.config_mapping
     def known_version_only(config: ModelStatusChange) -> dg.RunConfig:
-        registry = workspace.registry()
+        from mlops_assets.registry import ModelRegistry
+
+        registry = ModelRegistry.for_workspace(workspace)
         if problem := unknown_model_version(registry, config.region, config.version):
             raise dg.DagsterInvalidConfigError(problem, [], config.model_dump())
         return dg.RunConfig(ops={"change_model_status": config}).to_config_dict()
