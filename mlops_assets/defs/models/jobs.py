@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Literal
 import dagster as dg
 from pydantic import Field
 
+from mlops_assets.defs.launch_config import checked_at_launch
 from mlops_assets.defs.models.assets import REGION_MODEL_KEY, notify_status
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 
@@ -110,17 +111,15 @@ def build_registry_job(workspace: "Workspace") -> dg.JobDefinition:
     when the run is launched (the code server builds the run's plan), so an unknown region
     or version is refused with the reason before any run exists: no red run for a typo."""
 
-    @dg.config_mapping
-    def known_version_only(config: ModelStatusChange) -> dg.RunConfig:
+    def known_version_only(config: ModelStatusChange) -> str | None:
         from mlops_assets.registry import ModelRegistry
 
-        registry = ModelRegistry.for_workspace(workspace)
-        if problem := unknown_model_version(registry, config.region, config.version):
-            raise dg.DagsterInvalidConfigError(problem, [], config.model_dump())
-        return dg.RunConfig(ops={"change_model_status": config}).to_config_dict()
+        return unknown_model_version(
+            ModelRegistry.for_workspace(workspace), config.region, config.version
+        )
 
     @dg.job(
-        config=known_version_only,
+        config=checked_at_launch(ModelStatusChange, "change_model_status", known_version_only),
         description="Change a model version's status in the registry: fill in the region, "
         "the version, the action and the reason in the launchpad. An unknown region or "
         "version is refused at launch, naming what exists; no run is created.",

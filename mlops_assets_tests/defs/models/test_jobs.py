@@ -105,6 +105,10 @@ def test_registry_job_refuses_an_unknown_region_or_version_before_any_run(defs, 
     with pytest.raises(dg.DagsterInvalidConfigError, match="action"):
         _launch(defs, instance, version=1, action="delete", reason="looks good")
     with pytest.raises(
+        dg.DagsterInvalidConfigError, match="reason: String should have at least 3 characters"
+    ):
+        _launch(defs, instance, version=1, action="approve", reason="ok")
+    with pytest.raises(
         dg.DagsterInvalidConfigError,
         match=f"no model of region 'Atlantis' is registered; regions with models: {REGION}",
     ):
