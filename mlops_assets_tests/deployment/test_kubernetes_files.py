@@ -297,16 +297,22 @@ def _instance_problems(files: Files) -> list[str]:
     local = _dagster_yaml()
     daemon = files.values["dagsterDaemon"]
     coordinator = daemon["runCoordinator"]
-    queued = coordinator["config"]["queuedRunCoordinator"]
-    runs = local["concurrency"]["runs"]
-    if not (coordinator["enabled"] and coordinator["type"] == "QueuedRunCoordinator"):
-        out.append("runs are not queued")
-    if queued.get("maxConcurrentRuns") != runs["max_concurrent_runs"]:
-        out.append(f"maxConcurrentRuns {queued.get('maxConcurrentRuns')} != dagster.yaml's")
-    if queued.get("tagConcurrencyLimits") != runs["tag_concurrency_limits"]:
-        out.append("tagConcurrencyLimits differ from dagster.yaml's")
+    custom = coordinator["config"].get("customRunCoordinator") or {}
+    queued = custom.get("config") or {}
+    if not (
+        coordinator["enabled"]
+        and coordinator["type"] == "CustomRunCoordinator"
+        and (custom.get("module"), custom.get("class"))
+        == ("dagster.core.run_coordinator", "QueuedRunCoordinator")
+    ):
+        out.append("runs are not queued (QueuedRunCoordinator with its whole config)")
+    # dagster.yaml splits the queue's settings into `concurrency: runs:` and `run_queue:`
+    expected = {**local["concurrency"]["runs"], **local["run_queue"]}
+    for key, value in expected.items():
+        if queued.get(key) != value:
+            out.append(f"run queue {key} {queued.get(key)} != dagster.yaml's {value}")
     ingest = {"key": TRIGGER_TAG, "value": LANDING_SENSOR, "limit": 1}
-    if ingest not in (queued.get("tagConcurrencyLimits") or []):
+    if ingest not in (queued.get("tag_concurrency_limits") or []):
         out.append("ingest runs (the landing sensor's tag) are not limited to one at a time")
     if files.values.get("concurrency", {}).get("runs"):
         out.append("run limits in both `concurrency.runs` and the run coordinator (chart fails)")
@@ -492,7 +498,7 @@ def _docker(old: str, new: str) -> Callable[[Files], Files]:
 
 
 DEPLOYMENTS = "dagster-user-deployments.deployments.0"
-QUEUE = "dagsterDaemon.runCoordinator.config.queuedRunCoordinator"
+QUEUE = "dagsterDaemon.runCoordinator.config.customRunCoordinator.config"
 
 
 @pytest.mark.parametrize(
@@ -507,8 +513,9 @@ QUEUE = "dagsterDaemon.runCoordinator.config.queuedRunCoordinator"
         (_env(WEBHOOK_ENV, "https://hooks.example.com/x"), "plain env"),
         (_set("postgresql.postgresqlPassword", "hunter2"), "plain value"),
         (_set(f"{DEPLOYMENTS}.envSecrets", []), "no envSecrets"),
-        (_set(f"{QUEUE}.maxConcurrentRuns", 4), "maxConcurrentRuns"),
-        (_set(f"{QUEUE}.tagConcurrencyLimits", []), "ingest runs"),
+        (_set(f"{QUEUE}.max_concurrent_runs", 4), "max_concurrent_runs"),
+        (_set(f"{QUEUE}.tag_concurrency_limits", []), "ingest runs"),
+        (_set(f"{QUEUE}.max_user_code_failure_retries", 0), "max_user_code_failure_retries"),
         (_set("dagsterDaemon.runRetries.maxRetries", 5), "run_retries"),
         (_set("telemetry.enabled", True), "telemetry"),
         (_set("runLauncher.config.k8sRunLauncher.resources.requests.memory", "512Mi"), "peak"),
