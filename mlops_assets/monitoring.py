@@ -429,6 +429,9 @@ def estimated_performance(
     model's LightGBM parameters."""
     import nannyml as nml
 
+    from mlops_assets.models.lightgbm_import import require_lightgbm_sklearn_api
+
+    require_lightgbm_sklearn_api("nannyml's DLE performance estimate")
     learn_from = backtest if backtest is not None and len(backtest) >= MIN_DLE_ROWS else holdout
     if len(learn_from) < MIN_DLE_ROWS or len(holdout) == 0:
         return pd.DataFrame(columns=TABLE_COLUMNS)

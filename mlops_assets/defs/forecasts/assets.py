@@ -3,7 +3,7 @@
 import dagster as dg
 
 from mlops_assets.defs.features.assets import FEATURES_KEY
-from mlops_assets.defs.models.assets import REGION_MODEL_KEY
+from mlops_assets.defs.models.assets import REGION_MODEL_KEY, load_lightgbm_for_run
 from mlops_assets.defs.partitions import region_check_spec, region_partitions
 from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.naming import require_safe_key
@@ -58,6 +58,7 @@ def build_forecast_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     def forecast(
         context: dg.AssetExecutionContext, workspace: WorkspaceResource
     ) -> dg.MaterializeResult:
+        load_lightgbm_for_run(context)
         import lightgbm as lgb
         import pandas as pd
 

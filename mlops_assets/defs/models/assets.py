@@ -1,5 +1,6 @@
 """region_model: one LightGBM model per region, gated by blocking checks and registered."""
 
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -36,6 +37,25 @@ STATUS_NOTIFICATIONS = {
     "pending_approval": "model_pending_approval",
     "rejected": "model_rejected",
 }
+
+
+# the assets whose runs never need LightGBM's scikit-learn API (nannyml does)
+TRAINING_ONLY_ASSETS = frozenset({"features", "region_model", "forecast"})
+
+
+def is_training_only(asset_keys: AbstractSet[dg.AssetKey]) -> bool:
+    return bool(asset_keys) and {k.to_user_string() for k in asset_keys} <= TRAINING_ONLY_ASSETS
+
+
+def load_lightgbm_for_run(context: dg.AssetExecutionContext) -> None:
+    """Import LightGBM without scikit-learn and matplotlib (1.9 s less per run process)
+    when the run materializes nothing but features, models and forecasts (a train_job
+    run); a run with a monitoring step imports it fully."""
+    selected = context.run.asset_selection or context.job_def.asset_layer.selected_asset_keys
+    if is_training_only(selected):
+        from mlops_assets.models.lightgbm_import import import_lightgbm_core
+
+        import_lightgbm_core()
 
 
 def notify_status(notifier: NotifierResource, mv: ModelVersion, why: str, **details) -> None:
@@ -91,6 +111,7 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         workspace: WorkspaceResource,
         notifier: NotifierResource,
     ) -> dg.MaterializeResult:
+        load_lightgbm_for_run(context)
         import pandas as pd
 
         from mlops_assets.conditioning import feature_set

@@ -1,0 +1,1 @@
+"""Model-side helpers that do not import Dagster."""
