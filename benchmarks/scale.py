@@ -48,7 +48,7 @@ from deployment import (  # noqa: E402
     step_union,
 )
 from direct import DirectPipeline, peak_rss_gb  # noqa: E402
-from report import provenance, update_results  # noqa: E402
+from report import load_results, provenance, update_results  # noqa: E402
 
 from mlops_assets.metrics import regression_metrics  # noqa: E402
 from mlops_assets.sample_data import SampleConfig, generate  # noqa: E402
@@ -346,6 +346,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=6 * 3600, help="per phase, seconds")
     parser.add_argument("--tmp", help="directory for the temporary data (default: system)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data")
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="write the scale and peer sections even when a larger size is on record",
+    )
     args = parser.parse_args()
 
     presets = [parse_rows(p.strip()) for p in args.curve.split(",")] if args.curve else [args.rows]
@@ -380,9 +385,15 @@ def main() -> None:
                 + ", ".join(f"{k}={v}" for k, v in res["peer"].items() if k != "notes")
             )
     largest = max(results, key=lambda r: r["rows"])
-    sections = {"curve": curve, "scale": {k: v for k, v in largest.items() if k != "peer"}}
-    if largest.get("peer"):
-        sections["peer"] = {**largest["peer"], **provenance(), "command": largest["command"]}
+    sections: dict = {"curve": curve}
+    # the scale and peer sections describe the largest size measured: a smaller run (a
+    # quick check of a change) adds its curve point and leaves them alone
+    if largest["rows"] >= load_results().get("scale", {}).get("rows", 0) or args.replace:
+        sections["scale"] = {k: v for k, v in largest.items() if k != "peer"}
+        if largest.get("peer"):
+            sections["peer"] = {**largest["peer"], **provenance(), "command": largest["command"]}
+    else:
+        print("a larger size is on record: only the curve is updated (--replace to override)")
     update_results(sections)
     if any(r["failed_runs"] for r in results):
         print("some runs failed (see failed_runs)")
