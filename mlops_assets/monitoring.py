@@ -40,6 +40,7 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
@@ -65,6 +66,18 @@ if TYPE_CHECKING:
     from nannyml import PeriodBasedChunker
     from nannyml.base import AbstractResult
     from nannyml.thresholds import Threshold
+
+
+def import_nannyml() -> ModuleType:
+    """nannyml, imported after making sure LightGBM has its scikit-learn API in this
+    process (a training-only run may have imported it without: models.lightgbm_import)."""
+    from mlops_assets.models.lightgbm_import import ensure_lightgbm_sklearn_api
+
+    ensure_lightgbm_sklearn_api("nannyml")
+    import nannyml
+
+    return nannyml
+
 
 WEEK_OFFSET = "W"  # pandas W-SUN periods: weeks run Monday..Sunday
 TABLE_SIGNALS = (
@@ -157,7 +170,7 @@ def _quiet() -> warnings.catch_warnings[None]:
 
 
 def _chunker() -> PeriodBasedChunker:
-    import nannyml as nml
+    nml = import_nannyml()
 
     return nml.PeriodBasedChunker(timestamp_column_name="date", offset=WEEK_OFFSET)
 
@@ -201,7 +214,7 @@ def feature_drift(
     Region-level inputs (weather) are shown but alert through ``fleet_gap_drift`` only:
     against a whole-year reference, a wet or warm week in one region is ordinary weather
     (on the stationary sample data their univariate findings were most false alarms)."""
-    import nannyml as nml
+    nml = import_nannyml()
 
     categorical = cols.alerting_categorical
     names = cols.alerting_numeric + categorical
@@ -263,8 +276,8 @@ def fleet_gap_drift(
     s: MonitoringSettings,
 ) -> pd.DataFrame:
     """Weekly mean of each region-level input's gap to the fleet, vs the reference weeks."""
-    import nannyml as nml
-    from nannyml.thresholds import StandardDeviationThreshold
+    nml = import_nannyml()
+    StandardDeviationThreshold = nml.thresholds.StandardDeviationThreshold
 
     if not columns or reference_gap.empty or analysis_gap.empty:
         return pd.DataFrame(columns=TABLE_COLUMNS)
@@ -288,7 +301,7 @@ def multivariate_drift(
     reference: pd.DataFrame, analysis: pd.DataFrame, cols: MonitoredColumns
 ) -> pd.DataFrame:
     """nannyml PCA reconstruction error over the watched numeric features."""
-    import nannyml as nml
+    nml = import_nannyml()
 
     names = [c for c in cols.alerting_numeric if reference[c].notna().any()]
     if len(names) < 2:
@@ -306,7 +319,7 @@ def data_quality(
 ) -> pd.DataFrame:
     """nannyml missing values, unseen categories and out-of-range values, against the
     training data (features from the target's own history are shown, never alerted on)."""
-    import nannyml as nml
+    nml = import_nannyml()
 
     names = cols.alerting_numeric + cols.alerting_categorical
     if not names:
@@ -352,7 +365,7 @@ def _reference_range_threshold() -> Threshold:
     """nannyml threshold at the lowest and highest value the reference weeks themselves
     had: a weather station that was down for half a week in training is not alarming when
     it is down for half a week again (mean + 3 std of a mostly-zero missing rate would be)."""
-    from nannyml.thresholds import Threshold
+    Threshold = import_nannyml().thresholds.Threshold  # noqa: N806
 
     global _ReferenceRange
     if _ReferenceRange is None:
@@ -427,11 +440,7 @@ def estimated_performance(
     from less history than the deployed one, and err more); else the holdout's (six weeks
     of one season: blind to inputs that season did not vary). ``params``: the error
     model's LightGBM parameters."""
-    import nannyml as nml
-
-    from mlops_assets.models.lightgbm_import import require_lightgbm_sklearn_api
-
-    require_lightgbm_sklearn_api("nannyml's DLE performance estimate")
+    nml = import_nannyml()
     learn_from = backtest if backtest is not None and len(backtest) >= MIN_DLE_ROWS else holdout
     if len(learn_from) < MIN_DLE_ROWS or len(holdout) == 0:
         return pd.DataFrame(columns=TABLE_COLUMNS)

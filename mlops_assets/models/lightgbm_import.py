@@ -8,10 +8,12 @@ process that does nothing else imports LightGBM with those two packages hidden.
 
 The price: in that process ``lightgbm.LGBMRegressor`` cannot be used (LightGBM decided
 at import time that scikit-learn is missing), and nannyml's performance estimation and
-domain classifier use it. So only a process that will not run them may call
-:func:`import_lightgbm_core` (see ``defs.models.assets.load_lightgbm_for_run``);
-:func:`require_lightgbm_sklearn_api` turns a mistake into a clear error. scikit-learn and
-matplotlib themselves stay importable afterwards.
+domain classifier use it. A process that ran a training-only run and then runs monitoring
+(the demo's in-process driver, ``materialize`` in tests) therefore imports LightGBM again,
+fully, before nannyml is first imported: :func:`ensure_lightgbm_sklearn_api`, called by
+``monitoring.import_nannyml``. Boosters built by the first import keep working (both
+imports load the same shared library). scikit-learn and matplotlib themselves stay
+importable after the core import.
 """
 
 from __future__ import annotations
@@ -46,11 +48,20 @@ def lightgbm_has_sklearn_api() -> bool:
     return bool(SKLEARN_INSTALLED)
 
 
-def require_lightgbm_sklearn_api(why: str) -> None:
-    """Fail with the reason when this process imported LightGBM without scikit-learn."""
-    if not lightgbm_has_sklearn_api():
+def ensure_lightgbm_sklearn_api(why: str) -> None:
+    """Re-import LightGBM with its scikit-learn API if this process imported it without.
+
+    Must run before nannyml is imported (nannyml binds ``LGBMRegressor`` and
+    ``LGBMClassifier`` at import time); if nannyml already holds the crippled classes this
+    fails with the reason instead of letting nannyml fail later without one."""
+    if "lightgbm" not in sys.modules or lightgbm_has_sklearn_api():
+        return
+    if "nannyml" in sys.modules:
         raise RuntimeError(
             f"{why} needs LightGBM's scikit-learn API, but this process imported LightGBM "
-            "without it (import_lightgbm_core, for training-only runs): run it in a run "
-            "that selects a monitoring asset"
+            "without it (import_lightgbm_core) and nannyml was imported before it could be "
+            "re-imported: import nannyml through monitoring.import_nannyml"
         )
+    for name in [m for m in sys.modules if m == "lightgbm" or m.startswith("lightgbm.")]:
+        del sys.modules[name]
+    import lightgbm  # noqa: F401  (scikit-learn is importable now: the full API)

@@ -1,5 +1,5 @@
 """LightGBM imported without scikit-learn and matplotlib for training-only processes, and
-a clear error where nannyml would need the scikit-learn API it then lacks."""
+the full import again, before nannyml, when the same process monitors afterwards."""
 
 import subprocess
 import sys
@@ -43,13 +43,38 @@ def test_a_process_that_has_sklearn_gets_the_full_lightgbm() -> None:
     assert out == "True"
 
 
-def test_nannyml_estimation_in_a_core_only_process_fails_with_the_reason() -> None:
-    code = (
+def test_monitoring_after_a_core_import_in_the_same_process_gets_the_full_lightgbm() -> None:
+    """The demo's in-process driver runs train_job (core import) and then refresh_job in
+    one process: nannyml's DLE must still fit its LightGBM error model there."""
+    out = _python(
+        "import numpy as np, pandas as pd\n"
         "from mlops_assets.models.lightgbm_import import import_lightgbm_core\n"
+        "core = import_lightgbm_core()\n"
+        "x = np.arange(200, dtype=float).reshape(-1, 1)\n"
+        "params = {'verbose': -1, 'min_data_in_leaf': 5}\n"
+        "booster = core.train(params, core.Dataset(x, 2 * x[:, 0]), 20)\n"
+        "from mlops_assets.monitoring import import_nannyml\n"
+        "nml = import_nannyml()\n"
+        "from nannyml.performance_estimation.direct_loss_estimation.metrics import "
+        "LGBMRegressor\n"
+        "frame = pd.DataFrame({'x': x[:, 0]})  # nannyml fits on frames\n"
+        "LGBMRegressor(n_estimators=2, verbose=-1).fit(frame, frame['x'])\n"
+        "import lightgbm\n"
+        "print(lightgbm.compat.SKLEARN_INSTALLED, lightgbm is not core, "
+        "round(float(booster.predict(x[:1])[0])) < 60)\n"
+    )
+    assert out.splitlines()[-1] == "True True True"
+
+
+def test_nannyml_imported_before_the_full_lightgbm_fails_with_the_reason() -> None:
+    code = (
+        "import sys\n"
+        "from mlops_assets.models.lightgbm_import import import_lightgbm_core, "
+        "ensure_lightgbm_sklearn_api\n"
         "import_lightgbm_core()\n"
-        "from mlops_assets.models.lightgbm_import import require_lightgbm_sklearn_api\n"
-        'require_lightgbm_sklearn_api("nannyml\'s DLE performance estimate")\n'
+        "sys.modules['nannyml'] = object()  # as if imported around import_nannyml\n"
+        'ensure_lightgbm_sklearn_api("nannyml")\n'
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode != 0
-    assert "nannyml's DLE performance estimate needs LightGBM's scikit-learn API" in out.stderr
+    assert "nannyml was imported before it could be re-imported" in out.stderr
