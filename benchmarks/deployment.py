@@ -190,6 +190,18 @@ def _exit_on_sigterm(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on UnauthorizedError { message }
+  }
+}"""
+
+
 class BenchDeployment(Deployment):
     """A deployment (daemon, optionally webserver) on a temporary DAGSTER_HOME."""
 
@@ -221,6 +233,17 @@ class BenchDeployment(Deployment):
             self._instance.dispose()
             self._instance = None
         super().stop()
+
+    def restart(self, **env: str) -> None:
+        """Daemon (with its code server) and webserver again, with these variables set: the
+        code location is loaded anew, e.g. with another ``MLOPS_REGIONS_PER_RUN``."""
+        if self.webserver is not None and self.webserver.poll() is None:
+            self.webserver.kill()
+            self.webserver.wait(timeout=30)
+        self.webserver = None
+        self.kill_daemon()
+        self.env.update(env)
+        self.start_daemon()
 
     @property
     def instance(self):
@@ -426,6 +449,51 @@ class BenchDeployment(Deployment):
 
         self.wait(f"{job} backfill {backfill_id}", done, timeout, poll=2.0)
         return backfill_id, time.time() - start
+
+    def asset_backfill(self, asset_keys: list[str], timeout: float) -> tuple[str, float]:
+        """Backfill assets over every region as the UI does (GraphQL ``launchPartitionBackfill``,
+        an asset backfill: the assets' backfill policies apply, which a job backfill ignores);
+        wait until it is done. Returns the backfill id and the seconds from launch to done."""
+        if self.webserver is None:
+            self.start_webserver()
+        start = time.time()
+        params = {
+            "partitionNames": self.region_keys(),
+            "assetSelection": [{"path": [key]} for key in asset_keys],
+            "fromFailure": False,
+            "tags": [{"key": "mlops/trigger", "value": "benchmark"}],
+        }
+        data, _ = self.graphql(LAUNCH_BACKFILL, {"params": params})
+        launched = data["data"]["launchPartitionBackfill"]
+        if launched["__typename"] != "LaunchBackfillSuccess":
+            raise RuntimeError(f"launchPartitionBackfill: {launched}")
+        backfill_id = launched["backfillId"]
+
+        def done() -> bool:
+            backfill = self.instance.get_backfill(backfill_id)
+            return backfill.status.value not in ("REQUESTED", "CANCELING") and not self.busy()
+
+        self.wait(f"asset backfill {backfill_id} of {asset_keys}", done, timeout, poll=2.0)
+        return backfill_id, time.time() - start
+
+    def backfill_runs(self, backfill_id: str, *, steps: bool = False) -> list[RunInfo]:
+        return [r for r in self.runs(steps=steps) if r.tags.get("dagster/backfill") == backfill_id]
+
+    def compute_seconds(self, runs: list[RunInfo], asset: str) -> float:
+        """Sum of the ``compute_s`` metadata of an asset's materializations in these runs
+        (region_model and forecast share one step, so step times cannot tell them apart)."""
+        import dagster as dg
+
+        total = 0.0
+        for run in runs:
+            for entry in self.instance.all_logs(
+                run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+            ):
+                event = entry.get_dagster_event()
+                if event.asset_key.to_user_string() == asset:
+                    value = event.materialization.metadata.get("compute_s")
+                    total += value.value if value is not None else 0.0
+        return total
 
     def monitoring_pass(self, timeout: float) -> dict:
         """``refresh_job`` over every region, then the sensor's ``monitoring_job`` run."""

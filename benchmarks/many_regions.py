@@ -5,13 +5,16 @@ files, and the UI's asset page of ``region_model``.
    ``--departments`` departments, ``--days`` days) is dropped into the landing zone of a
    real deployment (``benchmarks/deployment.py``: dagster-daemon, MLOPS_ENV=dev); the
    sensors ingest it and build every region's features (one ``features_job`` run per
-   region); then ``dagster job backfill -j train_job --all --noprompt`` trains and
-   forecasts every region (spec: the sample spec with a gate that approves every model,
-   see ``small_data_spec``; ``--shipped-gate`` keeps the shipped gate).
-   Reported: that the backfill completed (runs per status), its
-   wall, and the per-region overhead: per train_job run, the launch (RUN_STARTING ->
-   RUN_START: process start, code location load) plus the time inside the run outside its
-   steps, averaged over regions (time queued for a run slot is reported apart).
+   region); then the asset backfill of region_model + forecast over every region that the
+   UI sends (GraphQL ``launchPartitionBackfill`` to ``dagster-webserver -h 127.0.0.1``;
+   ``MLOPS_REGIONS_PER_RUN`` regions a run, ``--regions-per-run``) trains and forecasts
+   every region (spec: the sample spec with a gate that approves every model, see
+   ``small_data_spec``; ``--shipped-gate`` keeps the shipped gate).
+   Reported: that the backfill completed (runs per status, every region materialized), its
+   wall, and the per-region overhead: per run, the launch (RUN_STARTING -> RUN_START:
+   process start, code location load) plus the time inside the run outside its steps,
+   summed over runs and divided by the regions (time queued for a run slot is reported
+   apart).
 2. With the daemon stopped, ``--files`` (default 10,000) small sales files of distinct
    content are written into the landing zone and one landing-sensor tick is evaluated in
    this process against the deployment's instance (``local_driver.evaluate_sensor``: the
@@ -40,6 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import yaml
 
@@ -49,6 +53,7 @@ from deployment import BenchDeployment, failed, run_overheads, span  # noqa: E40
 from report import REPO_ROOT, provenance, update_results  # noqa: E402
 
 from mlops_assets.sample_data import SampleConfig, generate  # noqa: E402
+from mlops_assets.settings import DEFAULT_REGIONS_PER_RUN  # noqa: E402
 
 # the UI's own query for the partition bar of an asset page (dagster-webserver 1.13 bundle)
 PARTITION_HEALTH_QUERY = """
@@ -181,9 +186,12 @@ def main() -> None:
         "--shipped-gate",
         action="store_true",
         help="keep the sample spec's gate (small regions' models are then rejected and "
-        "their train_job runs end FAILURE: the forecast step is skipped)",
+        "no forecast is made for them)",
     )
     parser.add_argument("--port", type=int, default=3391)
+    parser.add_argument(
+        "--regions-per-run", type=int, help="MLOPS_REGIONS_PER_RUN (default: the setting's)"
+    )
     parser.add_argument("--timeout", type=float, default=6 * 3600)
     parser.add_argument("--tmp", help="directory for the temporary data (default: system)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data")
@@ -209,6 +217,11 @@ def main() -> None:
         spec = "sample" if args.shipped_gate else str(small_data_spec(tmp))
         res["spec"] = "sample" if args.shipped_gate else "sample, gate approving every model"
         with BenchDeployment(tmp / "dagster", spec=spec) as dep:
+            if args.regions_per_run:
+                dep.env["MLOPS_REGIONS_PER_RUN"] = str(args.regions_per_run)
+            res["regions_per_run"] = int(dep.env.get("MLOPS_REGIONS_PER_RUN", 0)) or (
+                DEFAULT_REGIONS_PER_RUN
+            )
             t0 = time.time()
             dep.start_daemon()
             files = dep.drop(tmp / "source")
@@ -217,23 +230,25 @@ def main() -> None:
             print(
                 f"ingest + features of {args.regions} regions: {t_features - t0:.1f} s", flush=True
             )
-            backfill_id, wait_s = dep.backfill("train_job", args.timeout)
+            res["webserver_ready_s"] = round(dep.start_webserver(args.port), 2)
+            backfill_id, wait_s = dep.asset_backfill(["region_model", "forecast"], args.timeout)
             total = time.time() - t0
-            print(f"train_job backfill: {wait_s:.1f} s", flush=True)
+            print(f"training backfill: {wait_s:.1f} s", flush=True)
             feats = dep.runs("features_job", steps=True)
-            train = [
-                r
-                for r in dep.runs("train_job", steps=True)
-                if r.tags.get("dagster/backfill") == backfill_id
-            ]
+            train = dep.backfill_runs(backfill_id, steps=True)
             statuses: dict[str, int] = {}
             for r in train:
                 statuses[r.status] = statuses.get(r.status, 0) + 1
             res["total_wall_s"] = round(total, 2)
             res["backfill_runs_by_status"] = statuses
             res["models_by_status"] = models_by_status(dep)
-            res["backfill_completed"] = (
-                len(train) == args.regions and statuses.get("SUCCESS", 0) == args.regions
+            materialized = {
+                key: len(dep.instance.get_materialized_partitions(dg.AssetKey(key)))
+                for key in ("region_model", "forecast")
+            }
+            res["materialized_partitions"] = materialized
+            res["backfill_completed"] = statuses.get("SUCCESS", 0) == len(train) and all(
+                n == args.regions for n in materialized.values()
             )
             res["stage_s"] = {
                 "drop_to_features_done": round(t_features - t0, 2),
@@ -242,10 +257,14 @@ def main() -> None:
                 "train_backfill_command_to_done": round(wait_s, 2),
             }
             ovh = run_overheads(train)
-            res["run_overheads_train_job"] = ovh
+            res["training_runs"] = len(train)
+            res["run_overheads_training_backfill"] = ovh
             res["run_overheads_features_job"] = run_overheads(feats)
-            # what one region costs beyond its steps: launch + time in the run outside them
-            res["per_region_overhead_s"] = ovh["mean_overhead_per_run_s"]
+            # what one region costs beyond its steps: launch + time in the run outside them,
+            # shared by the regions of a run
+            res["per_region_overhead_s"] = round(
+                ovh["mean_overhead_per_run_s"] * len(train) / args.regions, 3
+            )
             res["backfill_wall_per_region_s"] = round(span(train) / args.regions, 2)
             res["failed_runs"] = failed(feats + train)[:20]
 
@@ -261,8 +280,7 @@ def main() -> None:
             res["sensor_tick_under_5s"] = res["sensor_tick_s"] < 5
             print(f"landing sensor ticks with {res['files_in_landing']} files: {ticks}", flush=True)
 
-            # the UI's asset page of region_model
-            res["webserver_ready_s"] = round(dep.start_webserver(args.port), 2)
+            # the UI's asset page of region_model (the webserver started for the backfill)
             variables = {"assetKey": {"path": ["region_model"]}}
             graphql: dict = {}
             for name, query in (

@@ -1,9 +1,10 @@
 """``benchmarks/results.json`` (merged, never clobbered) and ``BENCHMARKS.md`` rendered from it.
 
 Every benchmark script calls ``update_results`` with its own sections (``scale``, ``peer``,
-``curve``, ``many_regions``, ``rossmann``); each section records the exact command, the git
-commit and the machine it was measured on. ``BENCHMARKS.md`` is regenerated from the whole
-file after every update, so every number in it comes from a recorded command.
+``curve``, ``many_regions``, ``rossmann``, ``regions_per_run``); each section records the
+exact command, the git commit and the machine it was measured on. ``BENCHMARKS.md`` is
+regenerated from the whole file after every update, so every number in it comes from a
+recorded command.
 
     .venv/bin/python benchmarks/report.py   # re-render BENCHMARKS.md from results.json
 """
@@ -315,6 +316,31 @@ def render(results: dict) -> str:
             if ross.get("models"):
                 lines += ["", f"Models: `{json.dumps(ross['models'], sort_keys=True)}`"]
         lines += _provenance_lines(ross)
+        lines.append("")
+    per_run = results.get("regions_per_run")
+    if per_run:
+        lines += [
+            f"## Regions per backfill run ({per_run['dataset']}, {per_run['regions']} regions)",
+            "",
+            "The asset backfill of region_model + forecast over every region, once per "
+            "`MLOPS_REGIONS_PER_RUN` value in one deployment (ingest and features once, "
+            f"{_fmt(per_run.get('ingest_and_features_s'))} s). Wall: launch -> every run "
+            "done; compute: the summed `compute_s` of the materializations.",
+            "",
+        ]
+        cols = (
+            "wall_s",
+            "wall_ratio_to_1",
+            "runs",
+            "mean_launch_s",
+            "mean_in_run_outside_steps_s",
+            "training_compute_s",
+            "scoring_compute_s",
+        )
+        rows = [(n, *(p.get(c) for c in cols)) for n, p in per_run["passes"].items()]
+        lines += _table(rows, ("regions per run", *cols))
+        lines += ["", f"Least wall: **{per_run['best']}** regions per run."]
+        lines += _provenance_lines(per_run)
         lines.append("")
     imports = results.get("import_time")
     if imports:

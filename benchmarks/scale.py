@@ -5,8 +5,10 @@ One run of ``--rows`` (a preset) does, on one generated dataset (sample spec, pa
 1. Through Dagster as a user runs it (``benchmarks/deployment.py``): a real
    ``dagster-daemon`` on a temporary DAGSTER_HOME with the repo's dagster.yaml and
    MLOPS_ENV=dev; the files are dropped into the landing zone and the sensors ingest them
-   and build every region's features; then ``dagster job backfill -j train_job --all
-   --noprompt`` (train, gate, register, forecast every region); then one monitoring pass
+   and build every region's features; then the asset backfill of region_model + forecast
+   over every region that the UI sends (GraphQL ``launchPartitionBackfill`` to a
+   ``dagster-webserver`` on 127.0.0.1; several regions a run: ``MLOPS_REGIONS_PER_RUN``;
+   train, gate, register, forecast every region); then one monitoring pass
    (``refresh_job`` backfill, then the monitoring sensor's ``monitoring_job``). Stage wall
    times come from the instance's run records and step stats; peak RSS of every process of
    the deployment is sampled every 0.5 s.
@@ -45,7 +47,6 @@ from deployment import (  # noqa: E402
     run_overheads,
     span,
     step_sum,
-    step_union,
 )
 from direct import DirectPipeline, peak_rss_gb  # noqa: E402
 from report import load_results, provenance, update_results  # noqa: E402
@@ -63,10 +64,11 @@ PRESETS: dict[str, tuple[int, int, int, int]] = {
 }
 STAGE_DEFINITIONS = (
     "ingest = the landing sensor's ingest_job runs (first run queued -> last run ended); "
-    "features = the region sensor's features_job runs, likewise; training = the "
-    "train_job backfill's runs (region_model and forecast steps: training, gate, registry, "
-    "monitoring reference, then scoring), likewise; scoring = time during which at least "
-    "one forecast step of that backfill ran (a part of training, not additive); "
+    "features = the region sensor's features_job runs, likewise; training = the runs of "
+    "the asset backfill of region_model + forecast over every region that the UI sends "
+    "(several regions a run: training, gate, registry, monitoring reference, then "
+    "scoring), likewise; scoring = the forecasts' compute_s summed over regions (a part "
+    "of training, not additive; one process's seconds, like the direct figure); "
     "monitoring = the refresh_job backfill (features, forecast, realized_performance, "
     "drift_report per region) plus the monitoring sensor's monitoring_job run (the "
     "sensor's wait in between is monitoring_sensor_latency_s). Sensor intervals (30 s "
@@ -87,7 +89,7 @@ def parse_rows(text: str) -> str:
 def dagster_pass(
     source: Path, tmp: Path, n_regions: int, timeout: float, spec: str = "sample"
 ) -> dict:
-    """Drop -> sensors (ingest, features) -> train_job backfill -> monitoring pass."""
+    """Drop -> sensors (ingest, features) -> training backfill -> monitoring pass."""
     out: dict = {}
     with BenchDeployment(tmp / "dagster", spec=spec) as dep:
         t0 = time.time()
@@ -97,19 +99,15 @@ def dagster_pass(
         dep.wait_for_sensor_runs(len(files), n_regions, timeout)
         t_sensors = time.time()
         print(f"  ingest + features done after {t_sensors - t0:.1f} s", flush=True)
-        train_id, train_wait = dep.backfill("train_job", timeout)
-        print(f"  train_job backfill {train_id} done in {train_wait:.1f} s", flush=True)
+        train_id, train_wait = dep.asset_backfill(["region_model", "forecast"], timeout)
+        print(f"  training backfill {train_id} done in {train_wait:.1f} s", flush=True)
         mon = dep.monitoring_pass(timeout)
         print(f"  monitoring pass done in {mon['total_s']:.1f} s", flush=True)
         total = time.time() - t0
 
         ingest = dep.runs("ingest_job", steps=True)
         feats = dep.runs("features_job", steps=True)
-        train = [
-            r
-            for r in dep.runs("train_job", steps=True)
-            if r.tags.get("dagster/backfill") == train_id
-        ]
+        train = dep.backfill_runs(train_id, steps=True)
         refresh = [
             r
             for r in dep.runs("refresh_job", steps=True)
@@ -120,7 +118,7 @@ def dagster_pass(
             "ingest": span(ingest),
             "features": span(feats),
             "training": span(train),
-            "scoring": step_union(train, ("forecast",)),
+            "scoring": dep.compute_seconds(train, "forecast"),
             # the sensor's wait between the last refresh and monitoring_job is left out
             "monitoring": (span(refresh) or 0) + (span(monitor) or 0),
         }
@@ -140,7 +138,7 @@ def dagster_pass(
         out["step_s"] = {
             "ingest_job": step_sum(ingest),
             "features_job": step_sum(feats),
-            "train_job": step_sum(train),
+            "training_backfill": step_sum(train),
             "refresh_job": step_sum(refresh),
             "monitoring_job": step_sum(monitor),
         }
@@ -149,7 +147,7 @@ def dagster_pass(
             for name, runs in (
                 ("ingest_job", ingest),
                 ("features_job", feats),
-                ("train_job", train),
+                ("training_backfill", train),
                 ("refresh_job", refresh),
                 ("monitoring_job", monitor),
             )

@@ -10,6 +10,9 @@ Chosen by environment variables only, so the same code runs everywhere:
                 SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, which is not installed).
                 Default: SQLite below the workspace root. A secret (it may carry a password):
                 Dagster resources receive it as an ``EnvVar``, and ``Settings`` never shows it.
+``MLOPS_REGIONS_PER_RUN``  at most this many regions in one run of an asset backfill of
+                region_model / forecast (``BackfillPolicy.multi_run``); default
+                ``DEFAULT_REGIONS_PER_RUN``, measured on rossmann-100 (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from mlops_assets.workspace import Workspace
 
 ENVIRONMENTS = ("dev", "ci", "prod")
 DATABASE_URL_ENV = "MLOPS_DATABASE_URL"
+REGIONS_PER_RUN_ENV = "MLOPS_REGIONS_PER_RUN"
+# rossmann-100's 12 regions in two runs, one per run slot of dagster.yaml
+DEFAULT_REGIONS_PER_RUN = 6
 
 
 class SettingsError(ValueError):
@@ -37,6 +43,7 @@ class Settings:
     # the state database's SQLAlchemy URL; None: SQLite below ``home``. Left out of the repr:
     # a postgresql:// URL carries its password
     database_url: str | None = field(default=None, repr=False)
+    regions_per_run: int = DEFAULT_REGIONS_PER_RUN
 
     def workspace(self) -> Workspace:
         """The workspace these settings name (its root and its state database)."""
@@ -66,6 +73,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"{DATABASE_URL_ENV} is not a database URL (expected e.g. postgresql+psycopg2://... or "
             "sqlite:///...)"
         )
+    per_run = environ.get(REGIONS_PER_RUN_ENV, "").strip() or str(DEFAULT_REGIONS_PER_RUN)
+    if not per_run.isdigit() or int(per_run) < 1:
+        raise SettingsError(f"{REGIONS_PER_RUN_ENV}={per_run!r}: expected a whole number >= 1")
     return Settings(
-        env=env, home=Path(home).expanduser().resolve(), spec=spec, database_url=database_url
+        env=env,
+        home=Path(home).expanduser().resolve(),
+        spec=spec,
+        database_url=database_url,
+        regions_per_run=int(per_run),
     )

@@ -131,6 +131,18 @@ def test_environment_selection():
         load_settings({"MLOPS_ENV": "staging"})
 
 
+def test_regions_per_backfill_run_come_from_the_environment(tmp_path):
+    assert load_settings({}).regions_per_run == 6
+    settings = load_settings({"MLOPS_HOME": str(tmp_path), "MLOPS_REGIONS_PER_RUN": "25"})
+    graph = build_definitions(settings).resolve_asset_graph()
+    for key in ("region_model", "forecast"):
+        policy = graph.get(dg.AssetKey(key)).backfill_policy
+        assert policy == dg.BackfillPolicy.multi_run(25)
+    for bad in ("0", "six", "-2"):
+        with pytest.raises(SettingsError, match="MLOPS_REGIONS_PER_RUN"):
+            load_settings({"MLOPS_REGIONS_PER_RUN": bad})
+
+
 def test_the_state_database_url_comes_from_the_environment_and_is_never_shown(tmp_path):
     home = tmp_path / "ws"
     default = load_settings({"MLOPS_HOME": str(home)})

@@ -7,6 +7,7 @@ metadata (metrics table, holdout plot) and checks, and no failed run. Screenshot
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import dagster as dg
 import pytest
 
 from mlops_assets.registry import APPROVED, PENDING, ModelRegistry
+from mlops_assets.settings import DEFAULT_REGIONS_PER_RUN
 from mlops_assets.workspace import Workspace
 from mlops_assets_tests.deployment.daemon_support import Deployment
 from mlops_assets_tests.deployment.ui_support import (
@@ -143,6 +145,8 @@ def test_the_ui_backfills_approves_and_shows_the_truth(tmp_path: Path) -> None:
         backfill_id = _backfill(ui, regions)
         runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
         assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        # several regions a run (BackfillPolicy.multi_run), each reported on its partition
+        assert len(runs) == math.ceil(len(regions) / DEFAULT_REGIONS_PER_RUN)
         for key in ("region_model", "forecast"):
             for region in regions:
                 [record] = instance.fetch_materializations(

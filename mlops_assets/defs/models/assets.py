@@ -85,11 +85,11 @@ def metrics_markdown(metrics: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
-    gate = spec.gate
-
-    @dg.asset(
-        key=REGION_MODEL_KEY,
+def region_model_spec(spec: DatasetSpec) -> tuple[dg.AssetSpec, list[dg.AssetCheckSpec]]:
+    """The region_model asset and its blocking gate checks (computed by
+    ``defs.models.region_assets``, together with the forecast)."""
+    asset = dg.AssetSpec(
+        REGION_MODEL_KEY,
         group_name="models",
         partitions_def=region_partitions,
         deps=[FEATURES_KEY],
@@ -101,98 +101,104 @@ def build_region_model_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "registered: approved automatically when it passes the gate, rejected with the "
             "reasons otherwise."
         ),
-        check_specs=[
-            region_check_spec(name, REGION_MODEL_KEY, blocking=True, description=text)
-            for name, text in GATE_CHECKS.items()
+    )
+    checks = [
+        region_check_spec(name, REGION_MODEL_KEY, blocking=True, description=text)
+        for name, text in GATE_CHECKS.items()
+    ]
+    return asset, checks
+
+
+def train_region(
+    context: dg.AssetExecutionContext,
+    spec: DatasetSpec,
+    workspace: WorkspaceResource,
+    notifier: NotifierResource,
+    region: str,
+) -> dg.MaterializeResult:
+    """Train, gate and register one region's model: its materialization and gate results."""
+    import pandas as pd
+
+    from mlops_assets.conditioning import feature_set
+    from mlops_assets.metrics import metric_metadata
+    from mlops_assets.plots import holdout_series_sparklines, holdout_sparkline
+    from mlops_assets.region_models import train_and_register
+    from mlops_assets.training import backtest_summary
+    from mlops_assets.warehouse import connect, region_level_inputs
+
+    gate = spec.gate
+    ws, ds = workspace.workspace(), workspace.dataset()
+    region = require_safe_key(region)
+    path = ws.features_path(region)
+    if not path.exists():
+        raise dg.Failure(f"no features for region {region!r}: materialize `features` first")
+    features = pd.read_parquet(path)
+    with connect(ws, ds) as con:
+        fs = feature_set(con, ds, list(features.columns))
+    outcome = train_and_register(
+        features,
+        fs,
+        ds,
+        workspace.registry(),
+        region,
+        run_id=context.run.run_id,
+        features_version=latest_data_version(context.instance, FEATURES_KEY, region),
+        region_inputs=region_level_inputs(ws, ds),
+    )
+    mv, trained = outcome.version, outcome.trained
+    model, base = trained.metrics["model"], trained.metrics["hist_avg"]
+    context.log.info(f"registered {mv.label} as {mv.status}")
+    notify_status(
+        notifier,
+        mv,
+        "; ".join(mv.reasons) or "passed the quality gate",
+        run_id=context.run.run_id,
+    )
+    importance = list(trained.importance.items())[:10]
+    metadata = {
+        "model_version": mv.version,
+        "model_label": mv.label,
+        "status": mv.status,
+        "gate_metric": gate.metric,
+        # rounded plain floats (percentages for fractions): plotted across materializations
+        **metric_metadata(
+            {m: model[m] for m in ("mape", "wape", "rmspe", "rmse", "rmse_zero")}
+            | {"mape_reduction_vs_baseline": model["mape_reduction_vs_baseline"]}
+        ),
+        **metric_metadata({"mape": base["mape"]}, prefix="baseline_"),
+        "metrics": dg.MetadataValue.md(metrics_markdown(trained.metrics)),
+        # small enough for the UI to draw in place; the per-series detail opens on click
+        "holdout_plot": dg.MetadataValue.md(holdout_sparkline(trained.holdout)),
+        "holdout_series_plot": dg.MetadataValue.md(holdout_series_sparklines(trained.holdout)),
+        "importance": dg.MetadataValue.md(
+            "| feature | mean abs SHAP |\n|---|---|\n"
+            + "\n".join(f"| {k} | {v:.4f} |" for k, v in importance)
+        ),
+        "holdout": f"{trained.split.holdout_start.date()}..{trained.split.holdout_end.date()}",
+        "train_rows": trained.train_rows,
+        "num_boost_round": trained.best_iteration,
+        # what the label-free performance estimate learns the model's error from
+        "backtest": backtest_summary(trained.meta),
+        "compared_with": compared_with_text(outcome.approved, gate.metric),
+        "artifact": dg.MetadataValue.path(mv.artifacts.get("model.txt", "")),
+        "notifications": dg.MetadataValue.path(notifier.feed_path),
+    }
+    return dg.MaterializeResult(
+        asset_key=REGION_MODEL_KEY,
+        metadata={k: v for k, v in metadata.items() if v is not None},
+        data_version=dg.DataVersion(mv.label),
+        check_results=[
+            dg.AssetCheckResult(
+                asset_key=REGION_MODEL_KEY,
+                check_name=g.name,
+                passed=g.passed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=g.message,
+                metadata={k: v for k, v in g.values.items() if v is not None},
+            )
+            for g in outcome.gate
         ],
     )
-    def region_model(
-        context: dg.AssetExecutionContext,
-        workspace: WorkspaceResource,
-        notifier: NotifierResource,
-    ) -> dg.MaterializeResult:
-        load_lightgbm_for_run(context)
-        import pandas as pd
-
-        from mlops_assets.conditioning import feature_set
-        from mlops_assets.metrics import metric_metadata
-        from mlops_assets.plots import holdout_series_sparklines, holdout_sparkline
-        from mlops_assets.region_models import train_and_register
-        from mlops_assets.training import backtest_summary
-        from mlops_assets.warehouse import connect, region_level_inputs
-
-        ws, ds = workspace.workspace(), workspace.dataset()
-        region = require_safe_key(context.partition_key)
-        path = ws.features_path(region)
-        if not path.exists():
-            raise dg.Failure(f"no features for region {region!r}: materialize `features` first")
-        features = pd.read_parquet(path)
-        with connect(ws, ds) as con:
-            fs = feature_set(con, ds, list(features.columns))
-        outcome = train_and_register(
-            features,
-            fs,
-            ds,
-            workspace.registry(),
-            region,
-            run_id=context.run.run_id,
-            features_version=latest_data_version(context.instance, FEATURES_KEY, region),
-            region_inputs=region_level_inputs(ws, ds),
-        )
-        mv, trained = outcome.version, outcome.trained
-        model, base = trained.metrics["model"], trained.metrics["hist_avg"]
-        context.log.info(f"registered {mv.label} as {mv.status}")
-        notify_status(
-            notifier,
-            mv,
-            "; ".join(mv.reasons) or "passed the quality gate",
-            run_id=context.run.run_id,
-        )
-        importance = list(trained.importance.items())[:10]
-        metadata = {
-            "model_version": mv.version,
-            "model_label": mv.label,
-            "status": mv.status,
-            "gate_metric": gate.metric,
-            # rounded plain floats (percentages for fractions): plotted across materializations
-            **metric_metadata(
-                {m: model[m] for m in ("mape", "wape", "rmspe", "rmse", "rmse_zero")}
-                | {"mape_reduction_vs_baseline": model["mape_reduction_vs_baseline"]}
-            ),
-            **metric_metadata({"mape": base["mape"]}, prefix="baseline_"),
-            "metrics": dg.MetadataValue.md(metrics_markdown(trained.metrics)),
-            # small enough for the UI to draw in place; the per-series detail opens on click
-            "holdout_plot": dg.MetadataValue.md(holdout_sparkline(trained.holdout)),
-            "holdout_series_plot": dg.MetadataValue.md(holdout_series_sparklines(trained.holdout)),
-            "importance": dg.MetadataValue.md(
-                "| feature | mean abs SHAP |\n|---|---|\n"
-                + "\n".join(f"| {k} | {v:.4f} |" for k, v in importance)
-            ),
-            "holdout": f"{trained.split.holdout_start.date()}..{trained.split.holdout_end.date()}",
-            "train_rows": trained.train_rows,
-            "num_boost_round": trained.best_iteration,
-            # what the label-free performance estimate learns the model's error from
-            "backtest": backtest_summary(trained.meta),
-            "compared_with": compared_with_text(outcome.approved, gate.metric),
-            "artifact": dg.MetadataValue.path(mv.artifacts.get("model.txt", "")),
-            "notifications": dg.MetadataValue.path(notifier.feed_path),
-        }
-        return dg.MaterializeResult(
-            metadata={k: v for k, v in metadata.items() if v is not None},
-            data_version=dg.DataVersion(mv.label),
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=g.name,
-                    passed=g.passed,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    description=g.message,
-                    metadata={k: v for k, v in g.values.items() if v is not None},
-                )
-                for g in outcome.gate
-            ],
-        )
-
-    return region_model
 
 
 def compared_with_text(approved: "ApprovedComparison", metric: str) -> str:

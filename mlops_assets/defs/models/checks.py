@@ -1,12 +1,10 @@
 """registry_artifacts_intact: a WARN check that a region's registered model artifacts still
 match the checksums recorded at registration (the logic is ``ModelRegistry.verify``)."""
 
-import warnings
-
 import dagster as dg
 
 from mlops_assets.defs.models.assets import REGION_MODEL_KEY
-from mlops_assets.defs.partitions import region_partitions
+from mlops_assets.defs.partitions import region_check_spec
 from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.naming import require_safe_key
 from mlops_assets.registry import IntegrityReport
@@ -32,6 +30,7 @@ def integrity_result(region: str, report: IntegrityReport) -> dg.AssetCheckResul
     else:
         description = f"every artifact of {len(checked)} loadable version(s) matches its checksum"
     return dg.AssetCheckResult(
+        asset_key=REGION_MODEL_KEY,
         check_name=REGISTRY_CHECK,
         passed=not problems,
         severity=dg.AssetCheckSeverity.WARN,
@@ -46,28 +45,20 @@ def integrity_result(region: str, report: IntegrityReport) -> dg.AssetCheckResul
     )
 
 
-def build_registry_integrity_check() -> dg.AssetChecksDefinition:
-    """Per region partition, run with every ``region_model`` materialization (it is in the
-    asset's selection) and on demand from the UI."""
-    # per-partition checks are a preview in dagster 1.13 (pinned to 1.13.* in pyproject);
-    # its warning is expected here and nowhere else
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dg.PreviewWarning)
+def registry_check_spec() -> dg.AssetCheckSpec:
+    """Per region partition, with every ``region_model`` materialization (it is in the
+    asset's selection) and on demand from the UI (the op then computes only the check)."""
+    return region_check_spec(
+        REGISTRY_CHECK,
+        REGION_MODEL_KEY,
+        blocking=False,
+        description="Every artifact (model text, metadata, monitoring reference) of the "
+        "region's registered versions that are not pruned matches the SHA-256 recorded "
+        "at registration; WARN lists missing artifacts, mismatches and records without "
+        "checksums. Also sweeps what killed registrations left behind.",
+    )
 
-        @dg.asset_check(
-            asset=REGION_MODEL_KEY,
-            name=REGISTRY_CHECK,
-            partitions_def=region_partitions,
-            blocking=False,
-            description="Every artifact (model text, metadata, monitoring reference) of the "
-            "region's registered versions that are not pruned matches the SHA-256 recorded "
-            "at registration; WARN lists missing artifacts, mismatches and records without "
-            "checksums. Also sweeps what killed registrations left behind.",
-        )
-        def registry_artifacts_intact(
-            context: dg.AssetCheckExecutionContext, workspace: WorkspaceResource
-        ) -> dg.AssetCheckResult:
-            region = require_safe_key(context.partition_key)
-            return integrity_result(region, workspace.registry().check_integrity(region))
 
-    return registry_artifacts_intact
+def check_registry_integrity(workspace: WorkspaceResource, region: str) -> dg.AssetCheckResult:
+    region = require_safe_key(region)
+    return integrity_result(region, workspace.registry().check_integrity(region))
