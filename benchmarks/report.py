@@ -324,13 +324,15 @@ def render(results: dict) -> str:
             "",
             "The asset backfill of region_model + forecast over every region, once per "
             "`MLOPS_REGIONS_PER_RUN` value in one deployment (ingest and features once, "
-            f"{_fmt(per_run.get('ingest_and_features_s'))} s). Wall: launch -> every run "
-            "done; compute: the summed `compute_s` of the materializations.",
+            f"{_fmt(per_run.get('ingest_and_features_s'))} s). Span: first run created -> "
+            "last run ended; latency: the backfill daemon's ticks around it (launch -> done, "
+            "minus the span); compute: the summed `compute_s` of the materializations.",
             "",
         ]
         cols = (
-            "wall_s",
-            "wall_ratio_to_1",
+            "runs_span_s",
+            "span_ratio_to_1",
+            "backfill_latency_s",
             "runs",
             "mean_launch_s",
             "mean_in_run_outside_steps_s",
@@ -339,7 +341,7 @@ def render(results: dict) -> str:
         )
         rows = [(n, *(p.get(c) for c in cols)) for n, p in per_run["passes"].items()]
         lines += _table(rows, ("regions per run", *cols))
-        lines += ["", f"Least wall: **{per_run['best']}** regions per run."]
+        lines += ["", f"Least span: **{per_run['best']}** regions per run."]
         lines += _provenance_lines(per_run)
         lines.append("")
     imports = results.get("import_time")
