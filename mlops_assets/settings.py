@@ -27,8 +27,9 @@ from mlops_assets.workspace import Workspace
 ENVIRONMENTS = ("dev", "ci", "prod")
 DATABASE_URL_ENV = "MLOPS_DATABASE_URL"
 REGIONS_PER_RUN_ENV = "MLOPS_REGIONS_PER_RUN"
-# rossmann-100's 12 regions in two runs, one per run slot of dagster.yaml
-DEFAULT_REGIONS_PER_RUN = 6
+# measured on rossmann-100 (12 regions, two run slots): the backfill's runs spanned 90.8 s
+# with 3 a run, 95.5 s with 6, 113.8 s with 12 and 115.5 s with 1 (BENCHMARKS.md)
+DEFAULT_REGIONS_PER_RUN = 3
 
 
 class SettingsError(ValueError):

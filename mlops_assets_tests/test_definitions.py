@@ -132,7 +132,7 @@ def test_environment_selection():
 
 
 def test_regions_per_backfill_run_come_from_the_environment(tmp_path):
-    assert load_settings({}).regions_per_run == 6
+    assert load_settings({}).regions_per_run == 3
     settings = load_settings({"MLOPS_HOME": str(tmp_path), "MLOPS_REGIONS_PER_RUN": "25"})
     graph = build_definitions(settings).resolve_asset_graph()
     for key in ("region_model", "forecast"):
