@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test e2e lint format dev env bench-env clean
+.PHONY: demo test e2e e2e-prod lint format dev env bench-env clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -46,6 +46,12 @@ E2E_ARTIFACTS ?= $(CURDIR)/e2e-artifacts
 e2e: env
 	bash .ci/install-chromium.sh
 	env -u DAGSTER_HOME MLOPS_E2E_ARTIFACTS=$(E2E_ARTIFACTS) $(BIN)/pytest -m e2e
+
+# the prod profile on this machine (README "Production"): PostgreSQL and Redis from Debian's
+# packages (installed when missing), started by the test on 127.0.0.1 with two Celery workers
+e2e-prod: env
+	bash .ci/install-services.sh
+	env -u DAGSTER_HOME $(BIN)/pytest -m e2e_prod -s
 
 lint: env
 	$(BIN)/ruff check .

@@ -1,10 +1,10 @@
 """``benchmarks/results.json`` (merged, never clobbered) and ``BENCHMARKS.md`` rendered from it.
 
 Every benchmark script calls ``update_results`` with its own sections (``scale``, ``peer``,
-``curve``, ``many_regions``, ``rossmann``, ``regions_per_run``); each section records the
-exact command, the git commit and the machine it was measured on. ``BENCHMARKS.md`` is
-regenerated from the whole file after every update, so every number in it comes from a
-recorded command.
+``curve``, ``many_regions``, ``rossmann``, ``regions_per_run``, ``prod_vs_dev``); each
+section records the exact command, the git commit and the machine it was measured on.
+``BENCHMARKS.md`` is regenerated from the whole file after every update, so every number in
+it comes from a recorded command.
 
     .venv/bin/python benchmarks/report.py   # re-render BENCHMARKS.md from results.json
 """
@@ -343,6 +343,33 @@ def render(results: dict) -> str:
         lines += _table(rows, ("regions per run", *cols))
         lines += ["", f"Least span: **{per_run['best']}** regions per run."]
         lines += _provenance_lines(per_run)
+        lines.append("")
+    prod = results.get("prod_vs_dev")
+    if prod:
+        lines += [
+            f"## The prod profile against dev ({prod['dataset']}, {prod['regions']} regions)",
+            "",
+            "The same data and backfill (region_model + forecast over every region, the UI's "
+            "asset backfill) on dev (SQLite, steps in the run's process, two run slots) and "
+            "on prod (PostgreSQL, steps on two Celery workers of one pool process each; "
+            "PostgreSQL and Redis on 127.0.0.1).",
+            "",
+        ]
+        cols = (
+            "ingest_and_features_s",
+            "backfill_wall_s",
+            "backfill_runs_span_s",
+            "backfill_runs",
+            "peak_rss_gb_concurrent_total",
+        )
+        rows = [(p, *(prod[p].get(c) for c in cols)) for p in ("dev", "prod")]
+        lines += _table(rows, ("profile", *cols))
+        lines += [
+            "",
+            f"prod / dev: backfill wall **{prod['prod_to_dev_backfill_wall']}**, runs span "
+            f"**{prod['prod_to_dev_runs_span']}**.",
+        ]
+        lines += _provenance_lines(prod)
         lines.append("")
     imports = results.get("import_time")
     if imports:

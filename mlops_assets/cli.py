@@ -17,6 +17,7 @@ exit code 2, never a traceback.
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -661,6 +662,32 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Become a Celery worker of the prod profile (replaces this process; stop it with
+    SIGTERM). Its configuration is the executor's (deployment/celery.py), written below
+    DAGSTER_HOME, whose instance (Postgres) the steps report to."""
+    from mlops_assets.deployment.celery import (
+        check_broker_settings,
+        worker_command,
+        write_worker_config,
+    )
+
+    check_broker_settings()
+    home = os.environ.get("DAGSTER_HOME", "").strip()
+    if not home:
+        raise CliError("a worker needs DAGSTER_HOME: the instance its steps report to")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", args.name):
+        raise CliError(f"worker name {args.name!r}: letters, digits, '_', '.', '-' only")
+    config = write_worker_config(Path(home) / "celery" / f"{args.name}.yaml")
+    command = worker_command(args.name, config, args.concurrency)
+    # dagster-celery starts `celery` from PATH: the one installed beside this Python
+    bin_dir = str(Path(sys.executable).parent)
+    os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+    sys.stdout.flush()
+    os.execv(command[0], command)
+    return 0  # not reached
+
+
 def _settings(args: argparse.Namespace, spec: str | None = None) -> Settings:
     env = dict(os.environ)
     if getattr(args, "home", None):
@@ -812,6 +839,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep the temporary workspace")
     p.add_argument("--out", required=True, help="JSON result file")
     p.set_defaults(func=cmd_drill)
+
+    p = sub.add_parser(
+        "worker",
+        help="run a Celery worker for the prod profile's steps (MLOPS_EXECUTOR=celery)",
+    )
+    p.add_argument("--name", default="worker", help="worker name; Celery shows name@host")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="steps this worker runs at once (one pool process each; default 1)",
+    )
+    p.set_defaults(func=cmd_worker)
     return parser
 
 

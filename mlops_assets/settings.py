@@ -13,6 +13,11 @@ Chosen by environment variables only, so the same code runs everywhere:
 ``MLOPS_REGIONS_PER_RUN``  at most this many regions in one run of an asset backfill of
                 region_model / forecast (``BackfillPolicy.multi_run``); default
                 ``DEFAULT_REGIONS_PER_RUN``, measured on rossmann-100 (BENCHMARKS.md).
+``MLOPS_EXECUTOR``  where a run's steps execute: ``in_process`` (default in dev and ci: in
+                the run's process) or ``celery`` (default in prod: on Celery workers, which
+                needs ``MLOPS_CELERY_BROKER_URL`` and ``MLOPS_CELERY_BACKEND_URL``; see
+                deployment/celery.py). On Kubernetes the run launcher gives each run its own
+                pod, and ``in_process`` is the choice there.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from mlops_assets.workspace import Workspace
 ENVIRONMENTS = ("dev", "ci", "prod")
 DATABASE_URL_ENV = "MLOPS_DATABASE_URL"
 REGIONS_PER_RUN_ENV = "MLOPS_REGIONS_PER_RUN"
+EXECUTOR_ENV = "MLOPS_EXECUTOR"
+EXECUTORS = ("in_process", "celery")
 # measured on rossmann-100 (12 regions, two run slots): the backfill's runs spanned 90.8 s
 # with 3 a run, 95.5 s with 6, 113.8 s with 12 and 115.5 s with 1 (BENCHMARKS.md)
 DEFAULT_REGIONS_PER_RUN = 3
@@ -45,6 +52,7 @@ class Settings:
     # a postgresql:// URL carries its password
     database_url: str | None = field(default=None, repr=False)
     regions_per_run: int = DEFAULT_REGIONS_PER_RUN
+    executor: str = "in_process"
 
     def workspace(self) -> Workspace:
         """The workspace these settings name (its root and its state database)."""
@@ -77,10 +85,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     per_run = environ.get(REGIONS_PER_RUN_ENV, "").strip() or str(DEFAULT_REGIONS_PER_RUN)
     if not per_run.isdigit() or int(per_run) < 1:
         raise SettingsError(f"{REGIONS_PER_RUN_ENV}={per_run!r}: expected a whole number >= 1")
+    default_executor = "celery" if env == "prod" else "in_process"
+    executor = environ.get(EXECUTOR_ENV, "").strip() or default_executor
+    if executor not in EXECUTORS:
+        raise SettingsError(f"{EXECUTOR_ENV}={executor!r}: expected one of {EXECUTORS}")
+    if executor == "celery":
+        from mlops_assets.deployment.celery import check_broker_settings
+
+        check_broker_settings(environ)
     return Settings(
         env=env,
         home=Path(home).expanduser().resolve(),
         spec=spec,
         database_url=database_url,
         regions_per_run=int(per_run),
+        executor=executor,
     )

@@ -421,3 +421,15 @@ def test_quarantine_lists_one_line_reasons_without_paths(cli_env, capsys, sample
         "fields where the header has 6: " + repr(lines[9000])
     )
     assert str(cli_env) not in line
+
+
+def test_a_worker_without_its_broker_or_instance_is_one_line(cli_env, capsys, monkeypatch):
+    monkeypatch.delenv("MLOPS_CELERY_BROKER_URL", raising=False)
+    monkeypatch.delenv("MLOPS_CELERY_BACKEND_URL", raising=False)
+    _fails_cleanly(["worker"], capsys, "MLOPS_CELERY_BROKER_URL and MLOPS_CELERY_BACKEND_URL")
+    monkeypatch.setenv("MLOPS_CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("MLOPS_CELERY_BACKEND_URL", "redis://127.0.0.1:1/1")
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    _fails_cleanly(["worker"], capsys, "DAGSTER_HOME")
+    monkeypatch.setenv("DAGSTER_HOME", str(cli_env))
+    _fails_cleanly(["worker", "--name", "../w1"], capsys, "worker name '../w1'")

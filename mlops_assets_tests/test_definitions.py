@@ -150,7 +150,10 @@ def test_the_state_database_url_comes_from_the_environment_and_is_never_shown(tm
     assert default.workspace().state_database_url == f"sqlite:///{home / 'state' / 'mlops.sqlite'}"
 
     url = "postgresql://mlops:s3cret@db:5432/mlops"
-    prod = load_settings({"MLOPS_ENV": "prod", "MLOPS_HOME": str(home), DATABASE_URL_ENV: url})
+    prod = load_settings(
+        {"MLOPS_ENV": "prod", "MLOPS_HOME": str(home), DATABASE_URL_ENV: url}
+        | {"MLOPS_EXECUTOR": "in_process"}
+    )
     assert prod.workspace().state_database_url == url
     assert prod.workspace().root == home
     assert "s3cret" not in repr(prod)

@@ -231,7 +231,10 @@ def _settings_problems(files: Files) -> list[str]:
         out.append("the code does not read the deployment's MLOPS_SPEC")
     if settings.database_url != secrets.get(DATABASE_URL_ENV):
         out.append(f"the code does not read the state database from {DATABASE_URL_ENV}")
-    known = {"MLOPS_ENV", "MLOPS_HOME", "MLOPS_SPEC", "MLOPS_UI_URL"}
+    # a pod per run (K8sRunLauncher): its steps execute in it, not on Celery workers
+    if settings.executor != "in_process":
+        out.append(f"runs would send their steps to {settings.executor}, not run them in the pod")
+    known = {"MLOPS_ENV", "MLOPS_HOME", "MLOPS_SPEC", "MLOPS_UI_URL", "MLOPS_EXECUTOR"}
     if unknown := set(env) - known:
         out.append(f"variables the code does not read: {sorted(unknown)}")
     # MLOPS_HOME lies on the shared volume the deployment (and so every run pod) mounts
@@ -430,9 +433,13 @@ def _chart_version_problems(files: Files) -> list[str]:
     major, minor, patch = dagster_version.split(".")
     paired = f"0.{int(minor) + 16}.{patch}"
     extra = {d["name"] for d in locked["mlops-assets"]["optional-dependencies"]["k8s"]}
-    for lib in ("dagster-k8s", "dagster-postgres"):
-        if lib not in extra or locked.get(lib, {}).get("version") != paired:
-            out.append(f"{lib} {paired} is not locked in the k8s extra")
+    default = {d["name"] for d in locked["mlops-assets"]["dependencies"]}
+    for lib, where, names in (
+        ("dagster-k8s", "k8s extra", extra),
+        ("dagster-postgres", "default dependencies", default),
+    ):
+        if lib not in names or locked.get(lib, {}).get("version") != paired:
+            out.append(f"{lib} {paired} is not locked in the {where}")
     if "psycopg2-binary" not in locked:
         out.append("no psycopg2 for a postgresql+psycopg2:// state database")
     return out
