@@ -389,7 +389,8 @@ class BenchDeployment(Deployment):
         raw_keys = [dg.AssetKey(f"raw_{s}") for s in load_spec(self.env["MLOPS_SPEC"]).sources]
 
         def done() -> bool:
-            if len(manifest_records(self.ws_root)) < n_files or self.busy():
+            records = manifest_records(self.ws_root, self.env.get("MLOPS_DATABASE_URL"))
+            if len(records) < n_files or self.busy():
                 return False
             regions = self.region_keys()
             if len(regions) < n_regions:

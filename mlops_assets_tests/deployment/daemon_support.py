@@ -149,5 +149,7 @@ def wait_for(
     )
 
 
-def manifest_records(ws_root: Path) -> list[dict]:
-    return Manifest.for_workspace(Workspace(ws_root)).records()
+def manifest_records(ws_root: Path, database_url: str | None = None) -> list[dict]:
+    """The ingestion manifest of a workspace (its state database: SQLite below the root
+    unless ``database_url`` names another, as the prod profile's MLOPS_DATABASE_URL does)."""
+    return Manifest.for_workspace(Workspace(ws_root, database_url)).records()
