@@ -73,7 +73,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[
             *build_raw_assets(spec),
-            build_features_asset(spec),
+            build_features_asset(spec, settings.regions_per_run),
             build_region_assets(spec, settings.regions_per_run),
             build_realized_performance_asset(spec),
             build_drift_report_asset(spec),
@@ -95,7 +95,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         ],
         sensors=[
             build_landing_sensor(status),
-            build_region_sensor(list(spec.sources), status),
+            build_region_sensor(list(spec.sources), status, settings.regions_per_run),
             build_run_failure_notifier(status),
             build_monitoring_sensor(status),
             build_quality_tuning_sensor(status),

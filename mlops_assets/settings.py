@@ -11,7 +11,8 @@ Chosen by environment variables only, so the same code runs everywhere:
                 Default: SQLite below the workspace root. A secret (it may carry a password):
                 Dagster resources receive it as an ``EnvVar``, and ``Settings`` never shows it.
 ``MLOPS_REGIONS_PER_RUN``  at most this many regions in one run of an asset backfill of
-                region_model / forecast (``BackfillPolicy.multi_run``); default
+                features / region_model / forecast (``BackfillPolicy.multi_run``) and of
+                the region sensor's features_job; default
                 ``DEFAULT_REGIONS_PER_RUN``, measured on rossmann-100 (BENCHMARKS.md).
 ``MLOPS_EXECUTOR``  where a run's steps execute: ``in_process`` (default in dev and ci: in
                 the run's process) or ``celery`` (default in prod: on Celery workers, which

@@ -26,6 +26,8 @@ class DriverRun:
     success: bool
     assets: list[str]
     failed_checks: list[str] = field(default_factory=list)
+    # a run over a range of partitions (the region sensor's batches): its first and last
+    partition_range: tuple[str, str] | None = None
 
 
 def _load_state(instance: dg.DagsterInstance) -> dict:
@@ -167,7 +169,10 @@ def _execute(
         },
         raise_on_error=False,
     )
-    return _summarise(job_name, req.partition_key, result, sensor.name)
+    run = _summarise(job_name, req.partition_key, result, sensor.name)
+    if req.partition_key_range is not None:
+        run.partition_range = (req.partition_key_range.start, req.partition_key_range.end)
+    return run
 
 
 def _summarise(

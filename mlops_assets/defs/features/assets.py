@@ -1,12 +1,21 @@
-"""The per-region conditioned feature table and its quality gates."""
+"""The per-region conditioned feature table and its quality gates.
+
+A run conditions one region (a refresh) or several: the region sensor hands all the
+regions new data touched to runs of up to ``regions_per_run`` regions each, as a backfill
+does (``BackfillPolicy.multi_run``); each region is reported on its own partition
+(``mlops_assets.defs.batching``).
+"""
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from mlops_assets.conditioning import FEATURES_VERSION, write_features
 from mlops_assets.data_checks import FEATURE_CHECKS, check_features
+from mlops_assets.defs.batching import RegionResult, run_batch, timed
 from mlops_assets.defs.ingest.assets import raw_asset_key
 from mlops_assets.defs.partitions import (
     latest_materialization,
@@ -15,8 +24,14 @@ from mlops_assets.defs.partitions import (
 )
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 from mlops_assets.naming import require_safe_key
+from mlops_assets.settings import DEFAULT_REGIONS_PER_RUN
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.warehouse import connect, ingested_files, last_sales_date
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from mlops_assets.workspace import Workspace
 
 FEATURES_KEY = dg.AssetKey("features")
 
@@ -27,20 +42,27 @@ def _previous_rows(instance: dg.DagsterInstance, region: str) -> int | None:
     return int(value.value) if value is not None else None
 
 
-def build_features_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=FEATURES_KEY,
-        group_name="features",
-        partitions_def=region_partitions,
-        deps=[raw_asset_key(source) for source in spec.sources],
-        kinds={"duckdb", "parquet"},
-        description=(
-            "One region's conditioned feature table: the ground truth (sales, with any "
-            "later actuals winning over the same rows) joined with the store master, "
-            "weather, events and the known future calendar, plus calendar features and "
-            f"target lags/rolling means that end at least the horizon ({spec.horizon} "
-            "periods) before each row, so multi-step forecasts never see future actuals."
-        ),
+def build_features_asset(
+    spec: DatasetSpec, regions_per_run: int = DEFAULT_REGIONS_PER_RUN
+) -> dg.AssetsDefinition:
+    @dg.multi_asset(
+        name="features",
+        specs=[
+            dg.AssetSpec(
+                FEATURES_KEY,
+                group_name="features",
+                deps=[raw_asset_key(source) for source in spec.sources],
+                kinds={"duckdb", "parquet"},
+                description=(
+                    "One region's conditioned feature table: the ground truth (sales, with "
+                    "any later actuals winning over the same rows) joined with the store "
+                    "master, weather, events and the known future calendar, plus calendar "
+                    f"features and target lags/rolling means that end at least the horizon "
+                    f"({spec.horizon} periods) before each row, so multi-step forecasts "
+                    "never see future actuals."
+                ),
+            )
+        ],
         check_specs=[
             region_check_spec(
                 name,
@@ -50,77 +72,108 @@ def build_features_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             )
             for name, (severity, text) in FEATURE_CHECKS.items()
         ],
+        partitions_def=region_partitions,
+        backfill_policy=dg.BackfillPolicy.multi_run(regions_per_run),
+        # outputs optional: a batch logs each region's materialization and checks itself
+        can_subset=True,
     )
     def features(
         context: dg.AssetExecutionContext,
         workspace: WorkspaceResource,
         notifier: NotifierResource,
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[RegionResult]:
         ws, ds = workspace.workspace(), workspace.dataset()
-        region = require_safe_key(context.partition_key)
-        path = ws.features_path(region)
+        regions = context.partition_keys
+        # one connection and one read of the manifest for every region of the run
         with connect(ws, ds) as con:
-            display = con.execute(
-                "SELECT region FROM regions WHERE region_key = $r", {"r": region}
-            ).fetchone()
-            if display is None:
-                raise dg.Failure(f"region {region!r} is not in the store master any more")
-            feature_set = write_features(con, ds, region, path)
             dataset_last = last_sales_date(con, ds)
-        summary = _summary(path)
-        if summary["history_rows"] == 0:
-            raise dg.Failure(f"region {region!r} ({display[0]}) has no sales rows")
-        outcomes = check_features(
-            path,
-            ds,
-            feature_set,
-            previous_rows=_previous_rows(context.instance, region),
-            dataset_last_date=dataset_last,
-        )
-        for failed in (o for o in outcomes if not o.passed and o.severity == "ERROR"):
-            notifier.send(
-                "check_failure",
-                f"features {failed.name}: {failed.message}",
-                region=region,
-                run_id=context.run.run_id,
-                check=failed.name,
+            inputs = "".join(
+                "".join(ingested_files(ws, source)["sha"]) for source in sorted(ds.sources)
             )
-        inputs = "".join(
-            "".join(ingested_files(ws, source)["sha"]) for source in sorted(ds.sources)
-        )
-        version = hashlib.sha256(f"{FEATURES_VERSION}:{region}:{inputs}".encode()).hexdigest()
-        return dg.MaterializeResult(
-            metadata={
-                "region": display[0],
-                "rows": summary["rows"],
-                "history_rows": summary["history_rows"],
-                "future_rows": summary["future_rows"],
-                "stores": summary["stores"],
-                "items": summary["items"],
-                "date_min": summary["date_min"],
-                "date_max": summary["date_max"],
-                "numeric_features": dg.MetadataValue.json(feature_set.numeric),
-                "categorical_features": dg.MetadataValue.json(feature_set.categorical),
-                "path": dg.MetadataValue.path(str(path)),
-            },
-            data_version=dg.DataVersion(version[:16]),
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=o.name,
-                    passed=o.passed,
-                    severity=dg.AssetCheckSeverity[o.severity],
-                    description=o.message,
-                    metadata={
-                        k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v
-                        for k, v in o.metadata.items()
-                        if v is not None
-                    },
+
+            def results(region: str) -> Iterator[RegionResult]:
+                yield timed(
+                    features_region, context, ds, ws, con, notifier, region, dataset_last, inputs
                 )
-                for o in outcomes
-            ],
-        )
+
+            if len(regions) == 1:
+                yield from results(require_safe_key(regions[0]))
+                return
+            run_batch(context, regions, results)
 
     return features
+
+
+def features_region(
+    context: dg.AssetExecutionContext,
+    ds: DatasetSpec,
+    ws: "Workspace",
+    con: "duckdb.DuckDBPyConnection",
+    notifier: NotifierResource,
+    region: str,
+    dataset_last: object,
+    inputs: str,
+) -> dg.MaterializeResult:
+    """One region's feature table written, checked and described; ``con`` has the
+    workspace views, ``inputs`` the ingested files' checksums (the data version's input)."""
+    path = ws.features_path(region)
+    display = con.execute(
+        "SELECT region FROM regions WHERE region_key = $r", {"r": region}
+    ).fetchone()
+    if display is None:
+        raise dg.Failure(f"region {region!r} is not in the store master any more")
+    feature_set = write_features(con, ds, region, path)
+    summary = _summary(path)
+    if summary["history_rows"] == 0:
+        raise dg.Failure(f"region {region!r} ({display[0]}) has no sales rows")
+    outcomes = check_features(
+        path,
+        ds,
+        feature_set,
+        previous_rows=_previous_rows(context.instance, region),
+        dataset_last_date=dataset_last,
+    )
+    for failed in (o for o in outcomes if not o.passed and o.severity == "ERROR"):
+        notifier.send(
+            "check_failure",
+            f"features {failed.name}: {failed.message}",
+            region=region,
+            run_id=context.run.run_id,
+            check=failed.name,
+        )
+    version = hashlib.sha256(f"{FEATURES_VERSION}:{region}:{inputs}".encode()).hexdigest()
+    return dg.MaterializeResult(
+        asset_key=FEATURES_KEY,
+        metadata={
+            "region": display[0],
+            "rows": summary["rows"],
+            "history_rows": summary["history_rows"],
+            "future_rows": summary["future_rows"],
+            "stores": summary["stores"],
+            "items": summary["items"],
+            "date_min": summary["date_min"],
+            "date_max": summary["date_max"],
+            "numeric_features": dg.MetadataValue.json(feature_set.numeric),
+            "categorical_features": dg.MetadataValue.json(feature_set.categorical),
+            "path": dg.MetadataValue.path(str(path)),
+        },
+        data_version=dg.DataVersion(version[:16]),
+        check_results=[
+            dg.AssetCheckResult(
+                asset_key=FEATURES_KEY,
+                check_name=o.name,
+                passed=o.passed,
+                severity=dg.AssetCheckSeverity[o.severity],
+                description=o.message,
+                metadata={
+                    k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v
+                    for k, v in o.metadata.items()
+                    if v is not None
+                },
+            )
+            for o in outcomes
+        ],
+    )
 
 
 def _summary(path: Path) -> dict:

@@ -1,6 +1,7 @@
 """The region sensor: raw data changed -> register new regions, refresh what they feed."""
 
 import json
+from collections.abc import Sequence
 
 import dagster as dg
 
@@ -9,13 +10,20 @@ from mlops_assets.defs.ingest.assets import raw_asset_key
 from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.landing import ALL_REGIONS
+from mlops_assets.settings import DEFAULT_REGIONS_PER_RUN
 from mlops_assets.warehouse import regions_with_sales
 
 __all__ = ["FEATURES_JOB", "REFRESH_JOB", "build_region_sensor"]
 
+# the run tags of a run over a range of partitions (what an asset backfill sets)
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
 
 def build_region_sensor(
-    sources: list[str], default_status: dg.DefaultSensorStatus
+    sources: list[str],
+    default_status: dg.DefaultSensorStatus,
+    regions_per_run: int = DEFAULT_REGIONS_PER_RUN,
 ) -> dg.SensorDefinition:
     keys = [raw_asset_key(s) for s in sources]
 
@@ -25,12 +33,13 @@ def build_region_sensor(
         minimum_interval_seconds=30,
         default_status=default_status,
         description="After raw data lands: adds a `region` partition for every region with "
-        "sales (keys sanitised, display names kept in metadata) and requests one run per "
-        "region the new files touched: `refresh_job` (features -> forecast -> "
-        "realized_performance) where the region has an approved model, `features_job` "
-        "where it has none yet (training and approval are `train_job` and the registry's). "
-        "Run keys come from the raw materializations' storage ids: one run per region and "
-        "change, whichever job it is.",
+        "sales (keys sanitised, display names kept in metadata) and requests runs for the "
+        "regions the new files touched: `refresh_job` (features -> forecast -> "
+        "realized_performance -> drift_report), one run per region, where the region has "
+        f"an approved model; `features_job` where it has none yet, up to {regions_per_run} "
+        "neighbouring regions per run (a range of partitions; training and approval are "
+        "`train_job` and the registry's). Run keys come from the raw materializations' "
+        "storage ids: one run per region (or range) and change.",
     )
     def region_sensor(
         context: dg.SensorEvaluationContext, workspace: WorkspaceResource
@@ -51,8 +60,10 @@ def build_region_sensor(
                 cursor[key.to_user_string()] = max(after, rec.storage_id)
                 newest = max(newest, rec.storage_id)
         known = regions_with_sales(workspace.workspace(), workspace.dataset())
-        existing = set(context.instance.get_dynamic_partitions(region_partitions.name))
-        added = sorted(set(known) - existing)
+        # in Dagster's order (the order they were added): a run over a range of regions
+        # takes every region between its first and last
+        existing = list(context.instance.get_dynamic_partitions(region_partitions.name))
+        added = sorted(set(known) - set(existing))
         targets = set(known) if ALL_REGIONS in touched else touched & set(known)
         targets |= set(added)
         if not targets and not added:
@@ -60,21 +71,20 @@ def build_region_sensor(
                 cursor=json.dumps(cursor, sort_keys=True), skip_reason="no raw data changes"
             )
         registry = workspace.registry()
+        approved = {r for r in targets if registry.latest_approved(r) is not None}
+        requests = [
+            dg.RunRequest(
+                job_name=REFRESH_JOB,
+                partition_key=region,
+                run_key=f"refresh-{region}-{newest}",
+                tags={"mlops/trigger": "region_sensor", "mlops/region": known[region]},
+            )
+            for region in sorted(approved)
+        ]
+        for batch in contiguous_batches([*existing, *added], targets - approved, regions_per_run):
+            requests.append(features_request(batch, newest, known))
         return dg.SensorResult(
-            run_requests=[
-                dg.RunRequest(
-                    job_name=(
-                        REFRESH_JOB
-                        if registry.latest_approved(region) is not None
-                        else FEATURES_JOB
-                    ),
-                    partition_key=region,
-                    # the same key whichever job: a re-evaluated tick never launches both
-                    run_key=f"refresh-{region}-{newest}",
-                    tags={"mlops/trigger": "region_sensor", "mlops/region": known[region]},
-                )
-                for region in sorted(targets)
-            ],
+            run_requests=requests,
             dynamic_partitions_requests=(
                 [region_partitions.build_add_request(added)] if added else []
             ),
@@ -82,3 +92,44 @@ def build_region_sensor(
         )
 
     return region_sensor
+
+
+def contiguous_batches(order: Sequence[str], wanted: set[str], size: int) -> list[list[str]]:
+    """``wanted`` regions cut into runs of at most ``size`` regions that are neighbours in
+    ``order``, so each run is a range of partitions that holds nothing else."""
+    batches: list[list[str]] = []
+    current: list[str] = []
+    for region in order:
+        if region in wanted and len(current) < size:
+            current.append(region)
+            continue
+        if current:
+            batches.append(current)
+        current = [region] if region in wanted else []
+    if current:
+        batches.append(current)
+    return batches
+
+
+def features_request(batch: list[str], newest: int, known: dict[str, str]) -> dg.RunRequest:
+    """``features_job`` for one region, or for a range of neighbouring regions."""
+    first, last = batch[0], batch[-1]
+    tags = {"mlops/trigger": "region_sensor"}
+    if len(batch) == 1:
+        return dg.RunRequest(
+            job_name=FEATURES_JOB,
+            partition_key=first,
+            # the same key as a refresh of the region: a re-evaluated tick never does both
+            run_key=f"refresh-{first}-{newest}",
+            tags={**tags, "mlops/region": known[first]},
+        )
+    return dg.RunRequest(
+        job_name=FEATURES_JOB,
+        run_key=f"refresh-{first}-{last}-{newest}",
+        tags={
+            **tags,
+            "mlops/regions": str(len(batch)),
+            RANGE_START_TAG: first,
+            RANGE_END_TAG: last,
+        },
+    )

@@ -1,11 +1,19 @@
 """The region sensor: discovers regions from data and refreshes only what changed:
-features alone for a region without an approved model, features -> forecast ->
-realized_performance (`refresh_job`) for a region with one."""
+features alone for a region without an approved model (several neighbouring regions per
+run), features -> forecast -> realized_performance (`refresh_job`) for a region with one."""
 
+import dataclasses
+
+import dagster as dg
 import pandas as pd
 import pytest
 
+from mlops_assets.data_checks import FEATURE_CHECKS
+from mlops_assets.definitions import build_definitions
+from mlops_assets.defs.features.assets import FEATURES_KEY
+from mlops_assets.defs.features.sensors import contiguous_batches
 from mlops_assets.defs.local_driver import evaluate_sensor, run_partitions, run_sensors
+from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.naming import region_key
 from mlops_assets.realized import read_realized_performance, read_weekly_realized
 from mlops_assets_tests.defs.conftest import drop_all
@@ -17,10 +25,78 @@ def test_regions_are_discovered_with_safe_keys(defs, instance, settings, sample_
     run_sensors(defs, instance, ["landing_sensor"])
     tick = evaluate_sensor(defs, instance, "region_sensor")
     added = [k for req in tick.partition_requests for k in req.partition_keys]
-    assert sorted(added) == ["Nord", "Ost", "Rhein_Main", "Sud", "West"]
-    assert sorted(r.partition_key for r in tick.run_requests) == sorted(added)
-    assert {r.tags["mlops/region"] for r in tick.run_requests} >= {"Rhein, Main", "Süd"}
+    assert added == ["Nord", "Ost", "Rhein_Main", "Sud", "West"]
     assert not any("," in k or " " in k for k in added)
+    # features for every new region, up to regions_per_run (3) neighbours per run
+    assert {r.job_name for r in tick.run_requests} == {"features_job"}
+    ranges = [(r.partition_key_range.start, r.partition_key_range.end) for r in tick.run_requests]
+    assert ranges == [("Nord", "Rhein_Main"), ("Sud", "West")]
+    assert all(r.partition_key is None for r in tick.run_requests)
+
+
+def test_with_one_region_per_run_each_region_gets_its_own_run_and_display_name(
+    instance, settings, sample_source
+):
+    defs = build_definitions(dataclasses.replace(settings, regions_per_run=1))
+    drop_all(sample_source, settings)
+    run_sensors(defs, instance, ["landing_sensor"])
+    requests = evaluate_sensor(defs, instance, "region_sensor").run_requests
+    assert [r.partition_key for r in requests] == ["Nord", "Ost", "Rhein_Main", "Sud", "West"]
+    assert all(r.partition_key_range is None for r in requests)
+    assert {r.tags["mlops/region"] for r in requests} >= {"Rhein, Main", "Süd"}
+
+
+def test_a_feature_batch_reports_each_region_and_fails_only_the_broken_one(
+    defs, instance, settings, sample_source, monkeypatch
+):
+    import mlops_assets.defs.features.assets as feature_assets
+
+    real_write = feature_assets.write_features
+
+    def write_features(con, ds, region, path):
+        if region == "Ost":
+            raise ValueError("Ost's table cannot be written")
+        return real_write(con, ds, region, path)
+
+    monkeypatch.setattr(feature_assets, "write_features", write_features)
+    drop_all(sample_source, settings)
+    runs = run_sensors(defs, instance)
+
+    assert [(r.job, r.partition_range, r.success) for r in runs] == [
+        ("ingest_job", None, True),
+        ("features_job", ("Nord", "Rhein_Main"), False),
+        ("features_job", ("Sud", "West"), True),
+    ]
+    ok = {"Nord", "Rhein_Main", "Sud", "West"}
+    assert instance.get_materialized_partitions(FEATURES_KEY) == ok
+    status = instance.get_status_by_partition(FEATURES_KEY, ["Nord", "Ost"], region_partitions)
+    assert {r: s.value for r, s in status.items()} == {"Nord": "MATERIALIZED", "Ost": "FAILED"}
+    [failure] = instance.all_logs(runs[1].run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    message = failure.get_dagster_event().step_failure_data.error.message
+    assert "1 of 3 regions failed: Ost: ValueError: Ost's table cannot be written" in message
+    checked: dict[str, set[str]] = {}
+    for run in runs[1:]:
+        for record in instance.all_logs(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ):
+            ev = record.get_dagster_event().asset_check_evaluation_data
+            checked.setdefault(ev.partition, set()).add(ev.check_name)
+    assert checked == {region: set(FEATURE_CHECKS) for region in ok}
+    for region in ok:  # each region's own metadata
+        [record] = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=FEATURES_KEY, asset_partitions=[region]), limit=1
+        ).records
+        meta = record.asset_materialization.metadata
+        assert meta["path"].value.endswith(f"{region}.parquet")
+        assert meta["history_rows"].value > 0
+
+
+def test_batches_hold_only_wanted_neighbours_and_at_most_the_run_size():
+    order = ["a", "b", "c", "d", "e", "f", "g"]
+    wanted = {"a", "b", "c", "d", "f", "g"}
+    assert contiguous_batches(order, wanted, 3) == [["a", "b", "c"], ["d"], ["f", "g"]]
+    assert contiguous_batches(order, wanted, 1) == [[r] for r in sorted(wanted)]
+    assert contiguous_batches(order, set(), 3) == []
 
 
 def test_only_regions_touched_by_new_files_are_refreshed(defs, instance, settings, sample_source):
