@@ -24,10 +24,8 @@ Skips (exit 0) when the dataset or the services are absent.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -41,6 +39,7 @@ from report import REPO_ROOT, provenance, update_results  # noqa: E402
 from mlops_assets_tests.deployment.services import (  # noqa: E402
     PostgresServer,
     RedisServer,
+    kill_worker,
     missing_services,
     prod_environment,
     start_worker,
@@ -85,9 +84,7 @@ def measure(profile: str, tmp: Path, args: argparse.Namespace) -> dict:
             return result
     finally:
         for proc in workers:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+            kill_worker(proc)
         if redis is not None:
             redis.stop()
         if postgres is not None:

@@ -8,6 +8,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -165,3 +166,11 @@ def start_worker(dep: Deployment, name: str, concurrency: int = 1) -> subprocess
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def kill_worker(proc: subprocess.Popen) -> None:
+    """SIGKILL a worker's whole process group (a worker host dying) and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=30)

@@ -27,6 +27,7 @@ from mlops_assets_tests.deployment.daemon_support import Deployment
 from mlops_assets_tests.deployment.services import (
     PostgresServer,
     RedisServer,
+    kill_worker,
     missing_services,
     prod_environment,
     start_worker,
@@ -176,8 +177,7 @@ def test_prod_profile_runs_steps_on_celery_workers_and_survives_a_killed_worker(
             ]
             for run_id, step, worker in _executions(instance, backfill_runs):
                 if worker == "w1" and step not in _succeeded_steps(instance, run_id):
-                    os.killpg(workers["w1"].pid, signal.SIGKILL)
-                    workers["w1"].wait(timeout=30)
+                    kill_worker(workers["w1"])
                     killed.update(run_id=run_id, step=step)
                     return
 
@@ -255,10 +255,7 @@ def test_prod_profile_runs_steps_on_celery_workers_and_survives_a_killed_worker(
         if ui is not None:
             ui.stop()
         for proc in workers.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=30)
+            kill_worker(proc)
         if dep is not None:
             dep.stop()
         redis.stop()
