@@ -21,7 +21,8 @@ monitoring reference (megabytes on real data). ``prune`` deletes the artifacts o
 record (metrics, parameters, data version) and the audit log stay: a pruned version is
 still listed and explained, but it can no longer be rolled back to or loaded. A ``prune``
 line in the audit log (status unchanged) records who pruned it and when; it is logged
-before the files are deleted, and a prune interrupted in between finishes on the next run.
+in the same transaction as the record's ``pruned_at``, before the files are deleted, and a
+prune interrupted in between finishes on the region's next mutation.
 
 At most one version of a region is approved at any time. Approving (or rolling back to)
 a version archives the one approved before it, in the same step.
@@ -36,30 +37,24 @@ Approval policy (:func:`decide_status`)
 * a **tuning** result (new hyper-parameters found by a search) that passes the gate is
   registered ``pending_approval``: a person reviews it and calls ``approve`` or ``reject``.
 
-On disk (below ``root``)
-------------------------
-``<region_key>/versions/<NNNN>.json``
-    one record per version, written atomically: region, version, status, created_at,
-    actor, reasons, artifact URIs and checksums, and the caller's ``record`` (training
-    data version and date range, code version, hyper-parameters, features, metrics,
-    baseline metrics, run id, source).
-``<region_key>/events.jsonl``
-    the append-only audit log: one line per registration and status change with ``at``
-    (UTC, ISO 8601), ``actor``, ``action``, ``version``, ``from_status``, ``to_status``
-    and ``reason``.
-``<region_key>/.lock``
-    every mutation of a region holds an exclusive ``fcntl.flock`` on this file, so
-    concurrent threads and processes (on one machine, or a filesystem with working
-    ``flock``) never allocate the same version number or approve two versions.
+Storage
+-------
+Records, statuses and the audit log are rows of the workspace's state database (SQLite in
+a local workspace, PostgreSQL in production; tables in
+:mod:`mlops_assets.storage.registry_tables`): ``registry_versions`` (one row per version:
+region, version, status, created_at, actor, and the record - reasons, artifact URIs and
+checksums, and the caller's ``record``: training data version and date range, code
+version, hyper-parameters, features, metrics, baseline metrics, run id, source) and
+``registry_events``, the append-only audit log (one row per registration and status
+change with ``at`` (UTC, ISO 8601), ``actor``, ``action``, ``version``, ``from_status``,
+``to_status``, ``reason`` and ``seq``).
 
-The audit log is also the commit log. A change is committed by appending its lines to
-``events.jsonl`` in one write; statuses are the replay of the log, and the ``status`` in
-each version file is a copy brought in step right after (and repaired by the next
-mutation should a crash fall in between). Readers take no lock: they read the log once
-(ignoring an unfinished last line) and then the immutable parts of the version files, so
-every read sees one consistent state - never two approved versions, never none while an
-approval replaces another. An approval is logged before the archive it implies, and the
-replay archives the previous approved version as soon as it sees the approval.
+Every mutation of a region is one transaction that first locks the region's row in
+``registry_regions``: concurrent threads, processes and machines never allocate the same
+version number or approve two versions, and a partial unique index in the database
+refuses a second approved row for a region whatever the code does. The status change and
+its audit lines commit together, so every read sees one consistent state: never two
+approved versions, never none while an approval replaces another. Readers take no lock.
 
 Artifacts (the LightGBM text model and its JSON metadata) go through a
 :class:`~mlops_assets.model_store.ModelStore` at ``<region>/<NNNN>/model.txt`` and
@@ -79,36 +74,39 @@ match is refused with :class:`RegistryError`, never trusted. :meth:`ModelRegistr
 checks every version that is not pruned (``mlops-assets registry verify``, and the
 ``registry_artifacts_intact`` asset check) and lists what does not match.
 
-A registration writes the artifacts, then the version file, then commits its log line;
-killed before the commit, it leaves files no committed version owns, and possibly an
-unfinished write (a hidden ``*.partial.tmp``, see :func:`~mlops_assets.workspace.is_temp_name`).
-Every mutation, under the region's lock, first sweeps them (:meth:`ModelRegistry.sweep`;
-``verify`` sweeps too). Version numbers come from the committed log (the highest plus
-one), so the number of a registration killed before its commit was never taken and the
-next registration reuses it: numbers stay dense, and the audit log never names a version
-that does not exist.
+A registration writes the artifacts inside its transaction, then commits its rows;
+killed before the commit, the transaction rolls back and leaves artifacts no committed
+version owns, and possibly an unfinished write (a hidden ``*.partial.tmp``, see
+:func:`~mlops_assets.workspace.is_temp_name`). Every mutation, under the region's lock,
+first sweeps them (:meth:`ModelRegistry.sweep`; ``verify`` sweeps too). Version numbers
+come from the committed rows (the highest plus one), so the number of a registration
+killed before its commit was never taken and the next registration reuses it: numbers
+stay dense, and the audit log never names a version that does not exist.
+
+Workspaces from before the database kept the registry in files
+(``registry/<region>/events.jsonl`` and ``versions/<NNNN>.json``); ``for_workspace``
+imports them once (``mlops-assets migrate-state`` does it explicitly).
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import numbers
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_assets.model_store import LocalModelStore, ModelStore
 from mlops_assets.naming import is_safe_key, require_safe_key
-from mlops_assets.workspace import atomic_write_json, is_temp_name
+from mlops_assets.storage import registry_tables as tables
 
 if TYPE_CHECKING:
     import pandas as pd
+    from sqlalchemy import Connection
+    from sqlalchemy.engine import Engine
 
     from mlops_assets.workspace import Workspace
 
@@ -130,24 +128,15 @@ REFERENCE_FILE = "reference.csv"  # optional: the monitoring reference (CSV text
 FLEET_GAP_FILE = "fleet_gap.csv"  # optional: the weather's gap to the fleet, training window
 OPTIONAL_ARTIFACT_FILES = (REFERENCE_FILE, FLEET_GAP_FILE)
 
-_EVENTS = "events.jsonl"
 _PRUNE_REASON = "retention: artifacts deleted, record and audit log kept"
-_LOCK = ".lock"
 _VERIFY_HINT = "`mlops-assets registry verify` lists every such version"
 
-# what verify reports about a version (or, with version None, about a region's log)
+# what verify reports about a version
 MISSING_RECORD = "missing_record"
 MISSING_ARTIFACT = "missing_artifact"
 MISSING_CHECKSUM = "missing_checksum"
 CHECKSUM_MISMATCH = "checksum_mismatch"
-UNREADABLE_LOG = "unreadable_log"
-PROBLEM_KINDS = (
-    MISSING_RECORD,
-    MISSING_ARTIFACT,
-    MISSING_CHECKSUM,
-    CHECKSUM_MISMATCH,
-    UNREADABLE_LOG,
-)
+PROBLEM_KINDS = (MISSING_RECORD, MISSING_ARTIFACT, MISSING_CHECKSUM, CHECKSUM_MISMATCH)
 
 
 class RegistryError(Exception):
@@ -181,7 +170,7 @@ def decide_status(
 
 @dataclass(frozen=True)
 class ModelVersion:
-    """One registered model of one region, as stored in ``versions/<NNNN>.json``."""
+    """One registered model of one region (a ``registry_versions`` row)."""
 
     region: str
     version: int
@@ -235,21 +224,21 @@ class PrunedVersion:
 
 @dataclass(frozen=True)
 class IntegrityProblem:
-    """One thing :meth:`ModelRegistry.verify` found wrong: an artifact (``artifact``), a
-    version's record (``artifact`` None) or a region's audit log (``version`` None)."""
+    """One thing :meth:`ModelRegistry.verify` found wrong: an artifact (``artifact``) or a
+    version's record (``artifact`` None)."""
 
     region: str
-    version: int | None
+    version: int
     artifact: str | None
     kind: str  # one of PROBLEM_KINDS
     detail: str
 
     @property
     def label(self) -> str:
-        return self.region if self.version is None else f"{self.region}:v{self.version}"
+        return f"{self.region}:v{self.version}"
 
     def __str__(self) -> str:
-        what = self.artifact or ("events.jsonl" if self.version is None else "record")
+        what = self.artifact or "record"
         return f"{self.label} {what}: {self.kind}: {self.detail}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -296,19 +285,28 @@ def artifact_key(region: str, version: int, name: str) -> str:
 
 
 class ModelRegistry:
-    """Model versions of every region below ``root``; artifacts kept in ``store``."""
+    """Model versions of every region in the state database; artifacts kept in ``store``."""
 
-    def __init__(self, root: Path, store: ModelStore) -> None:
-        self.root = Path(root).resolve()
+    def __init__(self, database: Engine | str, store: ModelStore) -> None:
+        from mlops_assets.storage.database import engine_for
+
+        self.engine = engine_for(database) if isinstance(database, str) else database
         self.store = store
+        tables.ensure_registry_tables(self.engine)
 
     @classmethod
     def for_workspace(cls, workspace: Workspace) -> ModelRegistry:
-        """The registry of a workspace, with artifacts in its local model store."""
-        return cls(workspace.registry_dir, LocalModelStore(workspace.models_dir))
+        """The registry of a workspace (its state database), with artifacts in its local
+        model store; a registry still in files below ``registry/`` is imported once."""
+        from mlops_assets.storage.database import engine_for
+
+        engine = engine_for(workspace.state_database_url)
+        tables.import_registry_files(engine, workspace.registry_dir)
+        return cls(engine, LocalModelStore(workspace.models_dir))
 
     def __repr__(self) -> str:
-        return f"ModelRegistry({str(self.root)!r}, {self.store!r})"
+        url = self.engine.url.render_as_string(hide_password=True)
+        return f"ModelRegistry({url!r}, {self.store!r})"
 
     # ------------------------------------------------------------------ queries
 
@@ -320,39 +318,45 @@ class ModelRegistry:
 
     def pruned(self, region: str) -> dict[int, str]:
         """Version -> when its artifacts were pruned (UTC, ISO 8601), for ``region``."""
-        return _pruned(self._read_events(region))
+        with self.engine.connect() as con:
+            return _pruned(con, require_safe_key(region))
 
     def regions(self) -> list[str]:
         """Region keys with at least one registered version, sorted."""
-        if not self.root.is_dir():
-            return []
-        return sorted(
-            p.name
-            for p in self.root.iterdir()
-            if is_safe_key(p.name) and (p / _EVENTS).is_file() and self._read_events(p.name)
-        )
+        from sqlalchemy import select
+
+        V = tables.VERSIONS
+        with self.engine.connect() as con:
+            rows = con.execute(select(V.c.region).distinct().order_by(V.c.region)).scalars()
+            return [r for r in rows if is_safe_key(r)]
 
     def versions(self, region: str) -> list[ModelVersion]:
         """Every version of ``region``, oldest first (empty if it has none)."""
-        statuses = _replay(self._read_events(region))
-        return [self._read_version(region, v, s) for v, s in sorted(statuses.items())]
+        with self.engine.connect() as con:
+            return _versions(con, require_safe_key(region))
 
     def get(self, region: str, version: int) -> ModelVersion:
         """One version; ``RegistryError`` if it does not exist."""
         version = _check_version(version)
-        statuses = _replay(self._read_events(region))
-        _require_exists(region, version, statuses)
-        return self._read_version(region, version, statuses[version])
+        with self.engine.connect() as con:
+            return _get(con, require_safe_key(region), version)
 
     def latest_approved(self, region: str) -> ModelVersion | None:
         """THE approved model of ``region``, or ``None`` if no version is approved."""
-        statuses = _replay(self._read_events(region))
-        approved = _approved(statuses)
-        return None if approved is None else self._read_version(region, approved, APPROVED)
+        V = tables.VERSIONS
+        with self.engine.connect() as con:
+            found = _versions(con, require_safe_key(region), V.c.status == APPROVED)
+        return found[0] if found else None
 
     def history(self, region: str) -> list[dict[str, Any]]:
         """The audit log of ``region``, oldest first (one dict per event)."""
-        return self._read_events(region)
+        from sqlalchemy import select
+
+        E = tables.EVENTS
+        region = require_safe_key(region)
+        with self.engine.connect() as con:
+            rows = con.execute(select(E).where(E.c.region == region).order_by(E.c.seq))
+            return [dict(row._mapping) for row in rows]
 
     def load_artifacts(self, mv: ModelVersion) -> tuple[str, dict[str, Any]]:
         """The model text (for ``lightgbm.Booster(model_str=...)``) and its metadata."""
@@ -436,46 +440,38 @@ class ModelRegistry:
         registration is never mistaken for damage."""
         if region is not None:
             regions = [require_safe_key(region)]
-        elif self.root.is_dir():
-            regions = sorted(p.name for p in self.root.iterdir() if is_safe_key(p.name))
-        else:
-            regions = []
+        else:  # with the store's: a first registration killed left artifacts, no rows
+            stored = [f for f in self.store.folders() if is_safe_key(f)]
+            regions = sorted({*self.regions(), *stored})
         report = IntegrityReport({}, {}, [], [])
         for key in regions:
-            if not self._region_dir(key).is_dir():
-                continue
-            with self._locked(key):
-                try:
-                    events = self._repair_log(key)
-                except RegistryError as exc:  # an audit log that does not parse
-                    report.problems.append(
-                        IntegrityProblem(key, None, None, UNREADABLE_LOG, str(exc))
-                    )
+            with self._locked(key) as con:
+                report.swept.extend(self._sweep(con, key))
+                versions = _versions(con, key)
+                if not versions:
                     continue
-                report.swept.extend(self._sweep(key, events))
-                if not events:
-                    continue
-                statuses, pruned = _replay(events), _pruned(events)
-                report.checked[key] = [v for v in sorted(statuses) if v not in pruned]
-                report.pruned[key] = sorted(v for v in statuses if v in pruned)
-                for version in report.checked[key]:
-                    report.problems.extend(self._check_version(key, version, statuses[version]))
+                pruned = _pruned(con, key)
+                report.checked[key] = [mv.version for mv in versions if mv.version not in pruned]
+                report.pruned[key] = [mv.version for mv in versions if mv.version in pruned]
+                for mv in versions:
+                    if mv.version not in pruned:
+                        report.problems.extend(self._check_version(mv))
         return report
 
     def sweep(self, region: str) -> list[str]:
         """Under ``region``'s lock: remove what interrupted writes and killed registrations
-        left (temporary files, version files and artifacts of numbers no committed version
-        has); return where they were. Every mutation does this first."""
+        left (temporary files, artifacts of numbers no committed version has); return
+        where they were. Every mutation does this first."""
         require_safe_key(region)
-        with self._locked(region):
-            return self._sweep(region, self._repair_log(region))
+        with self._locked(region) as con:
+            return self._sweep(con, region)
 
-    def _check_version(self, region: str, version: int, status: str) -> list[IntegrityProblem]:
+    def _check_version(self, mv: ModelVersion) -> list[IntegrityProblem]:
         """The problems of one committed version's record and artifacts."""
-        try:
-            mv = self._read_version(region, version, status)
-        except (RegistryError, ValueError, KeyError) as exc:  # missing, or not a record
-            return [IntegrityProblem(region, version, None, MISSING_RECORD, str(exc))]
+        region, version = mv.region, mv.version
+        if not mv.artifacts and not mv.checksums:  # imported without its record file
+            detail = "no record: its versions/NNNN.json was missing when it was imported"
+            return [IntegrityProblem(region, version, None, MISSING_RECORD, detail)]
         known = (*ARTIFACT_FILES, *OPTIONAL_ARTIFACT_FILES)
         names = [n for n in known if n in ARTIFACT_FILES or n in mv.artifacts or n in mv.checksums]
         problems = []
@@ -547,35 +543,38 @@ class ModelRegistry:
         for name, text in ((REFERENCE_FILE, reference_csv), (FLEET_GAP_FILE, fleet_gap_csv)):
             if text is not None:
                 blobs[name] = text.encode("utf-8")
+        body = {"reasons": list(reasons), "record": dict(record)}
+        # canonical JSON now, so a record that cannot be stored fails before any write
+        json.dumps(body, sort_keys=True, default=str)
 
-        with self._locked(region):
-            events = self._recover(region)
-            statuses = _replay(events)
+        with self._locked(region) as con:
+            self._recover(con, region)
+            statuses = _statuses(con, region)
             version = max(statuses, default=0) + 1
-            artifacts = {
+            body["artifacts"] = {
                 name: self.store.put(artifact_key(region, version, name), blob)
                 for name, blob in blobs.items()
             }
-            checksums = {name: hashlib.sha256(blob).hexdigest() for name, blob in blobs.items()}
+            body["checksums"] = {
+                name: hashlib.sha256(blob).hexdigest() for name, blob in blobs.items()
+            }
             now = _now()
-            mv = ModelVersion(
-                region=region,
-                version=version,
-                status=status,
-                created_at=now,
-                actor=actor,
-                reasons=list(reasons),
-                artifacts=artifacts,
-                record=dict(record),
-                checksums=checksums,
-            )
-            # written before the commit: a crash leaves an uncommitted file nobody reads
-            atomic_write_json(self._version_path(region, version), mv.to_dict())
             reason = "; ".join(reasons) or f"registered as {status}"
             new = [_event(now, actor, "register", region, version, None, status, reason)]
             new += _supersede(now, actor, region, version, status, statuses)
-            self._commit(region, events, new)
-            return self._read_version(region, version, status)
+            self._commit(
+                con,
+                region,
+                new,
+                insert_version={
+                    "version": version,
+                    "status": status,
+                    "created_at": now,
+                    "actor": actor,
+                    "body": json.dumps(body, sort_keys=True, default=str),
+                },
+            )
+            return _get(con, region, version)
 
     def approve(self, region: str, version: int, *, actor: str, reason: str) -> ModelVersion:
         """Approve a ``pending_approval`` version; the approved one (if any) is archived."""
@@ -596,13 +595,13 @@ class ModelRegistry:
         version = _check_version(version)
         actor = _check_text(actor, "actor")
         reason = _check_text(reason, "reason")
-        with self._locked(region):
-            events = self._recover(region)
-            statuses = _replay(events)
+        with self._locked(region) as con:
+            self._recover(con, region)
+            statuses = _statuses(con, region)
             _require_exists(region, version, statuses)
             current = statuses[version]
             to_status = _check_transition(f"{region}:v{version}", current, action)
-            when = _pruned(events).get(version)
+            when = _pruned(con, region).get(version)
             if when is not None:
                 raise RegistryError(
                     f"{region}:v{version}'s artifacts were pruned at {when} (registry "
@@ -611,8 +610,8 @@ class ModelRegistry:
             now = _now()
             new = [_event(now, actor, action, region, version, current, to_status, reason)]
             new += _supersede(now, actor, region, version, to_status, statuses)
-            self._commit(region, events, new)
-            return self._read_version(region, version, to_status)
+            self._commit(con, region, new)
+            return _get(con, region, version)
 
     def prune(
         self,
@@ -634,9 +633,9 @@ class ModelRegistry:
         for name, keep in (("keep_archived", keep_archived), ("keep_rejected", keep_rejected)):
             if isinstance(keep, bool) or not isinstance(keep, numbers.Integral) or keep < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {keep!r}")
-        with self._locked(region):
-            events = self._recover(region)
-            statuses, done = _replay(events), _pruned(events)
+        with self._locked(region) as con:
+            self._recover(con, region)
+            statuses, done = _statuses(con, region), _pruned(con, region)
             victims = []
             for status, keep in ((ARCHIVED, keep_archived), (REJECTED, keep_rejected)):
                 old = sorted((v for v, s in statuses.items() if s == status), reverse=True)
@@ -644,7 +643,7 @@ class ModelRegistry:
             victims.sort()
             pruned = [
                 PrunedVersion(mv, self.artifact_bytes(mv))
-                for mv in (self._read_version(region, v, statuses[v]) for v in victims)
+                for mv in (_get(con, region, v) for v in victims)
             ]
             if dry_run:
                 return pruned
@@ -654,95 +653,41 @@ class ModelRegistry:
                 for v in victims
             ]
             if new:
-                self._commit(region, events, new)
-            # also the versions of a prune that was interrupted after its commit
-            for v in sorted({*done, *victims}):
-                for name in (*ARTIFACT_FILES, *OPTIONAL_ARTIFACT_FILES):
-                    self.store.delete(artifact_key(region, v, name))
-            return pruned
+                self._commit(con, region, new)
+        # after the commit: a prune interrupted here finishes on the region's next mutation
+        self._delete_pruned(region, [*done, *victims])
+        return pruned
 
     # ---------------------------------------------------------------- internals
 
-    def _region_dir(self, region: str) -> Path:
-        return self.root / require_safe_key(region)
-
-    def _version_path(self, region: str, version: int) -> Path:
-        return self._region_dir(region) / "versions" / f"{version:04d}.json"
-
-    def _events_path(self, region: str) -> Path:
-        return self._region_dir(region) / _EVENTS
-
     @contextmanager
-    def _locked(self, region: str) -> Iterator[None]:
-        """Exclusive lock on one region, across threads and processes."""
-        region_dir = self._region_dir(region)
-        region_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(region_dir / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing the only descriptor releases the lock
+    def _locked(self, region: str) -> Iterator[Connection]:
+        """One transaction holding ``region``'s lock (its ``registry_regions`` row), across
+        threads, processes and machines; committed when the block ends without error."""
+        from sqlalchemy import select
 
-    def _read_events(self, region: str) -> list[dict[str, Any]]:
-        path = self._events_path(region)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return []
-        return _parse_events(raw, path)
+        R = tables.REGIONS
+        with self.engine.begin() as con:
+            con.execute(_insert_ignore(con, R, {"region": region}))
+            con.execute(select(R.c.region).where(R.c.region == region).with_for_update())
+            yield con
 
-    def _read_version(self, region: str, version: int, status: str) -> ModelVersion:
-        """The version file, with the status the log says (the file's copy may lag)."""
-        path = self._version_path(region, version)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise RegistryError(
-                f"{region}:v{version} is in the audit log but {path} is missing"
-            ) from None
-        data["status"] = status
-        return ModelVersion.from_dict(data)
+    def _recover(self, con: Connection, region: str) -> None:
+        """Under the lock: sweep what killed writers left and finish an interrupted prune."""
+        self._sweep(con, region)
+        self._delete_pruned(region, list(_pruned(con, region)))
 
-    def _recover(self, region: str) -> list[dict[str, Any]]:
-        """Under the lock: drop an unfinished last log line left by a crash, sweep what
-        killed writers left, bring the version files in step with the log, and return
-        the committed events."""
-        events = self._repair_log(region)
-        self._sweep(region, events)
-        self._sync_files(region, events)
-        return events
+    def _delete_pruned(self, region: str, versions: list[int]) -> None:
+        for v in sorted(set(versions)):
+            for name in (*ARTIFACT_FILES, *OPTIONAL_ARTIFACT_FILES):
+                self.store.delete(artifact_key(region, v, name))
 
-    def _repair_log(self, region: str) -> list[dict[str, Any]]:
-        """Under the lock: the committed events, after dropping an unfinished last line."""
-        path = self._events_path(region)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            raw = b""
-        if raw and not raw.endswith(b"\n"):
-            keep = raw.rfind(b"\n") + 1
-            os.truncate(path, keep)
-            raw = raw[:keep]
-        return _parse_events(raw, path)
-
-    def _sweep(self, region: str, events: list[dict[str, Any]]) -> list[str]:
+    def _sweep(self, con: Connection, region: str) -> list[str]:
         """Under the lock (no write of ``region`` can be in flight): delete temporary files
-        of interrupted writes, version files and artifacts of numbers the log never
-        committed (a registration killed before its commit); return where they were."""
-        statuses = _replay(events)
-        swept = []
-        region_dir = self._region_dir(region)
-        for folder in (region_dir, region_dir / "versions"):
-            if not folder.is_dir():
-                continue
-            for path in sorted(folder.iterdir()):
-                number = int(path.stem) if path.suffix == ".json" and path.stem.isdigit() else None
-                orphan_record = folder.name == "versions" and number is not None
-                if is_temp_name(path.name) or (orphan_record and number not in statuses):
-                    path.unlink(missing_ok=True)
-                    swept.append(str(path))
-        swept += self.store.sweep_temp(region)
+        of interrupted writes and artifacts of numbers no committed version has (a
+        registration killed before its commit); return where they were."""
+        statuses = _statuses(con, region)
+        swept = self.store.sweep_temp(region)
         for key in self.store.keys(region):
             parts = key.split("/")
             if len(parts) == 3 and parts[1].isdigit() and int(parts[1]) not in statuses:
@@ -750,35 +695,101 @@ class ModelRegistry:
                 self.store.delete(key)
         return swept
 
-    def _commit(self, region: str, events: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
-        """Append ``new`` to the log in one write (the commit), then update the files."""
-        for seq, event in enumerate(new, start=len(events) + 1):
-            event["seq"] = seq
-        data = b"".join(json.dumps(e, sort_keys=True, default=str).encode() + b"\n" for e in new)
-        fd = os.open(self._events_path(region), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self._sync_files(region, events + new)
+    def _commit(
+        self,
+        con: Connection,
+        region: str,
+        new: list[dict[str, Any]],
+        insert_version: dict[str, Any] | None = None,
+    ) -> None:
+        """Write ``new`` events and the status changes they make (and a new version's row)
+        in the lock's transaction; archived before approved, so the one-approved index
+        never sees two."""
+        from sqlalchemy import func, insert, select, update
 
-    def _sync_files(self, region: str, events: list[dict[str, Any]]) -> None:
-        statuses = _replay(events)
-        versions_dir = self._region_dir(region) / "versions"
-        if not versions_dir.is_dir():
-            return
-        for path in versions_dir.glob("*.json"):
-            number = int(path.stem) if path.stem.isdigit() else None
-            if number not in statuses:  # written by a register that never committed
-                path.unlink(missing_ok=True)
+        V, E = tables.VERSIONS, tables.EVENTS
+        last = con.execute(select(func.max(E.c.seq)).where(E.c.region == region)).scalar()
+        ordered = sorted(new, key=lambda e: e["to_status"] == APPROVED)
+        for event in ordered:
+            if insert_version and event["version"] == insert_version["version"]:
                 continue
-            data = json.loads(path.read_text())
-            if data.get("status") != statuses[number]:
-                data["status"] = statuses[number]
-                atomic_write_json(path, data)
+            values = {"status": event["to_status"]}
+            if event["action"] == "prune":
+                values = {"pruned_at": event["at"]}
+            con.execute(
+                update(V)
+                .where(V.c.region == region, V.c.version == event["version"])
+                .values(**values)
+            )
+        if insert_version:
+            con.execute(insert(V).values(region=region, **insert_version))
+        for seq, event in enumerate(new, start=(last or 0) + 1):
+            event["seq"] = seq
+            row = {k: event[k] for k in tables.EVENT_FIELDS}
+            con.execute(insert(E).values(region=region, seq=seq, **row))
+
+
+# -------------------------------------------------------------------- queries
+
+
+def _versions(con: Connection, region: str, *where: Any) -> list[ModelVersion]:
+    from sqlalchemy import select
+
+    V = tables.VERSIONS
+    rows = con.execute(
+        select(V).where(V.c.region == region, *where).order_by(V.c.version)
+    ).mappings()
+    return [_model_version(row) for row in rows]
+
+
+def _model_version(row: Any) -> ModelVersion:
+    body = json.loads(row["body"])
+    return ModelVersion(
+        region=row["region"],
+        version=int(row["version"]),
+        status=row["status"],
+        created_at=row["created_at"],
+        actor=row["actor"],
+        reasons=list(body.get("reasons", [])),
+        artifacts=dict(body.get("artifacts", {})),
+        record=dict(body.get("record", {})),
+        checksums=dict(body.get("checksums", {})),
+    )
+
+
+def _get(con: Connection, region: str, version: int) -> ModelVersion:
+    V = tables.VERSIONS
+    found = _versions(con, region, V.c.version == version)
+    if not found:
+        _require_exists(region, version, _statuses(con, region))
+    return found[0]
+
+
+def _statuses(con: Connection, region: str) -> dict[int, str]:
+    from sqlalchemy import select
+
+    V = tables.VERSIONS
+    rows = con.execute(select(V.c.version, V.c.status).where(V.c.region == region))
+    return {int(v): s for v, s in rows}
+
+
+def _pruned(con: Connection, region: str) -> dict[int, str]:
+    from sqlalchemy import select
+
+    V = tables.VERSIONS
+    rows = con.execute(
+        select(V.c.version, V.c.pruned_at).where(V.c.region == region, V.c.pruned_at.is_not(None))
+    )
+    return {int(v): at for v, at in rows}
+
+
+def _insert_ignore(con: Connection, table: Any, values: dict[str, Any]) -> Any:
+    """INSERT that does nothing when the row exists (SQLite and PostgreSQL)."""
+    if con.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).values(**values).on_conflict_do_nothing()
 
 
 # -------------------------------------------------------------------- helpers
@@ -834,39 +845,6 @@ def _supersede(
         return []
     why = f"superseded by {region}:v{version}"
     return [_event(at, actor, "archive", region, previous, APPROVED, ARCHIVED, why)]
-
-
-def _parse_events(raw: bytes, path: Path) -> list[dict[str, Any]]:
-    """Complete lines of the log; a last line without newline is still being written
-    (or was cut by a crash) and is not committed."""
-    lines = raw.split(b"\n")[:-1]
-    events = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise RegistryError(f"{path} line {number} is not valid JSON: {exc}") from exc
-    return events
-
-
-def _replay(events: list[dict[str, Any]]) -> dict[int, str]:
-    """Version -> status after ``events``; approving one version archives the other."""
-    statuses: dict[int, str] = {}
-    for event in events:
-        version, to_status = int(event["version"]), event["to_status"]
-        if to_status == APPROVED:
-            for other, status in statuses.items():
-                if status == APPROVED and other != version:
-                    statuses[other] = ARCHIVED
-        statuses[version] = to_status
-    return statuses
-
-
-def _pruned(events: list[dict[str, Any]]) -> dict[int, str]:
-    """Version -> when its artifacts were pruned, from the log's ``prune`` lines."""
-    return {int(e["version"]): e["at"] for e in events if e.get("action") == "prune"}
 
 
 def _approved(statuses: dict[int, str]) -> int | None:
