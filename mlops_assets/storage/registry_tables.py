@@ -31,8 +31,10 @@ from mlops_assets.storage.database import ensure_tables, is_settled, settle
 from mlops_assets.storage.manifest import STATE
 
 if TYPE_CHECKING:
-    from sqlalchemy import Table
+    from sqlalchemy import Connection, Table
     from sqlalchemy.engine import Engine
+
+    from mlops_assets.registry.versions import ModelVersion
 
 FILES_IMPORTED = "registry_files_imported"
 APPROVED = "approved"
@@ -112,7 +114,7 @@ def import_registry_files(engine: Engine, root: Path) -> dict[str, int]:
             if con.execute(select(VERSIONS.c.version).where(VERSIONS.c.region == region)).first():
                 continue  # registered in the database already: nothing of its files is newer
             events = parse_log(log.read_bytes(), log)
-            statuses, pruned = replay(events), pruned_at(events)
+            statuses, pruned = log_replay(events), log_pruned_at(events)
             for seq, event in enumerate(events, start=1):
                 con.execute(insert(EVENTS).values(region=region, seq=seq, **_event_row(event)))
             added["registry_events"] += len(events)
@@ -163,7 +165,7 @@ def _event_row(event: dict[str, Any]) -> dict[str, Any]:
 def parse_log(raw: bytes, path: Path) -> list[dict[str, Any]]:
     """Complete lines of an old ``events.jsonl``; a last line without a newline was cut
     by a crash and never committed."""
-    from mlops_assets.registry import RegistryError
+    from mlops_assets.registry.versions import RegistryError
 
     events = []
     for number, line in enumerate(raw.split(b"\n")[:-1], start=1):
@@ -176,7 +178,7 @@ def parse_log(raw: bytes, path: Path) -> list[dict[str, Any]]:
     return events
 
 
-def replay(events: list[dict[str, Any]]) -> dict[int, str]:
+def log_replay(events: list[dict[str, Any]]) -> dict[int, str]:
     """Version -> status after an old log's events; approving one archives the other."""
     statuses: dict[int, str] = {}
     for event in events:
@@ -189,6 +191,74 @@ def replay(events: list[dict[str, Any]]) -> dict[int, str]:
     return statuses
 
 
-def pruned_at(events: list[dict[str, Any]]) -> dict[int, str]:
+def log_pruned_at(events: list[dict[str, Any]]) -> dict[int, str]:
     """Version -> when its artifacts were pruned, from an old log's ``prune`` lines."""
     return {int(e["version"]): e["at"] for e in events if e.get("action") == "prune"}
+
+
+# -------------------------------------------------------------------- reads
+
+
+def select_versions(con: Connection, region: str, *where: Any) -> list[ModelVersion]:
+    from sqlalchemy import select
+
+    V = VERSIONS
+    rows = con.execute(
+        select(V).where(V.c.region == region, *where).order_by(V.c.version)
+    ).mappings()
+    return [model_version(row) for row in rows]
+
+
+def model_version(row: Any) -> ModelVersion:
+    from mlops_assets.registry.versions import ModelVersion
+
+    body = json.loads(row["body"])
+    return ModelVersion(
+        region=row["region"],
+        version=int(row["version"]),
+        status=row["status"],
+        created_at=row["created_at"],
+        actor=row["actor"],
+        reasons=list(body.get("reasons", [])),
+        artifacts=dict(body.get("artifacts", {})),
+        record=dict(body.get("record", {})),
+        checksums=dict(body.get("checksums", {})),
+    )
+
+
+def select_version(con: Connection, region: str, version: int) -> ModelVersion:
+    """One version; ``RegistryError`` naming the versions there are if it does not exist."""
+    from mlops_assets.registry.versions import require_exists
+
+    V = VERSIONS
+    found = select_versions(con, region, V.c.version == version)
+    if not found:
+        require_exists(region, version, select_statuses(con, region))
+    return found[0]
+
+
+def select_statuses(con: Connection, region: str) -> dict[int, str]:
+    from sqlalchemy import select
+
+    V = VERSIONS
+    rows = con.execute(select(V.c.version, V.c.status).where(V.c.region == region))
+    return {int(v): s for v, s in rows}
+
+
+def select_pruned(con: Connection, region: str) -> dict[int, str]:
+    from sqlalchemy import select
+
+    V = VERSIONS
+    rows = con.execute(
+        select(V.c.version, V.c.pruned_at).where(V.c.region == region, V.c.pruned_at.is_not(None))
+    )
+    return {int(v): at for v, at in rows}
+
+
+def insert_ignore(con: Connection, table: Any, values: dict[str, Any]) -> Any:
+    """INSERT that does nothing when the row exists (SQLite and PostgreSQL)."""
+    if con.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).values(**values).on_conflict_do_nothing()
