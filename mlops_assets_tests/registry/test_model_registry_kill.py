@@ -17,7 +17,7 @@ from mlops_assets.model_store import LocalModelStore
 from mlops_assets.registry import APPROVED, PENDING, ModelRegistry
 from mlops_assets.workspace import is_temp_name
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MODEL = "tree\nversion=v4\n"
 
 # Registers Nord's next version (approved, with a monitoring reference), killing itself
