@@ -319,6 +319,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate_state(args: argparse.Namespace) -> int:
+    """Import what older workspaces kept in files (the ingestion manifest's JSON records,
+    the registry's logs and version records) into the state database, once; opening the
+    manifest or the registry does the same on first use."""
+    from mlops_assets.storage.database import engine_for
+    from mlops_assets.storage.manifest import Manifest
+    from mlops_assets.storage.registry_tables import import_registry_files
+
+    ws = _settings(args).workspace()
+    engine = engine_for(ws.state_database_url)
+    added = {"manifest_files": Manifest(engine).import_json_records(ws)}
+    added.update(import_registry_files(engine, ws.registry_dir))
+    where = engine.url.render_as_string(hide_password=True)
+    print(f"state database {where}: " + ", ".join(f"{t} +{n}" for t, n in added.items()))
+    if not any(added.values()):
+        print("nothing to import: the files were imported before, or there are none")
+    return 0
+
+
 def cmd_registry(args: argparse.Namespace) -> int:
     from mlops_assets.registry import ModelRegistry, RegistryError
 
@@ -839,6 +858,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep the temporary workspace")
     p.add_argument("--out", required=True, help="JSON result file")
     p.set_defaults(func=cmd_drill)
+
+    p = sub.add_parser(
+        "migrate-state",
+        help="import an older workspace's manifest and registry files into the state "
+        "database (once; the files stay)",
+    )
+    p.add_argument("--home", help="workspace root (default: MLOPS_HOME or .mlops/<env>)")
+    p.set_defaults(func=cmd_migrate_state)
 
     p = sub.add_parser(
         "worker",

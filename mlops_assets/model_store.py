@@ -106,6 +106,11 @@ class ModelStore(ABC):
         registry finds artifacts no committed version owns."""
 
     @abstractmethod
+    def folders(self) -> list[str]:
+        """The top-level folders (regions) in the store, sorted: where the registry looks
+        for artifacts of a region that never got a committed version."""
+
+    @abstractmethod
     def sweep_temp(self, prefix: str) -> list[str]:
         """Remove what interrupted ``put`` calls left below ``prefix`` and return where
         it was. Only safe while no ``put`` below ``prefix`` is running; a store whose
@@ -177,6 +182,11 @@ class LocalModelStore(ModelStore):
             with contextlib.suppress(ValueError):  # temp files and strangers are no keys
                 out.append(check_key(key))
         return out
+
+    def folders(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.is_symlink())
 
     def sweep_temp(self, prefix: str) -> list[str]:
         swept = []

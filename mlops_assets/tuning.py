@@ -2,9 +2,11 @@
 person to review (a tuned model is never approved automatically: see ``registry``).
 
 The study
-    persists per region in the workspace, as an optuna journal file
-    (``tuning/<region>.journal``; optuna recommends ``JournalFileBackend`` over SQLite for
-    processes on one host). A run continues the study its data belongs to: the study name
+    persists per region: in a local workspace (SQLite state database) as an optuna journal
+    file (``tuning/<region>.journal``; optuna recommends ``JournalFileBackend`` over SQLite
+    for processes on one host), with a PostgreSQL state database (prod) in optuna's RDB
+    storage in that database, which every host reaches (:func:`study_storage`). A run
+    continues the study its data belongs to: the study name
     is ``<dataset>.<region>.<fingerprint>``, where the fingerprint covers the validation
     window, the rows fitted on, the fixed configuration and the reviewed parameters. Trial
     values are only comparable on the same data, so new data (or a new reviewed
@@ -15,7 +17,8 @@ Killed runs
     (``fail_stale_trials``) only exists for RDB storage, not for the journal in optuna 5,
     so one tuning process per region holds an exclusive ``flock`` on
     ``tuning/<region>.journal.owner`` for its whole run (the kernel drops it when the
-    process dies). Holding it, a RUNNING trial can only be a dead process's: it is marked
+    process dies; on PostgreSQL a session advisory lock, dropped with the connection).
+    Holding it, a RUNNING trial can only be a dead process's: it is marked
     FAIL on resume (with a ``fail_reason``) and counts as failed, never complete. A second
     concurrent run of the same region fails at once with :class:`TuningBusyError`.
 Validation
@@ -57,7 +60,7 @@ from typing import Any
 import lightgbm as lgb
 import optuna
 import pandas as pd
-from optuna.storages import JournalStorage
+from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
@@ -222,13 +225,11 @@ def tune_region(
     context = _study_context(spec, region, data, settings, reviewed)
     digest = hashlib.sha256(json.dumps(context, sort_keys=True, default=str).encode())
     name = f"{spec.name}.{region}.{digest.hexdigest()[:12]}"
-    path = workspace.study_path(region)
 
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        with _exclusive(path, region):
-            storage = JournalStorage(JournalFileBackend(str(path)))
+        with study_storage(workspace, region) as (storage, where):
             study = optuna.create_study(
                 study_name=name,
                 storage=storage,
@@ -273,7 +274,7 @@ def tune_region(
     return TuningResult(
         region=region,
         study_name=name,
-        storage_path=str(path),
+        storage_path=where,
         metric=str(best.user_attrs.get("metric", "")),
         gate_metric=spec.gate.metric,
         best_params=dict(best.user_attrs["params"]),
@@ -438,6 +439,49 @@ def _report_and_prune(
 
 
 @contextmanager
+def study_storage(workspace: Workspace, region: str) -> Iterator[tuple[BaseStorage, str]]:
+    """The region's optuna storage, held by this process alone for the whole run, and
+    where it is: the journal file below the workspace when the state database is SQLite
+    (one host), else optuna's RDB storage in the state database (PostgreSQL: every host
+    reaches it), with a session advisory lock as the region's lock (PostgreSQL drops it
+    when the holder's connection dies, as the kernel drops a dead process's flock)."""
+    from sqlalchemy.engine import make_url
+
+    url = workspace.state_database_url
+    if make_url(url).get_backend_name() == "sqlite":
+        path = workspace.study_path(region)
+        with _exclusive(path, region):
+            yield JournalStorage(JournalFileBackend(str(path))), str(path)
+        return
+    with _advisory_lock(url, region):
+        storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        try:
+            yield storage, make_url(url).render_as_string(hide_password=True)
+        finally:
+            storage.engine.dispose()
+
+
+@contextmanager
+def _advisory_lock(url: str, region: str) -> Iterator[None]:
+    from sqlalchemy import text
+
+    from mlops_assets.storage.database import engine_for
+
+    digest = hashlib.sha256(f"mlops_assets.tuning:{region}".encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    with engine_for(url).connect() as con:
+        con = con.execution_options(isolation_level="AUTOCOMMIT")
+        if not con.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+            raise TuningBusyError(
+                f"region {region!r} is being tuned by another process (advisory lock {key})"
+            )
+        try:
+            yield
+        finally:
+            con.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+
+
+@contextmanager
 def _exclusive(journal: Path, region: str) -> Iterator[None]:
     """Hold the region's tuning lock for a whole run; repair what a killed writer left."""
     journal.parent.mkdir(parents=True, exist_ok=True)
@@ -475,7 +519,7 @@ def _repair_tail(journal: Path) -> None:
         fh.truncate(fh.read().rfind(b"\n") + 1)
 
 
-def _fail_dead_trials(study: optuna.Study, storage: JournalStorage) -> int:
+def _fail_dead_trials(study: optuna.Study, storage: BaseStorage) -> int:
     """Mark RUNNING trials FAIL: under the region's lock they belong to a dead process."""
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     study_id = storage.get_study_id_from_name(study.study_name)

@@ -121,8 +121,9 @@ class Workspace:
 
     @property
     def registry_dir(self) -> Path:
-        """Model registry state: ``registry/<region_key>/versions/<NNNN>.json``,
-        ``events.jsonl`` and ``.lock`` (see ``mlops_assets.registry``)."""
+        """Where workspaces from before the state database kept the model registry
+        (``<region_key>/events.jsonl`` and ``versions/<NNNN>.json``); imported once into
+        the state database (``mlops_assets.storage.registry_tables``)."""
         return self.root / "registry"
 
     @property

@@ -38,10 +38,11 @@ def settle(engine: Engine, fact: str) -> None:
 
 
 def ensure_tables(engine: Engine, metadata: MetaData) -> None:
-    """Create ``metadata``'s missing tables, once per engine and process."""
-    if not is_settled(engine, "tables"):
+    """Create ``metadata``'s missing tables, once per engine, metadata and process."""
+    fact = "tables:" + ",".join(sorted(metadata.tables))
+    if not is_settled(engine, fact):
         metadata.create_all(engine)
-        settle(engine, "tables")
+        settle(engine, fact)
 
 
 def engine_for(url: str) -> Engine:

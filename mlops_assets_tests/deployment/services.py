@@ -36,6 +36,18 @@ def missing_services() -> list[str]:
     return missing
 
 
+def require_services() -> None:
+    """Skip the test when the services are missing, or fail it where CI must have them
+    (``MLOPS_E2E_REQUIRE_SERVICES=1``)."""
+    import pytest
+
+    missing = missing_services()
+    if missing and os.environ.get("MLOPS_E2E_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"the prod-profile test needs {missing} (.ci/install-services.sh)")
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)}: run .ci/install-services.sh as root")
+
+
 class PostgresServer:
     """``initdb`` + ``pg_ctl start`` on 127.0.0.1:<free port>, trust authentication."""
 

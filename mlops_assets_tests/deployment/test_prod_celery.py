@@ -9,7 +9,6 @@ step is delivered again to the other worker instead of being lost."""
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import time
@@ -28,8 +27,8 @@ from mlops_assets_tests.deployment.services import (
     PostgresServer,
     RedisServer,
     kill_worker,
-    missing_services,
     prod_environment,
+    require_services,
     start_worker,
     use_prod_instance,
 )
@@ -43,14 +42,6 @@ WORKERS = ("w1", "w2")
 # region's step (~10-20 s here), so a step that is still running is never delivered twice
 VISIBILITY_TIMEOUT_S = 45
 EXECUTING = "in celery worker"
-
-
-def _require_services() -> None:
-    missing = missing_services()
-    if missing and os.environ.get("MLOPS_E2E_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"the prod-profile test needs {missing} (.ci/install-services.sh)")
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)}: run .ci/install-services.sh as root")
 
 
 def _executions(instance: dg.DagsterInstance, run_ids: list[str]) -> list[tuple[str, str, str]]:
@@ -94,7 +85,7 @@ def _wait(what: str, poll, timeout: float, logs: Deployment):  # noqa: ANN001, A
 def test_prod_profile_runs_steps_on_celery_workers_and_survives_a_killed_worker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _require_services()
+    require_services()
     # a SIGTERM (a CI timeout) unwinds through the cleanup below like Ctrl-C does
     previous = signal.signal(signal.SIGTERM, _raise_system_exit)
     postgres, redis = PostgresServer(), RedisServer()

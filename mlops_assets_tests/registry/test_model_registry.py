@@ -42,7 +42,7 @@ RECORD = {
 
 
 def _registry(root: Path) -> ModelRegistry:
-    return ModelRegistry(root / "registry", LocalModelStore(root / "models"))
+    return ModelRegistry(f"sqlite:///{root / 'state.sqlite'}", LocalModelStore(root / "models"))
 
 
 @pytest.fixture
@@ -68,11 +68,6 @@ def _statuses(reg: ModelRegistry, region: str = "Nord") -> dict[int, str]:
     return {mv.version: mv.status for mv in reg.versions(region)}
 
 
-def _file_statuses(reg: ModelRegistry, region: str = "Nord") -> dict[int, str]:
-    files = sorted((reg.root / region / "versions").glob("*.json"))
-    return {int(p.stem): json.loads(p.read_text())["status"] for p in files}
-
-
 # ------------------------------------------------------------------ registration
 
 
@@ -86,15 +81,16 @@ def test_register_numbers_versions_and_stores_the_record(reg: ModelRegistry) -> 
     assert v2.record["params"] == {"num_leaves": 31, "learning_rate": 0.05}
     assert datetime.fromisoformat(v2.created_at).utcoffset().total_seconds() == 0
 
-    on_disk = json.loads((reg.root / "Nord" / "versions" / "0002.json").read_text())
-    assert on_disk == v2.to_dict()
-    assert on_disk["actor"] == "trainer"
-    assert on_disk["reasons"] == ["gate passed: wape 0.12 < 0.2"]
-    assert on_disk["record"]["metrics"] == {"wape": 0.12}
-    assert set(on_disk["artifacts"]) == {"model.txt", "model.json"}
-    assert on_disk["artifacts"]["model.txt"].endswith("/models/Nord/0002/model.txt")
+    # read back by another registry on the same database
+    stored = ModelRegistry(reg.engine.url.render_as_string(), reg.store).get("Nord", 2)
+    assert stored == v2
+    assert stored.actor == "trainer"
+    assert stored.reasons == ["gate passed: wape 0.12 < 0.2"]
+    assert stored.record["metrics"] == {"wape": 0.12}
+    assert set(stored.artifacts) == {"model.txt", "model.json"}
+    assert stored.artifacts["model.txt"].endswith("/models/Nord/0002/model.txt")
     assert reg.store.exists("Nord/0002/model.txt")
-    assert ModelVersion.from_dict(on_disk) == v2
+    assert ModelVersion.from_dict(v2.to_dict()) == v2
 
 
 def test_registering_as_approved_archives_the_approved_version(reg: ModelRegistry) -> None:
@@ -103,7 +99,6 @@ def test_registering_as_approved_archives_the_approved_version(reg: ModelRegistr
     _register(reg, APPROVED)
     assert _statuses(reg) == {1: ARCHIVED, 2: REJECTED, 3: APPROVED}
     assert reg.latest_approved("Nord").version == 3
-    assert _file_statuses(reg) == {1: ARCHIVED, 2: REJECTED, 3: APPROVED}
 
 
 @pytest.mark.parametrize("status", [ARCHIVED, "approve", ""])
@@ -137,7 +132,6 @@ def test_approve_archives_previous_and_rollback_restores_it(reg: ModelRegistry) 
     assert back.status == APPROVED
     assert _statuses(reg) == {1: APPROVED, 2: ARCHIVED}
     assert reg.latest_approved("Nord").label == "Nord:v1"
-    assert _file_statuses(reg) == {1: APPROVED, 2: ARCHIVED}
 
 
 def test_latest_approved_ignores_newer_pending_and_rejected(reg: ModelRegistry) -> None:
@@ -208,7 +202,7 @@ def test_unsafe_region_keys_are_refused(reg: ModelRegistry, region: str) -> None
         reg.versions(region)
     with pytest.raises(UnsafeNameError):
         reg.latest_approved(region)
-    assert not reg.root.exists() or list(reg.root.iterdir()) == []
+    assert reg.regions() == []
     assert not reg.store.root.exists()
 
 
@@ -266,7 +260,6 @@ def test_random_operations_never_leave_two_approved(reg: ModelRegistry) -> None:
                 getattr(reg, action)("Nord", mv.version, actor="fuzz", reason="fuzz")
         states = _statuses(reg)
         assert list(states.values()).count(APPROVED) <= 1
-        assert _file_statuses(reg) == states
         approved = [v for v, s in states.items() if s == APPROVED]
         latest = reg.latest_approved("Nord")
         assert (latest.version if latest else None) == (approved[0] if approved else None)
@@ -281,45 +274,53 @@ def test_regions_and_empty_region(tmp_path: Path) -> None:
     _register(reg, region="Sud")
     _register(reg, region="Nord")
     assert reg.regions() == ["Nord", "Sud"]
-    assert reg.root == (tmp_path / "ws" / "registry").resolve()
+    assert reg.engine.url.database == str(tmp_path / "ws" / "state" / "mlops.sqlite")
     assert (tmp_path / "ws" / "models" / "Sud" / "0001" / "model.txt").is_file()
 
 
 # ------------------------------------------------------------------ crash safety
 
 
-def test_unfinished_log_line_and_uncommitted_version_file_are_ignored(
-    reg: ModelRegistry,
+def test_the_database_refuses_a_second_approved_version_of_a_region(reg: ModelRegistry) -> None:
+    from sqlalchemy import update
+    from sqlalchemy.exc import IntegrityError
+
+    from mlops_assets.storage.registry_tables import VERSIONS
+
+    _register(reg, APPROVED)
+    _register(reg)
+    _register(reg, APPROVED, region="Sud")
+    with pytest.raises(IntegrityError), reg.engine.begin() as con:
+        con.execute(
+            update(VERSIONS)
+            .where(VERSIONS.c.region == "Nord", VERSIONS.c.version == 2)
+            .values(status=APPROVED)
+        )
+    assert _statuses(reg) == {1: APPROVED, 2: PENDING}
+
+
+def test_a_registration_that_fails_midway_commits_nothing_and_its_number_is_reused(
+    reg: ModelRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _register(reg, APPROVED)
-    _register(reg)
-    region_dir = reg.root / "Nord"
-    # a crash while approving v2: half a log line, and a status copy written ahead
-    with (region_dir / "events.jsonl").open("a") as fh:
-        fh.write('{"action": "approve", "version": 2, "to_st')
-    # a crash while registering v3: the version file exists, the log has no line for it
-    (region_dir / "versions" / "0003.json").write_text(json.dumps({"version": 3}))
+    put = reg.store.put
 
-    assert _statuses(reg) == {1: APPROVED, 2: PENDING}
-    assert reg.latest_approved("Nord").version == 1
+    def put_then_fail(key: str, data: bytes) -> str:
+        if key.endswith("model.json"):
+            raise OSError("disk full")
+        return put(key, data)
 
-    mv = _register(reg)  # the next mutation repairs the log and reuses number 3
-    assert mv.version == 3
-    assert _statuses(reg) == {1: APPROVED, 2: PENDING, 3: PENDING}
-    lines = (region_dir / "events.jsonl").read_text().splitlines()
-    assert [json.loads(line)["seq"] for line in lines] == [1, 2, 3]
+    monkeypatch.setattr(reg.store, "put", put_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        _register(reg, APPROVED)
+    assert _statuses(reg) == {1: APPROVED} and len(reg.history("Nord")) == 1
+    assert reg.store.exists("Nord/0002/model.txt")  # written before the failure
 
-
-def test_stale_status_copy_is_repaired_by_next_mutation(reg: ModelRegistry) -> None:
-    _register(reg, APPROVED)
-    _register(reg)
-    path = reg.root / "Nord" / "versions" / "0001.json"
-    data = json.loads(path.read_text())
-    data["status"] = PENDING  # as if a crash fell between log commit and file update
-    path.write_text(json.dumps(data))
-    assert reg.get("Nord", 1).status == APPROVED  # the log decides
-    reg.approve("Nord", 2, actor="alice", reason="ok")
-    assert _file_statuses(reg) == {1: ARCHIVED, 2: APPROVED}
+    monkeypatch.undo()
+    mv = _register(reg, APPROVED)
+    assert mv.version == 2 and reg.load_artifacts(mv)[0] == FAKE_MODEL
+    assert _statuses(reg) == {1: ARCHIVED, 2: APPROVED}
+    assert [e["seq"] for e in reg.history("Nord")] == [1, 2, 3]
 
 
 # ------------------------------------------------------------------ concurrency
@@ -375,10 +376,8 @@ def test_concurrent_approvals_leave_exactly_one_approved(tmp_path: Path) -> None
     states = _statuses(reg)
     assert list(states.values()).count(APPROVED) == 1
     assert list(states.values()).count(ARCHIVED) == 8
-    assert _file_statuses(reg) == states
 
-    lines = (reg.root / "Nord" / "events.jsonl").read_text().splitlines()
-    events = [json.loads(line) for line in lines]  # valid JSONL, no torn lines
+    events = reg.history("Nord")
     approvals = [e for e in events if e["action"] == "approve"]
     assert sorted(e["version"] for e in approvals) == list(range(2, 10))
     assert len([e for e in events if e["action"] == "archive"]) == 8
@@ -442,7 +441,7 @@ def test_lightgbm_model_round_trips_as_text(reg: ModelRegistry) -> None:
     model_file = reg.store.root / "Nord" / "0001" / "model.txt"
     assert model_file.read_bytes().startswith(b"tree")
     assert json.loads((reg.store.root / "Nord" / "0001" / "model.json").read_text()) == meta
-    for path in [*reg.store.root.rglob("*"), *reg.root.rglob("*")]:
+    for path in reg.store.root.rglob("*"):
         if path.is_file():
             raw = path.read_bytes()
             assert not raw.startswith(b"\x80"), path
@@ -711,12 +710,22 @@ def test_prune_refuses_bad_counts(reg: ModelRegistry, keep: dict) -> None:
 # ------------------------------------------------------------------ integrity
 
 
+def _edit_record(reg: ModelRegistry, version: int, edit, region: str = "Nord") -> None:
+    """Change a version's stored record (``edit(body)`` in place), as older code left it."""
+    from sqlalchemy import select, update
+
+    from mlops_assets.storage.registry_tables import VERSIONS
+
+    where = (VERSIONS.c.region == region, VERSIONS.c.version == version)
+    with reg.engine.begin() as con:
+        body = json.loads(con.execute(select(VERSIONS.c.body).where(*where)).scalar_one())
+        edit(body)
+        con.execute(update(VERSIONS).where(*where).values(body=json.dumps(body)))
+
+
 def _strip_checksum(reg: ModelRegistry, version: int, name: str, region: str = "Nord") -> None:
     """Make a version's record look like one from before checksums were recorded."""
-    path = reg.root / region / "versions" / f"{version:04d}.json"
-    data = json.loads(path.read_text())
-    del data["checksums"][name]
-    path.write_text(json.dumps(data))
+    _edit_record(reg, version, lambda body: body["checksums"].pop(name), region)
 
 
 def _artifact(reg: ModelRegistry, version: int, name: str, region: str = "Nord") -> Path:
@@ -809,38 +818,36 @@ def test_verify_reports_every_version_whose_artifacts_do_not_match(reg: ModelReg
         reg.load_artifacts(reg.get("Nord", 3))
 
 
-def test_verify_reports_a_lost_record_and_an_unreadable_log(reg: ModelRegistry) -> None:
+def test_verify_reports_a_lost_record(reg: ModelRegistry) -> None:
     _register(reg)
     _register(reg)
     _register(reg, region="Sud")
-    (reg.root / "Nord" / "versions" / "0002.json").unlink()
-    (reg.root / "Sud" / "events.jsonl").write_text("not json\n")
+    _edit_record(reg, 2, lambda body: body.clear())  # imported without its record file
     problems = reg.verify()
     assert [(p.label, p.artifact, p.kind) for p in problems] == [
         ("Nord:v2", None, "missing_record"),
-        ("Sud", None, "unreadable_log"),
     ]
-    assert str(problems[1]).startswith("Sud events.jsonl: unreadable_log: ")
+    assert str(problems[0]).startswith("Nord:v2 record: missing_record: ")
 
 
 def _leave_killed_registration(reg: ModelRegistry, version: int) -> list[Path]:
     """What registrations killed at different points leave, by hand: an orphan version's
-    artifacts and record, unfinished writes (temp files) of artifacts and a record."""
+    artifacts, unfinished writes (temp files) of artifacts."""
     from mlops_assets.workspace import temp_path_for
 
     orphan = _artifact(reg, version, "model.txt")
     orphan.parent.mkdir(parents=True)
     orphan.write_text("tree\nkilled\n")
     _artifact(reg, version, "reference.csv").write_text("date\n")
-    record = reg.root / "Nord" / "versions" / f"{version:04d}.json"
-    record.write_text(json.dumps({"version": version}))
     temps = [
         temp_path_for(_artifact(reg, version, "model.json")),
         temp_path_for(_artifact(reg, version + 1, "model.txt")),  # a folder of its own
-        temp_path_for(reg.root / "Nord" / "versions" / f"{version:04d}.json"),
         temp_path_for(_artifact(reg, 1, "model.txt")),  # beside a committed artifact
     ]
-    return [orphan, _artifact(reg, version, "reference.csv"), record, *temps]
+    for temp in temps:
+        temp.parent.mkdir(parents=True, exist_ok=True)
+        temp.write_text("half")
+    return [orphan, _artifact(reg, version, "reference.csv"), *temps]
 
 
 def _files(*roots: Path) -> list[str]:
@@ -854,7 +861,7 @@ def test_the_next_registration_sweeps_leftovers_and_reuses_the_uncommitted_numbe
 ) -> None:
     _register(reg, APPROVED)
     _register(reg)
-    clean = _files(reg.root, reg.store.root)
+    clean = _files(reg.store.root)
     leftovers = _leave_killed_registration(reg, 3)
     assert all(p.exists() for p in leftovers)
     assert _statuses(reg) == {1: APPROVED, 2: PENDING}  # nothing half-registered shows
@@ -862,12 +869,12 @@ def test_the_next_registration_sweeps_leftovers_and_reuses_the_uncommitted_numbe
     mv = _register(reg)
 
     assert mv.version == 3  # nothing ever committed 3: the number is reused
-    rewritten = {_artifact(reg, 3, "model.txt"), reg.root / "Nord" / "versions" / "0003.json"}
+    rewritten = {_artifact(reg, 3, "model.txt")}
     assert not any(p.exists() for p in leftovers if p not in rewritten)
     assert not (reg.store.root / "Nord" / "0004").exists()
     # exactly the new version's files were added: no killed reference.csv under v3
-    added = sorted(set(_files(reg.root, reg.store.root)) - set(clean))
-    assert added == ["Nord/0003/model.json", "Nord/0003/model.txt", "Nord/versions/0003.json"]
+    added = sorted(set(_files(reg.store.root)) - set(clean))
+    assert added == ["Nord/0003/model.json", "Nord/0003/model.txt"]
     assert reg.load_artifacts(mv)[0] == FAKE_MODEL
     assert reg.verify() == []
 
@@ -885,7 +892,6 @@ def test_verify_and_sweep_remove_leftovers_and_say_where_they_were(reg: ModelReg
         for p in leftovers
     )
     assert not any(p.exists() for p in leftovers)
-    assert (reg.root / "Nord" / ".lock").exists()  # the lock file is no leftover
     assert reg.sweep("Nord") == [] and reg.check_integrity().swept == []
     assert _register(reg).version == 3
 
@@ -893,10 +899,8 @@ def test_verify_and_sweep_remove_leftovers_and_say_where_they_were(reg: ModelReg
 def test_a_first_registration_killed_leaves_nothing_verify_does_not_sweep(
     reg: ModelRegistry,
 ) -> None:
-    """Killed before any version of the region was committed: no log yet, still swept."""
+    """Killed before any version of the region was committed: no rows, still swept."""
     _register(reg, region="Sud")
-    (reg.root / "Nord").mkdir()
-    (reg.root / "Nord" / ".lock").touch()
     orphan = _artifact(reg, 1, "model.txt")
     orphan.parent.mkdir(parents=True)
     orphan.write_text("tree\n")

@@ -17,7 +17,7 @@ from mlops_assets.model_store import LocalModelStore
 from mlops_assets.registry import APPROVED, PENDING, ModelRegistry
 from mlops_assets.workspace import is_temp_name
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MODEL = "tree\nversion=v4\n"
 
 # Registers Nord's next version (approved, with a monitoring reference), killing itself
@@ -46,11 +46,11 @@ elif point == "after_first_artifact":
         die()
 
     LocalModelStore.put = put_then_die
-elif point == "before_commit":  # every artifact and the version file are written
+elif point == "before_commit":  # every artifact is written, no row is
     registry.ModelRegistry._commit = die
 else:
     raise SystemExit(f"unknown point {point}")
-reg = registry.ModelRegistry(root / "registry", LocalModelStore(root / "models"))
+reg = registry.ModelRegistry(f"sqlite:///{root / 'state.sqlite'}", LocalModelStore(root / "models"))
 reg.register(
     "Nord",
     model_text="tree\\nkilled\\n",
@@ -72,14 +72,9 @@ LEFT_BEHIND = {
         "models/Nord/0003/model.json",
         "models/Nord/0003/model.txt",
         "models/Nord/0003/reference.csv",
-        "registry/Nord/versions/0003.json",
     ],
 }
-V3_FILES = [
-    "models/Nord/0003/model.json",
-    "models/Nord/0003/model.txt",
-    "registry/Nord/versions/0003.json",
-]
+V3_FILES = ["models/Nord/0003/model.json", "models/Nord/0003/model.txt"]
 
 
 def _files(root: Path) -> set[str]:
@@ -91,7 +86,7 @@ def _files(root: Path) -> set[str]:
             p.relative_to(root).as_posix(),
         )
         for p in root.rglob("*")
-        if p.is_file()
+        if p.is_file() and not p.name.startswith("state.sqlite")  # the database's own files
     }
 
 
@@ -113,7 +108,9 @@ def _register(reg: ModelRegistry, status: str) -> None:
 def test_a_registration_killed_midway_leaves_no_half_version_and_numbers_continue(
     tmp_path: Path, point: str, then: str
 ) -> None:
-    reg = ModelRegistry(tmp_path / "registry", LocalModelStore(tmp_path / "models"))
+    reg = ModelRegistry(
+        f"sqlite:///{tmp_path / 'state.sqlite'}", LocalModelStore(tmp_path / "models")
+    )
     _register(reg, APPROVED)
     _register(reg, PENDING)
     before = _files(tmp_path)

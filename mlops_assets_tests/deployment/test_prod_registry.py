@@ -1,0 +1,97 @@
+"""The model registry on PostgreSQL (the prod state database): concurrent approvals from
+several processes leave exactly one approved version, registrations get distinct numbers,
+and the database itself refuses a second approved row. Needs Debian's PostgreSQL
+(``make e2e-prod``)."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from mlops_assets.model_store import LocalModelStore
+from mlops_assets.registry import APPROVED, ARCHIVED, PENDING, ModelRegistry
+from mlops_assets_tests.deployment.services import PostgresServer, require_services
+
+pytestmark = pytest.mark.e2e_prod
+MODEL = "tree\nversion=v4\n"
+
+
+def _registry(url: str, models: str) -> ModelRegistry:
+    return ModelRegistry(url, LocalModelStore(Path(models)))
+
+
+def _register(reg: ModelRegistry, status: str = PENDING, run_id: str = "run") -> int:
+    return reg.register(
+        "Nord", model_text=MODEL, model_meta={}, record={"run_id": run_id}, status=status,
+        reasons=[], actor="trainer",
+    ).version  # fmt: skip
+
+
+def _approve(url: str, models: str, version: int, barrier) -> None:
+    reg = _registry(url, models)
+    barrier.wait(timeout=60)
+    reg.approve("Nord", version, actor=f"worker-{version}", reason="concurrent approval")
+
+
+def _register_in_process(url: str, models: str, index: int, barrier, queue) -> None:
+    reg = _registry(url, models)
+    barrier.wait(timeout=60)
+    queue.put((index, _register(reg, run_id=f"run-{index}")))
+
+
+def _run_all(ctx, target, args_list) -> None:
+    procs = [ctx.Process(target=target, args=args) for args in args_list]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0] * len(procs)
+
+
+def test_concurrent_approvals_and_registrations_on_postgresql(tmp_path: Path) -> None:
+    from sqlalchemy import update
+    from sqlalchemy.exc import IntegrityError
+
+    from mlops_assets.storage.registry_tables import VERSIONS
+
+    require_services()
+    postgres = PostgresServer()
+    try:
+        postgres.start()
+        url, models = postgres.url("mlops", "postgresql+psycopg2"), str(tmp_path / "models")
+        reg = _registry(url, models)
+        _register(reg, APPROVED)
+        for _ in range(8):
+            _register(reg)
+        ctx = multiprocessing.get_context("spawn")  # a fresh engine in every process
+
+        barrier = ctx.Barrier(8)
+        _run_all(ctx, _approve, [(url, models, v, barrier) for v in range(2, 10)])
+
+        states = {mv.version: mv.status for mv in reg.versions("Nord")}
+        assert list(states.values()).count(APPROVED) == 1
+        assert list(states.values()).count(ARCHIVED) == 8
+        events = reg.history("Nord")
+        approvals = [e for e in events if e["action"] == "approve"]
+        assert sorted(e["version"] for e in approvals) == list(range(2, 10))
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert reg.latest_approved("Nord").version == approvals[-1]["version"]
+
+        barrier, queue = ctx.Barrier(6), ctx.Queue()
+        _run_all(ctx, _register_in_process, [(url, models, i, barrier, queue) for i in range(6)])
+        got = dict(queue.get(timeout=10) for _ in range(6))
+        assert sorted(got.values()) == list(range(10, 16))
+        assert reg.verify() == []
+
+        pending = next(mv.version for mv in reg.versions("Nord") if mv.status == PENDING)
+        with pytest.raises(IntegrityError), reg.engine.begin() as con:
+            con.execute(
+                update(VERSIONS)
+                .where(VERSIONS.c.region == "Nord", VERSIONS.c.version == pending)
+                .values(status=APPROVED)
+            )
+        reg.engine.dispose()
+    finally:
+        postgres.stop()
