@@ -9,6 +9,7 @@ import pytest
 from mlops_assets import cli
 from mlops_assets.storage.manifest import Manifest
 from mlops_assets.workspace import Workspace
+from mlops_assets_tests.registry.support import edit_record
 
 ROSSMANN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rossmann-100"
 
@@ -235,10 +236,7 @@ def test_registry_verify_prints_problems_and_exits_by_what_it_found(tmp_path, da
     ]
 
     (home / "models" / "Nord" / "0001" / "model.txt").write_text("tree\nswapped\n")
-    record = home / "registry" / "Sud" / "versions" / "0001.json"
-    data = json.loads(record.read_text())
-    del data["checksums"]["model.json"]
-    record.write_text(json.dumps(data))
+    edit_record(registry, "Sud", 1, lambda body: body["checksums"].pop("model.json"))
     orphan = home / "models" / "Nord" / "0003" / "model.txt"  # a killed registration's
     orphan.parent.mkdir()
     orphan.write_text("tree\n")

@@ -7,7 +7,6 @@ three departments, three years), trained with few trees (``FAST``).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import lightgbm as lgb
@@ -29,6 +28,7 @@ from mlops_assets.registry import (
 from mlops_assets.spec import DatasetSpec, GateSettings
 from mlops_assets.training import predict_frame
 from mlops_assets.workspace import Workspace
+from mlops_assets_tests.registry.support import edit_record
 from mlops_assets_tests.test_training import FAST, REGION, SPEC, history, sample_features
 
 IMPOSSIBLE = SPEC.model_copy(update={"gate": GateSettings(max_value=0.0001)})
@@ -246,10 +246,7 @@ def test_an_approved_model_without_checksums_is_refused_and_a_retrain_replaces_i
     features, fs = data
     registry = registry_at(tmp_path)
     v1 = run(registry, features, fs, "old", spec=LENIENT).version
-    record = registry.root / REGION / "versions" / "0001.json"
-    data_ = json.loads(record.read_text())
-    data_.pop("checksums")
-    record.write_text(json.dumps(data_))
+    edit_record(registry, REGION, 1, lambda body: body.pop("checksums"))
     with pytest.raises(RegistryError, match="Sud:v1: artifact model.txt has no recorded checksum"):
         registry.load_artifacts(registry.latest_approved(REGION))
 

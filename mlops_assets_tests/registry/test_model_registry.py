@@ -25,6 +25,7 @@ from mlops_assets.registry import (
     decide_status,
 )
 from mlops_assets.workspace import Workspace
+from mlops_assets_tests.registry.support import edit_record
 
 FAKE_MODEL = "tree\nversion=v4\nnum_class=1\n"
 RECORD = {
@@ -710,22 +711,9 @@ def test_prune_refuses_bad_counts(reg: ModelRegistry, keep: dict) -> None:
 # ------------------------------------------------------------------ integrity
 
 
-def _edit_record(reg: ModelRegistry, version: int, edit, region: str = "Nord") -> None:
-    """Change a version's stored record (``edit(body)`` in place), as older code left it."""
-    from sqlalchemy import select, update
-
-    from mlops_assets.storage.registry_tables import VERSIONS
-
-    where = (VERSIONS.c.region == region, VERSIONS.c.version == version)
-    with reg.engine.begin() as con:
-        body = json.loads(con.execute(select(VERSIONS.c.body).where(*where)).scalar_one())
-        edit(body)
-        con.execute(update(VERSIONS).where(*where).values(body=json.dumps(body)))
-
-
 def _strip_checksum(reg: ModelRegistry, version: int, name: str, region: str = "Nord") -> None:
     """Make a version's record look like one from before checksums were recorded."""
-    _edit_record(reg, version, lambda body: body["checksums"].pop(name), region)
+    edit_record(reg, region, version, lambda body: body["checksums"].pop(name))
 
 
 def _artifact(reg: ModelRegistry, version: int, name: str, region: str = "Nord") -> Path:
@@ -822,7 +810,7 @@ def test_verify_reports_a_lost_record(reg: ModelRegistry) -> None:
     _register(reg)
     _register(reg)
     _register(reg, region="Sud")
-    _edit_record(reg, 2, lambda body: body.clear())  # imported without its record file
+    edit_record(reg, "Nord", 2, lambda body: body.clear())  # imported without its record file
     problems = reg.verify()
     assert [(p.label, p.artifact, p.kind) for p in problems] == [
         ("Nord:v2", None, "missing_record"),

@@ -1,7 +1,5 @@
 """drift_report: a region's statistics against the reference saved with its approved model."""
 
-import json
-
 import dagster as dg
 import pandas as pd
 
@@ -9,6 +7,7 @@ from mlops_assets.defs.local_driver import run_partitions
 from mlops_assets.defs.monitoring.drift import DRIFT_REPORT_KEY
 from mlops_assets.monitoring import read_drift_report
 from mlops_assets_tests.defs.models.pipeline_support import materializations
+from mlops_assets_tests.registry.support import edit_record
 
 REGION = "Nord"
 
@@ -52,10 +51,10 @@ def test_drift_report_compares_with_the_reference_saved_with_the_model(model_pip
 
     # a version registered without a reference (an older model) falls back to the moved
     # feature table, and its temperature statistics change
-    record_path = p.registry.root / REGION / "versions" / f"{mv.version:04d}.json"
-    record = json.loads(record_path.read_text())
-    del record["artifacts"]["reference.csv"], record["checksums"]["reference.csv"]
-    record_path.write_text(json.dumps(record))
+    def drop_reference(body: dict) -> None:
+        del body["artifacts"]["reference.csv"], body["checksums"]["reference.csv"]
+
+    edit_record(p.registry, REGION, mv.version, drop_reference)
     meta = _drift_report(p)
     assert meta["reference_source"].value.startswith("the feature table's training window")
     assert meta["reference_rows"].value == train_rows
