@@ -45,6 +45,7 @@ from mlops_assets.registry.versions import (
     utc_now,
 )
 from mlops_assets.storage import registry_tables as tables
+from mlops_assets.storage.database import engine_for, reading
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,8 +59,6 @@ class ModelRegistry:
     """Model versions of every region in the state database; artifacts kept in ``store``."""
 
     def __init__(self, database: Engine | str, store: ModelStore) -> None:
-        from mlops_assets.storage.database import engine_for
-
         self.engine = engine_for(database) if isinstance(database, str) else database
         self.store = store
         tables.ensure_registry_tables(self.engine)
@@ -68,8 +67,6 @@ class ModelRegistry:
     def for_workspace(cls, workspace: Workspace) -> ModelRegistry:
         """The registry of a workspace (its state database), with artifacts in its local
         model store; a registry still in files below ``registry/`` is imported once."""
-        from mlops_assets.storage.database import engine_for
-
         engine = engine_for(workspace.state_database_url)
         tables.import_registry_files(engine, workspace.registry_dir)
         return cls(engine, LocalModelStore(workspace.models_dir))
@@ -88,7 +85,7 @@ class ModelRegistry:
 
     def pruned(self, region: str) -> dict[int, str]:
         """Version -> when its artifacts were pruned (UTC, ISO 8601), for ``region``."""
-        with self.engine.connect() as con:
+        with reading(self.engine) as con:
             return tables.select_pruned(con, require_safe_key(region))
 
     def regions(self) -> list[str]:
@@ -96,25 +93,25 @@ class ModelRegistry:
         from sqlalchemy import select
 
         V = tables.VERSIONS
-        with self.engine.connect() as con:
+        with reading(self.engine) as con:
             rows = con.execute(select(V.c.region).distinct().order_by(V.c.region)).scalars()
             return [r for r in rows if is_safe_key(r)]
 
     def versions(self, region: str) -> list[ModelVersion]:
         """Every version of ``region``, oldest first (empty if it has none)."""
-        with self.engine.connect() as con:
+        with reading(self.engine) as con:
             return tables.select_versions(con, require_safe_key(region))
 
     def get(self, region: str, version: int) -> ModelVersion:
         """One version; ``RegistryError`` if it does not exist."""
         version = check_version(version)
-        with self.engine.connect() as con:
+        with reading(self.engine) as con:
             return tables.select_version(con, require_safe_key(region), version)
 
     def latest_approved(self, region: str) -> ModelVersion | None:
         """THE approved model of ``region``, or ``None`` if no version is approved."""
         V = tables.VERSIONS
-        with self.engine.connect() as con:
+        with reading(self.engine) as con:
             found = tables.select_versions(con, require_safe_key(region), V.c.status == APPROVED)
         return found[0] if found else None
 
@@ -124,7 +121,7 @@ class ModelRegistry:
 
         E = tables.EVENTS
         region = require_safe_key(region)
-        with self.engine.connect() as con:
+        with reading(self.engine) as con:
             rows = con.execute(select(E).where(E.c.region == region).order_by(E.c.seq))
             return [dict(row._mapping) for row in rows]
 

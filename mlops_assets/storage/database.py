@@ -6,22 +6,26 @@ file, tens of thousands of them) become rows written in one transaction each, re
 with one query instead of one file open per record.
 
 SQLite is opened in WAL mode (readers never wait for the writer) with a busy timeout,
-and every transaction starts with ``BEGIN IMMEDIATE``: two processes that both read and
-then write queue at the start instead of failing with "database is locked" when one of
-them tries to upgrade its read lock.
+and every transaction that may write starts with ``BEGIN IMMEDIATE``: two processes that
+both read and then write queue at the start instead of failing with "database is locked"
+when one of them tries to upgrade its read lock. Pure reads (``reading``) start a
+deferred transaction and never wait.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sqlalchemy import MetaData
+    from sqlalchemy import Connection, MetaData
     from sqlalchemy.engine import Engine
 
 BUSY_TIMEOUT_MS = 60_000
+READ_ONLY = "mlops_read_only"  # execution option of reading()
 _ENGINES: dict[tuple[int, str], Engine] = {}
 _LOCK = threading.Lock()
 # what this process knows holds in an engine's database for good (tables created, a
@@ -43,6 +47,15 @@ def ensure_tables(engine: Engine, metadata: MetaData) -> None:
     if not is_settled(engine, fact):
         metadata.create_all(engine)
         settle(engine, fact)
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads only: on SQLite its transaction is deferred, so it reads a
+    snapshot while a writer holds the write lock instead of queueing behind it (a
+    registration writing megabytes of model text, an ingest recording its files)."""
+    with engine.connect() as con:
+        yield con.execution_options(**{READ_ONLY: True})
 
 
 def engine_for(url: str) -> Engine:
@@ -88,6 +101,8 @@ def _create_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:  # noqa: ANN001
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # a reader (read_only) takes a snapshot and never waits for a writer (WAL)
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine

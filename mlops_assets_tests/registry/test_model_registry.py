@@ -300,6 +300,33 @@ def test_the_database_refuses_a_second_approved_version_of_a_region(reg: ModelRe
     assert _statuses(reg) == {1: APPROVED, 2: PENDING}
 
 
+def test_readers_do_not_wait_for_a_writer_holding_the_database(tmp_path: Path) -> None:
+    """A registration holds SQLite's write lock while it writes its artifacts; sensors and
+    forecasts reading the registry meanwhile read the last committed state at once."""
+    import sqlite3
+    import threading
+
+    reg = _registry(tmp_path)
+    _register(reg, APPROVED)
+    writer = sqlite3.connect(tmp_path / "state.sqlite", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # what a registration in progress holds
+    writer.execute("UPDATE registry_versions SET actor = 'in progress'")
+    seen: list = []
+    reader = threading.Thread(
+        target=lambda: seen.extend([reg.latest_approved("Nord"), reg.history("Nord")])
+    )
+    reader.start()
+    reader.join(timeout=30)  # a waiting reader would block for the 60 s busy timeout
+    try:
+        assert not reader.is_alive()
+        assert seen[0].version == 1 and seen[0].actor == "trainer"  # the committed state
+        assert len(seen[1]) == 1
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        reader.join()
+
+
 def test_a_registration_that_fails_midway_commits_nothing_and_its_number_is_reused(
     reg: ModelRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
