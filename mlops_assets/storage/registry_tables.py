@@ -210,20 +210,11 @@ def select_versions(con: Connection, region: str, *where: Any) -> list[ModelVers
 
 
 def model_version(row: Any) -> ModelVersion:
+    """A ``registry_versions`` row as a ModelVersion (its JSON body holds the record)."""
     from mlops_assets.registry.versions import ModelVersion
 
-    body = json.loads(row["body"])
-    return ModelVersion(
-        region=row["region"],
-        version=int(row["version"]),
-        status=row["status"],
-        created_at=row["created_at"],
-        actor=row["actor"],
-        reasons=list(body.get("reasons", [])),
-        artifacts=dict(body.get("artifacts", {})),
-        record=dict(body.get("record", {})),
-        checksums=dict(body.get("checksums", {})),
-    )
+    columns = {k: row[k] for k in ("region", "version", "status", "created_at", "actor")}
+    return ModelVersion.from_dict({**json.loads(row["body"]), **columns})
 
 
 def select_version(con: Connection, region: str, version: int) -> ModelVersion:
