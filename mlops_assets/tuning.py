@@ -465,10 +465,9 @@ def study_storage(workspace: Workspace, region: str) -> Iterator[tuple[BaseStora
 def _advisory_lock(url: str, region: str) -> Iterator[None]:
     from sqlalchemy import text
 
-    from mlops_assets.storage.database import engine_for
+    from mlops_assets.storage.database import advisory_key, engine_for
 
-    digest = hashlib.sha256(f"mlops_assets.tuning:{region}".encode()).digest()
-    key = int.from_bytes(digest[:8], "big", signed=True)
+    key = advisory_key(f"mlops_assets.tuning:{region}")
     with engine_for(url).connect() as con:
         con = con.execution_options(isolation_level="AUTOCOMMIT")
         if not con.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():

@@ -45,8 +45,29 @@ def ensure_tables(engine: Engine, metadata: MetaData) -> None:
     """Create ``metadata``'s missing tables, once per engine, metadata and process."""
     fact = "tables:" + ",".join(sorted(metadata.tables))
     if not is_settled(engine, fact):
-        metadata.create_all(engine)
+        with engine.begin() as con:
+            # processes starting at once on a new database: one creates, the others wait
+            # and find the tables (create_all's own check-then-create races on PostgreSQL)
+            serialize(con, "mlops_assets.create_tables")
+            metadata.create_all(con)
         settle(engine, fact)
+
+
+def serialize(con: Connection, name: str) -> None:
+    """Make transactions that call this with the same ``name`` run one after another (a
+    one-time import that two processes start at once): SQLite's ``BEGIN IMMEDIATE``
+    already does; on PostgreSQL a transaction-level advisory lock, released at commit."""
+    if con.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        con.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key(name)})
+
+
+def advisory_key(name: str) -> int:
+    """PostgreSQL's advisory lock number for ``name`` (a signed 64-bit integer)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 @contextmanager

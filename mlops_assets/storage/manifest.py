@@ -17,7 +17,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from mlops_assets.storage.database import engine_for, ensure_tables, is_settled, settle
+from mlops_assets.storage.database import (
+    engine_for,
+    ensure_tables,
+    is_settled,
+    serialize,
+    settle,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Table
@@ -160,6 +166,7 @@ class Manifest:
         if is_settled(self.engine, JSON_IMPORTED):
             return 0
         with self.engine.begin() as con:
+            serialize(con, JSON_IMPORTED)  # a second process waits, then finds the marker
             if con.execute(select(STATE.c.value).where(STATE.c.key == JSON_IMPORTED)).first():
                 settle(self.engine, JSON_IMPORTED)
                 return 0

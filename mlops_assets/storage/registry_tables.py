@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_assets.naming import is_safe_key
-from mlops_assets.storage.database import ensure_tables, is_settled, settle
+from mlops_assets.storage.database import ensure_tables, is_settled, serialize, settle
 from mlops_assets.storage.manifest import STATE
 
 if TYPE_CHECKING:
@@ -100,6 +100,7 @@ def import_registry_files(engine: Engine, root: Path) -> dict[str, int]:
         return added
     ensure_registry_tables(engine)
     with engine.begin() as con:
+        serialize(con, FILES_IMPORTED)  # a second process waits, then finds the marker
         if con.execute(select(STATE.c.value).where(STATE.c.key == FILES_IMPORTED)).first():
             settle(engine, FILES_IMPORTED)
             return added

@@ -1,6 +1,7 @@
-"""The model registry on PostgreSQL (the prod state database): concurrent approvals from
-several processes leave exactly one approved version, registrations get distinct numbers,
-and the database itself refuses a second approved row. Needs Debian's PostgreSQL
+"""The model registry on PostgreSQL (the prod state database): several processes opening
+a workspace for the first time at once, concurrent approvals from several processes leave
+exactly one approved version, registrations get distinct numbers, and the database itself
+refuses a second approved row. Needs Debian's PostgreSQL
 (``make e2e-prod``)."""
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ def _register_in_process(url: str, models: str, index: int, barrier, queue) -> N
     queue.put((index, _register(reg, run_id=f"run-{index}")))
 
 
+def _open_workspace(url: str, root: str, barrier) -> None:
+    from mlops_assets.storage.manifest import Manifest
+    from mlops_assets.workspace import Workspace
+
+    ws = Workspace(Path(root), database_url=url)
+    barrier.wait(timeout=60)
+    Manifest.for_workspace(ws)
+    ModelRegistry.for_workspace(ws)
+
+
 def _run_all(ctx, target, args_list) -> None:
     procs = [ctx.Process(target=target, args=args) for args in args_list]
     for p in procs:
@@ -61,11 +72,16 @@ def test_concurrent_approvals_and_registrations_on_postgresql(tmp_path: Path) ->
     try:
         postgres.start()
         url, models = postgres.url("mlops", "postgresql+psycopg2"), str(tmp_path / "models")
+        ctx = multiprocessing.get_context("spawn")  # a fresh engine in every process
+        # the first open of a workspace, by several processes at once: one imports the
+        # older files (none here) and marks it, the others wait and find the mark
+        barrier = ctx.Barrier(6)
+        _run_all(ctx, _open_workspace, [(url, str(tmp_path / "ws"), barrier)] * 6)
+
         reg = _registry(url, models)
         _register(reg, APPROVED)
         for _ in range(8):
             _register(reg)
-        ctx = multiprocessing.get_context("spawn")  # a fresh engine in every process
 
         barrier = ctx.Barrier(8)
         _run_all(ctx, _approve, [(url, models, v, barrier) for v in range(2, 10)])
