@@ -66,6 +66,10 @@ def build_region_sensor(
         added = sorted(set(known) - set(existing))
         targets = set(known) if ALL_REGIONS in touched else touched & set(known)
         targets |= set(added)
+        # regions whose features were built after the newest change already saw it (a
+        # demo or another driver ran them): one run per region and change, whatever the
+        # run keys of those runs were (a batch's key names a range, not each region)
+        targets -= features_built_after(context.instance, targets, newest)
         if not targets and not added:
             return dg.SensorResult(
                 cursor=json.dumps(cursor, sort_keys=True), skip_reason="no raw data changes"
@@ -92,6 +96,30 @@ def build_region_sensor(
         )
 
     return region_sensor
+
+
+def features_built_after(
+    instance: dg.DagsterInstance, regions: set[str], storage_id: int
+) -> set[str]:
+    """The ``regions`` whose features were materialized after event ``storage_id``."""
+    if not regions or not storage_id:
+        return set()
+    found: set[str] = set()
+    cursor = None
+    while True:
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("features"),
+                asset_partitions=sorted(regions),
+                after_storage_id=storage_id,
+            ),
+            limit=1000,
+            cursor=cursor,
+        )
+        found.update(r.partition_key for r in result.records if r.partition_key)
+        if not result.has_more:
+            return found
+        cursor = result.cursor
 
 
 def contiguous_batches(order: Sequence[str], wanted: set[str], size: int) -> list[list[str]]:

@@ -122,6 +122,21 @@ def test_only_regions_touched_by_new_files_are_refreshed(defs, instance, setting
     assert runs[1].assets == ["features"]
 
 
+def test_a_fresh_sensor_after_the_driver_requests_nothing_for_features_already_built(
+    defs, instance, settings, sample_source
+):
+    """The daemon after `make demo`: its region sensor starts without a cursor and sees
+    every raw change again, but every region's features were built after it."""
+    drop_all(sample_source, settings)
+    runs = run_sensors(defs, instance)
+    assert [r.partition_range for r in runs if r.job == "features_job"] == [
+        ("Nord", "Rhein_Main"),
+        ("Sud", "West"),
+    ]
+    tick = evaluate_sensor(defs, instance, "region_sensor", cursor=None)
+    assert tick.run_requests == [] and tick.skip_reason == "no raw data changes"
+
+
 def _driver_cursor(instance, name):
     from mlops_assets.defs.local_driver import _load_state
 
