@@ -39,6 +39,18 @@ def timed(compute: Callable[..., dg.MaterializeResult], *args) -> dg.Materialize
     return result._replace(metadata={**(result.metadata or {}), "compute_s": seconds})
 
 
+def region_results(
+    context: dg.AssetExecutionContext, results: Callable[[str], Iterator[RegionResult]]
+) -> Iterator[RegionResult]:
+    """The step body of a region-partitioned op: one region yields its results (Dagster's
+    ordinary path), several are run as a batch (:func:`run_batch`)."""
+    regions = context.partition_keys
+    if len(regions) == 1:
+        yield from results(require_safe_key(regions[0]))
+        return
+    run_batch(context, regions, results)
+
+
 def run_batch(
     context: dg.AssetExecutionContext,
     regions: Sequence[str],

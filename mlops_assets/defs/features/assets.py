@@ -15,7 +15,7 @@ import dagster as dg
 
 from mlops_assets.conditioning import FEATURES_VERSION, write_features
 from mlops_assets.data_checks import FEATURE_CHECKS, check_features
-from mlops_assets.defs.batching import RegionResult, run_batch, timed
+from mlops_assets.defs.batching import RegionResult, region_results, timed
 from mlops_assets.defs.ingest.assets import raw_asset_key
 from mlops_assets.defs.partitions import (
     latest_materialization,
@@ -23,7 +23,6 @@ from mlops_assets.defs.partitions import (
     region_partitions,
 )
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
-from mlops_assets.naming import require_safe_key
 from mlops_assets.settings import DEFAULT_REGIONS_PER_RUN
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.warehouse import connect, ingested_files, last_sales_date
@@ -83,7 +82,6 @@ def build_features_asset(
         notifier: NotifierResource,
     ) -> Iterator[RegionResult]:
         ws, ds = workspace.workspace(), workspace.dataset()
-        regions = context.partition_keys
         # one connection and one read of the manifest for every region of the run
         with connect(ws, ds) as con:
             dataset_last = last_sales_date(con, ds)
@@ -96,10 +94,7 @@ def build_features_asset(
                     features_region, context, ds, ws, con, notifier, region, dataset_last, inputs
                 )
 
-            if len(regions) == 1:
-                yield from results(require_safe_key(regions[0]))
-                return
-            run_batch(context, regions, results)
+            yield from region_results(context, results)
 
     return features
 

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from mlops_assets.defs.features.assets import FEATURES_KEY
 from mlops_assets.defs.features.jobs import FEATURES_JOB, REFRESH_JOB, features_job, refresh_job
 from mlops_assets.defs.ingest.assets import raw_asset_key
 from mlops_assets.defs.partitions import region_partitions
@@ -109,7 +110,7 @@ def features_built_after(
     while True:
         result = instance.fetch_materializations(
             dg.AssetRecordsFilter(
-                asset_key=dg.AssetKey("features"),
+                asset_key=FEATURES_KEY,
                 asset_partitions=sorted(regions),
                 after_storage_id=storage_id,
             ),

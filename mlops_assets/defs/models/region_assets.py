@@ -14,7 +14,8 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from mlops_assets.defs.batching import RegionResult, run_batch, timed
+from mlops_assets.defs import batching
+from mlops_assets.defs.batching import RegionResult, timed
 from mlops_assets.defs.forecasts.assets import FORECAST_KEY, forecast_region, forecast_spec
 from mlops_assets.defs.models.assets import (
     REGION_MODEL_KEY,
@@ -60,18 +61,14 @@ def build_region_assets(
         load_lightgbm_for_run(context)
 
         def results(region: str) -> Iterator[RegionResult]:
-            return region_results(context, spec, workspace, notifier, region)
+            return model_and_forecast_results(context, spec, workspace, notifier, region)
 
-        regions = context.partition_keys
-        if len(regions) == 1:
-            yield from results(regions[0])
-            return
-        run_batch(context, regions, results)
+        yield from batching.region_results(context, results)
 
     return region_model_and_forecast
 
 
-def region_results(
+def model_and_forecast_results(
     context: dg.AssetExecutionContext,
     spec: DatasetSpec,
     workspace: WorkspaceResource,
