@@ -321,16 +321,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_migrate_state(args: argparse.Namespace) -> int:
     """Import what older workspaces kept in files (the ingestion manifest's JSON records,
-    the registry's logs and version records) into the state database, once; opening the
-    manifest or the registry does the same on first use."""
+    the registry's logs and version records, the notification feed and alerting state)
+    into the state database, once; opening each of them does the same on first use."""
+    from mlops_assets.notifications import Notifier
     from mlops_assets.storage.database import engine_for
     from mlops_assets.storage.manifest import Manifest
+    from mlops_assets.storage.notification_tables import import_notification_files
     from mlops_assets.storage.registry_tables import import_registry_files
 
     ws = _settings(args).workspace()
     engine = engine_for(ws.state_database_url)
     added = {"manifest_files": Manifest(engine).import_json_records(ws)}
     added.update(import_registry_files(engine, ws.registry_dir))
+    added.update(import_notification_files(engine, *Notifier.legacy_files(ws)))
     where = engine.url.render_as_string(hide_password=True)
     print(f"state database {where}: " + ", ".join(f"{t} +{n}" for t, n in added.items()))
     if not any(added.values()):
@@ -561,6 +564,27 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notifications(args: argparse.Namespace) -> int:
+    """The notification feed (run failures, gate results, approvals, alerts), oldest first."""
+    from mlops_assets.notifications import KINDS, Notifier
+
+    if args.kind and args.kind not in KINDS:
+        raise CliError(f"unknown kind {args.kind!r}; expected one of {', '.join(KINDS)}")
+    if args.last < 1:
+        raise CliError("--last must be at least 1")
+    notifier = Notifier.for_workspace(_settings(args).workspace())
+    records = notifier.read(kind=args.kind, region=args.region)[-args.last :]
+    if args.json:
+        print(json.dumps(records, indent=2, default=str))
+        return 0
+    for r in records:
+        where = f" [{r['region']}]" if r["region"] else ""
+        print(f"{r['at']}  {r['kind']}{where}: {r['message']}")
+    if not records:
+        print("no notifications")
+    return 0
+
+
 def cmd_landing(args: argparse.Namespace) -> int:
     """``landing status``: every landing file, its hash, state and why it is not ingested."""
     from mlops_assets.landing import LANDING_STATES, landing_status
@@ -670,7 +694,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     why = "; ".join(mv.reasons) or "passed the quality gate, review and approve it"
     print(f"registered {mv.label} as {mv.status}: {why}")
     webhook = os.environ.get(WEBHOOK_ENV) or None
-    Notifier(ws.notifications_feed, webhook).send(
+    Notifier.for_workspace(ws, webhook).send(
         Notification(
             STATUS_NOTIFICATIONS[mv.status],
             f"{mv.label} is {mv.status}: {result.describe()}; {why}",
@@ -808,6 +832,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_quarantine)
 
+    p = sub.add_parser("notifications", help="the notification feed, oldest first")
+    p.add_argument("--home", help="workspace root (default: MLOPS_HOME or .mlops/<env>)")
+    p.add_argument("--kind", help="only this kind (run_failure, model_approved, ...)")
+    p.add_argument("--region", help="only this region")
+    p.add_argument("--last", type=int, default=50, help="at most this many, the newest")
+    p.add_argument("--json", action="store_true", help="print the records as a JSON list")
+    p.set_defaults(func=cmd_notifications)
+
     p = sub.add_parser(
         "landing", help="every landing file with its SHA-256, state and why it is not ingested"
     )
@@ -861,8 +893,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "migrate-state",
-        help="import an older workspace's manifest and registry files into the state "
-        "database (once; the files stay)",
+        help="import an older workspace's manifest, registry and notification files into "
+        "the state database (once; the files stay)",
     )
     p.add_argument("--home", help="workspace root (default: MLOPS_HOME or .mlops/<env>)")
     p.set_defaults(func=cmd_migrate_state)

@@ -70,6 +70,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         description="Train, gate and register one region's model, then forecast with the "
         "region's approved model.",
     )
+    workspace = WorkspaceResource(
+        root=str(settings.home), spec=settings.spec, database_url=_database_url(settings)
+    )
     return dg.Definitions(
         assets=[
             *build_raw_assets(spec),
@@ -101,13 +104,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_quality_tuning_sensor(status),
         ],
         resources={
-            "workspace": WorkspaceResource(
-                root=str(settings.home),
-                spec=settings.spec,
-                database_url=_database_url(settings),
-            ),
+            "workspace": workspace,
             "notifier": NotifierResource(
-                feed_path=str(settings.workspace().notifications_feed),
+                workspace=workspace,
                 # a secret: only ever through EnvVar, and only when it is set
                 webhook_url=dg.EnvVar(WEBHOOK_ENV) if os.environ.get(WEBHOOK_ENV) else None,
                 # where notifications link runs to (default: `make dev`'s address)

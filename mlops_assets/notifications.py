@@ -1,7 +1,8 @@
 """Notifications people act on: run failures, failed gates, model approvals.
 
-Every notification is appended to a local JSONL feed (``notifications.jsonl`` in the
-workspace), which always works and which the UI links to. When a webhook URL is
+Every notification is appended to the feed, a table of the workspace's state database
+(``mlops_assets.storage.notification_tables``: SQLite in dev, PostgreSQL in prod, so runs
+on any worker write to one feed; ``mlops-assets notifications`` prints it). When a webhook URL is
 configured (``MLOPS_WEBHOOK_URL``, read through Dagster's ``EnvVar``), the notification is
 also POSTed as Slack-compatible JSON (``{"text": ...}`` plus the structured fields). A
 webhook that is down, slow or failing, or a notification that cannot be formatted, never
@@ -15,7 +16,6 @@ but never shows its value, and delivery errors never repeat it.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import re
@@ -25,9 +25,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops_assets.settings import SettingsError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from mlops_assets.workspace import Workspace
 
 WEBHOOK_ENV = "MLOPS_WEBHOOK_URL"
 _log = logging.getLogger(__name__)
@@ -101,16 +106,44 @@ class Notifier:
 
     def __init__(
         self,
-        feed: Path,
+        database_url: str,
         webhook_url: str | None = None,
         timeout_s: float = 5.0,
         *,
         setting: str = WEBHOOK_ENV,
     ) -> None:
-        self.feed = Path(feed)
+        self.database_url = database_url
         # refused here too, so a resource or CLI built with a bad URL fails before any work
         self.webhook_url = check_webhook_url(webhook_url, setting)
         self.timeout_s = timeout_s
+
+    @classmethod
+    def for_workspace(
+        cls, workspace: Workspace, webhook_url: str | None = None, timeout_s: float = 5.0
+    ) -> Notifier:
+        """The notifier of a workspace's feed; a feed still in files is imported once."""
+        from mlops_assets.storage.notification_tables import import_notification_files
+
+        notifier = cls(workspace.state_database_url, webhook_url, timeout_s)
+        import_notification_files(notifier.engine, *cls.legacy_files(workspace))
+        return notifier
+
+    @staticmethod
+    def legacy_files(workspace: Workspace) -> tuple[Path, Path, Path]:
+        """Where workspaces from before the state database kept the feed, the run failure
+        groups and the alerting state (imported once, then unused)."""
+        feed = workspace.notifications_feed
+        return (
+            feed,
+            feed.with_name("run_failure_groups.json"),
+            workspace.fleet_monitoring_dir / "alerting.json",
+        )
+
+    @property
+    def engine(self) -> Engine:
+        from mlops_assets.storage.database import engine_for
+
+        return engine_for(self.database_url)
 
     def send(self, notification: Notification, *, deliver: bool = True) -> bool:
         """Record and deliver; returns whether the webhook (if any) accepted it. Never
@@ -166,32 +199,28 @@ class Notifier:
         return text
 
     def _append(self, record: dict[str, Any]) -> None:
-        """Append one JSON line to the feed; a record that cannot be serialised is written
-        with its details replaced by the error, and a feed that cannot be written is
-        logged: recording a notification never raises."""
+        """Add one record to the feed; a record that cannot be serialised is written with
+        its details replaced by the error, and a feed that cannot be written (the database
+        unreachable) is logged: recording a notification never raises."""
+        from mlops_assets.storage.notification_tables import append_notification
+
         try:
             try:
-                line = json.dumps(record, sort_keys=True, default=str)
+                json.dumps(record, default=str)
             except Exception as exc:  # e.g. a cycle, an object str() fails on
                 unserialisable = f"{type(exc).__name__}: {exc}"
-                line = json.dumps(
-                    {**record, "details": {"unserialisable_details": unserialisable}},
-                    sort_keys=True,
-                    default=repr,
-                )
-            self.feed.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.feed, "a", encoding="utf-8") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)  # whole lines from concurrent runs
-                fh.write(line + "\n")
-        except Exception:  # disk full, permissions: log, never fail the run
-            _log.exception(
-                "could not record a %s notification in %s", record.get("kind"), self.feed
-            )
+                record = {**record, "details": {"unserialisable_details": unserialisable}}
+            append_notification(self.engine, record)
+        except Exception:  # database down, disk full: log, never fail the run
+            _log.exception("could not record a %s notification in the feed", record.get("kind"))
 
-    def read(self) -> list[dict[str, Any]]:
-        if not self.feed.exists():
-            return []
-        return [json.loads(line) for line in self.feed.read_text().splitlines() if line]
+    def read(
+        self, *, after_id: int = 0, kind: str | None = None, region: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The feed in the order it was written (each record with its ``id``)."""
+        from mlops_assets.storage.notification_tables import read_notifications
+
+        return read_notifications(self.engine, after_id=after_id, kind=kind, region=region)
 
 
 # a failure of the same kind within this long after the last one posted is recorded in the
@@ -207,28 +236,17 @@ def failure_signature(job: str, step: str | None, error_line: str) -> str:
 
 
 class FailureGroups:
-    """Which failure signatures were posted when, and how many repeats since (a JSON file
-    beside the feed, written atomically; the run-failure sensor is its only writer)."""
+    """Which failure signatures were posted when, and how many repeats since (the
+    ``run_failure_groups`` table of the state database)."""
 
-    def __init__(self, path: Path, window_s: float = REPEAT_WINDOW_S) -> None:
-        self.path = Path(path)
+    def __init__(self, database_url: str, window_s: float = REPEAT_WINDOW_S) -> None:
+        self.database_url = database_url
         self.window_s = window_s
 
     def record(self, signature: str, now: float) -> tuple[bool, int]:
         """(post this failure?, failures of this kind recorded without a post since the
         last post). A post goes out for a new kind, or once the window has passed."""
-        from mlops_assets.workspace import atomic_write_json
+        from mlops_assets.storage.database import engine_for
+        from mlops_assets.storage.notification_tables import record_failure
 
-        state = json.loads(self.path.read_text()) if self.path.exists() else {}
-        group = state.get(signature)
-        if group is not None and now - group["posted_at"] < self.window_s:
-            group["repeats"] += 1
-            post, held = False, group["repeats"]
-        else:
-            held = group["repeats"] if group else 0
-            state[signature] = {"posted_at": now, "repeats": 0}
-            post = True
-        # kinds quiet for a whole window are forgotten, so the file stays small
-        state = {k: v for k, v in state.items() if now - v["posted_at"] < 2 * self.window_s}
-        atomic_write_json(self.path, state)
-        return post, held
+        return record_failure(engine_for(self.database_url), signature, now, self.window_s)

@@ -5,7 +5,8 @@ Layout (all below ``root``)::
     landing/<source>/...           files dropped by data engineers (never modified or deleted)
     quarantine/<source>/<sha>__<name>        copy of a rejected file
     quarantine/<source>/<sha>__<name>.reason.json   why it was rejected (machine-readable)
-    state/mlops.sqlite             the state database (ingestion manifest), unless
+    state/mlops.sqlite             the state database (ingestion manifest, model registry,
+                                   notification feed, alerting state), unless
                                    ``database_url`` names another (see ``storage``)
     manifest/<sha>.json            per-file manifest records of older workspaces (imported
                                    into the state database once, then unused)
@@ -117,6 +118,8 @@ class Workspace:
 
     @property
     def notifications_feed(self) -> Path:
+        """Where workspaces from before the state database kept the notification feed
+        (imported once, then unused; ``mlops_assets.storage.notification_tables``)."""
         return self.root / "notifications.jsonl"
 
     @property

@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 
 from mlops_assets import cli
+from mlops_assets.notifications import Notifier
 from mlops_assets.storage.manifest import Manifest
 from mlops_assets.workspace import Workspace
 from mlops_assets_tests.registry.support import edit_record
@@ -32,7 +33,7 @@ def test_demo_runs_the_pipeline_and_prints_region_rows(tmp_path, dagster_home, c
     for region in ("Nord", "Süd", "Rhein, Main", "Ost", "West"):
         assert region in out
     assert "Rhein_Main" in out and "FAIL" not in out
-    feed = [json.loads(line) for line in (tmp_path / "ws" / "notifications.jsonl").open()]
+    feed = Notifier.for_workspace(Workspace(tmp_path / "ws")).read()
     assert sorted(e["region"] for e in feed if e["kind"] == "model_approved") == [
         "Nord",
         "Ost",

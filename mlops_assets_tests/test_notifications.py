@@ -1,4 +1,4 @@
-"""Notifier: always the local feed; a webhook when configured, surviving its outages.
+"""Notifier: always the feed (the state database); a webhook when configured, surviving its outages.
 
 Every failing webhook here is real: a server on 127.0.0.1 that refuses, never answers,
 answers 500 or answers garbage (no network beyond loopback; the DNS failure is the
@@ -23,6 +23,11 @@ from mlops_assets.notifications import (
 from mlops_assets.settings import SettingsError
 
 SECRET = "T0KEN-s3cr3t"  # stands for the secret part of a real webhook URL
+
+
+def _db(tmp_path) -> str:
+    """A fresh state database (the feed's home) below ``tmp_path``."""
+    return f"sqlite:///{tmp_path}/state/mlops.sqlite"
 
 
 def _serve(status: int = 200) -> tuple[HTTPServer, list[dict]]:
@@ -100,7 +105,7 @@ def garbage_port() -> Iterator[int]:
 
 
 def test_feed_only_without_webhook(tmp_path):
-    notifier = Notifier(tmp_path / "notifications.jsonl")
+    notifier = Notifier(_db(tmp_path))
     assert notifier.send(Notification("model_approved", "Nord:v1 approved", "Nord"))
     [entry] = notifier.read()
     assert entry["kind"] == "model_approved" and entry["region"] == "Nord"
@@ -108,7 +113,7 @@ def test_feed_only_without_webhook(tmp_path):
 
 def test_webhook_receives_slack_compatible_json(tmp_path, receiver):
     url, received = receiver
-    notifier = Notifier(tmp_path / "feed.jsonl", webhook_url=url)
+    notifier = Notifier(_db(tmp_path), webhook_url=url)
     assert notifier.send(Notification("run_failure", "train_job failed", "Ost", {"run_id": "abc"}))
     [body] = received
     assert body["text"] == "mlops_assets run_failure [Ost]: train_job failed"
@@ -120,7 +125,7 @@ def _assert_failure_recorded(notifier: Notifier, kind: str) -> dict:
     """The notification and one ``delivery_failed`` entry are in the feed; the secret URL
     appears nowhere in it. Returns the failure entry."""
     assert [e["kind"] for e in notifier.read()] == [kind, "delivery_failed"]
-    assert SECRET not in notifier.feed.read_text()
+    assert SECRET not in json.dumps(notifier.read())
     failure = notifier.read()[1]
     assert failure["message"].startswith(f"webhook delivery of {kind} failed: ")
     return failure
@@ -128,7 +133,7 @@ def _assert_failure_recorded(notifier: Notifier, kind: str) -> dict:
 
 def test_receiver_down_is_logged_not_raised(tmp_path):
     url = f"http://127.0.0.1:{_free_port()}/hook/{SECRET}"
-    notifier = Notifier(tmp_path / "feed.jsonl", webhook_url=url, timeout_s=1)
+    notifier = Notifier(_db(tmp_path), webhook_url=url, timeout_s=1)
     assert notifier.send(Notification("model_pending_approval", "Sud:v2 waits", "Sud")) is False
     failure = _assert_failure_recorded(notifier, "model_pending_approval")
     assert "ConnectionRefused" in failure["message"] or "refused" in failure["message"]
@@ -137,7 +142,7 @@ def test_receiver_down_is_logged_not_raised(tmp_path):
 
 def test_receiver_that_never_answers_times_out_and_is_recorded(tmp_path, silent_port):
     url = f"http://127.0.0.1:{silent_port}/hook/{SECRET}"
-    notifier = Notifier(tmp_path / "feed.jsonl", webhook_url=url, timeout_s=0.3)
+    notifier = Notifier(_db(tmp_path), webhook_url=url, timeout_s=0.3)
     assert notifier.send(Notification("drift_alert", "Nord drifts", "Nord")) is False
     failure = _assert_failure_recorded(notifier, "drift_alert")
     assert "timed out" in failure["message"].lower() or "Timeout" in failure["message"]
@@ -145,7 +150,7 @@ def test_receiver_that_never_answers_times_out_and_is_recorded(tmp_path, silent_
 
 def test_http_500_is_recorded_with_its_status(tmp_path, failing_receiver):
     url, received = failing_receiver
-    notifier = Notifier(tmp_path / "feed.jsonl", webhook_url=url)
+    notifier = Notifier(_db(tmp_path), webhook_url=url)
     assert notifier.send(Notification("quality_breach", "Ost breaches", "Ost")) is False
     assert len(received) == 1  # it was posted, the receiver failed
     failure = _assert_failure_recorded(notifier, "quality_breach")
@@ -154,7 +159,7 @@ def test_http_500_is_recorded_with_its_status(tmp_path, failing_receiver):
 
 def test_answer_that_is_not_http_is_recorded(tmp_path, garbage_port):
     url = f"http://127.0.0.1:{garbage_port}/hook/{SECRET}"
-    notifier = Notifier(tmp_path / "feed.jsonl", webhook_url=url, timeout_s=2)
+    notifier = Notifier(_db(tmp_path), webhook_url=url, timeout_s=2)
     assert notifier.send(Notification("model_rejected", "West:v3 rejected", "West")) is False
     failure = _assert_failure_recorded(notifier, "model_rejected")
     assert "BadStatusLine" in failure["message"]
@@ -167,11 +172,11 @@ def test_dns_failure_is_recorded(tmp_path, monkeypatch):
     # the resolver's failure as getaddrinfo raises it, without asking any name server
     monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
     url = f"https://hooks.example.invalid/services/{SECRET}"
-    notifier = Notifier(tmp_path / "feed.jsonl", webhook_url=url, timeout_s=1)
+    notifier = Notifier(_db(tmp_path), webhook_url=url, timeout_s=1)
     assert notifier.send(Notification("run_failure", "ingest_job failed")) is False
     failure = _assert_failure_recorded(notifier, "run_failure")
     assert "Name or service not known" in failure["message"]
-    assert "hooks.example.invalid" not in notifier.feed.read_text()
+    assert "hooks.example.invalid" not in json.dumps(notifier.read())
 
 
 class _Unprintable:
@@ -183,7 +188,7 @@ class _Unprintable:
 
 def test_payload_that_cannot_be_formatted_is_recorded_not_raised(tmp_path, receiver):
     url, received = receiver
-    notifier = Notifier(tmp_path / "feed.jsonl", webhook_url=url)
+    notifier = Notifier(_db(tmp_path), webhook_url=url)
     sent = notifier.send(
         Notification("tuning_started", "Nord tuning", "Nord", {"x": _Unprintable()})
     )
@@ -196,7 +201,7 @@ def test_payload_that_cannot_be_formatted_is_recorded_not_raised(tmp_path, recei
 
 def test_feed_that_cannot_be_written_is_logged_not_raised(tmp_path, caplog):
     (tmp_path / "blocker").write_text("a file where the feed's folder should be")
-    notifier = Notifier(tmp_path / "blocker" / "feed.jsonl")
+    notifier = Notifier(f"sqlite:///{tmp_path}/blocker/state/mlops.sqlite")
     assert notifier.send(Notification("model_approved", "Nord:v1 approved", "Nord"))
     assert "could not record a model_approved notification" in caplog.text
 
@@ -221,7 +226,7 @@ def test_url_that_is_not_http_is_refused_without_showing_it(tmp_path, url):
     assert "MLOPS_WEBHOOK_URL" in str(exc.value) and SECRET not in str(exc.value)
     assert exc.value.__cause__ is None and exc.value.__context__ is None  # no chained repr
     with pytest.raises(SettingsError) as exc:
-        Notifier(tmp_path / "feed.jsonl", webhook_url=url)
+        Notifier(_db(tmp_path), webhook_url=url)
     assert SECRET not in str(exc.value)
 
 
@@ -246,7 +251,7 @@ def test_failures_differing_only_in_numbers_are_one_kind():
 
 
 def test_a_kind_is_posted_once_a_window_and_the_next_post_counts_the_repeats(tmp_path):
-    groups = FailureGroups(tmp_path / "groups.json")
+    groups = FailureGroups(_db(tmp_path))
     kind, other = "train_job|-|timeout", "features_job|x|KeyError: 'date'"
     assert groups.record(kind, now=0.0) == (True, 0)
     assert groups.record(kind, now=10.0) == (False, 1)
@@ -258,7 +263,7 @@ def test_a_kind_is_posted_once_a_window_and_the_next_post_counts_the_repeats(tmp
 
 def test_a_notification_recorded_without_delivery_is_not_posted(tmp_path, receiver):
     url, received = receiver
-    notifier = Notifier(tmp_path / "feed.jsonl", url)
+    notifier = Notifier(_db(tmp_path), url)
     notifier.send(Notification("run_failure", "first"))
     notifier.send(Notification("run_failure", "again"), deliver=False)
     assert [r["message"] for r in received] == ["first"]

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from mlops_assets import cli
 from mlops_assets import tuning as tuning_module
 from mlops_assets.conditioning import FeatureSet
+from mlops_assets.notifications import Notifier
 from mlops_assets.region_models import train_and_register
 from mlops_assets.registry import APPROVED, PENDING, REJECTED, ModelRegistry
 from mlops_assets.spec import DatasetSpec, GateSettings, TuningSettings, load_spec
@@ -219,6 +220,7 @@ import sys
 from mlops_assets.spec import load_spec
 from mlops_assets.tuning import load_region_features, tune_region
 from mlops_assets.workspace import Workspace
+from mlops_assets.notifications import Notifier
 source, target, spec_path, region = sys.argv[1:]
 spec = load_spec(spec_path)
 features, fs = load_region_features(Workspace(source), spec, region)
@@ -418,7 +420,7 @@ def test_cli_tune_registers_for_approval_and_notifies(source, tmp_path, monkeypa
     assert f"registered {REGION}:v1 as pending_approval" in out
     assert "tuning over 3 trials (3 new)" in out
     assert ModelRegistry.for_workspace(Workspace(home)).latest_approved(REGION) is None
-    feed = [json.loads(line) for line in (home / "notifications.jsonl").open()]
+    feed = Notifier.for_workspace(Workspace(home)).read()
     assert [(e["kind"], e["region"]) for e in feed] == [("model_pending_approval", REGION)]
 
     assert cli.main(["tune", "--region", REGION, "--trials", "0", "--home", str(home)]) == 2

@@ -14,7 +14,6 @@ week ``drift_week``: from that week's delivery on, the files come from a generat
 with the drift injected (every other region's data is byte-identical in both runs).
 """
 
-import json
 import shutil
 import tempfile
 import time
@@ -130,6 +129,7 @@ def run_drill(
     from mlops_assets.defs.local_driver import run_partitions, run_sensors
     from mlops_assets.defs.models.jobs import TRAIN_JOB
     from mlops_assets.defs.partitions import region_partitions
+    from mlops_assets.notifications import Notifier
 
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="mlops-drill-", dir=workdir))
@@ -223,8 +223,8 @@ def run_drill(
             runs += run_partitions(defs, instance, TRAIN_JOB, keys, tags={"mlops/trigger": "drill"})
             failed = [f"{r.job}[{r.partition_key}]" for r in runs if not r.success]
             log(f"reference up to {t0}: {len(keys)} regions trained ({len(failed)} failed runs)")
-            feed = ws.notifications_feed
-            seen_lines = len(feed.read_text().splitlines()) if feed.exists() else 0
+            feed = Notifier.for_workspace(ws)
+            seen = max((n["id"] for n in feed.read()), default=0)
             for week in range(1, cfg.weeks + 1):
                 first = t0 + timedelta(days=1 + 7 * (week - 1))
                 last = first + timedelta(days=6)
@@ -233,13 +233,9 @@ def run_drill(
                 t = time.perf_counter()
                 runs = run_sensors(defs, instance)
                 _record_week(ws, week, first, last, result_regions, runs)
-                lines = feed.read_text().splitlines() if feed.exists() else []
-                for line in lines[seen_lines:]:
-                    n = json.loads(line)
-                    notifications.append(
-                        {"kind": n["kind"], "region": n.get("region"), "week": week}
-                    )
-                seen_lines = len(lines)
+                for n in feed.read(after_id=seen):
+                    notifications.append({"kind": n["kind"], "region": n["region"], "week": week})
+                    seen = n["id"]
                 weeks_log.append(
                     {
                         "week": week,

@@ -115,14 +115,15 @@ def evaluate_sensor(
     the tick's own dynamic-partition requests are applied, which the daemon does first.
     """
     sensor = defs.resolve_sensor_def(name)
-    context = dg.build_sensor_context(
+    # entered as the daemon does: the notifier resource nests the workspace resource
+    with dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
         definitions=defs,
         resources=dict(defs.resources or {}),
         sensor_name=name,
-    )
-    result = sensor(context)
+    ) as context:
+        result = sensor(context)
     runs: list[dg.RunRequest] = []
     partitions: list = []
     skip = None

@@ -1,7 +1,5 @@
 """Resources shared by every domain: the workspace (paths + dataset spec)."""
 
-from pathlib import Path
-
 import dagster as dg
 from pydantic import Field
 
@@ -35,10 +33,10 @@ class WorkspaceResource(dg.ConfigurableResource):
 
 
 class NotifierResource(dg.ConfigurableResource):
-    """Where notifications go: the workspace's JSONL feed, plus a webhook when
-    ``MLOPS_WEBHOOK_URL`` is set (passed in as an ``EnvVar``, never written in config)."""
+    """Where notifications go: the feed in the workspace's state database, plus a webhook
+    when ``MLOPS_WEBHOOK_URL`` is set (passed in as an ``EnvVar``, never written in config)."""
 
-    feed_path: str
+    workspace: WorkspaceResource
     webhook_url: str | None = None
     ui_url: str = Field(
         default="http://127.0.0.1:3000",
@@ -52,7 +50,13 @@ class NotifierResource(dg.ConfigurableResource):
         self.notifier()
 
     def notifier(self) -> Notifier:
-        return Notifier(Path(self.feed_path), self.webhook_url)
+        return Notifier.for_workspace(self.workspace.workspace(), self.webhook_url)
+
+    @staticmethod
+    def feed_hint(region: str | None = None) -> str:
+        """Where a person reads the feed (asset metadata shows it beside what notified)."""
+        where = f" --region {region}" if region else ""
+        return f"mlops-assets notifications{where} (table notifications of the state database)"
 
     def send(
         self,

@@ -181,7 +181,7 @@ def train_region(
         "backtest": backtest_summary(trained.meta),
         "compared_with": compared_with_text(outcome.approved, gate.metric),
         "artifact": dg.MetadataValue.path(mv.artifacts.get("model.txt", "")),
-        "notifications": dg.MetadataValue.path(notifier.feed_path),
+        "notifications": notifier.feed_hint(mv.region),
     }
     return dg.MaterializeResult(
         asset_key=REGION_MODEL_KEY,

@@ -122,7 +122,7 @@ def tune_region_model(
         "study_storage": dg.MetadataValue.path(result.storage_path),
         "tuning_seconds": result.elapsed_seconds,
         "gate_failures": dg.MetadataValue.json(mv.reasons) if mv.reasons else None,
-        "notifications": dg.MetadataValue.path(notifier.feed_path),
+        "notifications": notifier.feed_hint(region),
     }
     yield dg.AssetObservation(
         asset_key=REGION_MODEL_KEY,

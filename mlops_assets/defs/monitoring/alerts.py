@@ -7,7 +7,6 @@ attribution drift and data quality WARN (people are told, nothing retrains); mod
 is an ERROR, and the tuning sensor turns it into a tuning run for that region only.
 """
 
-import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -21,7 +20,7 @@ from mlops_assets.naming import is_safe_key
 from mlops_assets.registry import ModelRegistry, ModelVersion
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.warehouse import regions_with_sales
-from mlops_assets.workspace import Workspace, atomic_parquet, atomic_write_json
+from mlops_assets.workspace import Workspace, atomic_parquet
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -129,7 +128,7 @@ def build_monitoring_alerts_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         status = monitoring.fleet_status(all_tables, all_weekly, holdout_error, s, metric=metric)
         atomic_parquet(status.alerts, monitoring.alerts_path(ws))
 
-        sent = _notify_new_alerts(ws, notifier, status, approved, context.run.run_id)
+        sent = _notify_new_alerts(notifier, status, approved, context.run.run_id)
         report_paths = _write_reports(ws, ds, registry, status, approved, all_tables)
 
         check_results, breaches = [], []
@@ -191,7 +190,7 @@ def build_monitoring_alerts_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                 if report_paths
                 else "no reports"
             ),
-            "notifications_feed": dg.MetadataValue.path(str(ws.notifications_feed)),
+            "notifications": notifier.feed_hint(),
         }
         return dg.MaterializeResult(metadata=metadata, check_results=check_results)
 
@@ -211,7 +210,6 @@ def _findings(rows: "pd.DataFrame") -> str:
 
 
 def _notify_new_alerts(
-    ws: Workspace,
     notifier: NotifierResource,
     status: "monitoring.FleetStatus",
     approved: dict[str, ModelVersion],
@@ -219,11 +217,13 @@ def _notify_new_alerts(
 ) -> int:
     """One notification when a region's check starts alerting (not one a week while it
     lasts); once it stops, a new episode notifies again. State: which region x check x
-    model version is alerting now (``monitoring/_fleet/alerting.json``)."""
+    model version is alerting now (table ``alerting`` of the state database)."""
     import pandas as pd
 
-    state_path = ws.fleet_monitoring_dir / "alerting.json"
-    before = set(json.loads(state_path.read_text())) if state_path.exists() else set()
+    from mlops_assets.storage.notification_tables import alerting_keys, replace_alerting_keys
+
+    engine = notifier.notifier().engine  # opening it imports a file-based state once
+    before = alerting_keys(engine)
     now: set[str] = set()
     sent = 0
     for name, (_, signals, kind, _) in ALERT_CHECKS.items():
@@ -243,7 +243,7 @@ def _notify_new_alerts(
                 run_id=run_id,
             )
             sent += 1
-    atomic_write_json(state_path, sorted(now))
+    replace_alerting_keys(engine, now)
     return sent
 
 

@@ -1,7 +1,6 @@
 """Tell people when a run fails (checks, approvals and drift notify from their own steps)."""
 
 import time
-from pathlib import Path
 
 import dagster as dg
 
@@ -63,7 +62,7 @@ def build_run_failure_notifier(default_status: dg.DefaultSensorStatus) -> dg.Sen
             context.instance, run, context.failure_event.message or "run failed"
         )
         region = run_region(run)
-        groups = FailureGroups(Path(notifier.feed_path).with_name("run_failure_groups.json"))
+        groups = FailureGroups(notifier.workspace.workspace().state_database_url)
         post, held = groups.record(failure_signature(run.job_name, step, error), time.time())
         where = f" at step {step}" if step else ""
         more = f" ({held} more failure(s) of this kind since the last message)" if held else ""

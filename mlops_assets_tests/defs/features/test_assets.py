@@ -1,12 +1,11 @@
 """features: materialized per region, gated by blocking checks that stop only that region."""
 
-import json
-
 import dagster as dg
 import pandas as pd
 
 from mlops_assets.defs.local_driver import run_sensors
 from mlops_assets.defs.partitions import region_partitions
+from mlops_assets.notifications import Notifier
 from mlops_assets_tests.defs.conftest import drop, drop_all
 
 
@@ -64,8 +63,7 @@ def test_failing_blocking_check_stops_downstream_for_that_region_only(
     ]
     assert [f.check_name for f in failed] == ["features_null_rates"]
     assert "temperature_c" in failed[0].description
-    feed = (settings.home / "notifications.jsonl").read_text().splitlines()
-    notices = [json.loads(line) for line in feed]
+    notices = Notifier.for_workspace(settings.workspace()).read()
     assert [(n["kind"], n["region"]) for n in notices] == [("check_failure", "Ost")]
     assert "features_null_rates" in notices[0]["message"]
     assert _materialized(bad) == ["features"]

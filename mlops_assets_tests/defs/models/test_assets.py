@@ -11,6 +11,7 @@ from mlops_assets.defs.models.checks import REGISTRY_CHECK
 from mlops_assets.gate import GATE_CHECKS
 from mlops_assets.plots import INLINE_MARKDOWN_CHARS
 from mlops_assets.registry import APPROVED, REJECTED
+from mlops_assets.spec import load_spec
 from mlops_assets_tests.defs.models.pipeline_support import check_evaluations, materializations
 
 
@@ -95,7 +96,11 @@ def test_sensors_then_train_job_approve_and_forecast_every_region(
         assert (forecast["date"] > pd.Timestamp(origin)).all()
         assert np.isfinite(forecast["prediction"]).all()
         explanations = pd.read_parquet(p.workspace.forecast_path(region, origin, "explanations"))
-        assert len(explanations) == 5 * len(forecast)  # top 5 contributions per forecast row
+        # top 5 contributions per forecast row of the stored sample of series
+        explained = explanations.groupby(["store", "item"]).ngroups
+        series = forecast.groupby(["store", "item"]).ngroups
+        assert explained == min(series, load_spec("sample").forecast.explain_series)
+        assert len(explanations) == 5 * len(forecast) * explained // series
         assert p.forecast_files(region) == sorted(
             [path, p.workspace.forecast_path(region, origin, "explanations")]
         )

@@ -32,7 +32,7 @@ def _check(home: Path, instance: dg.DagsterInstance, region: str) -> dg.AssetChe
         assets=[build_region_assets(load_spec("sample"))],
         resources={
             "workspace": WorkspaceResource(root=str(home)),
-            "notifier": NotifierResource(feed_path=str(home / "feed.jsonl")),
+            "notifier": NotifierResource(workspace=WorkspaceResource(root=str(home))),
         },
     )
     job = defs.resolve_implicit_global_asset_job_def().get_subset(

@@ -6,7 +6,6 @@ functions (no sensors), copied per test; the spec is the fast sample spec with a
 that passes any model.
 """
 
-import json
 import shutil
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from mlops_assets.definitions import build_definitions
 from mlops_assets.defs.models.assets import REGION_MODEL_KEY
 from mlops_assets.defs.models.tuning import TUNING_JOB
 from mlops_assets.defs.partitions import region_partitions
+from mlops_assets.notifications import Notifier
 from mlops_assets.registry import PENDING, ModelRegistry
 from mlops_assets.settings import Settings
 from mlops_assets.workspace import Workspace
@@ -84,7 +84,7 @@ def test_tuning_job_registers_pending_approval_observes_and_notifies(setup):
     assert meta["best_params"] == mv.record["tuning"]["best_params"]
     assert meta["study_storage"] == str(ws.study_path(REGION))
     assert {"improvement", "best_val_mape", "baseline_val_mape", "holdout_mape"} <= set(meta)
-    feed = [json.loads(line) for line in ws.notifications_feed.open()]
+    feed = Notifier.for_workspace(ws).read()
     started, note = [e for e in feed if e["region"] == REGION]
     assert started["kind"] == "tuning_started"
     assert started["details"]["trigger"] == "launched by a person"  # no sensor's tags

@@ -5,7 +5,18 @@ import json
 import dagster as dg
 import pytest
 
-from mlops_assets.defs.resources import NotifierResource
+from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
+from mlops_assets.notifications import Notifier
+from mlops_assets.workspace import Workspace
+
+
+def _notifier(tmp_path, **kwargs) -> NotifierResource:
+    """The notifier of a workspace below ``tmp_path`` (its feed: the state database)."""
+    return NotifierResource(workspace=WorkspaceResource(root=str(tmp_path / "ws")), **kwargs)
+
+
+def _feed(tmp_path) -> list[dict]:
+    return Notifier.for_workspace(Workspace(tmp_path / "ws")).read()
 
 
 def test_failed_run_is_notified_with_its_region(tmp_path, instance):
@@ -21,19 +32,18 @@ def test_failed_run_is_notified_with_its_region(tmp_path, instance):
         instance=instance, raise_on_error=False, tags={"dagster/partition": "Nord"}
     )
     assert not result.success
-    feed = tmp_path / "notifications.jsonl"
     from mlops_assets.defs.notifications.sensors import build_run_failure_notifier
 
     sensor = build_run_failure_notifier(dg.DefaultSensorStatus.STOPPED)
-    context = dg.build_run_status_sensor_context(
+    with dg.build_run_status_sensor_context(
         sensor_name=sensor.name,
         dagster_instance=instance,
         dagster_run=result.dagster_run,
         dagster_event=result.get_run_failure_event(),
-        resources={"notifier": NotifierResource(feed_path=str(feed))},
-    ).for_run_failure()
-    sensor(context)
-    [entry] = [json.loads(line) for line in feed.read_text().splitlines()]
+        resources={"notifier": _notifier(tmp_path)},
+    ).for_run_failure() as context:
+        sensor(context)
+    [entry] = _feed(tmp_path)
     assert entry["kind"] == "run_failure" and entry["region"] == "Nord"
     # the cause, not "the run failed": the step, the error's first line and a link
     link = f"http://127.0.0.1:3000/runs/{result.run_id}"
@@ -71,28 +81,25 @@ def test_repeated_failures_of_one_kind_are_posted_once(tmp_path, instance):
     def broken_job():
         explode()
 
-    feed = tmp_path / "notifications.jsonl"
     sensor = build_run_failure_notifier(dg.DefaultSensorStatus.STOPPED)
-    notifier = NotifierResource(
-        feed_path=str(feed), webhook_url=f"http://127.0.0.1:{server.server_port}/hook"
-    )
+    notifier = _notifier(tmp_path, webhook_url=f"http://127.0.0.1:{server.server_port}/hook")
     try:
         for region in ("Nord", "Sud", "West"):
             result = broken_job.execute_in_process(
                 instance=instance, raise_on_error=False, tags={"dagster/partition": region}
             )
-            context = dg.build_run_status_sensor_context(
+            with dg.build_run_status_sensor_context(
                 sensor_name=sensor.name,
                 dagster_instance=instance,
                 dagster_run=result.dagster_run,
                 dagster_event=result.get_run_failure_event(),
                 resources={"notifier": notifier},
-            ).for_run_failure()
-            sensor(context)
+            ).for_run_failure() as context:
+                sensor(context)
     finally:
         server.shutdown()
         server.server_close()
-    entries = [json.loads(line) for line in feed.read_text().splitlines()]
+    entries = _feed(tmp_path)
     assert [(e["region"], e["details"]["grouped"]) for e in entries] == [
         ("Nord", False),
         ("Sud", True),
@@ -140,24 +147,23 @@ def test_failing_webhook_never_fails_the_sensor(tmp_path, instance):
         explode()
 
     result = broken_job.execute_in_process(instance=instance, raise_on_error=False)
-    feed = tmp_path / "notifications.jsonl"
     sensor = build_run_failure_notifier(dg.DefaultSensorStatus.STOPPED)
     url = f"http://127.0.0.1:{server.server_port}/hook/{SECRET}"
     try:
-        context = dg.build_run_status_sensor_context(
+        with dg.build_run_status_sensor_context(
             sensor_name=sensor.name,
             dagster_instance=instance,
             dagster_run=result.dagster_run,
             dagster_event=result.get_run_failure_event(),
-            resources={"notifier": NotifierResource(feed_path=str(feed), webhook_url=url)},
-        ).for_run_failure()
-        sensor(context)
+            resources={"notifier": _notifier(tmp_path, webhook_url=url)},
+        ).for_run_failure() as context:
+            sensor(context)
     finally:
         server.shutdown()
         server.server_close()
-    entries = [json.loads(line) for line in feed.read_text().splitlines()]
+    entries = _feed(tmp_path)
     assert [e["kind"] for e in entries] == ["run_failure", "delivery_failed"]
-    assert "HTTP 500" in entries[1]["message"] and SECRET not in feed.read_text()
+    assert "HTTP 500" in entries[1]["message"] and SECRET not in json.dumps(entries)
 
 
 def test_unreachable_webhook_never_fails_a_run(tmp_path):
@@ -165,10 +171,9 @@ def test_unreachable_webhook_never_fails_a_run(tmp_path):
     def approves(notifier: NotifierResource) -> None:
         notifier.send("model_approved", "Nord:v1 approved", region="Nord")
 
-    feed = tmp_path / "notifications.jsonl"
-    resource = NotifierResource(feed_path=str(feed), webhook_url=_refused_url())
+    resource = _notifier(tmp_path, webhook_url=_refused_url())
     assert dg.materialize([approves], resources={"notifier": resource}).success
-    entries = [json.loads(line) for line in feed.read_text().splitlines()]
+    entries = _feed(tmp_path)
     assert [e["kind"] for e in entries] == ["model_approved", "delivery_failed"]
 
 
@@ -179,9 +184,7 @@ def test_non_http_webhook_is_refused_when_the_resource_starts(tmp_path):
     def approves(notifier: NotifierResource) -> None:
         calls.append(1)
 
-    resource = NotifierResource(
-        feed_path=str(tmp_path / "feed.jsonl"), webhook_url=f"ftp://hooks.example/{SECRET}"
-    )
+    resource = _notifier(tmp_path, webhook_url=f"ftp://hooks.example/{SECRET}")
     result = dg.materialize([approves], resources={"notifier": resource}, raise_on_error=False)
     assert not result.success and calls == []  # refused before the asset ran
     failure = next(e for e in result.all_events if e.is_failure)
@@ -254,17 +257,16 @@ def test_a_run_failed_from_outside_is_notified_with_the_engine_error(tmp_path, i
     )
     instance.report_run_failed(run)
     failure = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[-1]
-    feed = tmp_path / "notifications.jsonl"
     sensor = build_run_failure_notifier(dg.DefaultSensorStatus.STOPPED)
-    context = dg.build_run_status_sensor_context(
+    with dg.build_run_status_sensor_context(
         sensor_name=sensor.name,
         dagster_instance=instance,
         dagster_run=instance.get_run_by_id(run.run_id),
         dagster_event=failure.get_dagster_event(),
-        resources={"notifier": NotifierResource(feed_path=str(feed))},
-    ).for_run_failure()
-    sensor(context)
-    [entry] = [json.loads(line) for line in feed.read_text().splitlines()]
+        resources={"notifier": _notifier(tmp_path)},
+    ).for_run_failure() as context:
+        sensor(context)
+    [entry] = _feed(tmp_path)
     assert entry["region"] == "Sud" and entry["details"]["step"] is None
     assert entry["details"]["error"] == (
         "DagsterUserCodeUnreachableError: User code server request timed out"
