@@ -21,6 +21,7 @@ from mlops_assets.storage.database import (
     engine_for,
     ensure_tables,
     is_settled,
+    reading,
     serialize,
     settle,
 )
@@ -83,7 +84,7 @@ class Manifest:
         return manifest
 
     def get(self, sha256: str) -> dict[str, Any] | None:
-        with self.engine.begin() as con:
+        with reading(self.engine) as con:
             row = con.execute(_record_of(sha256)).first()
         return json.loads(row[0]) if row else None
 
@@ -99,7 +100,7 @@ class Manifest:
         """Every content hash with a record (ingested or quarantined)."""
         from sqlalchemy import select
 
-        with self.engine.begin() as con:
+        with reading(self.engine) as con:
             return set(con.execute(select(FILES.c.sha256)).scalars())
 
     def ingested(self, source: str) -> list[tuple[str, str, int]]:
@@ -111,14 +112,14 @@ class Manifest:
             .where(FILES.c.source == source, FILES.c.status == "ingested")
             .order_by(FILES.c.seq)
         )
-        with self.engine.begin() as con:
+        with reading(self.engine) as con:
             return [tuple(row) for row in con.execute(query)]
 
     def records(self) -> list[dict[str, Any]]:
         """Every record, in the order they were made."""
         from sqlalchemy import select
 
-        with self.engine.begin() as con:
+        with reading(self.engine) as con:
             rows = con.execute(select(FILES.c.record).order_by(FILES.c.seq)).scalars()
             return [json.loads(r) for r in rows]
 
@@ -151,7 +152,7 @@ class Manifest:
         query = select(REQUEUED.c.sha256, func.count()).group_by(REQUEUED.c.sha256)
         if shas is not None:
             query = query.where(REQUEUED.c.sha256.in_(list(shas)))
-        with self.engine.begin() as con:
+        with reading(self.engine) as con:
             return {sha: n for sha, n in con.execute(query)}
 
     def import_json_records(self, ws: Workspace) -> int:

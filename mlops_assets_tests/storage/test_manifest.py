@@ -60,6 +60,36 @@ def test_concurrent_writers_record_each_content_once(tmp_workspace: Workspace) -
     assert sum(sum(f) for f in firsts) == 120  # 240 attempts, 120 first writers
 
 
+def test_readers_do_not_wait_for_an_ingest_holding_the_database(
+    tmp_workspace: Workspace,
+) -> None:
+    """Sensor ticks and warehouse connections read the manifest while ingest runs record
+    files: they read the last committed state at once instead of queueing for the lock."""
+    import sqlite3
+    import threading
+
+    manifest = Manifest.for_workspace(tmp_workspace)
+    manifest.add(_record(_sha(1)))
+    writer = sqlite3.connect(tmp_workspace.root / "state" / "mlops.sqlite", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # an ingest recording its files
+    writer.execute("DELETE FROM manifest_files")
+    seen: list = []
+    reader = threading.Thread(
+        target=lambda: seen.extend(
+            [manifest.known(), manifest.ingested("sales"), manifest.get(_sha(1))]
+        )
+    )
+    reader.start()
+    reader.join(timeout=30)  # a waiting reader would block for the 60 s busy timeout
+    try:
+        assert not reader.is_alive()
+        assert seen[0] == {_sha(1)} and len(seen[1]) == 1 and seen[2]["status"] == "ingested"
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        reader.join()
+
+
 def test_requeue_moves_the_record_to_the_history(tmp_workspace: Workspace) -> None:
     manifest = Manifest.for_workspace(tmp_workspace)
     manifest.add(_record(_sha(1), "quarantined"))
