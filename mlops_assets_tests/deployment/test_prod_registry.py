@@ -1,7 +1,8 @@
-"""The model registry on PostgreSQL (the prod state database): several processes opening
-a workspace for the first time at once, concurrent approvals from several processes leave
-exactly one approved version, registrations get distinct numbers, and the database itself
-refuses a second approved row. Needs Debian's PostgreSQL
+"""The model registry and the notification feed on PostgreSQL (the prod state database):
+several processes opening a workspace for the first time at once, concurrent approvals
+from several processes leave exactly one approved version, registrations get distinct
+numbers, the database itself refuses a second approved row, and processes notifying at
+once lose no notification and post a failure kind once. Needs Debian's PostgreSQL
 (``make e2e-prod``)."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mlops_assets.model_store import LocalModelStore
+from mlops_assets.notifications import FailureGroups, Notification, Notifier
 from mlops_assets.registry import APPROVED, ARCHIVED, PENDING, ModelRegistry
 from mlops_assets_tests.deployment.services import PostgresServer, require_services
 
@@ -50,6 +52,7 @@ def _open_workspace(url: str, root: str, barrier) -> None:
     barrier.wait(timeout=60)
     Manifest.for_workspace(ws)
     ModelRegistry.for_workspace(ws)
+    Notifier.for_workspace(ws)
 
 
 def _run_all(ctx, target, args_list) -> None:
@@ -109,5 +112,35 @@ def test_concurrent_approvals_and_registrations_on_postgresql(tmp_path: Path) ->
                 .values(status=APPROVED)
             )
         reg.engine.dispose()
+    finally:
+        postgres.stop()
+
+
+def _notify(url: str, name: str, barrier, queue) -> None:
+    notifier = Notifier(url)
+    barrier.wait(timeout=60)
+    for i in range(10):
+        notifier.send(Notification("check_failure", f"{name} {i}", name))
+    queue.put(FailureGroups(url).record("train_job|-|Run worker (pid #) died", now=100.0))
+
+
+def test_concurrent_notifications_on_postgresql(tmp_path: Path) -> None:
+    require_services()
+    postgres = PostgresServer()
+    try:
+        postgres.start()
+        url = postgres.url("mlops", "postgresql+psycopg2")
+        ctx = multiprocessing.get_context("spawn")
+        names = [f"R{n}" for n in range(6)]
+        barrier, queue = ctx.Barrier(6), ctx.Queue()
+        _run_all(ctx, _notify, [(url, name, barrier, queue) for name in names])
+        decisions = sorted(queue.get(timeout=10) for _ in names)
+        assert decisions == [(False, n) for n in range(1, 6)] + [(True, 0)]
+        records = Notifier(url).read()
+        assert len(records) == 60 and len({r["id"] for r in records}) == 60
+        for name in names:  # each process's records in the order it wrote them
+            assert [r["message"] for r in records if r["region"] == name] == [
+                f"{name} {i}" for i in range(10)
+            ]
     finally:
         postgres.stop()
