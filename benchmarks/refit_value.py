@@ -30,15 +30,18 @@ from drift_replay import build_workspace  # benchmarks/: ingest and condition a 
 
 from mlops_assets.metrics import regression_metrics
 from mlops_assets.spec import load_spec
-from mlops_assets.training import eligible_rows, predict_frame, prepare_region
+from mlops_assets.training import RegionData, eligible_rows, predict_frame, prepare_region
 
 RESULTS = Path(__file__).parent / "results" / "refit_value.json"
 CUTOFFS = ("2014-07-31", "2015-03-27", "2015-06-19")
 
 
-def fits(history: pd.DataFrame, fs, spec) -> tuple[dict, dict[str, lgb.Booster], dict[str, float]]:
+def fits(
+    history: pd.DataFrame, fs, spec
+) -> tuple[RegionData, dict[str, lgb.Booster], dict[str, float]]:
     """The probe, evaluation and final fits of ``train_region_model`` (same order, params,
-    seeds and rows), with the seconds each took."""
+    seeds and rows) as ``probe`` / ``evaluated`` / ``refit``, with the seconds each took,
+    and the region's prepared data (its split and metadata)."""
     settings = spec.model
     data = prepare_region(history, fs, spec, settings=settings)
     params, seconds = data.meta["params"], {}
@@ -53,12 +56,12 @@ def fits(history: pd.DataFrame, fs, spec) -> tuple[dict, dict[str, lgb.Booster],
     )
     best = max(1, probe.best_iteration or settings.num_boost_round)
     seconds["probe"] = time.perf_counter() - t
-    boosters = {}
+    boosters = {"probe": probe}
     for name, rows in (("evaluated", data.before_holdout), ("refit", data.hist[data.usable])):
         t = time.perf_counter()
         boosters[name] = lgb.train(params, data.dataset(rows), num_boost_round=best)
         seconds[name] = time.perf_counter() - t
-    return data.meta, boosters, seconds
+    return data, boosters, seconds
 
 
 def main() -> None:
@@ -85,12 +88,12 @@ def main() -> None:
             if future.empty:
                 continue
             fs = fs_all.restricted_to(history.columns)
-            meta, boosters, took = fits(history, fs, spec)
+            data, boosters, took = fits(history, fs, spec)
             for name, s in took.items():
                 seconds[name] += s
             frame = future[["date", "target"]].copy()
-            for name, booster in boosters.items():
-                frame[name] = predict_frame(booster, meta, future)
+            for name in ("evaluated", "refit"):
+                frame[name] = predict_frame(boosters[name], data.meta, future)
             scored.append(frame)
         rows = pd.concat(scored, ignore_index=True)
         actual = rows["target"].clip(lower=0)

@@ -304,7 +304,12 @@ def train_region_model(
             ]
         )
 
-    # (2) evaluation model: everything before the holdout, forecasts the holdout
+    # (2) evaluation model: everything before the holdout, forecasts the holdout. It costs
+    # a third of the boosting, and the probe's holdout error estimates the artifact's
+    # realized error as well (rossmann-100: median abs error 0.0087 vs 0.0099 MAPE), but the
+    # probe is one horizon staler (holdout MAPE 4-10% higher): the weekly retrain's "no
+    # worse than the approved model" comparison (5% tolerance) would then reject fair
+    # candidates (benchmarks/results/evaluation_fit.json)
     evaluator = fit(data.before_holdout)
     holdout = hist[hist["date"] >= split.holdout_start].copy()
     frame = holdout[[*SERIES, "date"]].copy()
