@@ -26,6 +26,13 @@ region, the weeks (1 = the first drifted week) in which each signal alerted.
     # backtest did not pay here)
     .venv/bin/python benchmarks/drift_replay.py --cache /tmp/replay-models \
         --backtest-folds 0 --out benchmarks/results/drift_replay_holdout_dle.json
+    # nannyml's drift against the reference's last year (the default) or all of it
+    .venv/bin/python benchmarks/drift_replay.py --cache /tmp/replay-models --backtest-folds 0 \
+        --monitoring '{"drift_reference_weeks": null}' \
+        --out benchmarks/results/drift_replay_reference_all.json
+    .venv/bin/python benchmarks/drift_replay.py --cache /tmp/replay-models --backtest-folds 0 \
+        --monitoring '{"drift_reference_weeks": 52}' \
+        --out benchmarks/results/drift_replay_reference_52w.json
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -341,7 +349,8 @@ def main() -> None:
             alerts = fleet_alerts(tables, realized, holdout_error, spec.monitoring)
             summary = summarise(alerts, drift_region, drift_start)
             report["scenarios"][scenario] = summary
-            print(f"\n== {scenario} ({time.perf_counter() - t:.0f} s)")
+            summary["_seconds"] = round(time.perf_counter() - t, 1)  # ingest + monitoring
+            print(f"\n== {scenario} ({summary['_seconds']:.0f} s)")
             if args.dump:
                 args.dump.mkdir(parents=True, exist_ok=True)
                 tables.to_parquet(args.dump / f"{scenario}.tables.parquet")
@@ -384,6 +393,9 @@ def main() -> None:
                 )
             )
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
+    report["commit"] = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=str))
     print(f"\nwrote {args.out} ({report['wall_seconds']} s)")

@@ -721,6 +721,15 @@ def monitoring_inputs(
     )
 
 
+def recent_weeks(reference: pd.DataFrame, weeks: int | None) -> pd.DataFrame:
+    """The rows of ``reference``'s last ``weeks`` Monday..Sunday weeks (all with None)."""
+    if weeks is None or reference.empty:
+        return reference
+    starts = week_start(reference["date"])
+    first = starts.max() - pd.Timedelta(weeks=weeks - 1)
+    return reference[(starts >= first).to_numpy()]
+
+
 def region_drift(
     inputs: RegionMonitoringInputs,
     booster: lgb.Booster,
@@ -737,12 +746,14 @@ def region_drift(
     # the error model learns from the backtest saved with the model unless it is switched off
     use_backtest = s.estimate_backtest_folds > 0 and len(inputs.backtest) >= MIN_DLE_ROWS
     backtest = inputs.backtest if use_backtest else None
+    recent = recent_weeks(inputs.reference, s.drift_reference_weeks)
     with _quiet():
         warnings.simplefilter("ignore")
         parts = [
-            feature_drift(inputs.reference, analysis, cols, s),
+            feature_drift(recent, analysis, cols, s),
             fleet_gap_drift(inputs.reference_gap, inputs.analysis_gap, cols.region_level, s),
-            multivariate_drift(inputs.reference, analysis, cols),
+            multivariate_drift(recent, analysis, cols),
+            # the range and levels the model was trained on: all of its reference
             data_quality(inputs.reference, analysis, cols),
             estimated_performance(
                 inputs.holdout,

@@ -47,6 +47,7 @@ from mlops_assets.monitoring import (
     monitored_columns,
     monitoring_inputs,
     quality_metric,
+    recent_weeks,
     region_drift,
     week_start,
 )
@@ -1167,3 +1168,16 @@ def test_the_estimate_rises_where_a_drift_moves_the_inputs_to_where_the_model_er
     # too few backtest rows: the holdout alone, as for models registered without a backtest
     few = rmse(monitoring.estimated_performance(holdout, weeks, features, backtest[:40], params))
     assert few == pytest.approx(blind)
+
+
+def test_recent_weeks_keeps_whole_monday_to_sunday_weeks():
+    """nannyml's calculators see the reference's last weeks only (drift_reference_weeks):
+    whole weekly chunks, the same ones the analysis is cut into."""
+    dates = pd.date_range("2024-01-03", "2024-03-20", freq="D")  # a Wednesday..a Wednesday
+    reference = pd.DataFrame({"date": dates.repeat(2), "x": range(2 * len(dates))})
+    recent = recent_weeks(reference, 4)
+    assert recent["date"].min() == pd.Timestamp("2024-02-26")  # the Monday 3 weeks before
+    assert recent["date"].max() == pd.Timestamp("2024-03-20")
+    assert len(recent) == 2 * (21 + 3)  # three whole weeks and the last week's 3 days
+    assert set(week_start(recent["date"])) == set(week_start(reference["date"]).unique()[-4:])
+    assert recent_weeks(reference, None) is reference
