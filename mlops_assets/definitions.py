@@ -71,7 +71,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         "region's approved model.",
     )
     workspace = WorkspaceResource(
-        root=str(settings.home), spec=settings.spec, database_url=_database_url(settings)
+        root=str(settings.home),
+        spec=settings.spec,
+        database_url=_database_url(settings),
+        storage_root=settings.storage_root,
     )
     return dg.Definitions(
         assets=[

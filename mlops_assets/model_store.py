@@ -16,8 +16,8 @@ refuses bytes that are not UTF-8 text, which also refuses every binary pickle.
 A writer killed in between leaves a hidden ``*.partial.tmp`` file
 (:func:`mlops_assets.workspace.is_temp_name`); :meth:`ModelStore.sweep_temp` removes them
 (the registry calls it under its lock, when no write of that region can be in flight).
-Object storage (S3/GCS through ``fsspec``) is the next implementation behind the same
-interface; nothing outside this module knows where the bytes are kept.
+Object storage (S3/GCS/any ``fsspec`` URL) is ``storage.object_store.FsspecModelStore``
+behind the same interface; nothing outside these modules knows where the bytes are kept.
 """
 
 from __future__ import annotations

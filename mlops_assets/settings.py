@@ -10,6 +10,11 @@ Chosen by environment variables only, so the same code runs everywhere:
                 SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, which is not installed).
                 Default: SQLite below the workspace root. A secret (it may carry a password):
                 Dagster resources receive it as an ``EnvVar``, and ``Settings`` never shows it.
+``MLOPS_STORAGE_ROOT``  storage every worker host reaches: a path or an fsspec URL such as
+                ``s3://bucket/prefix`` (credentials and endpoint from the filesystem's own
+                variables, e.g. ``AWS_ENDPOINT_URL``). So far it holds the model artifacts
+                (``<root>/models``); data stays below ``MLOPS_HOME``. Default: none, the
+                artifacts stay in ``MLOPS_HOME/models``.
 ``MLOPS_REGIONS_PER_RUN``  at most this many regions in one run of an asset backfill of
                 features / region_model / forecast (``BackfillPolicy.multi_run``) and of
                 the region sensor's features_job; default
@@ -32,6 +37,7 @@ from mlops_assets.workspace import Workspace
 
 ENVIRONMENTS = ("dev", "ci", "prod")
 DATABASE_URL_ENV = "MLOPS_DATABASE_URL"
+STORAGE_ROOT_ENV = "MLOPS_STORAGE_ROOT"
 REGIONS_PER_RUN_ENV = "MLOPS_REGIONS_PER_RUN"
 EXECUTOR_ENV = "MLOPS_EXECUTOR"
 EXECUTORS = ("in_process", "celery")
@@ -54,10 +60,11 @@ class Settings:
     database_url: str | None = field(default=None, repr=False)
     regions_per_run: int = DEFAULT_REGIONS_PER_RUN
     executor: str = "in_process"
+    storage_root: str | None = None
 
     def workspace(self) -> Workspace:
-        """The workspace these settings name (its root and its state database)."""
-        return Workspace(self.home, self.database_url)
+        """The workspace these settings name (its root, state database and storage root)."""
+        return Workspace(self.home, self.database_url, self.storage_root)
 
     @property
     def sensors_running_by_default(self) -> bool:
@@ -83,6 +90,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"{DATABASE_URL_ENV} is not a database URL (expected e.g. postgresql+psycopg2://... or "
             "sqlite:///...)"
         )
+    storage_root = environ.get(STORAGE_ROOT_ENV, "").strip() or None
+    if storage_root is not None and "@" in storage_root.partition("://")[2].partition("/")[0]:
+        # credentials belong in the filesystem's own variables, not in a URL that is shown
+        raise SettingsError(
+            f"{STORAGE_ROOT_ENV} holds credentials (user@host); set them through the storage's "
+            "own variables (e.g. AWS_ACCESS_KEY_ID) instead"
+        )
     per_run = environ.get(REGIONS_PER_RUN_ENV, "").strip() or str(DEFAULT_REGIONS_PER_RUN)
     if not per_run.isdigit() or int(per_run) < 1:
         raise SettingsError(f"{REGIONS_PER_RUN_ENV}={per_run!r}: expected a whole number >= 1")
@@ -101,4 +115,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         database_url=database_url,
         regions_per_run=int(per_run),
         executor=executor,
+        storage_root=storage_root,
     )

@@ -54,6 +54,9 @@ class Workspace:
 
     root: Path
     database_url: str | None = None  # the state database; None: SQLite below the root
+    # shared storage for what every worker host reads (so far the model artifacts, see
+    # ``storage.object_store``); None: below the root
+    storage_root: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root).resolve())

@@ -20,9 +20,17 @@ class WorkspaceResource(dg.ConfigurableResource):
         "EnvVar: it may carry a password); unset: SQLite below the root",
     )
 
+    storage_root: str | None = Field(
+        default=None,
+        description="shared storage every worker reaches (MLOPS_STORAGE_ROOT: a path or an "
+        "fsspec URL such as s3://bucket/prefix); so far the model artifacts live below it",
+    )
+
     def workspace(self) -> Workspace:
         # a Secret made with `kubectl create secret --from-file` keeps the file's final newline
-        return Workspace(self.root, (self.database_url or "").strip() or None)
+        return Workspace(
+            self.root, (self.database_url or "").strip() or None, self.storage_root or None
+        )
 
     def dataset(self) -> DatasetSpec:
         return load_spec(self.spec)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from mlops_assets.model_store import LocalModelStore, ModelStore
+from mlops_assets.model_store import ModelStore
 from mlops_assets.naming import is_safe_key, require_safe_key
 from mlops_assets.registry.versions import (
     APPROVED,
@@ -46,6 +46,7 @@ from mlops_assets.registry.versions import (
 )
 from mlops_assets.storage import registry_tables as tables
 from mlops_assets.storage.database import engine_for, reading
+from mlops_assets.storage.object_store import model_store_for
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,11 +66,12 @@ class ModelRegistry:
 
     @classmethod
     def for_workspace(cls, workspace: Workspace) -> ModelRegistry:
-        """The registry of a workspace (its state database), with artifacts in its local
-        model store; a registry still in files below ``registry/`` is imported once."""
+        """The registry of a workspace (its state database), with artifacts in its model
+        store (``storage.object_store.model_store_for``: below the storage root when one is
+        set); a registry still in files below ``registry/`` is imported once."""
         engine = engine_for(workspace.state_database_url)
         tables.import_registry_files(engine, workspace.registry_dir)
-        return cls(engine, LocalModelStore(workspace.models_dir))
+        return cls(engine, model_store_for(workspace))
 
     def __repr__(self) -> str:
         url = self.engine.url.render_as_string(hide_password=True)
