@@ -1,6 +1,7 @@
-"""Throwaway PostgreSQL and Redis servers on 127.0.0.1 for the prod-profile test: Debian's
-binaries (`.ci/install-services.sh` installs them), data in a temporary folder, stopped and
-deleted afterwards, pass or fail."""
+"""Throwaway PostgreSQL, Redis and S3 servers on 127.0.0.1 for the prod-profile test:
+Debian's PostgreSQL and Redis (`.ci/install-services.sh` installs them) and moto's S3 server
+(a dev dependency: Debian has no MinIO), data in a temporary folder, stopped and deleted
+afterwards, pass or fail."""
 
 from __future__ import annotations
 
@@ -143,6 +144,69 @@ class RedisServer:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
+            self.proc.wait(timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class S3Server:
+    """moto's S3-compatible server (``moto_server``) on 127.0.0.1:<free port>, in memory,
+    with one bucket; ``environment()`` is what a deployment sets to reach it."""
+
+    BUCKET = "mlops"
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="mlops-s3-"))
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        """The standard AWS variables (credentials never go into the storage URL)."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def start(self) -> None:
+        import boto3
+
+        log = open(self.dir / "moto.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        env = self.environment()
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=env["AWS_DEFAULT_REGION"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "moto_server exited: " + self.tail()
+            with contextlib.suppress(Exception):
+                client.create_bucket(Bucket=self.BUCKET)
+                return
+            time.sleep(0.3)
+        raise AssertionError("moto_server did not answer within 30 s: " + self.tail())
+
+    def tail(self) -> str:
+        path = self.dir / "moto.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
         shutil.rmtree(self.dir, ignore_errors=True)
 

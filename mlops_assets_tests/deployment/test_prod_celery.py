@@ -1,5 +1,6 @@
 """The prod profile on loopback (`make e2e-prod`): PostgreSQL holds Dagster's instance and
-the state database, Redis brokers the steps, two Celery worker processes execute them.
+the state database, Redis brokers the steps, two Celery worker processes execute them, and
+the model artifacts go to S3 (moto's server; ``MLOPS_STORAGE_ROOT=s3://...``).
 
 Sample data dropped into the landing zone is ingested by the sensors; a backfill of
 region_model + forecast over every region (the UI's `launchPartitionBackfill`) runs its
@@ -26,6 +27,7 @@ from mlops_assets_tests.deployment.daemon_support import Deployment
 from mlops_assets_tests.deployment.services import (
     PostgresServer,
     RedisServer,
+    S3Server,
     kill_worker,
     prod_environment,
     require_services,
@@ -88,17 +90,21 @@ def test_prod_profile_runs_steps_on_celery_workers_and_survives_a_killed_worker(
     require_services()
     # a SIGTERM (a CI timeout) unwinds through the cleanup below like Ctrl-C does
     previous = signal.signal(signal.SIGTERM, _raise_system_exit)
-    postgres, redis = PostgresServer(), RedisServer()
+    postgres, redis, s3 = PostgresServer(), RedisServer(), S3Server()
     workers: dict[str, subprocess.Popen] = {}
     dep = ui = None
     try:
         postgres.start()
         redis.start()
+        s3.start()
+        storage_root = f"s3://{S3Server.BUCKET}/workspace"
         dep = Deployment(
             tmp_path,
             mlops_env="prod",
             extra_env={
                 **prod_environment(postgres, redis),
+                **s3.environment(),
+                "MLOPS_STORAGE_ROOT": storage_root,
                 "MLOPS_CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT_S),
                 # a run per region: the steps of several runs spread over both workers
                 "MLOPS_REGIONS_PER_RUN": "1",
@@ -224,13 +230,19 @@ def test_prod_profile_runs_steps_on_celery_workers_and_survives_a_killed_worker(
         assert checked == {(k, r) for k in ("region_model", "forecast") for r in regions}
         assert [(e.check_name, p) for e, p in evaluations if not e.passed] == []
 
-        # one approved version per region in the registry
-        registry = ModelRegistry.for_workspace(
-            Workspace(dep.ws_root, dep.env["MLOPS_DATABASE_URL"])
-        )
+        # one approved version per region in the registry, its artifacts in S3 (as intact
+        # as registered), none on the local disk
+        for name, value in s3.environment().items():
+            monkeypatch.setenv(name, value)
+        workspace = Workspace(dep.ws_root, dep.env["MLOPS_DATABASE_URL"], storage_root)
+        registry = ModelRegistry.for_workspace(workspace)
         for region in regions:
             approved = [v for v in registry.versions(region) if v.status == APPROVED]
             assert len(approved) == 1, (region, approved)
+            for uri in approved[0].artifacts.values():
+                assert uri.startswith(f"{storage_root}/models/{region}/"), uri
+        assert registry.verify() == []
+        assert not workspace.models_dir.exists()
         # the state database is the Postgres one: the ingestion manifest is there
         assert int(postgres.sql("mlops", "SELECT count(*) FROM manifest_files")) > 0
 
@@ -251,4 +263,5 @@ def test_prod_profile_runs_steps_on_celery_workers_and_survives_a_killed_worker(
             dep.stop()
         redis.stop()
         postgres.stop()
+        s3.stop()
         signal.signal(signal.SIGTERM, previous)
