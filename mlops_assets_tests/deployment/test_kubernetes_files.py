@@ -234,7 +234,16 @@ def _settings_problems(files: Files) -> list[str]:
     # a pod per run (K8sRunLauncher): its steps execute in it, not on Celery workers
     if settings.executor != "in_process":
         out.append(f"runs would send their steps to {settings.executor}, not run them in the pod")
-    known = {"MLOPS_ENV", "MLOPS_HOME", "MLOPS_SPEC", "MLOPS_UI_URL", "MLOPS_EXECUTOR"}
+    if settings.storage_root != env.get("MLOPS_STORAGE_ROOT"):
+        out.append("the code does not read the deployment's MLOPS_STORAGE_ROOT")
+    known = {
+        "MLOPS_ENV",
+        "MLOPS_HOME",
+        "MLOPS_SPEC",
+        "MLOPS_UI_URL",
+        "MLOPS_EXECUTOR",
+        "MLOPS_STORAGE_ROOT",
+    }
     if unknown := set(env) - known:
         out.append(f"variables the code does not read: {sorted(unknown)}")
     # MLOPS_HOME lies on the shared volume the deployment (and so every run pod) mounts
@@ -516,6 +525,8 @@ QUEUE = "dagsterDaemon.runCoordinator.config.customRunCoordinator.config"
         (_env("MLOPS_ENV", "dev"), "not prod"),
         (_env("MLOPS_HOME", "/data/mlops", rename="MLOPS_ROOT"), "refuses"),
         (_env("MLOPS_HOME", "/srv/elsewhere"), "no volume"),
+        (_env("MLOPS_STORAGE_ROOT", "s3://b/p", rename="MLOPS_ARTIFACTS"), "MLOPS_ARTIFACTS"),
+        (_env("MLOPS_STORAGE_ROOT", "s3://AKIA:key@b/p"), "credentials"),
         (_env(DATABASE_URL_ENV, "postgresql+psycopg2://u:pw@db/mlops"), "credentials"),
         (_env(WEBHOOK_ENV, "https://hooks.example.com/x"), "plain env"),
         (_set("postgresql.postgresqlPassword", "hunter2"), "plain value"),
