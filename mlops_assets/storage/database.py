@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, MetaData
@@ -61,6 +61,34 @@ def serialize(con: Connection, name: str) -> None:
         from sqlalchemy import text
 
         con.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key(name)})
+
+
+def run_once(
+    engine: Engine, marker: str, work: Callable[[Connection], dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Run ``work`` in one transaction unless ``marker`` is recorded (in ``state_meta``), and
+    record it with what ``work`` returned in the same transaction; None when it ran before,
+    in this process or any other. For one-time imports of an older workspace's files: a
+    second process starting at once waits, then finds the marker. The marker is never
+    removed, so later opens skip even the check (a write-locking transaction otherwise)."""
+    import json
+
+    from sqlalchemy import insert, select
+
+    from mlops_assets.storage.manifest import STATE
+
+    if is_settled(engine, marker):
+        return None
+    ensure_tables(engine, STATE.metadata)
+    with engine.begin() as con:
+        serialize(con, marker)
+        if con.execute(select(STATE.c.value).where(STATE.c.key == marker)).first():
+            result = None
+        else:
+            result = work(con)
+            con.execute(insert(STATE).values(key=marker, value=json.dumps(result)))
+    settle(engine, marker)
+    return result
 
 
 def advisory_key(name: str) -> int:

@@ -15,16 +15,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from mlops_assets.storage.database import (
-    engine_for,
-    ensure_tables,
-    is_settled,
-    reading,
-    serialize,
-    settle,
-)
+from mlops_assets.storage.database import engine_for, ensure_tables, reading, run_once
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Table
@@ -160,47 +154,40 @@ class Manifest:
         ``manifest/requeued/<sha>.<n>.json``) once; returns how many records were new.
         Safe to run from several processes at once: the first transaction imports, the
         others find the marker it set."""
-        from sqlalchemy import insert, select
+        result = run_once(self.engine, JSON_IMPORTED, partial(_import_json_records, ws=ws))
+        return result["new"] if result else 0
 
-        # the marker is never removed: once seen, later opens skip the check (a write-locking
-        # transaction otherwise, on every warehouse connection and sensor tick)
-        if is_settled(self.engine, JSON_IMPORTED):
-            return 0
-        with self.engine.begin() as con:
-            serialize(con, JSON_IMPORTED)  # a second process waits, then finds the marker
-            if con.execute(select(STATE.c.value).where(STATE.c.key == JSON_IMPORTED)).first():
-                settle(self.engine, JSON_IMPORTED)
-                return 0
-            legacy = sorted(ws.manifest_dir.glob("*.json")) if ws.manifest_dir.is_dir() else []
-            records = [json.loads(p.read_text()) for p in legacy]
 
-            def order(record: dict[str, Any]) -> tuple[str, int, str]:
-                # the order the file-based warehouse used: time (1 s resolution), then
-                # when the raw Parquet was written
-                raw = ws.raw_path(record["source"], record["sha256"])
-                written = raw.stat().st_mtime_ns if raw.exists() else 0
-                return record["processed_at"], written, record["sha256"]
+def _import_json_records(con: Connection, ws: Workspace) -> dict[str, Any]:
+    from sqlalchemy import insert, select
 
-            new = _insert_new(con, sorted(records, key=order))
-            requeued = ws.manifest_dir / "requeued"
-            for path in sorted(requeued.glob("*.json")) if requeued.is_dir() else []:
-                sha, _, n = path.stem.partition(".")
-                if not con.execute(
-                    select(REQUEUED.c.n).where(REQUEUED.c.sha256 == sha, REQUEUED.c.n == int(n))
-                ).first():
-                    record = path.read_text()
-                    con.execute(
-                        insert(REQUEUED).values(
-                            sha256=sha,
-                            n=int(n),
-                            requeued_at=json.loads(record)["processed_at"],
-                            record=record,
-                        )
-                    )
-            marker = json.dumps({"at": _now(), "records": len(records), "new": new})
-            con.execute(insert(STATE).values(key=JSON_IMPORTED, value=marker))
-        settle(self.engine, JSON_IMPORTED)
-        return new
+    legacy = sorted(ws.manifest_dir.glob("*.json")) if ws.manifest_dir.is_dir() else []
+    records = [json.loads(p.read_text()) for p in legacy]
+
+    def order(record: dict[str, Any]) -> tuple[str, int, str]:
+        # the order the file-based warehouse used: time (1 s resolution), then when the raw
+        # Parquet was written
+        raw = ws.raw_path(record["source"], record["sha256"])
+        written = raw.stat().st_mtime_ns if raw.exists() else 0
+        return record["processed_at"], written, record["sha256"]
+
+    new = _insert_new(con, sorted(records, key=order))
+    requeued = ws.manifest_dir / "requeued"
+    for path in sorted(requeued.glob("*.json")) if requeued.is_dir() else []:
+        sha, _, n = path.stem.partition(".")
+        if not con.execute(
+            select(REQUEUED.c.n).where(REQUEUED.c.sha256 == sha, REQUEUED.c.n == int(n))
+        ).first():
+            record = path.read_text()
+            con.execute(
+                insert(REQUEUED).values(
+                    sha256=sha,
+                    n=int(n),
+                    requeued_at=json.loads(record)["processed_at"],
+                    record=record,
+                )
+            )
+    return {"at": _now(), "records": len(records), "new": new}
 
 
 def _record_of(sha256: str):  # noqa: ANN202

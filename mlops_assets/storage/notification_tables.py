@@ -22,20 +22,15 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_assets.storage.database import (
-    ensure_tables,
-    is_settled,
-    reading,
-    serialize,
-    settle,
-)
+from mlops_assets.storage.database import ensure_tables, reading, run_once, serialize
 from mlops_assets.storage.manifest import STATE
 
 if TYPE_CHECKING:
-    from sqlalchemy import Table
+    from sqlalchemy import Connection, Table
     from sqlalchemy.engine import Engine
 
 FILES_IMPORTED = "notification_files_imported"
@@ -171,49 +166,45 @@ def import_notification_files(
     added per table (all 0 once imported). A line of the feed that is not a JSON object
     (a write cut off by a crash) is skipped and logged. Safe from several processes at
     once: the first transaction imports, the others find the marker it set."""
-    from sqlalchemy import insert, select
-
-    added = {"notifications": 0, "run_failure_groups": 0, "alerting": 0}
-    if is_settled(engine, FILES_IMPORTED):
-        return added
     ensure_notification_tables(engine)
-    with engine.begin() as con:
-        serialize(con, FILES_IMPORTED)  # a second process waits, then finds the marker
-        if con.execute(select(STATE.c.value).where(STATE.c.key == FILES_IMPORTED)).first():
-            settle(engine, FILES_IMPORTED)
-            return added
-        rows = []
-        lines = feed.read_text(errors="replace").splitlines() if feed.is_file() else []
-        for number, line in enumerate(lines, start=1):
-            try:
-                record = json.loads(line) if line.strip() else None
-            except json.JSONDecodeError:
-                record = None
-            if not isinstance(record, dict) or "kind" not in record:
-                if line.strip():
-                    _log.warning("%s line %d is not a notification; not imported", feed, number)
-                continue
-            rows.append(_row(record))
-        if rows:
-            con.execute(insert(NOTIFICATIONS), rows)
-        added["notifications"] = len(rows)
-        groups = _json_file(failure_groups, dict)
-        for signature, group in sorted(groups.items()):
-            con.execute(
-                insert(FAILURE_GROUPS).values(
-                    signature=signature,
-                    posted_at=float(group["posted_at"]),
-                    repeats=int(group.get("repeats", 0)),
-                )
+    work = partial(_import_files, feed=feed, failure_groups=failure_groups, alerting=alerting)
+    return run_once(engine, FILES_IMPORTED, work) or {
+        "notifications": 0,
+        "run_failure_groups": 0,
+        "alerting": 0,
+    }
+
+
+def _import_files(con: Connection, feed: Path, failure_groups: Path, alerting: Path) -> dict:
+    from sqlalchemy import insert
+
+    rows = []
+    lines = feed.read_text(errors="replace").splitlines() if feed.is_file() else []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict) or "kind" not in record:
+            if line.strip():
+                _log.warning("%s line %d is not a notification; not imported", feed, number)
+            continue
+        rows.append(_row(record))
+    if rows:
+        con.execute(insert(NOTIFICATIONS), rows)
+    groups = _json_file(failure_groups, dict)
+    for signature, group in sorted(groups.items()):
+        con.execute(
+            insert(FAILURE_GROUPS).values(
+                signature=signature,
+                posted_at=float(group["posted_at"]),
+                repeats=int(group.get("repeats", 0)),
             )
-        added["run_failure_groups"] = len(groups)
-        keys = sorted(set(_json_file(alerting, list)))
-        if keys:
-            con.execute(insert(ALERTING), [{"key": k} for k in keys])
-        added["alerting"] = len(keys)
-        con.execute(insert(STATE).values(key=FILES_IMPORTED, value=json.dumps(added)))
-    settle(engine, FILES_IMPORTED)
-    return added
+        )
+    keys = sorted(set(_json_file(alerting, list)))
+    if keys:
+        con.execute(insert(ALERTING), [{"key": k} for k in keys])
+    return {"notifications": len(rows), "run_failure_groups": len(groups), "alerting": len(keys)}
 
 
 def _json_file(path: Path, kind: type) -> Any:

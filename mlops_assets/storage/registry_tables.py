@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_assets.naming import is_safe_key
-from mlops_assets.storage.database import ensure_tables, is_settled, serialize, settle
+from mlops_assets.storage.database import ensure_tables, run_once
 from mlops_assets.storage.manifest import STATE
 
 if TYPE_CHECKING:
@@ -93,53 +93,49 @@ def import_registry_files(engine: Engine, root: Path) -> dict[str, int]:
     """Import the file-based registry below ``root`` once; return the rows added per table
     (all 0 once imported). Safe from several processes at once: the first transaction
     imports, the others find the marker it set."""
+    ensure_registry_tables(engine)
+    return run_once(engine, FILES_IMPORTED, lambda con: _import_registry(con, root)) or {
+        "registry_versions": 0,
+        "registry_events": 0,
+    }
+
+
+def _import_registry(con: Connection, root: Path) -> dict[str, int]:
     from sqlalchemy import insert, select
 
     added = {"registry_versions": 0, "registry_events": 0}
-    if is_settled(engine, FILES_IMPORTED):
-        return added
-    ensure_registry_tables(engine)
-    with engine.begin() as con:
-        serialize(con, FILES_IMPORTED)  # a second process waits, then finds the marker
-        if con.execute(select(STATE.c.value).where(STATE.c.key == FILES_IMPORTED)).first():
-            settle(engine, FILES_IMPORTED)
-            return added
-        region_dirs = (
-            sorted(p for p in root.iterdir() if is_safe_key(p.name)) if root.is_dir() else []
-        )
-        for region_dir in region_dirs:
-            log = region_dir / "events.jsonl"
-            if not log.is_file():
-                continue
-            region = region_dir.name
-            if con.execute(select(VERSIONS.c.version).where(VERSIONS.c.region == region)).first():
-                continue  # registered in the database already: nothing of its files is newer
-            events = parse_log(log.read_bytes(), log)
-            statuses, pruned = log_replay(events), log_pruned_at(events)
-            for seq, event in enumerate(events, start=1):
-                con.execute(insert(EVENTS).values(region=region, seq=seq, **_event_row(event)))
-            added["registry_events"] += len(events)
-            registered = {int(e["version"]): e for e in events if e.get("action") == "register"}
-            # the archived versions first: the index never sees two approved rows
-            for version in sorted(statuses, key=lambda v: statuses[v] == APPROVED):
-                record = _version_file(region_dir, version)
-                first = registered.get(version, {})
-                con.execute(
-                    insert(VERSIONS).values(
-                        region=region,
-                        version=version,
-                        status=statuses[version],
-                        created_at=record.get("created_at", first.get("at", "")),
-                        actor=record.get("actor", first.get("actor", "")),
-                        pruned_at=pruned.get(version),
-                        body=json.dumps(
-                            {k: record[k] for k in BODY_FIELDS if k in record}, sort_keys=True
-                        ),
-                    )
+    region_dirs = sorted(p for p in root.iterdir() if is_safe_key(p.name)) if root.is_dir() else []
+    for region_dir in region_dirs:
+        log = region_dir / "events.jsonl"
+        if not log.is_file():
+            continue
+        region = region_dir.name
+        if con.execute(select(VERSIONS.c.version).where(VERSIONS.c.region == region)).first():
+            continue  # registered in the database already: nothing of its files is newer
+        events = parse_log(log.read_bytes(), log)
+        statuses, pruned = log_replay(events), log_pruned_at(events)
+        for seq, event in enumerate(events, start=1):
+            con.execute(insert(EVENTS).values(region=region, seq=seq, **_event_row(event)))
+        added["registry_events"] += len(events)
+        registered = {int(e["version"]): e for e in events if e.get("action") == "register"}
+        # the archived versions first: the index never sees two approved rows
+        for version in sorted(statuses, key=lambda v: statuses[v] == APPROVED):
+            record = _version_file(region_dir, version)
+            first = registered.get(version, {})
+            con.execute(
+                insert(VERSIONS).values(
+                    region=region,
+                    version=version,
+                    status=statuses[version],
+                    created_at=record.get("created_at", first.get("at", "")),
+                    actor=record.get("actor", first.get("actor", "")),
+                    pruned_at=pruned.get(version),
+                    body=json.dumps(
+                        {k: record[k] for k in BODY_FIELDS if k in record}, sort_keys=True
+                    ),
                 )
-                added["registry_versions"] += 1
-        con.execute(insert(STATE).values(key=FILES_IMPORTED, value=json.dumps(added)))
-    settle(engine, FILES_IMPORTED)
+            )
+            added["registry_versions"] += 1
     return added
 
 
