@@ -201,6 +201,7 @@ def render(results: dict) -> str:
             "",
             "Stage definitions: " + scale.get("stage_definitions", ""),
             "",
+            *([f"Caveat: {scale['direct_caveat']}.", ""] if scale.get("direct_caveat") else []),
             "Peak RSS (GB) per process kind (largest single process), and of all the "
             "deployment's processes at one sample:",
             "",
