@@ -29,7 +29,13 @@ import pandas as pd
 from mlops_assets import monitoring, realized, reports
 from mlops_assets.conditioning import feature_set, write_features
 from mlops_assets.data_checks import check_features
-from mlops_assets.forecasting import forecast_origin, future_rows, make_forecast, top_contributions
+from mlops_assets.forecasting import (
+    explained_rows,
+    forecast_origin,
+    future_rows,
+    make_forecast,
+    top_contributions,
+)
 from mlops_assets.landing import drop_dataset, ingest_files, scan_landing
 from mlops_assets.plots import holdout_series_sparklines, holdout_sparkline, markdown_image
 from mlops_assets.region_models import train_and_register
@@ -130,7 +136,10 @@ class DirectPipeline:
             origin_s = str(origin.date())
             atomic_parquet(frame, self.ws.forecast_path(region, origin_s))
             atomic_parquet(
-                top_contributions(rows, booster, meta),
+                # the stored sample of series, as the forecast asset does
+                top_contributions(
+                    explained_rows(rows, self.spec.forecast.explain_series), booster, meta
+                ),
                 self.ws.forecast_path(region, origin_s, "explanations"),
             )
 
