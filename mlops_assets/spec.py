@@ -354,9 +354,9 @@ class ForecastSettings(_Strict):
         description="the forecast asset stores the top Shapley contributions of every "
         "forecast row of at most this many series per region (the same series at every "
         "origin: those whose store/item hash lowest); `mlops-assets explain` computes any "
-        "other series' on demand. Exact TreeSHAP costs ~2 ms a row on rossmann's models "
-        "and was 93% of a scoring pass there at 100 series (17 of 18 s), so the stored "
-        "sample is small and the rest is on demand",
+        "other series' on demand. Exact TreeSHAP costs milliseconds a row on rossmann-100's "
+        "models and was 93% of a scoring pass there (17.0 of 18.2 s), so the stored sample "
+        "is small and the rest is on demand",
     )
 
 
