@@ -117,6 +117,30 @@ def engine_for(url: str) -> Engine:
     return engine
 
 
+def _use_wal(cursor: Any) -> None:
+    """Put the database in WAL mode (it stays so: the mode is kept in the file). Switching
+    needs the database to itself, and SQLite answers "database is locked" at once, without
+    waiting out the busy timeout, when other processes open a new database at the same
+    moment: retry until the timeout, so a process opening a fresh workspace never fails
+    (or, for the notification feed, drops a record) over it."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
 def dispose_engine(url: str) -> None:
     """Close this process's engine of ``url`` (its pooled connections) and forget it."""
     with _LOCK:
@@ -143,8 +167,8 @@ def _create_engine(url: str) -> Engine:
         # deferred, and a deferred reader that later writes can fail instead of waiting)
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        _use_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
@@ -155,3 +179,27 @@ def _create_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database in WAL mode (it stays so: the mode is kept in the file). Switching
+    needs the database to itself, and SQLite answers "database is locked" at once, without
+    waiting out the busy timeout, when other processes open a new database at the same
+    moment: retry until the timeout, so a process opening a fresh workspace never fails
+    (or, for the notification feed, drops a record) over it."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
