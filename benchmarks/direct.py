@@ -86,11 +86,18 @@ class DirectPipeline:
 
     def features(self) -> None:
         for region in self.regions:
-            path = self.ws.features_path(region)
+            data, key = self.ws.data, self.ws.features_key(region)
             with connect(self.ws, self.spec) as con:
-                fs = write_features(con, self.spec, region, path)
+                fs = write_features(con, self.spec, region, data, key)
                 last = last_sales_date(con, self.spec)
-            check_features(path, self.spec, fs, previous_rows=None, dataset_last_date=last)
+            check_features(
+                data.location(key),
+                self.spec,
+                fs,
+                previous_rows=None,
+                dataset_last_date=last,
+                store=data,
+            )
 
     def training(self) -> None:
         registry = ModelRegistry.for_workspace(self.ws)

@@ -84,7 +84,7 @@ def build_workspace(source: Path, root: Path, spec, regions: list[str] | None = 
     known = regions_with_sales(ws, spec)
     with connect(ws, spec) as con:
         for region in regions or known:
-            write_features(con, spec, region, ws.features_path(region))
+            write_features(con, spec, region, ws.data, ws.features_key(region))
         fs = feature_set(con, spec)
         weather = con.execute("SELECT * FROM weather").df()
     return ws, known, fs, weather

@@ -133,7 +133,7 @@ def main() -> None:
         feature_rows = 0
         with connect(ws, spec) as con:
             for region in regions:
-                write_features(con, spec, region, ws.features_path(region))
+                write_features(con, spec, region, ws.data, ws.features_key(region))
                 feature_rows += con.execute(
                     "SELECT count(*) FROM read_parquet($p)", {"p": str(ws.features_path(region))}
                 ).fetchone()[0]

@@ -511,7 +511,7 @@ def _explain_on_demand(
     if wanted.empty:
         return wanted
     spec = load_spec(spec_name)
-    features = pd.read_parquet(ws.features_path(args.region))
+    features = ws.data.read_parquet(ws.features_key(args.region))
     origin = forecast_origin(features)
     forecast_day = path.name.split(".")[0]
     if origin is None or str(origin.date()) != forecast_day:

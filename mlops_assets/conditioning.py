@@ -23,14 +23,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.validation import quote_ident
 from mlops_assets.warehouse import has_view
-from mlops_assets.workspace import atomic_copy_to_parquet
+
+if TYPE_CHECKING:
+    from mlops_assets.storage.data_store import DataStore
 
 FEATURES_VERSION = "3"  # bump when the feature SQL changes meaning (part of the data version)
 KEY = ("store", "item", "date")
@@ -343,9 +345,14 @@ def build_features(
 
 
 def write_features(
-    con: duckdb.DuckDBPyConnection, spec: DatasetSpec, region_key: str, path: Path
+    con: duckdb.DuckDBPyConnection,
+    spec: DatasetSpec,
+    region_key: str,
+    store: DataStore,
+    key: str,
 ) -> FeatureSet:
-    """Compute and write a region's features to ``path`` (Parquet, replaced atomically)."""
+    """Compute and write a region's features as the table ``key`` of ``store`` (Parquet,
+    replaced whole); ``con`` must be attached to the store (``DataStore.attach``)."""
     sql, fs = feature_sql(con, spec, dense=series_are_dense(con, spec, region_key))
-    atomic_copy_to_parquet(con, sql, {"region": region_key}, path)
+    store.copy_query(con, sql, {"region": region_key}, key)
     return fs

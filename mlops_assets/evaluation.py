@@ -68,13 +68,13 @@ def evaluate_dataset(
         regions = regions_with_sales(ws, spec)
         with connect(ws, spec) as con:
             for region in regions:
-                write_features(con, spec, region, ws.features_path(region))
+                write_features(con, spec, region, ws.data, ws.features_key(region))
             fs_all = feature_set(con, spec)
         per_region: dict[str, Any] = {}
         pooled = []
         holdout_start, holdout_end = None, None
         for region in regions:
-            features = pd.read_parquet(ws.features_path(region))
+            features = ws.data.read_parquet(ws.features_key(region))
             fs = fs_all.restricted_to(features.columns)
             trained = train_region_model(features, fs, spec)
             m = trained.metrics

@@ -181,10 +181,10 @@ def load_region_features(
 ) -> tuple[pd.DataFrame, FeatureSet]:
     """A region's feature table and its model inputs, as the ``region_model`` asset reads
     them (for the tuning job and the command line)."""
-    path = workspace.features_path(region)
-    if not path.exists():
+    data, key = workspace.data, workspace.features_key(region)
+    if not data.exists(key):
         raise FileNotFoundError(f"no features for region {region!r}: materialize `features` first")
-    features = pd.read_parquet(path)
+    features = data.read_parquet(key)
     with connect(workspace, spec) as con:
         fs = feature_set(con, spec, list(features.columns))
     return features, fs

@@ -40,7 +40,7 @@ from mlops_assets.naming import region_keys
 from mlops_assets.spec import KEY_COLUMNS, DatasetSpec
 from mlops_assets.storage.manifest import Manifest
 from mlops_assets.validation import quote_ident
-from mlops_assets.workspace import Workspace
+from mlops_assets.workspace import FEATURES_FOLDER, Workspace
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,6 +69,7 @@ def connect(ws: Workspace, spec: DatasetSpec) -> Iterator[duckdb.DuckDBPyConnect
     """An in-memory DuckDB connection with the workspace views defined."""
     con = duckdb.connect()
     try:
+        ws.data.attach(con)  # the feature tables may be on object storage
         define_views(con, ws, spec)
         yield con
     finally:
@@ -160,9 +161,10 @@ def define_views(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: DatasetSpe
             "AS region_key FROM events_latest e LEFT JOIN regions g USING (region) "
             "WHERE e.region = '' OR g.region_key IS NOT NULL"
         )
-    feature_files = sorted(ws.features_dir.glob("*.parquet")) if ws.features_dir.is_dir() else []
+    data = ws.data
+    feature_files = [data.location(k) for k in data.keys(FEATURES_FOLDER)]
     if feature_files:
-        paths = sql_literals(str(p) for p in feature_files)
+        paths = sql_literals(feature_files)
         con.execute(
             f"CREATE VIEW features AS SELECT * FROM read_parquet([{paths}], union_by_name=true)"
         )

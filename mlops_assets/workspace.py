@@ -11,7 +11,8 @@ Layout (all below ``root``)::
     manifest/<sha>.json            per-file manifest records of older workspaces (imported
                                    into the state database once, then unused)
     raw/<source>/<sha>.parquet     a validated file, normalised to canonical columns
-    features/<region_key>.parquet  the conditioned feature table of one region
+    features/<region_key>.parquet  the conditioned feature table of one region (below
+                                   ``storage_root`` when one is set: ``ws.data``)
     forecasts/<region_key>/<origin>.forecast.parquet   one file per forecast origin
     monitoring/<region_key>/       realized performance, drift tables, HTML report
     monitoring/_fleet/             cross-region alerts
@@ -44,7 +45,10 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
+    from mlops_assets.storage.data_store import DataStore
+
 _HEX = frozenset("0123456789abcdef")
+FEATURES_FOLDER = "features"  # the data store's folder of feature tables
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -55,7 +59,8 @@ class Workspace:
     root: Path
     database_url: str | None = None  # the state database; None: SQLite below the root
     # shared storage for what every worker host reads (so far the model artifacts, see
-    # ``storage.object_store``); None: below the root
+    # ``storage.object_store``, and the feature tables, ``storage.data_store``); None:
+    # below the root
     storage_root: str | None = None
 
     def __post_init__(self) -> None:
@@ -89,11 +94,20 @@ class Workspace:
         return self.raw_dir(source) / f"{_check_sha(sha256)}.parquet"
 
     @property
-    def features_dir(self) -> Path:
-        return self.root / "features"
+    def data(self) -> DataStore:
+        """Where the data tables live (so far the features): below ``storage_root`` when
+        one is set (shared by every worker host), else below the workspace folder."""
+        from mlops_assets.storage.data_store import DataStore
+
+        return DataStore(self.storage_root or self.root)
+
+    def features_key(self, region_key: str) -> str:
+        """The data store's key of a region's feature table: ``features/<region>.parquet``."""
+        return f"{FEATURES_FOLDER}/{require_safe_key(region_key)}.parquet"
 
     def features_path(self, region_key: str) -> Path:
-        return self.features_dir / f"{require_safe_key(region_key)}.parquet"
+        """A region's feature table on this machine (a local data store only)."""
+        return self.data.local_path(self.features_key(region_key))
 
     @property
     def forecasts_dir(self) -> Path:

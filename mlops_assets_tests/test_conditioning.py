@@ -34,6 +34,7 @@ from mlops_assets.landing import IngestOutcome, ingest_file, scan_landing
 from mlops_assets.naming import region_key
 from mlops_assets.sample_data import SampleConfig, generate
 from mlops_assets.spec import ColumnSpec, DatasetSpec, load_spec
+from mlops_assets.storage.data_store import DataStore
 from mlops_assets.warehouse import connect
 from mlops_assets.workspace import Workspace
 
@@ -110,9 +111,14 @@ def read_features(path: Path) -> pd.DataFrame:
     return frame.sort_values(list(KEY), ignore_index=True)
 
 
+def write_to(con, spec, region: str, path: Path) -> FeatureSet:
+    """``write_features`` to a file of a local data store."""
+    return write_features(con, spec, region, DataStore(path.parent), path.name)
+
+
 def write_region(ws: Workspace, region: str, path: Path | None = None) -> FeatureSet:
     with connect(ws, SPEC) as con:
-        return write_features(con, SPEC, region, path or ws.features_path(region))
+        return write_to(con, SPEC, region, path or ws.features_path(region))
 
 
 def all_features(ws: Workspace) -> tuple[pd.DataFrame, FeatureSet]:
@@ -364,7 +370,7 @@ def test_concurrent_writers_of_one_region_do_not_collide(base, tmp_path):
         try:
             with connect(ws, SPEC) as con:
                 for _ in range(3):
-                    write_features(con, SPEC, "Nord", out)
+                    write_to(con, SPEC, "Nord", out)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -392,9 +398,9 @@ def test_a_failed_write_keeps_the_previous_table(base, tmp_path):
             data = path.read_bytes()
             path.write_bytes(data[: len(data) // 2] + b"\0" * 4096 + data[len(data) // 2 :])
         with pytest.raises(duckdb.Error):
-            write_features(con, SPEC, "Ost", ws.features_path("Ost"))
+            write_to(con, SPEC, "Ost", ws.features_path("Ost"))
     assert ws.features_path("Ost").read_bytes() == before
-    assert sorted(p.name for p in ws.features_dir.iterdir()) == sorted(
+    assert sorted(p.name for p in ws.features_path("Ost").parent.iterdir()) == sorted(
         f"{r}.parquet" for r in set(store_regions(ws).values())
     )
 
@@ -577,7 +583,7 @@ def test_weather_is_joined_by_region_and_date_and_lagged_when_not_known_ahead(
     region = sorted(set(store_regions(ws).values()))[0]
     path = tmp_path / "features.parquet"
     with connect(ws, spec) as con:
-        write_features(con, spec, region, path)
+        write_to(con, spec, region, path)
     frame = read_features(path)
     shift = pd.Timedelta(days=0 if known_in_advance else H)
     seen = frame[["date", "temperature_c", "precipitation_mm"]].assign(
@@ -618,7 +624,7 @@ def test_days_since_and_until_a_holiday_read_the_calendar_capped(tmp_path, sampl
         assert ingest_file(ws, spec, f.source, f.relpath).status == "ingested"
     region = store_regions(ws)[store]
     with connect(ws, spec) as con:
-        fs = write_features(con, spec, region, ws.features_path(region))
+        fs = write_to(con, spec, region, ws.features_path(region))
     assert {"holiday_days_since", "holiday_days_until"} <= set(fs.numeric)
     features = read_features(ws.features_path(region))
 

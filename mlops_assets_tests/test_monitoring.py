@@ -533,7 +533,7 @@ def generate_fleet(root: Path, seed: int, drift: tuple[DriftSpec, ...] = ()):
     with connect(ws, SPEC) as con:
         fs = feature_set(con, SPEC)
         for region in regions_with_sales(ws, SPEC):
-            write_features(con, SPEC, region, ws.features_path(region))
+            write_features(con, SPEC, region, ws.data, ws.features_key(region))
     features = {r: pd.read_parquet(ws.features_path(r)) for r in regions_with_sales(ws, SPEC)}
     return features, fs, region_level_inputs(ws, SPEC)
 

@@ -1,6 +1,7 @@
 """The prod profile on loopback (`make e2e-prod`): PostgreSQL holds Dagster's instance and
 the state database, Redis brokers the steps, two Celery worker processes execute them, and
-the model artifacts go to S3 (moto's server; ``MLOPS_STORAGE_ROOT=s3://...``).
+the model artifacts and the feature tables go to S3 (moto's server;
+``MLOPS_STORAGE_ROOT=s3://...``).
 
 Sample data dropped into the landing zone is ingested by the sensors; a backfill of
 region_model + forecast over every region (the UI's `launchPartitionBackfill`) runs its
@@ -243,6 +244,9 @@ def test_prod_profile_runs_steps_on_celery_workers_and_survives_a_killed_worker(
                 assert uri.startswith(f"{storage_root}/models/{region}/"), uri
         assert registry.verify() == []
         assert not workspace.models_dir.exists()
+        # the feature tables the workers trained from are in S3 too
+        assert workspace.data.keys("features") == [f"features/{r}.parquet" for r in regions]
+        assert not (dep.ws_root / "features").exists()
         # the state database is the Postgres one: the ingestion manifest is there
         assert int(postgres.sql("mlops", "SELECT count(*) FROM manifest_files")) > 0
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pickle
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,43 +14,6 @@ from mlops_assets.registry import APPROVED, ModelRegistry
 from mlops_assets.settings import SettingsError, load_settings
 from mlops_assets.storage.object_store import FsspecModelStore, model_store_for
 from mlops_assets.workspace import Workspace
-
-BUCKET = "mlops-test"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """An S3-compatible server on loopback with one bucket; its address."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    ).create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
-
-
-@pytest.fixture
-def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The standard AWS variables pointing at the loopback server (how a deployment passes
-    credentials: never in the URL); a fresh prefix of the bucket for this test."""
-    for name, value in {
-        "AWS_ENDPOINT_URL": s3_endpoint,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    return f"s3://{BUCKET}/{uuid.uuid4().hex}"
 
 
 @pytest.fixture(params=["memory", "s3"])

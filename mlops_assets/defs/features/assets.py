@@ -8,7 +8,6 @@ does (``BackfillPolicy.multi_run``); each region is reported on its own partitio
 
 import hashlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -30,6 +29,7 @@ from mlops_assets.warehouse import connect, ingested_files, last_sales_date
 if TYPE_CHECKING:
     import duckdb
 
+    from mlops_assets.storage.data_store import DataStore
     from mlops_assets.workspace import Workspace
 
 FEATURES_KEY = dg.AssetKey("features")
@@ -111,14 +111,15 @@ def features_region(
 ) -> dg.MaterializeResult:
     """One region's feature table written, checked and described; ``con`` has the
     workspace views, ``inputs`` the ingested files' checksums (the data version's input)."""
-    path = ws.features_path(region)
+    data, key = ws.data, ws.features_key(region)
     display = con.execute(
         "SELECT region FROM regions WHERE region_key = $r", {"r": region}
     ).fetchone()
     if display is None:
         raise dg.Failure(f"region {region!r} is not in the store master any more")
-    feature_set = write_features(con, ds, region, path)
-    summary = _summary(path)
+    feature_set = write_features(con, ds, region, data, key)
+    path = data.location(key)
+    summary = _summary(data, path)
     if summary["history_rows"] == 0:
         raise dg.Failure(f"region {region!r} ({display[0]}) has no sales rows")
     outcomes = check_features(
@@ -127,6 +128,7 @@ def features_region(
         feature_set,
         previous_rows=_previous_rows(context.instance, region),
         dataset_last_date=dataset_last,
+        store=data,
     )
     for failed in (o for o in outcomes if not o.passed and o.severity == "ERROR"):
         notifier.send(
@@ -150,7 +152,7 @@ def features_region(
             "date_max": summary["date_max"],
             "numeric_features": dg.MetadataValue.json(feature_set.numeric),
             "categorical_features": dg.MetadataValue.json(feature_set.categorical),
-            "path": dg.MetadataValue.path(str(path)),
+            "path": dg.MetadataValue.path(path),
         },
         data_version=dg.DataVersion(version[:16]),
         check_results=[
@@ -171,10 +173,11 @@ def features_region(
     )
 
 
-def _summary(path: Path) -> dict:
+def _summary(data: "DataStore", path: str) -> dict:
     import duckdb
 
     with duckdb.connect() as con:
+        data.attach(con)
         row = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE NOT is_future), "
             "count(*) FILTER (WHERE is_future), count(DISTINCT store), count(DISTINCT item), "

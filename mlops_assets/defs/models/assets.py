@@ -117,7 +117,6 @@ def train_region(
     region: str,
 ) -> dg.MaterializeResult:
     """Train, gate and register one region's model: its materialization and gate results."""
-    import pandas as pd
 
     from mlops_assets.conditioning import feature_set
     from mlops_assets.metrics import metric_metadata
@@ -129,10 +128,9 @@ def train_region(
     gate = spec.gate
     ws, ds = workspace.workspace(), workspace.dataset()
     region = require_safe_key(region)
-    path = ws.features_path(region)
-    if not path.exists():
+    if not ws.data.exists(key := ws.features_key(region)):
         raise dg.Failure(f"no features for region {region!r}: materialize `features` first")
-    features = pd.read_parquet(path)
+    features = ws.data.read_parquet(key)
     with connect(ws, ds) as con:
         fs = feature_set(con, ds, list(features.columns))
     outcome = train_and_register(

@@ -37,7 +37,6 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, workspace: WorkspaceResource
     ) -> dg.MaterializeResult:
         import lightgbm as lgb
-        import pandas as pd
 
         from mlops_assets import monitoring, reports
         from mlops_assets.metrics import readable_number
@@ -57,7 +56,7 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         # the rows the model was fitted on, frozen with it (None: registered without them)
         saved = registry.load_reference(mv, meta)
         saved_gap = registry.load_fleet_gap(mv)  # the weather's gap to the fleet, likewise
-        features = pd.read_parquet(ws.features_path(region))
+        features = ws.data.read_parquet(ws.features_key(region))
         cols = monitoring.monitored_columns(meta, ds)
         inputs = monitoring.monitoring_inputs(
             region,

@@ -76,3 +76,33 @@ def _materialized(result) -> list[str]:
         for e in result.all_events
         if e.event_type_value == "ASSET_MATERIALIZATION"
     )
+
+
+def test_feature_tables_go_below_the_storage_root(tmp_path, instance, sample_source, s3_env):
+    """With ``MLOPS_STORAGE_ROOT`` on S3 the features asset writes every region's table
+    there (a worker on another host reads it), checks it there, and the readers (the
+    warehouse's ``features`` view, the models' loader) find it; nothing lands locally."""
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.settings import Settings
+    from mlops_assets.spec import load_spec
+    from mlops_assets.tuning import load_region_features
+    from mlops_assets.warehouse import connect
+
+    settings = Settings(env="ci", home=tmp_path / "home", spec="sample", storage_root=s3_env)
+    defs = build_definitions(settings)
+    drop_all(sample_source, settings)
+    runs = run_sensors(defs, instance, ["landing_sensor", "region_sensor"])
+    assert runs and all(r.success for r in runs) and all(not r.failed_checks for r in runs)
+    ws, spec = settings.workspace(), load_spec("sample")
+    regions = sorted(instance.get_dynamic_partitions(region_partitions.name))
+    assert ws.data.keys("features") == [f"features/{r}.parquet" for r in regions]
+    assert not (settings.home / "features").exists()
+    event = instance.get_latest_materialization_event(dg.AssetKey("features"))
+    meta = event.asset_materialization.metadata
+    assert meta["path"].value.startswith(f"{s3_env}/features/")
+
+    features, feature_set = load_region_features(ws, spec, regions[0])
+    assert len(features) > 0 and set(feature_set.numeric) <= set(features.columns)
+    with connect(ws, spec) as con:
+        [(rows,)] = con.execute("SELECT count(*) FROM features").fetchall()
+    assert rows == sum(len(ws.data.read_parquet(ws.features_key(r))) for r in regions)

@@ -1,0 +1,174 @@
+"""The workspace's data tables (Parquet files) below a local folder or an fsspec URL, so
+that a step on one worker host reads what a step on another wrote.
+
+``storage_root`` (``MLOPS_STORAGE_ROOT``) names the shared root, as for the model artifacts
+(``storage.object_store``); without it the tables stay below the workspace folder. Files
+are named by relative keys (``features/<region>.parquet``) checked like model keys, so a
+name from data never reaches a path or a SQL string unchecked.
+
+Locally a table is written to a temporary name and renamed into place (readers see the
+old file or the new one). On object storage an object is written whole or not at all,
+so the same holds without a rename. DuckDB reads and writes remote tables through the
+fsspec filesystem registered on its connection (``attach``): DuckDB's own httpfs extension
+would be downloaded at run time, which an offline host cannot do.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops_assets.naming import is_safe_key
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+    from fsspec import AbstractFileSystem
+
+# a table's file name: a safe stem, dots allowed inside (``2026-01-05.forecast``)
+_TABLE_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.(parquet|json|html)")
+
+
+def check_key(key: str, *, folder: bool = False) -> str:
+    """Return ``key`` if it names a file (or with ``folder``, a folder) below the store:
+    folders that are safe keys, then a table file name; raise ``ValueError`` otherwise."""
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"data key must be a non-empty string, got {key!r}")
+    segments = key.split("/")
+    folders, name = (segments, None) if folder else (segments[:-1], segments[-1])
+    if any(not is_safe_key(f) for f in folders):
+        raise ValueError(
+            f"data key {key!r}: folders must be safe keys (letters, digits, '_', '-'), "
+            "relative to the store"
+        )
+    if name is not None and not _TABLE_FILE.fullmatch(name):
+        raise ValueError(f"data key {key!r}: {name!r} is not a table file name like x.parquet")
+    return key
+
+
+class DataStore:
+    """Parquet tables below ``root`` (a folder, or a URL such as ``s3://bucket/prefix``)."""
+
+    def __init__(self, root: str | Path) -> None:
+        from mlops_assets.storage.object_store import is_local_url
+
+        text = str(root)
+        self.fs: AbstractFileSystem | None = None
+        if is_local_url(text):
+            self.local_root: Path | None = Path(text.removeprefix("file://")).resolve()
+            self.url = str(self.local_root)
+        else:
+            from fsspec.core import url_to_fs
+
+            self.local_root = None
+            self.url = text.rstrip("/")
+            self.fs, root_path = url_to_fs(self.url)
+            self._root_path = root_path.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"DataStore({self.url!r})"
+
+    @property
+    def is_local(self) -> bool:
+        return self.local_root is not None
+
+    def location(self, key: str) -> str:
+        """What readers open (pandas, DuckDB on an ``attach``-ed connection): a local path
+        or the object's URL."""
+        key = check_key(key)
+        if self.local_root is not None:
+            return str(self.local_root / key)
+        return f"{self.url}/{key}"
+
+    def local_path(self, key: str) -> Path:
+        """The file of ``key`` on this machine; only for a local store."""
+        if self.local_root is None:
+            raise ValueError(f"{self!r} is not on this machine: read {key!r} by its location")
+        return self.local_root / check_key(key)
+
+    def _remote(self, key: str) -> str:
+        return f"{self._root_path}/{check_key(key)}"
+
+    def exists(self, key: str) -> bool:
+        if self.local_root is not None:
+            return (self.local_root / check_key(key)).is_file()
+        assert self.fs is not None
+        path = self._remote(key)
+        self.fs.invalidate_cache(path)  # another host may have written it since
+        return bool(self.fs.isfile(path))
+
+    def keys(self, folder: str, suffix: str = ".parquet") -> list[str]:
+        """The keys of the files directly in ``folder`` ending in ``suffix``, sorted; never a
+        temporary file of an unfinished local write."""
+        from mlops_assets.workspace import is_temp_name
+
+        folder = check_key(folder, folder=True)
+        if self.local_root is not None:
+            directory = self.local_root / folder
+            names = [p.name for p in directory.iterdir()] if directory.is_dir() else []
+        else:
+            assert self.fs is not None
+            base = f"{self._root_path}/{folder}"
+            self.fs.invalidate_cache(base)
+            try:
+                entries = self.fs.ls(base, detail=True)
+            except FileNotFoundError:
+                entries = []
+            names = [
+                e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "file"
+            ]
+        return sorted(f"{folder}/{n}" for n in names if n.endswith(suffix) and not is_temp_name(n))
+
+    def read_parquet(self, key: str, **kwargs: Any) -> pd.DataFrame:
+        import pandas as pd
+
+        if not self.exists(key):
+            raise FileNotFoundError(f"no table {key!r} in {self!r}")
+        if self.fs is None:
+            return pd.read_parquet(self.location(key), **kwargs)
+        with self.fs.open(self._remote(key), "rb") as fh:
+            return pd.read_parquet(fh, **kwargs)
+
+    def write_frame(self, frame: pd.DataFrame, key: str) -> str:
+        """Write ``frame`` as the table ``key`` (replacing it whole); its location."""
+        if self.local_root is not None:
+            from mlops_assets.workspace import atomic_parquet
+
+            atomic_parquet(frame, self.local_path(key))
+        else:
+            import io
+
+            assert self.fs is not None
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer, index=False)
+            self.fs.pipe_file(self._remote(key), buffer.getvalue())
+            self.fs.invalidate_cache(self._remote(key))
+        return self.location(key)
+
+    def copy_query(
+        self, con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any], key: str
+    ) -> str:
+        """``COPY (sql) TO`` the table ``key`` (replacing it whole) from a connection this
+        store is attached to; its location."""
+        if self.local_root is not None:
+            from mlops_assets.workspace import atomic_copy_to_parquet
+
+            atomic_copy_to_parquet(con, sql, params, self.local_path(key))
+        else:
+            assert self.fs is not None
+            con.execute(f"COPY ({sql}) TO $p (FORMAT parquet)", {**params, "p": self.location(key)})
+            self.fs.invalidate_cache(self._remote(key))
+        return self.location(key)
+
+    def attach(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        """Let ``con`` read and write this store's locations; a no-op for a local store."""
+        if self.fs is not None:
+            # never fetch an extension (httpfs would be downloaded for s3://)
+            con.execute("SET autoinstall_known_extensions = false")
+            con.execute("SET autoload_known_extensions = false")
+            protocol = self.fs.protocol
+            name = protocol if isinstance(protocol, str) else protocol[0]
+            if name not in con.list_filesystems():  # a connection registers a name once
+                con.register_filesystem(self.fs)
+        return con
