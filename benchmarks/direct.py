@@ -42,7 +42,7 @@ from mlops_assets.region_models import train_and_register
 from mlops_assets.registry import ModelRegistry
 from mlops_assets.spec import DatasetSpec, load_spec
 from mlops_assets.warehouse import connect, last_sales_date, region_level_inputs, regions_with_sales
-from mlops_assets.workspace import Workspace, atomic_parquet
+from mlops_assets.workspace import Workspace
 
 RUN_ID = "direct-benchmark"
 
@@ -141,13 +141,13 @@ class DirectPipeline:
                 run_id=RUN_ID,
             )
             origin_s = str(origin.date())
-            atomic_parquet(frame, self.ws.forecast_path(region, origin_s))
-            atomic_parquet(
+            self.ws.data.write_frame(frame, self.ws.forecast_key(region, origin_s))
+            self.ws.data.write_frame(
                 # the stored sample of series, as the forecast asset does
                 top_contributions(
                     explained_rows(rows, self.spec.forecast.explain_series), booster, meta
                 ),
-                self.ws.forecast_path(region, origin_s, "explanations"),
+                self.ws.forecast_key(region, origin_s, "explanations"),
             )
 
     def monitoring(self) -> None:
@@ -187,7 +187,7 @@ class DirectPipeline:
                 continue
             table = monitoring.region_drift(inputs, booster, meta, ds)
             table["model_version"] = mv.version
-            atomic_parquet(table, monitoring.drift_report_path(ws, region))
+            ws.data.write_frame(table, monitoring.drift_report_key(ws, region))
             markdown_image(reports.drift_heatmap(table), "d")
             markdown_image(reports.estimated_performance_plot(table), "e")
         # monitoring_alerts: the fleet view over every approved region
@@ -210,5 +210,5 @@ class DirectPipeline:
         all_tables = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
         all_weekly = pd.concat(weekly_all, ignore_index=True) if weekly_all else pd.DataFrame()
         status = monitoring.fleet_status(all_tables, all_weekly, holdout_error, s, metric=metric)
-        atomic_parquet(status.alerts, monitoring.alerts_path(ws))
+        ws.data.write_frame(status.alerts, monitoring.alerts_key(ws))
         _write_reports(ws, ds, registry, status, approved, all_tables)

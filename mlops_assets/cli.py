@@ -439,25 +439,31 @@ def cmd_explain(args: argparse.Namespace) -> int:
     import pandas as pd
 
     ws = _settings(args).workspace()
-    folder = ws.forecasts_dir / args.region
-    files = sorted(folder.glob("*.explanations.parquet")) if folder.is_dir() else []
-    if not files:
+    data = ws.data
+    try:
+        stored = data.keys(ws.forecasts_folder(args.region), ".explanations.parquet")
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if not stored:
         raise CliError(f"no forecasts with explanations for region {args.region!r}")
-    path = (
-        files[-1] if not args.origin else ws.forecast_path(args.region, args.origin, "explanations")
-    )
-    if not path.is_file():
+    try:
+        key = ws.forecast_key(args.region, args.origin, "explanations") if args.origin else None
+    except ValueError:
+        raise CliError(f"--origin {args.origin!r} is not a date (YYYY-MM-DD)") from None
+    key = key or stored[-1]
+    if not data.exists(key):
         raise CliError(f"no forecast of origin {args.origin} for region {args.region!r}")
     try:
         day = pd.Timestamp(args.date) if args.date else None
     except ValueError as exc:
         raise CliError(f"--date {args.date!r} is not a date (YYYY-MM-DD)") from exc
-    frame = pd.read_parquet(path)
-    forecast = pd.read_parquet(str(path).replace(".explanations.", ".forecast."))
+    origin_day = key.rsplit("/", 1)[-1].split(".")[0]
+    frame = data.read_parquet(key)
+    forecast = data.read_parquet(key.replace(".explanations.", ".forecast."))
     rows = frame[_asked_rows(frame, args, day)]
     on_demand = ""
     if rows.empty:
-        rows = _explain_on_demand(ws, _settings(args).spec, args, forecast, path, day)
+        rows = _explain_on_demand(ws, _settings(args).spec, args, forecast, origin_day, day)
         on_demand = ", computed on demand"
     if rows.empty:
         print("no such series/date in the latest forecast", file=sys.stderr)
@@ -467,7 +473,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(
             f"{store}/{item} {pd.Timestamp(day).date()}: forecast "
             f"{preds.get((store, item, day), float('nan')):.1f} "
-            f"({forecast['model_label'].iloc[0]}, origin {path.name.split('.')[0]}{on_demand})"
+            f"({forecast['model_label'].iloc[0]}, origin {origin_day}{on_demand})"
         )
         for r in group.sort_values("rank").itertuples():
             print(f"    {r.rank}. {r.feature:<28} = {r.value:<12} {r.contribution:+.4f}")
@@ -494,7 +500,7 @@ def _explain_on_demand(
     spec_name: str,
     args: argparse.Namespace,
     forecast: "pd.DataFrame",
-    path: Path,
+    forecast_day: str,
     day: "pd.Timestamp | None",
 ) -> "pd.DataFrame":
     """Top Shapley contributions of a forecast series whose explanations were not stored
@@ -513,7 +519,6 @@ def _explain_on_demand(
     spec = load_spec(spec_name)
     features = ws.data.read_parquet(ws.features_key(args.region))
     origin = forecast_origin(features)
-    forecast_day = path.name.split(".")[0]
     if origin is None or str(origin.date()) != forecast_day:
         raise CliError(
             f"the explanations of {args.store} were not stored with the forecast of origin "

@@ -39,7 +39,6 @@ import fnmatch
 import logging
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -968,17 +967,25 @@ def _quality_rows(
     return q
 
 
-def drift_report_path(ws: Workspace, region: str) -> Path:
-    return ws.monitoring_dir(region) / "drift_report.parquet"
+def drift_report_key(ws: Workspace, region: str) -> str:
+    """A region's drift table in the data store (``ws.data``)."""
+    return ws.monitoring_key(region, "drift_report.parquet")
 
 
 def read_drift_report(ws: Workspace, region: str) -> pd.DataFrame:
-    path = drift_report_path(ws, region)
-    return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=TABLE_COLUMNS)
+    key = drift_report_key(ws, region)
+    return ws.data.read_parquet(key) if ws.data.exists(key) else pd.DataFrame(columns=TABLE_COLUMNS)
 
 
-def alerts_path(ws: Workspace) -> Path:
-    return ws.fleet_monitoring_dir / "alerts.parquet"
+def alerts_key(ws: Workspace) -> str:
+    """The fleet's alerts table in the data store (``ws.data``)."""
+    return ws.fleet_monitoring_key("alerts.parquet")
+
+
+def read_alerts(ws: Workspace) -> pd.DataFrame:
+    """The fleet's alerts as the last monitoring pass wrote them (empty before it ran)."""
+    key = alerts_key(ws)
+    return ws.data.read_parquet(key) if ws.data.exists(key) else pd.DataFrame()
 
 
 @dataclass

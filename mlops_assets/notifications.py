@@ -136,7 +136,7 @@ class Notifier:
         return (
             feed,
             feed.with_name("run_failure_groups.json"),
-            workspace.fleet_monitoring_dir / "alerting.json",
+            workspace.root / "monitoring" / "_fleet" / "alerting.json",
         )
 
     @property

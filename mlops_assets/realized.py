@@ -24,7 +24,6 @@ Files (``monitoring/<region>/``, written by the ``realized_performance`` asset):
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,7 +32,7 @@ from mlops_assets.metrics import regression_metrics
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.training import eligible_rows, week_start
 from mlops_assets.warehouse import connect, has_view
-from mlops_assets.workspace import Workspace, atomic_parquet
+from mlops_assets.workspace import Workspace
 
 REALIZED_FILE = "realized_performance.parquet"
 WEEKLY_FILE = "realized_weekly.parquet"
@@ -180,13 +179,13 @@ def _frame(records: list[dict], columns: list[str], date_cols: tuple[str, ...]) 
 
 def read_forecasts(ws: Workspace, region_key: str) -> pd.DataFrame:
     """Every forecast origin file of a region, concatenated (empty: none written yet)."""
-    folder = ws.forecasts_dir / region_key
-    files = sorted(folder.glob("*.forecast.parquet")) if folder.is_dir() else []
-    if not files:
+    data = ws.data
+    keys = data.keys(ws.forecasts_folder(region_key), ".forecast.parquet")
+    if not keys:
         from mlops_assets.forecasting import FORECAST_COLUMNS
 
         return pd.DataFrame(columns=FORECAST_COLUMNS)
-    return pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
+    return pd.concat([data.read_parquet(k) for k in keys], ignore_index=True)
 
 
 def read_ground_truth(
@@ -221,39 +220,44 @@ def forecast_ground_truth(
     return read_ground_truth(ws, spec, region_key, since=since)
 
 
-def realized_paths(ws: Workspace, region_key: str) -> tuple[Path, Path]:
-    """(per-origin file, weekly file) of a region."""
-    folder = ws.monitoring_dir(region_key)
-    return folder / REALIZED_FILE, folder / WEEKLY_FILE
+def realized_keys(ws: Workspace, region_key: str) -> tuple[str, str]:
+    """(per-origin table, weekly table) of a region in the data store."""
+    return ws.monitoring_key(region_key, REALIZED_FILE), ws.monitoring_key(region_key, WEEKLY_FILE)
 
 
 def write_realized(
     ws: Workspace, region_key: str, per_origin: pd.DataFrame, weekly: pd.DataFrame
-) -> tuple[Path, Path]:
-    """Write both tables atomically, each with a leading ``region_key`` column."""
-    paths = realized_paths(ws, region_key)
-    for frame, path in zip((per_origin, weekly), paths, strict=True):
-        atomic_parquet(frame.assign(region_key=region_key)[["region_key", *frame.columns]], path)
-    return paths
+) -> tuple[str, str]:
+    """Write both tables (each replaced whole) with a leading ``region_key`` column; their
+    locations."""
+    origin_key, weekly_key = realized_keys(ws, region_key)
+    return (
+        ws.data.write_frame(_with_region(per_origin, region_key), origin_key),
+        ws.data.write_frame(_with_region(weekly, region_key), weekly_key),
+    )
+
+
+def _with_region(frame: pd.DataFrame, region_key: str) -> pd.DataFrame:
+    return frame.assign(region_key=region_key)[["region_key", *frame.columns]]
 
 
 def read_realized_performance(ws: Workspace, region_key: str) -> pd.DataFrame:
     """A region's per-origin table (``region_key`` + ``ORIGIN_COLUMNS``); empty with those
     columns before the asset first ran for the region."""
-    return _read(realized_paths(ws, region_key)[0], ORIGIN_COLUMNS)
+    return _read(ws, realized_keys(ws, region_key)[0], ORIGIN_COLUMNS)
 
 
 def read_weekly_realized(ws: Workspace, region_key: str) -> pd.DataFrame:
     """A region's weekly realized metrics (``region_key`` + ``WEEKLY_COLUMNS``), oldest
     week first; the last row is the latest week with actuals. Empty with those columns
     before the asset first ran for the region. This is what fleet monitoring reads."""
-    return _read(realized_paths(ws, region_key)[1], WEEKLY_COLUMNS)
+    return _read(ws, realized_keys(ws, region_key)[1], WEEKLY_COLUMNS)
 
 
-def _read(path: Path, columns: list[str]) -> pd.DataFrame:
-    if not path.exists():
+def _read(ws: Workspace, key: str, columns: list[str]) -> pd.DataFrame:
+    if not ws.data.exists(key):
         return pd.DataFrame(columns=["region_key", *columns])
-    return pd.read_parquet(path)
+    return ws.data.read_parquet(key)
 
 
 # -- plot ------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ import html
 import logging
 import math
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -40,7 +39,6 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from mlops_assets.monitoring import OUTSIDE_TRAINING_RANGE  # noqa: E402
 from mlops_assets.plots import png_base64  # noqa: E402
-from mlops_assets.workspace import atomic_write_bytes  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -1115,8 +1113,3 @@ def render_region_report(
         + "\n".join(sections)
         + "\n</body>\n</html>\n"
     )
-
-
-def write_region_report(path: Path, html: str) -> None:
-    """Write the report atomically: a UI link or a reader never sees a half-written file."""
-    atomic_write_bytes(Path(path), html.encode("utf-8"))

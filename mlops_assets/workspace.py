@@ -11,11 +11,13 @@ Layout (all below ``root``)::
     manifest/<sha>.json            per-file manifest records of older workspaces (imported
                                    into the state database once, then unused)
     raw/<source>/<sha>.parquet     a validated file, normalised to canonical columns
-    features/<region_key>.parquet  the conditioned feature table of one region (below
-                                   ``storage_root`` when one is set: ``ws.data``)
+    features/<region_key>.parquet  the conditioned feature table of one region
     forecasts/<region_key>/<origin>.forecast.parquet   one file per forecast origin
     monitoring/<region_key>/       realized performance, drift tables, HTML report
     monitoring/_fleet/             cross-region alerts
+
+The data tables (features, forecasts, monitoring) are in the data store ``ws.data``: below
+``storage_root`` when one is set (every worker host reads the same), else below ``root``.
     tuning/<region_key>.journal    the region's persistent optuna study
     registry/, models/             model registry state and artifacts
 
@@ -48,7 +50,11 @@ if TYPE_CHECKING:
     from mlops_assets.storage.data_store import DataStore
 
 _HEX = frozenset("0123456789abcdef")
-FEATURES_FOLDER = "features"  # the data store's folder of feature tables
+# the data store's folders (``ws.data``)
+FEATURES_FOLDER = "features"
+FORECASTS_FOLDER = "forecasts"
+MONITORING_FOLDER = "monitoring"
+FLEET_FOLDER = "_fleet"
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -58,9 +64,9 @@ class Workspace:
 
     root: Path
     database_url: str | None = None  # the state database; None: SQLite below the root
-    # shared storage for what every worker host reads (so far the model artifacts, see
-    # ``storage.object_store``, and the feature tables, ``storage.data_store``); None:
-    # below the root
+    # shared storage for what every worker host reads (the model artifacts, see
+    # ``storage.object_store``; features, forecasts and monitoring tables,
+    # ``storage.data_store``); None: below the root
     storage_root: str | None = None
 
     def __post_init__(self) -> None:
@@ -95,8 +101,9 @@ class Workspace:
 
     @property
     def data(self) -> DataStore:
-        """Where the data tables live (so far the features): below ``storage_root`` when
-        one is set (shared by every worker host), else below the workspace folder."""
+        """Where the data tables live (features, forecasts, monitoring): below
+        ``storage_root`` when one is set (shared by every worker host), else below the
+        workspace folder."""
         from mlops_assets.storage.data_store import DataStore
 
         return DataStore(self.storage_root or self.root)
@@ -109,25 +116,30 @@ class Workspace:
         """A region's feature table on this machine (a local data store only)."""
         return self.data.local_path(self.features_key(region_key))
 
-    @property
-    def forecasts_dir(self) -> Path:
-        return self.root / "forecasts"
+    def forecasts_folder(self, region_key: str) -> str:
+        """The data store's folder of a region's forecasts: ``forecasts/<region>``."""
+        return f"{FORECASTS_FOLDER}/{require_safe_key(region_key)}"
 
-    def forecast_path(self, region_key: str, origin: str, kind: str = "forecast") -> Path:
-        """``forecasts/<region>/<origin>.<kind>.parquet``; one file per origin is kept."""
+    def forecast_key(self, region_key: str, origin: str, kind: str = "forecast") -> str:
+        """``forecasts/<region>/<origin>.<kind>.parquet`` in the data store; one file per
+        origin is kept."""
         if not _DATE.fullmatch(origin) or kind not in ("forecast", "explanations"):
             raise ValueError(f"bad forecast file request: {origin!r} {kind!r}")
-        return self.forecasts_dir / require_safe_key(region_key) / f"{origin}.{kind}.parquet"
+        return f"{self.forecasts_folder(region_key)}/{origin}.{kind}.parquet"
 
-    def monitoring_dir(self, region_key: str) -> Path:
-        """Monitoring output of one region: ``monitoring/<region_key>/`` (realized
-        performance, drift tables, the HTML report)."""
-        return self.root / "monitoring" / require_safe_key(region_key)
+    def forecast_path(self, region_key: str, origin: str, kind: str = "forecast") -> Path:
+        """A forecast file on this machine (a local data store only)."""
+        return self.data.local_path(self.forecast_key(region_key, origin, kind))
 
-    @property
-    def fleet_monitoring_dir(self) -> Path:
-        """Cross-region monitoring output (alerts over every region): ``monitoring/_fleet/``."""
-        return self.root / "monitoring" / "_fleet"
+    def monitoring_key(self, region_key: str, name: str) -> str:
+        """A region's monitoring output in the data store: ``monitoring/<region>/<name>``
+        (realized performance, drift tables, the HTML report)."""
+        return f"{MONITORING_FOLDER}/{require_safe_key(region_key)}/{name}"
+
+    def fleet_monitoring_key(self, name: str) -> str:
+        """Cross-region monitoring output (alerts over every region) in the data store:
+        ``monitoring/_fleet/<name>`` (no region key starts with ``_``)."""
+        return f"{MONITORING_FOLDER}/{FLEET_FOLDER}/{name}"
 
     def study_path(self, region_key: str) -> Path:
         """The persistent optuna study of one region (journal file): ``tuning/<region>.journal``."""

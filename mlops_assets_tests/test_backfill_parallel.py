@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 import pytest
 
 from mlops_assets.defs.forecasts.assets import FORECAST_KEY
@@ -95,7 +94,8 @@ def test_two_region_backfill_runs_in_parallel_processes(prepared, tmp_path: Path
         approved = registry.latest_approved(region)
         assert approved is not None and approved.version == 1
         assert [v.status for v in registry.versions(region)] == [APPROVED]
-        [path] = (Workspace(prepared.home).forecasts_dir / region).glob("*.forecast.parquet")
-        forecast = pd.read_parquet(path)
+        data = Workspace(prepared.home).data
+        [key] = data.keys(f"forecasts/{region}", ".forecast.parquet")
+        forecast = data.read_parquet(key)
         assert len(forecast) > 0 and set(forecast["model_label"]) == {f"{region}:v1"}
         assert set(forecast["run_id"]) == {approved.record["run_id"]}  # same backfill run

@@ -19,8 +19,8 @@ from mlops_assets.reports import (
     forecast_vs_actual_plot,
     metrics_over_time_plot,
     render_region_report,
-    write_region_report,
 )
+from mlops_assets.storage.data_store import DataStore
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTIONS = (
@@ -385,13 +385,13 @@ def test_mathtext_in_feature_names_does_not_break_plots() -> None:
     assert _is_png(forecast_vs_actual_plot(_forecasts(store=name), _ground_truth(store=name)))
 
 
-def test_write_region_report_is_atomic(tmp_path: Path) -> None:
-    path = tmp_path / "monitoring" / "nord" / "report.html"
-    write_region_report(path, "<html>old</html>")
+def test_a_report_is_replaced_whole_in_the_data_store(tmp_path: Path) -> None:
+    data = DataStore(tmp_path)
+    data.write_bytes("monitoring/nord/report.html", b"<html>old</html>")
     doc = _full_report(region_name="Nörd ü")
-    write_region_report(path, doc)
-    assert path.read_text(encoding="utf-8") == doc
-    assert [p.name for p in path.parent.iterdir()] == ["report.html"]  # no temp file left
+    path = data.write_bytes("monitoring/nord/report.html", doc.encode("utf-8"))
+    assert Path(path).read_text(encoding="utf-8") == doc
+    assert [p.name for p in Path(path).parent.iterdir()] == ["report.html"]  # no temp left
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import yaml
 
-from mlops_assets.monitoring import OUTSIDE_TRAINING_RANGE, alerts_path, read_drift_report
+from mlops_assets.monitoring import OUTSIDE_TRAINING_RANGE, read_alerts, read_drift_report
 from mlops_assets.naming import region_key
 from mlops_assets.realized import read_weekly_realized
 from mlops_assets.sample_data import DriftSpec, SampleConfig, generate
@@ -276,8 +276,7 @@ def _record_week(
     ws: Workspace, week: int, first: date, last: date, out: dict, runs: "list[DriverRun]"
 ) -> None:
     """What the monitoring said after replay week ``week``'s delivery."""
-    path = alerts_path(ws)
-    alerts = pd.read_parquet(path) if path.exists() else pd.DataFrame()
+    alerts = read_alerts(ws)
     tuned = {r.partition_key for r in runs if r.job == "tuning_job"}
     for key, entry in out.items():
         mine = alerts[alerts["region"] == key] if len(alerts) else alerts

@@ -37,7 +37,8 @@ def check_key(key: str, *, folder: bool = False) -> str:
         raise ValueError(f"data key must be a non-empty string, got {key!r}")
     segments = key.split("/")
     folders, name = (segments, None) if folder else (segments[:-1], segments[-1])
-    if any(not is_safe_key(f) for f in folders):
+    # a leading "_" marks the platform's own folders (``_fleet``): no region key has one
+    if any(not is_safe_key(f.removeprefix("_")) for f in folders):
         raise ValueError(
             f"data key {key!r}: folders must be safe keys (letters, digits, '_', '-'), "
             "relative to the store"
@@ -130,6 +131,28 @@ class DataStore:
         with self.fs.open(self._remote(key), "rb") as fh:
             return pd.read_parquet(fh, **kwargs)
 
+    def read_bytes(self, key: str) -> bytes:
+        if self.local_root is not None:
+            return self.local_path(key).read_bytes()
+        assert self.fs is not None
+        try:
+            return self.fs.cat_file(self._remote(key))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no file {key!r} in {self!r}") from None
+
+    def write_bytes(self, key: str, data: bytes) -> str:
+        """Write ``data`` as the file ``key`` (replacing it whole; an HTML report); its
+        location."""
+        if self.local_root is not None:
+            from mlops_assets.workspace import atomic_write_bytes
+
+            atomic_write_bytes(self.local_path(key), data)
+        else:
+            assert self.fs is not None
+            self.fs.pipe_file(self._remote(key), data)
+            self.fs.invalidate_cache(self._remote(key))
+        return self.location(key)
+
     def write_frame(self, frame: pd.DataFrame, key: str) -> str:
         """Write ``frame`` as the table ``key`` (replacing it whole); its location."""
         if self.local_root is not None:
@@ -139,11 +162,9 @@ class DataStore:
         else:
             import io
 
-            assert self.fs is not None
             buffer = io.BytesIO()
             frame.to_parquet(buffer, index=False)
-            self.fs.pipe_file(self._remote(key), buffer.getvalue())
-            self.fs.invalidate_cache(self._remote(key))
+            self.write_bytes(key, buffer.getvalue())
         return self.location(key)
 
     def copy_query(

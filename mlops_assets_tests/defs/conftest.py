@@ -11,6 +11,7 @@ from mlops_assets.definitions import build_definitions
 from mlops_assets.defs.local_driver import run_sensors
 from mlops_assets.sample_data import SampleConfig, generate
 from mlops_assets.settings import Settings
+from mlops_assets.workspace import Workspace
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +76,14 @@ def conditioned_on_disk(
 # --- models and forecasts: a prepared workspace copied per test (see defs/models/pipeline_support)
 
 
+def move_data_tables(local: Workspace, storage_root: str) -> None:
+    """Move a local workspace's feature tables below ``storage_root``."""
+    shared = Workspace(local.root, storage_root=storage_root).data
+    for key in local.data.keys("features"):
+        shared.write_bytes(key, local.data.read_bytes(key))
+        local.data.local_path(key).unlink()
+
+
 @pytest.fixture(scope="session")
 def prepared_workspace(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path):
     """Sample data ingested and conditioned by the sensors once per session (read only)."""
@@ -100,8 +109,11 @@ def model_pipeline(tmp_path: Path, prepared_workspace):
             model: dict | None = None,
             monitoring: dict | None = None,
             forecast: dict | None = None,
+            storage_root: str | None = None,
         ) -> Pipeline:
             copy = prepared_workspace.copy_to(tmp_path / "pipeline")
+            if storage_root is not None:  # the data tables move to the shared root
+                move_data_tables(Workspace(copy.home), storage_root)
             spec = write_fast_spec(
                 tmp_path / "spec.yaml",
                 gate=gate,
@@ -109,7 +121,7 @@ def model_pipeline(tmp_path: Path, prepared_workspace):
                 monitoring=monitoring,
                 forecast=forecast,
             )
-            settings = Settings(env="ci", home=copy.home, spec=str(spec))
+            settings = Settings(env="ci", home=copy.home, spec=str(spec), storage_root=storage_root)
             instance = stack.enter_context(dg.instance_for_test(temp_dir=str(copy.dagster_home)))
             return Pipeline(settings, build_definitions(settings), instance, copy.regions)
 

@@ -31,8 +31,9 @@ def _old_workspace(root) -> Workspace:
     ws.notifications_feed.write_text(lines)
     groups = {SIGNATURE: {"posted_at": 1000.0, "repeats": 2}}
     ws.notifications_feed.with_name("run_failure_groups.json").write_text(json.dumps(groups))
-    ws.fleet_monitoring_dir.mkdir(parents=True)
-    (ws.fleet_monitoring_dir / "alerting.json").write_text(json.dumps(["Nord|drift|v1"]))
+    fleet = ws.root / "monitoring" / "_fleet"
+    fleet.mkdir(parents=True)
+    (fleet / "alerting.json").write_text(json.dumps(["Nord|drift|v1"]))
     return ws
 
 

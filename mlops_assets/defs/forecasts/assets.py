@@ -8,7 +8,6 @@ from mlops_assets.defs.partitions import region_check_spec, region_partitions
 from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.naming import require_safe_key
 from mlops_assets.spec import DatasetSpec
-from mlops_assets.workspace import atomic_parquet
 
 FORECAST_KEY = dg.AssetKey("forecast")
 FORECAST_CHECKS = {
@@ -122,11 +121,11 @@ def forecast_region(
         run_id=context.run.run_id,
     )
     origin_s = str(origin.date())
-    atomic_parquet(frame, ws.forecast_path(region, origin_s))
+    location = ws.data.write_frame(frame, ws.forecast_key(region, origin_s))
     explained = explained_rows(rows, spec.forecast.explain_series)
-    atomic_parquet(
+    ws.data.write_frame(
         top_contributions(explained, booster, meta),
-        ws.forecast_path(region, origin_s, "explanations"),
+        ws.forecast_key(region, origin_s, "explanations"),
     )
 
     trained_until = pd.Timestamp(meta["train_date_max"])
@@ -146,7 +145,7 @@ def forecast_region(
             "first_date": str(frame["date"].min().date()) if len(frame) else None,
             "last_date": str(frame["date"].max().date()) if len(frame) else None,
             "total_prediction": readable_number(frame["prediction"].sum()),
-            "path": dg.MetadataValue.path(str(ws.forecast_path(region, origin_s))),
+            "path": dg.MetadataValue.path(location),
             "preview": dg.MetadataValue.md(
                 markdown_table(frame.head(10)[["store", "item", "date", "prediction"]])
             ),

@@ -20,7 +20,7 @@ from mlops_assets.naming import is_safe_key
 from mlops_assets.registry import ModelRegistry, ModelVersion
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.warehouse import regions_with_sales
-from mlops_assets.workspace import Workspace, atomic_parquet
+from mlops_assets.workspace import Workspace
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -126,7 +126,7 @@ def build_monitoring_alerts_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         all_tables = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
         all_weekly = pd.concat(weekly, ignore_index=True) if weekly else pd.DataFrame()
         status = monitoring.fleet_status(all_tables, all_weekly, holdout_error, s, metric=metric)
-        atomic_parquet(status.alerts, monitoring.alerts_path(ws))
+        alerts_location = ws.data.write_frame(status.alerts, monitoring.alerts_key(ws))
 
         sent = _notify_new_alerts(notifier, status, approved, context.run.run_id)
         report_paths = _write_reports(ws, ds, registry, status, approved, all_tables)
@@ -180,7 +180,7 @@ def build_monitoring_alerts_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "quality_breaches": dg.MetadataValue.json(breaches),
             "notifications_sent": sent,
             "current_status": dg.MetadataValue.md(_findings(status.latest)),
-            "alerts_path": dg.MetadataValue.path(str(monitoring.alerts_path(ws))),
+            "alerts_path": dg.MetadataValue.path(alerts_location),
             "reports": dg.MetadataValue.md(
                 markdown_table(
                     pd.DataFrame(
@@ -293,7 +293,6 @@ def _write_reports(
             importance=meta.get("importance") or {},
             recent_importance=None,
         )
-        path = ws.monitoring_dir(region) / "report.html"
-        reports.write_region_report(path, html)
-        paths[region] = str(path)
+        key = ws.monitoring_key(region, "report.html")
+        paths[region] = ws.data.write_bytes(key, html.encode("utf-8"))
     return paths

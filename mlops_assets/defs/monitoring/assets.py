@@ -64,8 +64,8 @@ def build_realized_performance_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "scored_rows": int(per_origin["n_rows"].sum()),
             "weeks": len(weekly),
             "by_origin": dg.MetadataValue.md(_origin_table(per_origin.tail(_TABLE_ORIGINS))),
-            "path": dg.MetadataValue.path(str(origin_path)),
-            "weekly_path": dg.MetadataValue.path(str(weekly_path)),
+            "path": dg.MetadataValue.path(origin_path),
+            "weekly_path": dg.MetadataValue.path(weekly_path),
         }
         note = _note(per_origin)
         if note:

@@ -9,7 +9,6 @@ from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.naming import require_safe_key
 from mlops_assets.spec import DatasetSpec
-from mlops_assets.workspace import atomic_parquet
 
 DRIFT_REPORT_KEY = dg.AssetKey("drift_report")
 
@@ -77,8 +76,7 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             return dg.MaterializeResult(metadata={"note": note, "model_label": mv.label})
         table = monitoring.region_drift(inputs, booster, meta, ds)
         table["model_version"] = mv.version
-        path = monitoring.drift_report_path(ws, region)
-        atomic_parquet(table, path)
+        path = ws.data.write_frame(table, monitoring.drift_report_key(ws, region))
 
         nml_alerts = (
             table[table["nml_alert"] & ~table["ignored"]]

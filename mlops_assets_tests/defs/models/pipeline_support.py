@@ -109,7 +109,7 @@ class Pipeline:
 
     @property
     def workspace(self) -> Workspace:
-        return Workspace(self.settings.home)
+        return self.settings.workspace()
 
     @property
     def registry(self) -> ModelRegistry:
@@ -127,7 +127,7 @@ class Pipeline:
         )
 
     def features(self, region: str) -> pd.DataFrame:
-        return pd.read_parquet(self.workspace.features_path(region))
+        return self.workspace.data.read_parquet(self.workspace.features_key(region))
 
     def origin(self, region: str) -> str:
         """The forecast origin of a region: its last date with actuals."""
@@ -135,8 +135,8 @@ class Pipeline:
         return str(pd.Timestamp(f.loc[~f["is_future"].astype(bool), "date"].max()).date())
 
     def forecast_files(self, region: str) -> list[Path]:
-        folder = self.workspace.forecasts_dir / region
-        return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+        data = self.workspace.data
+        return [data.local_path(k) for k in data.keys(self.workspace.forecasts_folder(region))]
 
 
 def check_evaluations(

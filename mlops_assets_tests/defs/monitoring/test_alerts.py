@@ -1,6 +1,5 @@
 """monitoring_alerts: which holdout level each region's weekly quality is compared with."""
 
-import pandas as pd
 import pytest
 
 from mlops_assets import monitoring
@@ -48,5 +47,5 @@ def test_the_estimated_quality_signal_is_compared_with_each_models_holdout_rmse(
     assert check.passed, check.description
     blind = monitoring.estimate_blind_weeks(tables)
     assert ("estimate blind" in check.description) == (len(blind) > 0)
-    alerts = pd.read_parquet(monitoring.alerts_path(p.workspace))
+    alerts = monitoring.read_alerts(p.workspace)
     assert not alerts.loc[alerts["signal"] == "model_quality", "alert"].any()
