@@ -26,6 +26,7 @@ import duckdb
 
 from mlops_assets.naming import region_key, safe_file_name
 from mlops_assets.spec import DatasetSpec
+from mlops_assets.storage.data_store import StoredTable
 from mlops_assets.storage.manifest import Manifest
 from mlops_assets.validation import (
     LandingRejected,
@@ -112,13 +113,16 @@ def known_stores(
     ws: Workspace, spec: DatasetSpec, con: duckdb.DuckDBPyConnection | None = None
 ) -> set[str] | None:
     """Store ids in the ingested store master, or None if none has been ingested."""
-    files = sorted(ws.raw_dir(spec.source_name("stores")).glob("*.parquet"))
+    data = ws.data
+    files = [data.location(k) for k in data.keys(ws.raw_folder(spec.source_name("stores")))]
     if not files:
         return None
     with con.cursor() if con is not None else duckdb.connect() as cur:
-        rows = cur.execute(
-            "SELECT DISTINCT store FROM read_parquet($f)", {"f": [str(f) for f in files]}
-        ).fetchall()
+        rows = (
+            data.attach(cur)
+            .execute("SELECT DISTINCT store FROM read_parquet($f)", {"f": files})
+            .fetchall()
+        )
     return {r[0] for r in rows}
 
 
@@ -209,7 +213,11 @@ def _ingest_one(
     }
     try:
         result = validate_file(
-            path, src_spec, known_stores=stores, output=ws.raw_path(source, sha256), con=con
+            path,
+            src_spec,
+            known_stores=stores,
+            output=StoredTable(ws.data, ws.raw_key(source, sha256)),
+            con=con,
         )
     except LandingRejected as exc:
         qdir = ws.quarantine_dir(source)
@@ -425,12 +433,15 @@ def affected_regions(ws: Workspace, spec: DatasetSpec, source: str, shas: list[s
     import pandas as pd
 
     kind = spec.sources[source].kind
-    files = [str(ws.raw_path(source, s)) for s in shas if ws.raw_path(source, s).exists()]
+    data = ws.data
+    keys = [ws.raw_key(source, s) for s in shas]
+    files = [data.location(k) for k in keys if data.exists(k)]
     if not files:
         return []
     if kind == "stores":
         return [ALL_REGIONS]
     with duckdb.connect() as con:
+        data.attach(con)
         if kind in ("weather", "events", "store_regions"):
             names = [
                 r[0]

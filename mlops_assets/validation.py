@@ -30,7 +30,7 @@ import duckdb
 
 from mlops_assets.naming import UnsafeNameError, check_display_name, region_keys
 from mlops_assets.spec import SourceSpec
-from mlops_assets.workspace import atomic_copy_to_parquet
+from mlops_assets.storage.data_store import StoredTable
 
 MIN_DATE = "1900-01-01"
 MAX_DATE = "2100-12-31"
@@ -187,10 +187,11 @@ def validate_file(
     spec: SourceSpec,
     *,
     known_stores: set[str] | None = None,
-    output: Path | None = None,
+    output: Path | StoredTable | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> ValidatedFile:
-    """Validate ``path`` against ``spec``; if valid and ``output`` is given, write Parquet.
+    """Validate ``path`` against ``spec``; if valid and ``output`` is given, write Parquet
+    (a local file, or a table of the workspace's data store).
 
     ``known_stores`` is the store master so far (needed for sources that reference
     stores); ``None`` means "no store master yet", which rejects such files.
@@ -210,7 +211,7 @@ def _validate(
     path: Path,
     spec: SourceSpec,
     known_stores: set[str] | None,
-    output: Path | None,
+    output: Path | StoredTable | None,
 ) -> ValidatedFile:
     file_cols = _read_text(con, path, spec)
     wanted = {canon: c.source for canon, c in spec.columns.items()}
@@ -401,7 +402,8 @@ def _validate(
             str(v) for v in con.execute("SELECT min(date), max(date) FROM dedup").fetchone()
         )
     if output is not None:
-        atomic_copy_to_parquet(con, f"SELECT {data_cols} FROM dedup ORDER BY _row", {}, output)
+        table = output if isinstance(output, StoredTable) else StoredTable.local_file(Path(output))
+        table.write_query(con, f"SELECT {data_cols} FROM dedup ORDER BY _row", {})
     con.execute("DROP TABLE norm")
     con.execute("DROP TABLE dedup")
     return ValidatedFile(

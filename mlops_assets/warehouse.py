@@ -55,8 +55,9 @@ def ingested_files(ws: Workspace, source: str) -> pd.DataFrame:
     """
     import pandas as pd
 
+    data = ws.data
     rows = [
-        {"sha": sha, "path": str(ws.raw_path(source, sha)), "ingested_at": at}
+        {"sha": sha, "path": data.location(ws.raw_key(source, sha)), "ingested_at": at}
         for sha, at, _ in Manifest.for_workspace(ws).ingested(source)
     ]
     frame = pd.DataFrame(rows, columns=["sha", "path", "ingested_at"])

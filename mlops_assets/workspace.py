@@ -16,7 +16,7 @@ Layout (all below ``root``)::
     monitoring/<region_key>/       realized performance, drift tables, HTML report
     monitoring/_fleet/             cross-region alerts
 
-The data tables (features, forecasts, monitoring) are in the data store ``ws.data``: below
+The data tables (raw, features, forecasts, monitoring) are in the data store ``ws.data``: below
 ``storage_root`` when one is set (every worker host reads the same), else below ``root``.
     tuning/<region_key>.journal    the region's persistent optuna study
     registry/, models/             model registry state and artifacts
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 _HEX = frozenset("0123456789abcdef")
 # the data store's folders (``ws.data``)
+RAW_FOLDER = "raw"
 FEATURES_FOLDER = "features"
 FORECASTS_FOLDER = "forecasts"
 MONITORING_FOLDER = "monitoring"
@@ -65,7 +66,7 @@ class Workspace:
     root: Path
     database_url: str | None = None  # the state database; None: SQLite below the root
     # shared storage for what every worker host reads (the model artifacts, see
-    # ``storage.object_store``; features, forecasts and monitoring tables,
+    # ``storage.object_store``; raw, features, forecasts and monitoring tables,
     # ``storage.data_store``); None: below the root
     storage_root: str | None = None
 
@@ -93,15 +94,25 @@ class Workspace:
         the state database the first time it is opened)."""
         return self.root / "manifest"
 
+    def raw_folder(self, source: str) -> str:
+        """The data store's folder of a source's ingested files: ``raw/<source>``."""
+        return f"{RAW_FOLDER}/{require_safe_key(source)}"
+
+    def raw_key(self, source: str, sha256: str) -> str:
+        """An ingested file in the data store: ``raw/<source>/<sha256>.parquet``."""
+        return f"{self.raw_folder(source)}/{_check_sha(sha256)}.parquet"
+
     def raw_dir(self, source: str) -> Path:
-        return self.root / "raw" / require_safe_key(source)
+        """A source's ingested files on this machine (a local data store only)."""
+        return self.data.local_dir(self.raw_folder(source))
 
     def raw_path(self, source: str, sha256: str) -> Path:
-        return self.raw_dir(source) / f"{_check_sha(sha256)}.parquet"
+        """An ingested file on this machine (a local data store only)."""
+        return self.data.local_path(self.raw_key(source, sha256))
 
     @property
     def data(self) -> DataStore:
-        """Where the data tables live (features, forecasts, monitoring): below
+        """Where the data tables live (raw, features, forecasts, monitoring): below
         ``storage_root`` when one is set (shared by every worker host), else below the
         workspace folder."""
         from mlops_assets.storage.data_store import DataStore

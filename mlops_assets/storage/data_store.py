@@ -16,6 +16,7 @@ would be downloaded at run time, which an offline host cannot do.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,24 @@ def check_key(key: str, *, folder: bool = False) -> str:
     if name is not None and not _TABLE_FILE.fullmatch(name):
         raise ValueError(f"data key {key!r}: {name!r} is not a table file name like x.parquet")
     return key
+
+
+@dataclass(frozen=True)
+class StoredTable:
+    """One table of a store: where a writer that knows no workspace puts its output."""
+
+    store: DataStore
+    key: str
+
+    @classmethod
+    def local_file(cls, path: Path) -> StoredTable:
+        """A Parquet file anywhere on this machine, as a table of its folder."""
+        return cls(DataStore(path.parent), path.name)
+
+    def write_query(self, con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> str:
+        """``COPY (sql) TO`` this table (replaced whole) from ``con``; its location."""
+        self.store.attach(con)
+        return self.store.copy_query(con, sql, params, self.key)
 
 
 class DataStore:
@@ -87,6 +106,21 @@ class DataStore:
         if self.local_root is None:
             raise ValueError(f"{self!r} is not on this machine: read {key!r} by its location")
         return self.local_root / check_key(key)
+
+    def local_dir(self, folder: str) -> Path:
+        """The folder ``folder`` on this machine; only for a local store."""
+        if self.local_root is None:
+            raise ValueError(f"{self!r} is not on this machine: list {folder!r} by its keys")
+        return self.local_root / check_key(folder, folder=True)
+
+    def modified_ns(self, key: str) -> int:
+        """When the file was last written, in nanoseconds since the epoch (object stores
+        keep whole seconds)."""
+        if self.local_root is not None:
+            return self.local_path(key).stat().st_mtime_ns
+        assert self.fs is not None
+        self.fs.invalidate_cache(self._remote(key))
+        return int(self.fs.modified(self._remote(key)).timestamp() * 1e9)
 
     def _remote(self, key: str) -> str:
         return f"{self._root_path}/{check_key(key)}"

@@ -161,13 +161,16 @@ class Manifest:
 def _import_json_records(con: Connection, ws: Workspace) -> dict[str, Any]:
     from sqlalchemy import insert, select
 
+    from mlops_assets.workspace import Workspace
+
     legacy = sorted(ws.manifest_dir.glob("*.json")) if ws.manifest_dir.is_dir() else []
     records = [json.loads(p.read_text()) for p in legacy]
 
     def order(record: dict[str, Any]) -> tuple[str, int, str]:
         # the order the file-based warehouse used: time (1 s resolution), then when the raw
         # Parquet was written
-        raw = ws.raw_path(record["source"], record["sha256"])
+        # a workspace this old keeps its raw files below its own folder
+        raw = Workspace(ws.root).raw_path(record["source"], record["sha256"])
         written = raw.stat().st_mtime_ns if raw.exists() else 0
         return record["processed_at"], written, record["sha256"]
 

@@ -77,11 +77,13 @@ def conditioned_on_disk(
 
 
 def move_data_tables(local: Workspace, storage_root: str) -> None:
-    """Move a local workspace's feature tables below ``storage_root``."""
+    """Move a local workspace's ingested files and feature tables below ``storage_root``."""
     shared = Workspace(local.root, storage_root=storage_root).data
-    for key in local.data.keys("features"):
-        shared.write_bytes(key, local.data.read_bytes(key))
-        local.data.local_path(key).unlink()
+    sources = [p.name for p in (local.root / "raw").iterdir()]
+    for folder in ["features", *(local.raw_folder(s) for s in sources)]:
+        for key in local.data.keys(folder):
+            shared.write_bytes(key, local.data.read_bytes(key))
+            local.data.local_path(key).unlink()
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,7 @@ def test_a_region_is_trained_forecast_and_monitored_with_its_tables_in_s3(
     assert data.exists(ws.monitoring_key(region, "report.html"))
     assert len(read_drift_report(ws, region)) and "week_start" in read_weekly_realized(ws, region)
     assert len(read_alerts(ws)) and set(read_alerts(ws)["region"]) >= {region}
-    for folder in ("features", "forecasts", "monitoring", "models"):
+    for folder in ("raw", "features", "forecasts", "monitoring", "models"):
         assert not (home / folder).exists(), folder  # nothing only this host has
 
     # the command line reads the same tables

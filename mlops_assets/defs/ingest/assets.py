@@ -54,11 +54,16 @@ def unannounced_files(
     A run killed after ingesting some files never materialized, so no ``affected_regions``
     ever named their regions and the region sensor would not refresh them: the next
     materialization announces every file whose raw Parquet was written after the previous
-    materialization (or every file, before the first one)."""
+    materialization (or every file, before the first one). An object store keeps whole
+    seconds, so there a file of the previous materialization's second is announced again
+    (an extra refresh of its regions, never a missed one)."""
     previous = context.instance.get_latest_materialization_event(context.asset_key)
-    after_ns = int(previous.timestamp * 1e9) if previous is not None else -1
+    data = ws.data
+    after_ns = -1
+    if previous is not None:
+        after_ns = int(previous.timestamp * 1e9) - (0 if data.is_local else 1_000_000_000)
     done = all_files[all_files["ingested_at"] != ""]
-    return {sha for sha in done["sha"] if ws.raw_path(source, sha).stat().st_mtime_ns > after_ns}
+    return {sha for sha in done["sha"] if data.modified_ns(ws.raw_key(source, sha)) > after_ns}
 
 
 def build_raw_asset(spec: DatasetSpec, source: str) -> dg.AssetsDefinition:

@@ -79,9 +79,10 @@ def _materialized(result) -> list[str]:
 
 
 def test_feature_tables_go_below_the_storage_root(tmp_path, instance, sample_source, s3_env):
-    """With ``MLOPS_STORAGE_ROOT`` on S3 the features asset writes every region's table
-    there (a worker on another host reads it), checks it there, and the readers (the
-    warehouse's ``features`` view, the models' loader) find it; nothing lands locally."""
+    """With ``MLOPS_STORAGE_ROOT`` on S3 the ingest writes the validated files there and the
+    features asset every region's table (a worker on another host reads them), checked
+    there, and the readers (the warehouse's ``features`` view, the models' loader) find
+    them; nothing lands locally."""
     from mlops_assets.definitions import build_definitions
     from mlops_assets.settings import Settings
     from mlops_assets.spec import load_spec
@@ -96,7 +97,8 @@ def test_feature_tables_go_below_the_storage_root(tmp_path, instance, sample_sou
     ws, spec = settings.workspace(), load_spec("sample")
     regions = sorted(instance.get_dynamic_partitions(region_partitions.name))
     assert ws.data.keys("features") == [f"features/{r}.parquet" for r in regions]
-    assert not (settings.home / "features").exists()
+    assert not (settings.home / "features").exists() and not (settings.home / "raw").exists()
+    assert ws.data.keys("raw/sales") and ws.data.keys("raw/stores")  # the ingested files
     event = instance.get_latest_materialization_event(dg.AssetKey("features"))
     meta = event.asset_materialization.metadata
     assert meta["path"].value.startswith(f"{s3_env}/features/")
