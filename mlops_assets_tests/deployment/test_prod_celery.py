@@ -1,6 +1,6 @@
 """The prod profile on loopback (`make e2e-prod`): PostgreSQL holds Dagster's instance and
 the state database, Redis brokers the steps, two Celery worker processes execute them, and
-the model artifacts and the feature tables go to S3 (moto's server;
+the model artifacts and the data tables go to S3 (moto's server;
 ``MLOPS_STORAGE_ROOT=s3://...``).
 
 Sample data dropped into the landing zone is ingested by the sensors; a backfill of
@@ -244,9 +244,14 @@ def test_prod_profile_runs_steps_on_celery_workers_and_survives_a_killed_worker(
                 assert uri.startswith(f"{storage_root}/models/{region}/"), uri
         assert registry.verify() == []
         assert not workspace.models_dir.exists()
-        # the feature tables the workers trained from are in S3 too
+        # the ingested files, the feature tables the workers trained from and the forecasts
+        # they wrote are in S3 too
         assert workspace.data.keys("features") == [f"features/{r}.parquet" for r in regions]
-        assert not (dep.ws_root / "features").exists()
+        assert workspace.data.keys("raw/sales")
+        for region in regions:
+            assert workspace.data.keys(workspace.forecasts_folder(region), ".forecast.parquet")
+        for folder in ("raw", "features", "forecasts"):
+            assert not (dep.ws_root / folder).exists(), folder
         # the state database is the Postgres one: the ingestion manifest is there
         assert int(postgres.sql("mlops", "SELECT count(*) FROM manifest_files")) > 0
 
