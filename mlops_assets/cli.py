@@ -341,6 +341,37 @@ def cmd_migrate_state(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate_data(args: argparse.Namespace) -> int:
+    """Copy a workspace's data tables (ingested files, features, forecasts, monitoring)
+    and model artifacts from its folder to the storage root, before the workspace runs
+    with ``MLOPS_STORAGE_ROOT``; the local copies stay (raw files are never deleted). The
+    registry then checks every copied artifact against its recorded checksum."""
+    from mlops_assets.model_store import LocalModelStore
+    from mlops_assets.registry import ModelRegistry
+    from mlops_assets.storage.data_store import copy_tables
+    from mlops_assets.storage.object_store import copy_artifacts, model_store_for
+
+    settings = _settings(args)  # --to is checked as MLOPS_STORAGE_ROOT is
+    shared = settings.workspace()
+    if not shared.storage_root:
+        raise CliError("no storage root: pass --to URL or set MLOPS_STORAGE_ROOT")
+    local = Workspace(shared.root, shared.database_url)
+    source, target = local.data, shared.data
+    if target.url == source.url:
+        raise CliError(f"the storage root {shared.storage_root} is the workspace folder itself")
+    tables = copy_tables(source, target)
+    models = copy_artifacts(LocalModelStore(local.models_dir), model_store_for(shared))
+    print(
+        f"{tables['copied']} table(s) and {models['copied']} model artifact(s) copied from "
+        f"{source.url} to {target.url}; {tables['skipped']} table(s) and "
+        f"{models['skipped']} artifact(s) already there"
+    )
+    problems = ModelRegistry.for_workspace(shared).verify()
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
+
+
 def cmd_registry(args: argparse.Namespace) -> int:
     from mlops_assets.registry import ModelRegistry, RegistryError
 
@@ -740,6 +771,8 @@ def _settings(args: argparse.Namespace, spec: str | None = None) -> Settings:
     env = dict(os.environ)
     if getattr(args, "home", None):
         env["MLOPS_HOME"] = args.home
+    if getattr(args, "to", None):  # migrate-data's storage root
+        env["MLOPS_STORAGE_ROOT"] = args.to
     if getattr(args, "spec", None) or spec:
         env["MLOPS_SPEC"] = getattr(args, "spec", None) or spec
     settings = load_settings(env)
@@ -903,6 +936,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--home", help="workspace root (default: MLOPS_HOME or .mlops/<env>)")
     p.set_defaults(func=cmd_migrate_state)
+
+    p = sub.add_parser(
+        "migrate-data",
+        help="copy the workspace's data tables below the storage root (the local files stay)",
+    )
+    p.add_argument("--home", help="workspace root (default: MLOPS_HOME or .mlops/<env>)")
+    p.add_argument("--to", help="storage root URL (default: MLOPS_STORAGE_ROOT)")
+    p.set_defaults(func=cmd_migrate_data)
 
     p = sub.add_parser(
         "worker",

@@ -15,6 +15,7 @@ would be downloaded at run time, which an offline host cannot do.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +156,27 @@ class DataStore:
             ]
         return sorted(f"{folder}/{n}" for n in names if n.endswith(suffix) and not is_temp_name(n))
 
+    def all_keys(self, folder: str) -> list[str]:
+        """Every table below ``folder``, at any depth, sorted (what ``check_key`` accepts:
+        never a temporary file of an unfinished write)."""
+        folder = check_key(folder, folder=True)
+        if self.local_root is not None:
+            base = self.local_root / folder
+            found = [p.relative_to(self.local_root).as_posix() for p in base.rglob("*")]
+        else:
+            assert self.fs is not None
+            self.fs.invalidate_cache(f"{self._root_path}/{folder}")
+            try:
+                paths = self.fs.find(f"{self._root_path}/{folder}")
+            except FileNotFoundError:
+                paths = []
+            found = [p.removeprefix(self._root_path + "/") for p in paths]
+        out = []
+        for key in found:
+            with contextlib.suppress(ValueError):  # folders, temporaries, strangers
+                out.append(check_key(key))
+        return sorted(out)
+
     def read_parquet(self, key: str, **kwargs: Any) -> pd.DataFrame:
         import pandas as pd
 
@@ -186,6 +208,18 @@ class DataStore:
             self.fs.pipe_file(self._remote(key), data)
             self.fs.invalidate_cache(self._remote(key))
         return self.location(key)
+
+    def size(self, key: str) -> int | None:
+        """The file's size in bytes; None when there is none."""
+        if self.local_root is not None:
+            path = self.local_path(key)
+            return path.stat().st_size if path.is_file() else None
+        assert self.fs is not None
+        self.fs.invalidate_cache(self._remote(key))
+        try:
+            return int(self.fs.size(self._remote(key)))
+        except FileNotFoundError:
+            return None
 
     def write_frame(self, frame: pd.DataFrame, key: str) -> str:
         """Write ``frame`` as the table ``key`` (replacing it whole); its location."""
@@ -227,3 +261,24 @@ class DataStore:
             if name not in con.list_filesystems():  # a connection registers a name once
                 con.register_filesystem(self.fs)
         return con
+
+
+DATA_FOLDERS = ("raw", "features", "forecasts", "monitoring")
+
+
+def copy_tables(source: DataStore, target: DataStore) -> dict[str, int]:
+    """Copy every data table of ``source`` to ``target`` (moving a workspace's data below a
+    new storage root); a table already there with the same size is left alone, nothing is
+    deleted. Returns the tables copied and skipped."""
+    copied = skipped = 0
+    for folder in DATA_FOLDERS:
+        for key in source.all_keys(folder):
+            data = source.read_bytes(key)
+            if target.size(key) == len(data):
+                skipped += 1
+                continue
+            target.write_bytes(key, data)
+            if target.size(key) != len(data):
+                raise OSError(f"{key}: {target!r} holds a different size after the copy")
+            copied += 1
+    return {"copied": copied, "skipped": skipped}

@@ -91,3 +91,54 @@ def test_the_workspace_keeps_its_features_below_the_storage_root(tmp_path, s3_en
     assert shared.data.location(shared.features_key("Nord")) == f"{s3_env}/features/Nord.parquet"
     with pytest.raises(ValueError):
         shared.features_key("../Nord")
+
+
+def test_migrate_data_copies_a_workspaces_tables_and_models_below_the_storage_root(
+    tmp_path, s3_env, monkeypatch, capsys
+) -> None:
+    """What a dev workspace holds (ingested files, features, forecasts, monitoring tables
+    and reports, registered models) is copied whole below the root, the local files stay,
+    a second run copies nothing, and the registry loads the copied model."""
+    from mlops_assets.cli import main
+    from mlops_assets.registry import APPROVED, ModelRegistry
+
+    monkeypatch.delenv("MLOPS_STORAGE_ROOT", raising=False)
+    monkeypatch.delenv("MLOPS_DATABASE_URL", raising=False)
+    local = Workspace(tmp_path / "ws")
+    keys = [
+        local.raw_key("sales", "ab" * 32),
+        local.features_key("Nord"),
+        local.forecast_key("Nord", "2026-01-05"),
+        local.monitoring_key("Nord", "report.html"),
+        local.fleet_monitoring_key("alerts.parquet"),
+    ]
+    for key in keys:
+        local.data.write_frame(FRAME, key)
+    (local.root / "features" / ".Nord.parquet.x.host-1.partial.tmp").write_bytes(b"half")
+    ModelRegistry.for_workspace(local).register(
+        "Nord", model_text="tree\nversion=v4\n", model_meta={"features": ["x"]},
+        record={"run_id": "r1"}, status=APPROVED, reasons=[], actor="trainer",
+    )  # fmt: skip
+    home = ["--home", str(local.root)]
+
+    assert main(["migrate-data", *home, "--to", s3_env]) == 0
+    out = capsys.readouterr().out
+    assert "5 table(s) and 2 model artifact(s) copied" in out, out
+    shared = Workspace(local.root, storage_root=s3_env)
+    assert shared.data.all_keys("raw") + shared.data.all_keys("features") == keys[:2]
+    for key in keys:
+        assert shared.data.read_bytes(key) == local.data.read_bytes(key)  # and stay local
+    registry = ModelRegistry.for_workspace(shared)
+    assert registry.load_artifacts(registry.latest_approved("Nord"))[0] == "tree\nversion=v4\n"
+    assert local.models_dir.is_dir()
+
+    monkeypatch.setenv("MLOPS_STORAGE_ROOT", s3_env)  # again, the root from the setting
+    assert main(["migrate-data", *home]) == 0
+    out = capsys.readouterr().out
+    assert "0 table(s) and 0 model artifact(s) copied" in out and "5 table(s) and 2" in out
+
+    monkeypatch.delenv("MLOPS_STORAGE_ROOT")
+    assert main(["migrate-data", *home]) == 2
+    assert "no storage root" in capsys.readouterr().err
+    assert main(["migrate-data", *home, "--to", "s3://AKIA:s3cr3t@bucket/x"]) == 2
+    assert "s3cr3t" not in capsys.readouterr().err
