@@ -15,11 +15,12 @@ Layout (all below ``root``)::
     forecasts/<region_key>/<origin>.forecast.parquet   one file per forecast origin
     monitoring/<region_key>/       realized performance, drift tables, HTML report
     monitoring/_fleet/             cross-region alerts
-
-The data tables (raw, features, forecasts, monitoring) are in the data store ``ws.data``: below
-``storage_root`` when one is set (every worker host reads the same), else below ``root``.
     tuning/<region_key>.journal    the region's persistent optuna study
     registry/, models/             model registry state and artifacts
+
+The data tables (raw, features, forecasts, monitoring) are in the data store ``ws.data``
+and the model artifacts in the model store: below ``storage_root`` when one is set (every
+worker host reads the same), else below ``root`` as above.
 
 Every writer writes whole files under names derived from content hashes or sanitised
 partition keys, then renames them into place, so runs for different regions (or on
