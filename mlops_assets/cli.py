@@ -507,7 +507,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
             f"({forecast['model_label'].iloc[0]}, origin {origin_day}{on_demand})"
         )
         for r in group.sort_values("rank").itertuples():
-            print(f"    {r.rank}. {r.feature:<28} = {r.value:<12} {r.contribution:+.4f}")
+            value = "missing" if pd.api.types.is_scalar(r.value) and pd.isna(r.value) else r.value
+            print(f"    {r.rank}. {r.feature:<28} = {value!s:<12} {r.contribution:+.4f}")
     return 0
 
 

@@ -31,6 +31,7 @@ import duckdb
 from mlops_assets.naming import UnsafeNameError, check_display_name, region_keys
 from mlops_assets.spec import SourceSpec
 from mlops_assets.storage.data_store import StoredTable
+from mlops_assets.workspace import atomic_copy_to_parquet
 
 MIN_DATE = "1900-01-01"
 MAX_DATE = "2100-12-31"
@@ -401,9 +402,11 @@ def _validate(
         date_min, date_max = (
             str(v) for v in con.execute("SELECT min(date), max(date) FROM dedup").fetchone()
         )
-    if output is not None:
-        table = output if isinstance(output, StoredTable) else StoredTable.local_file(Path(output))
-        table.write_query(con, f"SELECT {data_cols} FROM dedup ORDER BY _row", {})
+    sql = f"SELECT {data_cols} FROM dedup ORDER BY _row"
+    if isinstance(output, StoredTable):
+        output.write_query(con, sql, {})
+    elif output is not None:  # any file on this machine
+        atomic_copy_to_parquet(con, sql, {}, Path(output))
     con.execute("DROP TABLE norm")
     con.execute("DROP TABLE dedup")
     return ValidatedFile(

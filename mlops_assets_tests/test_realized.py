@@ -4,6 +4,7 @@ origin, per week on the forecast that was live, closed days, late and duplicate 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -166,7 +167,7 @@ def test_files_round_trip_and_read_empty_before_the_first_run(tmp_path, forecast
     weekly = weekly_realized(forecasts, actuals, floor=0.0)
     paths = write_realized(ws, "Nord", per_origin, weekly)
 
-    assert [p.relative_to(ws.root).as_posix() for p in paths] == [
+    assert [Path(p).relative_to(ws.root).as_posix() for p in paths] == [
         "monitoring/Nord/realized_performance.parquet",
         "monitoring/Nord/realized_weekly.parquet",
     ]

@@ -57,11 +57,6 @@ class StoredTable:
     store: DataStore
     key: str
 
-    @classmethod
-    def local_file(cls, path: Path) -> StoredTable:
-        """A Parquet file anywhere on this machine, as a table of its folder."""
-        return cls(DataStore(path.parent), path.name)
-
     def write_query(self, con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> str:
         """``COPY (sql) TO`` this table (replaced whole) from ``con``; its location."""
         self.store.attach(con)

@@ -83,7 +83,8 @@ def move_data_tables(local: Workspace, storage_root: str) -> None:
     for folder in ["features", *(local.raw_folder(s) for s in sources)]:
         for key in local.data.keys(folder):
             shared.write_bytes(key, local.data.read_bytes(key))
-            local.data.local_path(key).unlink()
+    for folder in ("features", "raw"):
+        shutil.rmtree(local.root / folder)
 
 
 @pytest.fixture(scope="session")

@@ -53,10 +53,10 @@ def test_a_feature_batch_reports_each_region_and_fails_only_the_broken_one(
 
     real_write = feature_assets.write_features
 
-    def write_features(con, ds, region, path):
+    def write_features(con, ds, region, store, key):
         if region == "Ost":
             raise ValueError("Ost's table cannot be written")
-        return real_write(con, ds, region, path)
+        return real_write(con, ds, region, store, key)
 
     monkeypatch.setattr(feature_assets, "write_features", write_features)
     drop_all(sample_source, settings)
