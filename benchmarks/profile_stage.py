@@ -5,6 +5,7 @@ the shares, not the seconds.
 
     .venv/bin/python benchmarks/profile_stage.py monitoring            # rossmann-100
     .venv/bin/python benchmarks/profile_stage.py training --spec sample --source-dir DIR
+    .venv/bin/python benchmarks/profile_stage.py monitoring --plain   # wall only, no profiler
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ def main() -> None:
     parser.add_argument("--spec", default="rossmann")
     parser.add_argument("--top", type=int, default=35, help="rows per listing")
     parser.add_argument("--save", type=Path, help="also write the raw profile here")
+    parser.add_argument(
+        "--plain", action="store_true", help="time the stage without the profiler (before/after)"
+    )
     args = parser.parse_args()
     if not args.source_dir.is_dir():
         print(f"SKIPPED: no data at {args.source_dir}")
@@ -48,6 +52,12 @@ def main() -> None:
             start = time.perf_counter()
             getattr(pipeline, stage)()
             print(f"  {stage}: {time.perf_counter() - start:.1f} s (not profiled)", flush=True)
+        if args.plain:
+            start = time.perf_counter()
+            getattr(pipeline, args.stage)()
+            wall = time.perf_counter() - start
+            print(f"\n{args.stage}: {wall:.1f} s, {len(pipeline.regions)} regions (no profiler)")
+            return
         profiler = cProfile.Profile()
         start = time.perf_counter()
         profiler.runcall(getattr(pipeline, args.stage))

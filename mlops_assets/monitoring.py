@@ -36,6 +36,7 @@ the model's holdout error by a factor and stands out from the fleet.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ from mlops_assets.spec import (
     MonitoringSettings,
 )
 from mlops_assets.training import (
+    as_datetime,
     eligible_rows,
     like_dtypes,
     predict_frame,
@@ -169,9 +171,35 @@ def _quiet() -> warnings.catch_warnings[None]:
 
 
 def _chunker() -> PeriodBasedChunker:
-    nml = import_nannyml()
+    return _week_chunker_class()(timestamp_column_name="date", offset=WEEK_OFFSET)
 
-    return nml.PeriodBasedChunker(timestamp_column_name="date", offset=WEEK_OFFSET)
+
+@functools.cache
+def _week_chunker_class() -> type[PeriodBasedChunker]:
+    nml = import_nannyml()
+    from nannyml.chunk import Chunk
+
+    class WeekChunker(nml.PeriodBasedChunker):
+        """nannyml's weekly chunks, the same keys, bounds and rows, without its
+        ``pd.to_datetime`` of a column that holds datetimes already (see ``as_datetime``:
+        every split of every calculator paid it)."""
+
+        def _split(self, data: pd.DataFrame) -> list[Chunk]:
+            stamps = data[self.timestamp_column_name]
+            if not pd.api.types.is_datetime64_any_dtype(stamps):
+                return super()._split(data)
+            grouped = data.groupby(stamps.dt.to_period(self.offset))
+            return [
+                Chunk(
+                    key=str(k),
+                    data=grouped.get_group(k),
+                    start_datetime=k.start_time,
+                    end_datetime=k.end_time,
+                )
+                for k in grouped.groups
+            ]
+
+    return WeekChunker
 
 
 def _rows(result_df: pd.DataFrame, chunk_cols: tuple, signal: str, key: tuple) -> pd.DataFrame:
@@ -240,7 +268,7 @@ def fleet_gap_frame(region_inputs: pd.DataFrame, region: str, columns: list[str]
     """One row per day: the region's value minus the median of all regions that day.
 
     ``region_inputs`` has ``date``, ``region_key`` and the region-level columns."""
-    daily = region_inputs.assign(date=pd.to_datetime(region_inputs["date"]))
+    daily = region_inputs.assign(date=as_datetime(region_inputs["date"]))
     daily = daily.groupby(["date", "region_key"])[columns].mean()
     median = daily.groupby(level="date").median()
     mine = daily.xs(region, level="region_key") if region in daily.index.unique(1) else None
@@ -547,7 +575,7 @@ def same_season_rows(reference: pd.DataFrame, week: pd.Timestamp) -> pd.DataFram
     """Training rows of the three weeks centred on ``week`` a year earlier, in key order
     (whichever frame they come from, the same rows are then sampled)."""
     centre = pd.Timestamp(week) - pd.Timedelta(days=SAME_SEASON_DAYS)
-    dates = pd.to_datetime(reference["date"])
+    dates = as_datetime(reference["date"])
     rows = reference[
         (dates >= centre - pd.Timedelta(days=7)) & (dates < centre + pd.Timedelta(days=14))
     ]
@@ -669,7 +697,7 @@ def monitoring_inputs(
 
     def judged(rows: pd.DataFrame) -> pd.DataFrame:
         rows = rows.copy()
-        rows["date"] = pd.to_datetime(rows["date"])
+        rows["date"] = as_datetime(rows["date"])
         rows = rows[eligible_rows(rows)]
         future = rows.get("is_future", pd.Series(False, index=rows.index)).astype(bool)
         truth = rows["target"].where(~future)

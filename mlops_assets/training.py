@@ -435,10 +435,19 @@ def backtest_summary(meta: dict[str, Any]) -> str | None:
     return f"{min(dates)}..{max(dates)}, {len(dates):,} out-of-sample forecasts"
 
 
+def as_datetime(values: pd.Series) -> pd.Series:
+    """``values`` as datetimes, untouched when they already are: ``pd.to_datetime`` of a
+    datetime column still turns up to 500 of its values into Timestamps one by one to
+    decide on a cache (14.5 of 257 s of a monitoring pass of 1M rows under cProfile)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values
+    return pd.to_datetime(values)
+
+
 def week_start(dates: pd.Series) -> pd.Series:
     """The Monday of each date's week (monitoring's weekly chunks, the reference's sample
     strata, realized performance by target week)."""
-    d = pd.to_datetime(dates)
+    d = as_datetime(dates)
     return (d - pd.to_timedelta(d.dt.dayofweek, unit="D")).dt.normalize()
 
 

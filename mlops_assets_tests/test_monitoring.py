@@ -1181,3 +1181,26 @@ def test_recent_weeks_keeps_whole_monday_to_sunday_weeks():
     assert len(recent) == 2 * (21 + 3)  # three whole weeks and the last week's 3 days
     assert set(week_start(recent["date"])) == set(week_start(reference["date"]).unique()[-4:])
     assert recent_weeks(reference, None) is reference
+
+
+def test_the_week_chunker_splits_exactly_like_nannyml():
+    """Monitoring's chunker skips nannyml's re-parsing of a datetime column (a cost, not
+    a change): the same weekly chunks, bounds and rows as nannyml's own, and string dates
+    still go through nannyml's parsing."""
+    from nannyml import PeriodBasedChunker
+
+    from mlops_assets.monitoring import WEEK_OFFSET, _chunker
+
+    rng = np.random.default_rng(3)
+    dates = pd.date_range("2025-12-24", "2026-03-08", freq="D")  # partial weeks at both ends
+    frame = pd.DataFrame(
+        {"date": rng.permutation(np.repeat(dates, 3)), "x": rng.normal(size=3 * len(dates))}
+    )
+    for data in (frame, frame.assign(date=frame["date"].dt.strftime("%Y-%m-%d"))):
+        ours = _chunker().split(data)
+        theirs = PeriodBasedChunker(timestamp_column_name="date", offset=WEEK_OFFSET).split(data)
+        assert [c.key for c in ours] == [c.key for c in theirs] and len(ours) == 11
+        for a, b in zip(ours, theirs, strict=True):
+            assert (a.start_datetime, a.end_datetime) == (b.start_datetime, b.end_datetime)
+            assert (a.start_index, a.end_index) == (b.start_index, b.end_index)
+            pd.testing.assert_frame_equal(a.data, b.data)
