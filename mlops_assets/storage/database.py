@@ -117,30 +117,6 @@ def engine_for(url: str) -> Engine:
     return engine
 
 
-def _use_wal(cursor: Any) -> None:
-    """Put the database in WAL mode (it stays so: the mode is kept in the file). Switching
-    needs the database to itself, and SQLite answers "database is locked" at once, without
-    waiting out the busy timeout, when other processes open a new database at the same
-    moment: retry until the timeout, so a process opening a fresh workspace never fails
-    (or, for the notification feed, drops a record) over it."""
-    import sqlite3
-    import time
-
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    delay = 0.005
-    while True:
-        try:
-            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
-                return
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.2)
-
-
 def dispose_engine(url: str) -> None:
     """Close this process's engine of ``url`` (its pooled connections) and forget it."""
     with _LOCK:
