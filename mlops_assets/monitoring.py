@@ -1005,6 +1005,34 @@ def read_drift_report(ws: Workspace, region: str) -> pd.DataFrame:
     return ws.data.read_parquet(key) if ws.data.exists(key) else pd.DataFrame(columns=TABLE_COLUMNS)
 
 
+HEATMAP_PREFIX = "drift_heatmap."
+
+
+def drift_heatmap_png(ws: Workspace, region: str, table: pd.DataFrame, *, draw: bool) -> str:
+    """``reports.drift_heatmap(table)`` (base64 PNG), kept beside the region's drift report
+    as ``drift_heatmap.<digest of what it draws>.png``. The drift_report asset draws it
+    (``draw``: always, so a changed drawing replaces the stored one) and the region's HTML
+    report reuses it for the same table: one heatmap a region and pass instead of two
+    (0.9 s each at 1M rows under cProfile, 35 of 257 s of a monitoring pass)."""
+    import base64
+
+    from mlops_assets import reports
+
+    data = ws.data
+    key = ws.monitoring_key(region, f"{HEATMAP_PREFIX}{reports.drift_heatmap_digest(table)}.png")
+    if not draw:
+        try:
+            return base64.b64encode(data.read_bytes(key)).decode("ascii")
+        except FileNotFoundError:
+            pass  # drawn for another table, or not yet: draw it here
+    png = reports.drift_heatmap(table)
+    data.write_bytes(key, base64.b64decode(png))
+    for old in data.keys(f"monitoring/{region}", ".png"):  # one heatmap a region is kept
+        if old != key and old.rsplit("/", 1)[-1].startswith(HEATMAP_PREFIX):
+            data.delete(old)
+    return png
+
+
 def alerts_key(ws: Workspace) -> str:
     """The fleet's alerts table in the data store (``ws.data``)."""
     return ws.fleet_monitoring_key("alerts.parquet")

@@ -499,6 +499,32 @@ def drift_heatmap(monitoring: pd.DataFrame) -> str:
     return png_base64(fig)
 
 
+def drift_heatmap_digest(monitoring: pd.DataFrame | None) -> str:
+    """A digest of what ``drift_heatmap`` draws from ``monitoring`` (its rows of the heatmap
+    signals, in any order and with the dtypes a Parquet round trip leaves): two tables
+    with the same digest give the same heatmap."""
+    import hashlib
+
+    cols = ("signal", "feature", "week_start", "value", "lower", "upper", "nml_alert", "ignored")
+    m = monitoring if monitoring is not None else pd.DataFrame()
+    if "signal" in m.columns:
+        m = m[m["signal"].isin(HEATMAP_SIGNALS)]
+    canon = pd.DataFrame(
+        {
+            "signal": m.get("signal", pd.Series(dtype=str)).astype(str),
+            "feature": m.get("feature", pd.Series(dtype=str)).astype(str),
+            "week": _weeks(m["week_start"]).dt.strftime("%Y-%m-%d")
+            if "week_start" in m.columns
+            else "",
+            **{c: _numeric(m, c) for c in ("value", "lower", "upper")},
+            **{c: _bool(m[c]) if c in m.columns else False for c in ("nml_alert", "ignored")},
+        }
+    )
+    canon = canon.sort_values(["signal", "feature", "week"], ignore_index=True)
+    hashed = pd.util.hash_pandas_object(canon, index=False).to_numpy().tobytes()
+    return hashlib.sha256(",".join(cols).encode() + hashed).hexdigest()[:16]
+
+
 def _clean(importance: dict[str, float] | None) -> dict[str, float]:
     out = {}
     for name, value in (importance or {}).items():
@@ -922,7 +948,7 @@ def _weeks_list(weeks: Iterable[Any]) -> str:
     return ", ".join(_date(w) for w in sorted(set(weeks)))
 
 
-def _drift_section(monitoring: pd.DataFrame | None) -> str:
+def _drift_section(monitoring: pd.DataFrame | None, heatmap: str | None = None) -> str:
     m = _usable(monitoring, ("signal", "feature", "week_start", "value"))
     if m is not None:
         m = m[m["signal"].isin(HEATMAP_SIGNALS)]
@@ -940,7 +966,7 @@ def _drift_section(monitoring: pd.DataFrame | None) -> str:
             "Features without drift alerts (calendar, events, opening flags) are computed "
             "and shown in grey but never alert."
         ),
-        _plot_html(lambda: drift_heatmap(monitoring), "drift heatmap"),
+        _plot_html(lambda: heatmap or drift_heatmap(monitoring), "drift heatmap"),
     ]
     m = m.assign(
         week_start=_weeks(m["week_start"]),
@@ -1086,10 +1112,12 @@ def render_region_report(
     alerts: pd.DataFrame,
     importance: dict[str, float],
     recent_importance: dict[str, float] | None,
+    drift_heatmap_png: str | None = None,
 ) -> str:
     """One self-contained HTML document for a region, so a planner or an on-call engineer
     sees in one page whether the forecasts are still trustworthy and why an alert fired.
-    Renders whatever is available: an empty input gives an explanatory sentence."""
+    Renders whatever is available: an empty input gives an explanatory sentence.
+    ``drift_heatmap_png``: the heatmap of ``monitoring`` drawn before (base64 PNG)."""
     model = model if isinstance(model, dict) else {}
     monitoring = _for_region(monitoring, region)
     sections = [
@@ -1100,7 +1128,7 @@ def render_region_report(
             _for_region(realized_weekly, region), _for_region(realized_by_origin, region), model
         ),
         _estimated_section(monitoring, model),
-        _drift_section(monitoring),
+        _drift_section(monitoring, drift_heatmap_png),
         _quality_section(monitoring),
         _attribution_section(monitoring, importance, recent_importance),
     ]

@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 
 from mlops_assets.reports import (
+    HEATMAP_SIGNALS,
     attribution_plot,
     drift_heatmap,
+    drift_heatmap_digest,
     estimated_performance_plot,
     forecast_vs_actual_plot,
     metrics_over_time_plot,
@@ -467,3 +469,44 @@ def test_report_wording_region_once_counts_in_words_and_no_empty_ndcg_rows() -> 
     section = _full_report(monitoring=monitoring).split("<h2>Attribution ranking</h2>")[1]
     rows = re.findall(r"<tr><td>(\d{4}-\d{2}-\d{2})</td>", section)
     assert len(rows) == len(WEEKS) - 1 and str(WEEKS[0].date()) not in rows
+
+
+def test_the_heatmap_digest_follows_what_the_heatmap_draws(tmp_path: Path) -> None:
+    """Same drawn content, same digest (any row order, after a Parquet round trip, other
+    signals added); any drawn value or flag changed, another digest."""
+    table = _monitoring()
+    digest = drift_heatmap_digest(table)
+    table.to_parquet(tmp_path / "t.parquet", index=False)
+    round_trip = pd.read_parquet(tmp_path / "t.parquet").sample(frac=1.0, random_state=1)
+    assert drift_heatmap_digest(round_trip) == digest
+    other = table[~table["signal"].isin(HEATMAP_SIGNALS)].assign(value=99.0)
+    assert drift_heatmap_digest(pd.concat([table, other])) == digest
+    quiet = table.index[(table["signal"] == "feature_drift") & (table["feature"] == "price")][0]
+    changed_value = table.assign(value=table["value"].where(table.index != quiet, 7.0))
+    assert drift_heatmap_digest(changed_value) != digest
+    flagged = table.assign(nml_alert=table["nml_alert"].where(table.index != quiet, True))
+    assert not table.loc[quiet, "nml_alert"] and drift_heatmap_digest(flagged) != digest
+    assert drift_heatmap_digest(None) == drift_heatmap_digest(pd.DataFrame())
+
+
+def test_the_report_reuses_the_heatmap_the_drift_report_drew(tmp_path: Path, monkeypatch) -> None:
+    from mlops_assets import monitoring, reports
+    from mlops_assets.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    table = _monitoring()
+    drawn = monitoring.drift_heatmap_png(ws, "Nord", table, draw=True)
+    assert _is_png(drawn)
+
+    def no_drawing(_table):
+        raise AssertionError("drawn again")
+
+    monkeypatch.setattr(reports, "drift_heatmap", no_drawing)
+    assert monitoring.drift_heatmap_png(ws, "Nord", table.iloc[::-1], draw=False) == drawn
+    monkeypatch.undo()
+
+    changed = table.assign(value=table["value"] * 2)  # another table: drawn, the old one goes
+    assert monitoring.drift_heatmap_png(ws, "Nord", changed, draw=False) != drawn
+    assert [
+        p.name.startswith("drift_heatmap.") for p in (ws.root / "monitoring" / "Nord").iterdir()
+    ] == [True]

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
 # a table's file name: a safe stem, dots allowed inside (``2026-01-05.forecast``)
-_TABLE_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.(parquet|json|html)")
+_TABLE_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.(parquet|json|html|png)")
 
 
 def check_key(key: str, *, folder: bool = False) -> str:
@@ -215,6 +215,24 @@ class DataStore:
             return int(self.fs.size(self._remote(key)))
         except FileNotFoundError:
             return None
+
+    def delete(self, key: str) -> bool:
+        """Remove the file ``key``; whether there was one (another process may have
+        removed it first)."""
+        if self.local_root is not None:
+            try:
+                self.local_path(key).unlink()
+            except FileNotFoundError:
+                return False
+            return True
+        assert self.fs is not None
+        try:
+            self.fs.rm_file(self._remote(key))
+        except FileNotFoundError:
+            return False
+        finally:
+            self.fs.invalidate_cache(self._remote(key))
+        return True
 
     def write_frame(self, frame: pd.DataFrame, key: str) -> str:
         """Write ``frame`` as the table ``key`` (replacing it whole); its location."""

@@ -258,7 +258,7 @@ def _write_reports(
     """The self-contained HTML report of every monitored region."""
     import pandas as pd
 
-    from mlops_assets import realized, reports
+    from mlops_assets import monitoring, realized, reports
 
     paths = {}
     names = regions_with_sales(ws, ds)
@@ -268,6 +268,7 @@ def _write_reports(
         truth = realized.forecast_ground_truth(ws, ds, region, forecasts)
         record = mv.record
         _, meta = registry.load_artifacts(mv)
+        mine = tables[tables["region"] == region] if len(tables) else pd.DataFrame()
         html = reports.render_region_report(
             region=region,
             region_name=names.get(region, region),
@@ -286,12 +287,14 @@ def _write_reports(
             ground_truth=truth,
             realized_weekly=realized.read_weekly_realized(ws, region),
             realized_by_origin=realized.read_realized_performance(ws, region),
-            monitoring=tables[tables["region"] == region] if len(tables) else pd.DataFrame(),
+            monitoring=mine,
             alerts=status.alerts[status.alerts["region"] == region]
             if len(status.alerts)
             else pd.DataFrame(),
             importance=meta.get("importance") or {},
             recent_importance=None,
+            # the drift_report asset drew this table's heatmap: reused, not drawn again
+            drift_heatmap_png=monitoring.drift_heatmap_png(ws, region, mine, draw=False),
         )
         key = ws.monitoring_key(region, "report.html")
         paths[region] = ws.data.write_bytes(key, html.encode("utf-8"))

@@ -107,7 +107,10 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             ),
             "path": dg.MetadataValue.path(str(path)),
             "drift_heatmap": dg.MetadataValue.md(
-                markdown_image(reports.drift_heatmap(table), "drift per feature by week")
+                markdown_image(
+                    monitoring.drift_heatmap_png(ws, region, table, draw=True),
+                    "drift per feature by week",
+                )
             ),
             "estimated_performance": dg.MetadataValue.md(
                 markdown_image(
