@@ -188,7 +188,7 @@ class DirectPipeline:
             table = monitoring.region_drift(inputs, booster, meta, ds)
             table["model_version"] = mv.version
             ws.data.write_frame(table, monitoring.drift_report_key(ws, region))
-            markdown_image(reports.drift_heatmap(table), "d")
+            markdown_image(monitoring.drift_heatmap_png(ws, region, table, draw=True), "d")
             markdown_image(reports.estimated_performance_plot(table), "e")
         # monitoring_alerts: the fleet view over every approved region
         s, metric = ds.monitoring, ds.gate.metric
