@@ -1002,7 +1002,7 @@ def drift_report_key(ws: Workspace, region: str) -> str:
 
 def read_drift_report(ws: Workspace, region: str) -> pd.DataFrame:
     key = drift_report_key(ws, region)
-    return ws.data.read_parquet(key) if ws.data.exists(key) else pd.DataFrame(columns=TABLE_COLUMNS)
+    return ws.data.read_parquet_or(key, pd.DataFrame(columns=TABLE_COLUMNS))
 
 
 HEATMAP_PREFIX = "drift_heatmap."
@@ -1027,7 +1027,7 @@ def drift_heatmap_png(ws: Workspace, region: str, table: pd.DataFrame, *, draw: 
             pass  # drawn for another table, or not yet: draw it here
     png = reports.drift_heatmap(table)
     data.write_bytes(key, base64.b64decode(png))
-    for old in data.keys(f"monitoring/{region}", ".png"):  # one heatmap a region is kept
+    for old in data.keys(ws.monitoring_folder(region), ".png"):  # one heatmap a region is kept
         if old != key and old.rsplit("/", 1)[-1].startswith(HEATMAP_PREFIX):
             data.delete(old)
     return png
@@ -1041,7 +1041,7 @@ def alerts_key(ws: Workspace) -> str:
 def read_alerts(ws: Workspace) -> pd.DataFrame:
     """The fleet's alerts as the last monitoring pass wrote them (empty before it ran)."""
     key = alerts_key(ws)
-    return ws.data.read_parquet(key) if ws.data.exists(key) else pd.DataFrame()
+    return ws.data.read_parquet_or(key, pd.DataFrame())
 
 
 @dataclass

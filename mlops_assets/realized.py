@@ -255,9 +255,7 @@ def read_weekly_realized(ws: Workspace, region_key: str) -> pd.DataFrame:
 
 
 def _read(ws: Workspace, key: str, columns: list[str]) -> pd.DataFrame:
-    if not ws.data.exists(key):
-        return pd.DataFrame(columns=["region_key", *columns])
-    return ws.data.read_parquet(key)
+    return ws.data.read_parquet_or(key, pd.DataFrame(columns=["region_key", *columns]))
 
 
 # -- plot ------------------------------------------------------------------------------

@@ -143,10 +143,14 @@ class Workspace:
         """A forecast file on this machine (a local data store only)."""
         return self.data.local_path(self.forecast_key(region_key, origin, kind))
 
+    def monitoring_folder(self, region_key: str) -> str:
+        """A region's monitoring folder in the data store: ``monitoring/<region>``."""
+        return f"{MONITORING_FOLDER}/{require_safe_key(region_key)}"
+
     def monitoring_key(self, region_key: str, name: str) -> str:
         """A region's monitoring output in the data store: ``monitoring/<region>/<name>``
         (realized performance, drift tables, the HTML report)."""
-        return f"{MONITORING_FOLDER}/{require_safe_key(region_key)}/{name}"
+        return f"{self.monitoring_folder(region_key)}/{name}"
 
     def fleet_monitoring_key(self, name: str) -> str:
         """Cross-region monitoring output (alerts over every region) in the data store:

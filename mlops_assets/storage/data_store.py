@@ -3,8 +3,9 @@ that a step on one worker host reads what a step on another wrote.
 
 ``storage_root`` (``MLOPS_STORAGE_ROOT``) names the shared root, as for the model artifacts
 (``storage.object_store``); without it the tables stay below the workspace folder. Files
-are named by relative keys (``features/<region>.parquet``) checked like model keys, so a
-name from data never reaches a path or a SQL string unchecked.
+are named by relative keys (``features/<region>.parquet``) checked by ``check_key`` (safe
+folder names, then a table file name), so a name from data never reaches a path or a SQL
+string unchecked.
 
 Locally a table is written to a temporary name and renamed into place (readers see the
 old file or the new one). On object storage an object is written whole or not at all,
@@ -173,14 +174,27 @@ class DataStore:
         return sorted(out)
 
     def read_parquet(self, key: str, **kwargs: Any) -> pd.DataFrame:
+        """The table ``key``; ``FileNotFoundError`` when there is none (one round trip:
+        no separate existence check)."""
         import pandas as pd
 
-        if not self.exists(key):
-            raise FileNotFoundError(f"no table {key!r} in {self!r}")
-        if self.fs is None:
-            return pd.read_parquet(self.location(key), **kwargs)
-        with self.fs.open(self._remote(key), "rb") as fh:
-            return pd.read_parquet(fh, **kwargs)
+        try:
+            if self.local_root is not None:
+                return pd.read_parquet(self.local_path(key), **kwargs)
+            assert self.fs is not None
+            path = self._remote(key)
+            self.fs.invalidate_cache(path)  # another host may have written it since
+            with self.fs.open(path, "rb") as fh:
+                return pd.read_parquet(fh, **kwargs)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no table {key!r} in {self!r}") from None
+
+    def read_parquet_or(self, key: str, default: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
+        """The table ``key``, or ``default`` before anything wrote it."""
+        try:
+            return self.read_parquet(key, **kwargs)
+        except FileNotFoundError:
+            return default
 
     def read_bytes(self, key: str) -> bytes:
         if self.local_root is not None:
@@ -286,10 +300,10 @@ def copy_tables(source: DataStore, target: DataStore) -> dict[str, int]:
     copied = skipped = 0
     for folder in DATA_FOLDERS:
         for key in source.all_keys(folder):
-            data = source.read_bytes(key)
-            if target.size(key) == len(data):
+            if target.size(key) == source.size(key):  # no read of what is already there
                 skipped += 1
                 continue
+            data = source.read_bytes(key)
             target.write_bytes(key, data)
             if target.size(key) != len(data):
                 raise OSError(f"{key}: {target!r} holds a different size after the copy")

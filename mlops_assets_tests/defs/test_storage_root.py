@@ -30,10 +30,10 @@ def test_a_region_is_trained_forecast_and_monitored_with_its_tables_in_s3(
         ws.forecast_key(region, origin, "explanations"),
         ws.forecast_key(region, origin),
     ]
-    assert data.keys(f"monitoring/{region}") == [
-        f"monitoring/{region}/drift_report.parquet",
-        f"monitoring/{region}/realized_performance.parquet",
-        f"monitoring/{region}/realized_weekly.parquet",
+    assert data.keys(ws.monitoring_folder(region)) == [
+        ws.monitoring_key(region, "drift_report.parquet"),
+        ws.monitoring_key(region, "realized_performance.parquet"),
+        ws.monitoring_key(region, "realized_weekly.parquet"),
     ]
     assert data.exists(ws.monitoring_key(region, "report.html"))
     assert len(read_drift_report(ws, region)) and "week_start" in read_weekly_realized(ws, region)
