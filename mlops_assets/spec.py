@@ -219,7 +219,7 @@ class ModelSettings(_Strict):
         "score. On rossmann-100 (benchmarks/accuracy_backtest.py, three cutoffs) 50 saved "
         "18-27% of a training's boosting rounds for an RMSPE worse at every cutoff (9.33% vs "
         "9.28%, 13.61% vs 13.54%, 11.24% vs 11.24% with MAPE 8.35% vs 8.33%); 25 saved "
-        "27-47% for 0.9-1.6% worse RMSPE",
+        "27-47% for 1.1-1.6% worse RMSPE",
     )
     target_transform: Literal["log1p", "none"] = Field(
         "log1p", description="fit on log1p(target): errors become relative, as MAPE is"
