@@ -10,7 +10,8 @@ and forecasts all regions.
 - prod: ``deploy/prod/dagster.yaml`` (PostgreSQL, eight run slots), steps on two Celery
   workers with one pool process each (``mlops-assets worker --concurrency 1``: two steps at a
   time, the same parallelism as dev's two run slots on this 2-core machine), PostgreSQL and
-  Redis started on 127.0.0.1 (Debian's binaries; ``.ci/install-services.sh``).
+  Redis started on 127.0.0.1 (Debian's binaries; ``.ci/install-services.sh``), data tables
+  and model artifacts below ``MLOPS_STORAGE_ROOT`` on moto's S3 server on 127.0.0.1.
 
 Reported per profile: ingest + features wall, the backfill's launch -> done wall and its
 runs' span, runs, failures; and prod's ratio to dev. Writes the ``prod_vs_dev`` section of
@@ -39,6 +40,7 @@ from report import REPO_ROOT, provenance, update_results  # noqa: E402
 from mlops_assets_tests.deployment.services import (  # noqa: E402
     PostgresServer,
     RedisServer,
+    S3Server,
     kill_worker,
     missing_services,
     prod_environment,
@@ -50,7 +52,7 @@ DEFAULT_SOURCE = REPO_ROOT.parent / "shared" / "data" / "rossmann-100"
 
 
 def measure(profile: str, tmp: Path, args: argparse.Namespace) -> dict:
-    postgres = redis = None
+    postgres = redis = s3 = None
     workers = []
     try:
         with BenchDeployment(tmp / profile, spec=args.spec, mlops_env="dev") as dep:
@@ -59,6 +61,11 @@ def measure(profile: str, tmp: Path, args: argparse.Namespace) -> dict:
                 postgres.start()
                 redis.start()
                 dep.env.update(prod_environment(postgres, redis))
+                # data tables and model artifacts on S3 (moto's server), as prod keeps them
+                s3 = S3Server()
+                s3.start()
+                dep.env.update(s3.environment())
+                dep.env["MLOPS_STORAGE_ROOT"] = f"s3://{S3Server.BUCKET}/prod-vs-dev"
                 # this process reads the instance too
                 os.environ["DAGSTER_POSTGRES_URL"] = dep.env["DAGSTER_POSTGRES_URL"]
                 use_prod_instance(dep)
@@ -79,12 +86,18 @@ def measure(profile: str, tmp: Path, args: argparse.Namespace) -> dict:
                 "peak_rss_gb_concurrent_total": dep.sampler.figures()[
                     "peak_rss_gb_concurrent_total"
                 ],
+                # where the tables went: below the workspace (dev) or none there (prod: S3)
+                "feature_tables_below_workspace": len(
+                    list((dep.ws_root / "features").glob("*.parquet"))
+                ),
             }
             print(f"{profile}: {result}", flush=True)
             return result
     finally:
         for proc in workers:
             kill_worker(proc)
+        if s3 is not None:
+            s3.stop()
         if redis is not None:
             redis.stop()
         if postgres is not None:
@@ -106,7 +119,12 @@ def main() -> None:
         print(f"SKIPPED: needs {', '.join(missing)} (.ci/install-services.sh; nothing written)")
         return
     tmp = Path(tempfile.mkdtemp(prefix="mlops-prod-dev-", dir=args.tmp))
-    res: dict = {"dataset": args.source_dir.name, "spec": args.spec, "regions": args.regions}
+    res: dict = {
+        "dataset": args.source_dir.name,
+        "spec": args.spec,
+        "regions": args.regions,
+        "prod_storage_root": "s3",
+    }
     try:
         for profile in ("dev", "prod"):
             res[profile] = measure(profile, tmp, args)

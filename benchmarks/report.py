@@ -353,7 +353,13 @@ def render(results: dict) -> str:
             "The same data and backfill (region_model + forecast over every region, the UI's "
             "asset backfill) on dev (SQLite, steps in the run's process, two run slots) and "
             "on prod (PostgreSQL, steps on two Celery workers of one pool process each; "
-            "PostgreSQL and Redis on 127.0.0.1).",
+            "PostgreSQL and Redis on 127.0.0.1"
+            + (
+                "; data tables and model artifacts on S3, moto's server on 127.0.0.1"
+                if prod.get("prod_storage_root") == "s3"
+                else ""
+            )
+            + ").",
             "",
         ]
         cols = (
@@ -362,6 +368,7 @@ def render(results: dict) -> str:
             "backfill_runs_span_s",
             "backfill_runs",
             "peak_rss_gb_concurrent_total",
+            "feature_tables_below_workspace",
         )
         rows = [(p, *(prod[p].get(c) for c in cols)) for p in ("dev", "prod")]
         lines += _table(rows, ("profile", *cols))
