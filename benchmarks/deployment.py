@@ -306,7 +306,7 @@ class BenchDeployment(Deployment):
         return data, time.perf_counter() - start
 
     # -- driving the pipeline ----------------------------------------------------------
-    def drop(self, source_dir: Path) -> list[Path]:
+    def drop(self, source_dir: Path) -> list[str]:
         """Copy a dataset into the landing zone, as ``mlops-assets ingest`` does."""
         from mlops_assets.landing import drop_dataset
         from mlops_assets.spec import load_spec

@@ -255,7 +255,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     spec = load_spec(settings.spec)
     ws = settings.workspace()
     dropped = drop_dataset(spec, _source_dir(args.source_dir), ws)
-    print(f"dropped {len(dropped)} file(s) into {ws.landing}")
+    print(f"dropped {len(dropped)} file(s) into {ws.landing_zone.location()}")
     if args.process:
         start = time.perf_counter()
         runs = process(settings)
@@ -282,7 +282,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     ws = settings.workspace()
     dropped = drop_dataset(load_spec("sample"), source, ws)
-    print(f"dropped {len(dropped)} file(s) into {ws.landing}")
+    print(f"dropped {len(dropped)} file(s) into {ws.landing_zone.location()}")
     runs = process(settings, train=True)
     _print_runs(runs)
     summary = region_summary(settings)

@@ -4,29 +4,28 @@ A file's identity is the SHA-256 of its bytes. The manifest (a table in the work
 state database, one record per hash; see ``storage.manifest``) says what happened to it:
 ``ingested`` (normalised rows are in ``raw/<source>/<sha>``) or ``quarantined`` (a copy
 and a machine-readable reason sit in ``quarantine/``). A renamed copy or a re-dropped
-file has the same hash and is skipped. Outputs are named
-by hash and written atomically, so ingesting the same file twice (two overlapping runs,
-a retried run) produces the same files, never duplicate rows. Landing files are only
-read: nothing here modifies or deletes them.
+file has the same hash and is skipped. Outputs are named by hash and written atomically,
+so ingesting the same file twice (two overlapping runs, a retried run) produces the same
+files, never duplicate rows. Landing files are only read: nothing here modifies or
+deletes them. The landing zone and the quarantine are below the storage root when one is
+set, else below the workspace folder (``ws.landing_zone``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 
-from mlops_assets.naming import region_key, safe_file_name
+from mlops_assets.naming import region_key
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.storage.data_store import StoredTable
+from mlops_assets.storage.landing_zone import LandingFile, stream_sha256
 from mlops_assets.storage.manifest import Manifest
 from mlops_assets.validation import (
     LandingRejected,
@@ -35,59 +34,36 @@ from mlops_assets.validation import (
     without_absolute_paths,
 )
 from mlops_assets.warehouse import connect
-from mlops_assets.workspace import Workspace, atomic_write_json
-
-if TYPE_CHECKING:
-    pass
+from mlops_assets.workspace import Workspace
 
 LANDING_SUFFIXES = frozenset({".csv", ".parquet", ".txt", ".tsv"})
-_CHUNK = 1 << 20
 
 
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file's bytes, streamed in 1 MiB chunks."""
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return stream_sha256(fh)
 
 
-@dataclass(frozen=True)
-class LandingFile:
-    """A file seen in ``landing/<source>/`` (path relative to the workspace root)."""
-
-    source: str
-    relpath: str
-    size: int
-    mtime_ns: int
+def landing_sha256(ws: Workspace, source: str, relpath: str) -> str:
+    """SHA-256 of a landing file, without copying it: ``file_sha256`` of the local file,
+    or streamed from the storage root."""
+    zone = ws.landing_zone
+    if zone.is_local:
+        return file_sha256(zone.local_path(source, relpath))
+    return zone.sha256(source, relpath)
 
 
 def scan_landing(ws: Workspace, spec: DatasetSpec) -> list[LandingFile]:
     """All candidate files below each source's landing folder, in a stable order.
 
     Hidden files and files still being written under a temporary name (``.*``, ``*.tmp``,
-    ``*.part``) are skipped; so are symlinks, which could point outside the landing zone.
-    Sources are listed stores first, so that a store master dropped together with sales
-    is ingested before the sales that reference it.
+    ``*.part``) are skipped; so are local symlinks, which could point outside the landing
+    zone (``LandingZone.files``). Sources are listed stores first, so that a store master
+    dropped together with sales is ingested before the sales that reference it.
     """
-    found: list[LandingFile] = []
-    for source in ingest_order(spec):
-        base = ws.landing_dir(source)
-        if not base.is_dir():
-            continue
-        for path in sorted(base.rglob("*")):
-            if path.is_symlink() or not path.is_file() or path.name.startswith("."):
-                continue
-            if path.suffix.lower() in (".tmp", ".part") or any(
-                p.startswith(".") for p in path.relative_to(base).parts
-            ):
-                continue
-            st = path.stat()
-            found.append(
-                LandingFile(source, str(path.relative_to(ws.root)), st.st_size, st.st_mtime_ns)
-            )
-    return found
+    zone = ws.landing_zone
+    return [lf for source in ingest_order(spec) for lf in zone.files(source)]
 
 
 def ingest_order(spec: DatasetSpec) -> list[str]:
@@ -191,10 +167,24 @@ def _ingest_one(
     con: duckdb.DuckDBPyConnection,
     stores: set[str] | None,
 ) -> IngestOutcome:
+    # a remote landing file is downloaded once: what is hashed is what is validated
+    with ws.landing_zone.local_copy(source, relpath) as path:
+        return _ingest_local(ws, spec, source, relpath, path, run_id, manifest, con, stores)
+
+
+def _ingest_local(
+    ws: Workspace,
+    spec: DatasetSpec,
+    source: str,
+    relpath: str,
+    path: Path,
+    run_id: str | None,
+    manifest: Manifest,
+    con: duckdb.DuckDBPyConnection,
+    stores: set[str] | None,
+) -> IngestOutcome:
+    """``_ingest_one`` of the landing file ``relpath``, read from ``path`` on this machine."""
     src_spec = spec.sources[source]
-    path = (ws.root / relpath).resolve()
-    if ws.landing_dir(source) not in path.parents:
-        raise ValueError(f"{relpath!r} is not inside the {source!r} landing folder")
     # hash again: if the file changed since the sensor looked, what is there now is ingested
     sha256 = file_sha256(path)
     previous = manifest.get(sha256)
@@ -220,22 +210,34 @@ def _ingest_one(
             con=con,
         )
     except LandingRejected as exc:
-        qdir = ws.quarantine_dir(source)
-        qdir.mkdir(parents=True, exist_ok=True)
-        copy = qdir / f"{sha256[:16]}__{safe_file_name(path.name)}"
-        shutil.copyfile(path, copy)
+        zone = ws.landing_zone
+        copy = zone.quarantine_copy(source, sha256, path)
+        details = exc.details
+        if not zone.is_local:  # the engine's text names the download, not the landing file
+            details = _replaced(details, str(path), zone.location(relpath))
         reason = {
             **record,
             "status": "quarantined",
             "reason": exc.code,
             "message": exc.message,
-            "details": exc.details,
-            "quarantined_copy": str(copy.relative_to(ws.root)),
+            "details": details,
+            "quarantined_copy": copy,
         }
-        atomic_write_json(copy.with_name(copy.name + ".reason.json"), reason)
+        zone.write_reason(copy, reason)
         return _recorded(manifest, source, relpath, reason)
     record.update(status="ingested", **result.summary())
     return _recorded(manifest, source, relpath, record)
+
+
+def _replaced(value: Any, old: str, new: str) -> Any:
+    """``value`` (JSON-like) with ``old`` replaced by ``new`` in every string in it."""
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, dict):
+        return {k: _replaced(v, old, new) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_replaced(v, old, new) for v in value]
+    return value
 
 
 def _recorded(manifest: Manifest, source: str, relpath: str, record: dict) -> IngestOutcome:
@@ -256,16 +258,16 @@ def reason_line(record: dict[str, Any]) -> str:
 
 def quarantined(ws: Workspace) -> list[dict[str, Any]]:
     """Every quarantine record, newest first (for the CLI and asset metadata). A record
-    that cannot be read raises ``ValueError`` naming it (workspace-relative)."""
+    that cannot be read raises ``ValueError`` naming it (relative to the landing zone's
+    root)."""
+    zone = ws.landing_zone
     records = []
-    for path in sorted((ws.root / "quarantine").rglob("*.reason.json")):
+    for relpath in zone.reason_files():
         try:
-            records.append(json.loads(path.read_text(encoding="utf-8")))
+            records.append(json.loads(zone.read_text(relpath)))
         except (OSError, ValueError) as exc:  # a folder, unreadable, not JSON
             why = exc.strerror if isinstance(exc, OSError) else str(exc)
-            raise ValueError(
-                f"{path.relative_to(ws.root)}: unreadable quarantine record ({why})"
-            ) from exc
+            raise ValueError(f"{relpath}: unreadable quarantine record ({why})") from exc
     return sorted(records, key=lambda r: r["processed_at"], reverse=True)
 
 
@@ -304,7 +306,7 @@ def landing_status(
     manifest = Manifest.for_workspace(ws)
     requeued = manifest.requeue_counts()
     for lf in scan_landing(ws, spec):
-        sha = file_sha256(ws.root / lf.relpath)
+        sha = landing_sha256(ws, lf.source, lf.relpath)
         record = manifest.get(sha)
         state = record["status"] if record else "pending"
         reason = None
@@ -403,7 +405,7 @@ def plan_landing(
                 plan.deferred += 1
                 continue
             budget -= lf.size
-            sha = file_sha256(ws.root / lf.relpath)
+            sha = landing_sha256(ws, lf.source, lf.relpath)
             seen[lf.relpath] = [lf.size, lf.mtime_ns, sha]
         if sha in batch or sha in known:
             plan.skipped_known += 1
@@ -467,26 +469,24 @@ def affected_regions(ws: Workspace, spec: DatasetSpec, source: str, shas: list[s
     return [r[0] for r in rows]
 
 
-def drop_dataset(spec: DatasetSpec, source_dir: Path, ws: Workspace) -> list[Path]:
-    """Copy a dataset directory's files into the landing zone, as a data engineer would.
+def drop_dataset(spec: DatasetSpec, source_dir: Path, ws: Workspace) -> list[str]:
+    """Copy a dataset directory's files into the landing zone, as a data engineer would;
+    their relpaths.
 
-    Each file is copied under a hidden temporary name and renamed into place, so the
-    landing sensor never sees a half-written file. Existing landing files are kept.
+    Locally each file is copied under a hidden temporary name and renamed into place, and
+    an object store creates each object whole, so the landing sensor never sees a
+    half-written file. Existing landing files are kept.
     """
     source_dir = Path(source_dir)
     if not source_dir.is_dir():
         raise FileNotFoundError(f"source directory {source_dir} does not exist")
-    dropped: list[Path] = []
+    zone = ws.landing_zone
+    dropped: list[str] = []
     for name, src in spec.sources.items():
-        target_dir = ws.landing_dir(name)
-        target_dir.mkdir(parents=True, exist_ok=True)
+        if zone.is_local:  # an empty folder per source shows where files go
+            ws.landing_dir(name).mkdir(parents=True, exist_ok=True)
         for pattern in src.files:
             for path in sorted(source_dir.glob(pattern)):
-                if not path.is_file():
-                    continue
-                target = target_dir / path.name
-                tmp = target_dir / f".{path.name}.part"
-                shutil.copyfile(path, tmp)
-                os.replace(tmp, target)
-                dropped.append(target)
+                if path.is_file():
+                    dropped.append(zone.put(name, path.name, path))
     return dropped

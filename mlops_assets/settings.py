@@ -12,9 +12,10 @@ Chosen by environment variables only, so the same code runs everywhere:
                 Dagster resources receive it as an ``EnvVar``, and ``Settings`` never shows it.
 ``MLOPS_STORAGE_ROOT``  storage every worker host reaches: a path or an fsspec URL such as
                 ``s3://bucket/prefix`` (credentials and endpoint from the filesystem's own
-                variables, e.g. ``AWS_ENDPOINT_URL``). So far it holds the model artifacts
-                (``<root>/models``); data stays below ``MLOPS_HOME``. Default: none, the
-                artifacts stay in ``MLOPS_HOME/models``.
+                variables, e.g. ``AWS_ENDPOINT_URL``). It holds the model artifacts
+                (``<root>/models``), the data tables (``raw``, ``features``, ...), the
+                landing zone and the quarantine. Default: none, all of them stay below
+                ``MLOPS_HOME``.
 ``MLOPS_REGIONS_PER_RUN``  at most this many regions in one run of an asset backfill of
                 features / region_model / forecast (``BackfillPolicy.multi_run``) and of
                 the region sensor's features_job; default

@@ -18,9 +18,10 @@ Layout (all below ``root``)::
     tuning/<region_key>.journal    the region's persistent optuna study
     registry/, models/             model registry state and artifacts
 
-The data tables (raw, features, forecasts, monitoring) are in the data store ``ws.data``
-and the model artifacts in the model store: below ``storage_root`` when one is set (every
-worker host reads the same), else below ``root`` as above.
+The data tables (raw, features, forecasts, monitoring) are in the data store ``ws.data``,
+the landing zone and the quarantine in ``ws.landing_zone`` and the model artifacts in the
+model store: below ``storage_root`` when one is set (every worker host reads the same),
+else below ``root`` as above.
 
 Every writer writes whole files under names derived from content hashes or sanitised
 partition keys, then renames them into place, so runs for different regions (or on
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from mlops_assets.storage.data_store import DataStore
+    from mlops_assets.storage.landing_zone import LandingZone
 
 _HEX = frozenset("0123456789abcdef")
 # the data store's folders (``ws.data``)
@@ -75,14 +77,26 @@ class Workspace:
         object.__setattr__(self, "root", Path(self.root).resolve())
 
     @property
+    def landing_zone(self) -> LandingZone:
+        """Where landing files are dropped and rejected ones quarantined: below
+        ``storage_root`` when one is set (the ingest step may run on another host than the
+        sensor that saw the file), else below the workspace folder."""
+        from mlops_assets.storage.landing_zone import LandingZone
+
+        return LandingZone(self.storage_root or self.root)
+
+    @property
     def landing(self) -> Path:
-        return self.root / "landing"
+        """The landing folder on this machine (a local landing zone only)."""
+        return self.landing_zone.local_dir("landing")
 
     def landing_dir(self, source: str) -> Path:
+        """A source's landing folder on this machine (a local landing zone only)."""
         return self.landing / require_safe_key(source)
 
     def quarantine_dir(self, source: str) -> Path:
-        return self.root / "quarantine" / require_safe_key(source)
+        """A source's quarantine folder on this machine (a local landing zone only)."""
+        return self.landing_zone.local_dir("quarantine") / require_safe_key(source)
 
     @property
     def state_database_url(self) -> str:

@@ -38,14 +38,13 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield inst
 
 
-def drop(source_dir: Path, settings: Settings, source: str, name: str | None = None) -> Path:
-    """Copy every file of ``source_dir/source`` into the landing folder (optionally renamed)."""
-    target_dir = settings.home / "landing" / source
-    target_dir.mkdir(parents=True, exist_ok=True)
-    last = target_dir
+def drop(source_dir: Path, settings: Settings, source: str, name: str | None = None) -> str:
+    """Copy every file of ``source_dir/source`` into the landing zone (below the storage
+    root when the settings name one), optionally renamed; the last one's relpath."""
+    zone = settings.workspace().landing_zone
+    last = ""
     for path in sorted((source_dir / source).iterdir()):
-        last = target_dir / (name or path.name)
-        shutil.copyfile(path, last)
+        last = zone.put(source, name or path.name, path)
     return last
 
 

@@ -23,9 +23,9 @@ KNOWN_COLUMNS = "no_unknown_columns"
 class IngestConfig(dg.Config):
     files: list[str] = Field(
         default_factory=list,
-        description="Landing files to ingest, as paths relative to the workspace root "
-        "(the landing sensor fills this in). Empty: every file in this source's landing "
-        "folder whose content is not in the manifest yet.",
+        description="Landing files to ingest, as paths relative to the landing zone's root "
+        "(`landing/<source>/<name>`; the landing sensor fills this in). Empty: every file "
+        "in this source's landing folder whose content is not in the manifest yet.",
     )
 
 

@@ -1,5 +1,7 @@
 """features: materialized per region, gated by blocking checks that stop only that region."""
 
+import json
+
 import dagster as dg
 import pandas as pd
 
@@ -79,11 +81,14 @@ def _materialized(result) -> list[str]:
 
 
 def test_feature_tables_go_below_the_storage_root(tmp_path, instance, sample_source, s3_env):
-    """With ``MLOPS_STORAGE_ROOT`` on S3 the ingest writes the validated files there and the
-    features asset every region's table (a worker on another host reads them), checked
-    there, and the readers (the warehouse's ``features`` view, the models' loader) find
-    them; nothing lands locally."""
+    """With ``MLOPS_STORAGE_ROOT`` on S3 the landing zone is there: the sensors ingest the
+    files dropped there (a bad one is quarantined there, with its reason, and the rest
+    carries on), the ingest writes the validated files there and the features asset every
+    region's table (a worker on another host reads them), checked there, and the readers
+    (the warehouse's ``features`` view, the models' loader) find them; nothing lands
+    locally."""
     from mlops_assets.definitions import build_definitions
+    from mlops_assets.landing import landing_status, quarantined
     from mlops_assets.settings import Settings
     from mlops_assets.spec import load_spec
     from mlops_assets.tuning import load_region_features
@@ -91,13 +96,30 @@ def test_feature_tables_go_below_the_storage_root(tmp_path, instance, sample_sou
 
     settings = Settings(env="ci", home=tmp_path / "home", spec="sample", storage_root=s3_env)
     defs = build_definitions(settings)
-    drop_all(sample_source, settings)
-    runs = run_sensors(defs, instance, ["landing_sensor", "region_sensor"])
-    assert runs and all(r.success for r in runs) and all(not r.failed_checks for r in runs)
     ws, spec = settings.workspace(), load_spec("sample")
+    drop_all(sample_source, settings)
+    broken = b"date,store_id,department,units,open,promo\n2024-01-01,S0001,D01,abc,1,0\n"
+    bad = ws.landing_zone.put("sales", "broken.csv", broken)
+    runs = run_sensors(defs, instance, ["landing_sensor", "region_sensor"])
+    assert runs and all(r.success for r in runs)
+    assert [r.failed_checks for r in runs] == [["raw_sales:landing_files_valid"]] + [[]] * (
+        len(runs) - 1
+    )
+    for folder in ("landing", "quarantine", "features", "raw"):
+        assert not (settings.home / folder).exists(), folder
+    status = {f["path"]: f["state"] for f in landing_status(ws, spec)}
+    assert status.pop(bad) == "quarantined" and set(status.values()) == {"ingested"}
+    dropped = ("stores", "sales", "weather", "events", "future")  # what drop_all drops
+    assert len(status) == sum(len(list((sample_source / s).iterdir())) for s in dropped)
+    [record] = quarantined(ws)
+    assert record["file"] == bad and record["reason"] == "bad_type"
+    assert "units" in record["message"] and "mlops-landing-" not in json.dumps(record)
+    assert ws.landing_zone.reason_files() == [record["quarantined_copy"] + ".reason.json"]
+    assert ws.landing_zone.read_text(record["quarantined_copy"]).encode() == broken
+    with ws.landing_zone.open("sales", bad) as fh:
+        assert fh.read() == broken  # never modified or deleted
     regions = sorted(instance.get_dynamic_partitions(region_partitions.name))
     assert ws.data.keys("features") == [f"features/{r}.parquet" for r in regions]
-    assert not (settings.home / "features").exists() and not (settings.home / "raw").exists()
     assert ws.data.keys("raw/sales") and ws.data.keys("raw/stores")  # the ingested files
     event = instance.get_latest_materialization_event(dg.AssetKey("features"))
     meta = event.asset_materialization.metadata

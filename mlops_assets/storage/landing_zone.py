@@ -1,0 +1,326 @@
+"""The landing zone and the quarantine below a local folder or an fsspec URL, so that the
+ingest step on one worker host reads the file the sensor on another host saw.
+
+``<root>/landing/<source>/...`` holds the files data engineers drop (only ever read),
+``<root>/quarantine/<source>/<sha>__<name>`` the copy of a rejected file with its
+``.reason.json``. ``root`` is the storage root (``MLOPS_STORAGE_ROOT``) when one is set,
+else the workspace folder. A landing file is named by its ``relpath`` below ``root``
+(``landing/<source>/<name>``), as in manifest records, sensor cursors and run configs.
+
+Names come from users: a relpath is checked to be inside its source's landing folder
+before it is opened (locally after resolving symlinks; remotely by its segments), and a
+quarantine copy's name goes through ``safe_file_name``. Remote listings bypass the
+filesystem's cache (another host may have written since) and give whole-second mtimes
+(object stores keep no more, and a listing and a ``HEAD`` may round differently), so the
+sensor's ``(size, mtime)`` comparison is stable from tick to tick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from mlops_assets.naming import require_safe_key, safe_file_name
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+LANDING = "landing"
+QUARANTINE = "quarantine"
+REASON_SUFFIX = ".reason.json"
+_CHUNK = 1 << 20
+_TEMP_SUFFIXES = (".tmp", ".part")
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    """A file seen in ``landing/<source>/`` (path relative to the landing zone's root)."""
+
+    source: str
+    relpath: str
+    size: int
+    mtime_ns: int
+
+
+def is_candidate(parts: tuple[str, ...]) -> bool:
+    """Whether a file at ``parts`` below a source folder may be ingested: no hidden
+    segment, not a ``*.tmp`` / ``*.part`` name still being written."""
+    return not any(p.startswith(".") for p in parts) and (
+        PurePosixPath(parts[-1]).suffix.lower() not in _TEMP_SUFFIXES
+    )
+
+
+def stream_sha256(fh: Any) -> str:
+    """SHA-256 of what a binary file object yields, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    while chunk := fh.read(_CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+class LandingZone:
+    """``landing/`` and ``quarantine/`` below ``root`` (a folder, or a URL such as
+    ``s3://bucket/prefix``)."""
+
+    def __init__(self, root: str | Path) -> None:
+        from mlops_assets.storage.object_store import is_local_url
+
+        text = str(root)
+        self.fs: AbstractFileSystem | None = None
+        if is_local_url(text):
+            self.local_root: Path | None = Path(text.removeprefix("file://")).resolve()
+            self.url = str(self.local_root)
+        else:
+            from fsspec.core import url_to_fs
+
+            self.local_root = None
+            self.url = text.rstrip("/")
+            self.fs, root_path = url_to_fs(self.url)
+            self._root_path = root_path.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"LandingZone({self.url!r})"
+
+    @property
+    def is_local(self) -> bool:
+        return self.local_root is not None
+
+    def location(self, relpath: str = LANDING) -> str:
+        """Where ``relpath`` is, for people: a local path or a URL."""
+        if self.local_root is not None:
+            return str(self.local_root / relpath)
+        return f"{self.url}/{relpath}"
+
+    def local_dir(self, folder: str) -> Path:
+        """A folder of a local zone on this machine (``landing/<source>``)."""
+        if self.local_root is None:
+            raise ValueError(f"{self!r} is not on this machine: use its methods for {folder!r}")
+        return self.local_root / folder
+
+    def _remote(self, relpath: str) -> str:
+        return f"{self._root_path}/{relpath}"
+
+    # -- landing files ---------------------------------------------------------------------
+
+    def files(self, source: str) -> list[LandingFile]:
+        """Every candidate file below ``landing/<source>/``, sorted. Hidden names, files
+        in hidden folders, ``*.tmp`` / ``*.part`` (still being written) and, locally,
+        symlinks (which could point outside the landing zone) are skipped."""
+        folder = f"{LANDING}/{require_safe_key(source)}"
+        if self.local_root is not None:
+            return self._local_files(source, self.local_root / folder)
+        assert self.fs is not None
+        base = self._remote(folder)
+        self.fs.invalidate_cache(base)  # another host may have written since
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            found = {}
+        out = []
+        for path, info in found.items():
+            parts = tuple(path.removeprefix(base + "/").split("/"))
+            if info.get("type") != "file" or not path.startswith(base + "/") or "" in parts:
+                continue  # a folder marker, or a stranger
+            if is_candidate(parts):
+                relpath = f"{folder}/{'/'.join(parts)}"
+                size = int(info.get("size") or 0)
+                out.append((parts, LandingFile(source, relpath, size, self._mtime_ns(path, info))))
+        return [lf for _, lf in sorted(out, key=lambda pair: pair[0])]
+
+    def _local_files(self, source: str, base: Path) -> list[LandingFile]:
+        assert self.local_root is not None
+        if not base.is_dir():
+            return []
+        found = []
+        for path in sorted(base.rglob("*")):
+            if path.is_symlink() or not path.is_file():
+                continue
+            if not is_candidate(path.relative_to(base).parts):
+                continue
+            st = path.stat()
+            found.append(
+                LandingFile(
+                    source, str(path.relative_to(self.local_root)), st.st_size, st.st_mtime_ns
+                )
+            )
+        return found
+
+    def _mtime_ns(self, path: str, info: dict[str, Any]) -> int:
+        """Whole seconds since the epoch, in nanoseconds: what every object store keeps."""
+        assert self.fs is not None
+        value = next(
+            (info[k] for k in ("LastModified", "mtime", "updated", "created") if info.get(k)),
+            None,
+        )
+        if value is None:
+            value = self.fs.modified(path)
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        seconds = value.timestamp() if isinstance(value, datetime) else float(value)
+        return int(seconds) * 1_000_000_000
+
+    def check(self, source: str, relpath: str) -> str:
+        """``relpath`` if it names a file inside ``landing/<source>/``; ``ValueError``
+        otherwise (``..``, an absolute path, another source, locally a symlink out)."""
+        folder = f"{LANDING}/{require_safe_key(source)}"
+        refused = ValueError(f"{relpath!r} is not inside the {source!r} landing folder")
+        if not isinstance(relpath, str) or "\x00" in relpath:
+            raise refused
+        if self.local_root is not None:
+            path = (self.local_root / relpath).resolve()
+            if (self.local_root / folder).resolve() not in path.parents:
+                raise refused
+            return relpath
+        parts = relpath.split("/")
+        if parts[:2] != folder.split("/") or len(parts) < 3:
+            raise refused
+        if any(p in ("", ".", "..") for p in parts):
+            raise refused
+        return relpath
+
+    def local_path(self, source: str, relpath: str) -> Path:
+        """The checked file of a local zone on this machine (symlinks resolved)."""
+        self.check(source, relpath)
+        if self.local_root is None:
+            raise ValueError(f"{self!r} is not on this machine: open {relpath!r} by its relpath")
+        return (self.local_root / relpath).resolve()
+
+    def sha256(self, source: str, relpath: str) -> str:
+        """SHA-256 of a landing file's bytes, streamed."""
+        with self.open(source, relpath) as fh:
+            return stream_sha256(fh)
+
+    @contextlib.contextmanager
+    def open(self, source: str, relpath: str) -> Iterator[Any]:
+        """A landing file open for reading in binary mode."""
+        if self.local_root is not None:
+            with open(self.local_path(source, relpath), "rb") as fh:
+                yield fh
+            return
+        assert self.fs is not None
+        path = self._remote(self.check(source, relpath))
+        self.fs.invalidate_cache(path)
+        with self.fs.open(path, "rb") as fh:
+            yield fh
+
+    @contextlib.contextmanager
+    def local_copy(self, source: str, relpath: str) -> Iterator[Path]:
+        """A landing file as a path on this machine, for readers that need one (DuckDB's
+        CSV reader): the file itself locally; remotely a download under the same name in
+        a temporary folder of the system's, removed afterwards (validators read the name)."""
+        if self.local_root is not None:
+            yield self.local_path(source, relpath)
+            return
+        assert self.fs is not None
+        path = self._remote(self.check(source, relpath))
+        self.fs.invalidate_cache(path)
+        with tempfile.TemporaryDirectory(prefix="mlops-landing-") as tmp:
+            target = Path(tmp) / _local_name(relpath.rsplit("/", 1)[-1])
+            self.fs.get_file(path, str(target))
+            yield target
+
+    def put(self, source: str, name: str, data: bytes | Path) -> str:
+        """Drop ``data`` (bytes, or a local file's content) as ``landing/<source>/<name>``
+        (``name`` may hold subfolders); its relpath. Locally it is written under a hidden
+        ``.part`` name and renamed into place, so a scan never sees half a file; an object
+        store creates the object whole."""
+        if any(p in ("", ".", "..") for p in name.split("/")):
+            raise ValueError(f"{name!r} is not a file name below a landing folder")
+        relpath = self.check(source, f"{LANDING}/{require_safe_key(source)}/{name}")
+        if self.local_root is not None:
+            target = self.local_root / relpath
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.part")
+            if isinstance(data, Path):
+                shutil.copyfile(data, tmp)
+            else:
+                tmp.write_bytes(data)
+            os.replace(tmp, target)
+            return relpath
+        assert self.fs is not None
+        remote = self._remote(relpath)
+        if isinstance(data, Path):
+            self.fs.put_file(str(data), remote)
+        else:
+            self.fs.pipe_file(remote, data)
+        self.fs.invalidate_cache(remote)
+        return relpath
+
+    # -- quarantine ------------------------------------------------------------------------
+
+    def quarantine_copy(self, source: str, sha256: str, src: Path) -> str:
+        """Copy the rejected file ``src`` (on this machine: what was validated) to
+        ``quarantine/<source>/<sha[:16]>__<safe name>``; the copy's relpath."""
+        name = f"{sha256[:16]}__{safe_file_name(src.name)}"
+        relpath = f"{QUARANTINE}/{require_safe_key(source)}/{name}"
+        if self.local_root is not None:
+            target = self.local_root / relpath
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, target)
+            return relpath
+        assert self.fs is not None
+        self.fs.put_file(str(src), self._remote(relpath))
+        self.fs.invalidate_cache(self._remote(relpath))
+        return relpath
+
+    def write_reason(self, copy_relpath: str, reason: dict[str, Any]) -> str:
+        """Write ``<copy>.reason.json`` beside a quarantine copy (whole or not at all);
+        its relpath."""
+        relpath = copy_relpath + REASON_SUFFIX
+        if not relpath.startswith(f"{QUARANTINE}/") or ".." in relpath.split("/"):
+            raise ValueError(f"{copy_relpath!r} is not a quarantine copy")
+        if self.local_root is not None:
+            from mlops_assets.workspace import atomic_write_json
+
+            atomic_write_json(self.local_root / relpath, reason)
+            return relpath
+        assert self.fs is not None
+        data = json.dumps(reason, indent=2, sort_keys=True, default=str).encode()
+        self.fs.pipe_file(self._remote(relpath), data)
+        self.fs.invalidate_cache(self._remote(relpath))
+        return relpath
+
+    def reason_files(self) -> list[str]:
+        """The relpaths of every ``quarantine/**/*.reason.json``, sorted (locally also a
+        folder of that name: reading it fails, as an unreadable record should)."""
+        if self.local_root is not None:
+            base = self.local_root / QUARANTINE
+            return [
+                str(p.relative_to(self.local_root)) for p in sorted(base.rglob("*" + REASON_SUFFIX))
+            ]
+        assert self.fs is not None
+        base = self._remote(QUARANTINE)
+        self.fs.invalidate_cache(base)
+        try:
+            found = self.fs.find(base)
+        except FileNotFoundError:
+            found = []
+        prefix = self._root_path + "/"
+        return sorted(p.removeprefix(prefix) for p in found if p.endswith(REASON_SUFFIX))
+
+    def read_text(self, relpath: str) -> str:
+        """A quarantine file's text (UTF-8); ``OSError`` if unreadable."""
+        if relpath.split("/")[0] != QUARANTINE or ".." in relpath.split("/"):
+            raise ValueError(f"{relpath!r} is not in the quarantine")
+        if self.local_root is not None:
+            return (self.local_root / relpath).read_text(encoding="utf-8")
+        assert self.fs is not None
+        return self.fs.cat_file(self._remote(relpath)).decode("utf-8")
+
+
+def _local_name(name: str) -> str:
+    """``name`` as a local file name: kept unless too long for a file system (255 bytes),
+    then cut, keeping its suffix (the validator reads the type from it)."""
+    if len(name.encode()) <= 255:
+        return name
+    suffix = PurePosixPath(name).suffix[:16]
+    return name[: 60 - len(suffix)] + suffix
