@@ -307,12 +307,25 @@ class BenchDeployment(Deployment):
 
     # -- driving the pipeline ----------------------------------------------------------
     def drop(self, source_dir: Path) -> list[str]:
-        """Copy a dataset into the landing zone, as ``mlops-assets ingest`` does."""
+        """Copy a dataset into the landing zone, as ``mlops-assets ingest`` does: the
+        deployment's, below its storage root when it has one (reached with its AWS_*
+        variables, as its processes reach it)."""
         from mlops_assets.landing import drop_dataset
+        from mlops_assets.settings import load_settings
         from mlops_assets.spec import load_spec
-        from mlops_assets.workspace import Workspace
 
-        return drop_dataset(load_spec(self.env["MLOPS_SPEC"]), source_dir, Workspace(self.ws_root))
+        ws = load_settings(self.env).workspace()
+        aws = {k: v for k, v in self.env.items() if k.startswith("AWS_")}
+        saved = {k: os.environ.get(k) for k in aws}
+        os.environ.update(aws)
+        try:
+            return drop_dataset(load_spec(self.env["MLOPS_SPEC"]), source_dir, ws)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     def runs(self, job: str | None = None, *, since: float = 0.0, steps: bool = False):
         import dagster as dg
