@@ -7,8 +7,7 @@ the feature table's target lags all end at least ``horizon`` periods back, so th
 holdout is a genuine multi-step forecast that never sees a holdout actual. Known-in-
 advance inputs (promotions, holidays, calendar, weather forecast) are used as they are.
 
-Three fits share one configuration and one binning of the region's rows
-(``RegionData.binned``): (1) train -> early stopping on the inner window picks
+Three fits share one configuration: (1) train -> early stopping on the inner window picks
 the number of trees, (2) train + inner window -> forecasts the holdout (these are the
 reported metrics), (3) all history -> the artifact that is registered and scores the
 future. Between (2) and (3), one fit per backtest fold (``backtest_forecasts``) forecasts
@@ -203,32 +202,12 @@ class RegionData:
         y = frame["target"].clip(lower=0).to_numpy(float)
         return np.log1p(y) if self.meta["target_transform"] == "log1p" else y
 
-    _binned: lgb.Dataset | None = field(default=None, init=False, repr=False)
-    _positions: pd.Series | None = field(default=None, init=False, repr=False)
-
-    def binned(self, frame: pd.DataFrame) -> lgb.Dataset:
-        """A Dataset of ``frame`` (usable rows of this region) cut from one binning of all
-        usable rows: every fit of a region shares it, so LightGBM bins the feature matrix
-        once instead of once per fit (a tenth of a 200k-row region's training time went to
-        building four Datasets). The bins are quantiles of the inputs only, never of the
-        target, so a probe binned with later rows' inputs learns nothing about their sales."""
-        if self._binned is None:
-            usable = self.hist[self.usable]
-            # constructed with the fits' parameters: binning settings apply here
-            self._binned = self.dataset(usable, params=self.meta["params"]).construct()
-            self._positions = pd.Series(np.arange(len(usable)), index=usable.index)
-        assert self._positions is not None
-        rows = self._positions.loc[frame.index].to_numpy().tolist()
-        # constructed now: LightGBM can only attach a constructed subset to a training run
-        return self._binned.subset(rows).construct()
-
     def dataset(
         self,
         frame: pd.DataFrame,
         reference: lgb.Dataset | None = None,
         *,
         free_raw_data: bool = False,
-        params: dict[str, Any] | None = None,
     ) -> lgb.Dataset:
         """A LightGBM Dataset of ``frame``: inputs on the training categories, the target in
         the model's space, and each row's lagged level as init_score."""
@@ -240,7 +219,6 @@ class RegionData:
             categorical_feature=self.categorical,
             reference=reference,
             free_raw_data=free_raw_data,
-            params=params,
         )
 
 
@@ -300,11 +278,11 @@ def train_region_model(
     data = prepare_region(features, feature_set, spec, settings=settings)
     hist, split, meta, ok = data.hist, data.split, data.meta, data.usable
     params = meta["params"]
-    dataset = data.binned
+    dataset = data.dataset
 
     # (1) number of trees from early stopping on the inner window
     d_train = dataset(data.train)
-    d_val = dataset(data.val)
+    d_val = dataset(data.val, reference=d_train)
     probe = lgb.train(
         params,
         d_train,

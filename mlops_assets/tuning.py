@@ -249,8 +249,8 @@ def tune_region(
                 for t in study.get_trials(deepcopy=False)
             ):
                 study.enqueue_trial({}, user_attrs={BASELINE_ATTR: True})
-            # the Datasets training's probe fits on: its bins, so the baseline trial is it
-            d_train, d_val = data.binned(train), data.binned(val)
+            d_train = data.dataset(train)
+            d_val = data.dataset(val, reference=d_train)
             study.optimize(
                 _objective(data, d_train, d_val, spec, settings, tuning, reviewed),
                 n_trials=tuning.n_trials,

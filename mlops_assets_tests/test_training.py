@@ -230,8 +230,8 @@ def test_holdout_forecasts_never_use_holdout_actuals(trained, data):
 def _backtest(features: pd.DataFrame, fs: FeatureSet, **kwargs: Any) -> pd.DataFrame:
     data = prepare_region(features, fs, SPEC, settings=FAST)
 
-    def fit(frame: pd.DataFrame) -> lgb.Booster:  # as training fits: one binning, subsets
-        return lgb.train(data.meta["params"], data.binned(frame), num_boost_round=20)
+    def fit(frame: pd.DataFrame) -> lgb.Booster:
+        return lgb.train(data.meta["params"], data.dataset(frame), num_boost_round=20)
 
     return backtest_forecasts(data, fit, SPEC, **kwargs)
 
@@ -265,46 +265,6 @@ def test_backtest_folds_forecast_the_horizons_before_the_holdout_out_of_sample(t
     assert SPEC.monitoring.estimate_backtest_folds == 0
     assert pd.DataFrame(trained.meta["backtest_forecasts"]).empty
     assert backtest_summary(trained.meta) is None
-
-
-def test_training_bins_a_region_once_for_all_its_fits(data, monkeypatch):
-    """Probe, evaluation model and artifact train on subsets of one Dataset: LightGBM
-    builds (bins) a Dataset from raw rows once per training, not once per fit."""
-    features, fs = data
-    built = []
-    lazy_init = lgb.Dataset._lazy_init
-
-    def counting(self, *args, **kwargs):
-        built.append(self)
-        return lazy_init(self, *args, **kwargs)
-
-    monkeypatch.setattr(lgb.Dataset, "_lazy_init", counting)
-    trained = train_region_model(features, fs, SPEC, settings=FAST)
-    assert len(built) == 1
-    assert trained.metrics["model"]["mape"] < trained.metrics["hist_avg"]["mape"]
-
-
-def test_every_fit_of_a_region_is_cut_from_one_binning_with_its_own_rows(data):
-    """The windows' Datasets are subsets of one constructed Dataset: same bins, and each
-    holds exactly its window's targets and lagged levels (a misaligned subset would train
-    on another window's sales)."""
-    features, fs = data
-    prepared = prepare_region(features, fs, SPEC, settings=FAST)
-    windows = {"train": prepared.train, "val": prepared.val, "all": prepared.before_holdout}
-    sets = {name: prepared.binned(frame) for name, frame in windows.items()}
-    for name, frame in windows.items():
-        assert sets[name].num_data() == len(frame), name
-        np.testing.assert_allclose(sets[name].get_label(), prepared.target(frame), rtol=1e-6)
-        np.testing.assert_allclose(
-            sets[name].get_init_score(), level_offset(frame, prepared.meta), rtol=1e-6
-        )
-    assert sets["train"].get_ref_chain() & sets["val"].get_ref_chain()  # one binning
-    # shuffled rows are found by their index, not their position
-    shuffled = prepared.val.sample(frac=1.0, random_state=1)
-    picked = prepared.binned(shuffled)
-    np.testing.assert_allclose(
-        np.sort(picked.get_label()), np.sort(prepared.target(prepared.val)), rtol=1e-6
-    )
 
 
 def test_backtest_folds_stop_where_their_models_would_learn_from_too_little(data):

@@ -123,9 +123,8 @@ def test_budget_of_trials_with_the_reviewed_parameters_first(data, tmp_path, mon
 
     assert (result.n_trials, result.new_trials, result.n_complete) == (4, 4, 4)
     assert result.n_pruned == result.n_failed == result.stale_trials_failed == 0
-    # the region's rows are binned once (training and validation windows are subsets of
-    # that Dataset) and shared by the four trials
-    assert len(constructed) == 1
+    # training and validation Datasets are built once and shared by the four trials
+    assert len(constructed) == 2
     trials = study_trials(ws.study_path(REGION), result.study_name)
     assert trials[0].user_attrs["baseline"] is True
     assert trials[0].user_attrs["params"] == reviewed_params(FAST) == result.baseline_params
