@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_assets.naming import is_safe_key
+from mlops_assets.storage.storage_root import StorageRoot
 
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
-    from fsspec import AbstractFileSystem
 
 # a table's file name: a safe stem, dots allowed inside (``2026-01-05.forecast``)
 _TABLE_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.(parquet|json|html|png)")
@@ -64,31 +64,8 @@ class StoredTable:
         return self.store.copy_query(con, sql, params, self.key)
 
 
-class DataStore:
+class DataStore(StorageRoot):
     """Parquet tables below ``root`` (a folder, or a URL such as ``s3://bucket/prefix``)."""
-
-    def __init__(self, root: str | Path) -> None:
-        from mlops_assets.storage.object_store import is_local_url
-
-        text = str(root)
-        self.fs: AbstractFileSystem | None = None
-        if is_local_url(text):
-            self.local_root: Path | None = Path(text.removeprefix("file://")).resolve()
-            self.url = str(self.local_root)
-        else:
-            from fsspec.core import url_to_fs
-
-            self.local_root = None
-            self.url = text.rstrip("/")
-            self.fs, root_path = url_to_fs(self.url)
-            self._root_path = root_path.rstrip("/")
-
-    def __repr__(self) -> str:
-        return f"DataStore({self.url!r})"
-
-    @property
-    def is_local(self) -> bool:
-        return self.local_root is not None
 
     def location(self, key: str) -> str:
         """What readers open (pandas, DuckDB on an ``attach``-ed connection): a local path

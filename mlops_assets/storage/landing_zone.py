@@ -30,9 +30,10 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from mlops_assets.naming import require_safe_key, safe_file_name
+from mlops_assets.storage.storage_root import StorageRoot
 
 if TYPE_CHECKING:
-    from fsspec import AbstractFileSystem
+    pass
 
 LANDING = "landing"
 QUARANTINE = "quarantine"
@@ -67,32 +68,9 @@ def stream_sha256(fh: Any) -> str:
     return digest.hexdigest()
 
 
-class LandingZone:
+class LandingZone(StorageRoot):
     """``landing/`` and ``quarantine/`` below ``root`` (a folder, or a URL such as
     ``s3://bucket/prefix``)."""
-
-    def __init__(self, root: str | Path) -> None:
-        from mlops_assets.storage.object_store import is_local_url
-
-        text = str(root)
-        self.fs: AbstractFileSystem | None = None
-        if is_local_url(text):
-            self.local_root: Path | None = Path(text.removeprefix("file://")).resolve()
-            self.url = str(self.local_root)
-        else:
-            from fsspec.core import url_to_fs
-
-            self.local_root = None
-            self.url = text.rstrip("/")
-            self.fs, root_path = url_to_fs(self.url)
-            self._root_path = root_path.rstrip("/")
-
-    def __repr__(self) -> str:
-        return f"LandingZone({self.url!r})"
-
-    @property
-    def is_local(self) -> bool:
-        return self.local_root is not None
 
     def location(self, relpath: str = LANDING) -> str:
         """Where ``relpath`` is, for people: a local path or a URL."""
