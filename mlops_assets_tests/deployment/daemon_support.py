@@ -86,8 +86,15 @@ class Deployment:
     def kill_daemon(self) -> None:
         """SIGKILL the daemon's whole process group (daemon, code server, run workers)."""
         if self.daemon is not None and self.daemon.poll() is None:
-            os.killpg(self.daemon.pid, signal.SIGKILL)
+            group = self.daemon.pid
+            os.killpg(group, signal.SIGKILL)
             self.daemon.wait(timeout=30)
+            # SIGKILL is delivered at once but a member's exit takes a moment: wait until
+            # none is left, so a check right after sees the group gone (a process outside
+            # the group is untouched by this and still found by ``stray_processes``)
+            deadline = time.monotonic() + 30
+            while _group_members(group) and time.monotonic() < deadline:
+                time.sleep(0.1)
         self.daemon = None
 
     def code_server_pids(self) -> list[int]:
@@ -153,3 +160,18 @@ def manifest_records(ws_root: Path, database_url: str | None = None) -> list[dic
     """The ingestion manifest of a workspace (its state database: SQLite below the root
     unless ``database_url`` names another, as the prod profile's MLOPS_DATABASE_URL does)."""
     return Manifest.for_workspace(Workspace(ws_root, database_url)).records()
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(proc.name))
+    return found
