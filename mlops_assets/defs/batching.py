@@ -13,6 +13,12 @@ own metadata and data version), a region that fails is logged with its error and
 and the step fails at the end naming the failed regions. Dagster then shows exactly the
 failed regions as failed and the others as materialized. One region takes Dagster's
 ordinary path: results are yielded and an exception fails the step with its own traceback.
+
+A batch step yields no outputs, so Dagster would skip any step of the same run that waits
+on them (and end the run SUCCESS): a batch refuses to run beside such steps. An asset
+backfill never asks for that, because no two batched assets share a backfill policy
+(:func:`features_regions_per_run`): Dagster only groups a parent and child with equal
+policies into one run.
 """
 
 import time
@@ -39,6 +45,12 @@ def timed(compute: Callable[..., dg.MaterializeResult], *args) -> dg.Materialize
     return result._replace(metadata={**(result.metadata or {}), "compute_s": seconds})
 
 
+def features_regions_per_run(regions_per_run: int) -> int:
+    """Regions in one features run of a backfill: twice the model's batch, since a region's
+    features cost a fraction of its training, and never equal to it (see above)."""
+    return 2 * regions_per_run
+
+
 def region_results(
     context: dg.AssetExecutionContext, results: Callable[[str], Iterator[RegionResult]]
 ) -> Iterator[RegionResult]:
@@ -48,7 +60,22 @@ def region_results(
     if len(regions) == 1:
         yield from results(require_safe_key(regions[0]))
         return
+    if waiting := steps_waiting_on(context):
+        raise dg.Failure(
+            description=f"a run over {len(regions)} regions cannot also run "
+            f"{', '.join(waiting)}: a step over several regions reports each region itself "
+            "and yields no outputs, so Dagster would skip them. Launch them as an asset "
+            "backfill (it runs them after this asset) or one region a run."
+        )
     run_batch(context, regions, results)
+
+
+def steps_waiting_on(context: dg.AssetExecutionContext) -> list[str]:
+    """The run's other steps that take this step's outputs as inputs."""
+    step_context = context.get_step_execution_context()
+    own = step_context.step.key
+    deps = step_context.execution_plan.get_all_step_deps()
+    return sorted(key for key, upstream in deps.items() if own in upstream)
 
 
 def run_batch(

@@ -14,7 +14,12 @@ import dagster as dg
 
 from mlops_assets.conditioning import FEATURES_VERSION, write_features
 from mlops_assets.data_checks import FEATURE_CHECKS, check_features
-from mlops_assets.defs.batching import RegionResult, region_results, timed
+from mlops_assets.defs.batching import (
+    RegionResult,
+    features_regions_per_run,
+    region_results,
+    timed,
+)
 from mlops_assets.defs.ingest.assets import raw_asset_key
 from mlops_assets.defs.partitions import (
     latest_materialization,
@@ -72,7 +77,8 @@ def build_features_asset(
             for name, (severity, text) in FEATURE_CHECKS.items()
         ],
         partitions_def=region_partitions,
-        backfill_policy=dg.BackfillPolicy.multi_run(regions_per_run),
+        # differs from region_model's, so a backfill of both never runs them in one run
+        backfill_policy=dg.BackfillPolicy.multi_run(features_regions_per_run(regions_per_run)),
         # outputs optional: a batch logs each region's materialization and checks itself
         can_subset=True,
     )

@@ -93,3 +93,42 @@ def test_a_batch_makes_no_forecast_for_a_model_that_fails_its_gate(model_pipelin
     for region in ("Nord", "Ost"):
         assert not checks[region]["region_model:gate_metric_threshold"].passed
         assert not any(name.startswith("forecast:") for name in checks[region])
+
+
+def test_a_batch_refuses_to_run_beside_steps_that_wait_on_it(model_pipeline):
+    """features + region_model over several regions in one run: the features batch yields
+    no outputs, so Dagster would skip the model step and end the run SUCCESS with nothing
+    trained. The run fails instead, saying why and what to do."""
+    p = model_pipeline()
+    both = dg.define_asset_job(
+        "features_and_models",
+        selection=dg.AssetSelection.assets("features", REGION_MODEL_KEY, FORECAST_KEY),
+    )
+    defs = dg.Definitions.merge(p.defs, dg.Definitions(jobs=[both]))
+
+    result = defs.resolve_job_def("features_and_models").execute_in_process(
+        instance=p.instance,
+        tags={ASSET_PARTITION_RANGE_START_TAG: "Nord", ASSET_PARTITION_RANGE_END_TAG: "Ost"},
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.step_key == "features"
+    message = failure.step_failure_data.error.message
+    assert "cannot also run region_model_and_forecast" in message
+    assert "asset backfill" in message
+    assert p.instance.get_materialized_partitions(REGION_MODEL_KEY) == set()
+
+
+def test_a_backfill_never_groups_features_with_the_models_in_one_run(model_pipeline):
+    """Dagster's asset backfill puts a parent and child into one run when their backfill
+    policies are equal (where the batch above would refuse); different policies make it run
+    the models once their features are materialized."""
+    asset_graph = model_pipeline().defs.resolve_asset_graph()
+    features = asset_graph.get(dg.AssetKey("features")).backfill_policy
+    model = asset_graph.get(REGION_MODEL_KEY).backfill_policy
+    assert features is not None and model is not None
+    assert features != model
+    assert features.max_partitions_per_run > model.max_partitions_per_run
