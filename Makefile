@@ -12,8 +12,12 @@ $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# --compile-bytecode: uv installs no .pyc files, and where PYTHONDONTWRITEBYTECODE is set (CI
+# containers) Python would compile every imported module again in every process: a run
+# process, test worker or daemon tick. Measured here: import nannyml 10.3 s -> 3.6 s,
+# lightgbm 5.5 -> 2.1 s, the code location 3.5 -> 1.5 s.
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	touch $@
 
 env: $(VENV)/.synced
@@ -21,7 +25,7 @@ env: $(VENV)/.synced
 # the benchmarks' extra dependencies (the `bench` group: the mlforecast peer); plain `make env`
 # / `uv sync` install only the default `dev` group (and would remove these again)
 bench-env: | $(UV)
-	$(UV) sync --frozen --group bench --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --group bench --python $(PYTHON)
 	touch $(VENV)/.synced
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
