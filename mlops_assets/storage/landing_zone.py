@@ -12,7 +12,9 @@ before it is opened (locally after resolving symlinks; remotely by its segments)
 quarantine copy's name goes through ``safe_file_name``. Remote listings bypass the
 filesystem's cache (another host may have written since) and give whole-second mtimes
 (object stores keep no more, and a listing and a ``HEAD`` may round differently), so the
-sensor's ``(size, mtime)`` comparison is stable from tick to tick.
+sensor's ``(size, mtime)`` comparison is stable from tick to tick; they also give each
+object's ETag, which changes when the object is rewritten, so a file overwritten within
+the same second with the same size is still seen as changed.
 """
 
 from __future__ import annotations
@@ -44,12 +46,15 @@ _TEMP_SUFFIXES = (".tmp", ".part")
 
 @dataclass(frozen=True)
 class LandingFile:
-    """A file seen in ``landing/<source>/`` (path relative to the landing zone's root)."""
+    """A file seen in ``landing/<source>/`` (path relative to the landing zone's root).
+    ``etag`` is an object store's entity tag (``""`` locally): whole-second mtimes alone
+    miss a same-size rewrite within one second."""
 
     source: str
     relpath: str
     size: int
     mtime_ns: int
+    etag: str = ""
 
 
 def is_candidate(parts: tuple[str, ...]) -> bool:
@@ -111,7 +116,8 @@ class LandingZone(StorageRoot):
             if is_candidate(parts):
                 relpath = f"{folder}/{'/'.join(parts)}"
                 size = int(info.get("size") or 0)
-                out.append((parts, LandingFile(source, relpath, size, self._mtime_ns(path, info))))
+                mtime_ns = self._mtime_ns(path, info)
+                out.append((parts, LandingFile(source, relpath, size, mtime_ns, _etag(info))))
         return [lf for _, lf in sorted(out, key=lambda pair: pair[0])]
 
     def _local_files(self, source: str, base: Path) -> list[LandingFile]:
@@ -293,6 +299,12 @@ class LandingZone(StorageRoot):
             return (self.local_root / relpath).read_text(encoding="utf-8")
         assert self.fs is not None
         return self.fs.cat_file(self._remote(relpath)).decode("utf-8")
+
+
+def _etag(info: dict[str, Any]) -> str:
+    """The entity tag of a listed object (S3's ``ETag``, ``etag`` elsewhere), unquoted;
+    ``""`` when the filesystem gives none."""
+    return str(info.get("ETag") or info.get("etag") or "").strip('"')
 
 
 def _local_name(name: str) -> str:
