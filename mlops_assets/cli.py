@@ -342,13 +342,15 @@ def cmd_migrate_state(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate_data(args: argparse.Namespace) -> int:
-    """Copy a workspace's data tables (ingested files, features, forecasts, monitoring)
-    and model artifacts from its folder to the storage root, before the workspace runs
-    with ``MLOPS_STORAGE_ROOT``; the local copies stay (raw files are never deleted). The
-    registry then checks every copied artifact against its recorded checksum."""
+    """Copy a workspace's data tables (ingested files, features, forecasts, monitoring),
+    model artifacts, landing files and quarantine (copies and reasons) from its folder to
+    the storage root, before the workspace runs with ``MLOPS_STORAGE_ROOT``; the local
+    copies stay (raw files are never deleted). The registry then checks every copied
+    artifact against its recorded checksum."""
     from mlops_assets.model_store import LocalModelStore
     from mlops_assets.registry import ModelRegistry
     from mlops_assets.storage.data_store import copy_tables
+    from mlops_assets.storage.landing_zone import copy_landing_zone
     from mlops_assets.storage.object_store import copy_artifacts, model_store_for
 
     settings = _settings(args)  # --to is checked as MLOPS_STORAGE_ROOT is
@@ -365,6 +367,13 @@ def cmd_migrate_data(args: argparse.Namespace) -> int:
         f"{tables['copied']} table(s) and {models['copied']} model artifact(s) copied from "
         f"{source.url} to {target.url}; {tables['skipped']} table(s) and "
         f"{models['skipped']} artifact(s) already there"
+    )
+    zone = copy_landing_zone(local.landing_zone, shared.landing_zone)
+    landing, quarantine = zone["landing"], zone["quarantine"]
+    print(
+        f"{landing['copied']} landing file(s) and {quarantine['copied']} quarantine file(s) "
+        f"copied; {landing['skipped']} landing file(s) and {quarantine['skipped']} "
+        "quarantine file(s) already there"
     )
     problems = ModelRegistry.for_workspace(shared).verify()
     for problem in problems:
@@ -940,7 +949,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "migrate-data",
-        help="copy the workspace's data tables below the storage root (the local files stay)",
+        help="copy the workspace's data tables, models, landing files and quarantine below "
+        "the storage root (the local files stay)",
     )
     p.add_argument("--home", help="workspace root (default: MLOPS_HOME or .mlops/<env>)")
     p.add_argument("--to", help="storage root URL (default: MLOPS_STORAGE_ROOT)")

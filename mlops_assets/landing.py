@@ -376,9 +376,10 @@ def plan_landing(
     time each missing hash was last requested under. ``in_flight(run_key, requested_at)``
     says whether that request may still do its work (the landing sensor asks the Dagster
     instance whether the run is queued or running; the default trusts a request for
-    ``retry_after_seconds``). A lost cursor costs re-hashing, never a second ingestion. At
-    most ``hash_budget_bytes`` of new files are hashed per call; the rest waits for the
-    next tick (sensor ticks time out after 60 s).
+    ``retry_after_seconds``). On object storage the cursor also keeps each file's ETag
+    (``LandingFile.etag``): mtimes there are whole seconds. A lost cursor costs re-hashing,
+    never a second ingestion. At most ``hash_budget_bytes`` of new files are hashed per
+    call; the rest waits for the next tick (sensor ticks time out after 60 s).
     """
     if in_flight is None:
 
@@ -398,7 +399,7 @@ def plan_landing(
     current = scan_landing(ws, spec)
     for lf in current:
         entry = seen.get(lf.relpath)
-        if entry and entry[0] == lf.size and entry[1] == lf.mtime_ns:
+        if entry and _unchanged(entry, lf):
             sha = entry[2]
         else:
             if lf.size > budget and budget < hash_budget_bytes:
@@ -406,7 +407,7 @@ def plan_landing(
                 continue
             budget -= lf.size
             sha = landing_sha256(ws, lf.source, lf.relpath)
-            seen[lf.relpath] = [lf.size, lf.mtime_ns, sha]
+            seen[lf.relpath] = [lf.size, lf.mtime_ns, sha, lf.etag]
         if sha in batch or sha in known:
             plan.skipped_known += 1
             continue
@@ -422,6 +423,13 @@ def plan_landing(
         "pending": {s: v for s, v in pending.items() if s not in known},
     }
     return plan
+
+
+def _unchanged(entry: list, lf: LandingFile) -> bool:
+    """Whether a cursor entry ``[size, mtime_ns, sha256, etag]`` still describes ``lf``
+    (entries of older cursors have no ETag: ``""``, what a local file has)."""
+    etag = entry[3] if len(entry) > 3 else ""
+    return entry[0] == lf.size and entry[1] == lf.mtime_ns and etag == lf.etag
 
 
 ALL_REGIONS = "*"

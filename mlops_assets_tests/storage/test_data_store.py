@@ -5,13 +5,17 @@ the registered filesystem, and the workspace keeping its feature tables below
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
 
-from mlops_assets.storage.data_store import DataStore
+from mlops_assets.landing import ingest_files
+from mlops_assets.spec import DatasetSpec
+from mlops_assets.storage.data_store import DATA_FOLDERS, DataStore
 from mlops_assets.workspace import Workspace
 
 FRAME = pd.DataFrame({"store": ["s1", "s2", "s3"], "target": [1.5, 2.0, 0.0]})
@@ -93,18 +97,62 @@ def test_the_workspace_keeps_its_features_below_the_storage_root(tmp_path, s3_en
         shared.features_key("../Nord")
 
 
-def test_migrate_data_copies_a_workspaces_tables_and_models_below_the_storage_root(
-    tmp_path, s3_env, monkeypatch, capsys
+BAD_SALES = b"date,store_id,department,units,open,promo\n2024-01-01,S0001,D01,abc,1,0\n"
+# source -> {role of a file of ``landed``: its status once ingested}
+INGESTED = {"stores": {"stores": "ingested"}, "sales": {"sales": "ingested", "bad": "quarantined"}}
+
+
+def landed(ws: Workspace, spec: DatasetSpec, sample_dir: Path) -> dict[str, str]:
+    """Files dropped into a workspace's landing zone: the store master and a sales file
+    ingested, a bad sales file quarantined, a weather file still pending, and names the
+    landing zone ignores (hidden, being written). Their relpaths by role."""
+    zone = ws.landing_zone
+    rels = {
+        "stores": zone.put("stores", "stores.csv", sample_dir / "stores" / "stores.csv"),
+        "sales": zone.put("sales", "2024/sales.csv", sample_dir / "sales" / "sales_2024.csv"),
+        "bad": zone.put("sales", "broken.csv", BAD_SALES),
+        "pending": zone.put("weather", "weather.csv", sample_dir / "weather" / "weather.csv"),
+        "hidden": zone.put("sales", ".draft.csv", BAD_SALES),
+        "partial": zone.put("sales", "next.csv.part", BAD_SALES),
+    }
+    for source, roles in INGESTED.items():
+        outcomes = ingest_files(ws, spec, source, [rels[r] for r in roles])
+        assert [o.status for o in outcomes] == list(roles.values())
+    return rels
+
+
+def landed_bytes(ws: Workspace, relpath: str) -> bytes:
+    with ws.landing_zone.open(relpath.split("/")[1], relpath) as fh:
+        return fh.read()
+
+
+@pytest.mark.parametrize("root", ["local", "s3"])
+def test_migrate_data_copies_a_workspaces_tables_models_and_landing_zone_below_the_root(
+    root: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    sample_dir: Path,
+    sample_spec: DatasetSpec,
 ) -> None:
     """What a dev workspace holds (ingested files, features, forecasts, monitoring tables
-    and reports, registered models) is copied whole below the root, the local files stay,
-    a second run copies nothing, and the registry loads the copied model."""
+    and reports, registered models, landing files, quarantine copies and reasons) is copied
+    whole below the root (a folder or S3), the local files stay, a second run copies
+    nothing, the registry loads the copied model, and the landing sensor and the ingest
+    step running on the root find nothing new but the file still pending."""
+    from mlops_assets import landing
     from mlops_assets.cli import main
     from mlops_assets.registry import APPROVED, ModelRegistry
 
+    storage_root = (
+        str(tmp_path / "shared") if root == "local" else request.getfixturevalue("s3_env")
+    )
     monkeypatch.delenv("MLOPS_STORAGE_ROOT", raising=False)
     monkeypatch.delenv("MLOPS_DATABASE_URL", raising=False)
     local = Workspace(tmp_path / "ws")
+    for name, value in (("MLOPS_HOME", local.root), ("MLOPS_SPEC", "sample")):
+        monkeypatch.setenv(name, str(value))  # main() sets them: restored afterwards
     keys = [
         local.raw_key("sales", "ab" * 32),
         local.features_key("Nord"),
@@ -119,23 +167,63 @@ def test_migrate_data_copies_a_workspaces_tables_and_models_below_the_storage_ro
         "Nord", model_text="tree\nversion=v4\n", model_meta={"features": ["x"]},
         record={"run_id": "r1"}, status=APPROVED, reasons=[], actor="trainer",
     )  # fmt: skip
+    rels = landed(local, sample_spec, sample_dir)  # + 2 raw tables
+    cursor = json.loads(json.dumps(landing.plan_landing(local, sample_spec, None, now=0.0).cursor))
     home = ["--home", str(local.root)]
 
-    assert main(["migrate-data", *home, "--to", s3_env]) == 0
+    assert main(["migrate-data", *home, "--to", storage_root]) == 0
     out = capsys.readouterr().out
-    assert "5 table(s) and 2 model artifact(s) copied" in out, out
-    shared = Workspace(local.root, storage_root=s3_env)
-    assert shared.data.all_keys("raw") + shared.data.all_keys("features") == keys[:2]
-    for key in keys:
+    assert "7 table(s) and 2 model artifact(s) copied" in out, out
+    assert "4 landing file(s) and 2 quarantine file(s) copied" in out, out
+    shared = Workspace(local.root, storage_root=storage_root)
+    tables = [k for folder in DATA_FOLDERS for k in local.data.all_keys(folder)]
+    assert [k for folder in DATA_FOLDERS for k in shared.data.all_keys(folder)] == tables
+    assert keys[0] in tables and len(tables) == len(keys) + 2
+    for key in tables:
         assert shared.data.read_bytes(key) == local.data.read_bytes(key)  # and stay local
     registry = ModelRegistry.for_workspace(shared)
     assert registry.load_artifacts(registry.latest_approved("Nord"))[0] == "tree\nversion=v4\n"
     assert local.models_dir.is_dir()
 
-    monkeypatch.setenv("MLOPS_STORAGE_ROOT", s3_env)  # again, the root from the setting
+    zone, old_zone = shared.landing_zone, local.landing_zone
+    for role in ("stores", "sales", "bad", "pending"):
+        assert landed_bytes(shared, rels[role]) == landed_bytes(local, rels[role])  # stays
+    for role in ("hidden", "partial"):  # ignored by the landing zone: not copied
+        assert zone.size(rels[role]) is None and old_zone.size(rels[role]) == len(BAD_SALES)
+    assert zone.reason_files() == old_zone.reason_files() != []
+    assert landing.quarantined(shared) == landing.quarantined(local)
+    [record] = landing.quarantined(shared)
+    assert zone.read_text(record["quarantined_copy"]).encode() == BAD_SALES
+
+    # the sensor (with the cursor it had) requests the pending file only; on a folder the
+    # mtimes were kept, so it hashes nothing again; on S3 each file once
+    hashed: list[str] = []
+    real = landing.landing_sha256
+
+    def counting(ws: Workspace, source: str, relpath: str) -> str:
+        hashed.append(relpath)
+        return real(ws, source, relpath)
+
+    monkeypatch.setattr(landing, "landing_sha256", counting)
+    for now in (1.0, 2.0):
+        plan = landing.plan_landing(shared, sample_spec, cursor, now=now)
+        cursor = json.loads(json.dumps(plan.cursor))
+        assert (plan.files, plan.skipped_known, plan.in_flight) == ({}, 3, 1)
+    moved = sorted(rels[r] for r in ("stores", "sales", "bad", "pending"))
+    assert sorted(hashed) == ([] if root == "local" else moved)
+    later = landing.plan_landing(shared, sample_spec, cursor, now=1e6)  # the request expired
+    assert later.files == {"weather": [(rels["pending"], real(shared, "weather", rels["pending"]))]}
+    for source, roles in INGESTED.items():  # the ingest step of a run requested anyway
+        outcomes = landing.ingest_files(shared, sample_spec, source, [rels[r] for r in roles])
+        assert [o.status for o in outcomes] == [f"already_{s}" for s in roles.values()]
+    assert [k for folder in DATA_FOLDERS for k in shared.data.all_keys(folder)] == tables
+    assert zone.reason_files() == old_zone.reason_files()
+
+    monkeypatch.setenv("MLOPS_STORAGE_ROOT", storage_root)  # again, the root from the setting
     assert main(["migrate-data", *home]) == 0
     out = capsys.readouterr().out
-    assert "0 table(s) and 0 model artifact(s) copied" in out and "5 table(s) and 2" in out
+    assert "0 table(s) and 0 model artifact(s) copied" in out and "7 table(s) and 2" in out
+    assert "0 landing file(s) and 0 quarantine file(s) copied; 4 landing file(s) and 2" in out
 
     monkeypatch.delenv("MLOPS_STORAGE_ROOT")
     assert main(["migrate-data", *home]) == 2

@@ -7,14 +7,17 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from mlops_assets.storage.landing_zone import LandingFile, LandingZone
+from mlops_assets.storage.landing_zone import LandingFile, LandingZone, copy_landing_zone
 from mlops_assets.workspace import Workspace
 
 DATA = b"store_id,region\nS1,Nord\n"
+SAME_SIZE = DATA.replace(b"Nord", b"Sued")
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -26,6 +29,23 @@ def zone(request: pytest.FixtureRequest, tmp_path: Path) -> LandingZone:
 
 def leftover_downloads() -> list[Path]:
     return sorted(Path(tempfile.gettempdir()).glob("mlops-landing-*"))
+
+
+def rewrite_within_one_second(
+    zone: LandingZone, between: Callable[[], object] = lambda: None
+) -> tuple[LandingFile, LandingFile]:
+    """Drop ``DATA``, call ``between``, then overwrite it with ``SAME_SIZE``, all within one
+    second (tried again when a second began in between); the listings after each write."""
+    for _ in range(5):
+        time.sleep(1 - time.time() % 1)  # at the start of a second
+        zone.put("stores", "stores.csv", DATA)
+        [before] = zone.files("stores")
+        between()
+        zone.put("stores", "stores.csv", SAME_SIZE)
+        [after] = zone.files("stores")
+        if after.mtime_ns == before.mtime_ns:
+            return before, after
+    pytest.fail("no two writes within one second in 5 tries")
 
 
 def test_listing_skips_hidden_and_temporary_names(zone: LandingZone) -> None:
@@ -48,6 +68,7 @@ def test_listing_skips_hidden_and_temporary_names(zone: LandingZone) -> None:
     assert all(f.mtime_ns > 0 for f in listed)
     if not zone.is_local:  # whole seconds, the same on every listing
         assert all(f.mtime_ns % 1_000_000_000 == 0 for f in listed)
+    assert all(bool(f.etag) != zone.is_local for f in listed)  # S3 gives an ETag
     assert zone.files("stores") == listed
     assert [f.relpath for f in zone.files("sales")] == ["landing/sales/sales.csv"]
 
@@ -57,6 +78,56 @@ def test_a_rewritten_file_is_listed_with_its_new_size(zone: LandingZone) -> None
     zone.put("stores", "stores.csv", DATA + b"S2,Ost\n")
     [lf] = zone.files("stores")
     assert lf.size == len(DATA) + len(b"S2,Ost\n")
+
+
+def test_a_same_size_rewrite_within_one_second_changes_the_listing_on_s3(s3_env: str) -> None:
+    """S3 keeps whole-second mtimes: the ETag tells the two contents apart, and stays the
+    same from listing to listing while the object does."""
+    zone = LandingZone(s3_env)
+    before, after = rewrite_within_one_second(zone)
+    assert (after.relpath, after.size, after.mtime_ns) == (
+        before.relpath,
+        before.size,
+        before.mtime_ns,
+    )
+    assert after.etag and before.etag and after.etag != before.etag
+    assert zone.files("stores") == [after] == zone.files("stores")
+
+
+def test_the_sensor_sees_a_same_size_rewrite_within_one_second_on_s3(
+    tmp_path: Path, s3_env: str, sample_spec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``plan_landing`` hashes the rewritten file again and requests its new content; a
+    file that did not change is neither hashed nor requested again."""
+    from mlops_assets import landing
+
+    ws = Workspace(tmp_path / "ws", storage_root=s3_env)
+    hashed: list[str] = []
+    real = landing.landing_sha256
+
+    def counting(ws: Workspace, source: str, relpath: str) -> str:
+        hashed.append(relpath)
+        return real(ws, source, relpath)
+
+    monkeypatch.setattr(landing, "landing_sha256", counting)
+
+    def tick(cursor: dict | None, now: float) -> landing.LandingPlan:
+        plan = landing.plan_landing(ws, sample_spec, cursor, now=now)
+        plan.cursor = json.loads(json.dumps(plan.cursor))  # as Dagster stores it
+        return plan
+
+    tick(None, now=0.0)  # the state database is created before the clock matters
+    plans: list[landing.LandingPlan] = []
+    rewrite_within_one_second(ws.landing_zone, lambda: plans.append(tick(None, now=1.0)))
+    rel = "landing/stores/stores.csv"
+    assert plans[-1].files == {"stores": [(rel, hashlib.sha256(DATA).hexdigest())]}
+    hashed.clear()
+    changed = tick(plans[-1].cursor, now=2.0)
+    assert changed.files == {"stores": [(rel, hashlib.sha256(SAME_SIZE).hexdigest())]}
+    assert hashed == [rel]
+    hashed.clear()
+    quiet = tick(changed.cursor, now=3.0)
+    assert hashed == [] and quiet.files == {} and quiet.in_flight == 1
 
 
 def test_files_are_hashed_and_copied_to_this_machine(zone: LandingZone) -> None:
@@ -135,6 +206,62 @@ def test_a_rejected_file_is_copied_to_the_quarantine_with_its_reason(
         zone.read_text("landing/sales/x.csv")
     with pytest.raises(ValueError):
         zone.write_reason("landing/sales/x.csv", reason)
+
+
+def test_a_zone_is_copied_with_the_names_the_landing_zone_accepts(
+    zone: LandingZone, tmp_path: Path
+) -> None:
+    """``copy_landing_zone`` (``migrate-data``) copies what the landing zone lists and what
+    the quarantine wrote, under the same relpaths; hidden, temporary and symlinked files,
+    unsafe folders and strangers in the quarantine stay behind. A file already there with
+    the same size is skipped, one of another size replaced; nothing is deleted."""
+    old = LandingZone(tmp_path / "old")
+    landed = [old.put("sales", "a.csv", DATA), old.put("sales", "2024/b.csv", SAME_SIZE)]
+    old.put("sales", ".hidden.csv", DATA)
+    old.put("sales", "c.csv.part", DATA)
+    (tmp_path / "outside.csv").write_bytes(DATA)
+    (old.local_dir("landing") / "sales" / "link.csv").symlink_to(tmp_path / "outside.csv")
+    unsafe = old.local_dir("landing") / "bad name"
+    unsafe.mkdir()
+    (unsafe / "x.csv").write_bytes(DATA)
+    sha = hashlib.sha256(DATA).hexdigest()
+    src = tmp_path / "bad.csv"
+    src.write_bytes(DATA)
+    copy = old.quarantine_copy("sales", sha, src)
+    quarantine = [copy, old.write_reason(copy, {"sha256": sha, "quarantined_copy": copy})]
+    strangers = old.local_dir("quarantine") / "sales"
+    (strangers / "notes.txt").write_text("mine")
+    (strangers / "sub").mkdir()
+    (strangers / "sub" / copy.rsplit("/", 1)[1]).write_bytes(DATA)
+
+    assert copy_landing_zone(old, zone) == {
+        "landing": {"copied": 2, "skipped": 0},
+        "quarantine": {"copied": 2, "skipped": 0},
+    }
+    assert [f.relpath for f in zone.files("sales")] == sorted(landed)
+    assert zone.source_folders() == ["sales"] and zone.source_folders("quarantine") == ["sales"]
+    assert zone.quarantine_files("sales") == [(q, old.size(q)) for q in sorted(quarantine)]
+    assert zone.reason_files() == [quarantine[1]]
+    assert zone.read_text(copy) == DATA.decode()
+    for relpath in landed:
+        assert zone.sha256("sales", relpath) == old.sha256("sales", relpath)
+    if zone.is_local:  # the sensor's cursor stays valid: same size and mtime
+        assert [(f.size, f.mtime_ns) for f in zone.files("sales")] == [
+            (f.size, f.mtime_ns) for f in old.files("sales")
+        ]
+    for relpath in ("landing/sales/.hidden.csv", "landing/sales/c.csv.part"):
+        assert zone.size(relpath) is None
+    for relpath in ("landing/bad name/x.csv", "quarantine/sales/notes.txt", "../x.csv"):
+        with pytest.raises(ValueError):
+            zone.size(relpath)
+
+    zone.put("sales", "a.csv", DATA + b"S2,Ost\n")  # not what the old zone has
+    assert copy_landing_zone(old, zone) == {
+        "landing": {"copied": 1, "skipped": 1},
+        "quarantine": {"copied": 0, "skipped": 2},
+    }
+    assert zone.sha256("sales", landed[0]) == sha
+    assert sorted(f.relpath for f in old.files("sales")) == sorted(landed)  # all still there
 
 
 def test_the_workspace_keeps_its_landing_zone_below_the_storage_root(

@@ -110,6 +110,42 @@ def test_requeued_file_is_ingested_once_its_cause_is_fixed(defs, instance, setti
     assert [counts.get(r["sha256"]) for r in records] == [1] * len(records)
 
 
+def test_after_migrate_data_the_sensor_on_s3_ingests_only_what_is_new(
+    defs, instance, settings, sample_source, s3_env, monkeypatch
+):
+    """`mlops-assets migrate-data` copies the landing zone and the quarantine to S3, where
+    every mtime is new: the landing sensor of the workspace running there (same instance,
+    the cursor it had, or none) requests nothing already ingested or quarantined, and a
+    file dropped there afterwards is ingested."""
+    from dataclasses import replace
+
+    from mlops_assets.cli import main
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.landing import quarantined
+
+    drop_all(sample_source, settings)
+    zone = settings.workspace().landing_zone
+    zone.put("sales", "broken.csv", b"date,store_id,department,units,open,promo\nx,S1,D,1,1,0\n")
+    assert [r.success for r in run_sensors(defs, instance, ["landing_sensor"])] == [True]
+    for name, value in (("MLOPS_HOME", settings.home), ("MLOPS_SPEC", settings.spec)):
+        monkeypatch.setenv(name, str(value))  # main() sets them: restored afterwards
+    monkeypatch.delenv("MLOPS_STORAGE_ROOT", raising=False)
+    assert main(["migrate-data", "--to", s3_env]) == 0
+
+    shared = replace(settings, storage_root=s3_env)
+    shared_defs = build_definitions(shared)
+    assert run_sensors(shared_defs, instance, ["landing_sensor"]) == []
+    tick = evaluate_sensor(shared_defs, instance, "landing_sensor")  # a lost cursor
+    landed = sum(len(zone.files(source)) for source in zone.source_folders())
+    assert tick.run_requests == []
+    assert f"no new landing files ({landed} known, 0 in flight" in tick.skip_reason
+    assert len(quarantined(shared.workspace())) == 1
+    late = (sample_source / "events" / "events.csv").read_bytes() + b"2024-12-24,,Heiligabend\n"
+    shared.workspace().landing_zone.put("events", "late.csv", late)
+    runs = run_sensors(shared_defs, instance, ["landing_sensor"])
+    assert [(r.assets, r.success) for r in runs] == [(["raw_events"], True)]
+
+
 def _ended_run(instance, run_key, status=dg.DagsterRunStatus.FAILURE):
     """A landing-sensor ingest run under ``run_key`` that ended without ingesting anything
     (what run monitoring leaves of a run whose process was killed)."""
