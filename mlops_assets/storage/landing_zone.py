@@ -34,13 +34,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlops_assets.naming import is_safe_key, require_safe_key, safe_file_name
 from mlops_assets.storage.storage_root import StorageRoot
-
-if TYPE_CHECKING:
-    pass
 
 LANDING = "landing"
 QUARANTINE = "quarantine"
