@@ -350,7 +350,7 @@ def cmd_migrate_data(args: argparse.Namespace) -> int:
     from mlops_assets.model_store import LocalModelStore
     from mlops_assets.registry import ModelRegistry
     from mlops_assets.storage.data_store import copy_tables
-    from mlops_assets.storage.landing_zone import copy_landing_zone
+    from mlops_assets.storage.landing_zone_copy import copy_landing_zone
     from mlops_assets.storage.object_store import copy_artifacts, model_store_for
 
     settings = _settings(args)  # --to is checked as MLOPS_STORAGE_ROOT is

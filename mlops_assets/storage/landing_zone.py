@@ -16,9 +16,7 @@ sensor's ``(size, mtime)`` comparison is stable from tick to tick; they also giv
 object's ETag, which changes when the object is rewritten, so a file overwritten within
 the same second with the same size is still seen as changed.
 
-``copy_landing_zone`` copies a zone's landing files and quarantine to another root under
-the same relpaths (``mlops-assets migrate-data``): manifest records, quarantine records
-and sensor cursors name files by relpath, so they hold there too.
+Moving a zone to another root (``mlops-assets migrate-data``) is ``landing_zone_copy``.
 """
 
 from __future__ import annotations
@@ -27,7 +25,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -36,7 +33,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mlops_assets.naming import is_safe_key, require_safe_key, safe_file_name
+from mlops_assets.naming import require_safe_key, safe_file_name
 from mlops_assets.storage.storage_root import StorageRoot
 
 LANDING = "landing"
@@ -44,9 +41,6 @@ QUARANTINE = "quarantine"
 REASON_SUFFIX = ".reason.json"
 _CHUNK = 1 << 20
 _TEMP_SUFFIXES = (".tmp", ".part")
-# what ``quarantine_copy`` names a copy (``<sha[:16]>__<safe name>``) and ``write_reason``
-# its record (``+ .reason.json``)
-_QUARANTINE_NAME = re.compile(r"[0-9a-f]{16}__[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -94,7 +88,8 @@ class LandingZone(StorageRoot):
             raise ValueError(f"{self!r} is not on this machine: use its methods for {folder!r}")
         return self.local_root / folder
 
-    def _remote(self, relpath: str) -> str:
+    def remote_path(self, relpath: str) -> str:
+        """The fsspec path of ``relpath`` (remote roots only; checked by the caller)."""
         return f"{self._root_path}/{relpath}"
 
     # -- landing files ---------------------------------------------------------------------
@@ -107,7 +102,7 @@ class LandingZone(StorageRoot):
         if self.local_root is not None:
             return self._local_files(source, self.local_root / folder)
         assert self.fs is not None
-        base = self._remote(folder)
+        base = self.remote_path(folder)
         self.fs.invalidate_cache(base)  # another host may have written since
         try:
             found = self.fs.find(base, detail=True)
@@ -196,7 +191,7 @@ class LandingZone(StorageRoot):
                 yield fh
             return
         assert self.fs is not None
-        path = self._remote(self.check(source, relpath))
+        path = self.remote_path(self.check(source, relpath))
         self.fs.invalidate_cache(path)
         with self.fs.open(path, "rb") as fh:
             yield fh
@@ -209,15 +204,15 @@ class LandingZone(StorageRoot):
         if self.local_root is not None:
             yield self.local_path(source, relpath)
             return
-        with self._download(self.check(source, relpath)) as target:
+        with self.download(self.check(source, relpath)) as target:
             yield target
 
     @contextlib.contextmanager
-    def _download(self, relpath: str) -> Iterator[Path]:
+    def download(self, relpath: str) -> Iterator[Path]:
         """A remote file (relpath checked by the caller) downloaded under the same name to
         a temporary folder of the system's, removed afterwards."""
         assert self.fs is not None
-        path = self._remote(relpath)
+        path = self.remote_path(relpath)
         self.fs.invalidate_cache(path)
         with tempfile.TemporaryDirectory(prefix="mlops-landing-") as tmp:
             target = Path(tmp) / _local_name(relpath.rsplit("/", 1)[-1])
@@ -243,7 +238,7 @@ class LandingZone(StorageRoot):
             os.replace(tmp, target)
             return relpath
         assert self.fs is not None
-        remote = self._remote(relpath)
+        remote = self.remote_path(relpath)
         if isinstance(data, Path):
             self.fs.put_file(str(data), remote)
         else:
@@ -264,8 +259,8 @@ class LandingZone(StorageRoot):
             shutil.copyfile(src, target)
             return relpath
         assert self.fs is not None
-        self.fs.put_file(str(src), self._remote(relpath))
-        self.fs.invalidate_cache(self._remote(relpath))
+        self.fs.put_file(str(src), self.remote_path(relpath))
+        self.fs.invalidate_cache(self.remote_path(relpath))
         return relpath
 
     def write_reason(self, copy_relpath: str, reason: dict[str, Any]) -> str:
@@ -281,8 +276,8 @@ class LandingZone(StorageRoot):
             return relpath
         assert self.fs is not None
         data = json.dumps(reason, indent=2, sort_keys=True, default=str).encode()
-        self.fs.pipe_file(self._remote(relpath), data)
-        self.fs.invalidate_cache(self._remote(relpath))
+        self.fs.pipe_file(self.remote_path(relpath), data)
+        self.fs.invalidate_cache(self.remote_path(relpath))
         return relpath
 
     def reason_files(self) -> list[str]:
@@ -294,7 +289,7 @@ class LandingZone(StorageRoot):
                 str(p.relative_to(self.local_root)) for p in sorted(base.rglob("*" + REASON_SUFFIX))
             ]
         assert self.fs is not None
-        base = self._remote(QUARANTINE)
+        base = self.remote_path(QUARANTINE)
         self.fs.invalidate_cache(base)
         try:
             found = self.fs.find(base)
@@ -310,150 +305,7 @@ class LandingZone(StorageRoot):
         if self.local_root is not None:
             return (self.local_root / relpath).read_text(encoding="utf-8")
         assert self.fs is not None
-        return self.fs.cat_file(self._remote(relpath)).decode("utf-8")
-
-    # -- moving a zone (``copy_landing_zone``) ---------------------------------------------
-
-    def source_folders(self, top: str = LANDING) -> list[str]:
-        """The sources with a folder below ``landing/`` (or ``quarantine/``), sorted; only
-        names that are safe keys (no other folder is ever scanned or written)."""
-        if top not in (LANDING, QUARANTINE):
-            raise ValueError(f"{top!r} is neither {LANDING!r} nor {QUARANTINE!r}")
-        if self.local_root is not None:
-            base = self.local_root / top
-            names = [p.name for p in base.iterdir() if p.is_dir()] if base.is_dir() else []
-        else:
-            names = [name for name, kind, _ in self._entries(top) if kind == "directory"]
-        return sorted(n for n in names if is_safe_key(n))
-
-    def quarantine_files(self, source: str) -> list[tuple[str, int]]:
-        """``(relpath, size)`` of each file in ``quarantine/<source>/`` named as
-        ``quarantine_copy`` and ``write_reason`` name them (copies and reason records),
-        sorted; locally never a symlink."""
-        folder = f"{QUARANTINE}/{require_safe_key(source)}"
-        if self.local_root is not None:
-            base = self.local_root / folder
-            paths = list(base.iterdir()) if base.is_dir() else []
-            found = [
-                (p.name, p.stat().st_size) for p in paths if p.is_file() and not p.is_symlink()
-            ]
-        else:
-            found = [(name, size) for name, kind, size in self._entries(folder) if kind == "file"]
-        return sorted(
-            (f"{folder}/{name}", size) for name, size in found if _QUARANTINE_NAME.fullmatch(name)
-        )
-
-    def _entries(self, folder: str) -> list[tuple[str, str, int]]:
-        """``(name, type, size)`` of what is directly in a remote folder (uncached)."""
-        assert self.fs is not None
-        base = self._remote(folder)
-        self.fs.invalidate_cache(base)
-        try:
-            entries = self.fs.ls(base, detail=True)
-        except FileNotFoundError:
-            return []
-        return [
-            (e["name"].rstrip("/").rsplit("/", 1)[-1], e.get("type", ""), int(e.get("size") or 0))
-            for e in entries
-        ]
-
-    def _check_stored(self, relpath: str) -> str:
-        """``relpath`` if it names a landing file (``check``) or a quarantine file named as
-        the quarantine names them; ``ValueError`` otherwise."""
-        parts = relpath.split("/") if isinstance(relpath, str) else []
-        if parts[:1] == [LANDING] and len(parts) >= 3:
-            return self.check(parts[1], relpath)
-        if (
-            len(parts) == 3
-            and parts[0] == QUARANTINE
-            and is_safe_key(parts[1])
-            and _QUARANTINE_NAME.fullmatch(parts[2])
-        ):
-            return relpath
-        raise ValueError(f"{relpath!r} is neither a landing file nor a quarantine file")
-
-    def size(self, relpath: str) -> int | None:
-        """The size of a landing or quarantine file in bytes; None when there is none."""
-        relpath = self._check_stored(relpath)
-        if self.local_root is not None:
-            path = self.local_root / relpath
-            return path.stat().st_size if path.is_file() else None
-        assert self.fs is not None
-        path = self._remote(relpath)
-        self.fs.invalidate_cache(path)
-        try:
-            return int(self.fs.size(path))
-        except FileNotFoundError:
-            return None
-
-    @contextlib.contextmanager
-    def stored_copy(self, relpath: str) -> Iterator[Path]:
-        """A landing or quarantine file as a path on this machine (``local_copy``)."""
-        relpath = self._check_stored(relpath)
-        if relpath.startswith(f"{LANDING}/"):
-            with self.local_copy(relpath.split("/")[1], relpath) as path:
-                yield path
-        elif self.local_root is not None:
-            yield self.local_root / relpath
-        else:
-            with self._download(relpath) as path:
-                yield path
-
-    def put_stored(self, relpath: str, src: Path) -> str:
-        """Copy the local file ``src`` to the landing or quarantine file ``relpath``, whole
-        (as ``put`` writes); its relpath."""
-        relpath = self._check_stored(relpath)
-        _, source, name = relpath.split("/", 2)
-        if relpath.startswith(f"{LANDING}/"):
-            return self.put(source, name, src)
-        if self.local_root is not None:
-            target = self.local_root / relpath
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.part")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, target)
-            return relpath
-        assert self.fs is not None
-        self.fs.put_file(str(src), self._remote(relpath))
-        self.fs.invalidate_cache(self._remote(relpath))
-        return relpath
-
-
-def copy_landing_zone(source: LandingZone, target: LandingZone) -> dict[str, dict[str, int]]:
-    """Copy every landing file (what ``files`` lists) and every quarantine file (copies
-    and reason records) of ``source`` to the same relpaths in ``target`` (moving a
-    workspace to a new storage root), so that nothing ingested, pending or quarantined is
-    only in the old zone. A file already there with the same size is left alone; nothing is
-    deleted; each copy is written whole and its size checked afterwards. A local target
-    keeps each landing file's mtime, so the landing sensor's cursor stays valid there (on
-    an object store the sensor hashes each file once more and finds it in the manifest).
-    Returns the files copied and skipped, per ``landing`` and ``quarantine``."""
-    counts = {top: {"copied": 0, "skipped": 0} for top in (LANDING, QUARANTINE)}
-    found: list[tuple[str, int, int | None]] = [
-        (lf.relpath, lf.size, lf.mtime_ns)
-        for name in source.source_folders(LANDING)
-        for lf in source.files(name)
-    ]
-    found += [
-        (relpath, size, None)
-        for name in source.source_folders(QUARANTINE)
-        for relpath, size in source.quarantine_files(name)
-    ]
-    for relpath, size, mtime_ns in found:
-        count = counts[relpath.split("/", 1)[0]]
-        if target.size(relpath) == size:  # no read of what is already there
-            count["skipped"] += 1
-            continue
-        with source.stored_copy(relpath) as path:
-            copied = path.stat()
-            target.put_stored(relpath, path)
-        if target.size(relpath) != copied.st_size:
-            raise OSError(f"{relpath}: {target!r} holds a different size after the copy")
-        if mtime_ns is not None and target.local_root is not None:  # a landing file
-            mtime_ns = copied.st_mtime_ns if source.is_local else mtime_ns
-            os.utime(target.local_root / relpath, ns=(mtime_ns, mtime_ns))
-        count["copied"] += 1
-    return counts
+        return self.fs.cat_file(self.remote_path(relpath)).decode("utf-8")
 
 
 def _etag(info: dict[str, Any]) -> str:

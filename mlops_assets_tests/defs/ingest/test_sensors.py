@@ -7,6 +7,7 @@ import uuid
 import dagster as dg
 
 from mlops_assets.defs.local_driver import evaluate_sensor, run_sensors
+from mlops_assets.storage.landing_zone_copy import source_folders
 from mlops_assets.storage.manifest import Manifest
 from mlops_assets_tests.defs.conftest import drop, drop_all
 
@@ -136,7 +137,7 @@ def test_after_migrate_data_the_sensor_on_s3_ingests_only_what_is_new(
     shared_defs = build_definitions(shared)
     assert run_sensors(shared_defs, instance, ["landing_sensor"]) == []
     tick = evaluate_sensor(shared_defs, instance, "landing_sensor")  # a lost cursor
-    landed = sum(len(zone.files(source)) for source in zone.source_folders())
+    landed = sum(len(zone.files(source)) for source in source_folders(zone))
     assert tick.run_requests == []
     assert f"no new landing files ({landed} known, 0 in flight" in tick.skip_reason
     assert len(quarantined(shared.workspace())) == 1
