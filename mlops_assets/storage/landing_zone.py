@@ -252,11 +252,18 @@ class LandingZone(StorageRoot):
         """Copy the rejected file ``src`` (on this machine: what was validated) to
         ``quarantine/<source>/<sha[:16]>__<safe name>``; the copy's relpath."""
         name = f"{sha256[:16]}__{safe_file_name(src.name)}"
-        relpath = f"{QUARANTINE}/{require_safe_key(source)}/{name}"
+        return self.put_whole(f"{QUARANTINE}/{require_safe_key(source)}/{name}", src)
+
+    def put_whole(self, relpath: str, src: Path) -> str:
+        """Copy the local file ``src`` to ``relpath`` (checked by the caller) whole: locally
+        under a hidden ``.part`` name renamed into place, on an object store as one object;
+        ``relpath``."""
         if self.local_root is not None:
             target = self.local_root / relpath
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, target)
+            tmp = target.with_name(f".{target.name}.part")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, target)
             return relpath
         assert self.fs is not None
         self.fs.put_file(str(src), self.remote_path(relpath))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,14 +151,4 @@ def _put_stored(zone: LandingZone, relpath: str, src: Path) -> str:
     _, source, name = relpath.split("/", 2)
     if relpath.startswith(f"{LANDING}/"):
         return zone.put(source, name, src)
-    if zone.local_root is not None:
-        target = zone.local_root / relpath
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.part")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, target)
-        return relpath
-    assert zone.fs is not None
-    zone.fs.put_file(str(src), zone.remote_path(relpath))
-    zone.fs.invalidate_cache(zone.remote_path(relpath))
-    return relpath
+    return zone.put_whole(relpath, src)

@@ -133,6 +133,7 @@ def test_migrate_data_copies_a_workspaces_tables_models_and_landing_zone_below_t
     request: pytest.FixtureRequest,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    hashed: list[str],
     capsys: pytest.CaptureFixture[str],
     sample_dir: Path,
     sample_spec: DatasetSpec,
@@ -199,14 +200,7 @@ def test_migrate_data_copies_a_workspaces_tables_models_and_landing_zone_below_t
 
     # the sensor (with the cursor it had) requests the pending file only; on a folder the
     # mtimes were kept, so it hashes nothing again; on S3 each file once
-    hashed: list[str] = []
-    real = landing.landing_sha256
-
-    def counting(ws: Workspace, source: str, relpath: str) -> str:
-        hashed.append(relpath)
-        return real(ws, source, relpath)
-
-    monkeypatch.setattr(landing, "landing_sha256", counting)
+    hashed.clear()
     for now in (1.0, 2.0):
         plan = landing.plan_landing(shared, sample_spec, cursor, now=now)
         cursor = json.loads(json.dumps(plan.cursor))
@@ -214,7 +208,8 @@ def test_migrate_data_copies_a_workspaces_tables_models_and_landing_zone_below_t
     moved = sorted(rels[r] for r in ("stores", "sales", "bad", "pending"))
     assert sorted(hashed) == ([] if root == "local" else moved)
     later = landing.plan_landing(shared, sample_spec, cursor, now=1e6)  # the request expired
-    assert later.files == {"weather": [(rels["pending"], real(shared, "weather", rels["pending"]))]}
+    pending_sha = landing.landing_sha256(shared, "weather", rels["pending"])
+    assert later.files == {"weather": [(rels["pending"], pending_sha)]}
     for source, roles in INGESTED.items():  # the ingest step of a run requested anyway
         outcomes = landing.ingest_files(shared, sample_spec, source, [rels[r] for r in roles])
         assert [o.status for o in outcomes] == [f"already_{s}" for s in roles.values()]

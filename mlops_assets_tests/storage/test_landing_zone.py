@@ -88,21 +88,13 @@ def test_a_same_size_rewrite_within_one_second_changes_the_listing_on_s3(s3_env:
 
 
 def test_the_sensor_sees_a_same_size_rewrite_within_one_second_on_s3(
-    tmp_path: Path, s3_env: str, sample_spec, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, s3_env: str, sample_spec, hashed: list[str]
 ) -> None:
     """``plan_landing`` hashes the rewritten file again and requests its new content; a
     file that did not change is neither hashed nor requested again."""
     from mlops_assets import landing
 
     ws = Workspace(tmp_path / "ws", storage_root=s3_env)
-    hashed: list[str] = []
-    real = landing.landing_sha256
-
-    def counting(ws: Workspace, source: str, relpath: str) -> str:
-        hashed.append(relpath)
-        return real(ws, source, relpath)
-
-    monkeypatch.setattr(landing, "landing_sha256", counting)
 
     def tick(cursor: dict | None, now: float) -> landing.LandingPlan:
         plan = landing.plan_landing(ws, sample_spec, cursor, now=now)
