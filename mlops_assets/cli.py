@@ -329,7 +329,7 @@ def cmd_migrate_state(args: argparse.Namespace) -> int:
     from mlops_assets.storage.manifest import Manifest
     from mlops_assets.storage.notification_tables import import_notification_files
     from mlops_assets.storage.registry_tables import import_registry_files
-    from mlops_assets.tuning import migrate_journal_studies
+    from mlops_assets.storage.tuning_studies import migrate_journal_studies
 
     ws = _settings(args).workspace()
     engine = engine_for(ws.state_database_url)

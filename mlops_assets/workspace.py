@@ -176,7 +176,8 @@ class Workspace:
     def study_path(self, region_key: str) -> Path:
         """Where older workspaces kept a region's optuna studies (a journal file),
         ``tuning/<region>.journal``: copied into the state database by ``migrate-state``
-        or the region's next tuning run, never written since (``tuning.study_storage``)."""
+        or the region's next tuning run, never written since
+        (``storage.tuning_studies.study_storage``)."""
         return self.root / "tuning" / f"{require_safe_key(region_key)}.journal"
 
     @property

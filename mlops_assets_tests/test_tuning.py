@@ -38,12 +38,11 @@ from mlops_assets.region_models import train_and_register
 from mlops_assets.registry import APPROVED, PENDING, REJECTED, ModelRegistry
 from mlops_assets.spec import DatasetSpec, GateSettings, TuningSettings, load_spec
 from mlops_assets.storage.database import dispose_engine
+from mlops_assets.storage.tuning_studies import TuningBusyError, rdb_storage
 from mlops_assets.training import prepare_region
 from mlops_assets.tuning import (
     TUNED_PARAMS,
-    TuningBusyError,
     load_region_features,
-    rdb_storage,
     reviewed_params,
     tune_and_register,
     tune_region,

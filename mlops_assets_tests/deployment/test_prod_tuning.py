@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from mlops_assets.tuning import TuningBusyError, _region_lock
+from mlops_assets.storage.tuning_studies import TuningBusyError, _region_lock
 from mlops_assets.workspace import Workspace
 from mlops_assets_tests.deployment.services import PostgresServer, require_services
 from mlops_assets_tests.test_tuning import QUICK, REGION, tune
