@@ -321,23 +321,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_migrate_state(args: argparse.Namespace) -> int:
     """Import what older workspaces kept in files (the ingestion manifest's JSON records,
-    the registry's logs and version records, the notification feed and alerting state)
-    into the state database, once; opening each of them does the same on first use."""
+    the registry's logs and version records, the notification feed and alerting state,
+    the tuning studies' journal files) into the state database, once; opening each of
+    them (tuning: a region's next run) does the same on first use."""
     from mlops_assets.notifications import Notifier
     from mlops_assets.storage.database import engine_for
     from mlops_assets.storage.manifest import Manifest
     from mlops_assets.storage.notification_tables import import_notification_files
     from mlops_assets.storage.registry_tables import import_registry_files
+    from mlops_assets.storage.tuning_studies import migrate_journal_studies
 
     ws = _settings(args).workspace()
     engine = engine_for(ws.state_database_url)
     added = {"manifest_files": Manifest(engine).import_json_records(ws)}
     added.update(import_registry_files(engine, ws.registry_dir))
     added.update(import_notification_files(engine, *Notifier.legacy_files(ws)))
+    studies = migrate_journal_studies(ws)
+    added["tuning_studies"] = studies.copied
     where = engine.url.render_as_string(hide_password=True)
     print(f"state database {where}: " + ", ".join(f"{t} +{n}" for t, n in added.items()))
     if not any(added.values()):
         print("nothing to import: the files were imported before, or there are none")
+    for reason in studies.skipped:
+        print(f"not copied: {reason}")
     return 0
 
 
@@ -941,8 +947,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "migrate-state",
-        help="import an older workspace's manifest, registry and notification files into "
-        "the state database (once; the files stay)",
+        help="import an older workspace's manifest, registry, notification and tuning "
+        "journal files into the state database (once; the files stay)",
     )
     p.add_argument("--home", help="workspace root (default: MLOPS_HOME or .mlops/<env>)")
     p.set_defaults(func=cmd_migrate_state)

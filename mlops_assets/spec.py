@@ -314,7 +314,7 @@ class TuningSettings(_Strict):
         10,
         ge=1,
         description="report the validation metric every this many boosting rounds (each "
-        "report is one write to the study journal)",
+        "report is one write to the study storage)",
     )
 
 

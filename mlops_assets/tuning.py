@@ -2,25 +2,29 @@
 person to review (a tuned model is never approved automatically: see ``registry``).
 
 The study
-    persists per region: in a local workspace (SQLite state database) as an optuna journal
-    file (``tuning/<region>.journal``; optuna recommends ``JournalFileBackend`` over SQLite
-    for processes on one host), with a PostgreSQL state database (prod) in optuna's RDB
-    storage in that database, which every host reaches (:func:`study_storage`). A run
-    continues the study its data belongs to: the study name
-    is ``<dataset>.<region>.<fingerprint>``, where the fingerprint covers the validation
-    window, the rows fitted on, the fixed configuration and the reviewed parameters. Trial
-    values are only comparable on the same data, so new data (or a new reviewed
-    configuration) starts a new study in the same file, and a re-run on unchanged data
-    adds trials to the existing one.
+    persists per region in optuna's RDB storage in the state database, SQLite in a local
+    workspace and PostgreSQL in prod, through one code path
+    (``storage.tuning_studies.study_storage``). A run continues the study its data
+    belongs to: the study name is ``<dataset>.<region>.<fingerprint>``, where the
+    fingerprint covers the validation window, the rows fitted on, the fixed
+    configuration and the reviewed parameters. Trial values are only comparable on the
+    same data, so new data (or a new reviewed configuration) starts a new study, and a
+    re-run on unchanged data adds trials to the existing one. Older workspaces kept each
+    region's studies in an optuna journal file (``tuning/<region>.journal``): ``mlops-assets
+    migrate-state``, or the region's next run, copies them into the database
+    (``migrate_journal_studies``); the files stay.
 Killed runs
-    A process killed mid-trial leaves that trial RUNNING in the journal. Optuna's heartbeat
-    (``fail_stale_trials``) only exists for RDB storage, not for the journal in optuna 5,
-    so one tuning process per region holds an exclusive ``flock`` on
-    ``tuning/<region>.journal.owner`` for its whole run (the kernel drops it when the
-    process dies; on PostgreSQL a session advisory lock, dropped with the connection).
-    Holding it, a RUNNING trial can only be a dead process's: it is marked
-    FAIL on resume (with a ``fail_reason``) and counts as failed, never complete. A second
-    concurrent run of the same region fails at once with :class:`TuningBusyError`.
+    One tuning process per region holds the region's lock for its whole run: a
+    PostgreSQL session advisory lock (dropped with the holder's connection), on SQLite
+    an ``flock`` beside the database file (dropped by the kernel when the process dies;
+    see ``storage.tuning_studies``). A second concurrent run of the same region fails at
+    once with :class:`TuningBusyError`. Holding the lock, a RUNNING trial can only be a
+    dead process's: it is marked FAIL on resume (with a ``fail_reason``) and counts as
+    failed, never complete. Optuna's heartbeat (``heartbeat_interval``,
+    ``fail_stale_trials``) is not used: it fails a trial only a grace period after its
+    last heartbeat (a run resumed sooner would leave it RUNNING), never one killed
+    before its first heartbeat, and its thread writes every interval to a database that
+    has one writer at a time.
 Validation
     the split of ``training.py``: a trial fits on the training window and is scored on the
     inner validation window before the holdout, with early stopping as the training's
@@ -46,22 +50,17 @@ Budget
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import optuna
 import pandas as pd
-from optuna.storages import BaseStorage, JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from mlops_assets.conditioning import FeatureSet, feature_set
@@ -70,14 +69,17 @@ from mlops_assets.naming import require_safe_key
 from mlops_assets.region_models import TrainingOutcome, reviewed_settings, train_and_register
 from mlops_assets.registry import TUNING, ModelRegistry, ModelVersion
 from mlops_assets.spec import DatasetSpec, ModelSettings, TuningSettings
+from mlops_assets.storage.tuning_studies import TuningError, study_storage
 from mlops_assets.training import RegionData, predict_frame, prepare_region
 from mlops_assets.warehouse import connect, region_level_inputs
 from mlops_assets.workspace import Workspace
 
+if TYPE_CHECKING:
+    pass
+
 SEARCH_SPACE_VERSION = "1"  # bump when suggest_params changes (starts new studies)
 VALID = "valid"
 BASELINE_ATTR = "baseline"
-OPTUNA_LOCK_SUFFIX = ".lock"  # optuna's JournalFileSymlinkLock: <journal>.lock
 
 
 def suggest_params(trial: optuna.Trial) -> dict[str, float | int]:
@@ -112,21 +114,13 @@ TUNED_PARAMS = (
 )
 
 
-class TuningError(RuntimeError):
-    """Tuning could not produce a result (e.g. no trial completed)."""
-
-
-class TuningBusyError(TuningError):
-    """Another process is tuning the same region right now."""
-
-
 @dataclass(frozen=True)
 class TuningResult:
     """What a tuning run found, over the whole study (all runs that continued it)."""
 
     region: str
     study_name: str
-    storage_path: str
+    storage_path: str  # where the study is: the state database URL, without password
     metric: str  # LightGBM's validation metric, in the model's target space
     gate_metric: str  # the gate's metric, also measured on the validation window
     best_params: dict[str, Any]
@@ -436,86 +430,6 @@ def _report_and_prune(
 
     callback.order = 40  # type: ignore[attr-defined]  # after early stopping (30)
     return callback
-
-
-@contextmanager
-def study_storage(workspace: Workspace, region: str) -> Iterator[tuple[BaseStorage, str]]:
-    """The region's optuna storage, held by this process alone for the whole run, and
-    where it is: the journal file below the workspace when the state database is SQLite
-    (one host), else optuna's RDB storage in the state database (PostgreSQL: every host
-    reaches it), with a session advisory lock as the region's lock (PostgreSQL drops it
-    when the holder's connection dies, as the kernel drops a dead process's flock)."""
-    from sqlalchemy.engine import make_url
-
-    url = workspace.state_database_url
-    if make_url(url).get_backend_name() == "sqlite":
-        path = workspace.study_path(region)
-        with _exclusive(path, region):
-            yield JournalStorage(JournalFileBackend(str(path))), str(path)
-        return
-    with _advisory_lock(url, region):
-        storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-        try:
-            yield storage, make_url(url).render_as_string(hide_password=True)
-        finally:
-            storage.engine.dispose()
-
-
-@contextmanager
-def _advisory_lock(url: str, region: str) -> Iterator[None]:
-    from sqlalchemy import text
-
-    from mlops_assets.storage.database import advisory_key, engine_for
-
-    key = advisory_key(f"mlops_assets.tuning:{region}")
-    with engine_for(url).connect() as con:
-        con = con.execution_options(isolation_level="AUTOCOMMIT")
-        if not con.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
-            raise TuningBusyError(
-                f"region {region!r} is being tuned by another process (advisory lock {key})"
-            )
-        try:
-            yield
-        finally:
-            con.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-
-
-@contextmanager
-def _exclusive(journal: Path, region: str) -> Iterator[None]:
-    """Hold the region's tuning lock for a whole run; repair what a killed writer left."""
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    owner = journal.with_name(journal.name + ".owner")
-    with owner.open("a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise TuningBusyError(
-                f"region {region!r} is being tuned by another process (lock {owner})"
-            ) from exc
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}\n")
-        fh.flush()
-        # nobody else writes this journal while we hold the lock: optuna's own lock file
-        # can only be left over from a writer killed inside a write
-        stale_lock = Path(str(journal) + OPTUNA_LOCK_SUFFIX)
-        if stale_lock.is_symlink() or stale_lock.exists():
-            stale_lock.unlink()
-        _repair_tail(journal)
-        yield
-
-
-def _repair_tail(journal: Path) -> None:
-    """Drop an unterminated last line (a write cut by a crash): optuna would otherwise fail
-    to read the journal once the next line is appended after it."""
-    if not journal.exists() or journal.stat().st_size == 0:
-        return
-    with journal.open("rb+") as fh:
-        fh.seek(-1, os.SEEK_END)
-        if fh.read(1) == b"\n":
-            return
-        fh.seek(0)
-        fh.truncate(fh.read().rfind(b"\n") + 1)
 
 
 def _fail_dead_trials(study: optuna.Study, storage: BaseStorage) -> int:

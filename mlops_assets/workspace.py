@@ -6,8 +6,9 @@ Layout (all below ``root``)::
     quarantine/<source>/<sha>__<name>        copy of a rejected file
     quarantine/<source>/<sha>__<name>.reason.json   why it was rejected (machine-readable)
     state/mlops.sqlite             the state database (ingestion manifest, model registry,
-                                   notification feed, alerting state), unless
+                                   notification feed, alerting state, tuning studies), unless
                                    ``database_url`` names another (see ``storage``)
+    state/mlops.sqlite.locks/      ``flock`` files: one tuning run per region (SQLite only)
     manifest/<sha>.json            per-file manifest records of older workspaces (imported
                                    into the state database once, then unused)
     raw/<source>/<sha>.parquet     a validated file, normalised to canonical columns
@@ -15,7 +16,8 @@ Layout (all below ``root``)::
     forecasts/<region_key>/<origin>.forecast.parquet   one file per forecast origin
     monitoring/<region_key>/       realized performance, drift tables, HTML report
     monitoring/_fleet/             cross-region alerts
-    tuning/<region_key>.journal    the region's persistent optuna study
+    tuning/<region_key>.journal    a region's optuna studies in older workspaces (copied
+                                   into the state database once, then unused)
     registry/, models/             model registry state and artifacts
 
 The data tables (raw, features, forecasts, monitoring) are in the data store ``ws.data``,
@@ -172,7 +174,10 @@ class Workspace:
         return f"{MONITORING_FOLDER}/{FLEET_FOLDER}/{name}"
 
     def study_path(self, region_key: str) -> Path:
-        """The persistent optuna study of one region (journal file): ``tuning/<region>.journal``."""
+        """Where older workspaces kept a region's optuna studies (a journal file),
+        ``tuning/<region>.journal``: copied into the state database by ``migrate-state``
+        or the region's next tuning run, never written since
+        (``storage.tuning_studies.study_storage``)."""
         return self.root / "tuning" / f"{require_safe_key(region_key)}.journal"
 
     @property

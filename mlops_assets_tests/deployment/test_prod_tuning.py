@@ -1,5 +1,5 @@
 """Tuning studies on PostgreSQL (the prod state database): optuna's RDB storage in that
-database instead of a journal file below the workspace, continued by the next run, one
+database (as on dev's SQLite), no file below the workspace, continued by the next run, one
 tuning run per region at a time (a session advisory lock), and a trial left RUNNING by a
 dead process failed on resume. Needs Debian's PostgreSQL (``make e2e-prod``)."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from mlops_assets.tuning import TuningBusyError, _advisory_lock
+from mlops_assets.storage.tuning_studies import TuningBusyError, _region_lock
 from mlops_assets.workspace import Workspace
 from mlops_assets_tests.deployment.services import PostgresServer, require_services
 from mlops_assets_tests.test_tuning import QUICK, REGION, tune
@@ -35,8 +35,9 @@ def test_a_study_on_postgresql_continues_refuses_a_second_run_and_fails_dead_tri
         assert first.storage_path == url  # no password in it to hide here
         assert (first.n_trials, first.n_complete) == (4, 4)
         assert not ws.study_path(REGION).exists()  # no journal file below the workspace
+        assert not (tmp_path / "ws" / "state").exists()  # nor a lock file
 
-        with _advisory_lock(url, REGION), pytest.raises(TuningBusyError, match="another"):
+        with _region_lock(url, REGION), pytest.raises(TuningBusyError, match="another"):
             tune(data, ws)
 
         # a process that died mid-trial left it RUNNING

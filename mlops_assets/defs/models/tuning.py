@@ -119,7 +119,7 @@ def tune_region_model(
         "trials_this_run": result.new_trials,
         "stale_trials_failed": result.stale_trials_failed,
         "study_name": result.study_name,
-        "study_storage": dg.MetadataValue.path(result.storage_path),
+        "study_storage": dg.MetadataValue.text(result.storage_path),
         "tuning_seconds": result.elapsed_seconds,
         "gate_failures": dg.MetadataValue.json(mv.reasons) if mv.reasons else None,
         "notifications": notifier.feed_hint(region),

@@ -82,7 +82,7 @@ def test_tuning_job_registers_pending_approval_observes_and_notifies(setup):
     assert meta["trials_complete"] + meta["trials_pruned"] + meta["trials_failed"] == 3
     assert meta["best_value"] <= meta["baseline_value"]
     assert meta["best_params"] == mv.record["tuning"]["best_params"]
-    assert meta["study_storage"] == str(ws.study_path(REGION))
+    assert meta["study_storage"] == ws.state_database_url
     assert {"improvement", "best_val_mape", "baseline_val_mape", "holdout_mape"} <= set(meta)
     feed = Notifier.for_workspace(ws).read()
     started, note = [e for e in feed if e["region"] == REGION]

@@ -1,0 +1,296 @@
+"""Where tuning studies persist: optuna's RDB storage in the state database (SQLite in a
+local workspace, PostgreSQL in prod), one region's studies held by one process at a time,
+and the journal files of older workspaces copied in (``mlops-assets migrate-state``).
+
+Apart from ``mlops_assets.tuning`` so that the migration command loads optuna and
+SQLAlchemy only, not LightGBM and pandas.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from mlops_assets.naming import require_safe_key
+from mlops_assets.workspace import Workspace
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+JOURNAL_SUFFIX = ".journal"  # older workspaces' studies: tuning/<region>.journal
+MIGRATED_ATTR = "mlops_assets:copied_from"  # study system attr: the journal it came from
+
+
+class TuningError(RuntimeError):
+    """Tuning could not produce a result (e.g. no trial completed)."""
+
+
+class TuningBusyError(TuningError):
+    """Another process is tuning the same region right now."""
+
+
+@contextmanager
+def study_storage(workspace: Workspace, region: str) -> Iterator[tuple[BaseStorage, str]]:
+    """The region's optuna storage, held by this process alone for the whole run, and
+    where it is: optuna's RDB storage in the state database (SQLite in a local workspace,
+    PostgreSQL in prod), one code path for both. Holding the region's lock, it first copies
+    the region's journal studies of an older workspace (:func:`migrate_journal_studies`)."""
+    url = workspace.state_database_url
+    region = require_safe_key(region)
+    with _region_lock(url, region):
+        storage = rdb_storage(url)
+        try:
+            _migrate_journal(workspace, storage, workspace.study_path(region))
+            yield storage, _where(url)
+        finally:
+            storage.engine.dispose()
+
+
+def rdb_storage(url: str) -> optuna.storages.RDBStorage:
+    """optuna's RDB storage on the state database at ``url`` (dispose its engine after use).
+
+    On SQLite the engine waits for the write lock as the state database's own does (busy
+    timeout) and takes it when a transaction starts to write (``BEGIN IMMEDIATE`` instead
+    of pysqlite's deferred ``BEGIN``), so processes tuning other regions, or recording
+    files and models, make it wait instead of failing with "database is locked"; reads
+    take no lock (WAL mode, set by :func:`~mlops_assets.storage.database.engine_for`).
+    Creating the storage (optuna's tables and schema version, checked then created) is
+    serialized between processes: several tuning runs starting on a new database at once
+    would otherwise race to create the same tables."""
+    from mlops_assets.storage.database import BUSY_TIMEOUT_MS, engine_for
+
+    if _is_sqlite(url):
+        with engine_for(url).connect():  # creates the folder and switches to WAL
+            pass
+        kwargs: dict[str, Any] = {
+            "connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000, "isolation_level": "IMMEDIATE"}
+        }
+    else:
+        kwargs = {"pool_pre_ping": True}
+    # not "tuning:<x>": a region's lock (see _region_lock)
+    with _named_lock(url, "tuning-storage", wait=True):
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
+@dataclass
+class JournalMigration:
+    """What :func:`migrate_journal_studies` did."""
+
+    copied: int = 0  # studies copied into the RDB storage
+    present: int = 0  # studies copied before
+    skipped: list[str] = field(default_factory=list)  # why a journal or study was not copied
+
+
+def migrate_journal_studies(workspace: Workspace) -> JournalMigration:
+    """Copy the studies of an older workspace's journal files (``tuning/<region>.journal``)
+    into the RDB storage of the state database with ``optuna.copy_study``: trials with
+    their states, parameters, values, intermediate values and attributes. Idempotent: a
+    study copied before is not copied again, and a journal unchanged since it was copied
+    is not even read; the journal files stay. A region being tuned right now is skipped
+    (its run copies its journal itself, holding the region's lock)."""
+    journals = sorted((workspace.root / "tuning").glob(f"*{JOURNAL_SUFFIX}"))
+    result = JournalMigration()
+    if not journals:
+        return result
+    url = workspace.state_database_url
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not one line per study copied
+    storage = rdb_storage(url)
+    try:
+        for journal in journals:
+            region = journal.name.removesuffix(JOURNAL_SUFFIX)
+            try:
+                with _region_lock(url, require_safe_key(region)):
+                    _migrate_journal(workspace, storage, journal, result)
+            except (TuningBusyError, ValueError) as exc:
+                result.skipped.append(f"{journal.name}: {exc}")
+    finally:
+        storage.engine.dispose()
+        optuna.logging.set_verbosity(verbosity)
+    return result
+
+
+def _migrate_journal(
+    workspace: Workspace,
+    storage: optuna.storages.RDBStorage,
+    journal: Path,
+    result: JournalMigration | None = None,
+) -> None:
+    """Copy one journal's studies not copied yet (the caller holds the region's lock). The
+    journal's size and mtime are recorded once all its studies are in, so later runs skip
+    it with one query; an older version still tuning this region (its ``.owner`` flock)
+    makes the copy wait for another time (:class:`TuningBusyError`)."""
+    result = result if result is not None else JournalMigration()
+    if not journal.is_file():
+        return
+    from mlops_assets.storage.database import engine_for
+
+    engine = engine_for(workspace.state_database_url)
+    key = f"tuning.journal:{journal.name}"
+    stat = journal.stat()
+    seen = json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+    if _state_value(engine, key) == seen:
+        return
+    owner = journal.with_name(journal.name + ".owner")
+    with owner.open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise TuningBusyError(
+                f"an older version is tuning with this journal (lock {owner})"
+            ) from exc
+        # read only: a last line cut by a crash is ignored by optuna's reader
+        source = JournalStorage(JournalFileBackend(str(journal)))
+        conflicts = 0
+        for name in optuna.get_all_study_names(source):
+            done = _copied_before(storage, source, name)
+            if done is None:
+                conflicts += 1
+                result.skipped.append(
+                    f"{journal.name}: study {name!r} exists in the state database with "
+                    "trials the journal does not have; not copied"
+                )
+            elif done:
+                result.present += 1
+            else:
+                optuna.copy_study(from_study_name=name, from_storage=source, to_storage=storage)
+                study_id = storage.get_study_id_from_name(name)
+                storage.set_study_system_attr(study_id, MIGRATED_ATTR, journal.name)
+                result.copied += 1
+    if not conflicts:
+        _set_state_value(engine, key, seen)
+
+
+def _copied_before(
+    storage: optuna.storages.RDBStorage, source: BaseStorage, name: str
+) -> bool | None:
+    """True when study ``name`` was copied before, False when it is to be copied (absent,
+    or a copy cut short: ``copy_study`` adds trials one by one, and marks the study copied
+    only at the end, so a cut copy has a prefix of the journal's trials and is deleted),
+    None when the database has a study of that name that is no such prefix."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return False
+    if MIGRATED_ATTR in storage.get_study_system_attrs(study_id):
+        return True
+    ours = storage.get_all_trials(study_id, deepcopy=False)
+    theirs = source.get_all_trials(source.get_study_id_from_name(name), deepcopy=False)
+    if len(ours) > len(theirs) or any(
+        (a.number, a.state, a.values, a.params) != (b.number, b.state, b.values, b.params)
+        for a, b in zip(ours, theirs, strict=False)
+    ):
+        return None
+    storage.delete_study(study_id)
+    return False
+
+
+def _state_value(engine: Engine, key: str) -> str | None:
+    from sqlalchemy import select
+
+    from mlops_assets.storage.database import ensure_tables, reading
+    from mlops_assets.storage.manifest import STATE
+
+    ensure_tables(engine, STATE.metadata)
+    with reading(engine) as con:
+        return con.execute(select(STATE.c.value).where(STATE.c.key == key)).scalar()
+
+
+def _set_state_value(engine: Engine, key: str, value: str) -> None:
+    from sqlalchemy import delete, insert
+
+    from mlops_assets.storage.manifest import STATE
+
+    with engine.begin() as con:
+        con.execute(delete(STATE).where(STATE.c.key == key))
+        con.execute(insert(STATE).values(key=key, value=value))
+
+
+def _is_sqlite(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _where(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@contextmanager
+def _region_lock(url: str, region: str) -> Iterator[None]:
+    """One tuning run per region at a time, for the whole run. Holding it, a RUNNING trial
+    of the region's studies can only be a dead process's (:func:`_fail_dead_trials`)."""
+    with _named_lock(url, f"tuning:{region}", wait=False) as lock:
+        if lock is None:
+            raise TuningBusyError(f"region {region!r} is being tuned by another process")
+        yield
+
+
+@contextmanager
+def _named_lock(url: str, name: str, *, wait: bool) -> Iterator[str | None]:
+    """A lock between processes that dies with its holder; yields what it is, or None when
+    ``wait`` is False and another process holds it.
+
+    PostgreSQL: a session advisory lock, dropped with the holder's connection (every host
+    reaches it). SQLite: an ``flock`` on ``<database>.locks/<name>.lock`` beside the
+    database file, dropped by the kernel with the holder's process. A SQLite database is
+    only written by processes of one host (SQLite's own locking needs that), so a lock of
+    that host is enough; SQLite has no lock of its own that outlives one transaction
+    without blocking every other writer of the database."""
+    if not _is_sqlite(url):
+        with _advisory_lock(url, name, wait=wait) as lock:
+            yield lock
+        return
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        raise TuningError(f"tuning needs a database file, not {_where(url)}")
+    path = Path(database).with_name(Path(database).name + ".locks") / (
+        name.replace(":", ".") + ".lock"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield None
+            return
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}\n")
+        fh.flush()
+        yield f"lock {path}"
+
+
+@contextmanager
+def _advisory_lock(url: str, name: str, *, wait: bool = False) -> Iterator[str | None]:
+    """A PostgreSQL session advisory lock on ``mlops_assets.<name>`` (see :func:`_named_lock`)."""
+    from sqlalchemy import text
+
+    from mlops_assets.storage.database import advisory_key, engine_for
+
+    key = advisory_key(f"mlops_assets.{name}")
+    with engine_for(url).connect() as con:
+        con = con.execution_options(isolation_level="AUTOCOMMIT")
+        if wait:
+            con.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        elif not con.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+            yield None
+            return
+        try:
+            yield f"advisory lock {key}"
+        finally:
+            con.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
