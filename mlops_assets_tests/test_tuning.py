@@ -37,6 +37,7 @@ from mlops_assets.notifications import Notifier
 from mlops_assets.region_models import train_and_register
 from mlops_assets.registry import APPROVED, PENDING, REJECTED, ModelRegistry
 from mlops_assets.spec import DatasetSpec, GateSettings, TuningSettings, load_spec
+from mlops_assets.storage import tuning_studies
 from mlops_assets.storage.database import dispose_engine
 from mlops_assets.storage.tuning_studies import TuningBusyError, rdb_storage
 from mlops_assets.training import prepare_region
@@ -204,12 +205,12 @@ def test_new_data_starts_a_new_study_in_the_same_storage(data, tmp_path):
 def test_a_second_process_on_the_same_region_is_refused(data, tmp_path):
     ws = Workspace(tmp_path / "ws")
     # another open file description's flock conflicts as another process's would
-    with tuning_module._region_lock(ws.state_database_url, REGION):
+    with tuning_studies._region_lock(ws.state_database_url, REGION):
         lock = ws.root / "state" / "mlops.sqlite.locks" / f"tuning.{REGION}.lock"
         assert lock.read_text() == f"pid {os.getpid()}\n"  # beside the database file
         with pytest.raises(TuningBusyError, match="another process"):
             tune(data, ws)
-        with tuning_module._region_lock(ws.state_database_url, "Ost"):  # another region
+        with tuning_studies._region_lock(ws.state_database_url, "Ost"):  # another region
             pass
     assert tune(data, ws, QUICK.model_copy(update={"n_trials": 1})).n_complete == 1
 
@@ -413,7 +414,7 @@ def test_migrate_state_copies_journal_studies_once(tmp_path, capsys, monkeypatch
     assert "tuning_studies +0" in out and "nothing to import" in out
     # a journal changed since is read again: its studies are there, none is copied twice
     os.utime(journals["Ost"], ns=(1, 1))
-    assert tuning_module.migrate_journal_studies(ws).present == 1
+    assert tuning_studies.migrate_journal_studies(ws).present == 1
     assert len(study_trials(ws, "sample.Ost.a")) == 3
     assert {path: path.read_bytes() for path in journals.values()} == files  # they stay
 
@@ -437,7 +438,7 @@ def test_a_regions_next_run_continues_its_journal_study(data, tmp_path):
     assert (second.n_trials, second.new_trials, second.stale_trials_failed) == (4, 1, 1)
     assert (second.n_complete, second.n_failed) == (3, 1)
     assert second.baseline_value == first.baseline_value  # the journal's, not run again
-    assert tuning_module.migrate_journal_studies(old).copied == 0  # its run copied it
+    assert tuning_studies.migrate_journal_studies(old).copied == 0  # its run copied it
 
 
 # --------------------------------------------------------------------------------------
