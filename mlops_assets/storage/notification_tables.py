@@ -176,7 +176,7 @@ def import_notification_files(
 
 
 def _import_files(con: Connection, feed: Path, failure_groups: Path, alerting: Path) -> dict:
-    from sqlalchemy import insert
+    from sqlalchemy import insert, select
 
     rows = []
     lines = feed.read_text(errors="replace").splitlines() if feed.is_file() else []
@@ -193,6 +193,10 @@ def _import_files(con: Connection, feed: Path, failure_groups: Path, alerting: P
     if rows:
         con.execute(insert(NOTIFICATIONS), rows)
     groups = _json_file(failure_groups, dict)
+    # a failure recorded in the database before the import (the failure sensor records
+    # before it sends, which imports) is newer than the file's: it stays
+    recorded = set(con.execute(select(FAILURE_GROUPS.c.signature)).scalars())
+    groups = {k: v for k, v in groups.items() if k not in recorded}
     for signature, group in sorted(groups.items()):
         con.execute(
             insert(FAILURE_GROUPS).values(

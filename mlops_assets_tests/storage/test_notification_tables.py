@@ -58,6 +58,21 @@ def test_first_open_imports_the_old_files_once_and_leaves_them(tmp_path, caplog)
     assert ws.notifications_feed.read_bytes().startswith(feed_before)  # never rewritten
 
 
+def test_a_failure_recorded_before_the_import_is_kept_and_the_import_succeeds(tmp_path):
+    """An upgraded workspace whose first event is a run failure of a kind the old groups
+    file knows: the failure sensor records it before the notifier imports the files. The
+    import keeps the newer record (it used to fail on the duplicate signature, and with it
+    every later notification)."""
+    ws = _old_workspace(tmp_path / "ws")
+    groups = FailureGroups(ws.state_database_url)
+    assert groups.record(SIGNATURE, now=5000.0) == (True, 0)
+
+    notifier = Notifier.for_workspace(ws)
+
+    assert [r["kind"] for r in notifier.read()] == [r["kind"] for r in OLD_FEED]
+    assert groups.record(SIGNATURE, now=5000.0 + 60) == (False, 1)  # the newer post holds
+
+
 def test_migrate_state_reports_the_notification_rows(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("MLOPS_DATABASE_URL", raising=False)
     ws = _old_workspace(tmp_path / "ws")
