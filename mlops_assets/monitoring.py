@@ -193,10 +193,11 @@ def _week_chunker_class() -> type[PeriodBasedChunker]:
             periods = stamps.dt.to_period(self.offset)
             codes, weeks = pd.factorize(periods)  # -1: no timestamp (sorted last)
             dated = int((codes >= 0).sum())
-            if (codes[:dated] >= 0).all() and (np.diff(codes[:dated]) >= 0).all():
+            steps = np.diff(codes[:dated])
+            if (codes[:dated] >= 0).all() and (steps >= 0).all():
                 if not dated:
                     return []
-                starts = [0, *(np.flatnonzero(np.diff(codes[:dated])) + 1)]
+                starts = [0, *(np.flatnonzero(steps) + 1)]
                 ends = [*starts[1:], dated]
                 # vectorised: a Period's own key and bounds cost 0.2 ms each
                 keys, first, last = (

@@ -227,6 +227,20 @@ class LandingZone(StorageRoot):
         if any(p in ("", ".", "..") for p in name.split("/")):
             raise ValueError(f"{name!r} is not a file name below a landing folder")
         relpath = self.check(source, f"{LANDING}/{require_safe_key(source)}/{name}")
+        return self.put_whole(relpath, data)
+
+    # -- quarantine ------------------------------------------------------------------------
+
+    def quarantine_copy(self, source: str, sha256: str, src: Path) -> str:
+        """Copy the rejected file ``src`` (on this machine: what was validated) to
+        ``quarantine/<source>/<sha[:16]>__<safe name>``; the copy's relpath."""
+        name = f"{sha256[:16]}__{safe_file_name(src.name)}"
+        return self.put_whole(f"{QUARANTINE}/{require_safe_key(source)}/{name}", src)
+
+    def put_whole(self, relpath: str, data: bytes | Path) -> str:
+        """Write ``data`` (bytes, or a local file's content) to ``relpath`` (checked by the
+        caller) whole: locally under a hidden ``.part`` name renamed into place, so a scan
+        never sees half a file; on an object store as one object. ``relpath``."""
         if self.local_root is not None:
             target = self.local_root / relpath
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -244,30 +258,6 @@ class LandingZone(StorageRoot):
         else:
             self.fs.pipe_file(remote, data)
         self.fs.invalidate_cache(remote)
-        return relpath
-
-    # -- quarantine ------------------------------------------------------------------------
-
-    def quarantine_copy(self, source: str, sha256: str, src: Path) -> str:
-        """Copy the rejected file ``src`` (on this machine: what was validated) to
-        ``quarantine/<source>/<sha[:16]>__<safe name>``; the copy's relpath."""
-        name = f"{sha256[:16]}__{safe_file_name(src.name)}"
-        return self.put_whole(f"{QUARANTINE}/{require_safe_key(source)}/{name}", src)
-
-    def put_whole(self, relpath: str, src: Path) -> str:
-        """Copy the local file ``src`` to ``relpath`` (checked by the caller) whole: locally
-        under a hidden ``.part`` name renamed into place, on an object store as one object;
-        ``relpath``."""
-        if self.local_root is not None:
-            target = self.local_root / relpath
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.part")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, target)
-            return relpath
-        assert self.fs is not None
-        self.fs.put_file(str(src), self.remote_path(relpath))
-        self.fs.invalidate_cache(self.remote_path(relpath))
         return relpath
 
     def write_reason(self, copy_relpath: str, reason: dict[str, Any]) -> str:
