@@ -12,7 +12,12 @@ genuine forecast from origin C). Errors are pooled over all regions per cutoff.
 
     .venv/bin/python benchmarks/refit_value.py --source-dir ../shared/data/rossmann-100
 
-Writes ``benchmarks/results/refit_value.json``.
+Writes ``benchmarks/results/refit_value.json``. ``--leaf-refit-decays`` also tries the cheap
+alternative to fits (2) and (3), LightGBM's ``Booster.refit`` (keep the trees, refit their
+leaf values on more rows): ``benchmarks/results/leaf_refit_value.json``, from
+
+    .venv/bin/python benchmarks/refit_value.py --source-dir ../shared/data/rossmann-100 \\
+        --leaf-refit-decays 0.9,0.5,0 --out benchmarks/results/leaf_refit_value.json
 """
 
 from __future__ import annotations
@@ -30,7 +35,14 @@ from drift_replay import build_workspace  # benchmarks/: ingest and condition a 
 
 from mlops_assets.metrics import regression_metrics
 from mlops_assets.spec import load_spec
-from mlops_assets.training import RegionData, eligible_rows, predict_frame, prepare_region
+from mlops_assets.training import (
+    RegionData,
+    design_matrix,
+    eligible_rows,
+    level_offset,
+    predict_frame,
+    prepare_region,
+)
 
 RESULTS = Path(__file__).parent / "results" / "refit_value.json"
 CUTOFFS = ("2014-07-31", "2015-03-27", "2015-06-19")
@@ -64,13 +76,37 @@ def fits(
     return data, boosters, seconds
 
 
+def leaf_refit(
+    booster: lgb.Booster, data: RegionData, rows: pd.DataFrame, decay: float, trees: int
+) -> lgb.Booster:
+    """``booster``'s first ``trees`` trees with their leaf values refitted on ``rows``
+    (LightGBM ``Booster.refit``: the tree structure stays, each leaf's output becomes
+    ``decay * old + (1 - decay) * new``), the cheap alternative to boosting again."""
+    trimmed = lgb.Booster(model_str=booster.model_to_string(num_iteration=trees))
+    init = level_offset(rows, data.meta) if data.meta["level_features"] else None
+    return trimmed.refit(
+        design_matrix(rows, data.columns, data.categories),
+        data.target(rows),
+        decay_rate=decay,
+        init_score=init,
+        categorical_feature=data.categorical,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--source-dir", type=Path, required=True)
     ap.add_argument("--spec", default="rossmann")
     ap.add_argument("--cutoffs", default=",".join(CUTOFFS))
+    ap.add_argument(
+        "--leaf-refit-decays",
+        default="",
+        help="also refit the leaves of the evaluated model and of the probe (cut at the "
+        "chosen trees) on all history with these decay rates, e.g. 0.9,0.5,0",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    decays = [float(d) for d in args.leaf_refit_decays.split(",") if d]
     spec = load_spec(args.spec)
     span = pd.Timedelta(days=spec.horizon * spec.period_days)
     report: dict = {"spec": spec.name, "source": str(args.source_dir), "cutoffs": []}
@@ -79,6 +115,8 @@ def main() -> None:
         tables = {r: pd.read_parquet(ws.features_path(r)) for r in regions}
     for cutoff in (pd.Timestamp(c) for c in args.cutoffs.split(",")):
         scored, seconds = [], {"probe": 0.0, "evaluated": 0.0, "refit": 0.0}
+        names = ["evaluated", "refit"]
+        holdout_scored = []
         for table in tables.values():
             table = table.loc[~table["is_future"].astype(bool)].copy()
             table["date"] = pd.to_datetime(table["date"])
@@ -91,8 +129,31 @@ def main() -> None:
             data, boosters, took = fits(history, fs, spec)
             for name, s in took.items():
                 seconds[name] += s
+            best = max(1, boosters["probe"].best_iteration or spec.model.num_boost_round)
+            all_rows = data.hist[data.usable]
+            holdout = data.hist[data.hist["date"] >= data.split.holdout_start]
+            holdout = holdout[eligible_rows(holdout) & holdout["target"].notna()]
+            in_holdout = holdout[["date", "target"]].copy()
+            in_holdout["evaluated"] = predict_frame(boosters["evaluated"], data.meta, holdout)
+            in_holdout["probe"] = predict_frame(boosters["probe"], data.meta, holdout)
+            for d in decays:
+                for base in ("evaluated", "probe"):
+                    name = f"leaf_refit_{base}_{d:g}"
+                    t = time.perf_counter()
+                    boosters[name] = leaf_refit(boosters[base], data, all_rows, d, best)
+                    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t
+                    if name not in names:
+                        names.append(name)
+                # the probe's leaves refitted on the evaluated model's rows: a cheap
+                # evaluator (its holdout error against the evaluated model's)
+                name = f"probe_refit_before_holdout_{d:g}"
+                t = time.perf_counter()
+                evaluator = leaf_refit(boosters["probe"], data, data.before_holdout, d, best)
+                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t
+                in_holdout[name] = predict_frame(evaluator, data.meta, holdout)
+            holdout_scored.append(in_holdout)
             frame = future[["date", "target"]].copy()
-            for name in ("evaluated", "refit"):
+            for name in names:
                 frame[name] = predict_frame(boosters[name], data.meta, future)
             scored.append(frame)
         rows = pd.concat(scored, ignore_index=True)
@@ -103,11 +164,24 @@ def main() -> None:
             "rows": len(rows),
             "seconds": {k: round(v, 1) for k, v in seconds.items()},
         }
-        for name in ("evaluated", "refit"):
+        for name in names:
             m = regression_metrics(actual, rows[name], floor=spec.model.metric_floor)
             entry[name] = {k: round(m[k], 5) for k in ("wape", "rmspe", "mape")}
-        entry["refit_share_of_fit_seconds"] = round(seconds["refit"] / sum(seconds.values()), 3)
+        held = pd.concat(holdout_scored, ignore_index=True)
+        entry["holdout_of_the_history"] = {
+            name: {
+                k: round(v, 5)
+                for k, v in regression_metrics(
+                    held["target"].clip(lower=0), held[name], floor=spec.model.metric_floor
+                ).items()
+                if k in ("wape", "rmspe", "mape")
+            }
+            for name in held.columns.drop(["date", "target"])
+        }
+        boosting = seconds["probe"] + seconds["evaluated"] + seconds["refit"]
+        entry["refit_share_of_fit_seconds"] = round(seconds["refit"] / boosting, 3)
         report["cutoffs"].append(entry)
+        print(json.dumps(entry, indent=1), flush=True)
         print(
             f"cutoff {entry['cutoff']} -> {entry['future']}: RMSPE evaluated "
             f"{entry['evaluated']['rmspe']:.4f} vs refit {entry['refit']['rmspe']:.4f}, WAPE "
