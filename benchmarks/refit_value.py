@@ -39,6 +39,7 @@ from mlops_assets.training import (
     RegionData,
     design_matrix,
     eligible_rows,
+    fit_probe,
     level_offset,
     predict_frame,
     prepare_region,
@@ -58,15 +59,8 @@ def fits(
     data = prepare_region(history, fs, spec, settings=settings)
     params, seconds = data.meta["params"], {}
     t = time.perf_counter()
-    d_train = data.dataset(data.train)
-    probe = lgb.train(
-        params,
-        d_train,
-        num_boost_round=settings.num_boost_round,
-        valid_sets=[data.dataset(data.val, reference=d_train)],
-        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
-    )
-    best = max(1, probe.best_iteration or settings.num_boost_round)
+    probe, best = fit_probe(data, settings)
+    data.meta["num_boost_round"] = best
     seconds["probe"] = time.perf_counter() - t
     boosters = {"probe": probe}
     for name, rows in (("evaluated", data.before_holdout), ("refit", data.hist[data.usable])):
@@ -129,7 +123,7 @@ def main() -> None:
             data, boosters, took = fits(history, fs, spec)
             for name, s in took.items():
                 seconds[name] += s
-            best = max(1, boosters["probe"].best_iteration or spec.model.num_boost_round)
+            best = data.meta["num_boost_round"]
             all_rows = data.hist[data.usable]
             holdout = data.hist[data.hist["date"] >= data.split.holdout_start]
             holdout = holdout[eligible_rows(holdout) & holdout["target"].notna()]

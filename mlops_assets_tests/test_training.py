@@ -38,6 +38,7 @@ from mlops_assets.training import (
     backtest_summary,
     baseline_forecasts,
     design_matrix,
+    fit_probe,
     level_offset,
     like_dtypes,
     predict_frame,
@@ -420,6 +421,55 @@ def test_the_single_store_region_model_also_beats_the_historical_average(tmp_pat
     m = trained_model(tmp_path_factory, "Nord").metrics
     assert m["model"]["mape"] < m["hist_avg"]["mape"]
     assert m["model"]["wape"] < m["hist_avg"]["wape"]
+
+
+def _patience_spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The patience of each early stopping the training module asks LightGBM for."""
+    asked: list[int] = []
+    real = lgb.early_stopping
+
+    def spy(stopping_rounds: int, **kwargs: Any):
+        asked.append(stopping_rounds)
+        return real(stopping_rounds, **kwargs)
+
+    monkeypatch.setattr(lgb, "early_stopping", spy)
+    return asked
+
+
+def test_the_probe_picks_the_trees_by_early_stopping_on_the_inner_window(data, monkeypatch):
+    features, fs = data
+    settings = FAST.model_copy(update={"num_boost_round": 400, "early_stopping_rounds": 20})
+    region = prepare_region(features, fs, SPEC, settings=settings)
+    patience = _patience_spy(monkeypatch)
+    probe, trees = fit_probe(region, settings)
+    assert trees == probe.best_iteration < 400
+    assert patience == [20]
+    assert probe.params["learning_rate"] == region.meta["params"]["learning_rate"]
+
+
+def test_a_faster_probe_boosts_at_a_multiple_of_the_learning_rate_and_scales_the_trees(
+    data, monkeypatch
+):
+    features, fs = data
+    settings = FAST.model_copy(
+        update={
+            "num_boost_round": 400,
+            "early_stopping_rounds": 20,
+            "probe_learning_rate_multiplier": 2.0,
+        }
+    )
+    region = prepare_region(features, fs, SPEC, settings=settings)
+    patience = _patience_spy(monkeypatch)
+    probe, trees = fit_probe(region, settings)
+    rate = region.meta["params"]["learning_rate"]
+    assert probe.params["learning_rate"] == 2 * rate
+    assert patience == [10]  # the patience in rounds is halved too
+    assert trees == 2 * probe.best_iteration
+    # the model's fits boost that many trees at the model's own rate
+    trained = train_region_model(features, fs, SPEC, settings=settings)
+    assert trained.best_iteration == trees
+    assert trained.meta["params"]["learning_rate"] == rate
+    assert lgb.Booster(model_str=trained.model_text).num_trees() == trees
 
 
 # --------------------------------------------------------------------------------------
