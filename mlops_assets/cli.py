@@ -323,15 +323,29 @@ def cmd_migrate_state(args: argparse.Namespace) -> int:
     """Import what older workspaces kept in files (the ingestion manifest's JSON records,
     the registry's logs and version records, the notification feed and alerting state,
     the tuning studies' journal files) into the state database, once; opening each of
-    them (tuning: a region's next run) does the same on first use."""
+    them (tuning: a region's next run) does the same on first use. With ``--to URL``, then
+    copy that state database into the one at URL (a dev workspace's SQLite into prod's
+    PostgreSQL; ``storage.state_copy``): what the target has already is kept, and exit 1
+    when a row or study could not be copied."""
     from mlops_assets.notifications import Notifier
     from mlops_assets.storage.database import engine_for
     from mlops_assets.storage.manifest import Manifest
     from mlops_assets.storage.notification_tables import import_notification_files
     from mlops_assets.storage.registry_tables import import_registry_files
+    from mlops_assets.storage.state_copy import StateCopyError, check_target, copy_state
     from mlops_assets.storage.tuning_studies import migrate_journal_studies
 
     ws = _settings(args).workspace()
+    target = args.to_database
+    if target is not None:
+        if "://" not in target:
+            raise CliError("--to must be a database URL, e.g. postgresql+psycopg2://user@host/db")
+        if not ws.root.is_dir():
+            raise CliError(f"no workspace at {ws.root}")
+        try:  # before any work: a wrong target changes nothing
+            check_target(ws.state_database_url, target)
+        except StateCopyError as exc:
+            raise CliError(str(exc)) from None
     engine = engine_for(ws.state_database_url)
     added = {"manifest_files": Manifest(engine).import_json_records(ws)}
     added.update(import_registry_files(engine, ws.registry_dir))
@@ -344,7 +358,14 @@ def cmd_migrate_state(args: argparse.Namespace) -> int:
         print("nothing to import: the files were imported before, or there are none")
     for reason in studies.skipped:
         print(f"not copied: {reason}")
-    return 0
+    if target is None:
+        return 0
+    try:
+        copied = copy_state(ws.state_database_url, target)
+    except StateCopyError as exc:
+        raise CliError(str(exc)) from None
+    print("\n".join(copied.lines()))
+    return 0 if copied.complete else 1
 
 
 def cmd_migrate_data(args: argparse.Namespace) -> int:
@@ -948,9 +969,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "migrate-state",
         help="import an older workspace's manifest, registry, notification and tuning "
-        "journal files into the state database (once; the files stay)",
+        "journal files into the state database (once; the files stay); with --to, then "
+        "copy that state database into another (dev's SQLite -> prod's PostgreSQL)",
     )
     p.add_argument("--home", help="workspace root (default: MLOPS_HOME or .mlops/<env>)")
+    p.add_argument(
+        "--to",
+        dest="to_database",
+        metavar="URL",
+        help="copy the workspace's state database (tables and tuning studies) into this "
+        "SQLAlchemy URL, e.g. postgresql+psycopg2://mlops@db:5432/mlops (the password from "
+        "PGPASSWORD or ~/.pgpass, never printed); idempotent, keeps the target's rows",
+    )
     p.set_defaults(func=cmd_migrate_state)
 
     p = sub.add_parser(

@@ -1,6 +1,7 @@
 """Where tuning studies persist: optuna's RDB storage in the state database (SQLite in a
 local workspace, PostgreSQL in prod), one region's studies held by one process at a time,
-and the journal files of older workspaces copied in (``mlops-assets migrate-state``).
+the journal files of older workspaces copied in (``mlops-assets migrate-state``), and the
+studies of one state database copied into another (``migrate-state --to``).
 
 Apart from ``mlops_assets.tuning`` so that the migration command loads optuna and
 SQLAlchemy only, not LightGBM and pandas.
@@ -12,7 +13,7 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from mlops_assets.naming import require_safe_key
+from mlops_assets.naming import is_safe_key, require_safe_key
 from mlops_assets.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def rdb_storage(url: str) -> optuna.storages.RDBStorage:
 
 @dataclass
 class JournalMigration:
-    """What :func:`migrate_journal_studies` did."""
+    """What :func:`migrate_journal_studies` or :func:`copy_database_studies` did."""
 
     copied: int = 0  # studies copied into the RDB storage
     present: int = 0  # studies copied before
@@ -118,6 +119,75 @@ def migrate_journal_studies(workspace: Workspace) -> JournalMigration:
         storage.engine.dispose()
         optuna.logging.set_verbosity(verbosity)
     return result
+
+
+def copy_database_studies(source_url: str, target_url: str) -> JournalMigration:
+    """Copy the studies of the state database at ``source_url`` into the one at
+    ``target_url`` (a dev workspace's SQLite into prod's PostgreSQL) with
+    ``optuna.copy_study``, holding each study's region lock in both, as a tuning run would.
+    Idempotent: a study the target has with the same trials is left; one whose copy there
+    has only the first of them (a copy cut short, or a study tuned further since) is
+    copied again whole; one the target has with other trials (tuned there) is reported,
+    never replaced. A region being tuned right now is skipped."""
+    result = JournalMigration()
+    if not _has_studies(source_url):
+        return result  # never tuned: no optuna tables to create in the source
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    source, target = rdb_storage(source_url), rdb_storage(target_url)
+    try:
+        for name in optuna.get_all_study_names(source):
+            region = _study_region(source, name)
+            try:
+                with _region_locks((source_url, target_url), region):
+                    done = _copied_before(target, source, name, marker=None)
+                    if done is None:
+                        result.skipped.append(
+                            f"study {name!r} exists in the target with trials the source "
+                            "does not have; not copied"
+                        )
+                    elif done:
+                        result.present += 1
+                    else:
+                        optuna.copy_study(
+                            from_study_name=name, from_storage=source, to_storage=target
+                        )
+                        result.copied += 1
+            except TuningBusyError as exc:
+                result.skipped.append(f"study {name!r}: {exc}")
+    finally:
+        source.engine.dispose()
+        target.engine.dispose()
+        optuna.logging.set_verbosity(verbosity)
+    return result
+
+
+def _has_studies(url: str) -> bool:
+    from sqlalchemy import inspect
+
+    from mlops_assets.storage.database import engine_for, reading
+
+    with reading(engine_for(url)) as con:
+        return inspect(con).has_table("studies")
+
+
+def _study_region(storage: BaseStorage, name: str) -> str | None:
+    """The region a study of ``tune_region`` belongs to (its context, else its name
+    ``<spec>.<region>.<digest>``); None for a study of another origin (no lock then)."""
+    context = storage.get_study_user_attrs(storage.get_study_id_from_name(name)).get("context")
+    region = context.get("region") if isinstance(context, dict) else None
+    parts = name.split(".")
+    if region is None and len(parts) == 3:
+        region = parts[1]
+    return region if isinstance(region, str) and is_safe_key(region) else None
+
+
+@contextmanager
+def _region_locks(urls: tuple[str, ...], region: str | None) -> Iterator[None]:
+    with ExitStack() as stack:
+        for url in urls if region is not None else ():
+            stack.enter_context(_region_lock(url, region))
+        yield
 
 
 def _migrate_journal(
@@ -172,17 +242,22 @@ def _migrate_journal(
 
 
 def _copied_before(
-    storage: optuna.storages.RDBStorage, source: BaseStorage, name: str
+    storage: optuna.storages.RDBStorage,
+    source: BaseStorage,
+    name: str,
+    marker: str | None = MIGRATED_ATTR,
 ) -> bool | None:
     """True when study ``name`` was copied before, False when it is to be copied (absent,
     or a copy cut short: ``copy_study`` adds trials one by one, and marks the study copied
-    only at the end, so a cut copy has a prefix of the journal's trials and is deleted),
-    None when the database has a study of that name that is no such prefix."""
+    only at the end, so a cut copy has a prefix of the source's trials and is deleted),
+    None when the database has a study of that name that is no such prefix. ``marker``:
+    the system attr a finished copy carries (a journal's); None: a copy is finished when it
+    has all the source's trials (a database's copy, whose attrs are the source's own)."""
     try:
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
         return False
-    if MIGRATED_ATTR in storage.get_study_system_attrs(study_id):
+    if marker is not None and marker in storage.get_study_system_attrs(study_id):
         return True
     ours = storage.get_all_trials(study_id, deepcopy=False)
     theirs = source.get_all_trials(source.get_study_id_from_name(name), deepcopy=False)
@@ -191,6 +266,8 @@ def _copied_before(
         for a, b in zip(ours, theirs, strict=False)
     ):
         return None
+    if marker is None and len(ours) == len(theirs):
+        return True
     storage.delete_study(study_id)
     return False
 
