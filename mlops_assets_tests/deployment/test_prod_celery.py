@@ -20,17 +20,19 @@ import dagster as dg
 import pytest
 
 from mlops_assets.defs.ingest.assets import raw_asset_key
+from mlops_assets.deployment.local_services import (
+    PostgresServer,
+    RedisServer,
+    S3Server,
+    prod_environment,
+)
 from mlops_assets.registry import APPROVED, ModelRegistry
 from mlops_assets.sample_data import SampleConfig, generate
 from mlops_assets.spec import load_spec
 from mlops_assets.workspace import Workspace
 from mlops_assets_tests.deployment.daemon_support import Deployment
 from mlops_assets_tests.deployment.services import (
-    PostgresServer,
-    RedisServer,
-    S3Server,
     kill_worker,
-    prod_environment,
     require_services,
     start_worker,
     use_prod_instance,
