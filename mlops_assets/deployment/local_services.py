@@ -203,7 +203,7 @@ class RedisServer:
         self.pidfile = self.dir / "redis.pid"
         self.proc: subprocess.Popen | None = None
 
-    def _stop_leftover(self) -> None:
+    def stop_leftover(self) -> None:
         """Stop a server an earlier run left behind (its pid file names it)."""
         with contextlib.suppress(OSError, ValueError):
             pid = int(self.pidfile.read_text().strip())
@@ -214,7 +214,7 @@ class RedisServer:
                     time.sleep(0.1)
 
     def start(self) -> None:
-        self._stop_leftover()
+        self.stop_leftover()
         lines = [
             "bind 127.0.0.1",
             f"port {self.port}",
