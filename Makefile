@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test e2e e2e-prod lint format dev env bench-env clean
+.PHONY: demo test e2e e2e-prod prod lint format dev env bench-env clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -56,6 +56,15 @@ e2e: env
 e2e-prod: env
 	bash .ci/install-services.sh
 	env -u DAGSTER_HOME $(BIN)/pytest -m e2e_prod -s
+
+# the prod profile on this machine, one command (README "Production"): PostgreSQL and Redis
+# (Debian's packages, installed when missing) on 127.0.0.1 with their data kept in
+# .mlops/local-prod/, the webserver on http://127.0.0.1:3000, the daemon and two Celery
+# workers; Ctrl-C stops them all (PORT=3001 for another port)
+PORT ?= 3000
+prod: env
+	bash .ci/install-services.sh
+	$(BIN)/mlops-assets local-prod --port $(PORT)
 
 lint: env
 	$(BIN)/ruff check .

@@ -37,13 +37,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deployment import BenchDeployment, failed, span  # noqa: E402
 from report import REPO_ROOT, provenance, update_results  # noqa: E402
 
-from mlops_assets_tests.deployment.services import (  # noqa: E402
+from mlops_assets.deployment.local_services import (  # noqa: E402
     PostgresServer,
     RedisServer,
     S3Server,
-    kill_worker,
     missing_services,
     prod_environment,
+)
+from mlops_assets_tests.deployment.services import (  # noqa: E402
+    kill_worker,
     start_worker,
     use_prod_instance,
 )

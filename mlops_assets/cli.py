@@ -8,6 +8,7 @@ Examples::
     mlops-assets quarantine
     mlops-assets landing status --json
     mlops-assets tune --region Nord --trials 50 --timeout 600
+    mlops-assets local-prod                            # the prod profile on this machine
 
 A configuration or input problem (a missing source folder, an unknown spec, a file that
 cannot be read, a bad environment variable) ends in one ``error: ...`` line on stderr and
@@ -1004,6 +1005,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="steps this worker runs at once (one pool process each; default 1)",
     )
     p.set_defaults(func=cmd_worker)
+
+    from mlops_assets.deployment.local_prod import add_parser as add_local_prod
+
+    add_local_prod(sub)
     return parser
 
 

@@ -23,7 +23,8 @@ class WorkspaceResource(dg.ConfigurableResource):
     storage_root: str | None = Field(
         default=None,
         description="shared storage every worker reaches (MLOPS_STORAGE_ROOT: a path or an "
-        "fsspec URL such as s3://bucket/prefix); so far the model artifacts live below it",
+        "fsspec URL such as s3://bucket/prefix): the data tables, the model artifacts, the "
+        "landing zone and the quarantine live below it; unset: below the root",
     )
 
     def workspace(self) -> Workspace:

@@ -406,7 +406,7 @@ def _dockerfile_problems(files: Files) -> list[str]:
     if env.get("MLOPS_ENV") != "prod":
         out.append("the image does not set MLOPS_ENV=prod")
     if SECRET_KEYS & set(env) or "MLOPS_HOME" in env:
-        out.append("the image bakes in a secret or the storage root")
+        out.append("the image bakes in a secret or the workspace folder")
     sent = _dockerignore_allows(files.dockerignore)
     for argv in (shlex.split(v) for k, v in instructions if k == "COPY"):
         if any(a.startswith("--from") for a in argv):

@@ -6,11 +6,17 @@ the model artifacts and the data tables go to S3 (moto's server;
 Sample data dropped into the landing zone is ingested by the sensors; a backfill of
 region_model + forecast over every region (the UI's `launchPartitionBackfill`) runs its
 steps on both workers; one worker is killed with SIGKILL in the middle of a step, and that
-step is delivered again to the other worker instead of being lost."""
+step is delivered again to the other worker instead of being lost.
+
+Every "host" has its own MLOPS_HOME and DAGSTER_HOME, empty folders of its own: the
+webserver with the daemon and its runs, each worker, and the command line that drops the
+data. They share only PostgreSQL, Redis and the S3 storage root, so a step that read a file
+only another host wrote would fail; none of those folders holds a file at the end."""
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import subprocess
 import time
@@ -20,17 +26,19 @@ import dagster as dg
 import pytest
 
 from mlops_assets.defs.ingest.assets import raw_asset_key
+from mlops_assets.deployment.local_services import (
+    PostgresServer,
+    RedisServer,
+    S3Server,
+    prod_environment,
+)
 from mlops_assets.registry import APPROVED, ModelRegistry
 from mlops_assets.sample_data import SampleConfig, generate
 from mlops_assets.spec import load_spec
 from mlops_assets.workspace import Workspace
-from mlops_assets_tests.deployment.daemon_support import Deployment
+from mlops_assets_tests.deployment.daemon_support import BIN, REPO_ROOT, Deployment
 from mlops_assets_tests.deployment.services import (
-    PostgresServer,
-    RedisServer,
-    S3Server,
     kill_worker,
-    prod_environment,
     require_services,
     start_worker,
     use_prod_instance,
@@ -65,6 +73,20 @@ def _succeeded_steps(instance: dg.DagsterInstance, run_id: str) -> set[str]:
         e.dagster_event.step_key
         for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
     }
+
+
+def _host_env(dep: Deployment, tmp_path: Path, host: str) -> dict[str, str]:
+    """Another host's variables: the deployment's (the same PostgreSQL, Redis and S3), with
+    its own empty MLOPS_HOME and its own DAGSTER_HOME holding the prod instance file."""
+    base = tmp_path / "hosts" / host
+    home = base / "dagster_home"
+    home.mkdir(parents=True)
+    shutil.copyfile(REPO_ROOT / "deploy" / "prod" / "dagster.yaml", home / "dagster.yaml")
+    return {**dep.env, "MLOPS_HOME": str(base / "ws"), "DAGSTER_HOME": str(home)}
+
+
+def _files_below(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
 def _raise_system_exit(signum: int, frame: object) -> None:
@@ -113,7 +135,7 @@ def test_prod_profile_runs_steps_on_celery_workers_and_survives_a_killed_worker(
         )
         use_prod_instance(dep)
         for name in WORKERS:
-            workers[name] = start_worker(dep, name)
+            workers[name] = start_worker(dep, name, env=_host_env(dep, tmp_path, name))
         ui = DagsterUI(dep)  # webserver + daemon; prod: the sensors start with it
         ui.start()
         # this process reads the instance too: its dagster.yaml names the variable
@@ -123,7 +145,16 @@ def test_prod_profile_runs_steps_on_celery_workers_and_survives_a_killed_worker(
 
         source = tmp_path / "sample"
         generate(SampleConfig(), source)  # what `make demo` generates
-        dep.cli("mlops-assets", "ingest", "--spec", "sample", "--source-dir", str(source))
+        # dropped from a host of its own (a data engineer's machine)
+        out = subprocess.run(
+            [str(BIN / "mlops-assets"), "ingest", "--spec", "sample", "--source-dir", str(source)],
+            cwd=REPO_ROOT,
+            env=_host_env(dep, tmp_path, "laptop"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
 
         raw_keys = [raw_asset_key(s) for s in load_spec("sample").sources]
 
@@ -252,6 +283,13 @@ def test_prod_profile_runs_steps_on_celery_workers_and_survives_a_killed_worker(
             assert workspace.data.keys(workspace.forecasts_folder(region), ".forecast.parquet")
         for folder in ("raw", "features", "forecasts"):
             assert not (dep.ws_root / folder).exists(), folder
+        # no host kept a file of its own below its MLOPS_HOME: nothing a step read came
+        # from one host's disk
+        homes = {"daemon": dep.ws_root} | {
+            host: tmp_path / "hosts" / host / "ws" for host in (*WORKERS, "laptop")
+        }
+        local = {host: _files_below(home) for host, home in homes.items() if home.exists()}
+        assert not any(local.values()), local
         # the state database is the Postgres one: the ingestion manifest is there
         assert int(postgres.sql("mlops", "SELECT count(*) FROM manifest_files")) > 0
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from mlops_assets.deployment.local_services import PostgresServer
 from mlops_assets.model_store import LocalModelStore
 from mlops_assets.notifications import FailureGroups, Notification, Notifier
 from mlops_assets.registry import APPROVED, ARCHIVED, PENDING, ModelRegistry
-from mlops_assets_tests.deployment.services import PostgresServer, require_services
+from mlops_assets_tests.deployment.services import require_services
 
 pytestmark = pytest.mark.e2e_prod
 MODEL = "tree\nversion=v4\n"

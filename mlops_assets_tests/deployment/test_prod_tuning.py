@@ -10,9 +10,10 @@ from pathlib import Path
 import optuna
 import pytest
 
+from mlops_assets.deployment.local_services import PostgresServer
 from mlops_assets.storage.tuning_studies import TuningBusyError, _region_lock
 from mlops_assets.workspace import Workspace
-from mlops_assets_tests.deployment.services import PostgresServer, require_services
+from mlops_assets_tests.deployment.services import require_services
 from mlops_assets_tests.test_tuning import QUICK, REGION, tune
 from mlops_assets_tests.test_tuning import data as data  # noqa: F401  (fixtures)
 from mlops_assets_tests.test_tuning import source as source  # noqa: F401
