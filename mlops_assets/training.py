@@ -99,11 +99,32 @@ def eligible_rows(frame: pd.DataFrame) -> pd.Series:
 def design_matrix(
     frame: pd.DataFrame, columns: list[str], categories: dict[str, list[str]]
 ) -> pd.DataFrame:
-    """Model inputs with categoricals encoded on the training levels (unseen -> NaN)."""
-    X = frame[columns].copy()
-    for col, levels in categories.items():
-        X[col] = pd.Categorical(X[col].astype("string"), categories=levels)
-    return X
+    """Model inputs with categoricals encoded on the training levels (unseen -> NaN) and
+    numeric inputs as float32 (see ``history_rows``), in training and scoring alike."""
+    X = {
+        col: pd.Categorical(frame[col].astype("string"), categories=categories[col])
+        if col in categories
+        else frame[col].astype(np.float32)
+        for col in columns
+    }
+    return pd.DataFrame(X, index=frame.index)
+
+
+def history_rows(features: pd.DataFrame, numeric: list[str]) -> pd.DataFrame:
+    """The history rows of a feature table (not ``is_future``), dates as datetimes and the
+    ``numeric`` model inputs as float32: LightGBM bins its inputs into at most 255 values,
+    so a model loses nothing to 7 significant digits, and every copy a region's fits make
+    (slices, design matrices, LightGBM's own array, float32 when every input is) takes half
+    the memory."""
+    hist = features.loc[~features["is_future"].astype(bool)]
+    wide = [
+        c
+        for c in numeric
+        if pd.api.types.is_numeric_dtype(hist[c]) and hist[c].dtype not in (np.float32, bool)
+    ]
+    if wide:
+        hist = hist.astype(dict.fromkeys(wide, np.float32))
+    return hist.assign(date=pd.to_datetime(hist["date"]))
 
 
 def predict_frame(booster: lgb.Booster, meta: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
@@ -231,11 +252,11 @@ def prepare_region(
 ) -> RegionData:
     """Split a region's feature table by date and derive the model inputs and metadata."""
     settings = settings or spec.model
-    hist = features.loc[~features["is_future"].astype(bool)].copy()
-    hist["date"] = pd.to_datetime(hist["date"])
-    hist = hist.sort_values(["date", *SERIES], ignore_index=True)
-    split = time_split(hist["date"], spec)
     columns, cat_cols = model_columns(feature_set)
+    hist = history_rows(features, [c for c in columns if c not in cat_cols])
+    # sorted rows keep their labels in ``features`` (the reference takes its values there)
+    hist = hist.sort_values(["date", *SERIES])
+    split = time_split(hist["date"], spec)
     ok = eligible_rows(hist) & hist["target"].notna()
     if settings.train_on_positive_target:
         ok &= hist["target"] > 0
@@ -275,6 +296,8 @@ def train_region_model(
     settings = settings or spec.model
     if reference_max_rows is None:
         reference_max_rows = spec.monitoring.reference_max_rows
+    if not features.index.is_unique:  # the reference finds its rows again by label
+        features = features.reset_index(drop=True)
     data = prepare_region(features, feature_set, spec, settings=settings)
     hist, split, meta, ok = data.hist, data.split, data.meta, data.usable
     params = meta["params"]
@@ -349,7 +372,7 @@ def train_region_model(
     meta["train_rows"] = int(len(all_rows))
     meta["train_date_min"] = str(all_rows["date"].min().date())
     meta["train_date_max"] = str(all_rows["date"].max().date())
-    reference = reference_rows(all_rows, meta, reference_max_rows)
+    reference = reference_rows(all_rows, meta, reference_max_rows, table=features)
     meta["reference"] = {"rows": len(reference), "max_rows": int(reference_max_rows)}
     return TrainedModel(
         booster=final,
@@ -479,19 +502,29 @@ def reference_columns(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
     return [c for c in dict.fromkeys(wanted) if c in frame.columns]
 
 
-def reference_rows(rows: pd.DataFrame, meta: dict[str, Any], max_rows: int) -> pd.DataFrame:
+def reference_rows(
+    rows: pd.DataFrame,
+    meta: dict[str, Any],
+    max_rows: int,
+    *,
+    table: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """The monitoring reference frozen with a model: its fitted ``rows`` with the columns
     of ``reference_columns``, so later corrections or recomputed features never change what
     the model is compared with. Above ``max_rows`` (artifacts stay bounded) a seeded sample
     of each Monday..Sunday week in proportion to its rows, every week keeping at least one:
-    the seasons the model learned stay represented and the same rows give the same sample."""
+    the seasons the model learned stay represented and the same rows give the same sample.
+    ``table``: the feature table ``rows`` were prepared from (``prepare_region`` keeps its
+    labels and makes numeric inputs float32): the reference then has its values and dtypes.
+    """
     if max_rows < 1:
         raise ValueError(f"reference max_rows must be positive, got {max_rows}")
-    out = rows[reference_columns(rows, meta)]
-    if len(out) > max_rows:
-        weeks = week_start(out["date"])
-        counts = weeks.value_counts().sort_index()
-        share = counts * (max_rows / len(out))
+    columns = reference_columns(rows, meta)
+    positions = np.arange(len(rows))
+    if len(rows) > max_rows:
+        weeks = week_start(rows["date"]).to_numpy()
+        counts = pd.Series(weeks).value_counts().sort_index()
+        share = counts * (max_rows / len(rows))
         quota = np.floor(share).astype(int).clip(lower=1)
         left = max_rows - int(quota.sum())
         if left > 0:  # the largest remainders fill the cap
@@ -499,11 +532,14 @@ def reference_rows(rows: pd.DataFrame, meta: dict[str, Any], max_rows: int) -> p
             quota[remainder.index[:left]] += 1
         quota = quota.clip(upper=counts)
         picked = [
-            week_rows.sample(int(quota[week]), random_state=0).index
-            for week, week_rows in out.groupby(weeks, sort=True)
+            week_rows.sample(int(quota[week]), random_state=0).to_numpy()
+            for week, week_rows in pd.Series(positions).groupby(weeks, sort=True)
         ]
-        out = out.loc[np.sort(np.concatenate(picked))]
-    return out.reset_index(drop=True)
+        positions = np.sort(np.concatenate(picked))
+    if table is None:
+        return rows[columns].iloc[positions].reset_index(drop=True)
+    out = table.loc[rows.index[positions], columns]
+    return out.assign(date=rows["date"].to_numpy()[positions]).reset_index(drop=True)
 
 
 def reference_csv(frame: pd.DataFrame) -> str:

@@ -39,6 +39,7 @@ from mlops_assets.training import (
     baseline_forecasts,
     design_matrix,
     fit_probe,
+    history_rows,
     level_offset,
     like_dtypes,
     predict_frame,
@@ -421,6 +422,25 @@ def test_the_single_store_region_model_also_beats_the_historical_average(tmp_pat
     m = trained_model(tmp_path_factory, "Nord").metrics
     assert m["model"]["mape"] < m["hist_avg"]["mape"]
     assert m["model"]["wape"] < m["hist_avg"]["wape"]
+
+
+def test_numeric_inputs_are_fitted_and_scored_as_float32_and_the_table_is_untouched(data):
+    features, fs = data
+    before = features.copy()
+    region = prepare_region(features, fs, SPEC, settings=FAST)
+    numeric = [c for c in region.columns if c not in region.categorical]
+    assert (region.hist[numeric].dtypes == np.float32).all()
+    X = design_matrix(features, region.columns, region.categories)
+    assert (X[numeric].dtypes == np.float32).all()
+    assert all(isinstance(X[c].dtype, pd.CategoricalDtype) for c in region.categorical)
+    # the same values, to float32's precision; the caller's table keeps its own
+    np.testing.assert_allclose(
+        region.hist[numeric].to_numpy(float),
+        history(features).sort_values(["date", *SERIES])[numeric].to_numpy(float),
+        rtol=1e-6,
+    )
+    pd.testing.assert_frame_equal(features, before)
+    assert list(history_rows(features, numeric).index) == list(history(features).index)
 
 
 def _patience_spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
