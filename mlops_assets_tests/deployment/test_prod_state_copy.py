@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from mlops_assets.cli import main
+from mlops_assets.deployment.local_services import PostgresServer
 from mlops_assets.notifications import FailureGroups, Notification, Notifier
 from mlops_assets.registry import PENDING, ModelRegistry
 from mlops_assets.storage.manifest import Manifest
 from mlops_assets.workspace import Workspace
-from mlops_assets_tests.deployment.services import PostgresServer, require_services
+from mlops_assets_tests.deployment.services import require_services
 from mlops_assets_tests.storage.test_state_copy import (
     SIGNATURE,
     _record,
