@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import tempfile
 import threading
 import time
@@ -29,6 +28,7 @@ from typing import Any
 import lightgbm as lgb
 import pandas as pd
 from drift_replay import build_workspace  # benchmarks/: ingest and condition a dataset
+from report import provenance  # benchmarks/: command, commit, time and machine
 
 import mlops_assets.training as training
 from mlops_assets.sample_data import SampleConfig, generate
@@ -132,12 +132,7 @@ def main() -> None:
         "peak_rss_gb_by_phase": {k: round(v, 3) for k, v in sampler.peaks.items()},
         "train_wall_s": round(wall, 1),
         "trees": model.best_iteration,
-        "command": "benchmarks/training_memory.py"
-        + (f" --stores {args.stores}" if args.stores != 62 else "")
-        + (f" --days {args.days}" if args.days != 2000 else ""),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip(),
+        **provenance(),
     }
     for key, value in report.items():
         print(f"{key}: {value}")
