@@ -24,6 +24,15 @@ def leftover_downloads() -> list[Path]:
     return sorted(Path(tempfile.gettempdir()).glob("mlops-landing-*"))
 
 
+@pytest.fixture
+def own_tempdir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary folder of this test's own for the system's temporary files: another
+    test process's downloads (pytest-xdist runs two) never show in ``leftover_downloads``."""
+    folder = tmp_path_factory.mktemp("system_tmp")
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
 def rewrite_within_one_second(
     zone: LandingZone, between: Callable[[], object] = lambda: None
 ) -> tuple[LandingFile, LandingFile]:
@@ -115,7 +124,7 @@ def test_the_sensor_sees_a_same_size_rewrite_within_one_second_on_s3(
     assert hashed == [] and quiet.files == {} and quiet.in_flight == 1
 
 
-def test_files_are_hashed_and_copied_to_this_machine(zone: LandingZone) -> None:
+def test_files_are_hashed_and_copied_to_this_machine(zone: LandingZone, own_tempdir: Path) -> None:
     rel = zone.put("stores", "stores.csv", DATA)
     assert zone.sha256("stores", rel) == hashlib.sha256(DATA).hexdigest()
     with zone.open("stores", rel) as fh:
@@ -209,7 +218,7 @@ def test_the_workspace_keeps_its_landing_zone_below_the_storage_root(
 
 
 def test_files_on_s3_are_ingested_quarantined_and_requeued(
-    tmp_path: Path, s3_env: str, sample_dir: Path, sample_spec
+    tmp_path: Path, s3_env: str, sample_dir: Path, sample_spec, own_tempdir: Path
 ) -> None:
     """``scan_landing``, ``plan_landing``, ``ingest_file``, ``quarantined``, ``requeue`` and
     ``landing_status`` with the landing zone on S3: reasons name the landing file, never
