@@ -104,10 +104,7 @@ def migrate_journal_studies(workspace: Workspace) -> JournalMigration:
     if not journals:
         return result
     url = workspace.state_database_url
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not one line per study copied
-    storage = rdb_storage(url)
-    try:
+    with _quiet_storages(url) as (storage,):
         for journal in journals:
             region = journal.name.removesuffix(JOURNAL_SUFFIX)
             try:
@@ -115,9 +112,6 @@ def migrate_journal_studies(workspace: Workspace) -> JournalMigration:
                     _migrate_journal(workspace, storage, journal, result)
             except (TuningBusyError, ValueError) as exc:
                 result.skipped.append(f"{journal.name}: {exc}")
-    finally:
-        storage.engine.dispose()
-        optuna.logging.set_verbosity(verbosity)
     return result
 
 
@@ -132,34 +126,60 @@ def copy_database_studies(source_url: str, target_url: str) -> JournalMigration:
     result = JournalMigration()
     if not _has_studies(source_url):
         return result  # never tuned: no optuna tables to create in the source
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    source, target = rdb_storage(source_url), rdb_storage(target_url)
-    try:
+    with _quiet_storages(source_url, target_url) as (source, target):
         for name in optuna.get_all_study_names(source):
             region = _study_region(source, name)
             try:
                 with _region_locks((source_url, target_url), region):
-                    done = _copied_before(target, source, name, marker=None)
-                    if done is None:
-                        result.skipped.append(
-                            f"study {name!r} exists in the target with trials the source "
-                            "does not have; not copied"
-                        )
-                    elif done:
-                        result.present += 1
-                    else:
-                        optuna.copy_study(
-                            from_study_name=name, from_storage=source, to_storage=target
-                        )
-                        result.copied += 1
+                    conflict = (
+                        f"study {name!r} exists in the target with trials the source does "
+                        "not have; not copied"
+                    )
+                    _copy_study_once(target, source, name, result, conflict, marker=None)
             except TuningBusyError as exc:
                 result.skipped.append(f"study {name!r}: {exc}")
-    finally:
-        source.engine.dispose()
-        target.engine.dispose()
-        optuna.logging.set_verbosity(verbosity)
     return result
+
+
+@contextmanager
+def _quiet_storages(*urls: str) -> Iterator[tuple[optuna.storages.RDBStorage, ...]]:
+    """RDB storages of ``urls`` (disposed afterwards) with optuna logging warnings only:
+    not one line per study copied."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storages = tuple(rdb_storage(url) for url in urls)
+    try:
+        yield storages
+    finally:
+        for storage in storages:
+            storage.engine.dispose()
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _copy_study_once(
+    storage: optuna.storages.RDBStorage,
+    source: BaseStorage,
+    name: str,
+    result: JournalMigration,
+    conflict: str,
+    marker: tuple[str, str] | None,
+) -> bool:
+    """Copy study ``name`` from ``source`` into ``storage`` unless it was copied before
+    (``_copied_before``; ``marker``: the system attr and value a finished copy gets, None
+    for none), counting the outcome in ``result``. False when ``storage`` has a study of
+    that name with other trials: ``conflict`` is reported, the study never replaced."""
+    done = _copied_before(storage, source, name, marker=marker[0] if marker else None)
+    if done is None:
+        result.skipped.append(conflict)
+        return False
+    if done:
+        result.present += 1
+        return True
+    optuna.copy_study(from_study_name=name, from_storage=source, to_storage=storage)
+    if marker is not None:
+        storage.set_study_system_attr(storage.get_study_id_from_name(name), *marker)
+    result.copied += 1
+    return True
 
 
 def _has_studies(url: str) -> bool:
@@ -221,23 +241,20 @@ def _migrate_journal(
             ) from exc
         # read only: a last line cut by a crash is ignored by optuna's reader
         source = JournalStorage(JournalFileBackend(str(journal)))
-        conflicts = 0
-        for name in optuna.get_all_study_names(source):
-            done = _copied_before(storage, source, name)
-            if done is None:
-                conflicts += 1
-                result.skipped.append(
-                    f"{journal.name}: study {name!r} exists in the state database with "
-                    "trials the journal does not have; not copied"
-                )
-            elif done:
-                result.present += 1
-            else:
-                optuna.copy_study(from_study_name=name, from_storage=source, to_storage=storage)
-                study_id = storage.get_study_id_from_name(name)
-                storage.set_study_system_attr(study_id, MIGRATED_ATTR, journal.name)
-                result.copied += 1
-    if not conflicts:
+        marker = (MIGRATED_ATTR, journal.name)
+        complete = [
+            _copy_study_once(
+                storage,
+                source,
+                name,
+                result,
+                f"{journal.name}: study {name!r} exists in the state database with trials "
+                "the journal does not have; not copied",
+                marker,
+            )
+            for name in optuna.get_all_study_names(source)
+        ]
+    if all(complete):
         _set_state_value(engine, key, seen)
 
 
@@ -245,7 +262,7 @@ def _copied_before(
     storage: optuna.storages.RDBStorage,
     source: BaseStorage,
     name: str,
-    marker: str | None = MIGRATED_ATTR,
+    marker: str | None,
 ) -> bool | None:
     """True when study ``name`` was copied before, False when it is to be copied (absent,
     or a copy cut short: ``copy_study`` adds trials one by one, and marks the study copied
