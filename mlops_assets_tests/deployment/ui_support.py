@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from mlops_assets.deployment.local_services import free_port
 from mlops_assets_tests.deployment.daemon_support import BIN, REPO_ROOT, Deployment
 
 CHROMIUM = os.environ.get("MLOPS_CHROMIUM", "/usr/bin/chromium")
@@ -50,12 +50,6 @@ def artifacts_dir(tmp_path: Path) -> Path:
     out = Path(os.environ.get("MLOPS_E2E_ARTIFACTS") or tmp_path / "artifacts")
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class DagsterUI:
