@@ -57,7 +57,7 @@ def main() -> None:
         ws, regions, fs_all, _ = build_workspace(source, Path(tmp) / "ws", spec)
         rows = []
         for region in regions:
-            features = pd.read_parquet(ws.features_path(region))
+            features = ws.read_features(region)
             fs = fs_all.restricted_to(features.columns)
             entry = {"region": region, "rows": len(features)}
             for label, s in (("with_folds", spec), ("without", without)):

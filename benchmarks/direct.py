@@ -102,7 +102,7 @@ class DirectPipeline:
     def training(self) -> None:
         registry = ModelRegistry.for_workspace(self.ws)
         for region in self.regions:
-            features = pd.read_parquet(self.ws.features_path(region))
+            features = self.ws.read_features(region)
             with connect(self.ws, self.spec) as con:
                 fs = feature_set(con, self.spec, list(features.columns))
             outcome = train_and_register(
@@ -125,7 +125,7 @@ class DirectPipeline:
             mv = registry.latest_approved(region)
             if mv is None:
                 continue
-            features = pd.read_parquet(self.ws.features_path(region))
+            features = self.ws.read_features(region)
             origin = forecast_origin(features)
             rows = future_rows(features, origin, self.spec.horizon * self.spec.period_days)
             text, meta = registry.load_artifacts(mv)
@@ -171,7 +171,7 @@ class DirectPipeline:
                 continue
             text, meta = registry.load_artifacts(mv)
             booster = lgb.Booster(model_str=text)
-            features = pd.read_parquet(ws.features_path(region))
+            features = ws.read_features(region)
             cols = monitoring.monitored_columns(meta, ds)
             inputs = monitoring.monitoring_inputs(
                 region,

@@ -106,7 +106,7 @@ def region_model(ws, fs, spec, region: str, t0: pd.Timestamp, cache: Path | None
             if saved.exists()
             else None,
         )
-    feats = pd.read_parquet(ws.features_path(region))
+    feats = ws.read_features(region)
     feats = feats[(~feats["is_future"].astype(bool)) & (pd.to_datetime(feats["date"]) <= t0)]
     trained = train_region_model(feats, fs.restricted_to(feats.columns), spec)
     if folder:
@@ -157,7 +157,7 @@ def monitor(ws, regions, weather, models, spec, end, previous) -> tuple[pd.DataF
     weather = weather[pd.to_datetime(weather["date"]) <= end]
     for region in regions:
         trained = models[region]
-        feats = pd.read_parquet(ws.features_path(region))
+        feats = ws.read_features(region)
         dates = pd.to_datetime(feats["date"])
         feats = feats[~feats["is_future"].astype(bool) & (dates <= end)]
         inputs = monitoring_inputs(

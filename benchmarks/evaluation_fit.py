@@ -59,7 +59,7 @@ def main() -> None:
     report: dict = {"spec": spec.name, "source": str(args.source_dir), "metric": metric}
     with tempfile.TemporaryDirectory(prefix="evaluation-fit-") as tmp:
         ws, regions, fs_all, _ = build_workspace(args.source_dir, Path(tmp) / "ws", spec)
-        tables = {r: pd.read_parquet(ws.features_path(r)) for r in regions}
+        tables = {r: ws.read_features(r) for r in regions}
     per_region, pooled, seconds = [], [], {"probe": 0.0, "evaluated": 0.0, "refit": 0.0}
     for cutoff in (pd.Timestamp(c) for c in args.cutoffs.split(",")):
         holdouts, futures = [], []

@@ -106,7 +106,7 @@ def main() -> None:
     report: dict = {"spec": spec.name, "source": str(args.source_dir), "cutoffs": []}
     with tempfile.TemporaryDirectory(prefix="refit-value-") as tmp:
         ws, regions, fs_all, _ = build_workspace(args.source_dir, Path(tmp) / "ws", spec)
-        tables = {r: pd.read_parquet(ws.features_path(r)) for r in regions}
+        tables = {r: ws.read_features(r) for r in regions}
     for cutoff in (pd.Timestamp(c) for c in args.cutoffs.split(",")):
         scored, seconds = [], {"probe": 0.0, "evaluated": 0.0, "refit": 0.0}
         names = ["evaluated", "refit"]

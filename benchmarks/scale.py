@@ -179,7 +179,7 @@ def peer_mlforecast(direct: DirectPipeline) -> dict:
     for region, outcome in direct.outcomes.items():
         trained = outcome.trained
         split = trained.split
-        f = pd.read_parquet(direct.ws.features_path(region))
+        f = direct.ws.read_features(region)
         f = f[~f["is_future"].astype(bool)].copy()
         f["ds"] = pd.to_datetime(f["date"])
         f["unique_id"] = f["store"].astype(str) + "|" + f["item"].astype(str)

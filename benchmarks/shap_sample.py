@@ -64,7 +64,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="shap-sample-") as tmp:
         ws, regions, fs_all, _ = build_workspace(args.source_dir, Path(tmp) / "ws", spec)
         for region in regions:
-            features = pd.read_parquet(ws.features_path(region))
+            features = ws.read_features(region)
             fs = fs_all.restricted_to(features.columns)
             trained = train_region_model(features, fs, spec)
             hist = features[~features["is_future"].astype(bool)].copy()

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
-import pandas as pd
 from drift_replay import build_workspace  # benchmarks/: ingest and condition a dataset
 from report import provenance  # benchmarks/: command, commit, time and machine
 
@@ -103,7 +102,7 @@ def main() -> None:
         )
         generate(config, Path(tmp) / "source")
         ws, regions, fs_all, _ = build_workspace(Path(tmp) / "source", Path(tmp) / "ws", spec)
-        path = ws.features_path(next(iter(regions)))
+        region = next(iter(regions))
         with PhaseSampler() as sampler:
             for name in PHASES:
                 setattr(training, name, sampler.labelled(getattr(training, name), lambda n=name: n))
@@ -113,7 +112,7 @@ def main() -> None:
             )
             before = rss_gb()
             sampler.phase = "read the feature table"
-            features = pd.read_parquet(path)
+            features = ws.read_features(region)
             table_gb = features.memory_usage(deep=True).sum() / 1e9
             fs = fs_all.restricted_to(features.columns)
             sampler.phase = "train_region_model"

@@ -586,7 +586,7 @@ def _explain_on_demand(
     if wanted.empty:
         return wanted
     spec = load_spec(spec_name)
-    features = ws.data.read_parquet(ws.features_key(args.region))
+    features = ws.read_features(args.region)
     origin = forecast_origin(features)
     if origin is None or str(origin.date()) != forecast_day:
         raise CliError(

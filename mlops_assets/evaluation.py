@@ -74,7 +74,7 @@ def evaluate_dataset(
         pooled = []
         holdout_start, holdout_end = None, None
         for region in regions:
-            features = ws.data.read_parquet(ws.features_key(region))
+            features = ws.read_features(region)
             fs = fs_all.restricted_to(features.columns)
             trained = train_region_model(features, fs, spec)
             m = trained.metrics

@@ -178,7 +178,7 @@ def load_region_features(
     data, key = workspace.data, workspace.features_key(region)
     if not data.exists(key):
         raise FileNotFoundError(f"no features for region {region!r}: materialize `features` first")
-    features = data.read_parquet(key)
+    features = workspace.read_features(region)
     with connect(workspace, spec) as con:
         fs = feature_set(con, spec, list(features.columns))
     return features, fs

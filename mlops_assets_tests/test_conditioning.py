@@ -595,8 +595,8 @@ def test_weather_is_joined_by_region_and_date_and_lagged_when_not_known_ahead(
         how="left",
     )
     assert len(expected) == len(seen)
-    for col in ("temperature_c", "precipitation_mm"):
-        assert same(seen[col], expected[col]).all(), col
+    for col in ("temperature_c", "precipitation_mm"):  # stored as float32 model inputs
+        assert same(seen[col], expected[col].astype("float32")).all(), col
     # the weather files start with the sales: the first ``shift`` days have none that far
     # back, every later row has its weather
     early = seen["date"] < seen["date"].min() + shift

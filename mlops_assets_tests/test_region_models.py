@@ -26,7 +26,7 @@ from mlops_assets.registry import (
     RegistryError,
 )
 from mlops_assets.spec import DatasetSpec, GateSettings
-from mlops_assets.training import predict_frame
+from mlops_assets.training import like_dtypes, predict_frame
 from mlops_assets.workspace import Workspace
 from mlops_assets_tests.registry.support import edit_record
 from mlops_assets_tests.test_training import FAST, REGION, SPEC, history, sample_features
@@ -119,8 +119,11 @@ def test_first_model_passing_the_default_gate_is_approved_and_served(lifecycle, 
         predict_frame(out.trained.booster, out.trained.meta, features),
     )
     # with the rows it was fitted on: monitoring's reference, whatever the features become
+    # (as monitoring reads it: in the feature table's dtypes)
     saved = registry.load_reference(registry.get(REGION, 1))
-    pd.testing.assert_frame_equal(saved, out.trained.reference, check_exact=True)
+    pd.testing.assert_frame_equal(
+        like_dtypes(saved, features), out.trained.reference, check_exact=True
+    )
     # every registration saves one: rejected, tuning and retrained versions alike
     assert all("reference.csv" in v.checksums for v in registry.versions(REGION))
 

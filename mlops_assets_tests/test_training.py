@@ -72,8 +72,8 @@ _CACHE: dict[str, Any] = {}
 def sample_features(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[dict[str, pd.DataFrame], FeatureSet]:
-    """Each region's feature table of ``LONG_SAMPLE`` (as ``pd.read_parquet`` returns it,
-    as the assets read it) and the feature set. Built once per session; copies returned."""
+    """Each region's feature table of ``LONG_SAMPLE`` (as the assets read it:
+    ``Workspace.read_features``) and the feature set. Built once per session; copies returned."""
     if "features" not in _CACHE:
         root = tmp_path_factory.mktemp("long_sample")
         generate(LONG_SAMPLE, root / "sample")
@@ -81,7 +81,7 @@ def sample_features(
         frames, fs = {}, None
         for region in sorted(set(store_regions(ws).values())):
             fs = write_region(ws, region)
-            frames[region] = pd.read_parquet(ws.features_path(region))
+            frames[region] = ws.read_features(region)
         _CACHE["features"] = (frames, fs)
     frames, fs = _CACHE["features"]
     return {k: v.copy() for k, v in frames.items()}, fs
@@ -634,9 +634,10 @@ def test_the_monitoring_reference_is_exactly_the_fitted_rows(trained, data):
     )
     expected = fitted.sort_values(["date", *SERIES])[list(ref.columns)].reset_index(drop=True)
     pd.testing.assert_frame_equal(ref, expected, check_exact=True)  # values and dtypes
-    # as the registry stores it: CSV text that reads back to the same frame
+    # as the registry stores it: CSV text that reads back to the same frame once monitoring
+    # gives it the feature table's dtypes (float32 inputs, Arrow strings)
     back = read_reference_csv(trained.reference_csv(), trained.meta["categorical"])
-    pd.testing.assert_frame_equal(back, ref, check_exact=True)
+    pd.testing.assert_frame_equal(like_dtypes(back, features), ref, check_exact=True)
 
 
 def test_train_on_positive_target_fits_only_days_with_sales(trained, data):

@@ -105,7 +105,7 @@ def forecast_region(
                 _check("future_inputs_available", False, "no model"),
             ],
         )
-    features = ws.data.read_parquet(ws.features_key(region))
+    features = ws.read_features(region)
     origin = forecast_origin(features)
     rows = future_rows(features, origin, horizon_days)
     text, meta = registry.load_artifacts(mv)

@@ -55,7 +55,7 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         # the rows the model was fitted on, frozen with it (None: registered without them)
         saved = registry.load_reference(mv, meta)
         saved_gap = registry.load_fleet_gap(mv)  # the weather's gap to the fleet, likewise
-        features = ws.data.read_parquet(ws.features_key(region))
+        features = ws.read_features(region)
         cols = monitoring.monitored_columns(meta, ds)
         inputs = monitoring.monitoring_inputs(
             region,
