@@ -256,6 +256,7 @@ def render(results: dict) -> str:
         ]
         lines += _table(
             [
+                ("sales rows of that run", peer.get("rows")),
                 ("our training stage (Dagster) s", peer.get("ours_training_s")),
                 ("our training (direct) s", peer.get("ours_training_direct_s")),
                 ("peer fit s", peer.get("fit_s")),

@@ -142,9 +142,10 @@ class Workspace:
 
     def read_features(self, region_key: str) -> pd.DataFrame:
         """A region's feature table, its text columns (region, store, item, categoricals) as
-        Arrow-backed strings: a Python ``str`` per cell took about half of a 40M-row
-        region's table in memory, an Arrow string takes a few bytes; they compare, group
-        and join like ``str`` (missing is NaN, as in an object column)."""
+        Arrow-backed strings: a Python ``str`` per cell was about half of a feature table's
+        memory, an Arrow string takes a few bytes. They compare, group and join like
+        ``str``; a missing value reads as NaN, not None (monitoring gives the saved
+        reference these dtypes: ``training.like_dtypes``)."""
         import pandas as pd
 
         with pd.option_context("future.infer_string", True):
