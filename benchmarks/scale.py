@@ -303,8 +303,9 @@ def run_size(preset: str, args: argparse.Namespace) -> dict:
         if args.no_direct:
             result["direct_caveat"] = (
                 "the direct pass and the peer were not run at this size (`--no-direct`: at "
-                "40M they would take hours more); the overhead and the peer are the "
-                "largest size measured with them (the `curve` and `peer` sections)"
+                "40M they would add hours); Dagster's overhead is not measured here and the "
+                "`peer` section stays that of the last run with a peer (it names its rows "
+                "and commit)"
             )
             result["peak_rss_gb"] = result["rss"]["peak_rss_gb_concurrent_total"]
             return result

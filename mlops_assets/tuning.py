@@ -174,10 +174,7 @@ def load_region_features(
     workspace: Workspace, spec: DatasetSpec, region: str
 ) -> tuple[pd.DataFrame, FeatureSet]:
     """A region's feature table and its model inputs, as the ``region_model`` asset reads
-    them (for the tuning job and the command line)."""
-    data, key = workspace.data, workspace.features_key(region)
-    if not data.exists(key):
-        raise FileNotFoundError(f"no features for region {region!r}: materialize `features` first")
+    them (for the tuning job and the command line); ``FileNotFoundError`` without one."""
     features = workspace.read_features(region)
     with connect(workspace, spec) as con:
         fs = feature_set(con, spec, list(features.columns))

@@ -145,11 +145,17 @@ class Workspace:
         Arrow-backed strings: a Python ``str`` per cell was about half of a feature table's
         memory, an Arrow string takes a few bytes. They compare, group and join like
         ``str``; a missing value reads as NaN, not None (monitoring gives the saved
-        reference these dtypes: ``training.like_dtypes``)."""
+        reference these dtypes: ``training.like_dtypes``). ``FileNotFoundError`` before the
+        ``features`` asset wrote it (one round trip: no separate existence check)."""
         import pandas as pd
 
-        with pd.option_context("future.infer_string", True):
-            frame = self.data.read_parquet(self.features_key(region_key))
+        try:
+            with pd.option_context("future.infer_string", True):
+                frame = self.data.read_parquet(self.features_key(region_key))
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"no features for region {region_key!r}: materialize `features` first"
+            ) from None
         frame.columns = frame.columns.astype(object)  # labels as every other frame has them
         return frame
 

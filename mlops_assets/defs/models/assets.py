@@ -128,9 +128,10 @@ def train_region(
     gate = spec.gate
     ws, ds = workspace.workspace(), workspace.dataset()
     region = require_safe_key(region)
-    if not ws.data.exists(ws.features_key(region)):
-        raise dg.Failure(f"no features for region {region!r}: materialize `features` first")
-    features = ws.read_features(region)
+    try:
+        features = ws.read_features(region)
+    except FileNotFoundError as exc:
+        raise dg.Failure(str(exc)) from None
     with connect(ws, ds) as con:
         fs = feature_set(con, ds, list(features.columns))
     outcome = train_and_register(
