@@ -8,8 +8,10 @@ import dagster as dg
 from mlops_assets.defs.features.assets import FEATURES_KEY
 from mlops_assets.defs.features.jobs import FEATURES_JOB, REFRESH_JOB, features_job, refresh_job
 from mlops_assets.defs.ingest.assets import raw_asset_key
+from mlops_assets.defs.ingest.sensors import INGEST_JOB
 from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import WorkspaceResource
+from mlops_assets.defs.run_status import job_in_progress
 from mlops_assets.landing import ALL_REGIONS
 from mlops_assets.settings import DEFAULT_REGIONS_PER_RUN
 from mlops_assets.warehouse import regions_with_sales
@@ -40,11 +42,17 @@ def build_region_sensor(
         f"an approved model; `features_job` where it has none yet, up to {regions_per_run} "
         "neighbouring regions per run (a range of partitions; training and approval are "
         "`train_job` and the registry's). Run keys come from the raw materializations' "
-        "storage ids: one run per region (or range) and change.",
+        "storage ids: one run per region (or range) and change. While an `ingest_job` "
+        "run is queued or running it waits, so a region's features are built once from "
+        "all the files that run ingests.",
     )
     def region_sensor(
         context: dg.SensorEvaluationContext, workspace: WorkspaceResource
     ) -> dg.SensorResult | dg.SkipReason:
+        if job_in_progress(context.instance, INGEST_JOB):
+            # its raw assets are materialized one step at a time: features built after the
+            # first (e.g. the store master) are built again after raw_sales (cursor kept)
+            return dg.SkipReason("an ingest run is in progress; waiting for it to finish")
         cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
         touched: set[str] = set()
         newest = 0

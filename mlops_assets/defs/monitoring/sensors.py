@@ -13,15 +13,10 @@ from mlops_assets.defs.features.jobs import FEATURES_JOB, REFRESH_JOB
 from mlops_assets.defs.models.tuning import TUNING_JOB
 from mlops_assets.defs.monitoring.alerts import MONITORING_ALERTS_KEY
 from mlops_assets.defs.monitoring.drift import DRIFT_REPORT_KEY
+from mlops_assets.defs.run_status import job_in_progress
 from mlops_assets.naming import is_safe_key
 
 MONITORING_JOB = "monitoring_job"
-_ACTIVE = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 
 monitoring_job = dg.define_asset_job(
     MONITORING_JOB,
@@ -55,12 +50,9 @@ def build_monitoring_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sensor
         seen = int(context.cursor or 0)
         if newest <= seen:
             return dg.SkipReason("no new drift reports")
-        busy = context.instance.get_run_records(
-            dg.RunsFilter(job_name=REFRESH_JOB, statuses=_ACTIVE), limit=1
-        ) or context.instance.get_run_records(
-            dg.RunsFilter(job_name=FEATURES_JOB, statuses=_ACTIVE), limit=1
-        )
-        if busy:
+        if job_in_progress(context.instance, REFRESH_JOB) or job_in_progress(
+            context.instance, FEATURES_JOB
+        ):
             return dg.SkipReason("region refreshes still running; waiting for all regions")
         return dg.SensorResult(
             run_requests=[

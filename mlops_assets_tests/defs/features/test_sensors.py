@@ -137,6 +137,27 @@ def test_a_fresh_sensor_after_the_driver_requests_nothing_for_features_already_b
     assert tick.run_requests == [] and tick.skip_reason == "no raw data changes"
 
 
+def test_features_wait_until_the_ingest_run_has_ingested_every_file(
+    defs, instance, settings, sample_source
+):
+    """An ingest run materializes its raw assets one step at a time: a tick between two
+    of them must not build features that the next materialization makes stale."""
+    drop_all(sample_source, settings)
+    run_sensors(defs, instance, ["landing_sensor"])  # every file ingested
+    ingesting = instance.add_run(
+        dg.DagsterRun(job_name="ingest_job", status=dg.DagsterRunStatus.STARTED)
+    )
+    tick = evaluate_sensor(defs, instance, "region_sensor")
+    assert tick.run_requests == [] and tick.partition_requests == []
+    assert tick.skip_reason == "an ingest run is in progress; waiting for it to finish"
+    assert tick.cursor is None  # the changes it has not looked at stay ahead of it
+
+    instance.report_run_failed(ingesting)  # the run ended (how does not matter here)
+    tick = evaluate_sensor(defs, instance, "region_sensor", cursor=tick.cursor)
+    ranges = [(r.partition_key_range.start, r.partition_key_range.end) for r in tick.run_requests]
+    assert ranges == [("Nord", "Rhein_Main"), ("Sud", "West")]
+
+
 def _driver_cursor(instance, name):
     from mlops_assets.defs.local_driver import _load_state
 
