@@ -157,14 +157,17 @@ class DataStore(StorageRoot):
 
         try:
             if self.local_root is not None:
-                return pd.read_parquet(self.local_path(key), **kwargs)
-            assert self.fs is not None
-            path = self._remote(key)
-            self.fs.invalidate_cache(path)  # another host may have written it since
-            with self.fs.open(path, "rb") as fh:
-                return pd.read_parquet(fh, **kwargs)
+                frame = pd.read_parquet(self.local_path(key), **kwargs)
+            else:
+                assert self.fs is not None
+                path = self._remote(key)
+                self.fs.invalidate_cache(path)  # another host may have written it since
+                with self.fs.open(path, "rb") as fh:
+                    frame = pd.read_parquet(fh, **kwargs)
         except FileNotFoundError:
             raise FileNotFoundError(f"no table {key!r} in {self!r}") from None
+        release_arrow_memory()
+        return frame
 
     def read_parquet_or(self, key: str, default: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
         """The table ``key``, or ``default`` before anything wrote it."""
@@ -268,6 +271,16 @@ class DataStore(StorageRoot):
 
 
 DATA_FOLDERS = ("raw", "features", "forecasts", "monitoring")
+
+
+def release_arrow_memory() -> None:
+    """Give the memory Arrow freed back to the system. Arrow's allocator (mimalloc) keeps
+    what a Parquet read used for decoding and converting; memory allocated later (NumPy,
+    LightGBM) never reuses it. A 2-million-row feature table (0.59 GB in pandas) left the
+    process 1.21 GB larger after its read, 0.63 GB after this."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def copy_tables(source: DataStore, target: DataStore) -> dict[str, int]:
