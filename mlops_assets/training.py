@@ -110,21 +110,45 @@ def design_matrix(
     return pd.DataFrame(X, index=frame.index)
 
 
-def history_rows(features: pd.DataFrame, numeric: list[str]) -> pd.DataFrame:
+def design_array(
+    frame: pd.DataFrame, columns: list[str], categories: dict[str, list[str]]
+) -> np.ndarray:
+    """``design_matrix`` as one C-ordered float32 array, categoricals as their codes on the
+    training levels (unseen or missing: NaN), which is what LightGBM bins. Training builds
+    its Datasets from it: from a DataFrame with categoricals LightGBM 4.5 makes two float64
+    copies of the inputs (codes cast to float64, then a C-ordered copy), four times this
+    array, which set a region's peak memory."""
+    out = np.empty((len(frame), len(columns)), dtype=np.float32)
+    for j, col in enumerate(columns):
+        if col in categories:
+            codes = pd.Categorical(frame[col].astype("string"), categories=categories[col]).codes
+            out[:, j] = np.where(codes < 0, np.nan, codes)
+        else:
+            out[:, j] = frame[col].to_numpy(dtype=np.float32, na_value=np.nan)
+    return out
+
+
+def history_rows(
+    features: pd.DataFrame, numeric: list[str], *, sort_by: list[str] | None = None
+) -> pd.DataFrame:
     """The history rows of a feature table (not ``is_future``), dates as datetimes and the
     ``numeric`` model inputs as float32: LightGBM bins its inputs into at most 255 values,
     so a model loses nothing to 7 significant digits, and every copy a region's fits make
     (slices, design matrices, LightGBM's own array, float32 when every input is) takes half
-    the memory."""
-    hist = features.loc[~features["is_future"].astype(bool)]
-    wide = [
-        c
-        for c in numeric
-        if pd.api.types.is_numeric_dtype(hist[c]) and hist[c].dtype not in (np.float32, bool)
-    ]
-    if wide:
-        hist = hist.astype(dict.fromkeys(wide, np.float32))
-    return hist.assign(date=pd.to_datetime(hist["date"]))
+    the memory. ``sort_by``: in this order (a stable sort of the key columns alone, then
+    one copy of the rows: a region's table is the largest object its training holds)."""
+    positions = np.flatnonzero(~features["is_future"].astype(bool).to_numpy())
+    if sort_by:
+        keys = features[sort_by].take(positions)
+        if "date" in sort_by:
+            keys["date"] = pd.to_datetime(keys["date"])
+        positions = positions[keys.reset_index(drop=True).sort_values(sort_by).index.to_numpy()]
+    hist = features.take(positions)  # labels kept: the reference finds its rows by them
+    for col in numeric:
+        if pd.api.types.is_numeric_dtype(hist[col]) and hist[col].dtype not in (np.float32, bool):
+            hist[col] = hist[col].astype(np.float32)
+    hist["date"] = pd.to_datetime(hist["date"])
+    return hist
 
 
 def predict_frame(booster: lgb.Booster, meta: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
@@ -233,8 +257,9 @@ class RegionData:
         """A LightGBM Dataset of ``frame``: inputs on the training categories, the target in
         the model's space, and each row's lagged level as init_score."""
         return lgb.Dataset(
-            design_matrix(frame, self.columns, self.categories),
+            design_array(frame, self.columns, self.categories),
             label=self.target(frame),
+            feature_name=self.columns,
             # no init_score without a level: LightGBM then boosts from the average
             init_score=level_offset(frame, self.meta) if self.meta["level_features"] else None,
             categorical_feature=self.categorical,
@@ -253,9 +278,9 @@ def prepare_region(
     """Split a region's feature table by date and derive the model inputs and metadata."""
     settings = settings or spec.model
     columns, cat_cols = model_columns(feature_set)
-    hist = history_rows(features, [c for c in columns if c not in cat_cols])
-    # sorted rows keep their labels in ``features`` (the reference takes its values there)
-    hist = hist.sort_values(["date", *SERIES])
+    hist = history_rows(
+        features, [c for c in columns if c not in cat_cols], sort_by=["date", *SERIES]
+    )
     split = time_split(hist["date"], spec)
     ok = eligible_rows(hist) & hist["target"].notna()
     if settings.train_on_positive_target:
@@ -309,7 +334,10 @@ def train_region_model(
     meta["seeds"] = settings.seeds
 
     def fit(frame: pd.DataFrame, seeds: int = settings.seeds) -> lgb.Booster:
-        train_set = dataset(frame)
+        # one seed: LightGBM drops the design matrix once it has binned it. Several seeds
+        # re-bin it (a seed changes the Dataset's parameters), so it is kept then
+        train_set = dataset(frame, free_raw_data=seeds == 1)
+        del frame  # the Dataset holds what boosting needs: a caller's copy goes now
         seed = int(params.get("seed", 0))
         return average_boosters(
             [
@@ -354,25 +382,31 @@ def train_region_model(
         min_train_share=spec.monitoring.estimate_backtest_min_train_share,
     )
 
-    # (3) the artifact: all history, same configuration
+    # what the artifact is fitted on, described before its fit, so that these rows need
+    # not stay in memory while it boosts
     all_rows = hist[ok]
-    final = fit(all_rows)
+    dq_baseline = data_quality_baseline(all_rows, feature_set)
+    train_rows = int(len(all_rows))
+    train_dates = (str(all_rows["date"].min().date()), str(all_rows["date"].max().date()))
+    reference = reference_rows(all_rows, meta, reference_max_rows, table=features)
+    del all_rows
+
+    # (3) the artifact: all history, same configuration
+    final = fit(hist[ok])
     sample = holdout[frame["eligible"].to_numpy()]
     if len(sample) > SHAP_SAMPLE_ROWS:
         sample = sample.sample(SHAP_SAMPLE_ROWS, random_state=0)
     contrib = shap_contributions(final, meta, sample).drop(columns="expected_value")
     importance = contrib.abs().mean().sort_values(ascending=False)
     meta["importance"] = {k: float(v) for k, v in importance.items()}
-    meta["dq_baseline"] = data_quality_baseline(all_rows, feature_set)
+    meta["dq_baseline"] = dq_baseline
     meta["split"] = split.to_dict()
     # out-of-sample forecasts (the backtest's and the holdout's): monitoring learns the
     # model's error from them (nannyml DLE) without re-scoring rows the artifact was fitted on
     meta["holdout_forecasts"] = forecast_record(frame[frame["eligible"]])
     meta["backtest_forecasts"] = forecast_record(backtest)
-    meta["train_rows"] = int(len(all_rows))
-    meta["train_date_min"] = str(all_rows["date"].min().date())
-    meta["train_date_max"] = str(all_rows["date"].max().date())
-    reference = reference_rows(all_rows, meta, reference_max_rows, table=features)
+    meta["train_rows"] = train_rows
+    meta["train_date_min"], meta["train_date_max"] = train_dates
     meta["reference"] = {"rows": len(reference), "max_rows": int(reference_max_rows)}
     return TrainedModel(
         booster=final,
@@ -382,7 +416,7 @@ def train_region_model(
         holdout=frame,
         importance=meta["importance"],
         dq_baseline=meta["dq_baseline"],
-        train_rows=int(len(all_rows)),
+        train_rows=train_rows,
         best_iteration=best_iter,
         reference=reference,
     )
@@ -402,8 +436,8 @@ def fit_probe(data: RegionData, settings: ModelSettings) -> tuple[lgb.Booster, i
     probe_params = dict(params)
     if m != 1.0:
         probe_params["learning_rate"] = float(params.get("learning_rate", 0.1)) * m
-    d_train = data.dataset(data.train)
-    d_val = data.dataset(data.val, reference=d_train)
+    d_train = data.dataset(data.train, free_raw_data=True)  # boosted once: binned, dropped
+    d_val = data.dataset(data.val, reference=d_train, free_raw_data=True)
     probe = lgb.train(
         probe_params,
         d_train,
@@ -644,7 +678,8 @@ def baseline_forecasts(
     Seasonal naive repeats the last open value at the same phase of a ``season_days``
     cycle before the origin (7: the same weekday; 14 follows a fortnightly promotion
     rhythm as well)."""
-    past = hist[(hist["date"] <= split.origin) & eligible_rows(hist) & hist["target"].notna()]
+    usable = (hist["date"] <= split.origin) & eligible_rows(hist) & hist["target"].notna()
+    past = hist.loc[usable, [*SERIES, "date", "target"]]  # not every feature: a region's copy
 
     def phase(dates: pd.Series) -> pd.Series:
         return (dates - pd.Timestamp("1970-01-05")).dt.days % season_days  # 0 = a Monday

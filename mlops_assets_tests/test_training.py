@@ -37,6 +37,7 @@ from mlops_assets.training import (
     backtest_forecasts,
     backtest_summary,
     baseline_forecasts,
+    design_array,
     design_matrix,
     fit_probe,
     history_rows,
@@ -441,6 +442,31 @@ def test_numeric_inputs_are_fitted_and_scored_as_float32_and_the_table_is_untouc
     )
     pd.testing.assert_frame_equal(features, before)
     assert list(history_rows(features, numeric).index) == list(history(features).index)
+
+
+def test_the_training_array_holds_the_design_matrix_values_and_category_codes(data):
+    """Training bins a float32 array (LightGBM copies a DataFrame with categoricals to
+    float64 twice); a model scores DataFrames: both must encode every row alike."""
+    features, fs = data
+    region = prepare_region(features, fs, SPEC, settings=FAST)
+    rows = region.hist.head(500).copy()
+    rows.loc[rows.index[:3], "store"] = "a store never seen"  # unseen level -> missing
+    X = design_matrix(rows, region.columns, region.categories)
+    A = design_array(rows, region.columns, region.categories)
+    assert A.dtype == np.float32 and A.flags.c_contiguous and A.shape == X.shape
+    for j, col in enumerate(region.columns):
+        expected = (
+            X[col].cat.codes.replace(-1, np.nan).to_numpy(float)
+            if col in region.categorical
+            else X[col].to_numpy(float)
+        )
+        np.testing.assert_array_equal(A[:, j], expected, err_msg=col)
+    assert np.isnan(A[:3, region.columns.index("store")]).all()
+    # a model fitted on the array scores the DataFrame as it scores the array
+    booster = lgb.train(
+        {**region.meta["params"], "verbose": -1}, region.dataset(region.train), num_boost_round=20
+    )
+    np.testing.assert_allclose(booster.predict(X), booster.predict(A), rtol=1e-6)
 
 
 def _patience_spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
