@@ -96,13 +96,19 @@ def eligible_rows(frame: pd.DataFrame) -> pd.Series:
     return pd.Series(True, index=frame.index)
 
 
+def training_levels(values: pd.Series, levels: list[str]) -> pd.Categorical:
+    """A categorical input on its training levels (an unseen or missing value: missing),
+    the one encoding ``design_matrix`` (scoring) and ``design_array`` (fitting) share."""
+    return pd.Categorical(values.astype("string"), categories=levels)
+
+
 def design_matrix(
     frame: pd.DataFrame, columns: list[str], categories: dict[str, list[str]]
 ) -> pd.DataFrame:
     """Model inputs with categoricals encoded on the training levels (unseen -> NaN) and
     numeric inputs as float32 (see ``history_rows``), in training and scoring alike."""
     X = {
-        col: pd.Categorical(frame[col].astype("string"), categories=categories[col])
+        col: training_levels(frame[col], categories[col])
         if col in categories
         else frame[col].astype(np.float32)
         for col in columns
@@ -121,7 +127,7 @@ def design_array(
     out = np.empty((len(frame), len(columns)), dtype=np.float32)
     for j, col in enumerate(columns):
         if col in categories:
-            codes = pd.Categorical(frame[col].astype("string"), categories=categories[col]).codes
+            codes = training_levels(frame[col], categories[col]).codes
             out[:, j] = np.where(codes < 0, np.nan, codes)
         else:
             out[:, j] = frame[col].to_numpy(dtype=np.float32, na_value=np.nan)
@@ -334,7 +340,7 @@ def train_region_model(
     meta["seeds"] = settings.seeds
 
     def fit(frame: pd.DataFrame, seeds: int = settings.seeds) -> lgb.Booster:
-        # one seed: LightGBM drops the design matrix once it has binned it. Several seeds
+        # one seed: LightGBM drops the input array once it has binned it. Several seeds
         # re-bin it (a seed changes the Dataset's parameters), so it is kept then
         train_set = dataset(frame, free_raw_data=seeds == 1)
         del frame  # the Dataset holds what boosting needs: a caller's copy goes now
