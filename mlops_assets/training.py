@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lightgbm as lgb
@@ -306,11 +306,17 @@ def prepare_region(
         "categories": categories,
         "target_transform": settings.target_transform,
         "level_features": [c for c in settings.level_features if c in hist.columns],
-        "level_fallback": float(train["target"].clip(lower=0).mean()),
+        "level_fallback": level_fallback(train),
         "params": params,
         "num_threads": params.get("num_threads", 1),
     }
     return RegionData(hist, split, ok, columns, cat_cols, categories, meta)
+
+
+def level_fallback(rows: pd.DataFrame) -> float:
+    """The level of rows without any level feature (a series' first days): the mean target
+    of the rows a model learns from, so that it never carries a later window's level."""
+    return float(rows["target"].clip(lower=0).mean())
 
 
 def train_region_model(
@@ -332,17 +338,18 @@ def train_region_model(
     data = prepare_region(features, feature_set, spec, settings=settings)
     hist, split, meta, ok = data.hist, data.split, data.meta, data.usable
     params = meta["params"]
-    dataset = data.dataset
 
     # (1) number of trees from early stopping on the inner window
     _, best_iter = fit_probe(data, settings)
     meta["num_boost_round"] = best_iter
     meta["seeds"] = settings.seeds
 
-    def fit(frame: pd.DataFrame, seeds: int = settings.seeds) -> lgb.Booster:
+    def fit(
+        frame: pd.DataFrame, seeds: int = settings.seeds, region: RegionData = data
+    ) -> lgb.Booster:
         # one seed: LightGBM drops the input array once it has binned it. Several seeds
         # re-bin it (a seed changes the Dataset's parameters), so it is kept then
-        train_set = dataset(frame, free_raw_data=seeds == 1)
+        train_set = region.dataset(frame, free_raw_data=seeds == 1)
         del frame  # the Dataset holds what boosting needs: a caller's copy goes now
         seed = int(params.get("seed", 0))
         return average_boosters(
@@ -382,7 +389,7 @@ def train_region_model(
     # the model errs): the label-free performance estimate learns from them
     backtest = backtest_forecasts(
         data,
-        lambda frame: fit(frame, seeds=1),
+        lambda frame, fold: fit(frame, seeds=1, region=fold),
         spec,
         folds=spec.monitoring.estimate_backtest_folds,
         min_train_share=spec.monitoring.estimate_backtest_min_train_share,
@@ -459,7 +466,7 @@ def fit_probe(data: RegionData, settings: ModelSettings) -> tuple[lgb.Booster, i
 
 def backtest_forecasts(
     data: RegionData,
-    fit: Callable[[pd.DataFrame], lgb.Booster],
+    fit: Callable[[pd.DataFrame, RegionData], lgb.Booster],
     spec: DatasetSpec,
     *,
     folds: int,
@@ -491,7 +498,9 @@ def backtest_forecasts(
         if rows.empty:
             continue
         out = rows[[*SERIES, "date"]].copy()
-        out["model"] = predict_frame(fit(train), data.meta, rows)
+        # the fold's own level fallback: the region's is the mean of a later window
+        fold = replace(data, meta={**data.meta, "level_fallback": level_fallback(train)})
+        out["model"] = predict_frame(fit(train, fold), fold.meta, rows)
         out["fold"] = k
         parts.append(out)
     if not parts:

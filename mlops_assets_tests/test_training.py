@@ -31,6 +31,7 @@ from mlops_assets.spec import ModelSettings
 from mlops_assets.training import (
     BASELINES,
     SERIES,
+    RegionData,
     Split,
     TrainedModel,
     average_boosters,
@@ -233,8 +234,8 @@ def test_holdout_forecasts_never_use_holdout_actuals(trained, data):
 def _backtest(features: pd.DataFrame, fs: FeatureSet, **kwargs: Any) -> pd.DataFrame:
     data = prepare_region(features, fs, SPEC, settings=FAST)
 
-    def fit(frame: pd.DataFrame) -> lgb.Booster:
-        return lgb.train(data.meta["params"], data.dataset(frame), num_boost_round=20)
+    def fit(frame: pd.DataFrame, fold: RegionData) -> lgb.Booster:
+        return lgb.train(fold.meta["params"], fold.dataset(frame), num_boost_round=20)
 
     return backtest_forecasts(data, fit, SPEC, **kwargs)
 
@@ -268,6 +269,29 @@ def test_backtest_folds_forecast_the_horizons_before_the_holdout_out_of_sample(t
     assert SPEC.monitoring.estimate_backtest_folds == 0
     assert pd.DataFrame(trained.meta["backtest_forecasts"]).empty
     assert backtest_summary(trained.meta) is None
+
+
+def test_a_backtest_fold_model_takes_its_fallback_level_from_its_own_rows(data):
+    """A row without any level feature starts from the fallback level: a fold's model takes
+    it from the rows it learns from, never from the region's training window (which holds
+    the later folds' actuals)."""
+    features, fs = data
+    prepared = prepare_region(features, fs, SPEC, settings=FAST)
+    seen: list[tuple[pd.Timestamp, float, float]] = []
+
+    def fit(frame: pd.DataFrame, fold: RegionData) -> lgb.Booster:
+        fallback = fold.meta["level_fallback"]
+        seen.append((frame["date"].max(), fallback, frame["target"].clip(lower=0).mean()))
+        return lgb.train(fold.meta["params"], fold.dataset(frame), num_boost_round=5)
+
+    backtest_forecasts(prepared, fit, SPEC, folds=3, min_train_share=0.1)
+    assert len(seen) == 3
+    for last_day, fallback, mean in seen:
+        assert last_day < prepared.split.val_start
+        assert fallback == pytest.approx(mean)
+    # fold 1 learns from the training window itself; folds 2 and 3 from less of it
+    assert seen[0][1] == pytest.approx(prepared.meta["level_fallback"])
+    assert len({fallback for _, fallback, _ in seen}) == 3
 
 
 def test_backtest_folds_stop_where_their_models_would_learn_from_too_little(data):
