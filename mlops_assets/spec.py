@@ -187,6 +187,13 @@ class Thresholds(_Strict):
     )
 
 
+# Not extra_trees + 31 leaves (what rossmann's spec uses): on rossmann-100 with these
+# defaults otherwise they were as accurate (mean WAPE over three cutoffs 8.24% vs 8.28%,
+# RMSPE better at each) in 38% less time (benchmarks/results/accuracy_backtest.json, labels
+# dflt_lvl_et31_* vs dflt_lvl_*), but its regions are small (25k rows). On generated regions
+# of 253k and 760k rows early stopping chose 4.7x and 3.8x the trees for about the same WAPE
+# (10.16% vs 10.31%, 10.15% vs 10.18%): training took 2.4x and 2.6x as long, though a tree
+# costs 0.81x (benchmarks/settings_at_scale.py; 31 leaves alone: as long, 10.27%, 10.13%)
 DEFAULT_LGBM_PARAMS: dict[str, float | int | str] = {
     "objective": "regression",
     "learning_rate": 0.05,
