@@ -3,8 +3,9 @@
 ``accuracy_backtest.py`` chooses settings on rossmann-100, whose regions are small (about
 25k rows); a setting's cost at the reference's scale depends on how many trees early
 stopping picks on a large region, which rossmann cannot show. This trains each
-``--regions`` region of generated sample data (``--stores`` x 4 departments x ``--days``;
-the default is the 10M preset's region size, about 500k rows) with the spec's default
+``--regions`` region of generated sample data (``--stores`` x ``--regions`` stores x 4
+departments x ``--days``; the generator splits the stores unevenly: by default two regions
+of 253k and 760k rows, about the 10M preset's region size) with the spec's default
 training, once per candidate (a JSON object of LightGBM parameters merged over the
 spec's), and prints and writes ``benchmarks/results/settings_at_scale.json``: per region
 and candidate the trees, the holdout WAPE and MAPE, and the training's wall seconds.
@@ -40,7 +41,7 @@ def parse_candidate(text: str) -> tuple[str, dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--stores", type=int, default=62, help="stores of each region")
+    ap.add_argument("--stores", type=int, default=62, help="stores per region, on average")
     ap.add_argument("--days", type=int, default=2000)
     ap.add_argument("--regions", type=int, default=2)
     ap.add_argument("--candidate", type=parse_candidate, action="append", default=[])
