@@ -498,7 +498,7 @@ def backtest_forecasts(
         if rows.empty:
             continue
         out = rows[[*SERIES, "date"]].copy()
-        # the fold's own level fallback: the region's is the mean of a later window
+        # the fold's own level fallback: the region's averages a window that runs past it
         fold = replace(data, meta={**data.meta, "level_fallback": level_fallback(train)})
         out["model"] = predict_frame(fit(train, fold), fold.meta, rows)
         out["fold"] = k
