@@ -679,6 +679,19 @@ def attribution_drift(
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
+def reused_attribution_weeks(table: pd.DataFrame, previous: pd.DataFrame | None) -> int:
+    """Weeks of ``table`` whose Shapley ranking ``attribution_drift`` took from
+    ``previous`` (the same week and sampled rows) instead of computing it."""
+    if previous is None or previous.empty:
+        return 0
+    keys = ["week_start", "chunk_hash"]
+    mine = table.loc[table["signal"] == "attribution_drift", keys]
+    old = previous.loc[previous["signal"] == "attribution_drift", keys].drop_duplicates()
+    old = old.assign(week_start=pd.to_datetime(old["week_start"]))
+    mine = mine.assign(week_start=pd.to_datetime(mine["week_start"]))
+    return len(mine.merge(old, on=keys))
+
+
 @dataclass
 class RegionMonitoringInputs:
     """What ``region_drift`` compares: frames carry ``date``, the series keys and the

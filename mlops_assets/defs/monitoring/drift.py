@@ -27,7 +27,9 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "chunks (nannyml): univariate drift of every feature, region-level inputs "
             "(weather) against the other regions, PCA reconstruction error, missing / unseen "
             "/ out-of-range values, the DLE estimate of RMSE and MAE before actuals arrive, "
-            f"and the NDCG of the Shapley ranking (alert below {s.ndcg_threshold:g}). Raw "
+            f"and the NDCG of the Shapley ranking (alert below {s.ndcg_threshold:g}; a week "
+            "whose sampled rows did not change keeps its ranking from the model's last "
+            "report, `attribution_weeks_reused`). Raw "
             "statistics only: `monitoring_alerts` compares regions and applies persistence. "
             "Written to `monitoring/<region>/drift_report.parquet`."
         ),
@@ -74,7 +76,12 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             )
             context.log.info(note)
             return dg.MaterializeResult(metadata={"note": note, "model_label": mv.label})
-        table = monitoring.region_drift(inputs, booster, meta, ds)
+        # this model's last table: weeks whose sampled rows did not change keep their
+        # Shapley rankings (exact TreeSHAP is the costly part of a weekly refresh)
+        previous = monitoring.read_drift_report(ws, region)
+        if "model_version" in previous.columns:
+            previous = previous[previous["model_version"] == mv.version]
+        table = monitoring.region_drift(inputs, booster, meta, ds, previous=previous)
         table["model_version"] = mv.version
         path = ws.data.write_frame(table, monitoring.drift_report_key(ws, region))
 
@@ -99,6 +106,7 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                 else "the current weather of every region (none saved with the model)"
             ),
             "analysis_weeks": int(table["week_start"].nunique()),
+            "attribution_weeks_reused": monitoring.reused_attribution_weeks(table, previous),
             "analysis_rows": len(inputs.analysis),
             "watched_features": len(cols.numeric) + len(cols.categorical) - len(cols.ignored),
             "ignored_features": ", ".join(cols.ignored) or "none",

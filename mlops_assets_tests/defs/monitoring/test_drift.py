@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from mlops_assets import monitoring
 from mlops_assets.defs.local_driver import run_partitions
 from mlops_assets.defs.monitoring.drift import DRIFT_REPORT_KEY
 from mlops_assets.monitoring import read_drift_report
@@ -18,7 +19,7 @@ def _drift_report(p) -> dict:
     return materializations(p.instance, result.run_id)["drift_report"].metadata
 
 
-def test_drift_report_compares_with_the_reference_saved_with_the_model(model_pipeline):
+def test_drift_report_compares_with_the_reference_saved_with_the_model(model_pipeline, monkeypatch):
     p = model_pipeline()
     (run,) = run_partitions(p.defs, p.instance, "train_job", [REGION])
     assert run.success
@@ -27,6 +28,7 @@ def test_drift_report_compares_with_the_reference_saved_with_the_model(model_pip
 
     meta = _drift_report(p)
     assert meta["reference_source"].value == f"saved with {mv.label}"
+    assert meta["attribution_weeks_reused"].value == 0  # nothing to reuse yet
     assert meta["reference_rows"].value == train_rows
     # the weather's gap to the fleet over the training window is saved with it too
     assert meta["fleet_gap_reference"].value == f"saved with {mv.label}"
@@ -45,9 +47,17 @@ def test_drift_report_compares_with_the_reference_saved_with_the_model(model_pip
     features.loc[window, "temperature_c"] += 5.0
     features.to_parquet(path, index=False)
 
-    # the saved reference does not move: the same statistics as before
-    assert _drift_report(p)["reference_source"].value == f"saved with {mv.label}"
+    # the saved reference does not move: the same statistics as before, and every week's
+    # Shapley ranking is taken from the last table instead of computed again
+    calls: list[int] = []
+    real = monitoring.shap_contributions
+    monkeypatch.setattr(monitoring, "shap_contributions", lambda *a: calls.append(1) or real(*a))
+    again = _drift_report(p)
+    assert again["reference_source"].value == f"saved with {mv.label}"
     pd.testing.assert_frame_equal(read_drift_report(p.workspace, REGION), before)
+    attribution_weeks = (before["signal"] == "attribution_drift").sum()
+    assert again["attribution_weeks_reused"].value == attribution_weeks > 0
+    assert calls == []
 
     # a version registered without a reference (an older model) falls back to the moved
     # feature table, and its temperature statistics change
