@@ -25,7 +25,7 @@ import duckdb
 from mlops_assets.naming import region_key
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.storage.data_store import StoredTable
-from mlops_assets.storage.landing_zone import LandingFile, stream_sha256
+from mlops_assets.storage.landing_zone import LandingFile, LandingZone, stream_sha256
 from mlops_assets.storage.manifest import Manifest
 from mlops_assets.validation import (
     LandingRejected,
@@ -45,10 +45,13 @@ def file_sha256(path: Path) -> str:
         return stream_sha256(fh)
 
 
-def landing_sha256(ws: Workspace, source: str, relpath: str) -> str:
+def landing_sha256(
+    ws: Workspace, source: str, relpath: str, zone: LandingZone | None = None
+) -> str:
     """SHA-256 of a landing file, without copying it: ``file_sha256`` of the local file,
-    or streamed from the storage root."""
-    zone = ws.landing_zone
+    or streamed from the storage root. ``zone``: the workspace's landing zone, when the
+    caller hashes many files."""
+    zone = zone or ws.landing_zone
     if zone.is_local:
         return file_sha256(zone.local_path(source, relpath))
     return zone.sha256(source, relpath)
@@ -279,11 +282,18 @@ def requeue(ws: Workspace, sha256: str) -> int:
     return Manifest.for_workspace(ws).requeue(sha256)
 
 
-def requeue_count(ws: Workspace, sha256: str) -> int:
-    """How many times a content hash has been requeued (part of its ingest run key)."""
-    return Manifest.for_workspace(ws).requeue_counts([sha256]).get(sha256, 0)
+def requeue_counts(ws: Workspace, shas: list[str]) -> dict[str, int]:
+    """How many times each content hash has been requeued (part of its ingest run key;
+    0 for one never requeued), in one query per batch of hashes."""
+    manifest = Manifest.for_workspace(ws)
+    counts: dict[str, int] = {}
+    for start in range(0, len(shas), REQUEUE_QUERY_BATCH):
+        counts.update(manifest.requeue_counts(shas[start : start + REQUEUE_QUERY_BATCH]))
+    return {sha: counts.get(sha, 0) for sha in shas}
 
 
+# hashes per ``IN (...)`` query: far below SQLite's limit on bound parameters
+REQUEUE_QUERY_BATCH = 500
 LANDING_STATES = ("ingested", "quarantined", "pending")
 NOT_REQUESTED_YET = (
     "not in the manifest yet: the landing sensor requests it on its next tick (every 30 s "
@@ -305,8 +315,9 @@ def landing_status(
     out: list[dict[str, Any]] = []
     manifest = Manifest.for_workspace(ws)
     requeued = manifest.requeue_counts()
+    zone = ws.landing_zone
     for lf in scan_landing(ws, spec):
-        sha = landing_sha256(ws, lf.source, lf.relpath)
+        sha = landing_sha256(ws, lf.source, lf.relpath, zone)
         record = manifest.get(sha)
         state = record["status"] if record else "pending"
         reason = None
@@ -396,6 +407,7 @@ def plan_landing(
     known = Manifest.for_workspace(ws).known()
     budget = hash_budget_bytes
     batch: set[str] = set()
+    zone = ws.landing_zone
     current = scan_landing(ws, spec)
     for lf in current:
         entry = seen.get(lf.relpath)
@@ -406,7 +418,7 @@ def plan_landing(
                 plan.deferred += 1
                 continue
             budget -= lf.size
-            sha = landing_sha256(ws, lf.source, lf.relpath)
+            sha = landing_sha256(ws, lf.source, lf.relpath, zone)
             seen[lf.relpath] = [lf.size, lf.mtime_ns, sha, lf.etag]
         if sha in batch or sha in known:
             plan.skipped_known += 1

@@ -155,15 +155,10 @@ class LandingZone(StorageRoot):
     def check(self, source: str, relpath: str) -> str:
         """``relpath`` if it names a file inside ``landing/<source>/``; ``ValueError``
         otherwise (``..``, an absolute path, another source, locally a symlink out)."""
-        folder = f"{LANDING}/{require_safe_key(source)}"
-        refused = ValueError(f"{relpath!r} is not inside the {source!r} landing folder")
-        if not isinstance(relpath, str) or "\x00" in relpath:
-            raise refused
         if self.local_root is not None:
-            path = (self.local_root / relpath).resolve()
-            if (self.local_root / folder).resolve() not in path.parents:
-                raise refused
+            self._checked_local(source, relpath)
             return relpath
+        folder, refused = self._folder_and_refusal(source, relpath)
         parts = relpath.split("/")
         if parts[:2] != folder.split("/") or len(parts) < 3:
             raise refused
@@ -173,10 +168,30 @@ class LandingZone(StorageRoot):
 
     def local_path(self, source: str, relpath: str) -> Path:
         """The checked file of a local zone on this machine (symlinks resolved)."""
-        self.check(source, relpath)
         if self.local_root is None:
+            self.check(source, relpath)
             raise ValueError(f"{self!r} is not on this machine: open {relpath!r} by its relpath")
-        return (self.local_root / relpath).resolve()
+        return self._checked_local(source, relpath)
+
+    def _folder_and_refusal(self, source: str, relpath: str) -> tuple[str, ValueError]:
+        folder = f"{LANDING}/{require_safe_key(source)}"
+        refused = ValueError(f"{relpath!r} is not inside the {source!r} landing folder")
+        if not isinstance(relpath, str) or "\x00" in relpath:
+            raise refused
+        return folder, refused
+
+    def _checked_local(self, source: str, relpath: str) -> Path:
+        """``relpath`` resolved (symlinks followed) if it stays inside the source's
+        folder. A zone resolves each folder once: a sensor tick checks thousands of files."""
+        assert self.local_root is not None
+        folder, refused = self._folder_and_refusal(source, relpath)
+        folders: dict[str, Path] = self.__dict__.setdefault("_resolved_folders", {})
+        if folder not in folders:
+            folders[folder] = (self.local_root / folder).resolve()
+        path = (self.local_root / relpath).resolve()
+        if folders[folder] not in path.parents:
+            raise refused
+        return path
 
     def sha256(self, source: str, relpath: str) -> str:
         """SHA-256 of a landing file's bytes, streamed."""

@@ -26,9 +26,9 @@ def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = landing.landing_sha256
 
-    def counting(ws, source: str, relpath: str) -> str:
+    def counting(ws, source: str, relpath: str, zone=None) -> str:
         seen.append(relpath)
-        return real(ws, source, relpath)
+        return real(ws, source, relpath, zone)
 
     monkeypatch.setattr(landing, "landing_sha256", counting)
     return seen

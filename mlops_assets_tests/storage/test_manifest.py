@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from mlops_assets.landing import drop_dataset, ingest_file, plan_landing, scan_landing
+from mlops_assets.landing import (
+    REQUEUE_QUERY_BATCH,
+    drop_dataset,
+    ingest_file,
+    plan_landing,
+    requeue_counts,
+    scan_landing,
+)
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.storage.database import dispose_engine
 from mlops_assets.storage.manifest import Manifest
@@ -103,6 +110,22 @@ def test_requeue_moves_the_record_to_the_history(tmp_workspace: Workspace) -> No
         manifest.requeue(_sha(2))
     with pytest.raises(ValueError, match="is not in the manifest"):
         manifest.requeue(_sha(3))
+
+
+def test_requeue_counts_of_many_hashes_come_in_batches_of_queries(
+    tmp_workspace: Workspace,
+) -> None:
+    manifest = Manifest.for_workspace(tmp_workspace)
+    for i in (3, REQUEUE_QUERY_BATCH + 7):  # one hash in the first batch, one in the second
+        manifest.add(_record(_sha(i), "quarantined"))
+        manifest.requeue(_sha(i))
+    shas = [_sha(i) for i in range(2 * REQUEUE_QUERY_BATCH + 1)]
+    counts = requeue_counts(tmp_workspace, shas)
+    assert list(counts) == shas
+    assert {sha: n for sha, n in counts.items() if n} == {
+        _sha(3): 1,
+        _sha(REQUEUE_QUERY_BATCH + 7): 1,
+    }
 
 
 def _as_json_workspace(ws: Workspace) -> None:

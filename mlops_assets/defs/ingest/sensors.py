@@ -15,7 +15,7 @@ import dagster as dg
 
 from mlops_assets.defs.ingest.assets import raw_asset_key
 from mlops_assets.defs.resources import WorkspaceResource
-from mlops_assets.landing import plan_landing, requeue_count
+from mlops_assets.landing import plan_landing, requeue_counts
 
 INGEST_JOB = "ingest_job"
 LANDING_SENSOR = "landing_sensor"
@@ -93,7 +93,8 @@ def build_landing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
         run_key, why = None, ""
         if plan.files:
             # a requeued file needs a new key too: its requeue count is part of the files' key
-            attempts = "".join(f"{sha}:{requeue_count(ws, sha)};" for sha in plan.shas)
+            counts = requeue_counts(ws, list(plan.shas))
+            attempts = "".join(f"{sha}:{counts[sha]};" for sha in plan.shas)
             base_key = "ingest-" + hashlib.sha256(attempts.encode()).hexdigest()[:32]
             run_key, why = next_attempt_key(context.instance, base_key)
             if run_key is not None:
