@@ -68,6 +68,10 @@ def build_region_sensor(
                 touched.update(regions.value if regions is not None else [])
                 cursor[key.to_user_string()] = max(after, rec.storage_id)
                 newest = max(newest, rec.storage_id)
+        if not newest:
+            # regions only appear with raw data: no new materialization, no warehouse
+            # query (it reads the store column of every raw sales row)
+            return dg.SkipReason("no raw data changes")
         known = regions_with_sales(workspace.workspace(), workspace.dataset())
         # in Dagster's order (the order they were added): a run over a range of regions
         # takes every region between its first and last

@@ -10,6 +10,7 @@ import pytest
 
 from mlops_assets.data_checks import FEATURE_CHECKS
 from mlops_assets.definitions import build_definitions
+from mlops_assets.defs.features import sensors
 from mlops_assets.defs.features.assets import FEATURES_KEY
 from mlops_assets.defs.features.sensors import contiguous_batches
 from mlops_assets.defs.local_driver import evaluate_sensor, run_partitions, run_sensors
@@ -99,15 +100,20 @@ def test_batches_hold_only_wanted_neighbours_and_at_most_the_run_size():
     assert contiguous_batches(order, set(), 3) == []
 
 
-def test_only_regions_touched_by_new_files_are_refreshed(defs, instance, settings, sample_source):
+def test_only_regions_touched_by_new_files_are_refreshed(
+    defs, instance, settings, sample_source, monkeypatch
+):
     drop_all(sample_source, settings)
     run_sensors(defs, instance)  # ingest + all regions' features
-    assert (
-        evaluate_sensor(
-            defs, instance, "region_sensor", _driver_cursor(instance, "region_sensor")
-        ).run_requests
-        == []
+    # nothing new: the tick does not read the raw sales (their stores) at all
+    queried: list[int] = []
+    real = sensors.regions_with_sales
+    monkeypatch.setattr(sensors, "regions_with_sales", lambda *a: queried.append(1) or real(*a))
+    tick = evaluate_sensor(
+        defs, instance, "region_sensor", _driver_cursor(instance, "region_sensor")
     )
+    assert tick.run_requests == [] and tick.skip_reason == "no raw data changes"
+    assert queried == []
 
     weather = pd.read_csv(sample_source / "weather" / "weather.csv")
     patch = weather[weather["region"] == "Ost"].tail(3).assign(temperature_c=30.0)
