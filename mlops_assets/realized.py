@@ -19,6 +19,7 @@ Files (``monitoring/<region>/``, written by the ``realized_performance`` asset):
 
     realized_performance.parquet   one row per origin, columns ORIGIN_COLUMNS
     realized_weekly.parquet        one row per target week with actuals, WEEKLY_COLUMNS
+    realized_state.parquet         what each origin was scored on (``realized_update``)
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def realized_performance(
                 **_scores(g, floor),
             }
         )
-    return _frame(records, ORIGIN_COLUMNS, ("origin", "first_actual_date", "last_actual_date"))
+    return _frame(records, ORIGIN_COLUMNS)
 
 
 def weekly_realized(
@@ -159,13 +160,19 @@ def weekly_realized(
                 **_scores(g, floor),
             }
         )
-    return _frame(records, WEEKLY_COLUMNS, ("week_start", "origin"))
+    return _frame(records, WEEKLY_COLUMNS)
 
 
-def _frame(records: list[dict], columns: list[str], date_cols: tuple[str, ...]) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(records, columns=columns)
-    for col in date_cols:
-        frame[col] = pd.to_datetime(frame[col])
+def _frame(records: list[dict], columns: list[str]) -> pd.DataFrame:
+    return typed(pd.DataFrame.from_records(records, columns=columns), columns)
+
+
+def typed(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``frame``'s ``columns`` (ORIGIN_COLUMNS or WEEKLY_COLUMNS) with the tables' dtypes."""
+    frame = frame[columns].copy()
+    for col in ("origin", "week_start", "first_actual_date", "last_actual_date"):
+        if col in frame.columns:
+            frame[col] = pd.to_datetime(frame[col])
     for col in ("model_version", "n_rows", "n_pct_rows"):
         frame[col] = frame[col].astype("int64")
     for col in METRICS:

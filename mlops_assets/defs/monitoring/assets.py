@@ -37,7 +37,10 @@ def build_realized_performance_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "origin (`monitoring/<region>/realized_performance.parquet`) and per target "
             "week on the forecast that was live for it "
             "(`monitoring/<region>/realized_weekly.parquet`, read with "
-            "`mlops_assets.realized.read_weekly_realized`). Closed days are not scored."
+            "`mlops_assets.realized.read_weekly_realized`). Closed days are not scored. "
+            "Incremental: only origins whose forecast file is new or rewritten, or whose "
+            "target days' ground truth changed, are read and scored again "
+            "(`origins_scored`; `mlops_assets.realized_update`)."
         ),
     )
     def realized_performance(
@@ -48,19 +51,20 @@ def build_realized_performance_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         from mlops_assets import realized
         from mlops_assets.metrics import metric_metadata
         from mlops_assets.plots import markdown_image
+        from mlops_assets.realized_update import update_realized
 
         ws, ds = workspace.workspace(), workspace.dataset()
         region = require_safe_key(context.partition_key)
-        forecasts = realized.read_forecasts(ws, region)
-        actuals = realized.forecast_ground_truth(ws, ds, region, forecasts)
-        per_origin = realized.realized_performance(forecasts, actuals, floor=floor)
-        weekly = realized.weekly_realized(forecasts, actuals, floor=floor)
-        origin_path, weekly_path = realized.write_realized(ws, region, per_origin, weekly)
+        update = update_realized(ws, ds, region, floor=floor)
+        per_origin, weekly = update.per_origin, update.weekly
+        origin_path, weekly_path = (ws.data.location(k) for k in realized.realized_keys(ws, region))
 
         metadata: dict = {
             "origins": len(per_origin),
             "origins_with_actuals": int((per_origin["n_rows"] > 0).sum()),
-            "forecast_rows": len(forecasts),
+            # new, rewritten or with changed ground truth; the others' rows were kept
+            "origins_scored": update.origins_scored,
+            "forecast_rows": int(per_origin["forecast_rows"].sum()),
             "scored_rows": int(per_origin["n_rows"].sum()),
             "weeks": len(weekly),
             "by_origin": dg.MetadataValue.md(_origin_table(per_origin.tail(_TABLE_ORIGINS))),
