@@ -132,7 +132,7 @@ def truth_digests(
     )
     with connect(ws, spec) as con:
         if since is None or not has_view(con, "ground_truth"):
-            return pd.Series(dtype="uint64")
+            return pd.Series(dtype="uint64", index=pd.DatetimeIndex([]))
         frame = con.execute(
             f"SELECT date, bit_xor(hash({', '.join(cols)})) AS digest, count(*) AS n "
             "FROM ground_truth_of_region($r) WHERE date >= CAST($since AS DATE) GROUP BY date",
