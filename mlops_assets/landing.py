@@ -282,6 +282,10 @@ def requeue(ws: Workspace, sha256: str) -> int:
     return Manifest.for_workspace(ws).requeue(sha256)
 
 
+# hashes per ``IN (...)`` query: far below SQLite's limit on bound parameters
+REQUEUE_QUERY_BATCH = 500
+
+
 def requeue_counts(ws: Workspace, shas: list[str]) -> dict[str, int]:
     """How many times each content hash has been requeued (part of its ingest run key;
     0 for one never requeued), in one query per batch of hashes."""
@@ -292,8 +296,6 @@ def requeue_counts(ws: Workspace, shas: list[str]) -> dict[str, int]:
     return {sha: counts.get(sha, 0) for sha in shas}
 
 
-# hashes per ``IN (...)`` query: far below SQLite's limit on bound parameters
-REQUEUE_QUERY_BATCH = 500
 LANDING_STATES = ("ingested", "quarantined", "pending")
 NOT_REQUESTED_YET = (
     "not in the manifest yet: the landing sensor requests it on its next tick (every 30 s "
