@@ -33,6 +33,7 @@ def test_a_region_is_trained_forecast_and_monitored_with_its_tables_in_s3(
     assert data.keys(ws.monitoring_folder(region)) == [
         ws.monitoring_key(region, "drift_report.parquet"),
         ws.monitoring_key(region, "realized_performance.parquet"),
+        ws.monitoring_key(region, "realized_state.parquet"),
         ws.monitoring_key(region, "realized_weekly.parquet"),
     ]
     assert data.exists(ws.monitoring_key(region, "report.html"))
