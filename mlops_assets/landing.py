@@ -282,17 +282,10 @@ def requeue(ws: Workspace, sha256: str) -> int:
     return Manifest.for_workspace(ws).requeue(sha256)
 
 
-# hashes per ``IN (...)`` query: far below SQLite's limit on bound parameters
-REQUEUE_QUERY_BATCH = 500
-
-
 def requeue_counts(ws: Workspace, shas: list[str]) -> dict[str, int]:
     """How many times each content hash has been requeued (part of its ingest run key;
-    0 for one never requeued), in one query per batch of hashes."""
-    manifest = Manifest.for_workspace(ws)
-    counts: dict[str, int] = {}
-    for start in range(0, len(shas), REQUEUE_QUERY_BATCH):
-        counts.update(manifest.requeue_counts(shas[start : start + REQUEUE_QUERY_BATCH]))
+    0 for one never requeued)."""
+    counts = Manifest.for_workspace(ws).requeue_counts(shas)
     return {sha: counts.get(sha, 0) for sha in shas}
 
 

@@ -64,6 +64,10 @@ def _tables() -> tuple[Table, Table, Table]:
 FILES, REQUEUED, STATE = _tables()
 
 
+# hashes per ``IN (...)`` query: far below SQLite's limit on bound parameters
+REQUEUE_QUERY_BATCH = 500
+
+
 class Manifest:
     """The manifest of one workspace (``Manifest.for_workspace``)."""
 
@@ -140,14 +144,21 @@ class Manifest:
         return n
 
     def requeue_counts(self, shas: Iterable[str] | None = None) -> dict[str, int]:
-        """How many times each content has been requeued (absent: never)."""
+        """How many times each content has been requeued (absent: never); for ``shas``,
+        one ``IN (...)`` query per ``REQUEUE_QUERY_BATCH`` of them."""
         from sqlalchemy import func, select
 
         query = select(REQUEUED.c.sha256, func.count()).group_by(REQUEUED.c.sha256)
-        if shas is not None:
-            query = query.where(REQUEUED.c.sha256.in_(list(shas)))
+        if shas is None:
+            batches = [query]
+        else:
+            wanted = list(shas)
+            batches = [
+                query.where(REQUEUED.c.sha256.in_(wanted[i : i + REQUEUE_QUERY_BATCH]))
+                for i in range(0, len(wanted), REQUEUE_QUERY_BATCH)
+            ]
         with reading(self.engine) as con:
-            return {sha: n for sha, n in con.execute(query)}
+            return {sha: n for batch in batches for sha, n in con.execute(batch)}
 
     def import_json_records(self, ws: Workspace) -> int:
         """Import a workspace's per-file JSON records (``manifest/<sha>.json`` and

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from mlops_assets.landing import (
-    REQUEUE_QUERY_BATCH,
     drop_dataset,
     ingest_file,
     plan_landing,
@@ -21,7 +20,7 @@ from mlops_assets.landing import (
 )
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.storage.database import dispose_engine
-from mlops_assets.storage.manifest import Manifest
+from mlops_assets.storage.manifest import REQUEUE_QUERY_BATCH, Manifest
 from mlops_assets.warehouse import connect, ingested_files
 from mlops_assets.workspace import Workspace
 
