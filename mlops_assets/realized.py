@@ -184,15 +184,29 @@ def typed(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 # -- workspace I/O ---------------------------------------------------------------------
 
 
-def read_forecasts(ws: Workspace, region_key: str) -> pd.DataFrame:
-    """Every forecast origin file of a region, concatenated (empty: none written yet)."""
+FORECAST_SUFFIX = ".forecast.parquet"
+
+
+def forecast_keys(ws: Workspace, region_key: str) -> list[str]:
+    """The data-store keys of a region's forecast origin files."""
+    return ws.data.keys(ws.forecasts_folder(region_key), FORECAST_SUFFIX)
+
+
+def read_forecasts(ws: Workspace, region_key: str, keys: list[str] | None = None) -> pd.DataFrame:
+    """Every forecast origin file of a region (or those of ``keys``), concatenated (empty:
+    none written yet)."""
     data = ws.data
-    keys = data.keys(ws.forecasts_folder(region_key), ".forecast.parquet")
+    keys = forecast_keys(ws, region_key) if keys is None else keys
     if not keys:
         from mlops_assets.forecasting import FORECAST_COLUMNS
 
         return pd.DataFrame(columns=FORECAST_COLUMNS)
     return pd.concat([data.read_parquet(k) for k in keys], ignore_index=True)
+
+
+def ground_truth_columns(spec: DatasetSpec) -> list[str]:
+    """The ground-truth columns a forecast is scored on: store, item, date, target[, open]."""
+    return [*_KEY, "target"] + (["open"] if "open" in spec.source("sales").columns else [])
 
 
 def read_ground_truth(
@@ -201,7 +215,7 @@ def read_ground_truth(
     """The region's ground truth (store, item, date, target[, open]) on or after ``since``:
     sales and actuals files, an actuals row winning over a sales row of the same key and
     otherwise the latest file (``warehouse.ground_truth_of_region``)."""
-    cols = [*_KEY, "target"] + (["open"] if "open" in spec.source("sales").columns else [])
+    cols = ground_truth_columns(spec)
     with connect(ws, spec) as con:
         if not has_view(con, "ground_truth"):
             return pd.DataFrame(columns=cols)

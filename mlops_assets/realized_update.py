@@ -44,7 +44,6 @@ STATE_COLUMNS = [
     "floor",
     "state_version",
 ]
-_FORECAST_SUFFIX = ".forecast.parquet"
 
 
 @dataclass
@@ -61,7 +60,7 @@ def update_realized(
     """Bring a region's realized tables up to date (written, with the state) and return
     them; see the module docstring for what is read again."""
     data = ws.data
-    keys = data.keys(ws.forecasts_folder(region_key), _FORECAST_SUFFIX)
+    keys = realized.forecast_keys(ws, region_key)
     stamps = {_origin_of(k): f"{data.size(k)}-{data.modified_ns(k)}" for k in keys}
     state = _read_state(ws, region_key)
     old_origin = realized.read_realized_performance(ws, region_key)
@@ -90,7 +89,9 @@ def update_realized(
         if row["stamp"] != stamp or row["truth_digest"] != digest:
             stale.append(origin)
 
-    forecasts = _read_forecasts(ws, region_key, stale)
+    forecasts = realized.read_forecasts(
+        ws, region_key, [ws.forecast_key(region_key, str(o)) for o in sorted(stale)]
+    )
     actuals = realized.forecast_ground_truth(ws, spec, region_key, forecasts)
     new_origin = realized.realized_performance(forecasts, actuals, floor=floor)
     kept = old_origin[~old_origin["origin"].isin(pd.to_datetime(stale))] if usable else None
@@ -127,9 +128,7 @@ def truth_digests(
 ) -> pd.Series:
     """date -> a digest of the region's ground truth rows of that date (the rows
     ``realized.read_ground_truth`` would return), computed by DuckDB without moving them."""
-    cols = ["store", "item", "date", "target"] + (
-        ["open"] if "open" in spec.source("sales").columns else []
-    )
+    cols = realized.ground_truth_columns(spec)
     with connect(ws, spec) as con:
         if since is None or not has_view(con, "ground_truth"):
             return pd.Series(dtype="uint64", index=pd.DatetimeIndex([]))
@@ -151,7 +150,7 @@ def _window_digest(truth: pd.Series, date_min: pd.Timestamp, date_max: pd.Timest
 
 
 def _origin_of(key: str) -> date:
-    return date.fromisoformat(key.rsplit("/", 1)[-1].removesuffix(_FORECAST_SUFFIX))
+    return date.fromisoformat(key.rsplit("/", 1)[-1].removesuffix(realized.FORECAST_SUFFIX))
 
 
 def _read_state(ws: Workspace, region_key: str) -> pd.DataFrame:
@@ -161,15 +160,6 @@ def _read_state(ws: Workspace, region_key: str) -> pd.DataFrame:
     if len(state):
         state["origin"] = pd.to_datetime(state["origin"]).dt.date
     return state
-
-
-def _read_forecasts(ws: Workspace, region_key: str, origins: list[date]) -> pd.DataFrame:
-    if not origins:
-        from mlops_assets.forecasting import FORECAST_COLUMNS
-
-        return pd.DataFrame(columns=FORECAST_COLUMNS)
-    keys = [ws.forecast_key(region_key, str(o)) for o in sorted(origins)]
-    return pd.concat([ws.data.read_parquet(k) for k in keys], ignore_index=True)
 
 
 def _windows(state: pd.DataFrame, forecasts: pd.DataFrame, stamps: dict) -> pd.DataFrame:
