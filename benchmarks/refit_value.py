@@ -12,7 +12,14 @@ genuine forecast from origin C). Errors are pooled over all regions per cutoff.
 
     .venv/bin/python benchmarks/refit_value.py --source-dir ../shared/data/rossmann-100
 
-Writes ``benchmarks/results/refit_value.json``. ``--leaf-refit-decays`` also tries the cheap
+Writes ``benchmarks/results/refit_value.json``. ``--warm-start-shares`` also tries a cheaper
+fit (3): the evaluated model continued on all history for a share of its trees (boosted
+from its output, ``chain_boosters``): ``benchmarks/results/warm_refit_value.json``, from
+
+    .venv/bin/python benchmarks/refit_value.py --source-dir ../shared/data/rossmann-100 \\
+        --warm-start-shares 0.1,0.25,0.5 --out benchmarks/results/warm_refit_value.json
+
+ ``--leaf-refit-decays`` also tries the cheap
 alternative to fits (2) and (3), LightGBM's ``Booster.refit`` (keep the trees, refit their
 leaf values on more rows): ``benchmarks/results/leaf_refit_value.json``, from
 
@@ -30,15 +37,18 @@ import time
 from pathlib import Path
 
 import lightgbm as lgb
+import numpy as np
 import pandas as pd
 from drift_replay import build_workspace  # benchmarks/: ingest and condition a dataset
 
 from mlops_assets.metrics import regression_metrics
+from mlops_assets.models.boosting import chain_boosters, fit_boosters
 from mlops_assets.spec import load_spec
 from mlops_assets.training import (
     RegionData,
     design_matrix,
     eligible_rows,
+    evaluator_output,
     fit_probe,
     level_offset,
     predict_frame,
@@ -51,10 +61,12 @@ CUTOFFS = ("2014-07-31", "2015-03-27", "2015-06-19")
 
 def fits(
     history: pd.DataFrame, fs, spec
-) -> tuple[RegionData, dict[str, lgb.Booster], dict[str, float]]:
-    """The probe, evaluation and final fits of ``train_region_model`` (same order, params,
-    seeds and rows) as ``probe`` / ``evaluated`` / ``refit``, with the seconds each took,
-    and the region's prepared data (its split and metadata)."""
+) -> tuple[RegionData, dict[str, lgb.Booster], dict[str, float], np.ndarray | None]:
+    """The probe, evaluation and final fits of ``train_region_model`` with
+    ``final_fit: refit`` (same order, params and rows; one seed) as ``probe`` /
+    ``evaluated`` / ``refit``, with the seconds each took, the region's prepared data
+    (its split and metadata) and the evaluated model's training scores (what a
+    continuation boosts from, kept as training keeps them)."""
     settings = spec.model
     data = prepare_region(history, fs, spec, settings=settings)
     params, seconds = data.meta["params"], {}
@@ -63,11 +75,15 @@ def fits(
     data.meta["num_boost_round"] = best
     seconds["probe"] = time.perf_counter() - t
     boosters = {"probe": probe}
-    for name, rows in (("evaluated", data.before_holdout), ("refit", data.hist[data.usable])):
-        t = time.perf_counter()
-        boosters[name] = lgb.train(params, data.dataset(rows), num_boost_round=best)
-        seconds[name] = time.perf_counter() - t
-    return data, boosters, seconds
+    t = time.perf_counter()
+    boosters["evaluated"], scores = fit_boosters(
+        params, data.dataset(data.before_holdout), trees=best, seeds=1, keep_scores=True
+    )
+    seconds["evaluated"] = time.perf_counter() - t
+    t = time.perf_counter()
+    boosters["refit"] = lgb.train(params, data.dataset(data.hist[data.usable]), best)
+    seconds["refit"] = time.perf_counter() - t
+    return data, boosters, seconds, scores
 
 
 def leaf_refit(
@@ -87,6 +103,17 @@ def leaf_refit(
     )
 
 
+def warm_refit(
+    booster: lgb.Booster, scores: np.ndarray, data: RegionData, trees: int
+) -> lgb.Booster:
+    """``booster`` followed by ``trees`` more trees boosted on all usable history from
+    its output: ``final_fit: continue`` as ``train_region_model`` does it."""
+    start = evaluator_output(booster, scores, data)
+    train_set = data.dataset(data.hist[data.usable], init_score=start)
+    more = lgb.train(data.meta["params"], train_set, num_boost_round=trees)
+    return chain_boosters([booster, more])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--source-dir", type=Path, required=True)
@@ -98,9 +125,16 @@ def main() -> None:
         help="also refit the leaves of the evaluated model and of the probe (cut at the "
         "chosen trees) on all history with these decay rates, e.g. 0.9,0.5,0",
     )
+    ap.add_argument(
+        "--warm-start-shares",
+        default="",
+        help="also continue the evaluated model on all history for these shares of its "
+        "trees, e.g. 0.1,0.25,0.5",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     decays = [float(d) for d in args.leaf_refit_decays.split(",") if d]
+    shares = [float(x) for x in args.warm_start_shares.split(",") if x]
     spec = load_spec(args.spec)
     span = pd.Timedelta(days=spec.horizon * spec.period_days)
     report: dict = {"spec": spec.name, "source": str(args.source_dir), "cutoffs": []}
@@ -120,7 +154,7 @@ def main() -> None:
             if future.empty:
                 continue
             fs = fs_all.restricted_to(history.columns)
-            data, boosters, took = fits(history, fs, spec)
+            data, boosters, took, scores = fits(history, fs, spec)
             for name, s in took.items():
                 seconds[name] += s
             best = data.meta["num_boost_round"]
@@ -145,6 +179,14 @@ def main() -> None:
                 evaluator = leaf_refit(boosters["probe"], data, data.before_holdout, d, best)
                 seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t
                 in_holdout[name] = predict_frame(evaluator, data.meta, holdout)
+            for share in shares:
+                name = f"warm_refit_{share:g}"
+                t = time.perf_counter()
+                trees = max(1, round(share * best))
+                boosters[name] = warm_refit(boosters["evaluated"], scores, data, trees)
+                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t
+                if name not in names:
+                    names.append(name)
             holdout_scored.append(in_holdout)
             frame = future[["date", "target"]].copy()
             for name in names:

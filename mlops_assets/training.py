@@ -10,10 +10,14 @@ advance inputs (promotions, holidays, calendar, weather forecast) are used as th
 Three fits share one configuration: (1) train -> early stopping on the inner window picks
 the number of trees, (2) train + inner window -> forecasts the holdout (these are the
 reported metrics), (3) all history -> the artifact that is registered and scores the
-future. Between (2) and (3), one fit per backtest fold (``backtest_forecasts``) forecasts
-the horizons before the holdout out of sample, for the label-free performance estimate.
-With ``seeds`` > 1, fits (2) and (3) are seed bags: that many boosters of the chosen size,
-trained with consecutive seeds and averaged into one LightGBM text model.
+future. By default (``ModelSettings.final_fit``) fit (3) continues fit (2): a share of its
+trees more, boosted on all history from its output, so the artifact holds the evaluated
+model and the first fit is not paid twice; ``refit`` fits it again from scratch. Between
+(2) and (3), one fit per backtest fold (``backtest_forecasts``) forecasts the horizons
+before the holdout out of sample, for the label-free performance estimate. With
+``seeds`` > 1, fits (2) and (3) are seed bags: that many boosters of the chosen size,
+trained with consecutive seeds and averaged into one LightGBM text model
+(``models.boosting``).
 Baselines on the same rows: historical average per series, per series x weekday, and
 seasonal naive (the last value of the same weekday before the origin).
 """
@@ -32,6 +36,7 @@ import pandas as pd
 
 from mlops_assets.conditioning import FeatureSet
 from mlops_assets.metrics import reduction, regression_metrics
+from mlops_assets.models.boosting import chain_boosters, fit_boosters
 from mlops_assets.spec import DatasetSpec, ModelSettings
 
 SERIES = ["store", "item"]
@@ -42,8 +47,6 @@ MAX_CATEGORY_LEVELS = 1000
 # rows did (NDCG 1.0, same top 3, Spearman 0.9996; 250 rows: same top 3 in 93% of
 # samples), benchmarks/results/shap_sample.json
 SHAP_SAMPLE_ROWS = 500
-# the per-tree values a seed bag scales (leaf outputs and, for consistency, node values)
-_SCALED_TREE_FIELDS = ("leaf_value=", "internal_value=")
 
 
 @dataclass(frozen=True)
@@ -259,15 +262,19 @@ class RegionData:
         reference: lgb.Dataset | None = None,
         *,
         free_raw_data: bool = False,
+        init_score: np.ndarray | None = None,
     ) -> lgb.Dataset:
         """A LightGBM Dataset of ``frame``: inputs on the training categories, the target in
-        the model's space, and each row's lagged level as init_score."""
+        the model's space, and each row's lagged level as init_score (or ``init_score``:
+        a continuation boosts from an earlier booster's output)."""
+        if init_score is None and self.meta["level_features"]:
+            init_score = level_offset(frame, self.meta)
         return lgb.Dataset(
             design_array(frame, self.columns, self.categories),
             label=self.target(frame),
             feature_name=self.columns,
             # no init_score without a level: LightGBM then boosts from the average
-            init_score=level_offset(frame, self.meta) if self.meta["level_features"] else None,
+            init_score=init_score,
             categorical_feature=self.categorical,
             reference=reference,
             free_raw_data=free_raw_data,
@@ -327,9 +334,9 @@ def train_region_model(
     settings: ModelSettings | None = None,
     reference_max_rows: int | None = None,
 ) -> TrainedModel:
-    """Fit, evaluate and refit one region's model from its feature table; the fitted rows
-    (at most ``reference_max_rows``, default the spec's monitoring setting; see
-    ``reference_rows``) are kept as the monitoring reference."""
+    """Fit and evaluate one region's model from its feature table, then fit the artifact
+    on all history; the fitted rows (at most ``reference_max_rows``, default the spec's
+    monitoring setting; see ``reference_rows``) are kept as the monitoring reference."""
     settings = settings or spec.model
     if reference_max_rows is None:
         reference_max_rows = spec.monitoring.reference_max_rows
@@ -344,20 +351,22 @@ def train_region_model(
     meta["num_boost_round"] = best_iter
     meta["seeds"] = settings.seeds
 
+    continuing = settings.final_fit == "continue"
+
     def fit(
-        frame: pd.DataFrame, seeds: int = settings.seeds, region: RegionData = data
-    ) -> lgb.Booster:
+        frame: pd.DataFrame,
+        seeds: int = settings.seeds,
+        region: RegionData = data,
+        *,
+        trees: int = best_iter,
+        start: np.ndarray | None = None,
+        keep_scores: bool = False,
+    ) -> tuple[lgb.Booster, np.ndarray | None]:
         # one seed: LightGBM drops the input array once it has binned it. Several seeds
         # re-bin it (a seed changes the Dataset's parameters), so it is kept then
-        train_set = region.dataset(frame, free_raw_data=seeds == 1)
-        del frame  # the Dataset holds what boosting needs: a caller's copy goes now
-        seed = int(params.get("seed", 0))
-        return average_boosters(
-            [
-                lgb.train({**params, "seed": seed + i}, train_set, num_boost_round=best_iter)
-                for i in range(seeds)
-            ]
-        )
+        train_set = region.dataset(frame, free_raw_data=seeds == 1, init_score=start)
+        del frame, start  # the Dataset holds what boosting needs: a caller's copy goes now
+        return fit_boosters(params, train_set, trees=trees, seeds=seeds, keep_scores=keep_scores)
 
     # (2) evaluation model: everything before the holdout, forecasts the holdout. It costs
     # a third of the boosting, and the probe's holdout error estimates the artifact's
@@ -365,7 +374,7 @@ def train_region_model(
     # probe is one horizon staler (holdout MAPE 4-10% higher): the weekly retrain's "no
     # worse than the approved model" comparison (5% tolerance) would then reject fair
     # candidates (benchmarks/results/evaluation_fit.json)
-    evaluator = fit(data.before_holdout)
+    evaluator, evaluator_scores = fit(data.before_holdout, keep_scores=continuing)
     holdout = hist[hist["date"] >= split.holdout_start].copy()
     frame = holdout[[*SERIES, "date"]].copy()
     frame["actual"] = holdout["target"].clip(lower=0)
@@ -389,7 +398,7 @@ def train_region_model(
     # the model errs): the label-free performance estimate learns from them
     backtest = backtest_forecasts(
         data,
-        lambda frame, fold: fit(frame, seeds=1, region=fold),
+        lambda frame, fold: fit(frame, seeds=1, region=fold)[0],
         spec,
         folds=spec.monitoring.estimate_backtest_folds,
         min_train_share=spec.monitoring.estimate_backtest_min_train_share,
@@ -404,8 +413,18 @@ def train_region_model(
     reference = reference_rows(all_rows, meta, reference_max_rows, table=features)
     del all_rows
 
-    # (3) the artifact: all history, same configuration
-    final = fit(hist[ok])
+    # (3) the artifact: all history, same configuration; by default the evaluation model
+    # boosted further on all history (see ModelSettings.final_fit)
+    if continuing:
+        start = evaluator_output(evaluator, evaluator_scores, data)
+        del evaluator_scores
+        trees = max(1, round(settings.final_fit_tree_share * best_iter))
+        more, _ = fit(hist[ok], trees=trees, start=start)
+        final = chain_boosters([evaluator, more])
+        meta["final_fit"] = {"method": "continue", "trees": trees}
+    else:
+        final, _ = fit(hist[ok])
+        meta["final_fit"] = {"method": "refit", "trees": best_iter}
     sample = holdout[frame["eligible"].to_numpy()]
     if len(sample) > SHAP_SAMPLE_ROWS:
         sample = sample.sample(SHAP_SAMPLE_ROWS, random_state=0)
@@ -462,6 +481,39 @@ def fit_probe(data: RegionData, settings: ModelSettings) -> tuple[lgb.Booster, i
     )
     best = probe.best_iteration or probe.current_iteration()
     return probe, min(settings.num_boost_round, max(1, round(best * m)))
+
+
+def evaluator_output(
+    evaluator: lgb.Booster, scores: np.ndarray | None, data: RegionData
+) -> np.ndarray:
+    """The evaluation model's raw output (level included) on every usable row of the
+    region's history (``data.hist[data.usable]``, in order), for the artifact to boost
+    from. The rows it was fitted on (before the holdout) take its training scores
+    ``scores``; only the holdout's rows are predicted. Should the scores not be raw outputs
+    (an objective whose output LightGBM reports transformed, e.g. poisson), every row is
+    predicted."""
+    hist, meta = data.hist, data.meta
+    threads = meta.get("num_threads", 1)
+    usable = data.usable.to_numpy()
+    fitted = usable & (hist["date"] <= data.split.val_end).to_numpy()
+
+    def raw(mask: np.ndarray) -> np.ndarray:
+        part = hist[mask]
+        X = design_array(part, data.columns, data.categories)
+        return evaluator.predict(X, raw_score=True, num_threads=threads) + level_offset(part, meta)
+
+    if scores is None or len(scores) != int(fitted.sum()):
+        return raw(usable)
+    first = np.zeros(len(hist), dtype=bool)
+    first[np.flatnonzero(fitted)[:64]] = True
+    if first.any() and not np.allclose(raw(first), scores[: int(first.sum())], atol=1e-6):
+        return raw(usable)
+    out = np.empty(int(usable.sum()), dtype=np.float64)
+    in_fitted = fitted[usable]
+    out[in_fitted] = scores
+    if (~in_fitted).any():
+        out[~in_fitted] = raw(usable & ~fitted)
+    return out
 
 
 def backtest_forecasts(
@@ -651,38 +703,6 @@ def like_dtypes(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
             )
             out[col] = values.astype(want) if exact else values
     return out
-
-
-def average_boosters(boosters: list[lgb.Booster]) -> lgb.Booster:
-    """One LightGBM model whose output is the mean of the boosters' outputs (a seed
-    bag): all their trees, each leaf value divided by their number. It stays a plain
-    LightGBM text model, so prediction, TreeSHAP (additive over trees) and the model
-    store need nothing else. The boosters must share features and objective."""
-    if len(boosters) == 1:
-        return boosters[0]
-    k = len(boosters)
-    head = tail = ""
-    trees: list[str] = []
-    for i, booster in enumerate(boosters):
-        text = booster.model_to_string()
-        start, end = text.index("\nTree="), text.index("\nend of trees")
-        if i == 0:
-            # the header without tree_sizes (LightGBM recomputes it when the merged model
-            # is saved again); parameters and pandas categories from the first booster
-            head = "\n".join(
-                line for line in text[:start].split("\n") if not line.startswith("tree_sizes=")
-            )
-            tail = text[end:]
-        for block in text[start:end].strip().split("\n\n"):
-            lines = block.strip().split("\n")
-            out = [f"Tree={len(trees)}"]
-            for line in lines[1:]:
-                if line.startswith(_SCALED_TREE_FIELDS):
-                    key, values = line.split("=", 1)
-                    line = f"{key}=" + " ".join(repr(float(v) / k) for v in values.split())
-                out.append(line)
-            trees.append("\n".join(out))
-    return lgb.Booster(model_str=head + "\n\n" + "\n\n\n".join(trees) + "\n\n" + tail)
 
 
 def baseline_forecasts(

@@ -26,6 +26,7 @@ import pytest
 
 from mlops_assets.conditioning import FeatureSet
 from mlops_assets.metrics import regression_metrics
+from mlops_assets.models.boosting import fit_boosters
 from mlops_assets.sample_data import SampleConfig, generate
 from mlops_assets.spec import ModelSettings
 from mlops_assets.training import (
@@ -34,12 +35,12 @@ from mlops_assets.training import (
     RegionData,
     Split,
     TrainedModel,
-    average_boosters,
     backtest_forecasts,
     backtest_summary,
     baseline_forecasts,
     design_array,
     design_matrix,
+    evaluator_output,
     fit_probe,
     history_rows,
     level_offset,
@@ -539,7 +540,9 @@ def test_a_faster_probe_boosts_at_a_multiple_of_the_learning_rate_and_scales_the
     trained = train_region_model(features, fs, SPEC, settings=settings)
     assert trained.best_iteration == trees
     assert trained.meta["params"]["learning_rate"] == rate
-    assert lgb.Booster(model_str=trained.model_text).num_trees() == trees
+    more = trained.meta["final_fit"]["trees"]  # the artifact: the evaluated model, continued
+    assert more == round(settings.final_fit_tree_share * trees)
+    assert lgb.Booster(model_str=trained.model_text).num_trees() == trees + more
 
 
 # --------------------------------------------------------------------------------------
@@ -553,7 +556,8 @@ def test_saved_text_model_and_metadata_reproduce_the_forecasts(trained, data):
     rows = features  # history and future rows, dates as read from Parquet
     expected = predict_frame(trained.booster, trained.meta, rows)
     np.testing.assert_array_equal(predict_frame(booster, meta, rows), expected)
-    assert meta["num_boost_round"] == trained.best_iteration == booster.num_trees()
+    assert meta["num_boost_round"] == trained.best_iteration
+    assert booster.num_trees() == trained.best_iteration + meta["final_fit"]["trees"]
     assert meta["features"] == trained.meta["features"]
     assert meta["categories"]["store"] == ["S0001", "S0003"]
 
@@ -566,6 +570,64 @@ def test_artifact_is_refit_on_all_history(trained, data):
     assert trained.meta["train_date_max"] == str(usable["date"].max().date())
     assert trained.meta["train_date_max"] >= str(trained.split.holdout_start.date())
     assert trained.meta["split"] == trained.split.to_dict()
+
+
+def test_the_artifact_is_the_evaluated_model_boosted_further_on_all_history(trained, data):
+    """final_fit 'continue' (the default): the artifact's first trees are the model whose
+    holdout forecasts the gate judged, the rest learned the holdout's days."""
+    features, _ = data
+    best, meta = trained.best_iteration, trained.meta
+    assert meta["final_fit"] == {
+        "method": "continue",
+        "trees": round(FAST.final_fit_tree_share * best),
+    }
+    text = trained.booster.model_to_string(num_iteration=best)
+    evaluated = lgb.Booster(model_str=text)
+    rows = with_inputs(trained, features)
+    np.testing.assert_allclose(
+        predict_frame(evaluated, meta, rows), trained.holdout["model"], rtol=1e-9
+    )
+    # fitted on the holdout's days too: the artifact is closer to them than the evaluated
+    # model was, and not the same model
+    scored = rows[trained.holdout["eligible"].to_numpy()]
+    final = predict_frame(trained.booster, meta, scored)
+    before = np.abs(predict_frame(evaluated, meta, scored) - scored["actual"]).mean()
+    assert np.abs(final - scored["actual"]).mean() < before
+
+
+def test_a_refit_artifact_is_fitted_again_from_scratch(data):
+    features, fs = data
+    settings = FAST.model_copy(update={"final_fit": "refit"})
+    trained = train_region_model(features, fs, SPEC, settings=settings)
+    assert trained.meta["final_fit"] == {"method": "refit", "trees": trained.best_iteration}
+    assert trained.booster.num_trees() == trained.best_iteration
+    rows = with_inputs(trained, features)
+    assert not np.allclose(
+        predict_frame(trained.booster, trained.meta, rows), trained.holdout["model"]
+    )
+
+
+def test_the_continuation_starts_from_the_evaluated_models_output_on_every_row(data):
+    """evaluator_output takes LightGBM's training scores for the rows the evaluated model
+    was fitted on and predicts only the holdout: the same start as predicting every row."""
+    features, fs = data
+    region = prepare_region(features, fs, SPEC, settings=FAST)
+    assert region.meta["level_features"]  # the start includes each row's level
+    evaluated, scores = fit_boosters(
+        region.meta["params"],
+        region.dataset(region.before_holdout),
+        trees=15,
+        seeds=1,
+        keep_scores=True,
+    )
+    assert len(scores) == len(region.before_holdout) < int(region.usable.sum())
+    start = evaluator_output(evaluated, scores, region)
+    predicted = evaluator_output(evaluated, None, region)
+    assert len(start) == int(region.usable.sum())
+    np.testing.assert_allclose(start, predicted, rtol=1e-6, atol=1e-6)
+    # scores that are not the model's raw output are not used
+    wrong = evaluator_output(evaluated, np.zeros_like(scores), region)
+    np.testing.assert_allclose(wrong, predicted, rtol=1e-9)
 
 
 def test_shap_contributions_and_level_offset_reproduce_the_forecast(trained, data):
@@ -589,34 +651,13 @@ def test_shap_contributions_and_level_offset_reproduce_the_forecast(trained, dat
     )
 
 
-def test_averaged_boosters_are_one_text_model_predicting_their_mean():
-    rng = np.random.default_rng(0)
-    X = pd.DataFrame(
-        {"a": rng.random(600), "b": rng.random(600), "c": rng.choice(list("xyz"), 600)}
-    ).astype({"c": "category"})
-    y = 3 * X["a"] + (X["c"] == "y") * 1.5 + rng.random(600)
-    params = {"verbose": -1, "num_leaves": 8, "bagging_fraction": 0.7, "bagging_freq": 1}
-    data = lgb.Dataset(X, y, categorical_feature=["c"], free_raw_data=False)
-    boosters = [lgb.train({**params, "seed": s}, data, num_boost_round=20) for s in range(3)]
-    mean = np.mean([b.predict(X) for b in boosters], axis=0)
-    assert np.ptp(boosters[0].predict(X) - boosters[1].predict(X)) > 0  # seeds differ
-    bag = average_boosters(boosters)
-    assert bag.num_trees() == 60
-    np.testing.assert_allclose(bag.predict(X), mean, rtol=1e-12, atol=1e-12)
-    # a plain text model again (as the registry stores it), explained additively
-    again = lgb.Booster(model_str=bag.model_to_string())
-    np.testing.assert_allclose(again.predict(X), mean, rtol=1e-12, atol=1e-12)
-    contrib = again.predict(X, pred_contrib=True)
-    np.testing.assert_allclose(contrib.sum(axis=1), mean, rtol=1e-9, atol=1e-9)
-    assert average_boosters(boosters[:1]) is boosters[0]
-
-
 def test_a_seed_bag_trains_one_artifact_that_reproduces_its_forecasts(data):
     features, fs = data
     bag = train_region_model(features, fs, SPEC, settings=FAST.model_copy(update={"seeds": 2}))
     assert bag.meta["seeds"] == 2
     booster = lgb.Booster(model_str=bag.model_text)
-    assert booster.num_trees() == 2 * bag.best_iteration
+    # a bag of two evaluated models, then a bag of two continuations
+    assert booster.num_trees() == 2 * (bag.best_iteration + bag.meta["final_fit"]["trees"])
     meta = json.loads(bag.meta_json())
     np.testing.assert_array_equal(
         predict_frame(booster, meta, features), predict_frame(bag.booster, bag.meta, features)
