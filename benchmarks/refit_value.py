@@ -104,7 +104,7 @@ def leaf_refit(
 
 
 def warm_refit(
-    booster: lgb.Booster, scores: np.ndarray, data: RegionData, trees: int
+    booster: lgb.Booster, scores: np.ndarray | None, data: RegionData, trees: int
 ) -> lgb.Booster:
     """``booster`` followed by ``trees`` more trees boosted on all usable history from
     its output: ``final_fit: continue`` as ``train_region_model`` does it."""
@@ -112,6 +112,27 @@ def warm_refit(
     train_set = data.dataset(data.hist[data.usable], init_score=start)
     more = lgb.train(data.meta["params"], train_set, num_boost_round=trees)
     return chain_boosters([booster, more])
+
+
+def probe_continued(
+    probe: lgb.Booster, data: RegionData, best: int, share: float
+) -> tuple[lgb.Booster, float]:
+    """The probe's first ``best`` trees (a model of the chosen size on the training
+    window) boosted ``share`` x ``best`` trees more on the rows before the holdout: a
+    cheaper evaluation model. Returns it and the seconds its boosting took."""
+    head = lgb.Booster(model_str=probe.model_to_string(num_iteration=best))
+    rows = data.before_holdout
+    X = design_matrix(rows, data.columns, data.categories)
+    start = head.predict(X, raw_score=True)
+    if data.meta["level_features"]:
+        start = start + level_offset(rows, data.meta)
+    t = time.perf_counter()
+    more = lgb.train(
+        data.meta["params"],
+        data.dataset(rows, init_score=start),
+        num_boost_round=max(1, round(share * best)),
+    )
+    return chain_boosters([head, more]), time.perf_counter() - t
 
 
 def main() -> None:
@@ -131,10 +152,18 @@ def main() -> None:
         help="also continue the evaluated model on all history for these shares of its "
         "trees, e.g. 0.1,0.25,0.5",
     )
+    ap.add_argument(
+        "--probe-continuation-shares",
+        default="",
+        help="also try evaluation models made of the probe's chosen trees continued on the "
+        "rows before the holdout for these shares of its trees, e.g. 0.35,0.5 (each then "
+        "continued on all history like the artifact)",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     decays = [float(d) for d in args.leaf_refit_decays.split(",") if d]
     shares = [float(x) for x in args.warm_start_shares.split(",") if x]
+    probe_shares = [float(x) for x in args.probe_continuation_shares.split(",") if x]
     spec = load_spec(args.spec)
     span = pd.Timedelta(days=spec.horizon * spec.period_days)
     report: dict = {"spec": spec.name, "source": str(args.source_dir), "cutoffs": []}
@@ -185,6 +214,19 @@ def main() -> None:
                 trees = max(1, round(share * best))
                 boosters[name] = warm_refit(boosters["evaluated"], scores, data, trees)
                 seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t
+                if name not in names:
+                    names.append(name)
+            for share in probe_shares:
+                # the evaluated model as the probe's chosen trees continued on the inner
+                # window's rows, then continued again on all history like the artifact
+                name = f"probe_continued_{share:g}"
+                t = time.perf_counter()
+                evaluator, booked = probe_continued(boosters["probe"], data, best, share)
+                final_trees = max(1, round(spec.model.final_fit_tree_share * best))
+                boosters[name] = warm_refit(evaluator, None, data, final_trees)
+                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t
+                seconds[name + "_boosting"] = seconds.get(name + "_boosting", 0.0) + booked
+                in_holdout[name] = predict_frame(evaluator, data.meta, holdout)
                 if name not in names:
                     names.append(name)
             holdout_scored.append(in_holdout)
