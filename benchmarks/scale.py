@@ -31,6 +31,7 @@ presets in a row (``scale``/``peer`` then hold the largest one). Not part of ``m
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 import sys
 import tempfile
@@ -365,6 +366,11 @@ def main() -> None:
         help="write the scale and peer sections even when a larger size is on record",
     )
     args = parser.parse_args()
+    if not (args.no_peer or args.no_direct) and importlib.util.find_spec("mlforecast") is None:
+        # found out now, not after the Dagster and direct passes (most of an hour at 10M)
+        parser.error(
+            "the peer needs mlforecast: install the bench group (make bench-env) or pass --no-peer"
+        )
 
     presets = [parse_rows(p.strip()) for p in args.curve.split(",")] if args.curve else [args.rows]
     curve, results = {}, []
