@@ -405,14 +405,25 @@ def main() -> None:
             )
     largest = max(results, key=lambda r: r["rows"])
     sections: dict = {"curve": curve}
-    # the scale and peer sections describe the largest size measured: a smaller run (a
-    # quick check of a change) adds its curve point and leaves them alone
-    if largest["rows"] >= load_results().get("scale", {}).get("rows", 0) or args.replace:
+    recorded = load_results()
+    # the scale and peer sections each describe the largest size measured (the peer is
+    # not run at every size: 40M goes without it): a smaller run (a quick check of a
+    # change) adds its curve point and leaves them alone
+    if largest["rows"] >= recorded.get("scale", {}).get("rows", 0) or args.replace:
         sections["scale"] = {k: v for k, v in largest.items() if k != "peer"}
-        if largest.get("peer"):
-            sections["peer"] = {**largest["peer"], **provenance(), "command": largest["command"]}
     else:
-        print("a larger size is on record: only the curve is updated (--replace to override)")
+        print("a larger size is on record: the scale section is kept (--replace to override)")
+    with_peer = [r for r in results if r.get("peer")]
+    if with_peer:
+        peer_run = max(with_peer, key=lambda r: r["rows"])
+        if peer_run["rows"] >= recorded.get("peer", {}).get("rows", 0) or args.replace:
+            sections["peer"] = {
+                **peer_run["peer"],
+                **provenance(),
+                "command": peer_run["command"],
+            }
+        else:
+            print("a peer of a larger size is on record: the peer section is kept")
     update_results(sections)
     if any(r["failed_runs"] for r in results):
         print("some runs failed (see failed_runs)")
