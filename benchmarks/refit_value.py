@@ -17,11 +17,13 @@ fit (3): the evaluated model continued on all history for a share of its trees (
 from its output, ``chain_boosters``): ``benchmarks/results/warm_refit_value.json``, from
 
     .venv/bin/python benchmarks/refit_value.py --source-dir ../shared/data/rossmann-100 \\
-        --warm-start-shares 0.1,0.25,0.5 --out benchmarks/results/warm_refit_value.json
+        --warm-start-shares 0.15,0.25,0.35,0.5 --out benchmarks/results/warm_refit_value.json
 
- ``--leaf-refit-decays`` also tries the cheap
-alternative to fits (2) and (3), LightGBM's ``Booster.refit`` (keep the trees, refit their
-leaf values on more rows): ``benchmarks/results/leaf_refit_value.json``, from
+``--probe-continuation-shares`` tries an evaluation model made of the probe's chosen trees
+continued on the rows before the holdout (``probe_continuation_value.json``, its command
+inside). ``--leaf-refit-decays`` also tries the cheap alternative to fits (2) and (3),
+LightGBM's ``Booster.refit`` (keep the trees, refit their leaf values on more rows):
+``benchmarks/results/leaf_refit_value.json``, from
 
     .venv/bin/python benchmarks/refit_value.py --source-dir ../shared/data/rossmann-100 \\
         --leaf-refit-decays 0.9,0.5,0 --out benchmarks/results/leaf_refit_value.json
@@ -53,6 +55,7 @@ from mlops_assets.training import (
     level_offset,
     predict_frame,
     prepare_region,
+    raw_output,
 )
 
 RESULTS = Path(__file__).parent / "results" / "refit_value.json"
@@ -122,10 +125,7 @@ def probe_continued(
     cheaper evaluation model. Returns it and the seconds its boosting took."""
     head = lgb.Booster(model_str=probe.model_to_string(num_iteration=best))
     rows = data.before_holdout
-    X = design_matrix(rows, data.columns, data.categories)
-    start = head.predict(X, raw_score=True)
-    if data.meta["level_features"]:
-        start = start + level_offset(rows, data.meta)
+    start = raw_output(head, data.meta, rows)
     t = time.perf_counter()
     more = lgb.train(
         data.meta["params"],

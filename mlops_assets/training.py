@@ -483,6 +483,14 @@ def fit_probe(data: RegionData, settings: ModelSettings) -> tuple[lgb.Booster, i
     return probe, min(settings.num_boost_round, max(1, round(best * m)))
 
 
+def raw_output(booster: lgb.Booster, meta: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
+    """A booster's raw output on feature rows plus each row's level: what a continuation
+    of it boosts from (its ``init_score``)."""
+    X = design_array(frame, meta["features"], meta["categories"])
+    raw = booster.predict(X, raw_score=True, num_threads=meta.get("num_threads", 1))
+    return raw + level_offset(frame, meta)
+
+
 def evaluator_output(
     evaluator: lgb.Booster, scores: np.ndarray | None, data: RegionData
 ) -> np.ndarray:
@@ -492,15 +500,12 @@ def evaluator_output(
     ``scores``; only the holdout's rows are predicted. Should the scores not be raw outputs
     (an objective whose output LightGBM reports transformed, e.g. poisson), every row is
     predicted."""
-    hist, meta = data.hist, data.meta
-    threads = meta.get("num_threads", 1)
+    hist = data.hist
     usable = data.usable.to_numpy()
     fitted = usable & (hist["date"] <= data.split.val_end).to_numpy()
 
     def raw(mask: np.ndarray) -> np.ndarray:
-        part = hist[mask]
-        X = design_array(part, data.columns, data.categories)
-        return evaluator.predict(X, raw_score=True, num_threads=threads) + level_offset(part, meta)
+        return raw_output(evaluator, data.meta, hist[mask])
 
     if scores is None or len(scores) != int(fitted.sum()):
         return raw(usable)

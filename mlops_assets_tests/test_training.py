@@ -562,7 +562,7 @@ def test_saved_text_model_and_metadata_reproduce_the_forecasts(trained, data):
     assert meta["categories"]["store"] == ["S0001", "S0003"]
 
 
-def test_artifact_is_refit_on_all_history(trained, data):
+def test_artifact_is_fitted_on_all_history(trained, data):
     features, _ = data
     hist = history(features)
     usable = hist[(hist["open"] == 1) & hist["target"].notna()]
