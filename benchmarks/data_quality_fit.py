@@ -1,0 +1,92 @@
+"""Benchmark: monitoring's data-quality checks fitted on the reference rows that carry
+what they learn, against a fit on the whole reference.
+
+``monitoring.data_quality`` fits nannyml's missing-values check on the weeks holding each
+column's lowest and highest missing rate, and the out-of-range check on the rows holding
+each column's extremes: each fit also scores every reference week of every column, which
+grows with the training window (a region of the 40M preset has about 570 weeks). This
+times one region's checks both ways on generated numeric columns (1% missing in one),
+asserts the tables are equal, and writes ``benchmarks/results/data_quality_fit.json``.
+
+    .venv/bin/python benchmarks/data_quality_fit.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from report import provenance
+
+from mlops_assets import monitoring
+
+RESULTS = Path(__file__).parent / "results" / "data_quality_fit.json"
+CONDENSING = ("weeks_with_extreme_missing_rates", "rows_with_extremes")
+
+
+def frame(rng: np.random.Generator, start: pd.Timestamp, weeks: int, rows_per_week: int,
+          columns: list[str]) -> pd.DataFrame:  # fmt: skip
+    dates = rng.choice(pd.date_range(start, periods=weeks * 7, freq="D"), weeks * rows_per_week)
+    out = pd.DataFrame({c: rng.normal(size=len(dates)) for c in columns})
+    out.iloc[rng.uniform(size=len(dates)) < 0.01, 0] = np.nan
+    out["date"] = pd.to_datetime(np.sort(dates))
+    return out
+
+
+def timed_checks(
+    reference: pd.DataFrame, analysis: pd.DataFrame, cols
+) -> tuple[float, pd.DataFrame]:
+    start = time.perf_counter()
+    table = monitoring.data_quality(reference, analysis, cols)
+    return time.perf_counter() - start, table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--weeks", default="135,570", help="reference weeks to try")
+    parser.add_argument("--rows", type=int, default=50_000, help="reference rows (the cap)")
+    parser.add_argument("--columns", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    monitoring.import_nannyml()  # not timed
+    columns = [f"x{i}" for i in range(args.columns)]
+    cols = monitoring.MonitoredColumns(columns, [], [], [])
+    results = []
+    for weeks in (int(w) for w in args.weeks.split(",")):
+        rng = np.random.default_rng(0)
+        per_week = max(1, args.rows // weeks)
+        reference = frame(rng, pd.Timestamp("2010-01-04"), weeks, per_week, columns)
+        analysis = frame(rng, reference["date"].max() + pd.Timedelta(days=1), 26, per_week, columns)
+        condensed = [timed_checks(reference, analysis, cols) for _ in range(args.repeats)]
+        helpers = {name: getattr(monitoring, name) for name in CONDENSING}
+        try:
+            for name in CONDENSING:
+                setattr(monitoring, name, lambda f, c: f)
+            whole = [timed_checks(reference, analysis, cols) for _ in range(args.repeats)]
+        finally:
+            for name, helper in helpers.items():
+                setattr(monitoring, name, helper)
+        pd.testing.assert_frame_equal(condensed[0][1], whole[0][1])
+        row = {
+            "reference_weeks": weeks,
+            "reference_rows": len(reference),
+            "columns": args.columns,
+            "whole_reference_s": round(min(s for s, _ in whole), 3),
+            "condensed_s": round(min(s for s, _ in condensed), 3),
+            "tables_equal": True,
+        }
+        row["ratio"] = round(row["condensed_s"] / row["whole_reference_s"], 3)
+        print(json.dumps(row), flush=True)
+        results.append(row)
+    RESULTS.write_text(json.dumps({"results": results, **provenance()}, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
