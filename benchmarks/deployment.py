@@ -17,7 +17,7 @@ process group) with what a benchmark needs:
 - ``monitoring_pass``: what ``mlops-assets demo`` (``cli.process``) does after training,
   through the daemon: a ``refresh_job`` backfill of every region (features -> forecast ->
   realized_performance -> drift_report), then the ``monitoring_job`` run the
-  ``monitoring_sensor`` requests once no refresh is running (minimum interval 60 s);
+  ``monitoring_sensor`` requests once no refresh is running (minimum interval 30 s);
 - ``start_webserver`` / ``graphql``: ``dagster-webserver -h 127.0.0.1`` on the same instance
   and timed GraphQL queries against it;
 - ``RssSampler``: polls /proc every 0.5 s for every process whose environment carries this

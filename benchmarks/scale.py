@@ -74,7 +74,7 @@ STAGE_DEFINITIONS = (
     "monitoring = the refresh_job backfill (features, forecast, realized_performance, "
     "drift_report per region) plus the monitoring sensor's monitoring_job run (the "
     "sensor's wait in between is monitoring_sensor_latency_s). Sensor intervals (30 s "
-    "landing/region, 60 s monitoring) are inside total_wall_s, not inside "
+    "landing/region/monitoring) are inside total_wall_s, not inside "
     "the stages. Direct = the same library calls in one process, one region "
     "after another; overhead = Dagster wall - direct wall (training: minus direct training "
     "+ scoring, as the job does both). Dagster runs two runs at a time (dagster.yaml), the "

@@ -37,7 +37,9 @@ def build_monitoring_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sensor
     @dg.sensor(
         name="monitoring_sensor",
         job=monitoring_job,
-        minimum_interval_seconds=60,
+        # as often as the landing and region sensors: a tick reads one materialization
+        # record and the run queue (at 60 s, rossmann-100's alerts waited 49.7 s for it)
+        minimum_interval_seconds=30,
         default_status=default_status,
         description="Once new drift reports exist and no region refresh is still running, "
         "runs `monitoring_alerts` over all regions (the cross-region comparison needs them "
