@@ -211,6 +211,29 @@ DEFAULT_LGBM_PARAMS: dict[str, float | int | str] = {
 }
 
 
+# LightGBM's names of the objective parameter, and the objectives whose output it reports
+# through a link (exp: poisson, gamma, tweedie; sigmoid; softmax), aliases included
+OBJECTIVE_ALIASES = ("objective", "objective_type", "app", "application", "loss")
+LINKED_OBJECTIVES = frozenset(
+    {
+        "poisson",
+        "gamma",
+        "tweedie",
+        "binary",
+        "cross_entropy",
+        "xentropy",
+        "cross_entropy_lambda",
+        "xentlambda",
+        "multiclass",
+        "softmax",
+        "multiclassova",
+        "multiclass_ova",
+        "ova",
+        "ovr",
+    }
+)
+
+
 class ModelSettings(_Strict):
     """The reviewed, fixed training configuration of the per-region models."""
 
@@ -273,7 +296,8 @@ class ModelSettings(_Strict):
         description="the model learns each row's target relative to a lagged level (the "
         "first non-null of these features, boosting from it as init_score): trees cannot "
         "extrapolate, so a trend or a store above the training range would be capped "
-        "otherwise. Empty: learn the target itself",
+        "otherwise. Empty: learn the target itself (required with an objective whose output "
+        "LightGBM transforms: poisson, gamma, tweedie, binary, multiclass)",
     )
     seeds: int = Field(
         1,
@@ -292,6 +316,23 @@ class ModelSettings(_Strict):
     @property
     def lgbm_params(self) -> dict[str, float | int | str | bool]:
         return {**DEFAULT_LGBM_PARAMS, **self.params}
+
+    @model_validator(mode="after")
+    def _level_features_need_a_raw_output(self) -> ModelSettings:
+        """A lagged level is added to the model's raw output: an objective that reports
+        its output through a link (exp, sigmoid, softmax) would have the level added to
+        the transformed prediction, so every forecast would be wrong without an error."""
+        params = {k.lower(): v for k, v in self.params.items()}
+        given = [str(params[k]).lower() for k in OBJECTIVE_ALIASES if k in params]
+        linked = [o for o in given if o in LINKED_OBJECTIVES]
+        if self.level_features and linked:
+            raise ValueError(
+                f"objective {linked[0]!r} reports its output through a link function, and "
+                "level_features boost from a level added to the raw output: use an "
+                "objective without a link (regression, huber, fair, quantile, l1) or set "
+                "model.level_features: [] to learn the target itself"
+            )
+        return self
 
 
 class GateSettings(_Strict):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -38,6 +39,8 @@ from mlops_assets.conditioning import FeatureSet
 from mlops_assets.metrics import reduction, regression_metrics
 from mlops_assets.models.boosting import chain_boosters, fit_boosters
 from mlops_assets.spec import DatasetSpec, ModelSettings
+
+log = logging.getLogger(__name__)
 
 SERIES = ["store", "item"]
 BASELINES = ("hist_avg", "hist_avg_dow", "seasonal_naive")
@@ -507,11 +510,23 @@ def evaluator_output(
     def raw(mask: np.ndarray) -> np.ndarray:
         return raw_output(evaluator, data.meta, hist[mask])
 
-    if scores is None or len(scores) != int(fitted.sum()):
+    if scores is None:
+        return raw(usable)
+    if len(scores) != int(fitted.sum()):
+        log.warning(
+            "%d training scores for %d fitted rows: predicting every row instead",
+            len(scores),
+            int(fitted.sum()),
+        )
         return raw(usable)
     first = np.zeros(len(hist), dtype=bool)
     first[np.flatnonzero(fitted)[:64]] = True
     if first.any() and not np.allclose(raw(first), scores[: int(first.sum())], atol=1e-6):
+        log.info(
+            "objective %r reports transformed training scores: predicting every row for the "
+            "continuation instead (slower, same result)",
+            data.meta.get("params", {}).get("objective"),
+        )
         return raw(usable)
     out = np.empty(int(usable.sum()), dtype=np.float64)
     in_fitted = fitted[usable]

@@ -228,3 +228,19 @@ def test_unknown_columns_setting_is_warn_or_quarantine(tmp_path: Path) -> None:
     (tmp_path / "odd.yaml").write_text(text)
     with pytest.raises(SpecError, match="sources.sales.unknown_columns"):
         load_spec(tmp_path / "odd.yaml")
+
+
+def test_level_features_with_a_linked_objective_are_refused_with_the_way_out(
+    sample_spec: DatasetSpec,
+) -> None:
+    from pydantic import ValidationError
+
+    model = sample_spec.model
+    assert model.level_features  # the default boosts from a lagged level
+    for params in ({"objective": "poisson"}, {"application": "Tweedie"}):
+        with pytest.raises(ValidationError, match="level_features: \\[\\]"):
+            model.with_overrides(params=params)
+    assert model.with_overrides(params={"objective": "poisson"}, level_features=()).params == {
+        "objective": "poisson"
+    }
+    assert model.with_overrides(params={"objective": "huber"}).level_features

@@ -17,6 +17,7 @@ one trained model per region are built once per test session and only read after
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import lightgbm as lgb
@@ -607,9 +608,10 @@ def test_a_refit_artifact_is_fitted_again_from_scratch(data):
     )
 
 
-def test_the_continuation_starts_from_the_evaluated_models_output_on_every_row(data):
+def test_the_continuation_starts_from_the_evaluated_models_output_on_every_row(data, caplog):
     """evaluator_output takes LightGBM's training scores for the rows the evaluated model
     was fitted on and predicts only the holdout: the same start as predicting every row."""
+    caplog.set_level(logging.INFO, logger="mlops_assets.training")
     features, fs = data
     region = prepare_region(features, fs, SPEC, settings=FAST)
     assert region.meta["level_features"]  # the start includes each row's level
@@ -625,9 +627,14 @@ def test_the_continuation_starts_from_the_evaluated_models_output_on_every_row(d
     predicted = evaluator_output(evaluated, None, region)
     assert len(start) == int(region.usable.sum())
     np.testing.assert_allclose(start, predicted, rtol=1e-6, atol=1e-6)
-    # scores that are not the model's raw output are not used
+    assert "predicting every row" not in caplog.text
+    # scores that are not the model's raw output are not used, and the log says so
     wrong = evaluator_output(evaluated, np.zeros_like(scores), region)
     np.testing.assert_allclose(wrong, predicted, rtol=1e-9)
+    assert "transformed training scores: predicting every row" in caplog.text
+    short = evaluator_output(evaluated, scores[:-1], region)
+    np.testing.assert_allclose(short, predicted, rtol=1e-9)
+    assert f"{len(scores) - 1} training scores for {len(scores)} fitted rows" in caplog.text
 
 
 def test_shap_contributions_and_level_offset_reproduce_the_forecast(trained, data):
