@@ -20,8 +20,9 @@ Canonical sources (``kind``) and the columns each must provide:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -234,6 +235,13 @@ LINKED_OBJECTIVES = frozenset(
 )
 
 
+def objective_of(params: Mapping[str, Any]) -> str | None:
+    """The objective LightGBM parameters set, under any of its names (lower case), or None."""
+    lowered = {str(k).lower(): v for k, v in params.items()}
+    given = [str(lowered[k]).lower() for k in OBJECTIVE_ALIASES if k in lowered]
+    return given[0] if given else None
+
+
 class ModelSettings(_Strict):
     """The reviewed, fixed training configuration of the per-region models."""
 
@@ -322,12 +330,10 @@ class ModelSettings(_Strict):
         """A lagged level is added to the model's raw output: an objective that reports
         its output through a link (exp, sigmoid, softmax) would have the level added to
         the transformed prediction, so every forecast would be wrong without an error."""
-        params = {k.lower(): v for k, v in self.params.items()}
-        given = [str(params[k]).lower() for k in OBJECTIVE_ALIASES if k in params]
-        linked = [o for o in given if o in LINKED_OBJECTIVES]
-        if self.level_features and linked:
+        objective = objective_of(self.params)
+        if self.level_features and objective in LINKED_OBJECTIVES:
             raise ValueError(
-                f"objective {linked[0]!r} reports its output through a link function, and "
+                f"objective {objective!r} reports its output through a link function, and "
                 "level_features boost from a level added to the raw output: use an "
                 "objective without a link (regression, huber, fair, quantile, l1) or set "
                 "model.level_features: [] to learn the target itself"

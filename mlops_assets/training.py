@@ -38,7 +38,7 @@ import pandas as pd
 from mlops_assets.conditioning import FeatureSet
 from mlops_assets.metrics import reduction, regression_metrics
 from mlops_assets.models.boosting import chain_boosters, fit_boosters
-from mlops_assets.spec import DatasetSpec, ModelSettings
+from mlops_assets.spec import DatasetSpec, ModelSettings, objective_of
 
 log = logging.getLogger(__name__)
 
@@ -525,7 +525,7 @@ def evaluator_output(
         log.info(
             "objective %r reports transformed training scores: predicting every row for the "
             "continuation instead (slower, same result)",
-            data.meta.get("params", {}).get("objective"),
+            objective_of(data.meta.get("params", {})),
         )
         return raw(usable)
     out = np.empty(int(usable.sum()), dtype=np.float64)

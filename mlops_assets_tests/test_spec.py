@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops_assets.spec import SPECS_DIR, DatasetSpec, SpecError, load_spec
+from mlops_assets.spec import SPECS_DIR, DatasetSpec, SpecError, load_spec, objective_of
 from mlops_assets.workspace import Workspace
 
 
@@ -244,3 +244,9 @@ def test_level_features_with_a_linked_objective_are_refused_with_the_way_out(
         "objective": "poisson"
     }
     assert model.with_overrides(params={"objective": "huber"}).level_features
+
+
+def test_the_objective_is_read_under_any_of_lightgbms_names() -> None:
+    assert objective_of({"Application": "Tweedie"}) == "tweedie"
+    assert objective_of({"loss": "huber", "learning_rate": 0.1}) == "huber"
+    assert objective_of({"learning_rate": 0.1}) is None

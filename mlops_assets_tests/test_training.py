@@ -631,7 +631,7 @@ def test_the_continuation_starts_from_the_evaluated_models_output_on_every_row(d
     # scores that are not the model's raw output are not used, and the log says so
     wrong = evaluator_output(evaluated, np.zeros_like(scores), region)
     np.testing.assert_allclose(wrong, predicted, rtol=1e-9)
-    assert "transformed training scores: predicting every row" in caplog.text
+    assert "objective 'regression' reports transformed training scores" in caplog.text
     short = evaluator_output(evaluated, scores[:-1], region)
     np.testing.assert_allclose(short, predicted, rtol=1e-9)
     assert f"{len(scores) - 1} training scores for {len(scores)} fitted rows" in caplog.text
