@@ -140,6 +140,15 @@ def feature_sql(
         """A frame over one series from ``start`` to ``end`` periods back (see ``bound``)."""
         return f"{'ROWS' if dense else 'RANGE'} BETWEEN {bound(start)} AND {bound(end)}"
 
+    def shifted(expr: str, periods: int) -> str:
+        """``expr`` ``periods`` back in its series (negative: ahead). Dense series shift by
+        rows (``lag`` / ``lead`` copy a value; a one-row frame builds an aggregate tree)."""
+        if dense:
+            fn = "lag" if periods >= 0 else "lead"
+            return f"{fn}({expr}, {abs(periods)}) OVER (PARTITION BY store, item ORDER BY date)"
+        frame = series_frame(periods, periods)
+        return f"max({expr}) OVER (PARTITION BY store, item ORDER BY date {frame})"
+
     def window(lo: int, hi: int | None, partition: str = "store, item") -> str:
         if partition == "store, item":
             return f"OVER (PARTITION BY store, item ORDER BY date {series_frame(hi, lo)})"
@@ -153,7 +162,7 @@ def feature_sql(
 
     target_feats: list[str] = []
     for lag in spec.target_lags:
-        target_feats.append(f"max(y_open) {window(lag, lag)} AS lag_{lag}")
+        target_feats.append(f"{shifted('y_open', lag)} AS lag_{lag}")
     for w in spec.rolling_windows:
         target_feats.append(f"avg(y_open) {window(h, h + w - 1)} AS roll_mean_{w}")
     # last year's seasonal index: the week around the same day a year ago relative to the
@@ -163,17 +172,38 @@ def feature_sql(
     target_feats.append(f"avg(y_open) {window(year - wk, year + wk)} AS ly_week_mean")
     target_feats.append(f"avg(y_open) {window(year + h, year + h + 90)} AS ly_level")
     target_feats.append(f"avg(y_open) {window(h, None)} AS series_mean")
-    target_feats.append(f"avg(y_open) {window(h, None, 'store, item, dow')} AS series_dow_mean")
-    target_feats.append(f"avg(y_open) {window(h, None, 'item')} AS item_mean")
-    target_feats.append(
-        f"avg(y_open) {window(h, h + 90, 'store, item, dow')} AS series_dow_mean_91"
+    # Means over part of a series' days (its weekday, its promotion days) and the item's
+    # mean over every store need windows partitioned otherwise than by series: each such
+    # partition is a sort of its own. They are computed on a few columns (the CTEs
+    # ``series_class`` and ``item_means``) and joined back, so those sorts do not move the
+    # whole table (2M rows of the 40M preset: 19.5 -> 14.4 s with the runs below).
+    side: dict[str, list[str]] = {"series_class": [], "item_means": []}
+
+    def side_feature(name: str, cte: str, expr: str) -> None:
+        side[cte].append(f"{expr} AS {name}")
+        target_feats.append(f"{name} AS {name}")
+
+    side_feature(
+        "series_dow_mean", "series_class", f"avg(y_open) {window(h, None, 'store, item, dow')}"
+    )
+    # the item's mean over every store of the region, from daily totals
+    item_window = window(h, None, "item")
+    side_feature(
+        "item_mean", "item_means", f"sum(y_sum) {item_window} / nullif(sum(y_n) {item_window}, 0)"
+    )
+    side_feature(
+        "series_dow_mean_91", "series_class", f"avg(y_open) {window(h, h + 90, 'store, item, dow')}"
     )
     if "promo" in sales.columns:
-        target_feats.append(
-            f"avg(y_open) {window(h, None, 'store, item, promo')} AS series_promo_mean"
+        side_feature(
+            "series_promo_mean",
+            "series_class",
+            f"avg(y_open) {window(h, None, 'store, item, promo')}",
         )
-        target_feats.append(
-            f"avg(y_open) {window(h, None, 'store, item, dow, promo')} AS series_dow_promo_mean"
+        side_feature(
+            "series_dow_promo_mean",
+            "series_class",
+            f"avg(y_open) {window(h, None, 'store, item, dow, promo')}",
         )
     if has_open:
         target_feats.append(f"avg(open::DOUBLE) {window(h, h + 27)} AS open_rate_28")
@@ -188,18 +218,24 @@ def feature_sql(
     for c in exog:
         q = quote_ident(c)
         for name, back in ((f"{c}_prev", 1), (f"{c}_next", -1)):
-            exog_feats.append(
-                f"max({q}) OVER ({series_w} {series_frame(back, back)}) AS {quote_ident(name)}"
-            )
+            exog_feats.append(f"{shifted(q, back)} AS {quote_ident(name)}")
             (fs.numeric if c in exog_num else fs.categorical).append(name)
+    # a run starts where the flag differs from the row before (``_chg_``). Runs are found
+    # from row numbers (``_rn``) in the series' own window, so they need no sort of their
+    # own (partitioning by run cost two sorts of the whole table per flag): the day in
+    # the run counts from the last start, the days left run to the next start (or the
+    # series' end)
+    whole_series = f"{series_w} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
     for c in run_flags:
-        run = f"PARTITION BY store, item, {quote_ident('_grp_' + c)}"
+        start = f"CASE WHEN {quote_ident('_chg_' + c)} = 1 THEN _rn END"
         exog_feats.append(
-            f"row_number() OVER ({run} ORDER BY date) AS {quote_ident(c + '_run_day')}"
+            f"_rn + 1 - coalesce(max({start}) OVER ({series_w} ROWS BETWEEN UNBOUNDED "
+            f"PRECEDING AND CURRENT ROW), 1) AS {quote_ident(c + '_run_day')}"
         )
         # days left in the run: until a promotion ends, until the next closure
         exog_feats.append(
-            f"count(*) OVER ({run}) - row_number() OVER ({run} ORDER BY date) "
+            f"coalesce(first_value({start} IGNORE NULLS) OVER ({series_w} ROWS BETWEEN "
+            f"1 FOLLOWING AND UNBOUNDED FOLLOWING) - 1, count(*) OVER ({whole_series})) - _rn "
             f"AS {quote_ident(c + '_run_left')}"
         )
         # how many flagged days in the week around this one (holidays or closures nearby)
@@ -232,11 +268,8 @@ def feature_sql(
         f"({series_w}) THEN 1 ELSE 0 END AS {quote_ident('_chg_' + c)}"
         for c in run_flags
     )
-    group_cols = "".join(
-        f", sum({quote_ident('_chg_' + c)}) OVER ({series_w} ROWS UNBOUNDED PRECEDING) "
-        f"AS {quote_ident('_grp_' + c)}"
-        for c in run_flags
-    )
+    if run_flags:
+        change_cols += f", row_number() OVER ({series_w}) AS _rn"
 
     calendar = {
         "dow": "isodow(date)",
@@ -285,13 +318,20 @@ def feature_sql(
             fs.numeric.append(name)
 
     cal_sql = ", ".join(f"{expr} AS {name}" for name, expr in calendar.items())
+    side_names = [f.rsplit(" AS ", 1)[1] for f in side["series_class"] + side["item_means"]]
+    in_t = [f for f in target_feats + exog_feats if f.rsplit(" AS ", 1)[1] not in side_names]
     sql = f"""
 WITH rs AS MATERIALIZED (SELECT * FROM ground_truth_of_region($region)),
 base0 AS ({base}),
 base AS (SELECT *, false AS is_pad FROM base0 UNION ALL BY NAME {pad}),
 b0 AS (SELECT *, {y_open} AS y_open, {cal_sql}{change_cols} FROM base),
-b AS (SELECT *{group_cols} FROM b0),
-t AS (SELECT b.*, {", ".join(target_feats + exog_feats)} FROM b){ctes}
+series_class AS (SELECT store, item, date, {", ".join(side["series_class"])} FROM b0),
+item_daily AS (SELECT item, date, sum(y_open) AS y_sum, count(y_open) AS y_n FROM b0
+               GROUP BY item, date),
+item_means AS (SELECT item, date, {", ".join(side["item_means"])} FROM item_daily),
+b AS (SELECT b0.*, {", ".join(side_names)} FROM b0
+      LEFT JOIN series_class USING (store, item, date) LEFT JOIN item_means USING (item, date)),
+t AS (SELECT b.*, {", ".join(in_t)} FROM b){ctes}
 SELECT $region AS region_key, b.store, b.item, b.date, b.target, b.is_future,
        {
         ", ".join(

@@ -340,6 +340,87 @@ def test_rolling_mean_is_the_mean_of_open_day_targets_ending_a_horizon_back(gapp
         )
 
 
+def _expanding_mean_by_date(
+    features: pd.DataFrame, history: pd.DataFrame, by: list[str], back: int, span: int | None
+) -> pd.Series:
+    """For each feature row, the mean of ``history.y`` over the rows of the same ``by``
+    group dated from ``back + span - 1`` (None: the start) to ``back`` days before it."""
+    hist = history.dropna(subset=["y"]).sort_values("date")
+    hist = hist.assign(
+        cum_sum=hist.groupby(by)["y"].cumsum(), cum_n=hist.groupby(by).cumcount() + 1
+    )
+
+    def cum_at(days_back: int) -> pd.DataFrame:
+        rows = (
+            features[by + ["date"]]
+            .reset_index()
+            .assign(date=features["date"].to_numpy() - pd.Timedelta(days=days_back))
+        )
+        got = pd.merge_asof(
+            rows.sort_values("date"), hist[by + ["date", "cum_sum", "cum_n"]], on="date", by=by
+        )
+        return got.set_index("index").sort_index()[["cum_sum", "cum_n"]].fillna(0)
+
+    upto = cum_at(back)
+    if span is not None:
+        upto = upto - cum_at(back + span)
+    return (upto["cum_sum"] / upto["cum_n"].where(upto["cum_n"] > 0)).rename(None)
+
+
+def test_means_over_part_of_a_series_and_the_items_mean_are_the_pandas_values(gapped):
+    """series_dow_mean(_91), series_promo_mean, series_dow_promo_mean and item_mean (over
+    the region's stores) against pandas, on a region with a gap (windows by date) and
+    on dense regions (windows by rows)."""
+    ws, features, sales = gapped
+    regions = store_regions(ws)
+    history = sales.assign(
+        y=sales["units"].clip(lower=0).where(sales["open"] == 1),
+        dow=sales["date"].dt.dayofweek + 1,
+        region=sales["store_id"].map(regions),
+        store=sales["store_id"],
+        item=sales["department"],
+    )
+    history = history.astype({"dow": "int64", "promo": "int64"})
+    features = features.assign(region=features["store"].map(regions)).astype(
+        {"dow": "int64", "promo": "int64"}
+    )
+    expected = {
+        "series_dow_mean": (["store", "item", "dow"], None),
+        "series_dow_mean_91": (["store", "item", "dow"], 91),
+        "series_promo_mean": (["store", "item", "promo"], None),
+        "series_dow_promo_mean": (["store", "item", "dow", "promo"], None),
+        "item_mean": (["region", "item"], None),
+    }
+    for col, (by, span) in expected.items():
+        want = _expanding_mean_by_date(features, history, by, H, span)
+        np.testing.assert_allclose(features[col], want, rtol=1e-6, err_msg=col)
+        assert features[col].notna().mean() > 0.5, col  # not a comparison of NULLs
+
+
+def test_run_day_and_days_left_count_the_rows_of_each_flags_run(gapped):
+    """open_run_day / promo_run_day: the row's place in its run of equal flag values
+    (1 = the first day); *_run_left: the rows after it in the same run."""
+    _, features, _ = gapped
+    frame = features.sort_values(list(KEY), ignore_index=True)
+    for flag in ("open", "promo"):
+        series = [frame["store"], frame["item"]]
+        new_run = frame[flag].ne(frame.groupby(series)[flag].shift())
+        run = new_run.groupby(series).cumsum()
+        rows_of_run = frame.groupby([*series, run])[flag]
+        run_day = rows_of_run.cumcount() + 1
+        run_left = rows_of_run.transform("size") - run_day
+        np.testing.assert_array_equal(frame[f"{flag}_run_day"], run_day, err_msg=flag)
+        # a run still going on at a series' last row goes on into the projected calendar
+        ended = run.ne(run.groupby(series).transform("last"))
+        assert ended.mean() > 0.9
+        np.testing.assert_array_equal(
+            frame.loc[ended, f"{flag}_run_left"], run_left[ended], err_msg=flag
+        )
+        assert (frame[f"{flag}_run_day"] > 1).any() and (
+            frame.loc[ended, f"{flag}_run_left"] > 0
+        ).any()
+
+
 # --------------------------------------------------------------------------------------
 # writing
 
