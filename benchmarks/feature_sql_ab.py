@@ -90,8 +90,14 @@ def write_all(module: ModuleType, ws: Workspace, spec: DatasetSpec, out: Path) -
 def differing_cells(a: Path, b: Path) -> dict[str, int]:
     """Cells that differ (NULL equals NULL) between two feature tables of the same rows."""
     con = duckdb.connect()
-    cols = [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet($p)", {"p": str(a)})]
-    other = [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet($p)", {"p": str(b)})]
+    cols = [
+        r[0]
+        for r in con.execute("DESCRIBE SELECT * FROM read_parquet($p)", {"p": str(a)}).fetchall()
+    ]
+    other = [
+        r[0]
+        for r in con.execute("DESCRIBE SELECT * FROM read_parquet($p)", {"p": str(b)}).fetchall()
+    ]
     if cols != other:
         return {"<columns>": len(set(cols) ^ set(other)) or 1}
     diff = {}
