@@ -152,6 +152,14 @@ def feature_sql(
     def window(lo: int, hi: int | None, partition: str = "store, item") -> str:
         if partition == "store, item":
             return f"OVER (PARTITION BY store, item ORDER BY date {series_frame(hi, lo)})"
+        if partition == "store, item, dow" and dense and 7 % spec.period_days == 0:
+            # a dense series' rows of one weekday are 7 days apart: count rows
+            first = -(-_days(spec, lo) // 7)  # the nearest row at least lo periods back
+            upper = "UNBOUNDED" if hi is None else str(_days(spec, hi) // 7)
+            return (
+                f"OVER (PARTITION BY {partition} ORDER BY date ROWS BETWEEN {upper} PRECEDING "
+                f"AND {first} PRECEDING)"
+            )
         upper = (
             "UNBOUNDED PRECEDING" if hi is None else f"INTERVAL {_days(spec, hi)} DAYS PRECEDING"
         )
