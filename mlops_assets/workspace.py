@@ -140,18 +140,20 @@ class Workspace:
         """The data store's key of a region's feature table: ``features/<region>.parquet``."""
         return f"{FEATURES_FOLDER}/{require_safe_key(region_key)}.parquet"
 
-    def read_features(self, region_key: str) -> pd.DataFrame:
+    def read_features(self, region_key: str, **read_kwargs: Any) -> pd.DataFrame:
         """A region's feature table, its text columns (region, store, item, categoricals) as
         Arrow-backed strings: a Python ``str`` per cell was about half of a feature table's
         memory, an Arrow string takes a few bytes. They compare, group and join like
         ``str``; a missing value reads as NaN, not None (monitoring gives the saved
         reference these dtypes: ``training.like_dtypes``). ``FileNotFoundError`` before the
-        ``features`` asset wrote it (one round trip: no separate existence check)."""
+        ``features`` asset wrote it (one round trip: no separate existence check).
+        ``read_kwargs`` (``columns``, ``filters``) go to ``pandas.read_parquet``: a step that
+        needs a few columns or rows of a large table reads only those into pandas."""
         import pandas as pd
 
         try:
             with pd.option_context("future.infer_string", True):
-                frame = self.data.read_parquet(self.features_key(region_key))
+                frame = self.data.read_parquet(self.features_key(region_key), **read_kwargs)
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"no features for region {region_key!r}: materialize `features` first"

@@ -20,6 +20,7 @@ from mlops_assets.forecasting import (
     forecast_origin,
     future_rows,
     make_forecast,
+    read_scoring_inputs,
     top_contributions,
 )
 from mlops_assets.registry import APPROVED, ModelRegistry
@@ -55,6 +56,22 @@ def model(tmp_path_factory) -> tuple[lgb.Booster, dict, int, str]:
     mv = registry.latest_approved(REGION)
     text, meta = registry.load_artifacts(mv)
     return lgb.Booster(model_str=text), meta, mv.version, mv.label
+
+
+def test_scoring_reads_the_same_origin_rows_and_series_as_from_the_whole_table(features, tmp_path):
+    """read_scoring_inputs reads four columns and the known-future rows of the table;
+    what it returns equals what the whole table gives."""
+    ws = Workspace(tmp_path)
+    ws.data.write_frame(features, ws.features_key(REGION))
+    inputs = read_scoring_inputs(ws, REGION, H)
+    whole = ws.read_features(REGION)
+    assert inputs.origin == forecast_origin(whole) == ORIGIN
+    expected = future_rows(whole, ORIGIN, H)
+    assert len(expected) and expected["date"].max() == ORIGIN + H * DAY
+    pd.testing.assert_frame_equal(inputs.rows, expected)
+    history = whole[~whole["is_future"].astype(bool)]
+    assert inputs.series_with_history.equals(history.groupby(SERIES).size().index)
+    assert len(inputs.series_with_history) == history.groupby(SERIES).ngroups > 1
 
 
 @pytest.fixture(scope="module")

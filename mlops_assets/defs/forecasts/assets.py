@@ -70,9 +70,8 @@ def forecast_region(
 
     from mlops_assets.forecasting import (
         explained_rows,
-        forecast_origin,
-        future_rows,
         make_forecast,
+        read_scoring_inputs,
         top_contributions,
     )
     from mlops_assets.metrics import readable_number
@@ -105,9 +104,8 @@ def forecast_region(
                 _check("future_inputs_available", False, "no model"),
             ],
         )
-    features = ws.read_features(region)
-    origin = forecast_origin(features)
-    rows = future_rows(features, origin, horizon_days)
+    inputs = read_scoring_inputs(ws, region, horizon_days)
+    origin, rows = inputs.origin, inputs.rows
     text, meta = registry.load_artifacts(mv)
     booster = lgb.Booster(model_str=text)
     frame = make_forecast(
@@ -130,8 +128,7 @@ def forecast_region(
 
     trained_until = pd.Timestamp(meta["train_date_max"])
     age = (origin - trained_until).days
-    hist = features[~features["is_future"].astype(bool)]
-    series = hist.groupby(["store", "item"]).size().index
+    series = inputs.series_with_history
     covered = frame.groupby(["store", "item"])["date"].nunique()
     complete = covered[covered >= horizon_days].index
     missing = [f"{s}/{i}" for s, i in series.difference(complete)]
