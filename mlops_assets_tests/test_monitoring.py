@@ -936,6 +936,30 @@ def test_the_saved_reference_gives_the_training_rows_with_the_analysis_dtypes(fl
     pd.testing.assert_frame_equal(stats(table), stats(before), rtol=1e-9)
 
 
+def test_with_the_saved_reference_monitoring_needs_only_the_rows_after_training(fleets):
+    """drift_report reads the feature table's rows after the training window only when the
+    model carries its reference: the inputs are the same as from the whole table."""
+    fleet = fleets.stationary(0)
+    model, features = fleet.models[DRIFT_KEY], fleet.features[DRIFT_KEY]
+    after = features[pd.to_datetime(features["date"]) > model.meta["train_date_max"]]
+    assert 0 < len(after) < len(features) / 2
+    whole, part = (
+        monitoring_inputs(
+            DRIFT_KEY,
+            rows,
+            model.booster,
+            model.meta,
+            SPEC,
+            fleet.weather,
+            saved_reference=_saved_reference(model),
+        )
+        for rows in (features, after)
+    )
+    assert len(part.analysis) and len(part.reference) and len(part.holdout)
+    for name in ("reference", "analysis", "holdout", "backtest", "reference_gap", "analysis_gap"):
+        pd.testing.assert_frame_equal(getattr(part, name), getattr(whole, name), obj=name)
+
+
 def test_the_saved_reference_survives_a_recomputation_of_the_training_window(fleets):
     fleet = fleets.stationary(0)
     model, features = fleet.models[DRIFT_KEY], fleet.features[DRIFT_KEY]
