@@ -579,15 +579,15 @@ def _explain_on_demand(
     import lightgbm as lgb
     import pandas as pd
 
-    from mlops_assets.forecasting import forecast_origin, future_rows, top_contributions
+    from mlops_assets.forecasting import read_scoring_inputs, top_contributions
     from mlops_assets.registry import ModelRegistry
 
     wanted = forecast[_asked_rows(forecast, args, day)]
     if wanted.empty:
         return wanted
     spec = load_spec(spec_name)
-    features = ws.read_features(args.region)
-    origin = forecast_origin(features)
+    inputs = read_scoring_inputs(ws, args.region, spec.horizon * spec.period_days)
+    origin = inputs.origin
     if origin is None or str(origin.date()) != forecast_day:
         raise CliError(
             f"the explanations of {args.store} were not stored with the forecast of origin "
@@ -598,7 +598,7 @@ def _explain_on_demand(
     registry = ModelRegistry.for_workspace(ws)
     mv = registry.get(args.region, int(wanted["model_version"].iloc[0]))
     text, meta = registry.load_artifacts(mv)
-    rows = future_rows(features, origin, spec.horizon * spec.period_days)
+    rows = inputs.rows
 
     def keys(frame: pd.DataFrame) -> pd.Series:
         dates = pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d")
