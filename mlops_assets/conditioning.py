@@ -184,7 +184,8 @@ def feature_sql(
     # mean over every store need windows partitioned otherwise than by series: each such
     # partition is a sort of its own. They are computed on a few columns (the CTEs
     # ``series_class`` and ``item_means``) and joined back, so those sorts do not move the
-    # whole table (2M rows of the 40M preset: 19.5 -> 14.4 s with the runs below).
+    # whole table (with the runs and shifts below, a 2M-row region of the 40M preset
+    # 19.1 -> 12.7 s, the same table: ``benchmarks/feature_sql_ab.py``).
     side: dict[str, list[str]] = {"series_class": [], "item_means": []}
 
     def side_feature(name: str, cte: str, expr: str) -> None:
