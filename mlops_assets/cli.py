@@ -579,26 +579,26 @@ def _explain_on_demand(
     import lightgbm as lgb
     import pandas as pd
 
-    from mlops_assets.forecasting import read_scoring_inputs, top_contributions
+    from mlops_assets.forecasting import read_future_rows, read_origin, top_contributions
     from mlops_assets.registry import ModelRegistry
 
     wanted = forecast[_asked_rows(forecast, args, day)]
     if wanted.empty:
         return wanted
     spec = load_spec(spec_name)
-    inputs = read_scoring_inputs(ws, args.region, spec.horizon * spec.period_days)
-    origin = inputs.origin
-    if origin is None or str(origin.date()) != forecast_day:
-        raise CliError(
-            f"the explanations of {args.store} were not stored with the forecast of origin "
-            f"{forecast_day} (it keeps those of {spec.forecast.explain_series} series) and "
-            f"the features are now at origin {origin.date() if origin is not None else '-'}: "
-            "explain the latest origin"
-        )
+    with ws.features_version(args.region) as read:
+        origin = read_origin(read)
+        if origin is None or str(origin.date()) != forecast_day:
+            raise CliError(
+                f"the explanations of {args.store} were not stored with the forecast of "
+                f"origin {forecast_day} (it keeps those of {spec.forecast.explain_series} "
+                "series) and the features are now at origin "
+                f"{origin.date() if origin is not None else '-'}: explain the latest origin"
+            )
+        rows = read_future_rows(read, origin, spec.horizon * spec.period_days)
     registry = ModelRegistry.for_workspace(ws)
     mv = registry.get(args.region, int(wanted["model_version"].iloc[0]))
     text, meta = registry.load_artifacts(mv)
-    rows = inputs.rows
 
     def keys(frame: pd.DataFrame) -> pd.Series:
         dates = pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d")

@@ -8,6 +8,7 @@ an earlier one and realized performance can later be computed per origin.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -63,15 +64,30 @@ class ScoringInputs:
 
 def read_scoring_inputs(ws: Workspace, region_key: str, horizon_days: int) -> ScoringInputs:
     """The origin, the rows to forecast and the series that should get a forecast, read
-    from the region's feature table without loading all of it: four columns of every row,
-    every column of the known-future rows only (a 40M-preset region's table is 2M rows,
-    0.6 GB in pandas, of which scoring uses 21k)."""
-    keys = ws.read_features(region_key, columns=[*SERIES, "date", "is_future"])
-    origin = forecast_origin(keys)
-    future = ws.read_features(region_key, filters=[("is_future", "==", True)])
-    rows = future_rows(future, origin, horizon_days) if origin is not None else future.iloc[:0]
+    from one version of the region's feature table without loading all of it: four
+    columns of every row, every column of the known-future rows only (a 40M-preset
+    region's table is 2M rows, 0.6 GB in pandas, of which scoring uses 21k)."""
+    with ws.features_version(region_key) as read:
+        keys = read(columns=[*SERIES, "date", "is_future"])
+        origin = forecast_origin(keys)
+        rows = read_future_rows(read, origin, horizon_days)
     hist = keys[~keys["is_future"].astype(bool)]
     return ScoringInputs(origin, rows, hist.groupby(SERIES).size().index)
+
+
+def read_origin(read: Callable[..., pd.DataFrame]) -> pd.Timestamp | None:
+    """``forecast_origin`` of a feature table, from two of its columns (``read``: a
+    ``Workspace.features_version`` reader)."""
+    return forecast_origin(read(columns=["date", "is_future"]))
+
+
+def read_future_rows(
+    read: Callable[..., pd.DataFrame], origin: pd.Timestamp | None, horizon_days: int
+) -> pd.DataFrame:
+    """``future_rows`` of a feature table, reading its known-future rows only (``read``: a
+    ``Workspace.features_version`` reader); none, with every column, without an origin."""
+    future = read(filters=[("is_future", "==", True)])
+    return future_rows(future, origin, horizon_days) if origin is not None else future.iloc[:0]
 
 
 def make_forecast(

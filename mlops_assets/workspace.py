@@ -41,6 +41,7 @@ import re
 import socket
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,17 +150,33 @@ class Workspace:
         ``features`` asset wrote it (one round trip: no separate existence check).
         ``read_kwargs`` (``columns``, ``filters``) go to ``pandas.read_parquet``: a step that
         needs a few columns or rows of a large table reads only those into pandas."""
+        with self.features_version(region_key) as read:
+            return read(**read_kwargs)
+
+    @contextlib.contextmanager
+    def features_version(self, region_key: str) -> Iterator[Callable[..., pd.DataFrame]]:
+        """One version of a region's feature table for several reads: yields
+        ``read(**read_kwargs)``, which reads as ``read_features`` does, and a ``features``
+        run that replaces the table between two reads is not seen by the second (a step
+        that reads the keys first and then some rows pairs them from one table)."""
         import pandas as pd
 
-        try:
-            with pd.option_context("future.infer_string", True):
-                frame = self.data.read_parquet(self.features_key(region_key), **read_kwargs)
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"no features for region {region_key!r}: materialize `features` first"
-            ) from None
-        frame.columns = frame.columns.astype(object)  # labels as every other frame has them
-        return frame
+        key = self.features_key(region_key)
+        with contextlib.ExitStack() as stack:
+            try:  # only the opening: the caller's own errors pass through unchanged
+                table = stack.enter_context(self.data.parquet_version(key))
+            except FileNotFoundError:
+                raise FileNotFoundError(
+                    f"no features for region {region_key!r}: materialize `features` first"
+                ) from None
+
+            def read(**read_kwargs: Any) -> pd.DataFrame:
+                with pd.option_context("future.infer_string", True):
+                    frame = table(**read_kwargs)
+                frame.columns = frame.columns.astype(object)  # labels as every other frame's
+                return frame
+
+            yield read
 
     def features_path(self, region_key: str) -> Path:
         """A region's feature table on this machine (a local data store only)."""

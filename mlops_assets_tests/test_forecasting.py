@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_assets import forecasting
 from mlops_assets.forecasting import (
     FORECAST_COLUMNS,
     explained_rows,
@@ -72,6 +73,32 @@ def test_scoring_reads_the_same_origin_rows_and_series_as_from_the_whole_table(f
     history = whole[~whole["is_future"].astype(bool)]
     assert inputs.series_with_history.equals(history.groupby(SERIES).size().index)
     assert len(inputs.series_with_history) == history.groupby(SERIES).ngroups > 1
+
+
+def test_scoring_reads_one_version_of_the_table_when_it_is_replaced_meanwhile(
+    features, tmp_path, monkeypatch
+):
+    """A features run that replaces the table while scoring reads it (one more day of
+    actuals: the origin moves on) does not pair the old origin with the new table's
+    known-future rows, which would leave the origin's next day out of the forecast."""
+    ws = Workspace(tmp_path)
+    ws.data.write_frame(features, ws.features_key(REGION))
+    moved = features.copy()
+    moved.loc[pd.to_datetime(moved["date"]) == ORIGIN + DAY, "is_future"] = False
+    real_origin = forecasting.forecast_origin
+
+    def origin_then_features_run(frame: pd.DataFrame) -> pd.Timestamp | None:
+        origin = real_origin(frame)
+        ws.data.write_frame(moved, ws.features_key(REGION))  # the table is replaced now
+        return origin
+
+    monkeypatch.setattr(forecasting, "forecast_origin", origin_then_features_run)
+    inputs = read_scoring_inputs(ws, REGION, H)
+    assert inputs.origin == ORIGIN
+    assert inputs.rows["date"].min() == ORIGIN + DAY
+    pd.testing.assert_frame_equal(inputs.rows, future_rows(features, ORIGIN, H))
+    monkeypatch.setattr(forecasting, "forecast_origin", real_origin)
+    assert read_scoring_inputs(ws, REGION, H).origin == ORIGIN + DAY  # the new version next
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,6 +169,37 @@ class DataStore(StorageRoot):
             raise FileNotFoundError(f"no table {key!r} in {self!r}") from None
         release_arrow_memory()
         return frame
+
+    @contextlib.contextmanager
+    def parquet_version(self, key: str) -> Iterator[Callable[..., pd.DataFrame]]:
+        """One version of the table ``key`` for several reads: yields ``read(**kwargs)``
+        (``columns``, ``filters``, as ``read_parquet`` takes them), and a writer that
+        replaces the table between two reads is not seen by the second. Locally the reads
+        share one open file (a rename replaces the name, not the open file); remotely the
+        object is fetched once. ``FileNotFoundError`` when there is none."""
+        import io
+
+        import pandas as pd
+
+        try:
+            if self.local_root is not None:
+                handle: Any = open(self.local_path(key), "rb")  # noqa: SIM115 (closed below)
+            else:
+                assert self.fs is not None
+                path = self._remote(key)
+                self.fs.invalidate_cache(path)  # another host may have written it since
+                handle = io.BytesIO(self.fs.cat_file(path))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no table {key!r} in {self!r}") from None
+
+        def read(**kwargs: Any) -> pd.DataFrame:
+            handle.seek(0)
+            frame = pd.read_parquet(handle, **kwargs)
+            release_arrow_memory()
+            return frame
+
+        with handle:
+            yield read
 
     def read_parquet_or(self, key: str, default: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
         """The table ``key``, or ``default`` before anything wrote it."""

@@ -67,6 +67,25 @@ def test_duckdb_reads_and_writes_through_the_attached_store(data: DataStore) -> 
     assert data.read_parquet("features/Sud.parquet")["target"].tolist() == [3.0, 4.0]
 
 
+def test_reads_of_one_table_version_do_not_see_a_replacement_between_them(
+    data: DataStore,
+) -> None:
+    """A step that reads a table's keys and then some of its rows pairs them from one
+    version, even when a writer replaces the table between the two reads."""
+    key = "features/Nord.parquet"
+    data.write_frame(FRAME, key)
+    with data.parquet_version(key) as read:
+        stores = read(columns=["store"])
+        data.write_frame(FRAME.assign(target=[9.0, 9.0, 9.0]).head(2), key)  # replaced
+        rows = read(filters=[("target", ">", 0.5)])
+    assert stores["store"].tolist() == ["s1", "s2", "s3"]
+    pd.testing.assert_frame_equal(rows, FRAME.head(2))  # the first version's rows
+    assert data.read_parquet(key)["target"].tolist() == [9.0, 9.0]  # the new one after
+    missing = data.parquet_version("features/Ost.parquet")
+    with pytest.raises(FileNotFoundError, match="features/Ost.parquet"), missing:
+        pass
+
+
 def test_unsafe_keys_are_refused(data: DataStore) -> None:
     for key in ("../x.parquet", "features/../../etc/passwd", "/etc/passwd", "features/a b'.p"):
         with pytest.raises(ValueError):
