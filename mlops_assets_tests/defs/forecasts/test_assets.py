@@ -145,3 +145,16 @@ def test_explanations_are_stored_for_a_sample_of_series_and_computed_on_demand(
     expected = top_contributions(rows, lgb.Booster(model_str=text), meta)
     for contribution in expected["contribution"]:
         assert f"{contribution:+.4f}" in out
+
+    # a day of actuals later the features are at the next origin: the forecast's own
+    # inputs are gone, and explain says so instead of explaining other rows
+    features = p.features("Sud")
+    next_day = pd.to_datetime(features["date"]) == pd.Timestamp(origin) + pd.Timedelta(days=1)
+    features.loc[next_day, "is_future"] = False
+    p.workspace.data.write_frame(features, p.workspace.features_key("Sud"))
+    assert cli.main([*args, "--home", str(p.settings.home)]) != 0
+    err = capsys.readouterr().err
+    assert (
+        f"features are now at origin {(pd.Timestamp(origin) + pd.Timedelta(days=1)).date()}" in err
+    )
+    assert "explain the latest origin" in err
