@@ -64,7 +64,7 @@ from mlops_assets.training import (
 from mlops_assets.workspace import Workspace
 
 if TYPE_CHECKING:
-    from nannyml import PeriodBasedChunker
+    from nannyml import PeriodBasedChunker, UnivariateDriftCalculator
     from nannyml.base import AbstractResult
     from nannyml.thresholds import Threshold
 
@@ -228,6 +228,35 @@ def _week_chunker_class() -> type[PeriodBasedChunker]:
     return WeekChunker
 
 
+@functools.cache
+def _univariate_drift_class() -> type[UnivariateDriftCalculator]:
+    nml = import_nannyml()
+
+    class AnalysisUnivariateDrift(nml.UnivariateDriftCalculator):
+        """nannyml's univariate drift, the same thresholds and analysis results, without
+        the reference-period result its fit computes last. Each method's fit scores every
+        reference week for its threshold; the calculator's fit then scores them all again
+        for a reference result that only nannyml's own plots show (``_analysis`` drops
+        it): that second pass scores the reference's first week only here."""
+
+        _fitting = False
+
+        def _fit(self, reference_data: pd.DataFrame, *args: Any, **kwargs: Any) -> Any:
+            self._fitting = True
+            try:
+                return super()._fit(reference_data, *args, **kwargs)
+            finally:
+                self._fitting = False
+
+        def _calculate(self, data: pd.DataFrame, *args: Any, **kwargs: Any) -> Any:
+            if self._fitting:  # the reference result: a placeholder of one week
+                chunks = self.chunker.split(data)
+                data = chunks[0].data if chunks else data
+            return super()._calculate(data, *args, **kwargs)
+
+    return AnalysisUnivariateDrift
+
+
 def _rows(result_df: pd.DataFrame, chunk_cols: tuple, signal: str, key: tuple) -> pd.DataFrame:
     """One tidy table from a nannyml ``to_df()`` block (its column layouts differ)."""
     start = result_df[(*chunk_cols, "start_date")]
@@ -267,13 +296,11 @@ def feature_drift(
     Region-level inputs (weather) are shown but alert through ``fleet_gap_drift`` only:
     against a whole-year reference, a wet or warm week in one region is ordinary weather
     (on the stationary sample data their univariate findings were most false alarms)."""
-    nml = import_nannyml()
-
     categorical = cols.alerting_categorical
     names = cols.alerting_numeric + categorical
     if not names:
         return pd.DataFrame(columns=TABLE_COLUMNS)
-    calc = nml.UnivariateDriftCalculator(
+    calc = _univariate_drift_class()(
         column_names=names,
         treat_as_categorical=categorical or None,
         timestamp_column_name="date",

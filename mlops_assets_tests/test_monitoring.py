@@ -1264,6 +1264,44 @@ def test_week_chunks_are_nannyml_s_own_weekly_chunks():
     assert len(ours) == 0 and len(monitoring._chunker().split(frame)) == 58
 
 
+def test_univariate_drift_without_nannymls_reference_result_is_nannymls_table(fleets, monkeypatch):
+    # feature_drift's calculator skips the reference-period result nannyml's fit computes
+    # (every reference week scored a second time, only for its plots): thresholds, values
+    # and alerts must be those of nannyml's own calculator, a drifted input found by both
+    fleet = fleets.stationary(0)
+    model = fleet.models[DRIFT_KEY]
+    inputs = fleet.inputs[DRIFT_KEY]
+    cols = monitored_columns(model.meta, SPEC)
+    analysis = inputs.analysis.copy()
+    shifted = next(
+        c
+        for c in cols.alerting_numeric
+        if c not in cols.region_level
+        and pd.api.types.is_float_dtype(analysis[c])
+        and inputs.reference[c].nunique() > 20
+    )
+    weeks = week_start(analysis["date"])
+    late = (weeks >= sorted(weeks.unique())[-3]).to_numpy()
+    spread = inputs.reference[shifted].std()
+    analysis.loc[late, shifted] = analysis.loc[late, shifted] + 3 * spread
+
+    def drift() -> pd.DataFrame:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return monitoring.feature_drift(inputs.reference, analysis, cols, MON)
+
+    ours = drift()
+    assert week_start(inputs.reference["date"]).nunique() > 20  # many weeks to skip
+    nml = monitoring.import_nannyml()
+    monkeypatch.setattr(
+        monitoring, "_univariate_drift_class", lambda: nml.UnivariateDriftCalculator
+    )
+    pd.testing.assert_frame_equal(ours, drift())
+    found = ours[ours["nml_alert"] & (ours["feature"] == shifted)]
+    assert set(found["week_start"]) == set(weeks[late])
+    assert not ours.loc[ours["feature"] == shifted, "nml_alert"].iloc[0]  # calm before
+
+
 def test_data_quality_fitted_on_the_rows_that_carry_rates_values_and_extremes_changes_nothing(
     fleets, monkeypatch
 ):

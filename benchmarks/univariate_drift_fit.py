@@ -1,0 +1,87 @@
+"""Benchmark: monitoring's univariate drift (``monitoring.feature_drift``) with nannyml's
+stock calculator against the one that skips its reference-period result.
+
+nannyml's ``UnivariateDriftCalculator.fit`` scores every reference week twice: once in
+each method's fit (the weekly values its threshold is set from) and once more for a
+reference result that only nannyml's plots show. ``feature_drift`` keeps the first and
+scores one week for the second (``monitoring._univariate_drift_class``). This times one
+region's univariate drift both ways on generated numeric columns (the reference capped
+at ``--rows``, spread over ``--weeks``; a 40M-preset region has about 570 weeks), asserts
+the tables are equal, and writes ``benchmarks/results/univariate_drift_fit.json``.
+
+    .venv/bin/python benchmarks/univariate_drift_fit.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from data_quality_fit import frame
+from report import provenance
+
+from mlops_assets import monitoring
+from mlops_assets.spec import MonitoringSettings
+
+RESULTS = Path(__file__).parent / "results" / "univariate_drift_fit.json"
+
+
+def timed_drift(reference, analysis, cols, settings) -> tuple[float, pd.DataFrame]:
+    start = time.perf_counter()
+    table = monitoring.feature_drift(reference, analysis, cols, settings)
+    return time.perf_counter() - start, table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--weeks", default="135,570", help="reference weeks to try")
+    parser.add_argument("--rows", type=int, default=50_000, help="reference rows (the cap)")
+    parser.add_argument("--columns", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    nml = monitoring.import_nannyml()  # not timed
+    columns = [f"x{i}" for i in range(args.columns)]
+    cols = monitoring.MonitoredColumns(columns, [], [], [])
+    settings = MonitoringSettings()
+    ours = monitoring._univariate_drift_class
+    results = []
+    for weeks in (int(w) for w in args.weeks.split(",")):
+        rng = np.random.default_rng(0)
+        per_week = max(1, args.rows // weeks)
+        reference = frame(rng, pd.Timestamp("2010-01-04"), weeks, per_week, columns)
+        analysis = frame(rng, reference["date"].max() + pd.Timedelta(days=1), 26, per_week, columns)
+        analysis.loc[analysis["date"] >= analysis["date"].iloc[len(analysis) // 2], "x1"] += 1.0
+        skipped, stock = [], []
+        try:
+            for _ in range(args.repeats):  # alternating: the machine's drift hits both
+                monitoring._univariate_drift_class = ours
+                skipped.append(timed_drift(reference, analysis, cols, settings))
+                monitoring._univariate_drift_class = lambda: nml.UnivariateDriftCalculator
+                stock.append(timed_drift(reference, analysis, cols, settings))
+        finally:
+            monitoring._univariate_drift_class = ours
+        pd.testing.assert_frame_equal(skipped[0][1], stock[0][1])
+        row = {
+            "reference_weeks": weeks,
+            "reference_rows": len(reference),
+            "columns": args.columns,
+            "stock_s": round(min(s for s, _ in stock), 3),
+            "without_reference_result_s": round(min(s for s, _ in skipped), 3),
+            "tables_equal": True,
+            "alerts": int(skipped[0][1]["nml_alert"].sum()),
+        }
+        row["ratio"] = round(row["without_reference_result_s"] / row["stock_s"], 3)
+        print(json.dumps(row), flush=True)
+        results.append(row)
+    RESULTS.write_text(json.dumps({"results": results, **provenance()}, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
