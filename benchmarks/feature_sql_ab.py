@@ -166,7 +166,7 @@ def main() -> None:
                 if (d := differing_cells(p, tmp / "out" / label / "worktree" / p.name))
             }
             best = {name: min(s) for name, s in seconds.items()}
-            with connect(ws, spec) as con:
+            with duckdb.connect() as con:  # the written files only: no warehouse views
                 rows = con.execute(
                     "SELECT count(*) FROM read_parquet($p)",
                     {"p": str(tmp / "out" / label / "worktree" / "*.parquet")},
