@@ -349,8 +349,8 @@ def main() -> None:
             alerts = fleet_alerts(tables, realized, holdout_error, spec.monitoring)
             summary = summarise(alerts, drift_region, drift_start)
             report["scenarios"][scenario] = summary
-            summary["_seconds"] = round(time.perf_counter() - t, 1)  # ingest + monitoring
-            print(f"\n== {scenario} ({summary['_seconds']:.0f} s)")
+            seconds = round(time.perf_counter() - t, 1)  # ingest + monitoring
+            print(f"\n== {scenario} ({seconds:.0f} s)")
             if args.dump:
                 args.dump.mkdir(parents=True, exist_ok=True)
                 tables.to_parquet(args.dump / f"{scenario}.tables.parquet")
@@ -367,6 +367,7 @@ def main() -> None:
             report["scenarios"][scenario]["_estimated_model_quality"] = summarise(
                 by_estimate, drift_region, drift_start
             )["model_quality"]
+            report["scenarios"][scenario]["_seconds"] = seconds
             raw = alerts[alerts["raw"]].groupby("signal").size().to_dict()
             report["scenarios"][scenario]["_raw_findings"] = {k: int(v) for k, v in raw.items()}
             est = tables[
