@@ -65,6 +65,17 @@ FLEET_FOLDER = "_fleet"
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
+def _no_features(region_key: str) -> FileNotFoundError:
+    return FileNotFoundError(f"no features for region {region_key!r}: materialize `features` first")
+
+
+def _with_plain_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """Column labels as every other frame has them (a read with ``future.infer_string``
+    labels them with Arrow strings)."""
+    frame.columns = frame.columns.astype(object)
+    return frame
+
+
 @dataclass(frozen=True)
 class Workspace:
     """Paths below one root folder. Creating the object touches nothing on disk."""
@@ -150,15 +161,22 @@ class Workspace:
         ``features`` asset wrote it (one round trip: no separate existence check).
         ``read_kwargs`` (``columns``, ``filters``) go to ``pandas.read_parquet``: a step that
         needs a few columns or rows of a large table reads only those into pandas."""
-        with self.features_version(region_key) as read:
-            return read(**read_kwargs)
+        import pandas as pd
+
+        try:
+            with pd.option_context("future.infer_string", True):
+                frame = self.data.read_parquet(self.features_key(region_key), **read_kwargs)
+        except FileNotFoundError:
+            raise _no_features(region_key) from None
+        return _with_plain_labels(frame)
 
     @contextlib.contextmanager
     def features_version(self, region_key: str) -> Iterator[Callable[..., pd.DataFrame]]:
         """One version of a region's feature table for several reads: yields
         ``read(**read_kwargs)``, which reads as ``read_features`` does, and a ``features``
         run that replaces the table between two reads is not seen by the second (a step
-        that reads the keys first and then some rows pairs them from one table)."""
+        that reads the keys first and then some rows pairs them from one table). Remotely
+        the table is fetched whole once: for one read, ``read_features`` reads less."""
         import pandas as pd
 
         key = self.features_key(region_key)
@@ -166,15 +184,11 @@ class Workspace:
             try:  # only the opening: the caller's own errors pass through unchanged
                 table = stack.enter_context(self.data.parquet_version(key))
             except FileNotFoundError:
-                raise FileNotFoundError(
-                    f"no features for region {region_key!r}: materialize `features` first"
-                ) from None
+                raise _no_features(region_key) from None
 
             def read(**read_kwargs: Any) -> pd.DataFrame:
                 with pd.option_context("future.infer_string", True):
-                    frame = table(**read_kwargs)
-                frame.columns = frame.columns.astype(object)  # labels as every other frame's
-                return frame
+                    return _with_plain_labels(table(**read_kwargs))
 
             yield read
 
