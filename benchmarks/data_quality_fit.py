@@ -38,6 +38,27 @@ def frame(rng: np.random.Generator, start: pd.Timestamp, weeks: int, rows_per_we
     return out
 
 
+def fit_arguments(description: str, weeks: str) -> argparse.Namespace:
+    """The command line of the nannyml fit benchmarks (this one, univariate_drift_fit)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--weeks", default=weeks, help="reference weeks to try")
+    parser.add_argument("--rows", type=int, default=50_000, help="reference rows (the cap)")
+    parser.add_argument("--columns", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    return parser.parse_args()
+
+
+def reference_and_analysis(
+    weeks: int, rows: int, columns: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A reference of about ``rows`` rows over ``weeks`` weeks and 26 weeks after it."""
+    rng = np.random.default_rng(0)
+    per_week = max(1, rows // weeks)
+    reference = frame(rng, pd.Timestamp("2010-01-04"), weeks, per_week, columns)
+    analysis = frame(rng, reference["date"].max() + pd.Timedelta(days=1), 26, per_week, columns)
+    return reference, analysis
+
+
 def timed_checks(
     reference: pd.DataFrame, analysis: pd.DataFrame, cols
 ) -> tuple[float, pd.DataFrame]:
@@ -47,22 +68,14 @@ def timed_checks(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--weeks", default="135,570", help="reference weeks to try")
-    parser.add_argument("--rows", type=int, default=50_000, help="reference rows (the cap)")
-    parser.add_argument("--columns", type=int, default=40)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    args = fit_arguments(__doc__.split("\n")[0], weeks="135,570")
     warnings.simplefilter("ignore")
     monitoring.import_nannyml()  # not timed
     columns = [f"x{i}" for i in range(args.columns)]
     cols = monitoring.MonitoredColumns(columns, [], [], [])
     results = []
     for weeks in (int(w) for w in args.weeks.split(",")):
-        rng = np.random.default_rng(0)
-        per_week = max(1, args.rows // weeks)
-        reference = frame(rng, pd.Timestamp("2010-01-04"), weeks, per_week, columns)
-        analysis = frame(rng, reference["date"].max() + pd.Timedelta(days=1), 26, per_week, columns)
+        reference, analysis = reference_and_analysis(weeks, args.rows, columns)
         condensed = [timed_checks(reference, analysis, cols) for _ in range(args.repeats)]
         helpers = {name: getattr(monitoring, name) for name in CONDENSING}
         try:

@@ -15,15 +15,13 @@ the whole reference of a rossmann-100 model), asserts the tables are equal, and 
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from data_quality_fit import frame
+from data_quality_fit import fit_arguments, reference_and_analysis
 from report import provenance
 
 from mlops_assets import monitoring
@@ -39,12 +37,7 @@ def timed_drift(reference, analysis, cols, settings) -> tuple[float, pd.DataFram
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--weeks", default="52,135", help="reference weeks to try")
-    parser.add_argument("--rows", type=int, default=50_000, help="reference rows (the cap)")
-    parser.add_argument("--columns", type=int, default=40)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    args = fit_arguments(__doc__.split("\n")[0], weeks="52,135")
     warnings.simplefilter("ignore")
     nml = monitoring.import_nannyml()  # not timed
     columns = [f"x{i}" for i in range(args.columns)]
@@ -53,10 +46,7 @@ def main() -> None:
     ours = monitoring._univariate_drift_class
     results = []
     for weeks in (int(w) for w in args.weeks.split(",")):
-        rng = np.random.default_rng(0)
-        per_week = max(1, args.rows // weeks)
-        reference = frame(rng, pd.Timestamp("2010-01-04"), weeks, per_week, columns)
-        analysis = frame(rng, reference["date"].max() + pd.Timedelta(days=1), 26, per_week, columns)
+        reference, analysis = reference_and_analysis(weeks, args.rows, columns)
         analysis.loc[analysis["date"] >= analysis["date"].iloc[len(analysis) // 2], "x1"] += 1.0
         skipped, stock = [], []
         try:
