@@ -523,11 +523,11 @@ class MonitoringSettings(_Strict):
         ge=10,
         description="rows sampled per week for Shapley values, on each side (the week, and "
         "the same season a year earlier). Exact TreeSHAP costs about 10 ms a row on a "
-        "1,600-tree rossmann-100 model and was 78% of a region's drift_report at 50 rows. "
-        "On rossmann-100's replay (benchmarks/drift_replay.py, 20 weeks x 12 regions, four "
-        "scenarios) 30 and 50 rows raised the same alerts (no false alarm, one raw "
-        "attribution finding a scenario) and the first monitoring pass took 227 s against "
-        "279 s (results/drift_replay_attribution_30.json, _50.json)",
+        "1,600-tree rossmann-100 model and was three quarters of a region's drift_report "
+        "at 50 rows. On rossmann-100's replay (benchmarks/drift_replay.py, 20 weeks x 12 "
+        "regions, four scenarios) 30 and 50 rows raised the same alerts (no false alarm, "
+        "one raw attribution finding a scenario) and the first monitoring pass took 227 s "
+        "against 279 s (results/drift_replay_attribution_30.json, _50.json)",
     )
     dle_top_features: int | None = Field(
         3,
