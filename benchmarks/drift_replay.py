@@ -64,6 +64,7 @@ from mlops_assets.monitoring import (
 from mlops_assets.spec import load_spec
 from mlops_assets.training import (
     read_reference_csv,
+    read_reference_parquet,
     train_region_model,
 )
 from mlops_assets.warehouse import connect, regions_with_sales
@@ -92,19 +93,23 @@ def build_workspace(source: Path, root: Path, spec, regions: list[str] | None = 
 
 def region_model(ws, fs, spec, region: str, t0: pd.Timestamp, cache: Path | None):
     """The region's model trained on data up to ``t0`` (cached as LightGBM text + JSON,
-    with its monitoring reference as CSV; a cache without one has ``reference`` None)."""
+    with its monitoring reference as Parquet, or as CSV in caches written before; a cache
+    without one has ``reference`` None)."""
     folder = cache / f"{spec.name}-{t0.date()}-{region}" if cache else None
     if folder and (folder / "model.txt").exists():
         meta = json.loads((folder / "meta.json").read_text())
-        saved = folder / "reference.csv"
+        reference = None
+        if (folder / "reference.parquet").exists():
+            reference = read_reference_parquet((folder / "reference.parquet").read_bytes())
+        elif (folder / "reference.csv").exists():
+            text = (folder / "reference.csv").read_text()
+            reference = read_reference_csv(text, meta["categorical"])
         return SimpleNamespace(
             booster=lgb.Booster(model_str=(folder / "model.txt").read_text()),
             meta=meta,
             holdout=pd.read_parquet(folder / "holdout.parquet"),
             metrics=json.loads((folder / "metrics.json").read_text()),
-            reference=read_reference_csv(saved.read_text(), meta["categorical"])
-            if saved.exists()
-            else None,
+            reference=reference,
         )
     feats = ws.read_features(region)
     feats = feats[(~feats["is_future"].astype(bool)) & (pd.to_datetime(feats["date"]) <= t0)]
@@ -115,7 +120,7 @@ def region_model(ws, fs, spec, region: str, t0: pd.Timestamp, cache: Path | None
         (folder / "meta.json").write_text(trained.meta_json())
         trained.holdout.to_parquet(folder / "holdout.parquet")
         (folder / "metrics.json").write_text(json.dumps(trained.metrics, default=str))
-        (folder / "reference.csv").write_text(trained.reference_csv())
+        (folder / "reference.parquet").write_bytes(trained.reference_parquet())
     return trained
 
 

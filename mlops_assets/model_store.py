@@ -3,13 +3,15 @@
 Keys are ``/``-separated relative paths such as ``Nord/0003/model.txt``. Every segment is
 either a safe key (:func:`mlops_assets.naming.is_safe_key`: ``Nord``, ``0003``) or a simple
 file name made of a safe key and one text extension (``model.txt``, ``model.json``; also
-``jsonl``, ``csv``, ``yaml``, ``yml``, ``md``). Anything
+``jsonl``, ``csv``, ``yaml``, ``yml``, ``md``) or ``parquet``. Anything
 else (``..``, absolute paths, empty segments, backslashes, hidden names) is refused with a
 ``ValueError`` before any file is touched, so a key can never point outside the store.
 
-Artifacts are text only: LightGBM models in their text format and JSON. They are never
-pickled, because loading a pickle runs code chosen by whoever wrote the file. ``put``
-refuses bytes that are not UTF-8 text, which also refuses every binary pickle.
+Artifacts are text (LightGBM models in their text format, JSON) or Parquet tables (the
+monitoring reference): data formats whose readers run no code from the file. They are
+never pickled, because loading a pickle runs code chosen by whoever wrote the file.
+``put`` refuses bytes that are not UTF-8 text, or under a ``.parquet`` key not a Parquet
+file (its magic number at both ends), which also refuses every binary pickle.
 
 :class:`LocalModelStore` keeps files below a local folder, written atomically (temp file +
 ``os.replace``), so a reader sees the previous artifact or the new one, never half a file.
@@ -31,8 +33,10 @@ from pathlib import Path
 from mlops_assets.naming import is_safe_key
 from mlops_assets.workspace import atomic_write_bytes, is_temp_name
 
-# a safe key plus one text extension: "model.txt", "model.json" (never ".pkl")
-_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.(txt|json|jsonl|csv|yaml|yml|md)")
+# a safe key plus one text or Parquet extension: "model.txt", "reference.parquet" (never
+# ".pkl")
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.(txt|json|jsonl|csv|yaml|yml|md|parquet)")
+_PARQUET_MAGIC = b"PAR1"
 
 
 def check_key(key: str) -> str:
@@ -51,17 +55,22 @@ def check_key(key: str) -> str:
         if not (is_safe_key(segment) or _FILE_NAME.fullmatch(segment)):
             raise ValueError(
                 f"store key {key!r}: segment {segment!r} is neither a safe key "
-                "(letters, digits, '_', '-') nor a simple text file name like 'model.txt' "
-                "or 'model.json'"
+                "(letters, digits, '_', '-') nor a simple text or Parquet file name like "
+                "'model.txt', 'model.json' or 'reference.parquet'"
             )
     return key
 
 
-def check_text_artifact(key: str, data: bytes) -> bytes:
-    """Refuse anything that is not UTF-8 text (pickles in particular)."""
+def check_artifact(key: str, data: bytes) -> bytes:
+    """Refuse anything that is not UTF-8 text, or under a ``.parquet`` key not a Parquet
+    file (pickles in particular)."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"artifact {key!r} must be bytes, got {type(data).__name__}")
     data = bytes(data)
+    if key.endswith(".parquet"):
+        if len(data) < 8 or not (data.startswith(_PARQUET_MAGIC) and data.endswith(_PARQUET_MAGIC)):
+            raise ValueError(f"artifact {key!r} is not a Parquet file")
+        return data
     if data[:1] == b"\x80":
         raise ValueError(f"artifact {key!r} looks like a pickle; only text/JSON is stored")
     try:
@@ -74,7 +83,7 @@ def check_text_artifact(key: str, data: bytes) -> bytes:
 
 
 class ModelStore(ABC):
-    """Key -> bytes storage for model artifacts (text/JSON only)."""
+    """Key -> bytes storage for model artifacts (text, JSON, Parquet)."""
 
     @abstractmethod
     def put(self, key: str, data: bytes) -> str:
@@ -131,7 +140,7 @@ class LocalModelStore(ModelStore):
 
     def put(self, key: str, data: bytes) -> str:
         path = self._path(key)
-        data = check_text_artifact(key, data)
+        data = check_artifact(key, data)
         path.parent.mkdir(parents=True, exist_ok=True)
         # a symlinked folder below root must not carry the write elsewhere
         if not path.parent.resolve().is_relative_to(self.root):

@@ -340,9 +340,9 @@ def reference_fleet_gap(
 ) -> pd.DataFrame:
     """The region's fleet gap (``fleet_gap_frame``) over a model's training window: the
     reference its weather weeks are compared with. Saved with the model at registration
-    (``fleet_gap.csv``, written and read like the reference rows: ``training.reference_csv``
-    / ``read_reference_csv``), so a region joining the fleet or a corrected weather history
-    later does not move what the model is compared with."""
+    (``fleet_gap.csv``, written and read like the reference rows of older versions:
+    ``training.reference_csv`` / ``read_reference_csv``), so a region joining the fleet or
+    a corrected weather history later does not move what the model is compared with."""
     if region_inputs is None or region_inputs.empty or not columns:
         return pd.DataFrame(columns=["date", *columns])
     gap = fleet_gap_frame(region_inputs, region, columns)

@@ -173,7 +173,7 @@ def train_and_register(
         status=status,
         reasons=[f"{g.name}: {g.message}" for g in gate if not g.passed],
         actor=f"run:{run_id}",
-        reference_csv=trained.reference_csv(),
+        reference=trained.reference_parquet(),
         fleet_gap_csv=_fleet_gap_csv(region_inputs, region, trained, spec),
     )
     return TrainingOutcome(trained, gate, version, approved)

@@ -611,10 +611,10 @@ class MonitoringSettings(_Strict):
     reference_max_rows: int = Field(
         50_000,
         ge=1000,
-        description="the monitoring reference saved with each model (reference.csv) holds "
-        "at most this many of its fitted rows: above it, a seeded sample of every week "
-        "(about 0.4 KB a row with rossmann's 69 columns: ~20 MB per version at the cap; the "
-        "largest rossmann-100 region has 22,552 rows)",
+        description="the monitoring reference saved with each model (reference.parquet) "
+        "holds at most this many of its fitted rows: above it, a seeded sample of every week "
+        "(about 80 bytes a row with rossmann's 71 columns: ~4 MB per version at the cap; the "
+        "largest rossmann-100 region has 22,552 rows, 1.7 MB)",
     )
 
 

@@ -221,9 +221,9 @@ class TrainedModel:
     def meta_json(self) -> str:
         return json.dumps(self.meta, sort_keys=True, default=str)
 
-    def reference_csv(self) -> str | None:
+    def reference_parquet(self) -> bytes | None:
         """The monitoring reference as the registry stores it (None if there is none)."""
-        return reference_csv(self.reference) if len(self.reference) else None
+        return reference_parquet(self.reference) if len(self.reference) else None
 
 
 @dataclass
@@ -663,8 +663,29 @@ def reference_rows(
     return out.assign(date=rows["date"].to_numpy()[positions]).reset_index(drop=True)
 
 
+def reference_parquet(frame: pd.DataFrame) -> bytes:
+    """A reference frame as Parquet bytes, values and dtypes as they are (float32 inputs,
+    text, flags, dates). A 10M-preset region's 50,000 reference rows: written in 0.1 s
+    and read in 0.03 s, 4.0 MB, where CSV took 1.5-2.5 s, 0.45-0.7 s and 14.5 MB."""
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def read_reference_parquet(blob: bytes) -> pd.DataFrame:
+    """The reference frame of ``reference_parquet``: text as Arrow-backed strings, as
+    ``Workspace.read_features`` reads the feature table; dates as datetime."""
+    with pd.option_context("future.infer_string", True):
+        frame = pd.read_parquet(io.BytesIO(blob))
+    frame.columns = frame.columns.astype(object)  # plain labels, as read_features has them
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame
+
+
 def reference_csv(frame: pd.DataFrame) -> str:
-    """A reference frame as CSV text (dates as YYYY-MM-DD, floats written to round-trip)."""
+    """A reference frame as CSV text (dates as YYYY-MM-DD, floats written to round-trip):
+    the fleet gap saved with a model, and the reference of versions registered before
+    it was Parquet."""
     out = frame.assign(date=pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d"))
     return out.to_csv(index=False, lineterminator="\n")
 

@@ -98,6 +98,24 @@ def test_pickles_and_binary_data_are_refused(store: LocalModelStore) -> None:
     assert not store.exists("Nord/0001/model.txt")
 
 
+def test_parquet_artifacts_are_stored_and_anything_else_under_their_name_refused(
+    store: LocalModelStore,
+) -> None:
+    import io
+
+    import pandas as pd
+
+    buffer = io.BytesIO()
+    pd.DataFrame({"target": [1.0, 2.5]}).to_parquet(buffer)
+    table = buffer.getvalue()
+    store.put("Nord/0001/reference.parquet", table)
+    assert store.get("Nord/0001/reference.parquet") == table
+    for bad in (pickle.dumps({"weights": [1, 2, 3]}), b"date,target\n", table[:-1], b"PAR1"):
+        with pytest.raises(ValueError, match="is not a Parquet file"):
+            store.put("Nord/0002/reference.parquet", bad)
+    assert not store.exists("Nord/0002/reference.parquet")
+
+
 def test_symlinked_folder_cannot_carry_writes_outside_root(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -60,7 +60,9 @@ from mlops_assets.training import (
     like_dtypes,
     predict_frame,
     read_reference_csv,
+    read_reference_parquet,
     reference_csv,
+    reference_parquet,
     train_region_model,
 )
 from mlops_assets.warehouse import connect, region_level_inputs, regions_with_sales
@@ -885,8 +887,8 @@ def test_the_error_model_learns_from_the_backtest_saved_with_the_model(fleets):
 
 
 def _saved_reference(model: TrainedModel) -> pd.DataFrame:
-    """The model's reference as ``drift_report`` gets it from the registry (CSV text)."""
-    return read_reference_csv(model.reference_csv(), model.meta["categorical"])
+    """The model's reference as ``drift_report`` gets it from the registry (Parquet)."""
+    return read_reference_parquet(model.reference_parquet())
 
 
 def _by_key(frame: pd.DataFrame) -> pd.DataFrame:
@@ -1029,16 +1031,24 @@ def test_the_fleet_gap_saved_with_the_model_stays_its_reference_when_the_fleet_c
     pd.testing.assert_frame_equal(frozen.analysis_gap, recomputed.analysis_gap)
 
 
-def test_missing_text_in_a_saved_reference_is_no_unseen_value():
+@pytest.mark.parametrize(
+    "saved_as",
+    [
+        pytest.param(lambda rows: read_reference_parquet(reference_parquet(rows)), id="parquet"),
+        # versions registered before the reference was Parquet
+        pytest.param(lambda rows: read_reference_csv(reference_csv(rows), ["event"]), id="csv"),
+    ],
+)
+def test_missing_text_in_a_saved_reference_is_no_unseen_value(saved_as):
     # the feature table reads missing text as None; nannyml's unseen-values check tells
-    # None from NaN, so the reference read back from CSV must hold None as well
+    # None from NaN, so the reference read back must hold None as well once cast
     days = pd.date_range("2024-01-01", periods=28)
     table = pd.DataFrame(
         {"date": days.date, "store": "S1", "item": "I1", "event": ["Rain", None] * 14,
          "target": 1.0, "open": 1, "is_future": False}
     )  # fmt: skip
-    saved = read_reference_csv(reference_csv(table.iloc[:14]), ["event"])
-    saved = like_dtypes(saved, table).assign(date=pd.to_datetime(saved["date"]))
+    saved = like_dtypes(saved_as(table.iloc[:14]), table)
+    saved = saved.assign(date=pd.to_datetime(saved["date"]))
     analysis = table.iloc[14:].assign(date=pd.to_datetime(table["date"].iloc[14:]))
     cols = monitoring.MonitoredColumns(
         numeric=[], categorical=["event"], ignored=[], region_level=[]

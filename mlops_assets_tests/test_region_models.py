@@ -125,7 +125,7 @@ def test_first_model_passing_the_default_gate_is_approved_and_served(lifecycle, 
         like_dtypes(saved, features), out.trained.reference, check_exact=True
     )
     # every registration saves one: rejected, tuning and retrained versions alike
-    assert all("reference.csv" in v.checksums for v in registry.versions(REGION))
+    assert all("reference.parquet" in v.checksums for v in registry.versions(REGION))
 
 
 def test_the_record_says_what_was_trained_on_what_and_how_it_scored(lifecycle):

@@ -48,7 +48,7 @@ from mlops_assets.training import (
     like_dtypes,
     predict_frame,
     prepare_region,
-    read_reference_csv,
+    read_reference_parquet,
     reference_columns,
     reference_rows,
     shap_contributions,
@@ -732,9 +732,10 @@ def test_the_monitoring_reference_is_exactly_the_fitted_rows(trained, data):
     )
     expected = fitted.sort_values(["date", *SERIES])[list(ref.columns)].reset_index(drop=True)
     pd.testing.assert_frame_equal(ref, expected, check_exact=True)  # values and dtypes
-    # as the registry stores it: CSV text that reads back to the same frame once monitoring
-    # gives it the feature table's dtypes (float32 inputs, Arrow strings)
-    back = read_reference_csv(trained.reference_csv(), trained.meta["categorical"])
+    # as the registry stores it: Parquet that reads back to the same values and dtypes
+    # (float32 inputs, Arrow strings), so monitoring's cast to the table's changes nothing
+    back = read_reference_parquet(trained.reference_parquet())
+    pd.testing.assert_frame_equal(back, ref, check_exact=True)
     pd.testing.assert_frame_equal(like_dtypes(back, features), ref, check_exact=True)
 
 

@@ -60,11 +60,13 @@ Artifacts (the LightGBM text model and its JSON metadata) go through a
 :class:`~mlops_assets.model_store.ModelStore` at ``<region>/<NNNN>/model.txt`` and
 ``<region>/<NNNN>/model.json``; their SHA-256 is recorded and checked on load (see
 "Integrity" below). Nothing is pickled. Optionally a third,
-``<region>/<NNNN>/reference.csv``: the rows the model was fitted on, as monitoring
+``<region>/<NNNN>/reference.parquet``: the rows the model was fitted on, as monitoring
 compares new data with them (frozen with the model, so a later correction or
-recomputation of the feature table does not move the reference); versions registered
-without it (older models) have none and monitoring falls back to the feature table's
-rows of the training window.
+recomputation of the feature table does not move the reference). Versions registered
+before it was Parquet hold ``reference.csv`` instead, which is still read; versions
+registered without either (older models) have none and monitoring falls back to the
+feature table's rows of the training window. ``fleet_gap.csv`` (a few columns a day) holds
+the region's weather gap to the fleet over the training window.
 
 Integrity
 ---------
@@ -104,6 +106,7 @@ from mlops_assets.registry.versions import (
     PENDING,
     PROBLEM_KINDS,
     RECALIBRATION,
+    REFERENCE_CSV_FILE,
     REFERENCE_FILE,
     REGISTRABLE,
     REJECTED,
@@ -122,8 +125,8 @@ from mlops_assets.registry.versions import (
 __all__ = [
     "APPROVED", "ARCHIVED", "ARTIFACT_FILES", "CHECKSUM_MISMATCH", "FLEET_GAP_FILE",
     "META_FILE", "MISSING_ARTIFACT", "MISSING_CHECKSUM", "MISSING_RECORD", "MODEL_FILE",
-    "OPTIONAL_ARTIFACT_FILES", "PENDING", "PROBLEM_KINDS", "RECALIBRATION", "REFERENCE_FILE",
-    "REGISTRABLE", "REJECTED", "SOURCES", "STATUSES", "TUNING", "IntegrityProblem",
-    "IntegrityReport", "ModelRegistry", "ModelVersion", "PrunedVersion", "RegistryError",
-    "artifact_key", "decide_status",
+    "OPTIONAL_ARTIFACT_FILES", "PENDING", "PROBLEM_KINDS", "RECALIBRATION",
+    "REFERENCE_CSV_FILE", "REFERENCE_FILE", "REGISTRABLE", "REJECTED", "SOURCES", "STATUSES",
+    "TUNING", "IntegrityProblem", "IntegrityReport", "ModelRegistry", "ModelVersion",
+    "PrunedVersion", "RegistryError", "artifact_key", "decide_status",
 ]  # fmt: skip

@@ -25,6 +25,7 @@ from mlops_assets.registry.versions import (
     MODEL_FILE,
     OPTIONAL_ARTIFACT_FILES,
     PRUNE_REASON,
+    REFERENCE_CSV_FILE,
     REFERENCE_FILE,
     REGISTRABLE,
     REJECTED,
@@ -135,39 +136,48 @@ class ModelRegistry:
     def load_reference(
         self, mv: ModelVersion, meta: dict[str, Any] | None = None
     ) -> pd.DataFrame | None:
-        """The monitoring reference saved with ``mv`` (its fitted rows, categorical
-        columns as text, dates as datetime), or ``None`` if it was registered without one.
-        Its checksum is required and checked, as is the metadata's that types it (``meta``:
-        the metadata ``load_artifacts`` already returned, not read again)."""
-        text = self._optional_artifact(mv, REFERENCE_FILE)
-        if text is None:
-            return None
-        from mlops_assets.training import read_reference_csv
+        """The monitoring reference saved with ``mv`` (its fitted rows with the feature
+        table's dtypes, dates as datetime), or ``None`` if it was registered without one.
+        Its checksum is required and checked. Versions registered before the reference was
+        Parquet saved it as CSV: read with categorical columns as text, the metadata's
+        list typing them (``meta``: what ``load_artifacts`` already returned, not read
+        again; its checksum is checked too)."""
+        from mlops_assets.training import read_reference_csv, read_reference_parquet
 
+        blob = self._optional_artifact(mv, REFERENCE_FILE)
+        if blob is not None:
+            return read_reference_parquet(blob)
+        blob = self._optional_artifact(mv, REFERENCE_CSV_FILE)
+        if blob is None:
+            return None
         if meta is None:
             meta = json.loads(self._read_artifact(mv, META_FILE))
-        return read_reference_csv(text, list(meta.get("categorical", [])))
+        return read_reference_csv(blob.decode("utf-8"), list(meta.get("categorical", [])))
 
     def load_fleet_gap(self, mv: ModelVersion) -> pd.DataFrame | None:
         """The region's weather minus the fleet median, day by day over ``mv``'s training
         window, as it was at registration (``date`` and one column per input), or ``None``
         if it was registered without it. Its checksum is required and checked."""
-        text = self._optional_artifact(mv, FLEET_GAP_FILE)
-        if text is None:
+        blob = self._optional_artifact(mv, FLEET_GAP_FILE)
+        if blob is None:
             return None
         from mlops_assets.training import read_reference_csv
 
-        return read_reference_csv(text, [])
+        return read_reference_csv(blob.decode("utf-8"), [])
 
-    def _optional_artifact(self, mv: ModelVersion, name: str) -> str | None:
-        """An optional artifact's text, None if the version has none; one without a
-        recorded checksum is refused (by ``_read_artifact``)."""
+    def _optional_artifact(self, mv: ModelVersion, name: str) -> bytes | None:
+        """An optional artifact's bytes, None if the version has none; one without a
+        recorded checksum is refused (by ``_artifact_bytes``)."""
         if name not in mv.artifacts:
             return None
-        return self._read_artifact(mv, name)
+        return self._artifact_bytes(mv, name)
 
     def _read_artifact(self, mv: ModelVersion, name: str) -> str:
-        """One artifact's text, refused if its record holds no checksum for it or it does
+        """One text artifact (the model, its metadata), checked (``_artifact_bytes``)."""
+        return self._artifact_bytes(mv, name).decode("utf-8")
+
+    def _artifact_bytes(self, mv: ModelVersion, name: str) -> bytes:
+        """One artifact's bytes, refused if its record holds no checksum for it or they do
         not match: bytes nobody can vouch for are never handed to LightGBM or monitoring."""
         try:
             raw = self.store.get(artifact_key(mv.region, mv.version, name))
@@ -193,7 +203,7 @@ class ModelRegistry:
                 f"{mv.label}: artifact {name} does not match the checksum recorded at "
                 f"registration; refusing to load it ({VERIFY_HINT})"
             )
-        return raw.decode("utf-8")
+        return raw
 
     # ---------------------------------------------------------------- integrity
 
@@ -275,15 +285,15 @@ class ModelRegistry:
         status: str,
         reasons: list[str],
         actor: str,
-        reference_csv: str | None = None,
+        reference: bytes | None = None,
         fleet_gap_csv: str | None = None,
     ) -> ModelVersion:
         """Store a new version of ``region`` (numbered 1, 2, ...) with its artifacts.
 
         ``status`` is ``pending_approval``, ``approved`` or ``rejected`` (usually from
         :func:`decide_status`); registering as approved archives the approved version.
-        ``reference_csv``: the monitoring reference (``TrainedModel.reference_csv()``),
-        stored as ``reference.csv`` with its checksum when given; ``fleet_gap_csv``
+        ``reference``: the monitoring reference (Parquet, ``TrainedModel.reference_parquet()``),
+        stored as ``reference.parquet`` with its checksum when given; ``fleet_gap_csv``
         likewise as ``fleet_gap.csv`` (``monitoring.reference_fleet_gap``).
         """
         require_safe_key(region)
@@ -299,9 +309,12 @@ class ModelRegistry:
             raise ValueError(f"model_text of {region} is empty; expected a text model")
         if not isinstance(model_meta, dict) or not isinstance(record, dict):
             raise TypeError("model_meta and record must be dicts")
-        for name, text in (("reference_csv", reference_csv), ("fleet_gap_csv", fleet_gap_csv)):
-            if text is not None and (not isinstance(text, str) or not text.strip()):
-                raise ValueError(f"{name} of {region} must be non-empty CSV text or None")
+        if reference is not None and (not isinstance(reference, bytes) or not reference):
+            raise ValueError(f"reference of {region} must be non-empty Parquet bytes or None")
+        if fleet_gap_csv is not None and (
+            not isinstance(fleet_gap_csv, str) or not fleet_gap_csv.strip()
+        ):
+            raise ValueError(f"fleet_gap_csv of {region} must be non-empty CSV text or None")
         source = record.get("source")
         if source is not None and source not in SOURCES:
             raise ValueError(f"record source {source!r} is not one of {SOURCES}")
@@ -309,9 +322,10 @@ class ModelRegistry:
             MODEL_FILE: model_text.encode("utf-8"),
             META_FILE: json.dumps(model_meta, indent=2, sort_keys=True, default=str).encode(),
         }
-        for name, text in ((REFERENCE_FILE, reference_csv), (FLEET_GAP_FILE, fleet_gap_csv)):
-            if text is not None:
-                blobs[name] = text.encode("utf-8")
+        if reference is not None:
+            blobs[REFERENCE_FILE] = reference
+        if fleet_gap_csv is not None:
+            blobs[FLEET_GAP_FILE] = fleet_gap_csv.encode("utf-8")
         body = {"reasons": list(reasons), "record": dict(record)}
         # canonical JSON now, so a record that cannot be stored fails before any write
         json.dumps(body, sort_keys=True, default=str)

@@ -24,9 +24,11 @@ SOURCES = (RECALIBRATION, TUNING)
 MODEL_FILE = "model.txt"
 META_FILE = "model.json"
 ARTIFACT_FILES = (MODEL_FILE, META_FILE)  # every version has them
-REFERENCE_FILE = "reference.csv"  # optional: the monitoring reference (CSV text)
+REFERENCE_FILE = "reference.parquet"  # optional: the monitoring reference
+# the monitoring reference of versions registered before it was Parquet (read, not written)
+REFERENCE_CSV_FILE = "reference.csv"
 FLEET_GAP_FILE = "fleet_gap.csv"  # optional: the weather's gap to the fleet, training window
-OPTIONAL_ARTIFACT_FILES = (REFERENCE_FILE, FLEET_GAP_FILE)
+OPTIONAL_ARTIFACT_FILES = (REFERENCE_FILE, REFERENCE_CSV_FILE, FLEET_GAP_FILE)
 
 PRUNE_REASON = "retention: artifacts deleted, record and audit log kept"
 VERIFY_HINT = "`mlops-assets registry verify` lists every such version"

@@ -16,7 +16,7 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_assets.model_store import LocalModelStore, ModelStore, check_key, check_text_artifact
+from mlops_assets.model_store import LocalModelStore, ModelStore, check_artifact, check_key
 from mlops_assets.naming import is_safe_key
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class FsspecModelStore(ModelStore):
 
     def put(self, key: str, data: bytes) -> str:
         path = self._path(key)
-        self.fs.pipe_file(path, check_text_artifact(key, data))
+        self.fs.pipe_file(path, check_artifact(key, data))
         self.fs.invalidate_cache(path)
         return self.uri(key)
 

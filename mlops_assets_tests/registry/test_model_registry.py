@@ -504,7 +504,7 @@ def _reference_frame():
     )
 
 
-def _register_with_reference(reg: ModelRegistry, reference_csv: str | None) -> ModelVersion:
+def _register_with_reference(reg: ModelRegistry, reference: bytes | None) -> ModelVersion:
     return reg.register(
         "Nord",
         model_text=FAKE_MODEL,
@@ -516,48 +516,84 @@ def _register_with_reference(reg: ModelRegistry, reference_csv: str | None) -> M
         status=APPROVED,
         reasons=[],
         actor="trainer",
-        reference_csv=reference_csv,
+        reference=reference,
     )
 
 
 def test_reference_rows_are_stored_with_the_model_and_come_back_equal(reg: ModelRegistry):
     import pandas as pd
 
-    from mlops_assets.training import reference_csv
+    from mlops_assets.training import reference_parquet
 
     frame = _reference_frame()
-    mv = _register_with_reference(reg, reference_csv(frame))
-    path = reg.store.root / "Nord" / "0001" / "reference.csv"
-    assert mv.artifacts["reference.csv"] == path.as_uri()
-    assert set(mv.checksums) == {"model.txt", "model.json", "reference.csv"}
-    assert path.read_text().startswith("date,store,item,state_holiday,promo,lag_7,target")
-    assert artifact_key("Nord", 1, "reference.csv") == "Nord/0001/reference.csv"
+    mv = _register_with_reference(reg, reference_parquet(frame))
+    path = reg.store.root / "Nord" / "0001" / "reference.parquet"
+    assert mv.artifacts["reference.parquet"] == path.as_uri()
+    assert set(mv.checksums) == {"model.txt", "model.json", "reference.parquet"}
+    assert list(pd.read_parquet(path).columns) == list(frame.columns)
+    assert artifact_key("Nord", 1, "reference.parquet") == "Nord/0001/reference.parquet"
     with pytest.raises(ValueError, match="unknown artifact"):
         artifact_key("Nord", 1, "reference.pkl")
     loaded = reg.load_reference(reg.latest_approved("Nord"))
-    # categorical columns (the meta's list) as text, not parsed as numbers
-    pd.testing.assert_frame_equal(loaded, frame, check_exact=True)
-    assert loaded["state_holiday"].tolist() == ["0", "a", None]  # None as Parquet has it
+    # values exactly, text as Arrow-backed strings (as the feature table is read)
+    pd.testing.assert_frame_equal(loaded, frame, check_exact=True, check_dtype=False)
+    assert str(loaded["store"].dtype) == "str"
+    assert loaded["store"].tolist() == ["0001", "12", "0001"]
+    assert loaded["state_holiday"].isna().tolist() == [False, False, True]
     assert reg.load_artifacts(mv)[0] == FAKE_MODEL  # model and meta load as before
 
 
-def test_a_tampered_reference_is_refused(reg: ModelRegistry) -> None:
-    from mlops_assets.training import reference_csv
+def test_a_reference_saved_as_csv_by_an_older_version_is_still_read(reg: ModelRegistry):
+    """Versions registered before the reference was Parquet hold ``reference.csv``: read
+    with the metadata's categorical columns as text (a store "0001", a holiday "0")."""
+    import hashlib
 
-    mv = _register_with_reference(reg, reference_csv(_reference_frame()))
-    path = reg.store.root / "Nord" / "0001" / "reference.csv"
-    path.write_text(path.read_text().replace("5263.0", "9999.0"))
+    import pandas as pd
+
+    from mlops_assets.training import reference_csv, reference_parquet
+
+    frame = _reference_frame()
+    mv = _register_with_reference(reg, reference_parquet(frame))
+    _artifact(reg, 1, "reference.parquet").unlink()
+    text = reference_csv(frame).encode()
+    csv_path = _artifact(reg, 1, "reference.csv")
+    csv_path.write_bytes(text)
+
+    def as_older_version(body: dict) -> None:
+        del body["artifacts"]["reference.parquet"], body["checksums"]["reference.parquet"]
+        body["artifacts"]["reference.csv"] = csv_path.as_uri()
+        body["checksums"]["reference.csv"] = hashlib.sha256(text).hexdigest()
+
+    edit_record(reg, "Nord", mv.version, as_older_version)
+    older = reg.latest_approved("Nord")
+    loaded = reg.load_reference(older)
+    pd.testing.assert_frame_equal(loaded, frame, check_exact=True)
+    assert loaded["state_holiday"].tolist() == ["0", "a", None]  # None as Parquet has it
+    assert _problems(reg) == []
+    csv_path.write_bytes(text.replace(b"5263.0", b"9999.0"))
     with pytest.raises(RegistryError, match="Nord:v1: artifact reference.csv does not match"):
+        reg.load_reference(older)
+
+
+def test_a_tampered_reference_is_refused(reg: ModelRegistry) -> None:
+    from mlops_assets.training import reference_parquet
+
+    mv = _register_with_reference(reg, reference_parquet(_reference_frame()))
+    path = reg.store.root / "Nord" / "0001" / "reference.parquet"
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(RegistryError, match="Nord:v1: artifact reference.parquet does not match"):
         reg.load_reference(mv)
 
 
 def test_a_version_registered_without_a_reference_has_none(reg: ModelRegistry) -> None:
     mv = _register_with_reference(reg, None)
-    assert "reference.csv" not in mv.artifacts and "reference.csv" not in mv.checksums
-    assert not (reg.store.root / "Nord" / "0001" / "reference.csv").exists()
+    assert not {"reference.parquet", "reference.csv"} & {*mv.artifacts, *mv.checksums}
+    assert not (reg.store.root / "Nord" / "0001" / "reference.parquet").exists()
     assert reg.load_reference(mv) is None
-    with pytest.raises(ValueError, match="reference_csv of Nord"):
-        _register_with_reference(reg, "  \n")
+    with pytest.raises(ValueError, match="reference of Nord must be non-empty Parquet bytes"):
+        _register_with_reference(reg, b"")
 
 
 def test_the_fleet_gap_is_stored_with_the_model_and_checked(reg: ModelRegistry) -> None:
@@ -754,6 +790,8 @@ def _problems(reg: ModelRegistry, region: str | None = None) -> list[tuple]:
 def test_registration_records_a_checksum_for_every_artifact(reg: ModelRegistry) -> None:
     import hashlib
 
+    from mlops_assets.training import reference_parquet
+
     mv = reg.register(
         "Nord",
         model_text=FAKE_MODEL,
@@ -762,10 +800,10 @@ def test_registration_records_a_checksum_for_every_artifact(reg: ModelRegistry) 
         status=APPROVED,
         reasons=[],
         actor="trainer",
-        reference_csv="date,target\n2024-01-01,1.0\n",
+        reference=reference_parquet(_reference_frame()),
         fleet_gap_csv="date,temperature_c\n2024-01-01,0.5\n",
     )
-    names = {"model.txt", "model.json", "reference.csv", "fleet_gap.csv"}
+    names = {"model.txt", "model.json", "reference.parquet", "fleet_gap.csv"}
     assert set(mv.artifacts) == set(mv.checksums) == names
     for name in names:
         raw = _artifact(reg, 1, name).read_bytes()
@@ -788,10 +826,12 @@ def test_an_artifact_without_a_recorded_checksum_is_refused_not_trusted(
 
 
 def test_an_optional_artifact_without_a_checksum_is_refused(reg: ModelRegistry) -> None:
-    mv = _register_with_reference(reg, "date,target\n2024-01-01,1.0\n")
+    from mlops_assets.training import reference_parquet
+
+    mv = _register_with_reference(reg, reference_parquet(_reference_frame()))
     assert reg.load_reference(mv) is not None
-    _strip_checksum(reg, 1, "reference.csv")
-    with pytest.raises(RegistryError, match="Nord:v1: artifact reference.csv has no recorded"):
+    _strip_checksum(reg, 1, "reference.parquet")
+    with pytest.raises(RegistryError, match="Nord:v1: artifact reference.parquet has no recorded"):
         reg.load_reference(reg.get("Nord", 1))
 
 
@@ -853,7 +893,7 @@ def _leave_killed_registration(reg: ModelRegistry, version: int) -> list[Path]:
     orphan = _artifact(reg, version, "model.txt")
     orphan.parent.mkdir(parents=True)
     orphan.write_text("tree\nkilled\n")
-    _artifact(reg, version, "reference.csv").write_text("date\n")
+    _artifact(reg, version, "reference.parquet").write_text("date\n")
     temps = [
         temp_path_for(_artifact(reg, version, "model.json")),
         temp_path_for(_artifact(reg, version + 1, "model.txt")),  # a folder of its own
@@ -862,7 +902,7 @@ def _leave_killed_registration(reg: ModelRegistry, version: int) -> list[Path]:
     for temp in temps:
         temp.parent.mkdir(parents=True, exist_ok=True)
         temp.write_text("half")
-    return [orphan, _artifact(reg, version, "reference.csv"), *temps]
+    return [orphan, _artifact(reg, version, "reference.parquet"), *temps]
 
 
 def _files(*roots: Path) -> list[str]:
@@ -887,7 +927,7 @@ def test_the_next_registration_sweeps_leftovers_and_reuses_the_uncommitted_numbe
     rewritten = {_artifact(reg, 3, "model.txt")}
     assert not any(p.exists() for p in leftovers if p not in rewritten)
     assert not (reg.store.root / "Nord" / "0004").exists()
-    # exactly the new version's files were added: no killed reference.csv under v3
+    # exactly the new version's files were added: no killed reference.parquet under v3
     added = sorted(set(_files(reg.store.root)) - set(clean))
     assert added == ["Nord/0003/model.json", "Nord/0003/model.txt"]
     assert reg.load_artifacts(mv)[0] == FAKE_MODEL

@@ -23,8 +23,10 @@ MODEL = "tree\nversion=v4\n"
 # Registers Nord's next version (approved, with a monitoring reference), killing itself
 # with SIGKILL at the point named by argv[2]; nothing in it runs after the kill.
 VICTIM = """
-import os, signal, sys
+import io, os, signal, sys
 from pathlib import Path
+
+import pandas as pd
 
 from mlops_assets import registry
 from mlops_assets.model_store import LocalModelStore
@@ -59,7 +61,9 @@ reg.register(
     status="approved",
     reasons=[],
     actor="doomed",
-    reference_csv="date,target\\n2024-01-01,1.0\\n",
+    reference=(lambda buffer: pd.DataFrame({"target": [1.0]}).to_parquet(buffer) or buffer)(
+        io.BytesIO()
+    ).getvalue(),
 )
 raise SystemExit(3)  # reached only if the kill did not happen
 """
@@ -71,7 +75,7 @@ LEFT_BEHIND = {
     "before_commit": [
         "models/Nord/0003/model.json",
         "models/Nord/0003/model.txt",
-        "models/Nord/0003/reference.csv",
+        "models/Nord/0003/reference.parquet",
     ],
 }
 V3_FILES = ["models/Nord/0003/model.json", "models/Nord/0003/model.txt"]
@@ -145,5 +149,5 @@ def test_a_registration_killed_midway_leaves_no_half_version_and_numbers_continu
     mv = reg.latest_approved("Nord")
     assert mv.version == 3 and mv.actor == "trainer"
     assert reg.load_artifacts(mv) == (MODEL, {"features": []})
-    assert reg.load_reference(mv) is None  # the killed run's reference.csv is gone
+    assert reg.load_reference(mv) is None  # the killed run's reference is gone
     assert [e["seq"] for e in reg.history("Nord")] == [1, 2, 3, 4]  # register v3, archive v1

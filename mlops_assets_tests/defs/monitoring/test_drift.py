@@ -62,7 +62,7 @@ def test_drift_report_compares_with_the_reference_saved_with_the_model(model_pip
     # a version registered without a reference (an older model) falls back to the moved
     # feature table, and its temperature statistics change
     def drop_reference(body: dict) -> None:
-        del body["artifacts"]["reference.csv"], body["checksums"]["reference.csv"]
+        del body["artifacts"]["reference.parquet"], body["checksums"]["reference.parquet"]
 
     edit_record(p.registry, REGION, mv.version, drop_reference)
     meta = _drift_report(p)
