@@ -665,8 +665,9 @@ def reference_rows(
 
 def reference_parquet(frame: pd.DataFrame) -> bytes:
     """A reference frame as Parquet bytes, values and dtypes as they are (float32 inputs,
-    text, flags, dates). A 10M-preset region's 50,000 reference rows: written in 0.1 s
-    and read in 0.03 s, 4.0 MB, where CSV took 1.5-2.5 s, 0.45-0.7 s and 14.5 MB."""
+    text, flags, dates). A 10M-preset region's 50,000 reference rows: written in 0.11 s
+    and read in 0.04 s, 3.2 MB, where CSV took 2.29 s, 0.69 s and 14.5 MB
+    (``benchmarks/reference_format.py``)."""
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return buffer.getvalue()
