@@ -355,10 +355,15 @@ def fleet_gap_drift(
     columns: list[str],
     s: MonitoringSettings,
 ) -> pd.DataFrame:
-    """Weekly mean of each region-level input's gap to the fleet, vs the reference weeks."""
+    """Weekly mean of each region-level input's gap to the fleet, vs the reference weeks.
+
+    An input whose reference gap never varies is left out: a region alone in its fleet is
+    its own median (a gap of 0 every day), and nannyml's thresholds then close on that
+    value and alert on every week, however equal."""
     nml = import_nannyml()
     StandardDeviationThreshold = nml.thresholds.StandardDeviationThreshold
 
+    columns = [c for c in columns if c in reference_gap and reference_gap[c].std() > 0]
     if not columns or reference_gap.empty or analysis_gap.empty:
         return pd.DataFrame(columns=TABLE_COLUMNS)
     calc = nml.SummaryStatsAvgCalculator(

@@ -44,6 +44,7 @@ from mlops_assets.monitoring import (
     estimate_blind_weeks,
     estimate_support,
     fleet_alerts,
+    fleet_gap_frame,
     fleet_status,
     monitored_columns,
     monitoring_inputs,
@@ -684,6 +685,35 @@ def test_weather_shift_in_one_region_alerts_data_drift_there_and_nowhere_else(fl
     a = status.alerts
     elsewhere = a[a["region"].isin(others) & a["alert"]]
     assert not elsewhere["detail"].str.contains("temperature_c").any(), _listing(elsewhere)
+
+
+def test_a_region_alone_in_its_fleet_has_no_gap_to_drift_from():
+    """One region: it is the fleet's median, its gap is 0 every day. nannyml's thresholds
+    would close on 0 and alert on every week (a permanent data-drift alert for a
+    single-region deployment); the input is left out instead. A second region's weather
+    gives the gap a spread, and a shift in it is still found."""
+    days = pd.date_range("2024-01-01", periods=210)
+    rng = np.random.default_rng(0)
+    alone = pd.DataFrame({"date": days, "region_key": "Nord", "temperature_c": 10.0})
+    alone["temperature_c"] += rng.normal(0, 3, len(days))
+    gap = fleet_gap_frame(alone, "Nord", ["temperature_c"])
+    assert (gap["temperature_c"] == 0).all()
+    reference, analysis = gap.iloc[:150], gap.iloc[150:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = monitoring.fleet_gap_drift(reference, analysis, ["temperature_c"], MON)
+    assert table.empty
+
+    other = alone.assign(region_key="Sud", temperature_c=12.0 + rng.normal(0, 3, len(days)))
+    shifted = other.assign(temperature_c=other["temperature_c"].where(days < days[180], 40.0))
+    for weather, alerting in ((other, False), (shifted, True)):
+        gap = fleet_gap_frame(pd.concat([alone, weather]), "Sud", ["temperature_c"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = monitoring.fleet_gap_drift(
+                gap.iloc[:150], gap.iloc[150:], ["temperature_c"], MON
+            )
+        assert len(table) and table["nml_alert"].any() == alerting, table
 
 
 def test_level_shift_in_one_region_breaches_model_quality_there_only(fleets):
