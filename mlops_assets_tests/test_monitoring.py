@@ -1111,9 +1111,25 @@ def test_attribution_drift_reuses_weeks_whose_sampled_rows_did_not_change(fleets
     monkeypatch.setattr(monitoring, "shap_contributions", spy)
     weeks = analysis["week_start"].nunique()
     first = monitoring.attribution_drift(model.booster, model.meta, analysis, MON)
-    assert len(calls) == weeks == len(first) == 16
-    assert max(calls) <= MON.attribution_sample_rows
+    assert weeks == len(first) == 16
+    # one TreeSHAP call for every week's sampled rows
+    per_week = analysis.groupby("week_start").size().clip(upper=MON.attribution_sample_rows)
+    assert calls == [per_week.sum()]
     assert first["value"].between(0, 1).all()
+    # the same values as one call per week
+    batched = monitoring._mean_abs_shap_of_each
+    monkeypatch.setattr(
+        monitoring,
+        "_mean_abs_shap_of_each",
+        lambda booster, meta, frames: [
+            real(booster, meta, f).drop(columns="expected_value").abs().mean().to_dict()
+            for f in frames
+        ],
+    )
+    pd.testing.assert_frame_equal(
+        monitoring.attribution_drift(model.booster, model.meta, analysis, MON), first
+    )
+    monkeypatch.setattr(monitoring, "_mean_abs_shap_of_each", batched)
 
     calls.clear()
     again = monitoring.attribution_drift(model.booster, model.meta, analysis, MON, first)
@@ -1126,7 +1142,7 @@ def test_attribution_drift_reuses_weeks_whose_sampled_rows_did_not_change(fleets
     in_week = edited["week_start"] == changed_week
     edited.loc[in_week, "promo"] = 1 - edited.loc[in_week, "promo"]
     third = monitoring.attribution_drift(model.booster, model.meta, edited, MON, first)
-    assert len(calls) == 1
+    assert calls == [per_week[changed_week]]
     same = third["week_start"] != changed_week
     pd.testing.assert_frame_equal(third[same], first[same])
     assert (third.loc[~same, "chunk_hash"] != first.loc[~same, "chunk_hash"]).all()
