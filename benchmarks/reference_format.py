@@ -14,14 +14,13 @@ read back to the same frame once cast as monitoring casts it, and writes
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 from drift_replay import build_workspace  # benchmarks/: ingest and condition a dataset
-from report import provenance  # benchmarks/: command, commit, time and machine
+from report import print_and_write, provenance  # benchmarks/: command, commit, time and machine
 
 from mlops_assets import training
 from mlops_assets.sample_data import SampleConfig, generate
@@ -93,11 +92,7 @@ def main() -> None:
         "equal_after_monitorings_cast": True,
         **provenance(),
     }
-    for key, value in report.items():
-        print(f"{key}: {value}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    print_and_write(report, args.out)
 
 
 if __name__ == "__main__":

@@ -89,6 +89,15 @@ def command() -> str:
 START_COMMIT = git_commit()
 
 
+def print_and_write(report: dict, out: Path) -> None:
+    """A single-file benchmark's figures, one per line, and the same as JSON at ``out``."""
+    for key, value in report.items():
+        print(f"{key}: {value}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+
+
 def provenance() -> dict:
     return {
         "command": command(),

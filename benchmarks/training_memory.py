@@ -16,7 +16,6 @@ before it read the table, as a ratio to that table (how many table copies traini
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import threading
@@ -27,7 +26,7 @@ from typing import Any
 
 import lightgbm as lgb
 from drift_replay import build_workspace  # benchmarks/: ingest and condition a dataset
-from report import provenance  # benchmarks/: command, commit, time and machine
+from report import print_and_write, provenance  # benchmarks/: command, commit, time and machine
 
 import mlops_assets.training as training
 from mlops_assets.sample_data import SampleConfig, generate
@@ -133,11 +132,7 @@ def main() -> None:
         "trees": model.best_iteration,
         **provenance(),
     }
-    for key, value in report.items():
-        print(f"{key}: {value}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    print_and_write(report, args.out)
 
 
 if __name__ == "__main__":
