@@ -1035,9 +1035,11 @@ def fleet_alerts(
     # the fleet gap is already relative to the other regions
     # ... over at least MIN_GAP_DAYS days: the stub of a week after a Saturday training end
     # is one day judged against whole-week thresholds
+    # ... with a value: nannyml flags a week whose inputs are all null (a NaN mean), which
+    # is a missing feed, not a drift
     gap = t[t["signal"] == "fleet_gap_drift"].copy()
     gap["severity"] = gap["value"] / gap["upper"]
-    gap["hit"] = gap["nml_alert"] & (gap["rows"] >= MIN_GAP_DAYS)
+    gap["hit"] = gap["nml_alert"] & gap["value"].notna() & (gap["rows"] >= MIN_GAP_DAYS)
     found.append(gap)
 
     # data quality: missing values / unseen categories / out-of-range beyond nannyml's

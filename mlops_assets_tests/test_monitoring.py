@@ -297,6 +297,16 @@ def test_a_fleet_gap_week_of_a_few_days_never_alerts():
     assert alert == [False, False, True, False, False]
 
 
+def test_a_fleet_gap_week_without_values_is_no_data_drift():
+    # the region's weather rows of weeks 2-3 hold nulls: nannyml flags their NaN means
+    sev = dict.fromkeys(REGIONS, [0.5] * 5) | {"A": [3.0, np.nan, np.nan, 3.0, 3.0]}
+    table = _drift_table(sev, signal="fleet_gap_drift", feature="temperature_c")
+    table.loc[table["value"].isna(), "nml_alert"] = True
+    raw, alert = _flags(_alerts(table), "A")
+    assert raw == [True, False, False, True, True]
+    assert alert == [False, False, False, False, True]
+
+
 def test_a_chunk_with_fewer_than_min_chunk_rows_never_alerts():
     n = SETTINGS.min_chunk_rows
     sev = dict.fromkeys(REGIONS, CALM) | {"A": [3.6, 3.6, 3.6, 3.6, 3.6]}
