@@ -39,6 +39,7 @@ from mlops_assets.conditioning import FeatureSet
 from mlops_assets.metrics import reduction, regression_metrics
 from mlops_assets.models.boosting import chain_boosters, fit_boosters
 from mlops_assets.spec import DatasetSpec, ModelSettings, objective_of
+from mlops_assets.workspace import read_like_features
 
 log = logging.getLogger(__name__)
 
@@ -676,9 +677,7 @@ def reference_parquet(frame: pd.DataFrame) -> bytes:
 def read_reference_parquet(blob: bytes) -> pd.DataFrame:
     """The reference frame of ``reference_parquet``: text as Arrow-backed strings, as
     ``Workspace.read_features`` reads the feature table; dates as datetime."""
-    with pd.option_context("future.infer_string", True):
-        frame = pd.read_parquet(io.BytesIO(blob))
-    frame.columns = frame.columns.astype(object)  # plain labels, as read_features has them
+    frame = read_like_features(lambda: pd.read_parquet(io.BytesIO(blob)))
     frame["date"] = pd.to_datetime(frame["date"])
     return frame
 

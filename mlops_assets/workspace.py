@@ -69,9 +69,14 @@ def _no_features(region_key: str) -> FileNotFoundError:
     return FileNotFoundError(f"no features for region {region_key!r}: materialize `features` first")
 
 
-def _with_plain_labels(frame: pd.DataFrame) -> pd.DataFrame:
-    """Column labels as every other frame has them (a read with ``future.infer_string``
-    labels them with Arrow strings)."""
+def read_like_features(read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """``read()``, a Parquet read, as the feature table is read (``Workspace.read_features``):
+    text as Arrow-backed strings, column labels as every other frame has them (a read with
+    ``future.infer_string`` labels them with Arrow strings)."""
+    import pandas as pd
+
+    with pd.option_context("future.infer_string", True):
+        frame = read()
     frame.columns = frame.columns.astype(object)
     return frame
 
@@ -161,14 +166,11 @@ class Workspace:
         ``features`` asset wrote it (one round trip: no separate existence check).
         ``read_kwargs`` (``columns``, ``filters``) go to ``pandas.read_parquet``: a step that
         needs a few columns or rows of a large table reads only those into pandas."""
-        import pandas as pd
-
+        key = self.features_key(region_key)
         try:
-            with pd.option_context("future.infer_string", True):
-                frame = self.data.read_parquet(self.features_key(region_key), **read_kwargs)
+            return read_like_features(lambda: self.data.read_parquet(key, **read_kwargs))
         except FileNotFoundError:
             raise _no_features(region_key) from None
-        return _with_plain_labels(frame)
 
     @contextlib.contextmanager
     def features_version(self, region_key: str) -> Iterator[Callable[..., pd.DataFrame]]:
@@ -177,7 +179,6 @@ class Workspace:
         run that replaces the table between two reads is not seen by the second (a step
         that reads the keys first and then some rows pairs them from one table). Remotely
         the table is fetched whole once: for one read, ``read_features`` reads less."""
-        import pandas as pd
 
         key = self.features_key(region_key)
         with contextlib.ExitStack() as stack:
@@ -187,8 +188,7 @@ class Workspace:
                 raise _no_features(region_key) from None
 
             def read(**read_kwargs: Any) -> pd.DataFrame:
-                with pd.option_context("future.infer_string", True):
-                    return _with_plain_labels(table(**read_kwargs))
+                return read_like_features(lambda: table(**read_kwargs))
 
             yield read
 
