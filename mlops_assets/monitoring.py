@@ -320,10 +320,14 @@ def feature_drift(
 def fleet_gap_frame(region_inputs: pd.DataFrame, region: str, columns: list[str]) -> pd.DataFrame:
     """One row per day: the region's value minus the median of all regions that day.
 
+    A day on which fewer than two regions report an input has no gap for it (NaN): the
+    region would be its own median, and a gap of 0 on such days (one weather history
+    starting before the others) would narrow the spread its drift is measured against.
     ``region_inputs`` has ``date``, ``region_key`` and the region-level columns."""
     daily = region_inputs.assign(date=as_datetime(region_inputs["date"]))
     daily = daily.groupby(["date", "region_key"])[columns].mean()
-    median = daily.groupby(level="date").median()
+    by_day = daily.groupby(level="date")
+    median = by_day.median().where(by_day.count() >= 2)
     mine = daily.xs(region, level="region_key") if region in daily.index.unique(1) else None
     if mine is None:
         return pd.DataFrame(columns=["date", *columns])
@@ -357,9 +361,9 @@ def fleet_gap_drift(
 ) -> pd.DataFrame:
     """Weekly mean of each region-level input's gap to the fleet, vs the reference weeks.
 
-    An input whose reference gap never varies is left out: a region alone in its fleet is
-    its own median (a gap of 0 every day), and nannyml's thresholds then close on that
-    value and alert on every week, however equal."""
+    An input whose reference gap never varies is left out: nannyml's thresholds would
+    close on that value and alert on every week, however equal. So is one without a
+    reference gap (a region alone in its fleet: ``fleet_gap_frame`` gives no gap)."""
     nml = import_nannyml()
     StandardDeviationThreshold = nml.thresholds.StandardDeviationThreshold
 

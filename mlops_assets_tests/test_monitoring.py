@@ -698,16 +698,16 @@ def test_weather_shift_in_one_region_alerts_data_drift_there_and_nowhere_else(fl
 
 
 def test_a_region_alone_in_its_fleet_has_no_gap_to_drift_from():
-    """One region: it is the fleet's median, its gap is 0 every day. nannyml's thresholds
-    would close on 0 and alert on every week (a permanent data-drift alert for a
-    single-region deployment); the input is left out instead. A second region's weather
-    gives the gap a spread, and a shift in it is still found."""
+    """One region: it would be the fleet's median, a gap of 0 every day, and nannyml's
+    thresholds would close on 0 and alert on every week (a permanent data-drift alert for
+    a single-region deployment); it has no gap instead, and the input is left out. A
+    second region's weather gives the gap a spread, and a shift in it is still found."""
     days = pd.date_range("2024-01-01", periods=210)
     rng = np.random.default_rng(0)
     alone = pd.DataFrame({"date": days, "region_key": "Nord", "temperature_c": 10.0})
     alone["temperature_c"] += rng.normal(0, 3, len(days))
     gap = fleet_gap_frame(alone, "Nord", ["temperature_c"])
-    assert (gap["temperature_c"] == 0).all()
+    assert len(gap) == len(days) and gap["temperature_c"].isna().all()
     reference, analysis = gap.iloc[:150], gap.iloc[150:]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -724,6 +724,28 @@ def test_a_region_alone_in_its_fleet_has_no_gap_to_drift_from():
                 gap.iloc[:150], gap.iloc[150:], ["temperature_c"], MON
             )
         assert len(table) and table["nml_alert"].any() == alerting, table
+
+
+def test_days_only_one_region_reports_have_no_gap_to_the_fleet():
+    """Nord's weather history starts 60 days before Sud's: on those days Nord would be
+    its own median. They have no gap (not 0, which would narrow the reference's spread);
+    the days both report have the gap to their median."""
+    days = pd.date_range("2024-01-01", periods=210)
+    rng = np.random.default_rng(1)
+    nord = pd.DataFrame(
+        {"date": days, "region_key": "Nord", "temperature_c": 10.0 + rng.normal(0, 3, 210)}
+    )
+    sud = nord.iloc[60:].assign(region_key="Sud", temperature_c=14.0 + rng.normal(0, 3, 150))
+    gap = fleet_gap_frame(pd.concat([nord, sud]), "Nord", ["temperature_c"])
+    assert gap["temperature_c"].iloc[:60].isna().all()
+    both = nord["temperature_c"].iloc[60:].to_numpy()
+    median = (both + sud["temperature_c"].to_numpy()) / 2
+    np.testing.assert_allclose(gap["temperature_c"].iloc[60:], both - median)
+    # the gap's spread is that of the days with a fleet: no alert without a shift
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = monitoring.fleet_gap_drift(gap.iloc[:150], gap.iloc[150:], ["temperature_c"], MON)
+    assert len(table) and not table["nml_alert"].any(), table
 
 
 def test_level_shift_in_one_region_breaches_model_quality_there_only(fleets):
