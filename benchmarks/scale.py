@@ -9,7 +9,8 @@ One run of ``--rows`` (a preset) does, on one generated dataset (sample spec, pa
    over every region that the UI sends (GraphQL ``launchPartitionBackfill`` to a
    ``dagster-webserver`` on 127.0.0.1; several regions a run: ``MLOPS_REGIONS_PER_RUN``;
    train, gate, register, forecast every region); then one monitoring pass
-   (``refresh_job`` backfill, then the monitoring sensor's ``monitoring_job``). Stage wall
+   (an asset backfill of the refresh's assets, several regions a run, then the
+   monitoring sensor's ``monitoring_job``). Stage wall
    times come from the instance's run records and step stats; peak RSS of every process of
    the deployment is sampled every 0.5 s.
 2. Directly (``benchmarks/direct.py``): the same library calls in this process on a copy of
@@ -71,14 +72,14 @@ STAGE_DEFINITIONS = (
     "(several regions a run: training, gate, registry, monitoring reference, then "
     "scoring), likewise; scoring = the forecasts' compute_s summed over regions (a part "
     "of training, not additive; one process's seconds, like the direct figure); "
-    "monitoring = the refresh_job backfill (features, forecast, realized_performance, "
-    "drift_report per region) plus the monitoring sensor's monitoring_job run (the "
-    "sensor's wait in between is monitoring_sensor_latency_s). Sensor intervals (30 s "
-    "landing/region/monitoring) are inside total_wall_s, not inside "
-    "the stages. Direct = the same library calls in one process, one region "
-    "after another; overhead = Dagster wall - direct wall (training: minus direct training "
-    "+ scoring, as the job does both). Dagster runs two runs at a time (dagster.yaml), the "
-    "direct pass one region at a time, so the overhead can be negative."
+    "monitoring = the asset backfill of the refresh's assets (features, forecast, "
+    "realized_performance, drift_report; several regions a run) plus the monitoring sensor's "
+    "monitoring_job run (the sensor's wait in between is monitoring_sensor_latency_s). Sensor "
+    "intervals (30 s landing/region/monitoring) are inside total_wall_s, not inside the stages."
+    " Direct = the same library calls in one process, one region after another; overhead = "
+    "Dagster wall - direct wall (training: minus direct training + scoring, as the job does "
+    "both). Dagster runs two runs at a time (dagster.yaml), the direct pass one region at a "
+    "time, so the overhead can be negative."
 )
 
 
@@ -110,11 +111,7 @@ def dagster_pass(
         ingest = dep.runs("ingest_job", steps=True)
         feats = dep.runs("features_job", steps=True)
         train = dep.backfill_runs(train_id, steps=True)
-        refresh = [
-            r
-            for r in dep.runs("refresh_job", steps=True)
-            if r.tags.get("dagster/backfill") == mon["refresh_backfill"]
-        ]
+        refresh = dep.backfill_runs(mon["refresh_backfill"], steps=True)
         monitor = dep.runs("monitoring_job", steps=True)
         stage_s = {
             "ingest": span(ingest),
@@ -141,7 +138,7 @@ def dagster_pass(
             "ingest_job": step_sum(ingest),
             "features_job": step_sum(feats),
             "training_backfill": step_sum(train),
-            "refresh_job": step_sum(refresh),
+            "refresh_backfill": step_sum(refresh),
             "monitoring_job": step_sum(monitor),
         }
         out["run_overheads"] = {
@@ -150,7 +147,7 @@ def dagster_pass(
                 ("ingest_job", ingest),
                 ("features_job", feats),
                 ("training_backfill", train),
-                ("refresh_job", refresh),
+                ("refresh_backfill", refresh),
                 ("monitoring_job", monitor),
             )
         }

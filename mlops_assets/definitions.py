@@ -4,11 +4,9 @@ Which dataset and workspace it serves comes from the environment (see settings.p
 """
 
 import os
-import warnings
 
 import dagster as dg
 
-from mlops_assets.defs.features.assets import build_features_asset
 from mlops_assets.defs.features.jobs import features_job, refresh_job
 from mlops_assets.defs.features.sensors import build_region_sensor
 from mlops_assets.defs.ingest.assets import build_raw_assets
@@ -20,27 +18,19 @@ from mlops_assets.defs.models.jobs import (
     build_weekly_retrain_schedule,
     registry_retention_job,
 )
-from mlops_assets.defs.models.region_assets import build_region_assets
 from mlops_assets.defs.models.tuning import tuning_job
 from mlops_assets.defs.monitoring.alerts import build_monitoring_alerts_asset
-from mlops_assets.defs.monitoring.assets import build_realized_performance_asset
-from mlops_assets.defs.monitoring.drift import build_drift_report_asset
 from mlops_assets.defs.monitoring.sensors import (
     build_monitoring_sensor,
     build_quality_tuning_sensor,
     monitoring_job,
 )
 from mlops_assets.defs.notifications.sensors import build_run_failure_notifier
+from mlops_assets.defs.region_pipeline import build_region_pipeline
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 from mlops_assets.notifications import WEBHOOK_ENV, check_webhook_url
 from mlops_assets.settings import DATABASE_URL_ENV, Settings, load_settings
 from mlops_assets.spec import load_spec
-
-# refresh_job mixes forecast (several regions per asset-backfill run) with per-region
-# assets; Dagster warns and takes one region per run for it, which is what refresh_job wants
-warnings.filterwarnings(
-    "ignore", message="Asset job refresh_job materializes assets with varying BackfillPolicies"
-)
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -79,10 +69,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[
             *build_raw_assets(spec),
-            build_features_asset(spec, settings.regions_per_run),
-            build_region_assets(spec, settings.regions_per_run),
-            build_realized_performance_asset(spec),
-            build_drift_report_asset(spec),
+            build_region_pipeline(spec, settings.regions_per_run),
             build_monitoring_alerts_asset(spec),
         ],
         jobs=[

@@ -17,8 +17,8 @@ Chosen by environment variables only, so the same code runs everywhere:
                 landing zone and the quarantine. Default: none, all of them stay below
                 ``MLOPS_HOME``.
 ``MLOPS_REGIONS_PER_RUN``  at most this many regions in one run of an asset backfill of
-                region_model / forecast (``BackfillPolicy.multi_run``; twice as many for
-                features) and of the region sensor's features_job; default
+                the region assets (``BackfillPolicy.multi_run``) and of the region
+                sensor's features_job and refresh_job; default
                 ``DEFAULT_REGIONS_PER_RUN``, measured on rossmann-100 (BENCHMARKS.md).
 ``MLOPS_EXECUTOR``  where a run's steps execute: ``in_process`` (default in dev and ci: in
                 the run's process) or ``celery`` (default in prod: on Celery workers, which

@@ -15,10 +15,9 @@ failed regions as failed and the others as materialized. One region takes Dagste
 ordinary path: results are yielded and an exception fails the step with its own traceback.
 
 A batch step yields no outputs, so Dagster would skip any step of the same run that waits
-on them (and end the run SUCCESS): a batch refuses to run beside such steps. An asset
-backfill never asks for that, because no two batched assets share a backfill policy
-(:func:`features_regions_per_run`): Dagster only groups a parent and child with equal
-policies into one run.
+on them (and end the run SUCCESS): a batch refuses to run beside such steps. Every
+region-partitioned asset is therefore computed by one op (``defs.region_pipeline``), so
+that a refresh of several regions is one run.
 """
 
 import time
@@ -43,12 +42,6 @@ def timed(compute: Callable[..., dg.MaterializeResult], *args) -> dg.Materialize
     result = compute(*args)
     seconds = round(time.perf_counter() - start, 3)
     return result._replace(metadata={**(result.metadata or {}), "compute_s": seconds})
-
-
-def features_regions_per_run(regions_per_run: int) -> int:
-    """Regions in one features run of a backfill: twice the model's batch, since a region's
-    features cost a fraction of its training, and never equal to it (see above)."""
-    return 2 * regions_per_run
 
 
 def region_results(

@@ -11,9 +11,9 @@ at import time that scikit-learn is missing), and nannyml's performance estimati
 domain classifier use it. A process that ran a training-only run and then runs monitoring
 (the demo's in-process driver, ``materialize`` in tests) therefore imports LightGBM again,
 fully, before nannyml is first imported: :func:`ensure_lightgbm_sklearn_api`, called by
-``monitoring.import_nannyml``. Boosters built by the first import keep working (both
-imports load the same shared library). scikit-learn and matplotlib themselves stay
-importable after the core import.
+``monitoring.import_nannyml``: LightGBM's scikit-learn layer is executed again, its core
+(``Dataset``, ``Booster``, ``train``) stays the same objects. scikit-learn and matplotlib
+themselves stay importable after the core import.
 """
 
 from __future__ import annotations
@@ -62,6 +62,19 @@ def ensure_lightgbm_sklearn_api(why: str) -> None:
             "without it (import_lightgbm_core) and nannyml was imported before it could be "
             "re-imported: import nannyml through monitoring.import_nannyml"
         )
-    for name in [m for m in sys.modules if m == "lightgbm" or m.startswith("lightgbm.")]:
-        del sys.modules[name]
-    import lightgbm  # noqa: F401  (scikit-learn is importable now: the full API)
+    # only the modules that decided "no scikit-learn" are executed again, and the package
+    # gets their classes: Dataset, Booster and train stay the same objects, so a module
+    # that bound ``lightgbm`` before this and one that binds it after build and train the
+    # same Dataset (a fresh import of the whole package made LightGBM refuse one module's
+    # Dataset in the other's train)
+    import importlib
+
+    import lightgbm
+
+    importlib.reload(lightgbm.compat)
+    if "lightgbm.sklearn" in sys.modules:
+        sklearn_api = importlib.reload(sys.modules["lightgbm.sklearn"])
+    else:
+        sklearn_api = importlib.import_module("lightgbm.sklearn")
+    for name in ("LGBMModel", "LGBMRegressor", "LGBMClassifier", "LGBMRanker"):
+        setattr(lightgbm, name, getattr(sklearn_api, name))

@@ -60,10 +60,15 @@ def test_monitoring_after_a_core_import_in_the_same_process_gets_the_full_lightg
         "frame = pd.DataFrame({'x': x[:, 0]})  # nannyml fits on frames\n"
         "LGBMRegressor(n_estimators=2, verbose=-1).fit(frame, frame['x'])\n"
         "import lightgbm\n"
-        "print(lightgbm.compat.SKLEARN_INSTALLED, lightgbm is not core, "
+        "print(lightgbm.compat.SKLEARN_INSTALLED, lightgbm.LGBMRegressor is LGBMRegressor, "
         "round(float(booster.predict(x[:1])[0])) < 60)\n"
+        # training goes on with Datasets made through either binding of the package: a
+        # test process or the demo's driver trains again after monitoring
+        "again = lightgbm.train(params, core.Dataset(x, 2 * x[:, 0]), 5)\n"
+        "again = core.train(params, lightgbm.Dataset(x, 2 * x[:, 0]), 5)\n"
+        "print(lightgbm.Dataset is core.Dataset, lightgbm.train is core.train)\n"
     )
-    assert out.splitlines()[-1] == "True True True"
+    assert out.splitlines()[-2:] == ["True True True", "True True"]
 
 
 def test_nannyml_imported_before_the_full_lightgbm_fails_with_the_reason() -> None:

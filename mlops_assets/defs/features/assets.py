@@ -1,25 +1,19 @@
 """The per-region conditioned feature table and its quality gates.
 
-A run conditions one region (a refresh) or several: the region sensor hands all the
-regions new data touched to runs of up to ``regions_per_run`` regions each, as a backfill
-does (``BackfillPolicy.multi_run``); each region is reported on its own partition
-(``mlops_assets.defs.batching``).
+``features_region`` conditions one region; ``defs.region_pipeline`` runs it for every
+region of a run (one region for a refresh of it, several for the region sensor's batches
+of new regions and for backfills), each reported on its own partition.
 """
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from mlops_assets.conditioning import FEATURES_VERSION, write_features
 from mlops_assets.data_checks import FEATURE_CHECKS, check_features
-from mlops_assets.defs.batching import (
-    RegionResult,
-    features_regions_per_run,
-    region_results,
-    timed,
-)
 from mlops_assets.defs.ingest.assets import raw_asset_key
 from mlops_assets.defs.partitions import (
     latest_materialization,
@@ -27,7 +21,6 @@ from mlops_assets.defs.partitions import (
     region_partitions,
 )
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
-from mlops_assets.settings import DEFAULT_REGIONS_PER_RUN
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.warehouse import connect, ingested_files, last_sales_date
 
@@ -46,63 +39,53 @@ def _previous_rows(instance: dg.DagsterInstance, region: str) -> int | None:
     return int(value.value) if value is not None else None
 
 
-def build_features_asset(
-    spec: DatasetSpec, regions_per_run: int = DEFAULT_REGIONS_PER_RUN
-) -> dg.AssetsDefinition:
-    @dg.multi_asset(
-        name="features",
-        specs=[
-            dg.AssetSpec(
-                FEATURES_KEY,
-                group_name="features",
-                deps=[raw_asset_key(source) for source in spec.sources],
-                kinds={"duckdb", "parquet"},
-                description=(
-                    "One region's conditioned feature table: the ground truth (sales, with "
-                    "any later actuals winning over the same rows) joined with the store "
-                    "master, weather, events and the known future calendar, plus calendar "
-                    f"features and target lags/rolling means that end at least the horizon "
-                    f"({spec.horizon} periods) before each row, so multi-step forecasts "
-                    "never see future actuals."
-                ),
-            )
-        ],
-        check_specs=[
-            region_check_spec(
-                name,
-                FEATURES_KEY,
-                blocking=severity == "ERROR",
-                description=f"[{severity}] {text}",
-            )
-            for name, (severity, text) in FEATURE_CHECKS.items()
-        ],
+def features_spec(spec: DatasetSpec) -> tuple[dg.AssetSpec, list[dg.AssetCheckSpec]]:
+    """The features asset and its quality checks (ERROR ones block the region's later
+    steps; computed by ``defs.region_pipeline``)."""
+    asset = dg.AssetSpec(
+        FEATURES_KEY,
+        group_name="features",
         partitions_def=region_partitions,
-        # differs from region_model's, so a backfill of both never runs them in one run
-        backfill_policy=dg.BackfillPolicy.multi_run(features_regions_per_run(regions_per_run)),
-        # outputs optional: a batch logs each region's materialization and checks itself
-        can_subset=True,
+        deps=[raw_asset_key(source) for source in spec.sources],
+        kinds={"duckdb", "parquet"},
+        description=(
+            "One region's conditioned feature table: the ground truth (sales, with "
+            "any later actuals winning over the same rows) joined with the store "
+            "master, weather, events and the known future calendar, plus calendar "
+            "features and target lags/rolling means that end at least the horizon "
+            f"({spec.horizon} periods) before each row, so multi-step forecasts "
+            "never see future actuals."
+        ),
     )
-    def features(
-        context: dg.AssetExecutionContext,
-        workspace: WorkspaceResource,
-        notifier: NotifierResource,
-    ) -> Iterator[RegionResult]:
-        ws, ds = workspace.workspace(), workspace.dataset()
-        # one connection and one read of the manifest for every region of the run
-        with connect(ws, ds) as con:
-            dataset_last = last_sales_date(con, ds)
-            inputs = "".join(
-                "".join(ingested_files(ws, source)["sha"]) for source in sorted(ds.sources)
-            )
+    checks = [
+        region_check_spec(
+            name,
+            FEATURES_KEY,
+            blocking=severity == "ERROR",
+            description=f"[{severity}] {text}",
+        )
+        for name, (severity, text) in FEATURE_CHECKS.items()
+    ]
+    return asset, checks
 
-            def results(region: str) -> Iterator[RegionResult]:
-                yield timed(
-                    features_region, context, ds, ws, con, notifier, region, dataset_last, inputs
-                )
 
-            yield from region_results(context, results)
+@contextmanager
+def features_session(
+    context: dg.AssetExecutionContext, workspace: WorkspaceResource, notifier: NotifierResource
+) -> Iterator[Callable[[str], dg.MaterializeResult]]:
+    """``features(region)`` for every region of a run, sharing one warehouse connection
+    and one read of the manifest (the ingested files' checksums: the data version's input)."""
+    ws, ds = workspace.workspace(), workspace.dataset()
+    with connect(ws, ds) as con:
+        dataset_last = last_sales_date(con, ds)
+        inputs = "".join(
+            "".join(ingested_files(ws, source)["sha"]) for source in sorted(ds.sources)
+        )
 
-    return features
+        def features(region: str) -> dg.MaterializeResult:
+            return features_region(context, ds, ws, con, notifier, region, dataset_last, inputs)
+
+        yield features
 
 
 def features_region(

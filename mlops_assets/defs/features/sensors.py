@@ -37,11 +37,11 @@ def build_region_sensor(
         default_status=default_status,
         description="After raw data lands: adds a `region` partition for every region with "
         "sales (keys sanitised, display names kept in metadata) and requests runs for the "
-        "regions the new files touched: `refresh_job` (features -> forecast -> "
-        "realized_performance -> drift_report), one run per region, where the region has "
-        f"an approved model; `features_job` where it has none yet, up to {regions_per_run} "
-        "neighbouring regions per run (a range of partitions; training and approval are "
-        "`train_job` and the registry's). Run keys come from the raw materializations' "
+        f"regions the new files touched, up to {regions_per_run} neighbouring regions per "
+        "run (a range of partitions): `refresh_job` (features -> forecast -> "
+        "realized_performance -> drift_report) where the region has an approved model, "
+        "`features_job` where it has none yet (training and approval are `train_job` and "
+        "the registry's). Run keys come from the raw materializations' "
         "storage ids: one run per region (or range) and change. While an `ingest_job` "
         "run is queued or running it waits, so a region's features are built once from "
         "all the files that run ingests.",
@@ -89,17 +89,15 @@ def build_region_sensor(
             )
         registry = workspace.registry()
         approved = {r for r in targets if registry.latest_approved(r) is not None}
+        order = [*existing, *added]
         requests = [
-            dg.RunRequest(
-                job_name=REFRESH_JOB,
-                partition_key=region,
-                run_key=f"refresh-{region}-{newest}",
-                tags={"mlops/trigger": "region_sensor", "mlops/region": known[region]},
-            )
-            for region in sorted(approved)
+            region_request(REFRESH_JOB, batch, newest, known)
+            for batch in contiguous_batches(order, approved, regions_per_run)
         ]
-        for batch in contiguous_batches([*existing, *added], targets - approved, regions_per_run):
-            requests.append(features_request(batch, newest, known))
+        requests += [
+            region_request(FEATURES_JOB, batch, newest, known)
+            for batch in contiguous_batches(order, targets - approved, regions_per_run)
+        ]
         return dg.SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=(
@@ -152,20 +150,23 @@ def contiguous_batches(order: Sequence[str], wanted: set[str], size: int) -> lis
     return batches
 
 
-def features_request(batch: list[str], newest: int, known: dict[str, str]) -> dg.RunRequest:
-    """``features_job`` for one region, or for a range of neighbouring regions."""
+def region_request(
+    job_name: str, batch: list[str], newest: int, known: dict[str, str]
+) -> dg.RunRequest:
+    """``job_name`` for one region, or for a range of neighbouring regions. The run key
+    names the regions and the change: a re-evaluated tick never launches either twice
+    (a region is refreshed or has its features built, never both, for one change)."""
     first, last = batch[0], batch[-1]
     tags = {"mlops/trigger": "region_sensor"}
     if len(batch) == 1:
         return dg.RunRequest(
-            job_name=FEATURES_JOB,
+            job_name=job_name,
             partition_key=first,
-            # the same key as a refresh of the region: a re-evaluated tick never does both
             run_key=f"refresh-{first}-{newest}",
             tags={**tags, "mlops/region": known[first]},
         )
     return dg.RunRequest(
-        job_name=FEATURES_JOB,
+        job_name=job_name,
         run_key=f"refresh-{first}-{last}-{newest}",
         tags={
             **tags,

@@ -21,7 +21,7 @@ FORECAST_CHECKS = {
 
 
 def forecast_spec(spec: DatasetSpec) -> tuple[dg.AssetSpec, list[dg.AssetCheckSpec]]:
-    """The forecast asset and its checks (computed by ``defs.models.region_assets``,
+    """The forecast asset and its checks (computed by ``defs.region_pipeline``,
     after the region's model when both are selected)."""
     asset = dg.AssetSpec(
         FORECAST_KEY,

@@ -87,7 +87,7 @@ def metrics_markdown(metrics: dict[str, dict]) -> str:
 
 def region_model_spec(spec: DatasetSpec) -> tuple[dg.AssetSpec, list[dg.AssetCheckSpec]]:
     """The region_model asset and its blocking gate checks (computed by
-    ``defs.models.region_assets``, together with the forecast)."""
+    ``defs.region_pipeline``, with the other region assets)."""
     asset = dg.AssetSpec(
         REGION_MODEL_KEY,
         group_name="models",

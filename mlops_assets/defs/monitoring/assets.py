@@ -20,12 +20,12 @@ LATEST_WEEK_METRICS = ("mape", "wape", "rmse", "rmse_zero", "rmspe", "bias")
 _TABLE_ORIGINS = 12
 
 
-def build_realized_performance_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
+def realized_performance_spec(spec: DatasetSpec) -> dg.AssetSpec:
+    """The realized_performance asset (computed by ``defs.region_pipeline``)."""
     floor = spec.model.metric_floor
     truth = [raw_asset_key(spec.source_name(k)) for k in ("sales", "actuals") if spec.has(k)]
-
-    @dg.asset(
-        key=REALIZED_PERFORMANCE_KEY,
+    return dg.AssetSpec(
+        REALIZED_PERFORMANCE_KEY,
         group_name="monitoring",
         partitions_def=region_partitions,
         deps=[FORECAST_KEY, *truth],
@@ -43,64 +43,68 @@ def build_realized_performance_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "(`origins_scored`; `mlops_assets.realized_update`)."
         ),
     )
-    def realized_performance(
-        context: dg.AssetExecutionContext, workspace: WorkspaceResource
-    ) -> dg.MaterializeResult:
-        import pandas as pd
 
-        from mlops_assets import realized
-        from mlops_assets.metrics import metric_metadata
-        from mlops_assets.plots import markdown_image
-        from mlops_assets.realized_update import update_realized
 
-        ws, ds = workspace.workspace(), workspace.dataset()
-        region = require_safe_key(context.partition_key)
-        update = update_realized(ws, ds, region, floor=floor)
-        per_origin, weekly = update.per_origin, update.weekly
-        origin_path, weekly_path = (ws.data.location(k) for k in realized.realized_keys(ws, region))
+def realized_performance_region(
+    context: dg.AssetExecutionContext,
+    spec: DatasetSpec,
+    workspace: WorkspaceResource,
+    region: str,
+) -> dg.MaterializeResult:
+    """Score one region's forecasts against the ground truth that arrived since."""
+    import pandas as pd
 
-        metadata: dict = {
-            "origins": len(per_origin),
-            "origins_with_actuals": int((per_origin["n_rows"] > 0).sum()),
-            # new, rewritten or with changed ground truth; the others' rows were kept
-            "origins_scored": update.origins_scored,
-            "forecast_rows": int(per_origin["forecast_rows"].sum()),
-            "scored_rows": int(per_origin["n_rows"].sum()),
-            "weeks": len(weekly),
-            "by_origin": dg.MetadataValue.md(_origin_table(per_origin.tail(_TABLE_ORIGINS))),
-            "path": dg.MetadataValue.path(origin_path),
-            "weekly_path": dg.MetadataValue.path(weekly_path),
-        }
-        note = _note(per_origin)
-        if note:
-            metadata["note"] = note
-            context.log.info(note)
-        if len(weekly):
-            latest = weekly.iloc[-1]
-            metadata.update(
-                {
-                    "latest_week_start": str(latest["week_start"].date()),
-                    "latest_week_origin": str(latest["origin"].date()),
-                    "latest_week_lead_days": int(latest["lead_days"]),
-                    "latest_week_days_with_actuals": int(latest["days_with_actuals"]),
-                    "latest_week_rows": int(latest["n_rows"]),
-                }
+    from mlops_assets import realized
+    from mlops_assets.metrics import metric_metadata
+    from mlops_assets.plots import markdown_image
+    from mlops_assets.realized_update import update_realized
+
+    ws, ds = workspace.workspace(), workspace.dataset()
+    region = require_safe_key(region)
+    update = update_realized(ws, ds, region, floor=spec.model.metric_floor)
+    per_origin, weekly = update.per_origin, update.weekly
+    origin_path, weekly_path = (ws.data.location(k) for k in realized.realized_keys(ws, region))
+
+    metadata: dict = {
+        "origins": len(per_origin),
+        "origins_with_actuals": int((per_origin["n_rows"] > 0).sum()),
+        # new, rewritten or with changed ground truth; the others' rows were kept
+        "origins_scored": update.origins_scored,
+        "forecast_rows": int(per_origin["forecast_rows"].sum()),
+        "scored_rows": int(per_origin["n_rows"].sum()),
+        "weeks": len(weekly),
+        "by_origin": dg.MetadataValue.md(_origin_table(per_origin.tail(_TABLE_ORIGINS))),
+        "path": dg.MetadataValue.path(origin_path),
+        "weekly_path": dg.MetadataValue.path(weekly_path),
+    }
+    note = _note(per_origin)
+    if note:
+        metadata["note"] = note
+        context.log.info(note)
+    if len(weekly):
+        latest = weekly.iloc[-1]
+        metadata.update(
+            {
+                "latest_week_start": str(latest["week_start"].date()),
+                "latest_week_origin": str(latest["origin"].date()),
+                "latest_week_lead_days": int(latest["lead_days"]),
+                "latest_week_days_with_actuals": int(latest["days_with_actuals"]),
+                "latest_week_rows": int(latest["n_rows"]),
+            }
+        )
+        metadata.update(
+            metric_metadata(
+                {m: latest[m] for m in LATEST_WEEK_METRICS if pd.notna(latest[m])},
+                prefix="latest_week_",
             )
-            metadata.update(
-                metric_metadata(
-                    {m: latest[m] for m in LATEST_WEEK_METRICS if pd.notna(latest[m])},
-                    prefix="latest_week_",
-                )
+        )
+        metadata["weekly_plot"] = dg.MetadataValue.md(
+            markdown_image(
+                realized.weekly_plot(weekly, title=f"{region}: realized error by target week"),
+                "realized metrics by week",
             )
-            metadata["weekly_plot"] = dg.MetadataValue.md(
-                markdown_image(
-                    realized.weekly_plot(weekly, title=f"{region}: realized error by target week"),
-                    "realized metrics by week",
-                )
-            )
-        return dg.MaterializeResult(metadata=metadata)
-
-    return realized_performance
+        )
+    return dg.MaterializeResult(asset_key=REALIZED_PERFORMANCE_KEY, metadata=metadata)
 
 
 def _note(per_origin: "pd.DataFrame") -> str | None:

@@ -13,11 +13,11 @@ from mlops_assets.spec import DatasetSpec
 DRIFT_REPORT_KEY = dg.AssetKey("drift_report")
 
 
-def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
+def drift_report_spec(spec: DatasetSpec) -> dg.AssetSpec:
+    """The drift_report asset (computed by ``defs.region_pipeline``)."""
     s = spec.monitoring
-
-    @dg.asset(
-        key=DRIFT_REPORT_KEY,
+    return dg.AssetSpec(
+        DRIFT_REPORT_KEY,
         group_name="monitoring",
         partitions_def=region_partitions,
         deps=[FEATURES_KEY, REGION_MODEL_KEY, FORECAST_KEY],
@@ -34,115 +34,119 @@ def build_drift_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "Written to `monitoring/<region>/drift_report.parquet`."
         ),
     )
-    def drift_report(
-        context: dg.AssetExecutionContext, workspace: WorkspaceResource
-    ) -> dg.MaterializeResult:
-        import lightgbm as lgb
-        import pandas as pd
 
-        from mlops_assets import monitoring, reports
-        from mlops_assets.metrics import readable_number
-        from mlops_assets.plots import markdown_image, markdown_table
-        from mlops_assets.warehouse import region_level_inputs
 
-        ws, ds = workspace.workspace(), workspace.dataset()
-        region = require_safe_key(context.partition_key)
-        registry = workspace.registry()
-        mv = registry.latest_approved(region)
-        if mv is None:
-            note = f"region {region} has no approved model: nothing to monitor against"
-            context.log.info(note)
-            return dg.MaterializeResult(metadata={"note": note})
-        text, meta = registry.load_artifacts(mv)
-        booster = lgb.Booster(model_str=text)
-        # the rows the model was fitted on, frozen with it (None: registered without them)
-        saved = registry.load_reference(mv, meta)
-        saved_gap = registry.load_fleet_gap(mv)  # the weather's gap to the fleet, likewise
-        # with the reference saved with the model, only the rows after its training window
-        # are read (the analysis): at 40M a region's table is 2M rows, 0.6 GB in pandas
-        after_training = [("date", ">", pd.Timestamp(meta["train_date_max"]).date())]
-        features = ws.read_features(region, filters=after_training if saved is not None else None)
-        cols = monitoring.monitored_columns(meta, ds)
-        inputs = monitoring.monitoring_inputs(
-            region,
-            features,
-            booster,
-            meta,
-            ds,
-            region_level_inputs(ws, ds) if cols.region_level else None,
-            saved_reference=saved,
-            saved_gap=saved_gap,
+def drift_report_region(
+    context: dg.AssetExecutionContext,
+    spec: DatasetSpec,
+    workspace: WorkspaceResource,
+    region: str,
+) -> dg.MaterializeResult:
+    """One region's drift statistics against its approved model's training data."""
+    import lightgbm as lgb
+    import pandas as pd
+
+    from mlops_assets import monitoring, reports
+    from mlops_assets.metrics import readable_number
+    from mlops_assets.plots import markdown_image, markdown_table
+    from mlops_assets.warehouse import region_level_inputs
+
+    ws, ds = workspace.workspace(), workspace.dataset()
+    region = require_safe_key(region)
+    registry = workspace.registry()
+    mv = registry.latest_approved(region)
+    if mv is None:
+        note = f"region {region} has no approved model: nothing to monitor against"
+        context.log.info(note)
+        return dg.MaterializeResult(asset_key=DRIFT_REPORT_KEY, metadata={"note": note})
+    text, meta = registry.load_artifacts(mv)
+    booster = lgb.Booster(model_str=text)
+    # the rows the model was fitted on, frozen with it (None: registered without them)
+    saved = registry.load_reference(mv, meta)
+    saved_gap = registry.load_fleet_gap(mv)  # the weather's gap to the fleet, likewise
+    # with the reference saved with the model, only the rows after its training window
+    # are read (the analysis): at 40M a region's table is 2M rows, 0.6 GB in pandas
+    after_training = [("date", ">", pd.Timestamp(meta["train_date_max"]).date())]
+    features = ws.read_features(region, filters=after_training if saved is not None else None)
+    cols = monitoring.monitored_columns(meta, ds)
+    inputs = monitoring.monitoring_inputs(
+        region,
+        features,
+        booster,
+        meta,
+        ds,
+        region_level_inputs(ws, ds) if cols.region_level else None,
+        saved_reference=saved,
+        saved_gap=saved_gap,
+    )
+    if inputs.analysis.empty or inputs.reference.empty:
+        note = (
+            f"no rows after {mv.label}'s training window ({meta['train_date_max']}) yet: "
+            "nothing to compare"
         )
-        if inputs.analysis.empty or inputs.reference.empty:
-            note = (
-                f"no rows after {mv.label}'s training window ({meta['train_date_max']}) yet: "
-                "nothing to compare"
-            )
-            context.log.info(note)
-            return dg.MaterializeResult(metadata={"note": note, "model_label": mv.label})
-        # this model's last table: weeks whose sampled rows did not change keep their
-        # Shapley rankings (exact TreeSHAP is the costly part of a weekly refresh)
-        previous = monitoring.read_drift_report(ws, region)
-        if "model_version" in previous.columns:
-            previous = previous[previous["model_version"] == mv.version]
-        table = monitoring.region_drift(inputs, booster, meta, ds, previous=previous)
-        table["model_version"] = mv.version
-        path = ws.data.write_frame(table, monitoring.drift_report_key(ws, region))
-
-        nml_alerts = (
-            table[table["nml_alert"] & ~table["ignored"]]
-            .groupby("signal")
-            .size()
-            .reindex(list(monitoring.TABLE_SIGNALS), fill_value=0)
+        context.log.info(note)
+        return dg.MaterializeResult(
+            asset_key=DRIFT_REPORT_KEY, metadata={"note": note, "model_label": mv.label}
         )
-        metadata: dict = {
-            "model_label": mv.label,
-            "reference": f"{meta['train_date_min']}..{meta['train_date_max']}",
-            "reference_rows": len(inputs.reference),
-            "reference_source": (
-                f"saved with {mv.label}"
-                if saved is not None
-                else "the feature table's training window (no reference saved with the model)"
-            ),
-            "fleet_gap_reference": (
-                f"saved with {mv.label}"
-                if saved_gap is not None
-                else "the current weather of every region (none saved with the model)"
-            ),
-            "analysis_weeks": int(table["week_start"].nunique()),
-            "attribution_weeks_reused": monitoring.reused_attribution_weeks(table, previous),
-            "analysis_rows": len(inputs.analysis),
-            "watched_features": len(cols.numeric) + len(cols.categorical) - len(cols.ignored),
-            "ignored_features": ", ".join(cols.ignored) or "none",
-            "nannyml_alerts_before_fleet_rules": dg.MetadataValue.md(
-                markdown_table(nml_alerts.rename("chunks").reset_index())
-            ),
-            "path": dg.MetadataValue.path(str(path)),
-            "drift_heatmap": dg.MetadataValue.md(
-                markdown_image(
-                    monitoring.drift_heatmap_png(ws, region, table, draw=True),
-                    "drift per feature by week",
-                )
-            ),
-            "estimated_performance": dg.MetadataValue.md(
-                markdown_image(
-                    reports.estimated_performance_plot(table), "estimated vs realized RMSE"
-                )
-            ),
-        }
-        latest = table["week_start"].max()
-        week = table[table["week_start"] == latest]
-        est = week[week["signal"] == "estimated_performance"].set_index("feature")["value"]
-        if "rmse" in est:
-            metadata["latest_week_estimated_rmse"] = readable_number(est["rmse"])
-        if monitoring.OUTSIDE_TRAINING_RANGE in est:
-            # the estimate cannot see the error of these rows (see estimate_support)
-            metadata["latest_week_outside_training_range_pct"] = round(
-                100 * float(est[monitoring.OUTSIDE_TRAINING_RANGE]), 2
-            )
-        ndcg = table[table["signal"] == "attribution_drift"].dropna(subset=["value"])
-        if len(ndcg):
-            metadata["latest_week_attribution_ndcg"] = readable_number(ndcg["value"].iloc[-1])
-        return dg.MaterializeResult(metadata=metadata)
+    # this model's last table: weeks whose sampled rows did not change keep their
+    # Shapley rankings (exact TreeSHAP is the costly part of a weekly refresh)
+    previous = monitoring.read_drift_report(ws, region)
+    if "model_version" in previous.columns:
+        previous = previous[previous["model_version"] == mv.version]
+    table = monitoring.region_drift(inputs, booster, meta, ds, previous=previous)
+    table["model_version"] = mv.version
+    path = ws.data.write_frame(table, monitoring.drift_report_key(ws, region))
 
-    return drift_report
+    nml_alerts = (
+        table[table["nml_alert"] & ~table["ignored"]]
+        .groupby("signal")
+        .size()
+        .reindex(list(monitoring.TABLE_SIGNALS), fill_value=0)
+    )
+    metadata: dict = {
+        "model_label": mv.label,
+        "reference": f"{meta['train_date_min']}..{meta['train_date_max']}",
+        "reference_rows": len(inputs.reference),
+        "reference_source": (
+            f"saved with {mv.label}"
+            if saved is not None
+            else "the feature table's training window (no reference saved with the model)"
+        ),
+        "fleet_gap_reference": (
+            f"saved with {mv.label}"
+            if saved_gap is not None
+            else "the current weather of every region (none saved with the model)"
+        ),
+        "analysis_weeks": int(table["week_start"].nunique()),
+        "attribution_weeks_reused": monitoring.reused_attribution_weeks(table, previous),
+        "analysis_rows": len(inputs.analysis),
+        "watched_features": len(cols.numeric) + len(cols.categorical) - len(cols.ignored),
+        "ignored_features": ", ".join(cols.ignored) or "none",
+        "nannyml_alerts_before_fleet_rules": dg.MetadataValue.md(
+            markdown_table(nml_alerts.rename("chunks").reset_index())
+        ),
+        "path": dg.MetadataValue.path(str(path)),
+        "drift_heatmap": dg.MetadataValue.md(
+            markdown_image(
+                monitoring.drift_heatmap_png(ws, region, table, draw=True),
+                "drift per feature by week",
+            )
+        ),
+        "estimated_performance": dg.MetadataValue.md(
+            markdown_image(reports.estimated_performance_plot(table), "estimated vs realized RMSE")
+        ),
+    }
+    latest = table["week_start"].max()
+    week = table[table["week_start"] == latest]
+    est = week[week["signal"] == "estimated_performance"].set_index("feature")["value"]
+    if "rmse" in est:
+        metadata["latest_week_estimated_rmse"] = readable_number(est["rmse"])
+    if monitoring.OUTSIDE_TRAINING_RANGE in est:
+        # the estimate cannot see the error of these rows (see estimate_support)
+        metadata["latest_week_outside_training_range_pct"] = round(
+            100 * float(est[monitoring.OUTSIDE_TRAINING_RANGE]), 2
+        )
+    ndcg = table[table["signal"] == "attribution_drift"].dropna(subset=["value"])
+    if len(ndcg):
+        metadata["latest_week_attribution_ndcg"] = readable_number(ndcg["value"].iloc[-1])
+    return dg.MaterializeResult(asset_key=DRIFT_REPORT_KEY, metadata=metadata)

@@ -5,8 +5,8 @@ from pathlib import Path
 import dagster as dg
 
 from mlops_assets.defs.models.checks import REGISTRY_CHECK
-from mlops_assets.defs.models.region_assets import REGISTRY_CHECK_KEY, build_region_assets
 from mlops_assets.defs.partitions import region_partitions
+from mlops_assets.defs.region_pipeline import REGISTRY_CHECK_KEY, build_region_pipeline
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 from mlops_assets.registry import APPROVED, ModelRegistry
 from mlops_assets.spec import load_spec
@@ -29,7 +29,7 @@ def _check(home: Path, instance: dg.DagsterInstance, region: str) -> dg.AssetChe
     """Run the check alone on one partition (as the UI's "Execute" does; it also runs with
     every region_model materialization) and return its result."""
     defs = dg.Definitions(
-        assets=[build_region_assets(load_spec("sample"))],
+        assets=[build_region_pipeline(load_spec("sample"))],
         resources={
             "workspace": WorkspaceResource(root=str(home)),
             "notifier": NotifierResource(workspace=WorkspaceResource(root=str(home))),

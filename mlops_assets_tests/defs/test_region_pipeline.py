@@ -1,5 +1,7 @@
-"""region_model + forecast over several regions in one run (an asset backfill's batch): each
-region is reported on its own partition, and a broken region fails alone."""
+"""Every region asset in one op, over one region or several in one run (an asset backfill's
+batch, the region sensor's refresh of neighbouring regions): each region is reported on its
+own partition, a broken region fails alone, and a region whose result fails a blocking
+check stops there while the others carry on."""
 
 import dagster as dg
 from dagster._core.storage.tags import (
@@ -7,18 +9,22 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from mlops_assets.defs.features.assets import FEATURES_KEY
 from mlops_assets.defs.forecasts.assets import FORECAST_CHECKS, FORECAST_KEY
 from mlops_assets.defs.models.assets import REGION_MODEL_KEY
 from mlops_assets.defs.models.checks import REGISTRY_CHECK
+from mlops_assets.defs.monitoring.assets import REALIZED_PERFORMANCE_KEY
+from mlops_assets.defs.monitoring.drift import DRIFT_REPORT_KEY
 from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.gate import GATE_CHECKS
 
 FIRST_THREE = ["Nord", "Ost", "Rhein_Main"]
 
 
-def _run_batch(p, first: str, last: str) -> dg.ExecuteInProcessResult:
-    """train_job over a range of regions in one run, as an asset backfill launches it."""
-    return p.defs.resolve_job_def("train_job").execute_in_process(
+def _run_batch(p, first: str, last: str, job: str = "train_job") -> dg.ExecuteInProcessResult:
+    """``job`` over a range of regions in one run, as an asset backfill or the region
+    sensor launches it."""
+    return p.defs.resolve_job_def(job).execute_in_process(
         instance=p.instance,
         tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
         raise_on_error=False,
@@ -95,15 +101,57 @@ def test_a_batch_makes_no_forecast_for_a_model_that_fails_its_gate(model_pipelin
         assert not any(name.startswith("forecast:") for name in checks[region])
 
 
-def test_a_batch_refuses_to_run_beside_steps_that_wait_on_it(model_pipeline):
-    """features + region_model over several regions in one run: the features batch yields
-    no outputs, so Dagster would skip the model step and end the run SUCCESS with nothing
-    trained. The run fails instead, saying why and what to do."""
+def test_a_refresh_of_several_regions_is_one_run_and_a_blocked_region_stops_alone(
+    model_pipeline,
+):
+    """refresh_job over three regions with approved models: one run conditions each one's
+    features, forecasts, scores and reports its drift, each on its own partition. Ost's
+    rows fell far below its last materialization's (a blocking features check fails): its
+    features are reported with the failed check, and nothing is built on them."""
     p = model_pipeline()
-    both = dg.define_asset_job(
-        "features_and_models",
-        selection=dg.AssetSelection.assets("features", REGION_MODEL_KEY, FORECAST_KEY),
+    assert _run_batch(p, "Nord", "Rhein_Main").success  # three approved models
+    before = {r: p.forecast_files(r) for r in FIRST_THREE}
+    p.instance.report_runless_asset_event(
+        dg.AssetMaterialization(FEATURES_KEY, partition="Ost", metadata={"rows": 10**9})
     )
+
+    result = _run_batch(p, "Nord", "Rhein_Main", job="refresh_job")
+
+    assert result.success  # a failed check is reported on its region, not an error
+    events = result.get_asset_materialization_events()
+    done = {(e.asset_key.to_user_string(), e.partition) for e in events}
+    refreshed = ["features", "forecast", "realized_performance", "drift_report"]
+    assert done == {(a, r) for a in refreshed for r in ("Nord", "Rhein_Main")} | {
+        ("features", "Ost")
+    }
+    checks = _checks_by_partition(p.instance, result.run_id)
+    assert not checks["Ost"]["features:features_row_count_change"].passed
+    assert checks["Nord"]["features:features_row_count_change"].passed
+    assert not any(name.startswith("forecast:") for name in checks["Ost"])
+    assert p.forecast_files("Ost") == before["Ost"]  # not re-forecast from blocked features
+    for region in ("Nord", "Rhein_Main"):
+        drift = _latest(p.instance, DRIFT_REPORT_KEY, region)
+        assert drift.metadata["model_label"].value == f"{region}:v1"
+        realized = _latest(p.instance, REALIZED_PERFORMANCE_KEY, region)
+        assert realized.metadata["origins"].value >= 1
+    logs = [r.user_message for r in p.instance.all_logs(result.run_id)]
+    assert any(
+        "Ost: forecast, realized_performance, drift_report not computed, features failed "
+        "the blocking check(s) features_row_count_change" in m
+        for m in logs
+    )
+
+
+def test_a_backfill_of_features_and_models_runs_both_in_one_run(model_pipeline):
+    """One op computes every region asset: an asset backfill of features and models
+    groups them into one run per batch (no wait for the backfill daemon between them),
+    and a batch builds each region's model on the features it has just written."""
+    p = model_pipeline()
+    asset_graph = p.defs.resolve_asset_graph()
+    keys = [FEATURES_KEY, REGION_MODEL_KEY, FORECAST_KEY, REALIZED_PERFORMANCE_KEY]
+    policies = {asset_graph.get(k).backfill_policy for k in [*keys, DRIFT_REPORT_KEY]}
+    assert len(policies) == 1
+    both = dg.define_asset_job("features_and_models", selection=dg.AssetSelection.assets(*keys[:3]))
     defs = dg.Definitions.merge(p.defs, dg.Definitions(jobs=[both]))
 
     result = defs.resolve_job_def("features_and_models").execute_in_process(
@@ -113,22 +161,15 @@ def test_a_batch_refuses_to_run_beside_steps_that_wait_on_it(model_pipeline):
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
 
-    assert not result.success
-    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert failure.step_key == "features"
-    message = failure.step_failure_data.error.message
-    assert "cannot also run region_model_and_forecast" in message
-    assert "asset backfill" in message
-    assert p.instance.get_materialized_partitions(REGION_MODEL_KEY) == set()
-
-
-def test_a_backfill_never_groups_features_with_the_models_in_one_run(model_pipeline):
-    """Dagster's asset backfill puts a parent and child into one run when their backfill
-    policies are equal (where the batch above would refuse); different policies make it run
-    the models once their features are materialized."""
-    asset_graph = model_pipeline().defs.resolve_asset_graph()
-    features = asset_graph.get(dg.AssetKey("features")).backfill_policy
-    model = asset_graph.get(REGION_MODEL_KEY).backfill_policy
-    assert features is not None and model is not None
-    assert features != model
-    assert features.max_partitions_per_run > model.max_partitions_per_run
+    assert result.success
+    for key in keys[:3]:
+        assert p.instance.get_materialized_partitions(key) >= {"Nord", "Ost"}
+    for region in ("Nord", "Ost"):
+        features = _latest(p.instance, FEATURES_KEY, region)
+        model = _latest(p.instance, REGION_MODEL_KEY, region)
+        assert features.tags["dagster/data_version"]
+        assert (
+            p.registry.latest_approved(region).record["training_data_version"]
+            == (features.tags["dagster/data_version"])
+        )
+        assert model.metadata["model_label"].value == f"{region}:v1"
