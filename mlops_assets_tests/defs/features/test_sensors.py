@@ -1,6 +1,7 @@
 """The region sensor: discovers regions from data and refreshes only what changed:
-features alone for a region without an approved model (several neighbouring regions per
-run), features -> forecast -> realized_performance (`refresh_job`) for a region with one."""
+features alone for a region without an approved model, features -> forecast ->
+realized_performance -> drift_report (`refresh_job`) for a region with one; either for
+several neighbouring regions per run."""
 
 import dataclasses
 
@@ -17,6 +18,7 @@ from mlops_assets.defs.local_driver import evaluate_sensor, run_partitions, run_
 from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.naming import region_key
 from mlops_assets.realized import read_realized_performance, read_weekly_realized
+from mlops_assets.registry import APPROVED, ModelRegistry
 from mlops_assets_tests.defs.conftest import drop_all
 from mlops_assets_tests.defs.models.pipeline_support import materializations
 
@@ -33,6 +35,41 @@ def test_regions_are_discovered_with_safe_keys(defs, instance, settings, sample_
     ranges = [(r.partition_key_range.start, r.partition_key_range.end) for r in tick.run_requests]
     assert ranges == [("Nord", "Rhein_Main"), ("Sud", "West")]
     assert all(r.partition_key is None for r in tick.run_requests)
+
+
+def test_regions_with_approved_models_are_refreshed_several_per_run(
+    defs, instance, settings, sample_source
+):
+    """Nord, Ost and Sud have approved models: neighbouring approved regions share a
+    refresh run (a range of partitions), the others get their features the same way."""
+    drop_all(sample_source, settings)
+    run_sensors(defs, instance, ["landing_sensor"])
+    registry = ModelRegistry.for_workspace(settings.workspace())
+    for region in ("Nord", "Ost", "Sud"):
+        registry.register(
+            region,
+            model_text="tree\n",
+            model_meta={},
+            record={"source": "recalibration"},
+            status=APPROVED,
+            reasons=[],
+            actor="test",
+        )
+    tick = evaluate_sensor(defs, instance, "region_sensor")
+
+    def runs(job: str) -> list[tuple[str, str]]:
+        return [
+            (r.partition_key, r.partition_key)
+            if r.partition_key
+            else (r.partition_key_range.start, r.partition_key_range.end)
+            for r in tick.run_requests
+            if r.job_name == job
+        ]
+
+    assert runs("refresh_job") == [("Nord", "Ost"), ("Sud", "Sud")]
+    assert runs("features_job") == [("Rhein_Main", "Rhein_Main"), ("West", "West")]
+    keys = [r.run_key for r in tick.run_requests]
+    assert len(set(keys)) == len(keys)
 
 
 def test_with_one_region_per_run_each_region_gets_its_own_run_and_display_name(
