@@ -14,7 +14,9 @@ files, and the UI's asset page of ``region_model``.
    wall, and the per-region overhead: per run, the launch (RUN_STARTING -> RUN_START:
    process start, code location load) plus the time inside the run outside its steps,
    summed over runs and divided by the regions (time queued for a run slot is reported
-   apart).
+   apart). Then one monitoring pass (``deployment.monitoring_pass``: the refresh's assets
+   backfilled over every region, several regions a run, then the monitoring sensor's
+   ``monitoring_job``), with the refresh's per-region overhead reckoned the same way.
 2. With the daemon stopped, ``--files`` (default 10,000) small sales files of distinct
    content are written into the landing zone and one landing-sensor tick is evaluated in
    this process against the deployment's instance (``local_driver.evaluate_sensor``: the
@@ -266,7 +268,29 @@ def main() -> None:
                 ovh["mean_overhead_per_run_s"] * len(train) / args.regions, 3
             )
             res["backfill_wall_per_region_s"] = round(span(train) / args.regions, 2)
-            res["failed_runs"] = failed(feats + train)[:20]
+
+            # the refresh of every region (what new data for all regions starts: several
+            # regions a run) and the fleet comparison after it
+            mon = dep.monitoring_pass(args.timeout)
+            refresh = dep.backfill_runs(mon["refresh_backfill"], steps=True)
+            refresh_ovh = run_overheads(refresh)
+            res["refresh_runs"] = len(refresh)
+            res["run_overheads_refresh"] = refresh_ovh
+            res["refresh_per_region_overhead_s"] = round(
+                refresh_ovh["mean_overhead_per_run_s"] * len(refresh) / args.regions, 3
+            )
+            res["stage_s"]["refresh_span"] = round(span(refresh) or 0, 2)
+            res["stage_s"]["monitoring_pass"] = round(mon["total_s"], 2)
+            res["refresh_completed"] = all(
+                len(dep.instance.get_materialized_partitions(dg.AssetKey(key))) == args.regions
+                for key in ("realized_performance", "drift_report")
+            ) and all(r.status == "SUCCESS" for r in refresh)
+            print(
+                f"refresh of {args.regions} regions: {len(refresh)} runs, "
+                f"{mon['total_s']:.1f} s with the monitoring run",
+                flush=True,
+            )
+            res["failed_runs"] = failed(feats + train + refresh)[:20]
 
             # the landing sensor with many files (daemon stopped: nothing ingests them)
             dep.kill_daemon()

@@ -307,7 +307,7 @@ def render(results: dict) -> str:
             ],
             ("figure", "value"),
         )
-        for key in ("graphql_s", "stage_s", "rss"):
+        for key in ("graphql_s", "stage_s", "run_overheads_refresh", "rss"):
             if many.get(key):
                 lines += ["", f"`{key}`: `{json.dumps(many[key], sort_keys=True)}`"]
         lines += _provenance_lines(many)
