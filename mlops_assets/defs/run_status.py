@@ -1,4 +1,6 @@
-"""Whether a job has runs that are still on their way (queued, starting or running)."""
+"""Whether runs are still on their way (queued, starting or running)."""
+
+from collections.abc import Iterable
 
 import dagster as dg
 
@@ -17,3 +19,24 @@ def job_in_progress(instance: dg.DagsterInstance, job_name: str) -> bool:
             dg.RunsFilter(job_name=job_name, statuses=ACTIVE_RUN_STATUSES), limit=1
         )
     )
+
+
+def materializing(
+    instance: dg.DagsterInstance, assets: Iterable[dg.AssetKey], jobs: Iterable[str]
+) -> str | None:
+    """What is still on its way to materialize one of ``assets``: a run of one of ``jobs``
+    (asset jobs that select them), any other run selecting one of them (a UI
+    materialization, an asset backfill's run), or an asset backfill that targets one of
+    them and is not done (between its runs nothing may be running). None when nothing is."""
+    from dagster._core.execution.backfill import BulkActionStatus  # not exported by dagster
+
+    wanted, job_names = set(assets), set(jobs)
+    for record in instance.get_run_records(dg.RunsFilter(statuses=ACTIVE_RUN_STATUSES)):
+        run = record.dagster_run
+        if run.job_name in job_names or wanted & set(run.asset_selection or ()):
+            return f"run {run.run_id[:8]} of {run.job_name}"
+    for status in (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING):
+        for backfill in instance.get_backfills(status=status):
+            if wanted & set(backfill.asset_selection or ()):
+                return f"backfill {backfill.backfill_id}"
+    return None

@@ -9,11 +9,12 @@ import json
 
 import dagster as dg
 
+from mlops_assets.defs.features.assets import FEATURES_KEY
 from mlops_assets.defs.features.jobs import FEATURES_JOB, REFRESH_JOB
 from mlops_assets.defs.models.tuning import TUNING_JOB
 from mlops_assets.defs.monitoring.alerts import MONITORING_ALERTS_KEY
 from mlops_assets.defs.monitoring.drift import DRIFT_REPORT_KEY
-from mlops_assets.defs.run_status import job_in_progress
+from mlops_assets.defs.run_status import materializing
 from mlops_assets.naming import is_safe_key
 
 MONITORING_JOB = "monitoring_job"
@@ -41,9 +42,10 @@ def build_monitoring_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sensor
         # record and the run queue (at 60 s, rossmann-100's alerts waited 49.7 s for it)
         minimum_interval_seconds=30,
         default_status=default_status,
-        description="Once new drift reports exist and no region refresh is still running, "
-        "runs `monitoring_alerts` over all regions (the cross-region comparison needs them "
-        "all).",
+        description="Once new drift reports exist and no region refresh is still running "
+        "(no refresh_job or features_job run, no other run or asset backfill of features or "
+        "drift_report), runs `monitoring_alerts` over all regions (the cross-region "
+        "comparison needs them all).",
     )
     def monitoring_sensor(
         context: dg.SensorEvaluationContext,
@@ -52,10 +54,15 @@ def build_monitoring_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sensor
         seen = int(context.cursor or 0)
         if newest <= seen:
             return dg.SkipReason("no new drift reports")
-        if job_in_progress(context.instance, REFRESH_JOB) or job_in_progress(
-            context.instance, FEATURES_JOB
-        ):
-            return dg.SkipReason("region refreshes still running; waiting for all regions")
+        # a refresh of the regions (the region sensor's runs, a backfill from the UI) must
+        # end first: fleet alerts compare every region's same week
+        busy = materializing(
+            context.instance, [FEATURES_KEY, DRIFT_REPORT_KEY], [REFRESH_JOB, FEATURES_JOB]
+        )
+        if busy:
+            return dg.SkipReason(
+                f"region refreshes still running ({busy}); waiting for all regions"
+            )
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(
