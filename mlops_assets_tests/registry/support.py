@@ -6,7 +6,21 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from mlops_assets.registry import ModelRegistry
+from mlops_assets.registry import APPROVED, ModelRegistry
+
+
+def register_approved_placeholder(registry: ModelRegistry, region: str) -> None:
+    """A version of ``region`` with placeholder artifacts, approved (the previous one is
+    archived): for code that needs an approved model to exist, not to predict."""
+    registry.register(
+        region,
+        model_text="tree\n",
+        model_meta={},
+        record={"source": "recalibration"},
+        status=APPROVED,
+        reasons=[],
+        actor="test",
+    )
 
 
 def edit_record(

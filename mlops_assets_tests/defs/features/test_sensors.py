@@ -18,9 +18,10 @@ from mlops_assets.defs.local_driver import evaluate_sensor, run_partitions, run_
 from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.naming import region_key
 from mlops_assets.realized import read_realized_performance, read_weekly_realized
-from mlops_assets.registry import APPROVED, ModelRegistry
+from mlops_assets.registry import ModelRegistry
 from mlops_assets_tests.defs.conftest import drop_all
 from mlops_assets_tests.defs.models.pipeline_support import materializations
+from mlops_assets_tests.registry.support import register_approved_placeholder
 
 
 def test_regions_are_discovered_with_safe_keys(defs, instance, settings, sample_source):
@@ -46,15 +47,7 @@ def test_regions_with_approved_models_are_refreshed_several_per_run(
     run_sensors(defs, instance, ["landing_sensor"])
     registry = ModelRegistry.for_workspace(settings.workspace())
     for region in ("Nord", "Ost", "Sud"):
-        registry.register(
-            region,
-            model_text="tree\n",
-            model_meta={},
-            record={"source": "recalibration"},
-            status=APPROVED,
-            reasons=[],
-            actor="test",
-        )
+        register_approved_placeholder(registry, region)
     tick = evaluate_sensor(defs, instance, "region_sensor")
 
     def runs(job: str) -> list[tuple[str, str]]:

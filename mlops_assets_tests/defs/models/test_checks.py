@@ -8,21 +8,10 @@ from mlops_assets.defs.models.checks import REGISTRY_CHECK
 from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.region_pipeline import REGISTRY_CHECK_KEY, build_region_pipeline
 from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
-from mlops_assets.registry import APPROVED, ModelRegistry
+from mlops_assets.registry import ModelRegistry
 from mlops_assets.spec import load_spec
 from mlops_assets.workspace import Workspace
-
-
-def _register(registry: ModelRegistry, region: str) -> None:
-    registry.register(
-        region,
-        model_text="tree\n",
-        model_meta={},
-        record={"source": "recalibration"},
-        status=APPROVED,
-        reasons=[],
-        actor="test",
-    )
+from mlops_assets_tests.registry.support import register_approved_placeholder
 
 
 def _check(home: Path, instance: dg.DagsterInstance, region: str) -> dg.AssetCheckEvaluation:
@@ -49,7 +38,7 @@ def test_the_check_warns_about_the_versions_of_its_region_that_do_not_match(tmp_
     home = tmp_path / "home"
     registry = ModelRegistry.for_workspace(Workspace(home))
     for region in ("Nord", "Nord", "Sud"):
-        _register(registry, region)
+        register_approved_placeholder(registry, region)
     instance.add_dynamic_partitions(region_partitions.name, ["Nord", "Sud"])
 
     ok = _check(home, instance, "Nord")
