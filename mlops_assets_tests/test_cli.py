@@ -10,7 +10,7 @@ from mlops_assets import cli
 from mlops_assets.notifications import Notifier
 from mlops_assets.storage.manifest import Manifest
 from mlops_assets.workspace import Workspace
-from mlops_assets_tests.registry.support import edit_record
+from mlops_assets_tests.registry.support import edit_record, register_approved_placeholder
 
 ROSSMANN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rossmann-100"
 
@@ -122,26 +122,11 @@ def _registry(home: Path):
     return ModelRegistry.for_workspace(Workspace(home))
 
 
-def _register_approved(registry, region: str) -> None:
-    """A version with placeholder artifacts, approved (the previous one is archived)."""
-    from mlops_assets.registry import APPROVED
-
-    registry.register(
-        region,
-        model_text="tree\n",
-        model_meta={},
-        record={"source": "recalibration"},
-        status=APPROVED,
-        reasons=[],
-        actor="test",
-    )
-
-
 def test_registry_prune_dry_run_then_prune_and_list_marks_pruned(tmp_path, dagster_home, capsys):
     home = tmp_path / "ws"
     registry = _registry(home)
     for _ in range(3):  # v1, v2 archived; v3 approved
-        _register_approved(registry, "Nord")
+        register_approved_placeholder(registry, "Nord")
     args = ["registry", "prune", "--home", str(home), "--keep-archived", "1"]
 
     assert cli.main([*args, "--dry-run"]) == 0
@@ -177,7 +162,7 @@ def test_output_cut_off_by_a_closed_pipe_ends_quietly(tmp_path):
     home = tmp_path / "ws"
     registry = _registry(home)
     for region in [f"R{i:03d}" for i in range(400)]:  # more output than a pipe buffers
-        _register_approved(registry, region)
+        register_approved_placeholder(registry, region)
     cmd = [sys.executable, "-m", "mlops_assets.cli", "registry", "list", "--home", str(home)]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         assert proc.stdout.readline().startswith(b"* R000:v1")
@@ -226,9 +211,9 @@ def test_landing_status_says_which_run_left_a_file_pending(
 def test_registry_verify_prints_problems_and_exits_by_what_it_found(tmp_path, dagster_home, capsys):
     home = tmp_path / "ws"
     registry = _registry(home)
-    _register_approved(registry, "Nord")
-    _register_approved(registry, "Nord")
-    _register_approved(registry, "Sud")
+    register_approved_placeholder(registry, "Nord")
+    register_approved_placeholder(registry, "Nord")
+    register_approved_placeholder(registry, "Sud")
     verify = ["registry", "verify", "--home", str(home)]
 
     assert cli.main(verify) == 0
@@ -274,7 +259,7 @@ def test_registry_verify_prints_problems_and_exits_by_what_it_found(tmp_path, da
 )
 def test_registry_verify_usage_errors_exit_2(tmp_path, dagster_home, capsys, extra, message):
     home = tmp_path / "ws"
-    _register_approved(_registry(home), "Nord")
+    register_approved_placeholder(_registry(home), "Nord")
     assert cli.main(["registry", "verify", "--home", str(home), *extra]) == 2
     captured = capsys.readouterr()
     assert message in captured.err and captured.out == ""
