@@ -173,3 +173,29 @@ def test_a_backfill_of_features_and_models_runs_both_in_one_run(model_pipeline):
             == (features.tags["dagster/data_version"])
         )
         assert model.metadata["model_label"].value == f"{region}:v1"
+
+
+def test_a_batch_refuses_to_run_beside_a_step_that_waits_on_it(defs, instance):
+    """Only an unpartitioned asset can still wait on the region op (monitoring_alerts on
+    drift_report). In a job over several regions Dagster would skip it and end the run
+    SUCCESS with no fleet comparison: the run fails before any work, saying why."""
+    both = dg.define_asset_job(
+        "reports_and_alerts",
+        selection=dg.AssetSelection.assets(DRIFT_REPORT_KEY, "monitoring_alerts"),
+    )
+    merged = dg.Definitions.merge(defs, dg.Definitions(jobs=[both]))
+    instance.add_dynamic_partitions(region_partitions.name, ["Nord", "Ost"])
+
+    result = merged.resolve_job_def("reports_and_alerts").execute_in_process(
+        instance=instance,
+        tags={ASSET_PARTITION_RANGE_START_TAG: "Nord", ASSET_PARTITION_RANGE_END_TAG: "Ost"},
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.step_key == "region_pipeline"
+    message = failure.step_failure_data.error.message
+    assert "a run over 2 regions cannot also run monitoring_alerts" in message
+    assert "asset backfill" in message
+    assert instance.get_materialized_partitions(DRIFT_REPORT_KEY) == set()
