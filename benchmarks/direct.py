@@ -10,8 +10,9 @@ region after another (no run processes, no event log, no concurrency):
 - scoring: load the approved model, ``make_forecast`` + ``top_contributions``, both written
   (``forecast``);
 - monitoring: what ``refresh_job`` and ``monitoring_job`` do: features and forecast again,
-  realized performance, the drift report (nannyml) with its plots per region, then the
-  fleet status, alert table and HTML reports (``monitoring_alerts``; notifications left out).
+  realized performance, the drift report (nannyml) with its plots and those of the
+  region's HTML report, per region, then the fleet status, alert table and HTML
+  reports (``monitoring_alerts``; notifications left out).
 
 Used by ``scale.py`` and ``rossmann_e2e.py`` for Dagster's overhead (Dagster stage wall
 minus direct wall) on a copy of the same landing files.
@@ -190,10 +191,21 @@ class DirectPipeline:
             ws.data.write_frame(table, monitoring.drift_report_key(ws, region))
             markdown_image(monitoring.drift_heatmap_png(ws, region, table, draw=True), "d")
             markdown_image(reports.estimated_performance_plot(table), "e")
+            stored = monitoring.read_drift_report(ws, region)  # the report's plots, drawn
+            reports.region_report_html(
+                ws,
+                ds,
+                registry,
+                mv,
+                drift_table=stored[stored["model_version"] == mv.version],
+                alerts=None,
+                region_name=region,
+                generated_at="",
+            )
         # monitoring_alerts: the fleet view over every approved region
         s, metric = ds.monitoring, ds.gate.metric
         holdout_metric = monitoring.quality_metric(s, metric)
-        tables, weekly_all, holdout_error, approved = [], [], {}, {}
+        tables, weekly_all, holdout_error, approved = {}, [], {}, {}
         for region in self.regions:
             mv = registry.latest_approved(region)
             if mv is None:
@@ -202,13 +214,13 @@ class DirectPipeline:
             holdout_error[region] = (mv.record.get("metrics") or {}).get(holdout_metric)
             table = monitoring.read_drift_report(ws, region)
             if len(table):
-                tables.append(table[table["model_version"] == mv.version])
+                tables[region] = table[table["model_version"] == mv.version]
             w = realized.read_weekly_realized(ws, region)
             if len(w):
                 w = w[w["model_version"] == mv.version]
                 weekly_all.append(w.rename(columns={"region_key": "region"}))
-        all_tables = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+        all_tables = pd.concat(tables.values(), ignore_index=True) if tables else pd.DataFrame()
         all_weekly = pd.concat(weekly_all, ignore_index=True) if weekly_all else pd.DataFrame()
         status = monitoring.fleet_status(all_tables, all_weekly, holdout_error, s, metric=metric)
         ws.data.write_frame(status.alerts, monitoring.alerts_key(ws))
-        _write_reports(ws, ds, registry, status, approved, all_tables)
+        _write_reports(ws, ds, registry, status, approved, tables)

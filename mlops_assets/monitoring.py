@@ -1151,32 +1151,23 @@ def read_drift_report(ws: Workspace, region: str) -> pd.DataFrame:
     return ws.data.read_parquet_or(key, pd.DataFrame(columns=TABLE_COLUMNS))
 
 
-HEATMAP_PREFIX = "drift_heatmap."
-
-
 def drift_heatmap_png(ws: Workspace, region: str, table: pd.DataFrame, *, draw: bool) -> str:
     """``reports.drift_heatmap(table)`` (base64 PNG), kept beside the region's drift report
-    as ``drift_heatmap.<digest of what it draws>.png``. The drift_report asset draws it
-    (``draw``: always, so a changed drawing replaces the stored one) and the region's HTML
-    report reuses it for the same table: one heatmap a region and pass instead of two
-    (0.9 s each at 1M rows under cProfile, 35 of 257 s of a monitoring pass)."""
-    import base64
-
+    as ``drift_heatmap.<digest of what it draws>.png`` (``storage.plot_store``). The
+    drift_report asset draws it (``draw``: always, so a changed drawing replaces the stored
+    one) and the region's HTML report reuses it for the same table: one heatmap a region
+    and pass instead of two (0.9 s each at 1M rows under cProfile, 35 of 257 s of a
+    monitoring pass)."""
     from mlops_assets import reports
+    from mlops_assets.storage.plot_store import RegionPlotStore
 
-    data = ws.data
-    key = ws.monitoring_key(region, f"{HEATMAP_PREFIX}{reports.drift_heatmap_digest(table)}.png")
-    if not draw:
-        try:
-            return base64.b64encode(data.read_bytes(key)).decode("ascii")
-        except FileNotFoundError:
-            pass  # drawn for another table, or not yet: draw it here
-    png = reports.drift_heatmap(table)
-    data.write_bytes(key, base64.b64decode(png))
-    for old in data.keys(ws.monitoring_folder(region), ".png"):  # one heatmap a region is kept
-        if old != key and old.rsplit("/", 1)[-1].startswith(HEATMAP_PREFIX):
-            data.delete(old)
-    return png
+    return RegionPlotStore(ws, region).png(
+        "drift_heatmap",
+        # the table's rows that it draws, in any order and as a Parquet round trip leaves them
+        (reports.drift_heatmap_digest(table),),
+        lambda: reports.drift_heatmap(table),
+        redraw=draw,
+    )
 
 
 def alerts_key(ws: Workspace) -> str:

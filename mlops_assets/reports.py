@@ -27,7 +27,7 @@ import html
 import logging
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import matplotlib
 
@@ -39,6 +39,11 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from mlops_assets.monitoring import OUTSIDE_TRAINING_RANGE  # noqa: E402
 from mlops_assets.plots import png_base64  # noqa: E402
+
+if TYPE_CHECKING:
+    from mlops_assets.registry import ModelRegistry, ModelVersion
+    from mlops_assets.spec import DatasetSpec
+    from mlops_assets.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -598,10 +603,27 @@ def attribution_plot(
     return png_base64(fig)
 
 
-def _plot_html(draw: Callable[[], str], alt: str) -> str:
-    """A plot for the report; a failing plot costs its image, not the whole report."""
+class PlotCache(Protocol):
+    """Where a report's plots may be kept between reports (``storage.plot_store``)."""
+
+    def png(self, name: str, inputs: tuple[Any, ...], draw: Callable[[], str]) -> str:
+        """The plot ``name`` drawn from ``inputs`` (base64 PNG): kept, or ``draw()``."""
+        ...
+
+
+def _plot_html(
+    draw: Callable[[], str],
+    alt: str,
+    plots: PlotCache | None = None,
+    name: str = "",
+    inputs: tuple[Any, ...] = (),
+) -> str:
+    """A plot for the report; a failing plot costs its image, not the whole report. With
+    ``plots``, the plot ``name`` is taken from there when ``inputs`` are those it was drawn
+    from (``inputs``: everything ``draw`` draws from)."""
     try:
-        return _img(draw(), alt)
+        png = plots.png(name, inputs, draw) if plots is not None else draw()
+        return _img(png, alt)
     except Exception as exc:  # the report must render whatever the data
         log.warning("report plot %r failed", alt, exc_info=True)
         return _p(
@@ -747,7 +769,11 @@ def _alerts_section(alerts: pd.DataFrame | None) -> str:
     return _section("alerts", "Alerts", "\n".join(parts))
 
 
-def _forecast_section(forecasts: pd.DataFrame | None, ground_truth: pd.DataFrame | None) -> str:
+def _forecast_section(
+    forecasts: pd.DataFrame | None,
+    ground_truth: pd.DataFrame | None,
+    plots: PlotCache | None = None,
+) -> str:
     f = _usable(forecasts, ("store", "item", "date", "origin", "prediction"))
     if f is None:
         return _section(
@@ -769,13 +795,20 @@ def _forecast_section(forecasts: pd.DataFrame | None, ground_truth: pd.DataFrame
     if g is None:
         text += " No actuals have arrived yet, so only forecasts are drawn."
     body = _p(text) + _plot_html(
-        lambda: forecast_vs_actual_plot(forecasts, ground_truth), "forecast vs actual"
+        lambda: forecast_vs_actual_plot(forecasts, ground_truth),
+        "forecast vs actual",
+        plots,
+        "forecast_vs_actual",
+        (forecasts, ground_truth),
     )
     return _section("forecast", "Forecast vs actual", body)
 
 
 def _metrics_section(
-    weekly: pd.DataFrame | None, by_origin: pd.DataFrame | None, model: dict[str, Any]
+    weekly: pd.DataFrame | None,
+    by_origin: pd.DataFrame | None,
+    model: dict[str, Any],
+    plots: PlotCache | None = None,
 ) -> str:
     holdout = model.get("metrics") if isinstance(model.get("metrics"), dict) else {}
     parts = []
@@ -803,7 +836,13 @@ def _metrics_section(
             )
         )
         parts.append(
-            _plot_html(lambda: metrics_over_time_plot(weekly, holdout), "metrics over time")
+            _plot_html(
+                lambda: metrics_over_time_plot(weekly, holdout),
+                "metrics over time",
+                plots,
+                "metrics_over_time",
+                (weekly, holdout),
+            )
         )
         w = w.assign(week_start=_weeks(w["week_start"])).sort_values("week_start", ascending=False)
         cols = ["mape", "wape", "rmse", "bias"]
@@ -873,7 +912,9 @@ def _metrics_section(
     return _section("metrics", "Metrics over time", "\n".join(parts))
 
 
-def _estimated_section(monitoring: pd.DataFrame | None, model: dict[str, Any]) -> str:
+def _estimated_section(
+    monitoring: pd.DataFrame | None, model: dict[str, Any], plots: PlotCache | None = None
+) -> str:
     m = _usable(monitoring, ("signal", "feature", "week_start", "value"))
     if m is not None:
         m = m[m["signal"] == "estimated_performance"]
@@ -926,7 +967,13 @@ def _estimated_section(monitoring: pd.DataFrame | None, model: dict[str, Any]) -
             "there the estimate cannot say how much error the drift adds until the actuals "
             "arrive."
         ),
-        _plot_html(lambda: estimated_performance_plot(monitoring, rmse), "estimated RMSE"),
+        _plot_html(
+            lambda: estimated_performance_plot(monitoring, rmse),
+            "estimated RMSE",
+            plots,
+            "estimated_performance",
+            (monitoring, rmse),
+        ),
         _table(
             [
                 "week",
@@ -1051,6 +1098,7 @@ def _attribution_section(
     monitoring: pd.DataFrame | None,
     importance: dict[str, float] | None,
     recent_importance: dict[str, float] | None,
+    plots: PlotCache | None = None,
 ) -> str:
     parts = []
     if not _clean(importance) and not _clean(recent_importance):
@@ -1064,7 +1112,13 @@ def _attribution_section(
         )
         parts.append(_p(text))
         parts.append(
-            _plot_html(lambda: attribution_plot(importance, recent_importance), "attribution")
+            _plot_html(
+                lambda: attribution_plot(importance, recent_importance),
+                "attribution",
+                plots,
+                "attribution",
+                (importance, recent_importance),
+            )
         )
     m = _usable(monitoring, ("signal", "week_start", "value"))
     if m is not None:
@@ -1113,24 +1167,29 @@ def render_region_report(
     importance: dict[str, float],
     recent_importance: dict[str, float] | None,
     drift_heatmap_png: str | None = None,
+    plots: PlotCache | None = None,
 ) -> str:
     """One self-contained HTML document for a region, so a planner or an on-call engineer
     sees in one page whether the forecasts are still trustworthy and why an alert fired.
     Renders whatever is available: an empty input gives an explanatory sentence.
-    ``drift_heatmap_png``: the heatmap of ``monitoring`` drawn before (base64 PNG)."""
+    ``drift_heatmap_png``: the heatmap of ``monitoring`` drawn before (base64 PNG).
+    ``plots``: where plots drawn for an earlier report of the same inputs are kept."""
     model = model if isinstance(model, dict) else {}
     monitoring = _for_region(monitoring, region)
     sections = [
         _header(region, region_name, generated_at, model),
         _alerts_section(_for_region(alerts, region)),
-        _forecast_section(_for_region(forecasts, region), ground_truth),
+        _forecast_section(_for_region(forecasts, region), ground_truth, plots),
         _metrics_section(
-            _for_region(realized_weekly, region), _for_region(realized_by_origin, region), model
+            _for_region(realized_weekly, region),
+            _for_region(realized_by_origin, region),
+            model,
+            plots,
         ),
-        _estimated_section(monitoring, model),
+        _estimated_section(monitoring, model, plots),
         _drift_section(monitoring, drift_heatmap_png),
         _quality_section(monitoring),
-        _attribution_section(monitoring, importance, recent_importance),
+        _attribution_section(monitoring, importance, recent_importance, plots),
     ]
     title = f"Monitoring report: {_region_label(region_name, region)}"
     return (
@@ -1140,4 +1199,58 @@ def render_region_report(
         f"<title>{title}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         + "\n".join(sections)
         + "\n</body>\n</html>\n"
+    )
+
+
+def region_report_html(
+    ws: Workspace,
+    ds: DatasetSpec,
+    registry: ModelRegistry,
+    mv: ModelVersion,
+    *,
+    drift_table: pd.DataFrame,
+    alerts: pd.DataFrame | None,
+    region_name: str,
+    generated_at: str,
+) -> str:
+    """The report of ``mv``'s region from what the workspace holds: its forecasts and their
+    actuals, realized metrics, ``drift_table`` (its drift report's rows of ``mv``, as read
+    back) and ``alerts`` (the fleet's, None before a fleet comparison). Plots come from the
+    region's stored plots where their inputs did not change, and new ones are stored
+    (``storage.plot_store``): the drift_report asset draws them after a region's refresh,
+    in that region's run, and ``monitoring_alerts`` then finds them."""
+    from mlops_assets import monitoring, realized
+    from mlops_assets.storage.plot_store import RegionPlotStore
+
+    region = mv.region
+    forecasts = realized.read_forecasts(ws, region)
+    record = mv.record
+    _, meta = registry.load_artifacts(mv)
+    return render_region_report(
+        region=region,
+        region_name=region_name,
+        generated_at=generated_at,
+        model={
+            "label": mv.label,
+            "status": mv.status,
+            "version": mv.version,
+            "trained_at": mv.created_at,
+            "train_date_min": record.get("train_date_min"),
+            "train_date_max": record.get("train_date_max"),
+            "metrics": record.get("metrics"),
+            "baseline_metrics": record.get("baseline_metrics"),
+        },
+        forecasts=forecasts,
+        ground_truth=realized.forecast_ground_truth(ws, ds, region, forecasts),
+        realized_weekly=realized.read_weekly_realized(ws, region),
+        realized_by_origin=realized.read_realized_performance(ws, region),
+        monitoring=drift_table,
+        alerts=alerts if alerts is not None else pd.DataFrame(),
+        importance=meta.get("importance") or {},
+        recent_importance=None,
+        # the drift_report asset drew this table's heatmap: reused, not drawn again
+        drift_heatmap_png=monitoring.drift_heatmap_png(ws, region, drift_table, draw=False)
+        if len(drift_table)
+        else None,
+        plots=RegionPlotStore(ws, region),
     )

@@ -3,6 +3,8 @@ batch, the region sensor's refresh of neighbouring regions): each region is repo
 own partition, a broken region fails alone, and a region whose result fails a blocking
 check stops there while the others carry on."""
 
+import base64
+
 import dagster as dg
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
@@ -102,12 +104,14 @@ def test_a_batch_makes_no_forecast_for_a_model_that_fails_its_gate(model_pipelin
 
 
 def test_a_refresh_of_several_regions_is_one_run_and_a_blocked_region_stops_alone(
-    model_pipeline,
+    model_pipeline, monkeypatch
 ):
     """refresh_job over three regions with approved models: one run conditions each one's
     features, forecasts, scores and reports its drift, each on its own partition. Ost's
     rows fell far below its last materialization's (a blocking features check fails): its
-    features are reported with the failed check, and nothing is built on them."""
+    features are reported with the failed check, and nothing is built on them. The
+    refreshed regions' report plots are drawn in the refresh: the fleet's monitoring run
+    that follows draws only Ost's."""
     p = model_pipeline()
     assert _run_batch(p, "Nord", "Rhein_Main").success  # three approved models
     before = {r: p.forecast_files(r) for r in FIRST_THREE}
@@ -140,6 +144,36 @@ def test_a_refresh_of_several_regions_is_one_run_and_a_blocked_region_stops_alon
         "the blocking check(s) features_row_count_change" in m
         for m in logs
     )
+
+    drawn = _plots_drawn_by(p, "monitoring_job", monkeypatch)
+    assert {region for region, _ in drawn} == {"Ost"}
+    for region in FIRST_THREE:  # every report embeds its region's stored plots
+        folder = p.workspace.root / "monitoring" / region
+        html = (folder / "report.html").read_text()
+        stored = sorted(folder.glob("*.png"))
+        assert len(stored) >= 2  # at least the heatmap and the attribution
+        for png in stored:
+            assert base64.b64encode(png.read_bytes()).decode() in html, png.name
+
+
+def _plots_drawn_by(p, job: str, monkeypatch) -> list[tuple[str, str]]:
+    """(region, plot name) of every report plot drawn while ``job`` runs."""
+    from mlops_assets.storage.plot_store import RegionPlotStore
+
+    drawn: list[tuple[str, str]] = []
+    png = RegionPlotStore.png
+
+    def spy(self, name, inputs, draw, **kwargs):
+        def recorded():
+            drawn.append((self.region, name))
+            return draw()
+
+        return png(self, name, inputs, recorded, **kwargs)
+
+    monkeypatch.setattr(RegionPlotStore, "png", spy)
+    assert p.execute(job).success
+    monkeypatch.undo()
+    return drawn
 
 
 def test_a_backfill_of_features_and_models_runs_both_in_one_run(model_pipeline):

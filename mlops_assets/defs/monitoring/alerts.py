@@ -109,7 +109,7 @@ def build_monitoring_alerts_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             for r in context.instance.get_dynamic_partitions(region_partitions.name)
             if is_safe_key(r)
         ]
-        tables, weekly, holdout_error, approved = [], [], {}, {}
+        tables, weekly, holdout_error, approved = {}, [], {}, {}
         for region in regions:
             mv = registry.latest_approved(region)
             if mv is None:
@@ -118,18 +118,18 @@ def build_monitoring_alerts_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             holdout_error[region] = (mv.record.get("metrics") or {}).get(holdout_metric)
             table = monitoring.read_drift_report(ws, region)
             if len(table):
-                tables.append(table[table["model_version"] == mv.version])
+                tables[region] = table[table["model_version"] == mv.version]
             w = realized.read_weekly_realized(ws, region)
             if len(w):
                 w = w[w["model_version"] == mv.version]
                 weekly.append(w.rename(columns={"region_key": "region"}))
-        all_tables = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+        all_tables = pd.concat(tables.values(), ignore_index=True) if tables else pd.DataFrame()
         all_weekly = pd.concat(weekly, ignore_index=True) if weekly else pd.DataFrame()
         status = monitoring.fleet_status(all_tables, all_weekly, holdout_error, s, metric=metric)
         alerts_location = ws.data.write_frame(status.alerts, monitoring.alerts_key(ws))
 
         sent = _notify_new_alerts(notifier, status, approved, context.run.run_id)
-        report_paths = _write_reports(ws, ds, registry, status, approved, all_tables)
+        report_paths = _write_reports(ws, ds, registry, status, approved, tables)
 
         check_results, breaches = [], []
         for name, (sev, signals, _, _) in ALERT_CHECKS.items():
@@ -253,48 +253,30 @@ def _write_reports(
     registry: ModelRegistry,
     status: "monitoring.FleetStatus",
     approved: dict[str, ModelVersion],
-    tables: "pd.DataFrame",
+    tables: "dict[str, pd.DataFrame]",
 ) -> dict[str, str]:
-    """The self-contained HTML report of every monitored region."""
+    """The self-contained HTML report of every monitored region (``tables``: each one's
+    drift report rows of its approved model). A plot whose inputs did not change since it
+    was drawn is reused (``storage.plot_store``): the drift_report asset drew a refreshed
+    region's plots in its run, and the other regions' plots did not change."""
     import pandas as pd
 
-    from mlops_assets import monitoring, realized, reports
+    from mlops_assets import reports
 
     paths = {}
     names = regions_with_sales(ws, ds)
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    alerts = status.alerts
     for region, mv in approved.items():
-        forecasts = realized.read_forecasts(ws, region)
-        truth = realized.forecast_ground_truth(ws, ds, region, forecasts)
-        record = mv.record
-        _, meta = registry.load_artifacts(mv)
-        mine = tables[tables["region"] == region] if len(tables) else pd.DataFrame()
-        html = reports.render_region_report(
-            region=region,
+        html = reports.region_report_html(
+            ws,
+            ds,
+            registry,
+            mv,
+            drift_table=tables.get(region, pd.DataFrame()),
+            alerts=alerts[alerts["region"] == region] if len(alerts) else pd.DataFrame(),
             region_name=names.get(region, region),
             generated_at=now,
-            model={
-                "label": mv.label,
-                "status": mv.status,
-                "version": mv.version,
-                "trained_at": mv.created_at,
-                "train_date_min": record.get("train_date_min"),
-                "train_date_max": record.get("train_date_max"),
-                "metrics": record.get("metrics"),
-                "baseline_metrics": record.get("baseline_metrics"),
-            },
-            forecasts=forecasts,
-            ground_truth=truth,
-            realized_weekly=realized.read_weekly_realized(ws, region),
-            realized_by_origin=realized.read_realized_performance(ws, region),
-            monitoring=mine,
-            alerts=status.alerts[status.alerts["region"] == region]
-            if len(status.alerts)
-            else pd.DataFrame(),
-            importance=meta.get("importance") or {},
-            recent_importance=None,
-            # the drift_report asset drew this table's heatmap: reused, not drawn again
-            drift_heatmap_png=monitoring.drift_heatmap_png(ws, region, mine, draw=False),
         )
         key = ws.monitoring_key(region, "report.html")
         paths[region] = ws.data.write_bytes(key, html.encode("utf-8"))

@@ -1,5 +1,7 @@
 """drift_report: one region's nannyml statistics against its approved model's training data."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
 from mlops_assets.defs.features.assets import FEATURES_KEY
@@ -9,6 +11,10 @@ from mlops_assets.defs.partitions import region_partitions
 from mlops_assets.defs.resources import WorkspaceResource
 from mlops_assets.naming import require_safe_key
 from mlops_assets.spec import DatasetSpec
+
+if TYPE_CHECKING:
+    from mlops_assets.registry import ModelRegistry, ModelVersion
+    from mlops_assets.workspace import Workspace
 
 DRIFT_REPORT_KEY = dg.AssetKey("drift_report")
 
@@ -136,6 +142,7 @@ def drift_report_region(
             markdown_image(reports.estimated_performance_plot(table), "estimated vs realized RMSE")
         ),
     }
+    _draw_report_plots(context, ws, ds, registry, mv)
     latest = table["week_start"].max()
     week = table[table["week_start"] == latest]
     est = week[week["signal"] == "estimated_performance"].set_index("feature")["value"]
@@ -150,3 +157,32 @@ def drift_report_region(
     if len(ndcg):
         metadata["latest_week_attribution_ndcg"] = readable_number(ndcg["value"].iloc[-1])
     return dg.MaterializeResult(asset_key=DRIFT_REPORT_KEY, metadata=metadata)
+
+
+def _draw_report_plots(
+    context: dg.AssetExecutionContext,
+    ws: "Workspace",
+    ds: DatasetSpec,
+    registry: "ModelRegistry",
+    mv: "ModelVersion",
+) -> None:
+    """Draw the region's report plots here, in its own run: ``monitoring_alerts`` writes
+    every region's report in one run and then finds them stored (``storage.plot_store``)
+    instead of drawing each region's one after another. Only an optimisation: a failure
+    is logged, and the report draws what it misses."""
+    from mlops_assets import monitoring, reports
+
+    try:
+        table = monitoring.read_drift_report(ws, mv.region)  # as monitoring_alerts reads it
+        reports.region_report_html(
+            ws,
+            ds,
+            registry,
+            mv,
+            drift_table=table[table["model_version"] == mv.version],
+            alerts=None,
+            region_name=mv.region,
+            generated_at="",
+        )
+    except Exception:
+        context.log.warning(f"{mv.region}: the report's plots were not drawn", exc_info=True)

@@ -1,0 +1,91 @@
+"""A region's report plots kept in the data store, named by a digest of what they draw.
+
+Why: the fleet's monitoring run writes every region's HTML report, and drawing its plots
+is most of that work (about 1.4 s a region on rossmann-100, under cProfile). A refresh of
+one region then redrew the plots of every other region as well, though nothing they draw
+had changed. A plot is stored as ``monitoring/<region>/<name>.<digest>.png``; the digest
+covers the plot's inputs and the drawing code, so a plot is drawn again exactly when it
+would come out different. One file a plot name is kept a region.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlops_assets.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def _drawing_code_digest() -> bytes:
+    """The source of the modules that draw the plots: a changed drawing redraws them."""
+    from mlops_assets import plots, reports
+
+    digest = hashlib.sha256()
+    for module in (reports, plots):
+        digest.update(Path(module.__file__ or "").read_bytes())
+    return digest.digest()
+
+
+def inputs_digest(*inputs: Any) -> str:
+    """A digest of a plot's inputs: data frames by their columns, dtypes and values (not
+    their index), anything else by its JSON text. Equal inputs give equal digests in any
+    process."""
+    import pandas as pd
+
+    digest = hashlib.sha256(_drawing_code_digest())
+    for value in inputs:
+        if isinstance(value, pd.DataFrame):
+            digest.update(b"frame")
+            digest.update(json.dumps([[str(c), str(t)] for c, t in value.dtypes.items()]).encode())
+            digest.update(pd.util.hash_pandas_object(value, index=False).to_numpy().tobytes())
+        else:
+            digest.update(b"value")
+            digest.update(json.dumps(value, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+class RegionPlotStore:
+    """The stored plots of one region (see the module docstring)."""
+
+    def __init__(self, ws: Workspace, region: str) -> None:
+        self.region = region
+        self.data = ws.data
+        self.folder = ws.monitoring_folder(region)
+        self.key = lambda name: ws.monitoring_key(region, name)
+
+    def png(
+        self,
+        name: str,
+        inputs: tuple[Any, ...],
+        draw: Callable[[], str],
+        *,
+        redraw: bool = False,
+    ) -> str:
+        """The plot ``name`` of ``inputs`` as base64 PNG: the stored one when the inputs
+        and the drawing code are those it was drawn from, else ``draw()``, stored in place
+        of the region's previous ``name`` plot. ``redraw``: draw and store it whatever is
+        stored."""
+        if "." in name or "/" in name:
+            raise ValueError(f"plot name {name!r}: no dots or slashes")
+        key = self.key(f"{name}.{inputs_digest(*inputs)}.png")
+        if not redraw:
+            try:
+                return base64.b64encode(self.data.read_bytes(key)).decode("ascii")
+            except FileNotFoundError:
+                pass  # not drawn for these inputs yet, or replaced meanwhile: draw it
+        png = draw()
+        self.data.write_bytes(key, base64.b64decode(png))
+        for old in self.data.keys(self.folder, ".png"):
+            if old != key and old.rsplit("/", 1)[-1].startswith(f"{name}."):
+                self.data.delete(old)
+        return png

@@ -1,0 +1,72 @@
+"""Report plots kept by a digest of what they draw: drawn again exactly when they would
+come out different."""
+
+import base64
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlops_assets.storage.plot_store import RegionPlotStore, inputs_digest
+from mlops_assets.workspace import Workspace
+
+
+def _png(label: str) -> str:
+    return base64.b64encode(f"png of {label}".encode()).decode()
+
+
+class Drawer:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, label: str):
+        def draw() -> str:
+            self.calls += 1
+            return _png(label)
+
+        return draw
+
+
+def test_a_plot_is_drawn_once_for_the_same_inputs_and_again_when_they_change(tmp_path: Path):
+    ws = Workspace(tmp_path / "ws")
+    frame = pd.DataFrame({"week": ["2024-01-01", "2024-01-08"], "value": [1.0, 2.0]})
+    draw = Drawer()
+
+    first = RegionPlotStore(ws, "Nord").png("estimated", (frame, 3.5), draw("a"))
+    # another store (another run), the same rows under another index: reused
+    again = RegionPlotStore(ws, "Nord").png("estimated", (frame.set_axis([7, 9]), 3.5), draw("b"))
+    assert first == again == _png("a") and draw.calls == 1
+
+    changed = frame.assign(value=[1.0, 2.5])
+    assert RegionPlotStore(ws, "Nord").png("estimated", (changed, 3.5), draw("c")) == _png("c")
+    assert RegionPlotStore(ws, "Nord").png("estimated", (changed, 4.0), draw("d")) == _png("d")
+    assert draw.calls == 3
+    # one file a plot name; other names and other regions keep theirs
+    RegionPlotStore(ws, "Nord").png("attribution", ({"promo": 0.4},), draw("e"))
+    RegionPlotStore(ws, "Ost").png("estimated", (frame, 3.5), draw("f"))
+    names = sorted(p.name.split(".")[0] for p in (ws.root / "monitoring" / "Nord").iterdir())
+    assert names == ["attribution", "estimated"]
+    assert draw.calls == 5
+
+
+def test_redraw_replaces_the_stored_plot(tmp_path: Path):
+    ws = Workspace(tmp_path / "ws")
+    store = RegionPlotStore(ws, "Nord")
+    store.png("heatmap", ("t",), Drawer()("old"))
+    assert store.png("heatmap", ("t",), Drawer()("new"), redraw=True) == _png("new")
+    assert store.png("heatmap", ("t",), Drawer()("unused")) == _png("new")
+
+
+def test_digests_tell_dtypes_and_values_apart():
+    ints = pd.DataFrame({"x": [1, 2]})
+    assert inputs_digest(ints) == inputs_digest(ints.copy())
+    assert inputs_digest(ints) != inputs_digest(ints.astype(float))
+    assert inputs_digest(ints) != inputs_digest(ints.rename(columns={"x": "y"}))
+    assert inputs_digest({"a": 1, "b": 2}) == inputs_digest({"b": 2, "a": 1})
+    assert inputs_digest(None, 1) != inputs_digest(1, None)
+
+
+@pytest.mark.parametrize("name", ["a.b", "../x", "a/b"])
+def test_a_plot_name_cannot_leave_its_region_folder(tmp_path: Path, name: str):
+    with pytest.raises(ValueError, match="no dots or slashes"):
+        RegionPlotStore(Workspace(tmp_path / "ws"), "Nord").png(name, (), Drawer()("x"))
