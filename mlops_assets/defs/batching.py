@@ -11,8 +11,11 @@ Dagster 1.13 cannot report a failed partition from a step over several partition
 succeeds logs its materializations and check evaluations for its own partition (with its
 own metadata and data version), a region that fails is logged with its error and skipped,
 and the step fails at the end naming the failed regions. Dagster then shows exactly the
-failed regions as failed and the others as materialized. One region takes Dagster's
-ordinary path: results are yielded and an exception fails the step with its own traceback.
+failed regions as failed and the others as materialized. A region whose result fails a
+blocking check with ERROR severity (a rejected model) is named too: a run of that region
+alone fails on it, and a batch must not report success where its regions' runs would not.
+One region takes Dagster's ordinary path: results are yielded and an exception fails the
+step with its own traceback.
 
 A batch step yields no outputs, so Dagster would skip any step of the same run that waits
 on them (and end the run SUCCESS): a batch refuses to run beside such steps. Every
@@ -71,22 +74,46 @@ def steps_waiting_on(context: dg.AssetExecutionContext) -> list[str]:
     return sorted(key for key, upstream in deps.items() if own in upstream)
 
 
+def failed_blocking_checks(
+    context: dg.AssetExecutionContext, result: RegionResult
+) -> list[dg.AssetCheckKey]:
+    """The checks of ``result`` that fail a step as Dagster fails it: blocking checks of
+    the op that failed with ERROR severity."""
+    checks = [result] if isinstance(result, dg.AssetCheckResult) else result.check_results or []
+    blocking = {spec.key for spec in context.assets_def.check_specs if spec.blocking}
+    return [
+        key
+        for c in checks
+        if not c.passed
+        and c.severity == dg.AssetCheckSeverity.ERROR
+        and (key := dg.AssetCheckKey(c.asset_key or result.asset_key, c.check_name)) in blocking
+    ]
+
+
 def run_batch(
     context: dg.AssetExecutionContext,
     regions: Sequence[str],
     results: Callable[[str], Iterator[RegionResult]],
 ) -> None:
-    """Each region's results logged on its own partition; failed regions are logged, the
-    rest carry on, and the step fails at the end naming them."""
+    """Each region's results logged on its own partition; a region that fails, or fails
+    a blocking check, is logged and the rest carry on. The step fails at the end naming
+    them, as a run of that region alone would have failed."""
     failed: dict[str, str] = {}
     for region in regions:
+        blocked: list[dg.AssetCheckKey] = []
         try:
             for result in results(require_safe_key(region)):
                 log_region_result(context, region, result)
+                blocked += failed_blocking_checks(context, result)
         except Exception as exc:  # noqa: BLE001  one region's failure must not stop the rest
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             failed[region] = f"{type(exc).__name__}: {first_line}"
             context.log.error(f"region {region} failed:\n{traceback.format_exc()}")
+            continue
+        if blocked:
+            failed[region] = "blocking check(s) failed: " + ", ".join(
+                k.to_user_string() for k in blocked
+            )
     if failed:
         raise dg.Failure(
             description=f"{len(failed)} of {len(regions)} regions failed: "

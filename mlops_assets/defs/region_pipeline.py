@@ -15,9 +15,10 @@ region otherwise.
 The assets live in one op because Dagster cannot chain steps over several partitions
 here: a step over a batch logs each region's results itself and yields no output, so
 Dagster would skip every step after it. Dagster's blocking checks only skip later
-steps, so within the op a region whose result failed a blocking check (a features ERROR
-check, the model's gate, no approved model to forecast with) stops there: its later assets
-are not computed, and the other regions carry on.
+steps, so within the op a region whose result failed a blocking check with ERROR
+severity (a features ERROR check, the model's gate, no approved model to forecast with)
+stops there: its later assets are not computed, and the other regions carry on. The step
+then fails, naming the region and the check, as a run of that region alone fails.
 """
 
 from collections.abc import Callable, Iterator
@@ -73,7 +74,6 @@ def build_region_pipeline(
     model_asset, model_checks = region_model_spec(spec)
     forecast_asset, forecast_checks = forecast_spec(spec)
     check_specs = [*feature_checks, *model_checks, registry_check_spec(), *forecast_checks]
-    blocking = {spec_.key for spec_ in check_specs if spec_.blocking}
 
     @dg.multi_asset(
         name="region_pipeline",
@@ -118,7 +118,7 @@ def build_region_pipeline(
                 steps[FEATURES_KEY] = features
 
             def results(region: str) -> Iterator[RegionResult]:
-                return region_pipeline_results(context, workspace, steps, blocking, region)
+                return region_pipeline_results(context, workspace, steps, region)
 
             yield from batching.region_results(context, results)
 
@@ -129,24 +129,20 @@ def region_pipeline_results(
     context: dg.AssetExecutionContext,
     workspace: WorkspaceResource,
     steps: dict[dg.AssetKey, Callable[[str], dg.MaterializeResult]],
-    blocking: set[dg.AssetCheckKey],
     region: str,
 ) -> Iterator[RegionResult]:
     """The selected assets of one region in pipeline order, each result as soon as it
     exists (a failing forecast does not take the model's materialization with it), and
-    the registry check after the model. A result that fails a blocking check ends the
-    region: what follows it would be built on a table or model that failed its gate."""
+    the registry check after the model. A result that fails a blocking check (with ERROR
+    severity, as Dagster blocks) ends the region: what follows it would be built on a
+    table or model that failed its gate."""
     selected = [key for key in PIPELINE_ORDER if key in context.selected_asset_keys]
     for i, key in enumerate(selected):
         result = timed(steps[key], region)
         yield result
         if key == REGION_MODEL_KEY and REGISTRY_CHECK_KEY in context.selected_asset_check_keys:
             yield check_registry_integrity(workspace, region)
-        failed = [
-            c.check_name
-            for c in result.check_results or []
-            if not c.passed and dg.AssetCheckKey(key, c.check_name) in blocking
-        ]
+        failed = [k.name for k in batching.failed_blocking_checks(context, result)]
         if failed and (later := selected[i + 1 :]):
             context.log.info(
                 f"{region}: {', '.join(k.to_user_string() for k in later)} not computed, "

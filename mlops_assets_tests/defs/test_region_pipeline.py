@@ -34,6 +34,11 @@ def _run_batch(p, first: str, last: str, job: str = "train_job") -> dg.ExecuteIn
     )
 
 
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return failure.step_failure_data.error.message
+
+
 def _checks_by_partition(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
@@ -94,7 +99,13 @@ def test_a_batch_makes_no_forecast_for_a_model_that_fails_its_gate(model_pipelin
 
     result = _run_batch(p, "Nord", "Ost")
 
-    assert result.success  # a rejected model is an outcome, not an error
+    # the run fails as each region's run alone would, naming the regions and the check
+    assert not result.success
+    assert (
+        "2 of 2 regions failed: Nord: blocking check(s) failed: "
+        "region_model:gate_metric_threshold; Ost: blocking check(s) failed: "
+        "region_model:gate_metric_threshold"
+    ) in _failure_message(result)
     assert p.instance.get_materialized_partitions(REGION_MODEL_KEY) == {"Nord", "Ost"}
     assert p.instance.get_materialized_partitions(FORECAST_KEY) == set()
     checks = _checks_by_partition(p.instance, result.run_id)
@@ -121,9 +132,16 @@ def test_a_refresh_of_several_regions_is_one_run_and_a_blocked_region_stops_alon
 
     result = _run_batch(p, "Nord", "Rhein_Main", job="refresh_job")
 
-    assert result.success  # a failed check is reported on its region, not an error
-    events = result.get_asset_materialization_events()
-    done = {(e.asset_key.to_user_string(), e.partition) for e in events}
+    assert not result.success  # as Ost's run alone would fail on its check
+    assert (
+        "1 of 3 regions failed: Ost: blocking check(s) failed: features:features_row_count_change"
+    ) in _failure_message(result)
+    # the run's event log (a failed step's events are not in the in-process result)
+    events = p.instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    done = {
+        (e.get_dagster_event().asset_key.to_user_string(), e.get_dagster_event().partition)
+        for e in events
+    }
     refreshed = ["features", "forecast", "realized_performance", "drift_report"]
     assert done == {(a, r) for a in refreshed for r in ("Nord", "Rhein_Main")} | {
         ("features", "Ost")
