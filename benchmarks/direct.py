@@ -42,6 +42,7 @@ from mlops_assets.plots import holdout_series_sparklines, holdout_sparkline, mar
 from mlops_assets.region_models import train_and_register
 from mlops_assets.registry import ModelRegistry
 from mlops_assets.spec import DatasetSpec, load_spec
+from mlops_assets.storage.plot_store import RegionPlotStore
 from mlops_assets.warehouse import connect, last_sales_date, region_level_inputs, regions_with_sales
 from mlops_assets.workspace import Workspace
 
@@ -190,8 +191,8 @@ class DirectPipeline:
             table["model_version"] = mv.version
             ws.data.write_frame(table, monitoring.drift_report_key(ws, region))
             markdown_image(monitoring.drift_heatmap_png(ws, region, table, draw=True), "d")
-            markdown_image(reports.estimated_performance_plot(table), "e")
             stored = monitoring.read_drift_report(ws, region)  # the report's plots, drawn
+            plots = RegionPlotStore(ws, region)
             reports.region_report_html(
                 ws,
                 ds,
@@ -201,7 +202,10 @@ class DirectPipeline:
                 alerts=None,
                 region_name=region,
                 generated_at="",
+                plots=plots,
             )
+            estimated = plots.given.get("estimated_performance")
+            markdown_image(estimated or reports.estimated_performance_plot(table), "e")
         # monitoring_alerts: the fleet view over every approved region
         s, metric = ds.monitoring, ds.gate.metric
         holdout_metric = monitoring.quality_metric(s, metric)

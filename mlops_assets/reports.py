@@ -43,6 +43,7 @@ from mlops_assets.plots import png_base64  # noqa: E402
 if TYPE_CHECKING:
     from mlops_assets.registry import ModelRegistry, ModelVersion
     from mlops_assets.spec import DatasetSpec
+    from mlops_assets.storage.plot_store import RegionPlotStore
     from mlops_assets.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -1212,13 +1213,15 @@ def region_report_html(
     alerts: pd.DataFrame | None,
     region_name: str,
     generated_at: str,
+    plots: RegionPlotStore | None = None,
 ) -> str:
     """The report of ``mv``'s region from what the workspace holds: its forecasts and their
     actuals, realized metrics, ``drift_table`` (its drift report's rows of ``mv``, as read
     back) and ``alerts`` (the fleet's, None before a fleet comparison). Plots come from the
     region's stored plots where their inputs did not change, and new ones are stored
     (``storage.plot_store``): the drift_report asset draws them after a region's refresh,
-    in that region's run, and ``monitoring_alerts`` then finds them."""
+    in that region's run, and ``monitoring_alerts`` then finds them. ``plots``: the
+    region's store (default: a new one)."""
     from mlops_assets import monitoring, realized
     from mlops_assets.storage.plot_store import RegionPlotStore
 
@@ -1252,5 +1255,5 @@ def region_report_html(
         drift_heatmap_png=monitoring.drift_heatmap_png(ws, region, drift_table, draw=False)
         if len(drift_table)
         else None,
-        plots=RegionPlotStore(ws, region),
+        plots=plots or RegionPlotStore(ws, region),
     )

@@ -62,6 +62,7 @@ class RegionPlotStore:
         self.data = ws.data
         self.folder = ws.monitoring_folder(region)
         self.key = lambda name: ws.monitoring_key(region, name)
+        self.given: dict[str, str] = {}  # name -> the PNG this store last gave out for it
 
     def png(
         self,
@@ -80,7 +81,9 @@ class RegionPlotStore:
         key = self.key(f"{name}.{inputs_digest(*inputs)}.png")
         if not redraw:
             try:
-                return base64.b64encode(self.data.read_bytes(key)).decode("ascii")
+                png = base64.b64encode(self.data.read_bytes(key)).decode("ascii")
+                self.given[name] = png
+                return png
             except FileNotFoundError:
                 pass  # not drawn for these inputs yet, or replaced meanwhile: draw it
         png = draw()
@@ -88,4 +91,5 @@ class RegionPlotStore:
         for old in self.data.keys(self.folder, ".png"):
             if old != key and old.rsplit("/", 1)[-1].startswith(f"{name}."):
                 self.data.delete(old)
+        self.given[name] = png
         return png

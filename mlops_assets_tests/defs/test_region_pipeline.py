@@ -154,6 +154,10 @@ def test_a_refresh_of_several_regions_is_one_run_and_a_blocked_region_stops_alon
     for region in ("Nord", "Rhein_Main"):
         drift = _latest(p.instance, DRIFT_REPORT_KEY, region)
         assert drift.metadata["model_label"].value == f"{region}:v1"
+        # its estimate plot is the report's (stored), not drawn a second time
+        [estimated] = (p.workspace.root / "monitoring" / region).glob("estimated_performance.*")
+        shown = drift.metadata["estimated_performance"].value
+        assert base64.b64encode(estimated.read_bytes()).decode() in shown
         realized = _latest(p.instance, REALIZED_PERFORMANCE_KEY, region)
         assert realized.metadata["origins"].value >= 1
     logs = [r.user_message for r in p.instance.all_logs(result.run_id)]

@@ -138,11 +138,15 @@ def drift_report_region(
                 "drift per feature by week",
             )
         ),
-        "estimated_performance": dg.MetadataValue.md(
-            markdown_image(reports.estimated_performance_plot(table), "estimated vs realized RMSE")
-        ),
     }
-    _draw_report_plots(context, ws, ds, registry, mv)
+    report_plots = _draw_report_plots(context, ws, ds, registry, mv)
+    # the report's plot (with the holdout RMSE), not drawn a second time for the metadata
+    estimated = report_plots.get("estimated_performance") or reports.estimated_performance_plot(
+        table
+    )
+    metadata["estimated_performance"] = dg.MetadataValue.md(
+        markdown_image(estimated, "estimated vs realized RMSE")
+    )
     latest = table["week_start"].max()
     week = table[table["week_start"] == latest]
     est = week[week["signal"] == "estimated_performance"].set_index("feature")["value"]
@@ -165,13 +169,16 @@ def _draw_report_plots(
     ds: DatasetSpec,
     registry: "ModelRegistry",
     mv: "ModelVersion",
-) -> None:
+) -> dict[str, str]:
     """Draw the region's report plots here, in its own run: ``monitoring_alerts`` writes
     every region's report in one run and then finds them stored (``storage.plot_store``)
-    instead of drawing each region's one after another. Only an optimisation: a failure
-    is logged, and the report draws what it misses."""
+    instead of drawing each region's one after another. Returns them by name (base64
+    PNG). Only an optimisation: a failure is logged, and the report draws what it
+    misses."""
     from mlops_assets import monitoring, reports
+    from mlops_assets.storage.plot_store import RegionPlotStore
 
+    plots = RegionPlotStore(ws, mv.region)
     try:
         table = monitoring.read_drift_report(ws, mv.region)  # as monitoring_alerts reads it
         reports.region_report_html(
@@ -183,6 +190,8 @@ def _draw_report_plots(
             alerts=None,
             region_name=mv.region,
             generated_at="",
+            plots=plots,
         )
     except Exception:
         context.log.warning(f"{mv.region}: the report's plots were not drawn", exc_info=True)
+    return plots.given
