@@ -47,7 +47,11 @@ def inputs_digest(*inputs: Any) -> str:
         if isinstance(value, pd.DataFrame):
             digest.update(b"frame")
             digest.update(json.dumps([[str(c), str(t)] for c, t in value.dtypes.items()]).encode())
-            digest.update(pd.util.hash_pandas_object(value, index=False).to_numpy().tobytes())
+            try:
+                hashed = pd.util.hash_pandas_object(value, index=False).to_numpy().tobytes()
+            except TypeError:  # cells pandas cannot hash (lists, dicts): their JSON text
+                hashed = value.to_json(orient="values", date_format="iso").encode()
+            digest.update(hashed)
         else:
             digest.update(b"value")
             digest.update(json.dumps(value, sort_keys=True, default=str).encode())

@@ -64,6 +64,9 @@ def test_digests_tell_dtypes_and_values_apart():
     assert inputs_digest(ints) != inputs_digest(ints.rename(columns={"x": "y"}))
     assert inputs_digest({"a": 1, "b": 2}) == inputs_digest({"b": 2, "a": 1})
     assert inputs_digest(None, 1) != inputs_digest(1, None)
+    lists = pd.DataFrame({"x": [[1, 2], [3]]})  # cells pandas cannot hash
+    assert inputs_digest(lists) == inputs_digest(lists.copy())
+    assert inputs_digest(lists) != inputs_digest(pd.DataFrame({"x": [[1, 2], [4]]}))
 
 
 @pytest.mark.parametrize("name", ["a.b", "../x", "a/b"])
