@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import lightgbm as lgb
-import pandas as pd
 
 from mlops_assets import monitoring, realized, reports
 from mlops_assets.conditioning import feature_set, write_features
@@ -42,7 +41,6 @@ from mlops_assets.plots import holdout_series_sparklines, holdout_sparkline, mar
 from mlops_assets.region_models import train_and_register
 from mlops_assets.registry import ModelRegistry
 from mlops_assets.spec import DatasetSpec, load_spec
-from mlops_assets.storage.plot_store import RegionPlotStore
 from mlops_assets.warehouse import connect, last_sales_date, region_level_inputs, regions_with_sales
 from mlops_assets.workspace import Workspace
 
@@ -191,40 +189,15 @@ class DirectPipeline:
             table["model_version"] = mv.version
             ws.data.write_frame(table, monitoring.drift_report_key(ws, region))
             markdown_image(monitoring.drift_heatmap_png(ws, region, table, draw=True), "d")
-            stored = monitoring.read_drift_report(ws, region)  # the report's plots, drawn
-            plots = RegionPlotStore(ws, region)
-            reports.region_report_html(
-                ws,
-                ds,
-                registry,
-                mv,
-                drift_table=stored[stored["model_version"] == mv.version],
-                alerts=None,
-                region_name=region,
-                generated_at="",
-                plots=plots,
-            )
-            estimated = plots.given.get("estimated_performance")
+            report_plots = reports.draw_region_report_plots(ws, ds, registry, mv)
+            estimated = report_plots.get("estimated_performance")
             markdown_image(estimated or reports.estimated_performance_plot(table), "e")
         # monitoring_alerts: the fleet view over every approved region
         s, metric = ds.monitoring, ds.gate.metric
         holdout_metric = monitoring.quality_metric(s, metric)
-        tables, weekly_all, holdout_error, approved = {}, [], {}, {}
-        for region in self.regions:
-            mv = registry.latest_approved(region)
-            if mv is None:
-                continue
-            approved[region] = mv
-            holdout_error[region] = (mv.record.get("metrics") or {}).get(holdout_metric)
-            table = monitoring.read_drift_report(ws, region)
-            if len(table):
-                tables[region] = table[table["model_version"] == mv.version]
-            w = realized.read_weekly_realized(ws, region)
-            if len(w):
-                w = w[w["model_version"] == mv.version]
-                weekly_all.append(w.rename(columns={"region_key": "region"}))
-        all_tables = pd.concat(tables.values(), ignore_index=True) if tables else pd.DataFrame()
-        all_weekly = pd.concat(weekly_all, ignore_index=True) if weekly_all else pd.DataFrame()
-        status = monitoring.fleet_status(all_tables, all_weekly, holdout_error, s, metric=metric)
+        fleet = monitoring.fleet_inputs(ws, registry, self.regions, holdout_metric)
+        status = monitoring.fleet_status(
+            fleet.all_tables, fleet.weekly, fleet.holdout_error, s, metric=metric
+        )
         ws.data.write_frame(status.alerts, monitoring.alerts_key(ws))
-        _write_reports(ws, ds, registry, status, approved, tables)
+        _write_reports(ws, ds, registry, status, fleet.approved, fleet.tables)

@@ -69,18 +69,11 @@ def measure(pipeline: DirectPipeline, repeats: int) -> dict:
     registry = ModelRegistry.for_workspace(ws)
     s, metric = ds.monitoring, ds.gate.metric
     holdout_metric = monitoring.quality_metric(s, metric)
-    tables, holdout_error, approved = {}, {}, {}
-    for region in pipeline.regions:
-        mv = registry.latest_approved(region)
-        if mv is None:
-            continue
-        approved[region] = mv
-        holdout_error[region] = (mv.record.get("metrics") or {}).get(holdout_metric)
-        table = monitoring.read_drift_report(ws, region)
-        if len(table):
-            tables[region] = table[table["model_version"] == mv.version]
-    all_tables = pd.concat(tables.values(), ignore_index=True) if tables else pd.DataFrame()
-    status = monitoring.fleet_status(all_tables, pd.DataFrame(), holdout_error, s, metric=metric)
+    fleet = monitoring.fleet_inputs(ws, registry, pipeline.regions, holdout_metric)
+    status = monitoring.fleet_status(
+        fleet.all_tables, fleet.weekly, fleet.holdout_error, s, metric=metric
+    )
+    approved, tables = fleet.approved, fleet.tables
     folder = ws.root / "monitoring"
 
     def forget_plots() -> None:  # the heatmaps stay: drift_report drew them before, too

@@ -68,6 +68,8 @@ if TYPE_CHECKING:
     from nannyml.base import AbstractResult
     from nannyml.thresholds import Threshold
 
+    from mlops_assets.registry import ModelRegistry, ModelVersion
+
 
 def import_nannyml() -> ModuleType:
     """nannyml, imported after making sure LightGBM has its scikit-learn API in this
@@ -1179,6 +1181,48 @@ def read_alerts(ws: Workspace) -> pd.DataFrame:
     """The fleet's alerts as the last monitoring pass wrote them (empty before it ran)."""
     key = alerts_key(ws)
     return ws.data.read_parquet_or(key, pd.DataFrame())
+
+
+@dataclass
+class FleetInputs:
+    """What the fleet comparison reads of every region with an approved model."""
+
+    approved: dict[str, ModelVersion]
+    holdout_error: dict[str, float | None]  # the approved model's holdout error
+    tables: dict[str, pd.DataFrame]  # its drift report rows of the approved model
+    weekly: pd.DataFrame  # every region's weekly realized metrics of its approved model
+
+    @property
+    def all_tables(self) -> pd.DataFrame:
+        tables = list(self.tables.values())
+        return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def fleet_inputs(
+    ws: Workspace, registry: ModelRegistry, regions: list[str], holdout_metric: str
+) -> FleetInputs:
+    """Every approved region's drift report, weekly realized metrics (both of its approved
+    model's version only) and holdout error (``holdout_metric``, see ``quality_metric``)."""
+    from mlops_assets import realized
+
+    out = FleetInputs({}, {}, {}, pd.DataFrame())
+    weekly = []
+    for region in regions:
+        mv = registry.latest_approved(region)
+        if mv is None:
+            continue
+        out.approved[region] = mv
+        out.holdout_error[region] = (mv.record.get("metrics") or {}).get(holdout_metric)
+        table = read_drift_report(ws, region)
+        if len(table):
+            out.tables[region] = table[table["model_version"] == mv.version]
+        w = realized.read_weekly_realized(ws, region)
+        if len(w):
+            w = w[w["model_version"] == mv.version]
+            weekly.append(w.rename(columns={"region_key": "region"}))
+    if weekly:
+        out.weekly = pd.concat(weekly, ignore_index=True)
+    return out
 
 
 @dataclass

@@ -43,7 +43,6 @@ from mlops_assets.plots import png_base64  # noqa: E402
 if TYPE_CHECKING:
     from mlops_assets.registry import ModelRegistry, ModelVersion
     from mlops_assets.spec import DatasetSpec
-    from mlops_assets.storage.plot_store import RegionPlotStore
     from mlops_assets.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -1213,7 +1212,7 @@ def region_report_html(
     alerts: pd.DataFrame | None,
     region_name: str,
     generated_at: str,
-    plots: RegionPlotStore | None = None,
+    plots: PlotCache | None = None,
 ) -> str:
     """The report of ``mv``'s region from what the workspace holds: its forecasts and their
     actuals, realized metrics, ``drift_table`` (its drift report's rows of ``mv``, as read
@@ -1255,5 +1254,30 @@ def region_report_html(
         drift_heatmap_png=monitoring.drift_heatmap_png(ws, region, drift_table, draw=False)
         if len(drift_table)
         else None,
-        plots=plots or RegionPlotStore(ws, region),
+        plots=plots if plots is not None else RegionPlotStore(ws, region),
     )
+
+
+def draw_region_report_plots(
+    ws: Workspace, ds: DatasetSpec, registry: ModelRegistry, mv: ModelVersion
+) -> dict[str, str]:
+    """Draw and store the plots of ``mv``'s region's report from its drift report as
+    ``monitoring_alerts`` reads it back (the drift_report asset calls this after a
+    region's refresh, in that region's run); the plots by name (base64 PNG)."""
+    from mlops_assets import monitoring
+    from mlops_assets.storage.plot_store import RegionPlotStore
+
+    plots = RegionPlotStore(ws, mv.region)
+    table = monitoring.read_drift_report(ws, mv.region)
+    region_report_html(
+        ws,
+        ds,
+        registry,
+        mv,
+        drift_table=table[table["model_version"] == mv.version],
+        alerts=None,
+        region_name=mv.region,
+        generated_at="",
+        plots=plots,
+    )
+    return plots.given

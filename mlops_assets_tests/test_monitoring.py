@@ -1447,3 +1447,33 @@ def test_data_quality_fitted_on_the_rows_that_carry_rates_values_and_extremes_ch
     weekly = reference[gappy].isna().groupby(week_start(reference["date"])).mean()
     rows = condensed[(condensed["method"] == "missing_values") & (condensed["feature"] == gappy)]
     assert rows["upper"].iloc[0] == pytest.approx(weekly.max()) and weekly.max() > 0.2
+
+
+def test_the_fleet_reads_each_approved_regions_rows_of_its_approved_model(tmp_path: Path):
+    """fleet_inputs: regions without an approved model are left out; of the others, only
+    the drift report rows and realized weeks of the approved version count (a table
+    still holds an older version's rows until the new one's report replaces them)."""
+    from mlops_assets import realized
+    from mlops_assets.registry import ModelRegistry
+    from mlops_assets.workspace import Workspace
+    from mlops_assets_tests.registry.support import register_approved_placeholder
+
+    ws = Workspace(tmp_path / "ws")
+    registry = ModelRegistry.for_workspace(ws)
+    for _ in range(2):  # Nord:v2 approved, v1 archived
+        register_approved_placeholder(registry, "Nord")
+    weeks = pd.to_datetime(["2024-01-01", "2024-01-08"])
+    drift = pd.DataFrame(
+        {"region": "Nord", "signal": "feature_drift", "week_start": weeks, "value": [1.0, 2.0]}
+    )
+    ws.data.write_frame(drift.assign(model_version=[1, 2]), monitoring.drift_report_key(ws, "Nord"))
+    weekly = pd.DataFrame({"week_start": weeks, "model_version": [1, 2], "mape": [0.1, 0.2]})
+    realized.write_realized(ws, "Nord", pd.DataFrame({"origin": weeks}), weekly)
+
+    fleet = monitoring.fleet_inputs(ws, registry, ["Nord", "Ost"], "mape")
+
+    assert list(fleet.approved) == ["Nord"] and fleet.approved["Nord"].version == 2
+    assert fleet.tables["Nord"]["value"].tolist() == [2.0]
+    assert fleet.all_tables["value"].tolist() == [2.0]
+    assert fleet.weekly[["region", "mape"]].values.tolist() == [["Nord", 0.2]]
+    assert fleet.holdout_error == {"Nord": None}  # the placeholder has no metrics

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import logging
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -21,8 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlops_assets.workspace import Workspace
-
-log = logging.getLogger(__name__)
 
 
 @cache

@@ -97,7 +97,7 @@ def build_monitoring_alerts_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         import pandas as pd
 
-        from mlops_assets import monitoring, realized
+        from mlops_assets import monitoring
         from mlops_assets.plots import markdown_table
 
         # a week's quality against the model's holdout value of the same measure
@@ -109,27 +109,15 @@ def build_monitoring_alerts_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             for r in context.instance.get_dynamic_partitions(region_partitions.name)
             if is_safe_key(r)
         ]
-        tables, weekly, holdout_error, approved = {}, [], {}, {}
-        for region in regions:
-            mv = registry.latest_approved(region)
-            if mv is None:
-                continue
-            approved[region] = mv
-            holdout_error[region] = (mv.record.get("metrics") or {}).get(holdout_metric)
-            table = monitoring.read_drift_report(ws, region)
-            if len(table):
-                tables[region] = table[table["model_version"] == mv.version]
-            w = realized.read_weekly_realized(ws, region)
-            if len(w):
-                w = w[w["model_version"] == mv.version]
-                weekly.append(w.rename(columns={"region_key": "region"}))
-        all_tables = pd.concat(tables.values(), ignore_index=True) if tables else pd.DataFrame()
-        all_weekly = pd.concat(weekly, ignore_index=True) if weekly else pd.DataFrame()
-        status = monitoring.fleet_status(all_tables, all_weekly, holdout_error, s, metric=metric)
+        fleet = monitoring.fleet_inputs(ws, registry, regions, holdout_metric)
+        approved, all_tables = fleet.approved, fleet.all_tables
+        status = monitoring.fleet_status(
+            all_tables, fleet.weekly, fleet.holdout_error, s, metric=metric
+        )
         alerts_location = ws.data.write_frame(status.alerts, monitoring.alerts_key(ws))
 
         sent = _notify_new_alerts(notifier, status, approved, context.run.run_id)
-        report_paths = _write_reports(ws, ds, registry, status, approved, tables)
+        report_paths = _write_reports(ws, ds, registry, status, approved, fleet.tables)
 
         check_results, breaches = [], []
         for name, (sev, signals, _, _) in ALERT_CHECKS.items():

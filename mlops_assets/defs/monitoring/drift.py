@@ -175,23 +175,10 @@ def _draw_report_plots(
     instead of drawing each region's one after another. Returns them by name (base64
     PNG). Only an optimisation: a failure is logged, and the report draws what it
     misses."""
-    from mlops_assets import monitoring, reports
-    from mlops_assets.storage.plot_store import RegionPlotStore
+    from mlops_assets import reports
 
-    plots = RegionPlotStore(ws, mv.region)
     try:
-        table = monitoring.read_drift_report(ws, mv.region)  # as monitoring_alerts reads it
-        reports.region_report_html(
-            ws,
-            ds,
-            registry,
-            mv,
-            drift_table=table[table["model_version"] == mv.version],
-            alerts=None,
-            region_name=mv.region,
-            generated_at="",
-            plots=plots,
-        )
+        return reports.draw_region_report_plots(ws, ds, registry, mv)
     except Exception:
         context.log.warning(f"{mv.region}: the report's plots were not drawn", exc_info=True)
-    return plots.given
+        return {}
