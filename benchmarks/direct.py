@@ -4,7 +4,7 @@ Each stage calls the plain functions the corresponding asset calls, in the same 
 region after another (no run processes, no event log, no concurrency):
 
 - ingest: ``landing.ingest_files`` per source (``raw_<source>`` assets);
-- features: ``write_features`` + ``check_features`` per region (``features``);
+- features: ``copy_features`` + ``check_features`` per region (``features``);
 - training: ``train_and_register`` (fit, baselines, gate, registry, monitoring reference,
   fleet gap) + the holdout plot per region (``region_model``);
 - scoring: load the approved model, ``make_forecast`` + ``top_contributions``, both written
@@ -27,7 +27,7 @@ from pathlib import Path
 import lightgbm as lgb
 
 from mlops_assets import monitoring, realized, reports
-from mlops_assets.conditioning import feature_set, write_features
+from mlops_assets.conditioning import copy_features, feature_set
 from mlops_assets.data_checks import check_features
 from mlops_assets.forecasting import (
     explained_rows,
@@ -87,17 +87,10 @@ class DirectPipeline:
     def features(self) -> None:
         for region in self.regions:
             data, key = self.ws.data, self.ws.features_key(region)
-            with connect(self.ws, self.spec) as con:
-                fs = write_features(con, self.spec, region, data, key)
+            with connect(self.ws, self.spec) as con, data.staged(key) as staged:
+                fs = copy_features(con, self.spec, region, staged)
                 last = last_sales_date(con, self.spec)
-            check_features(
-                data.location(key),
-                self.spec,
-                fs,
-                previous_rows=None,
-                dataset_last_date=last,
-                store=data,
-            )
+                check_features(staged, self.spec, fs, previous_rows=None, dataset_last_date=last)
 
     def training(self) -> None:
         registry = ModelRegistry.for_workspace(self.ws)

@@ -32,6 +32,8 @@ from mlops_assets.validation import quote_ident
 from mlops_assets.warehouse import has_view
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mlops_assets.storage.data_store import DataStore
 
 FEATURES_VERSION = "4"  # bump when the feature SQL changes meaning (part of the data version)
@@ -408,7 +410,16 @@ def write_features(
     key: str,
 ) -> FeatureSet:
     """Compute and write a region's features as the table ``key`` of ``store`` (Parquet,
-    replaced whole); ``con`` must be attached to the store (``DataStore.attach``)."""
+    replaced whole)."""
+    with store.staged(key) as path:
+        return copy_features(con, spec, region_key, path)
+
+
+def copy_features(
+    con: duckdb.DuckDBPyConnection, spec: DatasetSpec, region_key: str, path: Path
+) -> FeatureSet:
+    """Compute a region's features into the Parquet file ``path`` on this machine (a
+    ``DataStore.staged`` file, to check before it replaces the table)."""
     sql, fs = feature_sql(con, spec, dense=series_are_dense(con, spec, region_key))
-    store.copy_query(con, sql, {"region": region_key}, key)
+    con.execute(f"COPY ({sql}) TO $p (FORMAT parquet)", {"region": region_key, "p": str(path)})
     return fs

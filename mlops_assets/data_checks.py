@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import duckdb
 
@@ -18,9 +18,6 @@ from mlops_assets.conditioning import KEY, FeatureSet
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.validation import quote_ident
 from mlops_assets.warehouse import sql_literals
-
-if TYPE_CHECKING:
-    from mlops_assets.storage.data_store import DataStore
 
 Severity = Literal["ERROR", "WARN"]
 
@@ -70,14 +67,11 @@ def check_features(
     *,
     previous_rows: int | None,
     dataset_last_date: date | None,
-    store: DataStore | None = None,
 ) -> list[CheckOutcome]:
-    """Run every check in ``FEATURE_CHECKS`` on the feature file at ``path`` (a location of
-    ``store`` when given, which may be on object storage)."""
+    """Run every check in ``FEATURE_CHECKS`` on the feature file at ``path`` on this machine
+    (a table is checked in its ``DataStore.staged`` file, before it is published)."""
     t = spec.thresholds
     with duckdb.connect() as con:
-        if store is not None:
-            store.attach(con)
         con.execute(f"CREATE VIEW f AS SELECT * FROM read_parquet({sql_literals([path])})")
         types = {r[0]: r[1] for r in con.execute("DESCRIBE f").fetchall()}
         out: list[CheckOutcome] = []

@@ -375,26 +375,29 @@ def temp_path_for(path: Path) -> Path:
     return Path(tmp)
 
 
-def atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Write a DataFrame as Parquet under ``path``, replacing any previous file atomically."""
+@contextlib.contextmanager
+def atomic_replace(path: Path) -> Iterator[Path]:
+    """A temporary sibling of ``path`` to write; it replaces ``path`` when the block ends
+    (readers see the old file or the new one, and two writers never share a temp) and is
+    removed when the block raises."""
     tmp = temp_path_for(path)
     try:
-        frame.to_parquet(tmp, index=False)
+        yield tmp
         _replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write a DataFrame as Parquet under ``path``, replacing any previous file atomically."""
+    with atomic_replace(path) as tmp:
+        frame.to_parquet(tmp, index=False)
 
 
 def atomic_copy_to_parquet(
     con: duckdb.DuckDBPyConnection, sql: str, params: dict, path: Path
 ) -> None:
-    """``COPY (sql) TO path`` through a temporary name of its own, then rename: readers see
-    the old file or the new one, and two runs writing the same path never share a temp."""
-    tmp = temp_path_for(path)
-    try:
+    """``COPY (sql) TO path`` through a temporary name of its own, then rename."""
+    with atomic_replace(path) as tmp:
         con.execute(f"COPY ({sql}) TO $p (FORMAT parquet)", {**params, "p": str(tmp)})
-        _replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

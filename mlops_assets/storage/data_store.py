@@ -277,17 +277,34 @@ class DataStore(StorageRoot):
     def copy_query(
         self, con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any], key: str
     ) -> str:
-        """``COPY (sql) TO`` the table ``key`` (replacing it whole) from a connection this
-        store is attached to; its location."""
-        if self.local_root is not None:
-            from mlops_assets.workspace import atomic_copy_to_parquet
-
-            atomic_copy_to_parquet(con, sql, params, self.local_path(key))
-        else:
-            assert self.fs is not None
-            con.execute(f"COPY ({sql}) TO $p (FORMAT parquet)", {**params, "p": self.location(key)})
-            self.fs.invalidate_cache(self._remote(key))
+        """``COPY (sql) TO`` the table ``key`` (replacing it whole) from any connection; its
+        location."""
+        with self.staged(key) as path:
+            con.execute(f"COPY ({sql}) TO $p (FORMAT parquet)", {**params, "p": str(path)})
         return self.location(key)
+
+    @contextlib.contextmanager
+    def staged(self, key: str) -> Iterator[Path]:
+        """A file on this machine to write the table ``key`` into and read back (checks, a
+        summary) before it replaces the table when the block ends: renamed into place
+        locally, uploaded whole to an object store (one request, where every query of the
+        table there would read it again over the network). Nothing is replaced when the
+        block raises."""
+        if self.local_root is not None:
+            from mlops_assets.workspace import atomic_replace
+
+            with atomic_replace(self.local_path(key)) as tmp:
+                yield tmp
+            return
+        import tempfile
+
+        assert self.fs is not None
+        remote = self._remote(key)
+        with tempfile.TemporaryDirectory(prefix="mlops-staged-") as folder:
+            tmp = Path(folder) / Path(key).name
+            yield tmp
+            self.fs.put_file(str(tmp), remote)
+            self.fs.invalidate_cache(remote)
 
     def attach(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
         """Let ``con`` read and write this store's locations; a no-op for a local store."""

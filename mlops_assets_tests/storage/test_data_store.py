@@ -67,6 +67,27 @@ def test_duckdb_reads_and_writes_through_the_attached_store(data: DataStore) -> 
     assert data.read_parquet("features/Sud.parquet")["target"].tolist() == [3.0, 4.0]
 
 
+def test_a_staged_table_is_checked_here_and_replaces_the_table_only_when_done(
+    data: DataStore, tmp_path
+) -> None:
+    """The features asset writes and checks a table in a file on this machine: readers see
+    the old table until the block ends, a block that raises leaves it as it was, and no
+    staged file is left behind."""
+    key = "features/Nord.parquet"
+    data.write_frame(FRAME, key)
+    with data.staged(key) as staged:
+        FRAME.head(1).to_parquet(staged, index=False)
+        assert pd.read_parquet(staged)["store"].tolist() == ["s1"]  # read back, locally
+        assert len(data.read_parquet(key)) == 3  # not published yet
+    assert data.read_parquet(key)["store"].tolist() == ["s1"]
+    with pytest.raises(RuntimeError, match="check failed"), data.staged(key) as failed:
+        FRAME.head(2).to_parquet(failed, index=False)
+        raise RuntimeError("check failed")
+    assert data.read_parquet(key)["store"].tolist() == ["s1"]
+    assert not staged.exists() and not failed.exists()
+    assert data.keys("features") == [key]
+
+
 def test_reads_of_one_table_version_do_not_see_a_replacement_between_them(
     data: DataStore,
 ) -> None:

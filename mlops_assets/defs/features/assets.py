@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from mlops_assets.conditioning import FEATURES_VERSION, write_features
+from mlops_assets.conditioning import FEATURES_VERSION, copy_features
 from mlops_assets.data_checks import FEATURE_CHECKS, check_features
 from mlops_assets.defs.ingest.assets import raw_asset_key
 from mlops_assets.defs.partitions import (
@@ -25,9 +25,10 @@ from mlops_assets.spec import DatasetSpec
 from mlops_assets.warehouse import connect, ingested_files, last_sales_date
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import duckdb
 
-    from mlops_assets.storage.data_store import DataStore
     from mlops_assets.workspace import Workspace
 
 FEATURES_KEY = dg.AssetKey("features")
@@ -106,19 +107,20 @@ def features_region(
     ).fetchone()
     if display is None:
         raise dg.Failure(f"region {region!r} is not in the store master any more")
-    feature_set = write_features(con, ds, region, data, key)
+    # written and checked on this machine, then published (no read back from object storage)
+    with data.staged(key) as staged:
+        feature_set = copy_features(con, ds, region, staged)
+        summary = _summary(staged)
+        outcomes = check_features(
+            staged,
+            ds,
+            feature_set,
+            previous_rows=_previous_rows(context.instance, region),
+            dataset_last_date=dataset_last,
+        )
     path = data.location(key)
-    summary = _summary(data, path)
     if summary["history_rows"] == 0:
         raise dg.Failure(f"region {region!r} ({display[0]}) has no sales rows")
-    outcomes = check_features(
-        path,
-        ds,
-        feature_set,
-        previous_rows=_previous_rows(context.instance, region),
-        dataset_last_date=dataset_last,
-        store=data,
-    )
     for failed in (o for o in outcomes if not o.passed and o.severity == "ERROR"):
         notifier.send(
             "check_failure",
@@ -162,11 +164,10 @@ def features_region(
     )
 
 
-def _summary(data: "DataStore", path: str) -> dict:
+def _summary(path: "Path") -> dict:
     import duckdb
 
     with duckdb.connect() as con:
-        data.attach(con)
         row = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE NOT is_future), "
             "count(*) FILTER (WHERE is_future), count(DISTINCT store), count(DISTINCT item), "

@@ -82,14 +82,14 @@ def test_a_feature_batch_reports_each_region_and_fails_only_the_broken_one(
 ):
     import mlops_assets.defs.features.assets as feature_assets
 
-    real_write = feature_assets.write_features
+    real_copy = feature_assets.copy_features
 
-    def write_features(con, ds, region, store, key):
+    def copy_features(con, ds, region, path):
         if region == "Ost":
             raise ValueError("Ost's table cannot be written")
-        return real_write(con, ds, region, store, key)
+        return real_copy(con, ds, region, path)
 
-    monkeypatch.setattr(feature_assets, "write_features", write_features)
+    monkeypatch.setattr(feature_assets, "copy_features", copy_features)
     drop_all(sample_source, settings)
     runs = run_sensors(defs, instance)
 
