@@ -1213,6 +1213,7 @@ def region_report_html(
     region_name: str,
     generated_at: str,
     plots: PlotCache | None = None,
+    meta: dict | None = None,
 ) -> str:
     """The report of ``mv``'s region from what the workspace holds: its forecasts and their
     actuals, realized metrics, ``drift_table`` (its drift report's rows of ``mv``, as read
@@ -1220,14 +1221,16 @@ def region_report_html(
     region's stored plots where their inputs did not change, and new ones are stored
     (``storage.plot_store``): the drift_report asset draws them after a region's refresh,
     in that region's run, and ``monitoring_alerts`` then finds them. ``plots``: the
-    region's store (default: a new one)."""
+    region's store (default: a new one); ``meta``: ``mv``'s metadata where the caller
+    loaded it already (default: read from the registry)."""
     from mlops_assets import monitoring, realized
     from mlops_assets.storage.plot_store import RegionPlotStore
 
     region = mv.region
     forecasts = realized.read_forecasts(ws, region)
     record = mv.record
-    _, meta = registry.load_artifacts(mv)
+    if meta is None:
+        meta = registry.load_meta(mv)
     return render_region_report(
         region=region,
         region_name=region_name,
@@ -1259,11 +1262,16 @@ def region_report_html(
 
 
 def draw_region_report_plots(
-    ws: Workspace, ds: DatasetSpec, registry: ModelRegistry, mv: ModelVersion
+    ws: Workspace,
+    ds: DatasetSpec,
+    registry: ModelRegistry,
+    mv: ModelVersion,
+    meta: dict | None = None,
 ) -> dict[str, str]:
     """Draw and store the plots of ``mv``'s region's report from its drift report as
     ``monitoring_alerts`` reads it back (the drift_report asset calls this after a
-    region's refresh, in that region's run); the plots by name (base64 PNG)."""
+    region's refresh, in that region's run); the plots by name (base64 PNG). ``meta``:
+    ``mv``'s metadata where the caller loaded it already."""
     from mlops_assets import monitoring
     from mlops_assets.storage.plot_store import RegionPlotStore
 
@@ -1279,5 +1287,6 @@ def draw_region_report_plots(
         region_name=mv.region,
         generated_at="",
         plots=plots,
+        meta=meta,
     )
     return plots.given

@@ -133,6 +133,11 @@ class ModelRegistry:
         data = {name: self._read_artifact(mv, name) for name in ARTIFACT_FILES}
         return data[MODEL_FILE], json.loads(data[META_FILE])
 
+    def load_meta(self, mv: ModelVersion) -> dict[str, Any]:
+        """``mv``'s metadata alone (its checksum checked), for readers that need no model:
+        the model text is the large artifact (megabytes for a few thousand trees)."""
+        return json.loads(self._read_artifact(mv, META_FILE))
+
     def load_reference(
         self, mv: ModelVersion, meta: dict[str, Any] | None = None
     ) -> pd.DataFrame | None:
@@ -151,7 +156,7 @@ class ModelRegistry:
         if blob is None:
             return None
         if meta is None:
-            meta = json.loads(self._read_artifact(mv, META_FILE))
+            meta = self.load_meta(mv)
         return read_reference_csv(blob.decode("utf-8"), list(meta.get("categorical", [])))
 
     def load_fleet_gap(self, mv: ModelVersion) -> pd.DataFrame | None:

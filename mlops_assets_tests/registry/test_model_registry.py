@@ -483,6 +483,10 @@ def test_tampered_artifact_is_refused(reg: ModelRegistry) -> None:
     (reg.store.root / "Nord" / "0001" / "model.txt").write_text("tree\nswapped\n")
     with pytest.raises(RegistryError, match="Nord:v1: artifact model.txt does not match"):
         reg.load_artifacts(mv)
+    assert reg.load_meta(mv) == {"features": ["lag_7", "promo"]}  # reads no model text
+    (reg.store.root / "Nord" / "0001" / "model.json").write_text('{"features": []}')
+    with pytest.raises(RegistryError, match="Nord:v1: artifact model.json does not match"):
+        reg.load_meta(mv)
 
 
 def _reference_frame():

@@ -139,7 +139,7 @@ def drift_report_region(
             )
         ),
     }
-    report_plots = _draw_report_plots(context, ws, ds, registry, mv)
+    report_plots = _draw_report_plots(context, ws, ds, registry, mv, meta)
     # the report's plot (with the holdout RMSE), not drawn a second time for the metadata
     estimated = report_plots.get("estimated_performance") or reports.estimated_performance_plot(
         table
@@ -169,6 +169,7 @@ def _draw_report_plots(
     ds: DatasetSpec,
     registry: "ModelRegistry",
     mv: "ModelVersion",
+    meta: dict,
 ) -> dict[str, str]:
     """Draw the region's report plots here, in its own run: ``monitoring_alerts`` writes
     every region's report in one run and then finds them stored (``storage.plot_store``)
@@ -178,7 +179,7 @@ def _draw_report_plots(
     from mlops_assets import reports
 
     try:
-        return reports.draw_region_report_plots(ws, ds, registry, mv)
+        return reports.draw_region_report_plots(ws, ds, registry, mv, meta)
     except Exception:
         context.log.warning(f"{mv.region}: the report's plots were not drawn", exc_info=True)
         return {}
