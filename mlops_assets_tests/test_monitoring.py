@@ -1483,3 +1483,27 @@ def test_the_fleet_reads_each_approved_regions_rows_of_its_approved_model(tmp_pa
     assert fleet.all_tables["value"].tolist() == [2.0]
     assert fleet.weekly[["region", "mape"]].values.tolist() == [["Nord", 0.2]]
     assert fleet.holdout_error == {"Nord": None}  # the placeholder has no metrics
+
+
+def test_each_regions_control_median_is_the_median_of_the_other_regions():
+    """A region's severity is compared with the median of the *other* regions in its week:
+    the same as dropping the row and taking ``np.nanmedian`` of the rest (NaN where no other
+    value is finite), for ties, missing and infinite severities and groups of one."""
+    rng = np.random.default_rng(7)
+    groups = [np.array([2.0]), np.array([np.nan, np.nan]), np.array([np.inf, 1.0, np.nan])]
+    for _ in range(400):
+        n = int(rng.integers(1, 10))
+        values = rng.normal(size=n).round(1)  # rounded: ties
+        values[rng.random(n) < 0.25] = np.nan
+        values[rng.random(n) < 0.05] = np.inf
+        groups.append(values)
+    for values in groups:
+        expected = []
+        for i in range(len(values)):
+            others = np.delete(values, i)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                expected.append(np.nanmedian(others) if np.isfinite(others).any() else np.nan)
+        got = monitoring._leave_one_out_median(pd.Series(values, index=range(10, 10 + len(values))))
+        assert list(got.index) == list(range(10, 10 + len(values)))
+        np.testing.assert_allclose(got.to_numpy(), expected, equal_nan=True, err_msg=str(values))
