@@ -25,6 +25,7 @@ Files (``monitoring/<region>/``, written by the ``realized_performance`` asset):
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,9 @@ from mlops_assets.spec import DatasetSpec
 from mlops_assets.training import eligible_rows, week_start
 from mlops_assets.warehouse import connect, has_view
 from mlops_assets.workspace import Workspace
+
+if TYPE_CHECKING:
+    import duckdb
 
 REALIZED_FILE = "realized_performance.parquet"
 WEEKLY_FILE = "realized_weekly.parquet"
@@ -210,35 +214,49 @@ def ground_truth_columns(spec: DatasetSpec) -> list[str]:
 
 
 def read_ground_truth(
-    ws: Workspace, spec: DatasetSpec, region_key: str, *, since: date | None = None
+    ws: Workspace,
+    spec: DatasetSpec,
+    region_key: str,
+    *,
+    since: date | None = None,
+    warehouse: duckdb.DuckDBPyConnection | None = None,
 ) -> pd.DataFrame:
     """The region's ground truth (store, item, date, target[, open]) on or after ``since``:
     sales and actuals files, an actuals row winning over a sales row of the same key and
-    otherwise the latest file (``warehouse.ground_truth_of_region``)."""
+    otherwise the latest file (``warehouse.ground_truth_of_region``). ``warehouse``: a
+    connection with the workspace views (``warehouse.connect``) to reuse, for a caller
+    that reads many regions (defining the views reads the manifest of every ingested
+    file); default: one opened here."""
+    if warehouse is None:
+        with connect(ws, spec) as con:
+            return read_ground_truth(ws, spec, region_key, since=since, warehouse=con)
     cols = ground_truth_columns(spec)
-    with connect(ws, spec) as con:
-        if not has_view(con, "ground_truth"):
-            return pd.DataFrame(columns=cols)
-        where = "WHERE date >= CAST($since AS DATE)" if since is not None else ""
-        params = {"r": region_key, **({"since": str(since)} if since is not None else {})}
-        frame = con.execute(
-            f"SELECT {', '.join(cols)} FROM ground_truth_of_region($r) {where} "
-            "ORDER BY store, item, date",
-            params,
-        ).df()
+    if not has_view(warehouse, "ground_truth"):
+        return pd.DataFrame(columns=cols)
+    where = "WHERE date >= CAST($since AS DATE)" if since is not None else ""
+    params = {"r": region_key, **({"since": str(since)} if since is not None else {})}
+    frame = warehouse.execute(
+        f"SELECT {', '.join(cols)} FROM ground_truth_of_region($r) {where} "
+        "ORDER BY store, item, date",
+        params,
+    ).df()
     frame["date"] = pd.to_datetime(frame["date"])
     return frame
 
 
 def forecast_ground_truth(
-    ws: Workspace, spec: DatasetSpec, region_key: str, forecasts: pd.DataFrame
+    ws: Workspace,
+    spec: DatasetSpec,
+    region_key: str,
+    forecasts: pd.DataFrame,
+    warehouse: duckdb.DuckDBPyConnection | None = None,
 ) -> pd.DataFrame:
     """The ground truth that can score ``forecasts``: from their first target date on
     (an empty frame with the key columns when there are no forecasts)."""
     if forecasts.empty:
         return pd.DataFrame(columns=[*_KEY, "target"])
     since = pd.to_datetime(forecasts["date"]).min().date()
-    return read_ground_truth(ws, spec, region_key, since=since)
+    return read_ground_truth(ws, spec, region_key, since=since, warehouse=warehouse)
 
 
 def realized_keys(ws: Workspace, region_key: str) -> tuple[str, str]:

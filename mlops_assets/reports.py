@@ -41,6 +41,8 @@ from mlops_assets.monitoring import OUTSIDE_TRAINING_RANGE  # noqa: E402
 from mlops_assets.plots import png_base64  # noqa: E402
 
 if TYPE_CHECKING:
+    import duckdb
+
     from mlops_assets.registry import ModelRegistry, ModelVersion
     from mlops_assets.spec import DatasetSpec
     from mlops_assets.workspace import Workspace
@@ -1214,6 +1216,7 @@ def region_report_html(
     generated_at: str,
     plots: PlotCache | None = None,
     meta: dict | None = None,
+    warehouse: duckdb.DuckDBPyConnection | None = None,
 ) -> str:
     """The report of ``mv``'s region from what the workspace holds: its forecasts and their
     actuals, realized metrics, ``drift_table`` (its drift report's rows of ``mv``, as read
@@ -1222,7 +1225,9 @@ def region_report_html(
     (``storage.plot_store``): the drift_report asset draws them after a region's refresh,
     in that region's run, and ``monitoring_alerts`` then finds them. ``plots``: the
     region's store (default: a new one); ``meta``: ``mv``'s metadata where the caller
-    loaded it already (default: read from the registry)."""
+    loaded it already (default: read from the registry); ``warehouse``: a connection with
+    the workspace views where the caller writes many regions' reports (default: one
+    opened for the ground truth)."""
     from mlops_assets import monitoring, realized
     from mlops_assets.storage.plot_store import RegionPlotStore
 
@@ -1246,7 +1251,7 @@ def region_report_html(
             "baseline_metrics": record.get("baseline_metrics"),
         },
         forecasts=forecasts,
-        ground_truth=realized.forecast_ground_truth(ws, ds, region, forecasts),
+        ground_truth=realized.forecast_ground_truth(ws, ds, region, forecasts, warehouse),
         realized_weekly=realized.read_weekly_realized(ws, region),
         realized_by_origin=realized.read_realized_performance(ws, region),
         monitoring=drift_table,

@@ -213,6 +213,14 @@ def regions_with_sales(ws: Workspace, spec: DatasetSpec) -> dict[str, str]:
     return dict(rows)
 
 
+def region_display_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """region_key -> display name from the store master, on a connection with the workspace
+    views (no scan of the sales, unlike ``regions_with_sales``)."""
+    if not has_view(con, "regions"):
+        return {}
+    return dict(con.execute("SELECT region_key, region FROM regions").fetchall())
+
+
 def last_sales_date(con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> date | None:
     """The latest date with ground truth (sales or actuals) in the dataset (None before
     any sales are ingested)."""

@@ -19,7 +19,7 @@ from mlops_assets.defs.resources import NotifierResource, WorkspaceResource
 from mlops_assets.naming import is_safe_key
 from mlops_assets.registry import ModelRegistry, ModelVersion
 from mlops_assets.spec import DatasetSpec
-from mlops_assets.warehouse import regions_with_sales
+from mlops_assets.warehouse import connect, region_display_names
 from mlops_assets.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -252,20 +252,24 @@ def _write_reports(
     from mlops_assets import reports
 
     paths = {}
-    names = regions_with_sales(ws, ds)
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     alerts = status.alerts
-    for region, mv in approved.items():
-        html = reports.region_report_html(
-            ws,
-            ds,
-            registry,
-            mv,
-            drift_table=tables.get(region, pd.DataFrame()),
-            alerts=alerts[alerts["region"] == region] if len(alerts) else pd.DataFrame(),
-            region_name=names.get(region, region),
-            generated_at=now,
-        )
-        key = ws.monitoring_key(region, "report.html")
-        paths[region] = ws.data.write_bytes(key, html.encode("utf-8"))
+    # one warehouse connection for every region's ground truth: its views are defined
+    # from the manifest of every ingested file, which grows with the fleet
+    with connect(ws, ds) as warehouse:
+        names = region_display_names(warehouse)
+        for region, mv in approved.items():
+            html = reports.region_report_html(
+                ws,
+                ds,
+                registry,
+                mv,
+                drift_table=tables.get(region, pd.DataFrame()),
+                alerts=alerts[alerts["region"] == region] if len(alerts) else pd.DataFrame(),
+                region_name=names.get(region, region),
+                generated_at=now,
+                warehouse=warehouse,
+            )
+            key = ws.monitoring_key(region, "report.html")
+            paths[region] = ws.data.write_bytes(key, html.encode("utf-8"))
     return paths
