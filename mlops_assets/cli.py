@@ -158,7 +158,7 @@ def region_summary(settings: Settings) -> list[dict]:
     from mlops_assets.warehouse import connect, has_view
 
     ws, spec = settings.workspace(), load_spec(settings.spec)
-    with connect(ws, spec) as con:
+    with connect(ws, spec, features=True) as con:
         if not has_view(con, "features"):
             return []
         rows = con.execute(

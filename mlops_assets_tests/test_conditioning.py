@@ -35,7 +35,7 @@ from mlops_assets.naming import region_key
 from mlops_assets.sample_data import SampleConfig, generate
 from mlops_assets.spec import ColumnSpec, DatasetSpec, load_spec
 from mlops_assets.storage.data_store import DataStore
-from mlops_assets.warehouse import connect
+from mlops_assets.warehouse import connect, has_view
 from mlops_assets.workspace import Workspace
 
 SPEC = load_spec("sample")
@@ -755,6 +755,8 @@ def test_national_events_reach_every_region_and_regional_ones_only_theirs(base):
 def test_features_view_reads_every_written_region(base):
     ws, features, _ = base
     with connect(ws, SPEC) as con:
+        assert not has_view(con, "features")  # only where asked for: it reads every table
+    with connect(ws, SPEC, features=True) as con:
         n = con.execute("SELECT count(*) FROM features").fetchall()[0][0]
         regions = {r[0] for r in con.execute("SELECT DISTINCT region_key FROM features").fetchall()}
     assert n == len(features)

@@ -89,7 +89,7 @@ def test_the_most_recently_ingested_file_wins_where_sales_files_overlap(
 
     # and the features follow the view
     write_region(ws, "Sud")  # S0005 is in Süd
-    with connect(ws, SPEC) as con:
+    with connect(ws, SPEC, features=True) as con:
         n = con.execute(
             "SELECT count(*) FROM features f JOIN sales s USING (store, item, date) "
             "WHERE f.target IS DISTINCT FROM s.target"

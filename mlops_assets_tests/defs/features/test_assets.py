@@ -127,6 +127,6 @@ def test_feature_tables_go_below_the_storage_root(tmp_path, instance, sample_sou
 
     features, feature_set = load_region_features(ws, spec, regions[0])
     assert len(features) > 0 and set(feature_set.numeric) <= set(features.columns)
-    with connect(ws, spec) as con:
+    with connect(ws, spec, features=True) as con:
         [(rows,)] = con.execute("SELECT count(*) FROM features").fetchall()
     assert rows == sum(len(ws.data.read_parquet(ws.features_key(r))) for r in regions)
