@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,9 @@ from mlops_assets.spec import DatasetSpec
 from mlops_assets.training import week_start
 from mlops_assets.warehouse import connect, has_view
 from mlops_assets.workspace import Workspace
+
+if TYPE_CHECKING:
+    import duckdb
 
 STATE_FILE = "realized_state.parquet"
 # raise when what a saved row means changes (metrics, eligibility): every origin is rescored
@@ -59,6 +63,19 @@ def update_realized(
 ) -> RealizedUpdate:
     """Bring a region's realized tables up to date (written, with the state) and return
     them; see the module docstring for what is read again."""
+    # one warehouse connection for the digests and the ground truth (defining its views
+    # reads the manifest of every ingested file)
+    with connect(ws, spec) as warehouse:
+        return _update_realized(ws, spec, region_key, floor, warehouse)
+
+
+def _update_realized(
+    ws: Workspace,
+    spec: DatasetSpec,
+    region_key: str,
+    floor: float,
+    warehouse: duckdb.DuckDBPyConnection,
+) -> RealizedUpdate:
     data = ws.data
     keys = realized.forecast_keys(ws, region_key)
     stamps = {_origin_of(k): f"{data.size(k)}-{data.modified_ns(k)}" for k in keys}
@@ -78,7 +95,7 @@ def update_realized(
 
     # an origin's target dates start the day after it
     since = min(stamps) + pd.Timedelta(days=1) if stamps else None
-    truth = truth_digests(ws, spec, region_key, since=since)
+    truth = truth_digests(warehouse, spec, region_key, since=since)
     stale = []
     for origin, stamp in stamps.items():
         if known is None or origin not in known.index:
@@ -92,7 +109,7 @@ def update_realized(
     forecasts = realized.read_forecasts(
         ws, region_key, [ws.forecast_key(region_key, str(o)) for o in sorted(stale)]
     )
-    actuals = realized.forecast_ground_truth(ws, spec, region_key, forecasts)
+    actuals = realized.forecast_ground_truth(ws, spec, region_key, forecasts, warehouse)
     new_origin = realized.realized_performance(forecasts, actuals, floor=floor)
     kept = old_origin[~old_origin["origin"].isin(pd.to_datetime(stale))] if usable else None
     per_origin = _combined(kept, new_origin, realized.ORIGIN_COLUMNS, "origin")
@@ -124,19 +141,19 @@ def update_realized(
 
 
 def truth_digests(
-    ws: Workspace, spec: DatasetSpec, region_key: str, *, since: date | None
+    warehouse: duckdb.DuckDBPyConnection, spec: DatasetSpec, region_key: str, *, since: date | None
 ) -> pd.Series:
     """date -> a digest of the region's ground truth rows of that date (the rows
-    ``realized.read_ground_truth`` would return), computed by DuckDB without moving them."""
+    ``realized.read_ground_truth`` would return), computed by DuckDB without moving them
+    (``warehouse``: a connection with the workspace views)."""
     cols = realized.ground_truth_columns(spec)
-    with connect(ws, spec) as con:
-        if since is None or not has_view(con, "ground_truth"):
-            return pd.Series(dtype="uint64", index=pd.DatetimeIndex([]))
-        frame = con.execute(
-            f"SELECT date, bit_xor(hash({', '.join(cols)})) AS digest, count(*) AS n "
-            "FROM ground_truth_of_region($r) WHERE date >= CAST($since AS DATE) GROUP BY date",
-            {"r": region_key, "since": str(since)},
-        ).df()
+    if since is None or not has_view(warehouse, "ground_truth"):
+        return pd.Series(dtype="uint64", index=pd.DatetimeIndex([]))
+    frame = warehouse.execute(
+        f"SELECT date, bit_xor(hash({', '.join(cols)})) AS digest, count(*) AS n "
+        "FROM ground_truth_of_region($r) WHERE date >= CAST($since AS DATE) GROUP BY date",
+        {"r": region_key, "since": str(since)},
+    ).df()
     # the row count enters the digest: the same rows twice would cancel in the xor
     digest = frame["digest"].to_numpy("uint64") ^ frame["n"].to_numpy("uint64")
     return pd.Series(digest, index=pd.to_datetime(frame["date"])).sort_index()
