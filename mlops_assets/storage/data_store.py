@@ -9,9 +9,11 @@ string unchecked.
 
 Locally a table is written to a temporary name and renamed into place (readers see the
 old file or the new one). On object storage an object is written whole or not at all,
-so the same holds without a rename. DuckDB reads and writes remote tables through the
-fsspec filesystem registered on its connection (``attach``): DuckDB's own httpfs extension
-would be downloaded at run time, which an offline host cannot do.
+so the same holds without a rename. A table written by a query goes to a file on this
+machine first (``staged``: checked there, then renamed into place or uploaded whole).
+DuckDB reads remote tables through the fsspec filesystem registered on its connection
+(``attach``): DuckDB's own httpfs extension would be downloaded at run time, which an
+offline host cannot do.
 """
 
 from __future__ import annotations
