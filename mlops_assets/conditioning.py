@@ -30,6 +30,7 @@ import duckdb
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.validation import quote_ident
 from mlops_assets.warehouse import has_view
+from mlops_assets.workspace import copy_to_parquet
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -421,5 +422,5 @@ def copy_features(
     """Compute a region's features into the Parquet file ``path`` on this machine (a
     ``DataStore.staged`` file, to check before it replaces the table)."""
     sql, fs = feature_sql(con, spec, dense=series_are_dense(con, spec, region_key))
-    con.execute(f"COPY ({sql}) TO $p (FORMAT parquet)", {"region": region_key, "p": str(path)})
+    copy_to_parquet(con, sql, {"region": region_key}, path)
     return fs

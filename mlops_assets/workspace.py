@@ -395,9 +395,14 @@ def atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
         frame.to_parquet(tmp, index=False)
 
 
+def copy_to_parquet(con: duckdb.DuckDBPyConnection, sql: str, params: dict, path: Path) -> None:
+    """``COPY (sql) TO path`` as Parquet (``params``: the query's parameters)."""
+    con.execute(f"COPY ({sql}) TO $p (FORMAT parquet)", {**params, "p": str(path)})
+
+
 def atomic_copy_to_parquet(
     con: duckdb.DuckDBPyConnection, sql: str, params: dict, path: Path
 ) -> None:
     """``COPY (sql) TO path`` through a temporary name of its own, then rename."""
     with atomic_replace(path) as tmp:
-        con.execute(f"COPY ({sql}) TO $p (FORMAT parquet)", {**params, "p": str(tmp)})
+        copy_to_parquet(con, sql, params, tmp)

@@ -281,8 +281,10 @@ class DataStore(StorageRoot):
     ) -> str:
         """``COPY (sql) TO`` the table ``key`` (replacing it whole) from any connection; its
         location."""
+        from mlops_assets.workspace import copy_to_parquet
+
         with self.staged(key) as path:
-            con.execute(f"COPY ({sql}) TO $p (FORMAT parquet)", {**params, "p": str(path)})
+            copy_to_parquet(con, sql, params, path)
         return self.location(key)
 
     @contextlib.contextmanager
