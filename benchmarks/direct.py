@@ -181,7 +181,7 @@ class DirectPipeline:
             table = monitoring.region_drift(inputs, booster, meta, ds)
             table["model_version"] = mv.version
             ws.data.write_frame(table, monitoring.drift_report_key(ws, region))
-            markdown_image(monitoring.drift_heatmap_png(ws, region, table, draw=True), "d")
+            markdown_image(monitoring.stored_drift_heatmap(ws, region, table, draw=True), "d")
             report_plots = reports.draw_region_report_plots(ws, ds, registry, mv, meta)
             estimated = report_plots.get("estimated_performance")
             markdown_image(estimated or reports.estimated_performance_plot(table), "e")

@@ -109,7 +109,8 @@ def measure(pipeline: DirectPipeline, repeats: int) -> dict:
         forget_plots()
         out.setdefault("region_runs_drawing_s", []).append(timed(region_runs))
         out.setdefault("fleet_pass_after_s", []).append(timed(fleet))
-    out["stored_plots"] = sorted({p.name.split(".")[0] for p in folder.rglob("*.png")})
+    stored = [*folder.rglob("*.png"), *folder.rglob("*.svg")]
+    out["stored_plots"] = sorted({p.name.split(".")[0] for p in stored})
     return out
 
 

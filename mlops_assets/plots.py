@@ -37,9 +37,27 @@ def use_agg_backend() -> None:
     matplotlib.use("Agg")
 
 
+def image_format(b64: str) -> str:
+    """``png`` or ``svg``: the format of a base64 image, read from its first bytes (the
+    drift heatmap is SVG, the other plots PNG), so one str carries either to its page."""
+    head = base64.b64decode(b64[:16] + "=" * (-len(b64[:16]) % 4))
+    if head.startswith(b"\x89PNG"):
+        return "png"
+    if head.startswith((b"<svg", b"<?xml")):
+        return "svg"
+    raise ValueError(f"not a base64 PNG or SVG image: it starts with {head[:8]!r}")
+
+
+def data_uri(b64: str) -> str:
+    """A base64 PNG or SVG as a ``data:`` URI, its media type read from the image."""
+    mime = "image/svg+xml" if image_format(b64) == "svg" else "image/png"
+    return f"data:{mime};base64,{b64}"
+
+
 def markdown_image(b64: str, alt: str) -> str:
-    """A PNG embedded in markdown (the Dagster UI renders it in asset metadata)."""
-    return f"![{alt}](data:image/png;base64,{b64})"
+    """A base64 PNG or SVG embedded in markdown (the Dagster UI renders it in asset
+    metadata)."""
+    return f"![{alt}]({data_uri(b64)})"
 
 
 def holdout_series_sparklines(holdout: pd.DataFrame, *, n_series: int = 3) -> str:

@@ -3,7 +3,7 @@
 Why a single file: it is written next to the region's monitoring tables on every run and
 linked from asset metadata, so it must open anywhere (a file share, an e-mail attachment,
 an air-gapped laptop) without a server. Everything is inline: a small CSS block and PNG
-plots as base64 ``data:`` URIs; no JavaScript, no external URL, nothing fetched.
+or SVG plots as base64 ``data:`` URIs; no JavaScript, no external URL, nothing fetched.
 
 Every string that comes from data (region names, store and item ids, feature names, alert
 details, model labels) is passed through ``html.escape``: region names come from the
@@ -12,9 +12,10 @@ name cannot switch on mathtext and break a plot.
 
 The key plots (``forecast_vs_actual_plot``, ``metrics_over_time_plot``,
 ``estimated_performance_plot``, ``drift_heatmap``, ``attribution_plot``) are public so the
-asset can also embed them in its metadata. Each returns a base64 PNG and, on empty input,
-an *empty-state image*: a small PNG that says what is missing (never an empty string), so
-callers can embed the result unconditionally.
+asset can also embed them in its metadata. Each returns a base64 PNG (the heatmap: SVG, see
+``charts``; ``plots.data_uri`` tells them apart) and, on empty input, an *empty-state
+image*: a small PNG that says what is missing (never an empty string), so callers can
+embed the result unconditionally.
 
 Frames may be passed for the whole fleet: rows of other regions (column ``region`` or
 ``region_key``) are ignored. Any frame may be empty or lack columns; its section then
@@ -23,6 +24,7 @@ says why there is nothing to show.
 
 from __future__ import annotations
 
+import base64
 import html
 import logging
 import math
@@ -35,10 +37,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
 
 from mlops_assets.monitoring import OUTSIDE_TRAINING_RANGE  # noqa: E402
-from mlops_assets.plots import png_base64  # noqa: E402
+from mlops_assets.plots import data_uri, png_base64  # noqa: E402
 
 if TYPE_CHECKING:
     import duckdb
@@ -178,7 +179,7 @@ def _p(text: str, cls: str = "note") -> str:
 
 
 def _img(b64: str, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+    return f'<img alt="{html.escape(alt)}" src="{data_uri(b64)}">'
 
 
 # -- frames -----------------------------------------------------------------------------
@@ -431,11 +432,16 @@ def _heat_label(signal: str, feature: str) -> str:
 
 def drift_heatmap(monitoring: pd.DataFrame) -> str:
     """Features x weeks of drift severity (value / nannyml threshold, >1 beyond it) for
-    feature drift, the fleet gap of region-level inputs and the PCA reconstruction error.
-    Cells where nannyml alerted are outlined; ignored features (calendar, expanding
-    history) are computed but never alert, so they get their own grey panel below.
+    feature drift, the fleet gap of region-level inputs and the PCA reconstruction error,
+    each cell with its number. Cells where nannyml alerted are outlined; ignored features
+    (calendar, expanding history) are computed but never alert, so they get their own grey
+    panel below.
 
-    Returns a base64 PNG; the empty-state image when there are no drift statistics."""
+    Returns a base64 SVG (``charts.heatmap``: drawn by arithmetic in milliseconds, where
+    matplotlib took most of a second a region); the empty-state PNG when there are no drift
+    statistics."""
+    from mlops_assets.charts.heatmap import HeatmapPanel, heatmap_svg
+
     m = _usable(monitoring, ("signal", "feature", "week_start", "value", "upper"))
     if m is not None:
         m = m[m["signal"].isin(HEATMAP_SIGNALS)]
@@ -452,58 +458,38 @@ def drift_heatmap(monitoring: pd.DataFrame) -> str:
     if m.empty:
         return empty_plot("no drift statistics with valid weeks")
     weeks = sorted(m["week"].unique())
-    panels = [
+    panels = []
+    for rows, title, colormap, outline in (
         (m[~m["ignored"]], "watched features", "YlOrRd", True),
         (m[m["ignored"]], "features without drift alerts (shown, never alert)", "Greys", False),
-    ]
-    panels = [p for p in panels if not p[0].empty]
-    n_rows = [p[0]["label"].nunique() for p in panels]
-    fig, axes = plt.subplots(
-        len(panels),
-        1,
-        figsize=(max(6.0, 0.45 * len(weeks) + 3.5), 0.28 * sum(n_rows) + 1.3 * len(panels)),
-        squeeze=False,
-        gridspec_kw={"height_ratios": n_rows},
-    )
-    annotate = len(weeks) * sum(n_rows) <= 300
-    for ax, (rows, title, cmap_name, outline) in zip(axes[:, 0], panels, strict=True):
+    ):
+        if rows.empty:
+            continue
         labels = list(rows.sort_values(["order", "label"])["label"].drop_duplicates())
         grid = rows.pivot_table(index="label", columns="week", values="severity", aggfunc="max")
         grid = grid.reindex(index=labels, columns=weeks)
         flags = rows.assign(flag=rows["nml_alert"].astype(float))
         alerts = flags.pivot_table(index="label", columns="week", values="flag", aggfunc="max")
         alerts = alerts.reindex(index=labels, columns=weeks).fillna(0.0) > 0
-        cmap = plt.get_cmap(cmap_name).with_extremes(bad="#eeeeee")
-        values = np.ma.masked_invalid(grid.to_numpy(float))
-        im = ax.imshow(values, cmap=cmap, vmin=0, vmax=2, aspect="auto", interpolation="none")
-        if outline:
-            for i, j in zip(*np.nonzero(alerts.to_numpy()), strict=True):
-                ax.add_patch(
-                    Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", lw=2)
-                )
-        if annotate:
-            for (i, j), v in np.ndenumerate(grid.to_numpy(float)):
-                if np.isfinite(v):
-                    ax.text(
-                        j,
-                        i,
-                        f"{v:.1f}",
-                        ha="center",
-                        va="center",
-                        fontsize=6,
-                        color="white" if v > 1.4 else "black",
-                    )
-        ax.set_yticks(range(len(labels)), [_mpl(lbl) for lbl in labels], fontsize=7)
-        ax.set_xticks(range(len(weeks)), [f"{pd.Timestamp(w):%Y-%m-%d}" for w in weeks], fontsize=7)
-        ax.tick_params(axis="x", labelrotation=60, labelbottom=ax is axes[-1, 0])
-        ax.set_title(title, fontsize=9, loc="left")
-        fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01).ax.tick_params(labelsize=6)
-    axes[-1, 0].set_xlabel(
-        "week (Monday); severity = value / threshold, >1 beyond it; outlined: nannyml alert",
-        fontsize=7,
+        panels.append(
+            HeatmapPanel(
+                title=title,
+                rows=labels,
+                values=grid.to_numpy(float),
+                colormap=colormap,
+                outlined=alerts.to_numpy() if outline else None,
+            )
+        )
+    svg = heatmap_svg(
+        panels,
+        [f"{pd.Timestamp(w):%Y-%m-%d}" for w in weeks],
+        vmin=0.0,
+        vmax=2.0,
+        dark_above=1.4,
+        caption="week (Monday); severity = value / threshold, >1 beyond it; "
+        "outlined: nannyml alert",
     )
-    fig.tight_layout()
-    return png_base64(fig)
+    return base64.b64encode(svg.encode("utf-8")).decode("ascii")
 
 
 def drift_heatmap_digest(monitoring: pd.DataFrame | None) -> str:
@@ -608,8 +594,8 @@ def attribution_plot(
 class PlotCache(Protocol):
     """Where a report's plots may be kept between reports (``storage.plot_store``)."""
 
-    def png(self, name: str, inputs: tuple[Any, ...], draw: Callable[[], str]) -> str:
-        """The plot ``name`` drawn from ``inputs`` (base64 PNG): kept, or ``draw()``."""
+    def image(self, name: str, inputs: tuple[Any, ...], draw: Callable[[], str]) -> str:
+        """The plot ``name`` drawn from ``inputs`` (base64 PNG or SVG): kept, or ``draw()``."""
         ...
 
 
@@ -624,8 +610,8 @@ def _plot_html(
     ``plots``, the plot ``name`` is taken from there when ``inputs`` are those it was drawn
     from (``inputs``: everything ``draw`` draws from)."""
     try:
-        png = plots.png(name, inputs, draw) if plots is not None else draw()
-        return _img(png, alt)
+        image = plots.image(name, inputs, draw) if plots is not None else draw()
+        return _img(image, alt)
     except Exception as exc:  # the report must render whatever the data
         log.warning("report plot %r failed", alt, exc_info=True)
         return _p(
@@ -1168,13 +1154,13 @@ def render_region_report(
     alerts: pd.DataFrame,
     importance: dict[str, float],
     recent_importance: dict[str, float] | None,
-    drift_heatmap_png: str | None = None,
+    stored_drift_heatmap: str | None = None,
     plots: PlotCache | None = None,
 ) -> str:
     """One self-contained HTML document for a region, so a planner or an on-call engineer
     sees in one page whether the forecasts are still trustworthy and why an alert fired.
     Renders whatever is available: an empty input gives an explanatory sentence.
-    ``drift_heatmap_png``: the heatmap of ``monitoring`` drawn before (base64 PNG).
+    ``stored_drift_heatmap``: the heatmap of ``monitoring`` drawn before (base64 SVG).
     ``plots``: where plots drawn for an earlier report of the same inputs are kept."""
     model = model if isinstance(model, dict) else {}
     monitoring = _for_region(monitoring, region)
@@ -1189,7 +1175,7 @@ def render_region_report(
             plots,
         ),
         _estimated_section(monitoring, model, plots),
-        _drift_section(monitoring, drift_heatmap_png),
+        _drift_section(monitoring, stored_drift_heatmap),
         _quality_section(monitoring),
         _attribution_section(monitoring, importance, recent_importance, plots),
     ]
@@ -1259,7 +1245,7 @@ def region_report_html(
         importance=meta.get("importance") or {},
         recent_importance=None,
         # the drift_report asset drew this table's heatmap: reused, not drawn again
-        drift_heatmap_png=monitoring.drift_heatmap_png(ws, region, drift_table, draw=False)
+        stored_drift_heatmap=monitoring.stored_drift_heatmap(ws, region, drift_table, draw=False)
         if len(drift_table)
         else None,
         plots=plots if plots is not None else RegionPlotStore(ws, region),

@@ -1,6 +1,7 @@
 """The inline holdout plot: short enough for the Dagster UI to draw in place, and true to
-the data it draws."""
+the data it draws; images reach a page with the media type of what they are."""
 
+import base64
 import re
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from mlops_assets.plots import (
     INLINE_MARKDOWN_CHARS,
     holdout_series_sparklines,
     holdout_sparkline,
+    markdown_image,
 )
 
 
@@ -82,3 +84,12 @@ def test_tables_and_inline_plots_do_not_load_matplotlib() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_an_image_is_embedded_with_the_media_type_of_its_bytes() -> None:
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n...").decode()
+    svg = base64.b64encode(b'<svg xmlns="http://www.w3.org/2000/svg"/>').decode()
+    assert markdown_image(png, "p") == f"![p](data:image/png;base64,{png})"
+    assert markdown_image(svg, "s") == f"![s](data:image/svg+xml;base64,{svg})"
+    with pytest.raises(ValueError, match="not a base64 PNG or SVG"):
+        markdown_image(base64.b64encode(b"GIF89a...").decode(), "g")

@@ -1,11 +1,13 @@
 """The per-region HTML report on small hand-made frames: every section renders, the file
 is self-contained (no script, no external URL), empty inputs give explanatory sentences,
-data strings are escaped, and the key plots return decodable PNGs."""
+data strings are escaped, and the key plots return decodable PNGs (the drift heatmap an
+SVG: its cells are checked in ``charts/test_heatmap.py`` and below)."""
 
 from __future__ import annotations
 
 import base64
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +38,22 @@ SECTIONS = (
 )
 WEEKS = pd.date_range("2024-01-01", periods=4, freq="7D")  # Mondays
 HOSTILE = "<script>alert(1)</script>"
+SVG = "http://www.w3.org/2000/svg"
 
 
 def _is_png(b64: str) -> bool:
     return base64.b64decode(b64, validate=True).startswith(PNG_MAGIC)
+
+
+def _svg(b64: str) -> ET.Element:
+    """A base64 SVG parsed (raises unless it is well-formed XML with an <svg> root)."""
+    root = ET.fromstring(base64.b64decode(b64, validate=True))
+    assert root.tag == f"{{{SVG}}}svg"
+    return root
+
+
+def _is_image(b64: str) -> bool:
+    return _is_png(b64) or _svg(b64) is not None
 
 
 def _model() -> dict:
@@ -270,7 +284,7 @@ def _assert_self_contained(doc: str) -> None:
     assert "javascript:" not in low
     # every image is inline
     for src in re.findall(r'src="([^"]*)"', doc):
-        assert src.startswith("data:image/png;base64,")
+        assert src.startswith(("data:image/png;base64,", "data:image/svg+xml;base64,"))
 
 
 def test_full_report_has_every_section_plots_and_alert_weeks() -> None:
@@ -279,8 +293,10 @@ def test_full_report_has_every_section_plots_and_alert_weeks() -> None:
     positions = [doc.index(f"<h2>{title}</h2>") for title in SECTIONS]
     assert positions == sorted(positions)  # in the documented order
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', doc)
-    assert len(images) >= 5  # forecast, metrics, estimated, heatmap, attribution
+    assert len(images) >= 4  # forecast, metrics, estimated, attribution
     assert all(_is_png(b) for b in images)
+    (heatmap,) = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', doc)
+    assert _svg(heatmap) is not None
     assert "could not be drawn" not in doc
     _assert_self_contained(doc)
     # header
@@ -382,7 +398,7 @@ def test_hostile_strings_from_data_appear_only_escaped() -> None:
 
 def test_mathtext_in_feature_names_does_not_break_plots() -> None:
     name = "$x_{1$ and $$"
-    assert _is_png(drift_heatmap(_monitoring(feature=name)))
+    assert _svg(drift_heatmap(_monitoring(feature=name))) is not None
     assert _is_png(attribution_plot(_importance(feature=name), None))
     assert _is_png(forecast_vs_actual_plot(_forecasts(store=name), _ground_truth(store=name)))
 
@@ -426,18 +442,18 @@ def test_a_report_is_replaced_whole_in_the_data_store(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_plots_return_png_and_an_empty_state_png(plot, full, empty) -> None:
-    full_png, empty_png = full(), empty()
-    assert _is_png(full_png), plot
+def test_plots_return_an_image_and_an_empty_state_png(plot, full, empty) -> None:
+    full_image, empty_png = full(), empty()
+    assert _is_image(full_image), plot
     assert _is_png(empty_png), plot  # empty input: a small "nothing yet" image, not ""
-    assert full_png != empty_png
+    assert full_image != empty_png
 
 
 def test_forecast_plot_without_actuals_and_heatmap_of_ignored_only() -> None:
     assert _is_png(forecast_vs_actual_plot(_forecasts(), pd.DataFrame()))
     ignored = _monitoring()
     ignored = ignored[ignored["feature"] == "dow"]
-    assert _is_png(drift_heatmap(ignored))
+    assert _svg(drift_heatmap(ignored)) is not None
 
 
 def test_flags_read_back_as_object_with_missing_values() -> None:
@@ -495,18 +511,37 @@ def test_the_report_reuses_the_heatmap_the_drift_report_drew(tmp_path: Path, mon
 
     ws = Workspace(tmp_path / "ws")
     table = _monitoring()
-    drawn = monitoring.drift_heatmap_png(ws, "Nord", table, draw=True)
-    assert _is_png(drawn)
+    drawn = monitoring.stored_drift_heatmap(ws, "Nord", table, draw=True)
+    assert _svg(drawn) is not None
 
     def no_drawing(_table):
         raise AssertionError("drawn again")
 
     monkeypatch.setattr(reports, "drift_heatmap", no_drawing)
-    assert monitoring.drift_heatmap_png(ws, "Nord", table.iloc[::-1], draw=False) == drawn
+    assert monitoring.stored_drift_heatmap(ws, "Nord", table.iloc[::-1], draw=False) == drawn
     monkeypatch.undo()
 
     changed = table.assign(value=table["value"] * 2)  # another table: drawn, the old one goes
-    assert monitoring.drift_heatmap_png(ws, "Nord", changed, draw=False) != drawn
+    assert monitoring.stored_drift_heatmap(ws, "Nord", changed, draw=False) != drawn
     assert [
         p.name.startswith("drift_heatmap.") for p in (ws.root / "monitoring" / "Nord").iterdir()
     ] == [True]
+
+
+def test_the_heatmap_shows_each_weeks_severity_and_outlines_nannyml_alerts() -> None:
+    table = _monitoring()
+    svg = _svg(drift_heatmap(table[table["region"] == "nord"]))  # as the report passes it
+    texts = [t.text or "" for t in svg.iter(f"{{{SVG}}}text")]
+    assert "watched features" in texts
+    assert "features without drift alerts (shown, never alert)" in texts
+    for label in ("promo", "price", "temperature (gap to fleet)", "dow"):
+        assert label in texts
+    assert "all numerics (PCA reconstruction)" in texts
+    weeks = [t for t in texts if re.fullmatch(r"\d{4}-\d{2}-\d{2}", t)]
+    assert weeks == [str(w.date()) for w in WEEKS]
+    numbers = [t for t in texts if re.fullmatch(r"\d+\.\d", t)]
+    assert len(numbers) == 5 * len(WEEKS)  # every row has a value every week
+    # value / upper: promo 0.3 / 0.1 in the late weeks, the ignored dow 0.5 / 0.1 each week
+    assert numbers.count("3.0") == 2 and numbers.count("5.0") == len(WEEKS)
+    outlined = [r for r in svg.iter(f"{{{SVG}}}rect") if r.get("class") == "outlined"]
+    assert len(outlined) == 4  # promo and temperature in the late weeks; dow never alerts

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 # a table's file name: a safe stem, dots allowed inside (``2026-01-05.forecast``)
-_TABLE_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.(parquet|json|html|png)")
+_TABLE_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.(parquet|json|html|png|svg)")
 
 
 def check_key(key: str, *, folder: bool = False) -> str:

@@ -3,7 +3,7 @@
 Why: the fleet's monitoring run writes every region's HTML report, and drawing its plots
 is most of that work (about 1.4 s a region on rossmann-100, under cProfile). A refresh of
 one region then redrew the plots of every other region as well, though nothing they draw
-had changed. A plot is stored as ``monitoring/<region>/<name>.<digest>.png``; the digest
+had changed. A plot is stored as ``monitoring/<region>/<name>.<digest>.<png|svg>``; the digest
 covers the plot's inputs and the drawing code, so a plot is drawn again exactly when it
 would come out different. One file a plot name is kept a region.
 """
@@ -21,14 +21,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mlops_assets.workspace import Workspace
 
+IMAGE_SUFFIXES = (".png", ".svg")
+
 
 @cache
 def _drawing_code_digest() -> bytes:
     """The source of the modules that draw the plots: a changed drawing redraws them."""
     from mlops_assets import plots, reports
+    from mlops_assets.charts import heatmap
 
     digest = hashlib.sha256()
-    for module in (reports, plots):
+    for module in (reports, plots, heatmap):
         digest.update(Path(module.__file__ or "").read_bytes())
     return digest.digest()
 
@@ -63,9 +66,9 @@ class RegionPlotStore:
         self.data = ws.data
         self.folder = ws.monitoring_folder(region)
         self.key = lambda name: ws.monitoring_key(region, name)
-        self.given: dict[str, str] = {}  # name -> the PNG this store last gave out for it
+        self.given: dict[str, str] = {}  # name -> the image this store last gave out for it
 
-    def png(
+    def image(
         self,
         name: str,
         inputs: tuple[Any, ...],
@@ -73,24 +76,29 @@ class RegionPlotStore:
         *,
         redraw: bool = False,
     ) -> str:
-        """The plot ``name`` of ``inputs`` as base64 PNG: the stored one when the inputs
-        and the drawing code are those it was drawn from, else ``draw()``, stored in place
-        of the region's previous ``name`` plot. ``redraw``: draw and store it whatever is
-        stored."""
+        """The plot ``name`` of ``inputs`` as a base64 image (PNG or SVG, as ``draw``
+        returns it): the stored one when the inputs and the drawing code are those it was
+        drawn from, else ``draw()``, stored in place of the region's previous ``name``
+        plot. ``redraw``: draw and store it whatever is stored."""
+        from mlops_assets.plots import image_format
+
         if "." in name or "/" in name:
             raise ValueError(f"plot name {name!r}: no dots or slashes")
-        key = self.key(f"{name}.{inputs_digest(*inputs)}.png")
+        stem = f"{name}.{inputs_digest(*inputs)}"
         if not redraw:
-            try:
-                png = base64.b64encode(self.data.read_bytes(key)).decode("ascii")
-                self.given[name] = png
-                return png
-            except FileNotFoundError:
-                pass  # not drawn for these inputs yet, or replaced meanwhile: draw it
-        png = draw()
-        self.data.write_bytes(key, base64.b64decode(png))
-        for old in self.data.keys(self.folder, ".png"):
-            if old != key and old.rsplit("/", 1)[-1].startswith(f"{name}."):
-                self.data.delete(old)
-        self.given[name] = png
-        return png
+            for suffix in IMAGE_SUFFIXES:
+                try:
+                    image = base64.b64encode(self.data.read_bytes(self.key(stem + suffix)))
+                except FileNotFoundError:
+                    continue  # not drawn for these inputs yet, or replaced meanwhile
+                self.given[name] = image.decode("ascii")
+                return self.given[name]
+        drawn = draw()
+        key = self.key(f"{stem}.{image_format(drawn)}")
+        self.data.write_bytes(key, base64.b64decode(drawn))
+        for suffix in IMAGE_SUFFIXES:
+            for old in self.data.keys(self.folder, suffix):
+                if old != key and old.rsplit("/", 1)[-1].startswith(f"{name}."):
+                    self.data.delete(old)
+        self.given[name] = drawn
+        return drawn

@@ -172,10 +172,10 @@ def test_a_refresh_of_several_regions_is_one_run_and_a_blocked_region_stops_alon
     for region in FIRST_THREE:  # every report embeds its region's stored plots
         folder = p.workspace.root / "monitoring" / region
         html = (folder / "report.html").read_text()
-        stored = sorted(folder.glob("*.png"))
-        assert len(stored) >= 2  # at least the heatmap and the attribution
-        for png in stored:
-            assert base64.b64encode(png.read_bytes()).decode() in html, png.name
+        stored = sorted([*folder.glob("*.png"), *folder.glob("*.svg")])
+        assert len(stored) >= 2  # at least the heatmap (svg) and the attribution (png)
+        for image in stored:
+            assert base64.b64encode(image.read_bytes()).decode() in html, image.name
 
 
 def _plots_drawn_by(p, job: str, monkeypatch) -> list[tuple[str, str]]:
@@ -183,16 +183,16 @@ def _plots_drawn_by(p, job: str, monkeypatch) -> list[tuple[str, str]]:
     from mlops_assets.storage.plot_store import RegionPlotStore
 
     drawn: list[tuple[str, str]] = []
-    png = RegionPlotStore.png
+    image = RegionPlotStore.image
 
     def spy(self, name, inputs, draw, **kwargs):
         def recorded():
             drawn.append((self.region, name))
             return draw()
 
-        return png(self, name, inputs, recorded, **kwargs)
+        return image(self, name, inputs, recorded, **kwargs)
 
-    monkeypatch.setattr(RegionPlotStore, "png", spy)
+    monkeypatch.setattr(RegionPlotStore, "image", spy)
     assert p.execute(job).success
     monkeypatch.undo()
     return drawn

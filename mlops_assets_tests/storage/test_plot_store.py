@@ -12,17 +12,22 @@ from mlops_assets.workspace import Workspace
 
 
 def _png(label: str) -> str:
-    return base64.b64encode(f"png of {label}".encode()).decode()
+    return base64.b64encode(b"\x89PNG\r\n\x1a\n" + f"png of {label}".encode()).decode()
+
+
+def _svg(label: str) -> str:
+    return base64.b64encode(f"<svg>{label}</svg>".encode()).decode()
 
 
 class Drawer:
-    def __init__(self) -> None:
+    def __init__(self, image=_png) -> None:
         self.calls = 0
+        self.image = image
 
     def __call__(self, label: str):
         def draw() -> str:
             self.calls += 1
-            return _png(label)
+            return self.image(label)
 
         return draw
 
@@ -32,18 +37,18 @@ def test_a_plot_is_drawn_once_for_the_same_inputs_and_again_when_they_change(tmp
     frame = pd.DataFrame({"week": ["2024-01-01", "2024-01-08"], "value": [1.0, 2.0]})
     draw = Drawer()
 
-    first = RegionPlotStore(ws, "Nord").png("estimated", (frame, 3.5), draw("a"))
+    first = RegionPlotStore(ws, "Nord").image("estimated", (frame, 3.5), draw("a"))
     # another store (another run), the same rows under another index: reused
-    again = RegionPlotStore(ws, "Nord").png("estimated", (frame.set_axis([7, 9]), 3.5), draw("b"))
+    again = RegionPlotStore(ws, "Nord").image("estimated", (frame.set_axis([7, 9]), 3.5), draw("b"))
     assert first == again == _png("a") and draw.calls == 1
 
     changed = frame.assign(value=[1.0, 2.5])
-    assert RegionPlotStore(ws, "Nord").png("estimated", (changed, 3.5), draw("c")) == _png("c")
-    assert RegionPlotStore(ws, "Nord").png("estimated", (changed, 4.0), draw("d")) == _png("d")
+    assert RegionPlotStore(ws, "Nord").image("estimated", (changed, 3.5), draw("c")) == _png("c")
+    assert RegionPlotStore(ws, "Nord").image("estimated", (changed, 4.0), draw("d")) == _png("d")
     assert draw.calls == 3
     # one file a plot name; other names and other regions keep theirs
-    RegionPlotStore(ws, "Nord").png("attribution", ({"promo": 0.4},), draw("e"))
-    RegionPlotStore(ws, "Ost").png("estimated", (frame, 3.5), draw("f"))
+    RegionPlotStore(ws, "Nord").image("attribution", ({"promo": 0.4},), draw("e"))
+    RegionPlotStore(ws, "Ost").image("estimated", (frame, 3.5), draw("f"))
     names = sorted(p.name.split(".")[0] for p in (ws.root / "monitoring" / "Nord").iterdir())
     assert names == ["attribution", "estimated"]
     assert draw.calls == 5
@@ -52,9 +57,20 @@ def test_a_plot_is_drawn_once_for_the_same_inputs_and_again_when_they_change(tmp
 def test_redraw_replaces_the_stored_plot(tmp_path: Path):
     ws = Workspace(tmp_path / "ws")
     store = RegionPlotStore(ws, "Nord")
-    store.png("heatmap", ("t",), Drawer()("old"))
-    assert store.png("heatmap", ("t",), Drawer()("new"), redraw=True) == _png("new")
-    assert store.png("heatmap", ("t",), Drawer()("unused")) == _png("new")
+    store.image("heatmap", ("t",), Drawer()("old"))
+    assert store.image("heatmap", ("t",), Drawer()("new"), redraw=True) == _png("new")
+    assert store.image("heatmap", ("t",), Drawer()("unused")) == _png("new")
+
+
+def test_a_plot_drawn_in_another_format_replaces_the_old_file(tmp_path: Path):
+    """The drift heatmap was a PNG and is an SVG: a region's old file goes when it is drawn."""
+    ws = Workspace(tmp_path / "ws")
+    store = RegionPlotStore(ws, "Nord")
+    store.image("heatmap", ("t",), Drawer()("old"))
+    assert store.image("heatmap", ("t",), Drawer(_svg)("new"), redraw=True) == _svg("new")
+    files = [p.name for p in (ws.root / "monitoring" / "Nord").iterdir()]
+    assert len(files) == 1 and files[0].startswith("heatmap.") and files[0].endswith(".svg")
+    assert RegionPlotStore(ws, "Nord").image("heatmap", ("t",), Drawer()("unused")) == _svg("new")
 
 
 def test_digests_tell_dtypes_and_values_apart():
@@ -72,4 +88,4 @@ def test_digests_tell_dtypes_and_values_apart():
 @pytest.mark.parametrize("name", ["a.b", "../x", "a/b"])
 def test_a_plot_name_cannot_leave_its_region_folder(tmp_path: Path, name: str):
     with pytest.raises(ValueError, match="no dots or slashes"):
-        RegionPlotStore(Workspace(tmp_path / "ws"), "Nord").png(name, (), Drawer()("x"))
+        RegionPlotStore(Workspace(tmp_path / "ws"), "Nord").image(name, (), Drawer()("x"))

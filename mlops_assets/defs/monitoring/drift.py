@@ -134,7 +134,7 @@ def drift_report_region(
         "path": dg.MetadataValue.path(str(path)),
         "drift_heatmap": dg.MetadataValue.md(
             markdown_image(
-                monitoring.drift_heatmap_png(ws, region, table, draw=True),
+                monitoring.stored_drift_heatmap(ws, region, table, draw=True),
                 "drift per feature by week",
             )
         ),
