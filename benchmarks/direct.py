@@ -41,7 +41,12 @@ from mlops_assets.plots import holdout_series_sparklines, holdout_sparkline, mar
 from mlops_assets.region_models import train_and_register
 from mlops_assets.registry import ModelRegistry
 from mlops_assets.spec import DatasetSpec, load_spec
-from mlops_assets.warehouse import connect, last_sales_date, region_level_inputs, regions_with_sales
+from mlops_assets.warehouse import (
+    connect,
+    last_sales_date,
+    region_fleet_gap,
+    regions_with_sales,
+)
 from mlops_assets.workspace import Workspace
 
 RUN_ID = "direct-benchmark"
@@ -106,7 +111,7 @@ class DirectPipeline:
                 region,
                 run_id=RUN_ID,
                 features_version=None,
-                region_inputs=region_level_inputs(self.ws, self.spec),
+                fleet_gap=region_fleet_gap(self.ws, self.spec, region),
             )
             holdout_series_sparklines(outcome.trained.holdout)
             holdout_sparkline(outcome.trained.holdout)
@@ -172,9 +177,9 @@ class DirectPipeline:
                 booster,
                 meta,
                 ds,
-                region_level_inputs(ws, ds) if cols.region_level else None,
                 saved_reference=registry.load_reference(mv, meta),
                 saved_gap=registry.load_fleet_gap(mv),
+                fleet_gap=region_fleet_gap(ws, ds, region, cols.region_level),
             )
             if inputs.analysis.empty or inputs.reference.empty:
                 continue

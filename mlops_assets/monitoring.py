@@ -325,34 +325,37 @@ def fleet_gap_frame(region_inputs: pd.DataFrame, region: str, columns: list[str]
     A day on which fewer than two regions report an input has no gap for it (NaN): the
     region would be its own median, and a gap of 0 on such days (one weather history
     starting before the others) would narrow the spread its drift is measured against.
-    ``region_inputs`` has ``date``, ``region_key`` and the region-level columns."""
-    daily = region_inputs.assign(date=as_datetime(region_inputs["date"]))
-    daily = daily.groupby(["date", "region_key"])[columns].mean()
-    by_day = daily.groupby(level="date")
-    median = by_day.median().where(by_day.count() >= 2)
-    mine = daily.xs(region, level="region_key") if region in daily.index.unique(1) else None
-    if mine is None:
-        return pd.DataFrame(columns=["date", *columns])
-    gap = mine - median.reindex(mine.index)
-    return gap.reset_index()
+    ``region_inputs`` has ``date``, ``region_key`` and the region-level columns. The
+    query is the warehouse's (``warehouse.fleet_gap_query``; ``region_fleet_gap`` runs it
+    over the stored weather), here over the frame in memory."""
+    import duckdb
+
+    from mlops_assets.warehouse import fleet_gap_query
+
+    frame = region_inputs[["date", "region_key", *columns]]
+    frame = frame.assign(date=as_datetime(frame["date"]))
+    with duckdb.connect() as con:
+        con.register("region_inputs", frame)
+        return con.execute(fleet_gap_query("region_inputs", columns), {"region": region}).df()
 
 
 def reference_fleet_gap(
-    region_inputs: pd.DataFrame | None,
-    region: str,
+    fleet_gap: pd.DataFrame | None,
     columns: list[str],
     train_min: str | pd.Timestamp,
     train_max: str | pd.Timestamp,
 ) -> pd.DataFrame:
-    """The region's fleet gap (``fleet_gap_frame``) over a model's training window: the
-    reference its weather weeks are compared with. Saved with the model at registration
-    (``fleet_gap.csv``, written and read like the reference rows of older versions:
-    ``training.reference_csv`` / ``read_reference_csv``), so a region joining the fleet or
-    a corrected weather history later does not move what the model is compared with."""
-    if region_inputs is None or region_inputs.empty or not columns:
+    """The region's fleet gap (``fleet_gap_frame``, ``warehouse.region_fleet_gap``) in
+    ``columns`` over a model's training window: the reference its weather weeks are
+    compared with. Saved with the model at registration (``fleet_gap.csv``, written and
+    read like the reference rows of older versions: ``training.reference_csv`` /
+    ``read_reference_csv``), so a region joining the fleet or a corrected weather history
+    later does not move what the model is compared with."""
+    if fleet_gap is None or not columns or not set(columns) <= set(fleet_gap.columns):
         return pd.DataFrame(columns=["date", *columns])
-    gap = fleet_gap_frame(region_inputs, region, columns)
-    return gap[gap["date"].between(pd.Timestamp(train_min), pd.Timestamp(train_max))]
+    dates = as_datetime(fleet_gap["date"])
+    window = dates.between(pd.Timestamp(train_min), pd.Timestamp(train_max))
+    return fleet_gap.loc[window, ["date", *columns]].assign(date=dates[window])
 
 
 def fleet_gap_drift(
@@ -825,6 +828,7 @@ def monitoring_inputs(
     region_inputs: pd.DataFrame | None = None,
     saved_reference: pd.DataFrame | None = None,
     saved_gap: pd.DataFrame | None = None,
+    fleet_gap: pd.DataFrame | None = None,
 ) -> RegionMonitoringInputs:
     """Reference, recent weeks and holdout of one region from its feature table and the
     model that serves it.
@@ -838,8 +842,9 @@ def monitoring_inputs(
     rows the model is judged on count (open days; positive targets where the spec trains
     on those only). Holdout: the model's out-of-sample forecasts with the inputs and
     actuals of those rows, from the same source as the reference. The weather's fleet
-    gap: its training window from ``saved_gap`` (``ModelRegistry.load_fleet_gap``) when
-    given, else from ``region_inputs`` like the weeks after it."""
+    gap: ``fleet_gap``, the region's (``warehouse.region_fleet_gap``), else computed from
+    ``region_inputs`` (every region's weather); its training window from ``saved_gap``
+    (``ModelRegistry.load_fleet_gap``) when given."""
 
     def judged(rows: pd.DataFrame) -> pd.DataFrame:
         rows = rows.copy()
@@ -878,7 +883,9 @@ def monitoring_inputs(
 
     cols = monitored_columns(meta, spec)
     gap = pd.DataFrame(columns=["date", *cols.region_level])
-    if region_inputs is not None and cols.region_level and len(region_inputs):
+    if fleet_gap is not None and set(cols.region_level) <= set(fleet_gap.columns):
+        gap = fleet_gap[["date", *cols.region_level]]
+    elif region_inputs is not None and cols.region_level and len(region_inputs):
         gap = fleet_gap_frame(region_inputs, region, cols.region_level)
     reference_gap = gap[gap["date"].between(train_min, train_max)]
     if saved_gap is not None and set(cols.region_level) <= set(saved_gap.columns):

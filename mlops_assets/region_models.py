@@ -117,13 +117,13 @@ def train_and_register(
     source: str = "recalibration",
     settings: ModelSettings | None = None,
     extra_record: dict[str, Any] | None = None,
-    region_inputs: pd.DataFrame | None = None,
+    fleet_gap: pd.DataFrame | None = None,
 ) -> TrainingOutcome:
     """Train, compare with the approved model, gate, and register with the policy status.
 
     A recalibration keeps the tuned parameters a person approved (see ``reviewed_settings``).
-    ``region_inputs``: every region's weather (``warehouse.region_level_inputs``); the
-    region's gap to the fleet over the training window is saved with the model."""
+    ``fleet_gap``: the region's weather gap to the fleet by day
+    (``warehouse.region_fleet_gap``); its training window is saved with the model."""
     carried: dict[str, Any] = {}
     if source == RECALIBRATION:
         settings, carried = reviewed_settings(registry, region, settings or spec.model)
@@ -174,20 +174,20 @@ def train_and_register(
         reasons=[f"{g.name}: {g.message}" for g in gate if not g.passed],
         actor=f"run:{run_id}",
         reference=trained.reference_parquet(),
-        fleet_gap_csv=_fleet_gap_csv(region_inputs, region, trained, spec),
+        fleet_gap_csv=_fleet_gap_csv(fleet_gap, trained, spec),
     )
     return TrainingOutcome(trained, gate, version, approved)
 
 
 def _fleet_gap_csv(
-    region_inputs: pd.DataFrame | None, region: str, trained: TrainedModel, spec: DatasetSpec
+    fleet_gap: pd.DataFrame | None, trained: TrainedModel, spec: DatasetSpec
 ) -> str | None:
     """The region's weather gap to the fleet over the training window, as saved with the
     model (None without weather inputs)."""
     meta = trained.meta
     columns = monitoring.monitored_columns(meta, spec).region_level
     gap = monitoring.reference_fleet_gap(
-        region_inputs, region, columns, meta["train_date_min"], meta["train_date_max"]
+        fleet_gap, columns, meta["train_date_min"], meta["train_date_max"]
     )
     return reference_csv(gap) if len(gap) else None
 

@@ -71,7 +71,7 @@ from mlops_assets.registry import TUNING, ModelRegistry, ModelVersion
 from mlops_assets.spec import DatasetSpec, ModelSettings, TuningSettings
 from mlops_assets.storage.tuning_studies import TuningError, study_storage
 from mlops_assets.training import RegionData, predict_frame, prepare_region
-from mlops_assets.warehouse import connect, region_level_inputs
+from mlops_assets.warehouse import connect, region_fleet_gap
 from mlops_assets.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -317,7 +317,7 @@ def tune_and_register(
         source=TUNING,
         settings=tuned_settings(base, result.best_params),
         extra_record={"tuning": result.to_dict()},
-        region_inputs=region_level_inputs(workspace, spec),
+        fleet_gap=region_fleet_gap(workspace, spec, result.region),
     )
     return TuningOutcome(result, training)
 

@@ -29,7 +29,7 @@ what realized performance scores forecasts against).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from typing import TYPE_CHECKING
@@ -259,6 +259,44 @@ def region_level_inputs(ws: Workspace, spec: DatasetSpec) -> pd.DataFrame | None
             return None
         cols = ", ".join(quote_ident(c) for c in columns)
         return con.execute(f"SELECT date, region_key, {cols} FROM weather").df()
+
+
+def fleet_gap_query(relation: str, columns: Sequence[str]) -> str:
+    """SQL for one region's gap to the fleet (``monitoring.fleet_gap_frame`` says why): a
+    row per day the region ``$region`` reports, with its mean of each column that day minus
+    the median over all regions of their means that day, NULL where fewer than two regions
+    report the column. ``relation`` has ``date``, ``region_key`` and ``columns``."""
+    quoted = [quote_ident(c) for c in columns]
+    means = ", ".join(f"avg({c}) AS {c}" for c in quoted)
+    medians = ", ".join(f"CASE WHEN count({c}) >= 2 THEN median({c}) END AS {c}" for c in quoted)
+    gaps = ", ".join(f"d.{c} - f.{c} AS {c}" for c in quoted)
+    return (
+        f"WITH daily AS (SELECT date, region_key{', ' + means if means else ''} FROM {relation} "
+        "GROUP BY date, region_key), "
+        f"fleet AS (SELECT date{', ' + medians if medians else ''} FROM daily GROUP BY date) "
+        f"SELECT d.date{', ' + gaps if gaps else ''} FROM daily d JOIN fleet f USING (date) "
+        "WHERE d.region_key = $region ORDER BY d.date"
+    )
+
+
+def region_fleet_gap(
+    ws: Workspace, spec: DatasetSpec, region: str, columns: Sequence[str] | None = None
+) -> pd.DataFrame | None:
+    """The region's gap to the fleet (``fleet_gap_query``) in the weather ``columns``
+    (default: every numeric weather input), computed where the weather is: only the
+    region's days come back, where reading every region's weather into pandas for each
+    region (``region_level_inputs``) made a refresh or a training of the whole fleet
+    quadratic in the regions. None without weather data."""
+    if not spec.has("weather"):
+        return None
+    if columns is None:
+        columns = list(spec.source("weather").feature_columns("numeric"))
+    if not columns:
+        return None
+    with connect(ws, spec) as con:
+        if not has_view(con, "weather"):
+            return None
+        return con.execute(fleet_gap_query("weather", columns), {"region": region}).df()
 
 
 def has_view(con: duckdb.DuckDBPyConnection, name: str) -> bool:

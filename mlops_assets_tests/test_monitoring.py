@@ -1077,7 +1077,10 @@ def test_the_fleet_gap_saved_with_the_model_stays_its_reference_when_the_fleet_c
     saved = read_reference_csv(
         reference_csv(
             monitoring.reference_fleet_gap(
-                fleet.weather, region, cols, meta["train_date_min"], meta["train_date_max"]
+                fleet_gap_frame(fleet.weather, region, cols),
+                cols,
+                meta["train_date_min"],
+                meta["train_date_max"],
             )
         ),
         [],

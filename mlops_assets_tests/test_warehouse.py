@@ -13,7 +13,7 @@ import pytest
 from mlops_assets import landing
 from mlops_assets.conditioning import KEY
 from mlops_assets.landing import file_sha256, ingest_file
-from mlops_assets.warehouse import connect, has_view, ingested_files
+from mlops_assets.warehouse import connect, has_view, ingested_files, region_fleet_gap
 from mlops_assets.workspace import Workspace
 from mlops_assets_tests.test_conditioning import (
     SPEC,
@@ -154,6 +154,26 @@ def test_weather_rows_carry_the_region_key(ws):
         ).fetchall()
     assert [r[0] for r in rows] == ["Nord", "Ost", "Rhein_Main", "Sud", "West"]
     assert all(n == days == 400 + 42 for _, n, days in rows)
+
+
+def test_a_regions_fleet_gap_is_its_weather_minus_the_median_of_all_regions_each_day(
+    tmp_path, sample, ws
+):
+    """Computed in DuckDB for the one region (a refresh of every region read every
+    region's weather into pandas once per region); the same as the pandas reading."""
+    columns = list(SPEC.source("weather").feature_columns("numeric"))
+    with connect(ws, SPEC) as con:
+        weather = con.execute("SELECT * FROM weather").df()
+    weather["date"] = pd.to_datetime(weather["date"])
+    daily = weather.groupby(["date", "region_key"])[columns].mean()
+    expected = daily.xs("Ost", level="region_key") - daily.groupby(level="date").median()
+    gap = region_fleet_gap(ws, SPEC, "Ost", columns)
+    gap["date"] = pd.to_datetime(gap["date"])
+    assert len(gap) == 400 + 42 and gap[columns].abs().sum().gt(0).all()
+    pd.testing.assert_frame_equal(gap, expected.reset_index(), check_dtype=False)
+    assert region_fleet_gap(ws, SPEC, "Nowhere", columns).empty
+    no_weather = make_workspace(tmp_path / "ws", sample, sources=("stores", "sales"))
+    assert region_fleet_gap(no_weather, SPEC, "Ost", columns) is None
 
 
 def test_has_view_leaves_the_connection_usable_for_relations(ws):

@@ -123,7 +123,7 @@ def train_region(
     from mlops_assets.plots import holdout_series_sparklines, holdout_sparkline
     from mlops_assets.region_models import train_and_register
     from mlops_assets.training import backtest_summary
-    from mlops_assets.warehouse import connect, region_level_inputs
+    from mlops_assets.warehouse import connect, region_fleet_gap
 
     gate = spec.gate
     ws, ds = workspace.workspace(), workspace.dataset()
@@ -142,7 +142,7 @@ def train_region(
         region,
         run_id=context.run.run_id,
         features_version=latest_data_version(context.instance, FEATURES_KEY, region),
-        region_inputs=region_level_inputs(ws, ds),
+        fleet_gap=region_fleet_gap(ws, ds, region),
     )
     mv, trained = outcome.version, outcome.trained
     model, base = trained.metrics["model"], trained.metrics["hist_avg"]

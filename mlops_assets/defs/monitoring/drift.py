@@ -55,7 +55,7 @@ def drift_report_region(
     from mlops_assets import monitoring, reports
     from mlops_assets.metrics import readable_number
     from mlops_assets.plots import markdown_image, markdown_table
-    from mlops_assets.warehouse import region_level_inputs
+    from mlops_assets.warehouse import region_fleet_gap
 
     ws, ds = workspace.workspace(), workspace.dataset()
     region = require_safe_key(region)
@@ -81,9 +81,9 @@ def drift_report_region(
         booster,
         meta,
         ds,
-        region_level_inputs(ws, ds) if cols.region_level else None,
         saved_reference=saved,
         saved_gap=saved_gap,
+        fleet_gap=region_fleet_gap(ws, ds, region, cols.region_level),
     )
     if inputs.analysis.empty or inputs.reference.empty:
         note = (
