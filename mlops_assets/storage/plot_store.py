@@ -96,9 +96,9 @@ class RegionPlotStore:
         drawn = draw()
         key = self.key(f"{stem}.{image_format(drawn)}")
         self.data.write_bytes(key, base64.b64decode(drawn))
-        for suffix in IMAGE_SUFFIXES:
-            for old in self.data.keys(self.folder, suffix):
-                if old != key and old.rsplit("/", 1)[-1].startswith(f"{name}."):
-                    self.data.delete(old)
+        for old in self.data.keys(self.folder, suffix=""):  # one listing, either format
+            file = old.rsplit("/", 1)[-1]
+            if old != key and file.startswith(f"{name}.") and file.endswith(IMAGE_SUFFIXES):
+                self.data.delete(old)
         self.given[name] = drawn
         return drawn
