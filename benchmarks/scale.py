@@ -75,7 +75,7 @@ STAGE_DEFINITIONS = (
     "monitoring = the asset backfill of the refresh's assets (features, forecast, "
     "realized_performance, drift_report; several regions a run) plus the monitoring sensor's "
     "monitoring_job run (the sensor's wait in between is monitoring_sensor_latency_s). Sensor "
-    "intervals (30 s landing/region/monitoring) are inside total_wall_s, not inside the stages."
+    "intervals (landing 30 s, region and monitoring 10 s) are inside total_wall_s, not inside the stages."
     " Direct = the same library calls in one process, one region after another; overhead = "
     "Dagster wall - direct wall (training: minus direct training + scoring, as the job does "
     "both). Dagster runs two runs at a time (dagster.yaml), the direct pass one region at a "
