@@ -1192,6 +1192,7 @@ def stored_drift_heatmap(ws: Workspace, region: str, table: pd.DataFrame, *, dra
         # the table's rows that it draws, in any order and as a Parquet round trip leaves them
         (reports.drift_heatmap_digest(table),),
         lambda: reports.drift_heatmap(table),
+        fmt="svg",
         redraw=draw,
     )
 

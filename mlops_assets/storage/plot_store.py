@@ -74,27 +74,33 @@ class RegionPlotStore:
         inputs: tuple[Any, ...],
         draw: Callable[[], str],
         *,
+        fmt: str = "png",
         redraw: bool = False,
     ) -> str:
-        """The plot ``name`` of ``inputs`` as a base64 image (PNG or SVG, as ``draw``
-        returns it): the stored one when the inputs and the drawing code are those it was
-        drawn from, else ``draw()``, stored in place of the region's previous ``name``
-        plot. ``redraw``: draw and store it whatever is stored."""
+        """The plot ``name`` of ``inputs`` as a base64 image in format ``fmt`` (``png`` or
+        ``svg``, what ``draw`` returns): the stored one when the inputs and the drawing
+        code are those it was drawn from, else ``draw()``, stored in place of the region's
+        previous ``name`` plot (of either format). ``redraw``: draw and store it whatever
+        is stored. The format is declared, not guessed, so that finding a stored plot is
+        one read (a request on object storage)."""
         from mlops_assets.plots import image_format
 
         if "." in name or "/" in name:
             raise ValueError(f"plot name {name!r}: no dots or slashes")
-        stem = f"{name}.{inputs_digest(*inputs)}"
+        if f".{fmt}" not in IMAGE_SUFFIXES:
+            raise ValueError(f"plot format {fmt!r}: expected one of {IMAGE_SUFFIXES}")
+        key = self.key(f"{name}.{inputs_digest(*inputs)}.{fmt}")
         if not redraw:
-            for suffix in IMAGE_SUFFIXES:
-                try:
-                    image = base64.b64encode(self.data.read_bytes(self.key(stem + suffix)))
-                except FileNotFoundError:
-                    continue  # not drawn for these inputs yet, or replaced meanwhile
-                self.given[name] = image.decode("ascii")
-                return self.given[name]
+            try:
+                image = base64.b64encode(self.data.read_bytes(key)).decode("ascii")
+            except FileNotFoundError:
+                pass  # not drawn for these inputs yet, or replaced meanwhile
+            else:
+                self.given[name] = image
+                return image
         drawn = draw()
-        key = self.key(f"{stem}.{image_format(drawn)}")
+        if image_format(drawn) != fmt:
+            raise ValueError(f"plot {name!r} was drawn as {image_format(drawn)}, not {fmt}")
         self.data.write_bytes(key, base64.b64decode(drawn))
         for old in self.data.keys(self.folder, suffix=""):  # one listing, either format
             file = old.rsplit("/", 1)[-1]

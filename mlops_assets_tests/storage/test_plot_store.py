@@ -67,10 +67,43 @@ def test_a_plot_drawn_in_another_format_replaces_the_old_file(tmp_path: Path):
     ws = Workspace(tmp_path / "ws")
     store = RegionPlotStore(ws, "Nord")
     store.image("heatmap", ("t",), Drawer()("old"))
-    assert store.image("heatmap", ("t",), Drawer(_svg)("new"), redraw=True) == _svg("new")
+    new = store.image("heatmap", ("t",), Drawer(_svg)("new"), fmt="svg", redraw=True)
+    assert new == _svg("new")
     files = [p.name for p in (ws.root / "monitoring" / "Nord").iterdir()]
     assert len(files) == 1 and files[0].startswith("heatmap.") and files[0].endswith(".svg")
-    assert RegionPlotStore(ws, "Nord").image("heatmap", ("t",), Drawer()("unused")) == _svg("new")
+    unused = Drawer(_svg)
+    assert RegionPlotStore(ws, "Nord").image("heatmap", ("t",), unused("x"), fmt="svg") == new
+    assert unused.calls == 0
+
+
+def test_a_stored_plot_is_found_with_one_read_of_its_declared_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    ws = Workspace(tmp_path / "ws")
+    RegionPlotStore(ws, "Nord").image("heatmap", ("t",), Drawer(_svg)("a"), fmt="svg")
+    reads: list[str] = []
+    store_type = type(ws.data)
+    read_bytes = store_type.read_bytes
+
+    def counted(self, key: str) -> bytes:
+        reads.append(key)
+        return read_bytes(self, key)
+
+    monkeypatch.setattr(store_type, "read_bytes", counted)
+    drawer = Drawer(_svg)
+    assert RegionPlotStore(ws, "Nord").image("heatmap", ("t",), drawer("b"), fmt="svg") == _svg("a")
+    assert len(reads) == 1 and reads[0].endswith(".svg") and drawer.calls == 0
+
+
+def test_a_plot_drawn_in_a_format_other_than_declared_is_refused(tmp_path: Path):
+    store = RegionPlotStore(Workspace(tmp_path / "ws"), "Nord")
+    with pytest.raises(ValueError, match="drawn as png, not svg"):
+        store.image("heatmap", ("t",), Drawer()("a"), fmt="svg")
+    with pytest.raises(ValueError, match="plot format 'gif'"):
+        store.image("heatmap", ("t",), Drawer()("a"), fmt="gif")
+    assert not (tmp_path / "ws" / "monitoring" / "Nord").exists() or not any(
+        (tmp_path / "ws" / "monitoring" / "Nord").iterdir()
+    )
 
 
 def test_digests_tell_dtypes_and_values_apart():
