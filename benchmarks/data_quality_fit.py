@@ -1,12 +1,13 @@
 """Benchmark: monitoring's data-quality checks fitted on the reference rows that carry
 what they learn, against a fit on the whole reference.
 
-``monitoring.data_quality`` fits nannyml's missing-values check on the weeks holding each
-column's lowest and highest missing rate, and the out-of-range check on the rows holding
-each column's extremes: each fit also scores every reference week of every column, which
-grows with the training window (a region of the 40M preset has about 570 weeks). This
-times one region's checks both ways on generated numeric columns (1% missing in one),
-asserts the tables are equal, and writes ``benchmarks/results/data_quality_fit.json``.
+``monitoring.data_quality`` (``monitoring/input_quality.py``) fits nannyml's missing-values
+check on the weeks holding each column's lowest and highest missing rate, and the
+out-of-range check on the rows holding each column's extremes: each fit also scores every
+reference week of every column, which grows with the training window (a region of the 40M
+preset has about 570 weeks). This times one region's checks both ways on generated numeric
+columns (1% missing in one), asserts the tables are equal, and writes
+``benchmarks/results/data_quality_fit.json``.
 
     .venv/bin/python benchmarks/data_quality_fit.py
 """
@@ -24,6 +25,7 @@ import pandas as pd
 from report import provenance
 
 from mlops_assets import monitoring
+from mlops_assets.monitoring import input_quality
 
 RESULTS = Path(__file__).parent / "results" / "data_quality_fit.json"
 CONDENSING = ("weeks_with_extreme_missing_rates", "rows_with_extremes")
@@ -77,14 +79,14 @@ def main() -> None:
     for weeks in (int(w) for w in args.weeks.split(",")):
         reference, analysis = reference_and_analysis(weeks, args.rows, columns)
         condensed = [timed_checks(reference, analysis, cols) for _ in range(args.repeats)]
-        helpers = {name: getattr(monitoring, name) for name in CONDENSING}
+        helpers = {name: getattr(input_quality, name) for name in CONDENSING}
         try:
             for name in CONDENSING:
-                setattr(monitoring, name, lambda f, c: f)
+                setattr(input_quality, name, lambda f, c: f)
             whole = [timed_checks(reference, analysis, cols) for _ in range(args.repeats)]
         finally:
             for name, helper in helpers.items():
-                setattr(monitoring, name, helper)
+                setattr(input_quality, name, helper)
         pd.testing.assert_frame_equal(condensed[0][1], whole[0][1])
         row = {
             "reference_weeks": weeks,

@@ -4,8 +4,8 @@ stock calculator against the one that skips its reference-period result.
 nannyml's ``UnivariateDriftCalculator.fit`` scores every reference week twice: once in
 each method's fit (the weekly values its threshold is set from) and once more for a
 reference result that only nannyml's plots show. ``feature_drift`` keeps the first and
-scores one week for the second (``monitoring._univariate_drift_class``). This times one
-region's univariate drift both ways on generated numeric columns (the reference capped
+scores one week for the second (``monitoring.data_drift._univariate_drift_class``). This
+times one region's univariate drift both ways on generated numeric columns (the reference capped
 at ``--rows``, spread over ``--weeks``: 52 is ``monitoring.drift_reference_weeks``, 135
 the whole reference of a rossmann-100 model), asserts the tables are equal, and writes
 ``benchmarks/results/univariate_drift_fit.json``.
@@ -25,6 +25,7 @@ from data_quality_fit import fit_arguments, reference_and_analysis
 from report import provenance
 
 from mlops_assets import monitoring
+from mlops_assets.monitoring import data_drift
 from mlops_assets.spec import MonitoringSettings
 
 RESULTS = Path(__file__).parent / "results" / "univariate_drift_fit.json"
@@ -43,7 +44,7 @@ def main() -> None:
     columns = [f"x{i}" for i in range(args.columns)]
     cols = monitoring.MonitoredColumns(columns, [], [], [])
     settings = MonitoringSettings()
-    ours = monitoring._univariate_drift_class
+    ours = data_drift._univariate_drift_class
     results = []
     for weeks in (int(w) for w in args.weeks.split(",")):
         reference, analysis = reference_and_analysis(weeks, args.rows, columns)
@@ -51,12 +52,12 @@ def main() -> None:
         skipped, stock = [], []
         try:
             for _ in range(args.repeats):  # alternating: the machine's drift hits both
-                monitoring._univariate_drift_class = ours
+                data_drift._univariate_drift_class = ours
                 skipped.append(timed_drift(reference, analysis, cols, settings))
-                monitoring._univariate_drift_class = lambda: nml.UnivariateDriftCalculator
+                data_drift._univariate_drift_class = lambda: nml.UnivariateDriftCalculator
                 stock.append(timed_drift(reference, analysis, cols, settings))
         finally:
-            monitoring._univariate_drift_class = ours
+            data_drift._univariate_drift_class = ours
         pd.testing.assert_frame_equal(skipped[0][1], stock[0][1])
         row = {
             "reference_weeks": weeks,

@@ -3,10 +3,9 @@
 import dagster as dg
 import pandas as pd
 
-from mlops_assets import monitoring
 from mlops_assets.defs.local_driver import run_partitions
 from mlops_assets.defs.monitoring.drift import DRIFT_REPORT_KEY
-from mlops_assets.monitoring import read_drift_report
+from mlops_assets.monitoring import attribution, read_drift_report
 from mlops_assets_tests.defs.models.pipeline_support import materializations
 from mlops_assets_tests.registry.support import edit_record
 
@@ -50,8 +49,8 @@ def test_drift_report_compares_with_the_reference_saved_with_the_model(model_pip
     # the saved reference does not move: the same statistics as before, and every week's
     # Shapley ranking is taken from the last table instead of computed again
     calls: list[int] = []
-    real = monitoring.shap_contributions
-    monkeypatch.setattr(monitoring, "shap_contributions", lambda *a: calls.append(1) or real(*a))
+    real = attribution.shap_contributions
+    monkeypatch.setattr(attribution, "shap_contributions", lambda *a: calls.append(1) or real(*a))
     again = _drift_report(p)
     assert again["reference_source"].value == f"saved with {mv.label}"
     pd.testing.assert_frame_equal(read_drift_report(p.workspace, REGION), before)

@@ -1,0 +1,175 @@
+"""Data drift of one region's model inputs, weekly against the training data: nannyml
+univariate drift per feature, the weather's gap to the other regions (which the season
+does not move), and nannyml's PCA reconstruction error over the watched numerics."""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from mlops_assets.monitoring.nannyml_support import (
+    analysis_results,
+    import_nannyml,
+    result_rows,
+    week_chunker,
+)
+from mlops_assets.monitoring.table import TABLE_COLUMNS, MonitoredColumns
+from mlops_assets.spec import MonitoringSettings
+from mlops_assets.training import as_datetime
+
+if TYPE_CHECKING:
+    from nannyml import UnivariateDriftCalculator
+
+
+@functools.cache
+def _univariate_drift_class() -> type[UnivariateDriftCalculator]:
+    nml = import_nannyml()
+
+    class AnalysisUnivariateDrift(nml.UnivariateDriftCalculator):
+        """nannyml's univariate drift, the same thresholds and analysis results, without
+        the reference-period result its fit computes last. Each method's fit scores every
+        reference week for its threshold; the calculator's fit then scores them all again
+        for a reference result that only nannyml's own plots show (``_analysis`` drops
+        it): that second pass scores the reference's first week only here."""
+
+        _fitting = False
+
+        def _fit(self, reference_data: pd.DataFrame, *args: Any, **kwargs: Any) -> Any:
+            self._fitting = True
+            try:
+                return super()._fit(reference_data, *args, **kwargs)
+            finally:
+                self._fitting = False
+
+        def _calculate(self, data: pd.DataFrame, *args: Any, **kwargs: Any) -> Any:
+            if self._fitting:  # the reference result: a placeholder of one week
+                chunks = self.chunker.split(data)
+                data = chunks[0].data if chunks else data
+            return super()._calculate(data, *args, **kwargs)
+
+    return AnalysisUnivariateDrift
+
+
+def feature_drift(
+    reference: pd.DataFrame, analysis: pd.DataFrame, cols: MonitoredColumns, s: MonitoringSettings
+) -> pd.DataFrame:
+    """nannyml univariate drift of every watched model feature, weekly chunks (the ignored
+    calendar / expanding-history features would only cost time: they never alert).
+
+    Region-level inputs (weather) are shown but alert through ``fleet_gap_drift`` only:
+    against a whole-year reference, a wet or warm week in one region is ordinary weather
+    (on the stationary sample data their univariate findings were most false alarms)."""
+    categorical = cols.alerting_categorical
+    names = cols.alerting_numeric + categorical
+    if not names:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    calc = _univariate_drift_class()(
+        column_names=names,
+        treat_as_categorical=categorical or None,
+        timestamp_column_name="date",
+        chunker=week_chunker(),
+        continuous_methods=[s.continuous_method],
+        categorical_methods=[s.categorical_method],
+    )
+    df = analysis_results(
+        calc.fit(reference[["date", *names]]).calculate(analysis[["date", *names]])
+    )
+    out = []
+    for name in names:
+        method = s.categorical_method if name in categorical else s.continuous_method
+        rows = result_rows(df, ("chunk", "chunk"), "feature_drift", (name, method))
+        out.append(rows.assign(feature=name, method=method, ignored=name in cols.region_level))
+    return pd.concat(out, ignore_index=True)
+
+
+def fleet_gap_frame(region_inputs: pd.DataFrame, region: str, columns: list[str]) -> pd.DataFrame:
+    """One row per day: the region's value minus the median of all regions that day.
+
+    A day on which fewer than two regions report an input has no gap for it (NaN): the
+    region would be its own median, and a gap of 0 on such days (one weather history
+    starting before the others) would narrow the spread its drift is measured against.
+    ``region_inputs`` has ``date``, ``region_key`` and the region-level columns. The
+    query is the warehouse's (``warehouse.fleet_gap_query``; ``region_fleet_gap`` runs it
+    over the stored weather), here over the frame in memory."""
+    import duckdb
+
+    from mlops_assets.warehouse import fleet_gap_query
+
+    frame = region_inputs[["date", "region_key", *columns]]
+    frame = frame.assign(date=as_datetime(frame["date"]))
+    with duckdb.connect() as con:
+        con.register("region_inputs", frame)
+        return con.execute(fleet_gap_query("region_inputs", columns), {"region": region}).df()
+
+
+def reference_fleet_gap(
+    fleet_gap: pd.DataFrame | None,
+    columns: list[str],
+    train_min: str | pd.Timestamp,
+    train_max: str | pd.Timestamp,
+) -> pd.DataFrame:
+    """The region's fleet gap (``fleet_gap_frame``, ``warehouse.region_fleet_gap``) in
+    ``columns`` over a model's training window: the reference its weather weeks are
+    compared with. Saved with the model at registration (``fleet_gap.csv``, written and
+    read like the reference rows of older versions: ``training.reference_csv`` /
+    ``read_reference_csv``), so a region joining the fleet or a corrected weather history
+    later does not move what the model is compared with."""
+    if fleet_gap is None or not columns or not set(columns) <= set(fleet_gap.columns):
+        return pd.DataFrame(columns=["date", *columns])
+    dates = as_datetime(fleet_gap["date"])
+    window = dates.between(pd.Timestamp(train_min), pd.Timestamp(train_max))
+    return fleet_gap.loc[window, ["date", *columns]].assign(date=dates[window])
+
+
+def fleet_gap_drift(
+    reference_gap: pd.DataFrame,
+    analysis_gap: pd.DataFrame,
+    columns: list[str],
+    s: MonitoringSettings,
+) -> pd.DataFrame:
+    """Weekly mean of each region-level input's gap to the fleet, vs the reference weeks.
+
+    An input whose reference gap never varies is left out: nannyml's thresholds would
+    close on that value and alert on every week, however equal. So is one without a
+    reference gap (a region alone in its fleet: ``fleet_gap_frame`` gives no gap)."""
+    nml = import_nannyml()
+    StandardDeviationThreshold = nml.thresholds.StandardDeviationThreshold
+
+    columns = [c for c in columns if c in reference_gap and reference_gap[c].std() > 0]
+    if not columns or reference_gap.empty or analysis_gap.empty:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    calc = nml.SummaryStatsAvgCalculator(
+        column_names=columns,
+        timestamp_column_name="date",
+        chunker=week_chunker(),
+        threshold=StandardDeviationThreshold(s.fleet_gap_std, s.fleet_gap_std),
+    )
+    df = analysis_results(calc.fit(reference_gap).calculate(analysis_gap))
+    out = [
+        result_rows(df, ("chunk",), "fleet_gap_drift", (c,)).assign(
+            feature=c, method="mean_gap_to_fleet", ignored=False
+        )
+        for c in columns
+    ]
+    return pd.concat(out, ignore_index=True)
+
+
+def multivariate_drift(
+    reference: pd.DataFrame, analysis: pd.DataFrame, cols: MonitoredColumns
+) -> pd.DataFrame:
+    """nannyml PCA reconstruction error over the watched numeric features."""
+    nml = import_nannyml()
+
+    names = [c for c in cols.alerting_numeric if reference[c].notna().any()]
+    if len(names) < 2:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    calc = nml.DataReconstructionDriftCalculator(
+        column_names=names, timestamp_column_name="date", chunker=week_chunker()
+    )
+    df = analysis_results(
+        calc.fit(reference[["date", *names]]).calculate(analysis[["date", *names]])
+    )
+    rows = result_rows(df, ("chunk",), "multivariate_drift", ("reconstruction_error",))
+    return rows.assign(feature="reconstruction_error", method="pca", ignored=False)

@@ -1,0 +1,111 @@
+"""Data drift (``monitoring.data_drift``): the weather's gap to the other regions, and
+nannyml's univariate drift without its reference-period result."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from mlops_assets import monitoring
+from mlops_assets.monitoring import (
+    data_drift,
+    fleet_gap_frame,
+    monitored_columns,
+)
+from mlops_assets.training import week_start
+from mlops_assets_tests.monitoring.fleet_support import (
+    DRIFT_KEY,
+    MON,
+    SPEC,
+)
+
+
+def test_a_region_alone_in_its_fleet_has_no_gap_to_drift_from():
+    """One region: it would be the fleet's median, a gap of 0 every day, and nannyml's
+    thresholds would close on 0 and alert on every week (a permanent data-drift alert for
+    a single-region deployment); it has no gap instead, and the input is left out. A
+    second region's weather gives the gap a spread, and a shift in it is still found."""
+    days = pd.date_range("2024-01-01", periods=210)
+    rng = np.random.default_rng(0)
+    alone = pd.DataFrame({"date": days, "region_key": "Nord", "temperature_c": 10.0})
+    alone["temperature_c"] += rng.normal(0, 3, len(days))
+    gap = fleet_gap_frame(alone, "Nord", ["temperature_c"])
+    assert len(gap) == len(days) and gap["temperature_c"].isna().all()
+    reference, analysis = gap.iloc[:150], gap.iloc[150:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = monitoring.fleet_gap_drift(reference, analysis, ["temperature_c"], MON)
+    assert table.empty
+
+    other = alone.assign(region_key="Sud", temperature_c=12.0 + rng.normal(0, 3, len(days)))
+    shifted = other.assign(temperature_c=other["temperature_c"].where(days < days[180], 40.0))
+    for weather, alerting in ((other, False), (shifted, True)):
+        gap = fleet_gap_frame(pd.concat([alone, weather]), "Sud", ["temperature_c"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = monitoring.fleet_gap_drift(
+                gap.iloc[:150], gap.iloc[150:], ["temperature_c"], MON
+            )
+        assert len(table) and table["nml_alert"].any() == alerting, table
+
+
+def test_days_only_one_region_reports_have_no_gap_to_the_fleet():
+    """Nord's weather history starts 60 days before Sud's: on those days Nord would be
+    its own median. They have no gap (not 0, which would narrow the reference's spread);
+    the days both report have the gap to their median."""
+    days = pd.date_range("2024-01-01", periods=210)
+    rng = np.random.default_rng(1)
+    nord = pd.DataFrame(
+        {"date": days, "region_key": "Nord", "temperature_c": 10.0 + rng.normal(0, 3, 210)}
+    )
+    sud = nord.iloc[60:].assign(region_key="Sud", temperature_c=14.0 + rng.normal(0, 3, 150))
+    gap = fleet_gap_frame(pd.concat([nord, sud]), "Nord", ["temperature_c"])
+    assert gap["temperature_c"].iloc[:60].isna().all()
+    both = nord["temperature_c"].iloc[60:].to_numpy()
+    median = (both + sud["temperature_c"].to_numpy()) / 2
+    np.testing.assert_allclose(gap["temperature_c"].iloc[60:], both - median)
+    # the gap's spread is that of the days with a fleet: no alert without a shift
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = monitoring.fleet_gap_drift(gap.iloc[:150], gap.iloc[150:], ["temperature_c"], MON)
+    assert len(table) and not table["nml_alert"].any(), table
+
+
+def test_univariate_drift_without_nannymls_reference_result_is_nannymls_table(fleets, monkeypatch):
+    # feature_drift's calculator skips the reference-period result nannyml's fit computes
+    # (every reference week scored a second time, only for its plots): thresholds, values
+    # and alerts must be those of nannyml's own calculator, a drifted input found by both
+    fleet = fleets.stationary(0)
+    model = fleet.models[DRIFT_KEY]
+    inputs = fleet.inputs[DRIFT_KEY]
+    cols = monitored_columns(model.meta, SPEC)
+    analysis = inputs.analysis.copy()
+    shifted = next(
+        c
+        for c in cols.alerting_numeric
+        if c not in cols.region_level
+        and pd.api.types.is_float_dtype(analysis[c])
+        and inputs.reference[c].nunique() > 20
+    )
+    weeks = week_start(analysis["date"])
+    late = (weeks >= sorted(weeks.unique())[-3]).to_numpy()
+    spread = inputs.reference[shifted].std()
+    analysis.loc[late, shifted] = analysis.loc[late, shifted] + 3 * spread
+
+    def drift() -> pd.DataFrame:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return monitoring.feature_drift(inputs.reference, analysis, cols, MON)
+
+    ours = drift()
+    assert week_start(inputs.reference["date"]).nunique() > 20  # many weeks to skip
+    nml = monitoring.import_nannyml()
+    monkeypatch.setattr(
+        data_drift, "_univariate_drift_class", lambda: nml.UnivariateDriftCalculator
+    )
+    pd.testing.assert_frame_equal(ours, drift())
+    found = ours[ours["nml_alert"] & (ours["feature"] == shifted)]
+    assert set(found["week_start"]) == set(weeks[late])
+    assert not ours.loc[ours["feature"] == shifted, "nml_alert"].iloc[0]  # calm before
