@@ -102,7 +102,7 @@ def test_attribution_drift_reuses_weeks_whose_sampled_rows_did_not_change(fleets
     # the same values as one call per week
     batched = attribution._mean_abs_shap_of_each
     monkeypatch.setattr(
-        monitoring,
+        attribution,
         "_mean_abs_shap_of_each",
         lambda booster, meta, frames: [
             real(booster, meta, f).drop(columns="expected_value").abs().mean().to_dict()
