@@ -4,7 +4,7 @@ week's rows whose inputs left the training range (where the estimate cannot foll
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,9 +24,6 @@ from mlops_assets.monitoring.table import (
 )
 from mlops_assets.spec import MonitoringSettings
 from mlops_assets.training import week_start
-
-if TYPE_CHECKING:
-    pass
 
 
 def outside_inputs(

@@ -3,15 +3,10 @@ region's drift table and heatmap, the fleet's alerts."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pandas as pd
 
 from mlops_assets.monitoring.table import TABLE_COLUMNS
 from mlops_assets.workspace import Workspace
-
-if TYPE_CHECKING:
-    pass
 
 
 def drift_report_key(ws: Workspace, region: str) -> str:

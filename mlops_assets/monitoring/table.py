@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlops_assets.spec import DEFAULT_DRIFT_IGNORED, DEFAULT_QUALITY_IGNORED, DatasetSpec
-
-if TYPE_CHECKING:
-    pass
-
 
 WEEK_OFFSET = "W"  # pandas W-SUN periods: weeks run Monday..Sunday
 TABLE_SIGNALS = (
