@@ -12,6 +12,10 @@ FAILURE, which frees its slot and lets run retries and sensors request the work 
 
 It judges only runs whose code server is on this machine (the usual one-host ``dev`` /
 ``ci`` instance); a run it cannot judge is reported RUNNING, never failed on a guess.
+
+A launch refused by a code server that is shutting down is reported as an unreachable
+code server, so the run queue puts the run back and tries again
+(``run_queue.max_user_code_failure_retries``) instead of failing a run that never started.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import socket
 from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRun
+from dagster._core.errors import DagsterLaunchFailedError, DagsterUserCodeUnreachableError
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 from dagster._core.launcher.default_run_launcher import DefaultRunLauncher
 
@@ -29,6 +34,10 @@ _PID_EVENT = "Started process for run (pid: "
 _LOCAL_GRPC_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", ""})
 # a process that started this long after the pid event is another process with a reused pid
 _CLOCK_SLACK_SECONDS = 5.0
+# what a code server answers a launch once it has been told to shut down (a server frozen
+# longer than its heartbeat TTL, 20 s for the daemon's, shuts itself down when it wakes and
+# stays up until its running executions end; dagster-io/dagster#14154)
+_SERVER_SHUTTING_DOWN = "after telling it to shut down"
 
 
 class LocalRunLauncher(DefaultRunLauncher):
@@ -37,7 +46,15 @@ class LocalRunLauncher(DefaultRunLauncher):
     def launch_run(self, context: LaunchRunContext) -> None:
         """Launch as the default launcher does, tagging the run with this host's name."""
         self._instance.add_run_tags(context.dagster_run.run_id, {HOST_TAG: socket.gethostname()})
-        super().launch_run(context)
+        try:
+            super().launch_run(context)
+        except DagsterLaunchFailedError as error:
+            if _SERVER_SHUTTING_DOWN not in str(error):
+                raise
+            # the server started nothing: the queue may launch the run again on its successor
+            raise DagsterUserCodeUnreachableError(
+                f"The code server refused the launch because it is shutting down: {error}"
+            ) from error
 
     @property
     def supports_check_run_worker_health(self) -> bool:
