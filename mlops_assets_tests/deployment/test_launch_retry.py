@@ -86,7 +86,11 @@ def test_a_run_whose_launch_times_out_is_queued_again_and_succeeds(tmp_path: Pat
         assert [r.status for r in instance.get_runs() if r.run_id not in demo_runs] == [
             dg.DagsterRunStatus.SUCCESS
         ]
-        print(f"launch requeued after {waited:.0f} s; run {run.run_id[:8]} succeeded")
+        requeues = [m for m in _engine_messages(instance, run.run_id) if m.startswith(REQUEUED)]
+        print(
+            f"launch requeued after {waited:.0f} s, {len(requeues)} requeue(s) in all;"
+            f" run {run.run_id[:8]} succeeded"
+        )
     finally:
         for pid in frozen:
             os.kill(pid, signal.SIGCONT)
