@@ -1,8 +1,14 @@
 """Whether runs are still on their way (queued, starting or running)."""
 
+from __future__ import annotations
+
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import dagster as dg
+
+if TYPE_CHECKING:
+    from dagster._core.execution.backfill import PartitionBackfill
 
 ACTIVE_RUN_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
@@ -27,7 +33,8 @@ def materializing(
     """What is still on its way to materialize one of ``assets``: a run of one of ``jobs``
     (asset jobs that select them), any other run selecting one of them (a UI
     materialization, an asset backfill's run), or an asset backfill that targets one of
-    them and is not done (between its runs nothing may be running). None when nothing is."""
+    them and still has work (between its runs nothing may be running). None when nothing
+    is."""
     from dagster._core.execution.backfill import BulkActionStatus  # not exported by dagster
 
     wanted, job_names = set(assets), set(jobs)
@@ -37,6 +44,26 @@ def materializing(
             return f"run {run.run_id[:8]} of {run.job_name}"
     for status in (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING):
         for backfill in instance.get_backfills(status=status):
-            if wanted & set(backfill.asset_selection or ()):
+            if wanted & set(backfill.asset_selection or ()) and not _work_finished(
+                instance, backfill
+            ):
                 return f"backfill {backfill.backfill_id}"
     return None
+
+
+def _work_finished(instance: dg.DagsterInstance, backfill: PartitionBackfill) -> bool:
+    """An asset backfill still REQUESTED whose every target partition has been requested and
+    whose runs have all ended: nothing more will run, only the backfill daemon's next loop
+    (every 30 s, not configurable) has yet to mark it done. A job backfill, a canceling one
+    or one whose data cannot be read counts as working."""
+    from dagster._core.execution.backfill import BulkActionStatus  # not exported by dagster
+
+    data = backfill.asset_backfill_data
+    if backfill.status != BulkActionStatus.REQUESTED or data is None:
+        return False
+    if not (data.target_subset - data.requested_subset).is_empty:
+        return False  # partitions still to launch (a later wave, or failed upstream)
+    active = dg.RunsFilter(
+        tags={"dagster/backfill": backfill.backfill_id}, statuses=ACTIVE_RUN_STATUSES
+    )
+    return not instance.get_run_records(active, limit=1)

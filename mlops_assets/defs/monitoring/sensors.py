@@ -45,8 +45,8 @@ def build_monitoring_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sensor
         default_status=default_status,
         description="Once new drift reports exist and no region refresh is still running "
         "(no refresh_job or features_job run, no other run or asset backfill of features or "
-        "drift_report), runs `monitoring_alerts` over all regions (the cross-region "
-        "comparison needs them all).",
+        "drift_report with partitions still to launch or runs still going), runs "
+        "`monitoring_alerts` over all regions (the cross-region comparison needs them all).",
     )
     def monitoring_sensor(
         context: dg.SensorEvaluationContext,

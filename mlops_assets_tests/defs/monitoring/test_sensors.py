@@ -92,3 +92,42 @@ def test_it_waits_for_an_asset_backfill_of_the_refresh_between_its_runs(defs, in
 
     instance.update_backfill(backfill.with_status(BulkActionStatus.COMPLETED_SUCCESS))
     assert len(_tick(defs, instance).run_requests) == 1
+
+
+def test_an_asset_backfill_whose_runs_have_all_ended_does_not_hold_it_back(
+    defs, instance, new_report
+):
+    """Once every partition of the refresh's backfill has been requested and its runs have
+    ended, the comparison starts without waiting up to 30 s for the backfill daemon to mark
+    the backfill done; while one of its runs is still going, it waits."""
+    asset_graph = defs.resolve_asset_graph()
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id="refresh02",
+        asset_graph=asset_graph,
+        partition_names=["Nord", "Sud"],
+        asset_selection=[FEATURES_KEY, DRIFT_REPORT_KEY],
+        backfill_timestamp=time.time(),
+        tags={},
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=None,
+        description=None,
+        run_config=None,
+    )
+    data = backfill.asset_backfill_data
+    launched = backfill.with_asset_backfill_data(
+        data.replace_requested_subset(data.target_subset), instance, asset_graph
+    )
+    instance.add_backfill(launched)  # still REQUESTED: the daemon has not marked it done
+    run = instance.add_run(
+        dg.DagsterRun(
+            job_name="__ASSET_JOB",
+            asset_selection=frozenset({DRIFT_REPORT_KEY}),
+            status=dg.DagsterRunStatus.STARTED,
+            tags={"dagster/backfill": "refresh02"},
+        )
+    )
+    assert _tick(defs, instance).run_requests == []
+
+    instance.report_run_failed(run)
+    assert len(_tick(defs, instance).run_requests) == 1
