@@ -44,14 +44,14 @@ def materializing(
             return f"run {run.run_id[:8]} of {run.job_name}"
     for status in (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING):
         for backfill in instance.get_backfills(status=status):
-            if wanted & set(backfill.asset_selection or ()) and not _work_finished(
+            if wanted & set(backfill.asset_selection or ()) and not backfill_work_finished(
                 instance, backfill
             ):
                 return f"backfill {backfill.backfill_id}"
     return None
 
 
-def _work_finished(instance: dg.DagsterInstance, backfill: PartitionBackfill) -> bool:
+def backfill_work_finished(instance: dg.DagsterInstance, backfill: PartitionBackfill) -> bool:
     """An asset backfill still REQUESTED whose every target partition has been requested and
     whose runs have all ended: nothing more will run, only the backfill daemon's next loop
     (every 30 s, not configurable) has yet to mark it done. A job backfill, a canceling one
@@ -61,6 +61,8 @@ def _work_finished(instance: dg.DagsterInstance, backfill: PartitionBackfill) ->
     data = backfill.asset_backfill_data
     if backfill.status != BulkActionStatus.REQUESTED or data is None:
         return False
+    if backfill.submitting_run_requests:
+        return False  # the daemon is creating runs it has already counted as requested
     if not (data.target_subset - data.requested_subset).is_empty:
         return False  # partitions still to launch (a later wave, or failed upstream)
     active = dg.RunsFilter(
