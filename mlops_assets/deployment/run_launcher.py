@@ -44,7 +44,8 @@ class LocalRunLauncher(DefaultRunLauncher):
     """``DefaultRunLauncher`` with a run-worker health check for one-host instances."""
 
     def launch_run(self, context: LaunchRunContext) -> None:
-        """Launch as the default launcher does, tagging the run with this host's name."""
+        """Launch as the default launcher does, tagging the run with this host's name; a
+        refusal by a code server that is shutting down is raised as unreachable (requeued)."""
         self._instance.add_run_tags(context.dagster_run.run_id, {HOST_TAG: socket.gethostname()})
         try:
             super().launch_run(context)

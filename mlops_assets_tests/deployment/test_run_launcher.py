@@ -1,4 +1,5 @@
-"""LocalRunLauncher: run monitoring can tell a dead run worker from a live one."""
+"""LocalRunLauncher: run monitoring can tell a dead run worker from a live one, and a launch
+refused by a code server that is shutting down goes back to the queue."""
 
 import socket
 import subprocess
@@ -15,15 +16,14 @@ from dagster._core.launcher.default_run_launcher import DefaultRunLauncher
 
 from mlops_assets.deployment.run_launcher import HOST_TAG, LocalRunLauncher, process_gone
 
+_LAUNCHER = {"module": "mlops_assets.deployment.run_launcher", "class": "LocalRunLauncher"}
+
 
 @pytest.fixture
 def instance():
     with dg.instance_for_test(
         overrides={
-            "run_launcher": {
-                "module": "mlops_assets.deployment.run_launcher",
-                "class": "LocalRunLauncher",
-            },
+            "run_launcher": _LAUNCHER,
             "run_monitoring": {"enabled": True, "max_resume_run_attempts": 0},
         }
     ) as inst:
@@ -140,10 +140,7 @@ def _queued_run(instance):
 def queued_instance():
     with dg.instance_for_test(
         overrides={
-            "run_launcher": {
-                "module": "mlops_assets.deployment.run_launcher",
-                "class": "LocalRunLauncher",
-            },
+            "run_launcher": _LAUNCHER,
             "run_queue": {"max_user_code_failure_retries": 2, "user_code_failure_retry_delay": 0},
         }
     ) as inst:

@@ -65,11 +65,11 @@ def test_a_run_of_other_assets_does_not_hold_it_back(defs, instance, new_report)
     assert len(_tick(defs, instance).run_requests) == 1
 
 
-def test_it_waits_for_an_asset_backfill_of_the_refresh_between_its_runs(defs, instance, new_report):
-    """An asset backfill of the refresh's assets has batches still to launch while none of
-    its runs is running: the fleet comparison would compare half-refreshed regions."""
-    backfill = PartitionBackfill.from_asset_partitions(
-        backfill_id="refresh01",
+def _refresh_backfill(defs, instance, backfill_id):
+    """An asset backfill of the refresh's assets over both regions, as the UI submits it
+    (REQUESTED, nothing launched yet)."""
+    return PartitionBackfill.from_asset_partitions(
+        backfill_id=backfill_id,
         asset_graph=defs.resolve_asset_graph(),
         partition_names=["Nord", "Sud"],
         asset_selection=[FEATURES_KEY, DRIFT_REPORT_KEY],
@@ -81,6 +81,12 @@ def test_it_waits_for_an_asset_backfill_of_the_refresh_between_its_runs(defs, in
         description=None,
         run_config=None,
     )
+
+
+def test_it_waits_for_an_asset_backfill_of_the_refresh_between_its_runs(defs, instance, new_report):
+    """An asset backfill of the refresh's assets has batches still to launch while none of
+    its runs is running: the fleet comparison would compare half-refreshed regions."""
+    backfill = _refresh_backfill(defs, instance, "refresh01")
     instance.add_backfill(backfill)
     tick = _tick(defs, instance)
     assert tick.run_requests == []
@@ -100,23 +106,10 @@ def test_an_asset_backfill_whose_runs_have_all_ended_does_not_hold_it_back(
     """Once every partition of the refresh's backfill has been requested and its runs have
     ended, the comparison starts without waiting up to 30 s for the backfill daemon to mark
     the backfill done; while one of its runs is still going, it waits."""
-    asset_graph = defs.resolve_asset_graph()
-    backfill = PartitionBackfill.from_asset_partitions(
-        backfill_id="refresh02",
-        asset_graph=asset_graph,
-        partition_names=["Nord", "Sud"],
-        asset_selection=[FEATURES_KEY, DRIFT_REPORT_KEY],
-        backfill_timestamp=time.time(),
-        tags={},
-        dynamic_partitions_store=instance,
-        all_partitions=False,
-        title=None,
-        description=None,
-        run_config=None,
-    )
+    backfill = _refresh_backfill(defs, instance, "refresh02")
     data = backfill.asset_backfill_data
     launched = backfill.with_asset_backfill_data(
-        data.replace_requested_subset(data.target_subset), instance, asset_graph
+        data.replace_requested_subset(data.target_subset), instance, defs.resolve_asset_graph()
     )
     instance.add_backfill(launched)  # still REQUESTED: the daemon has not marked it done
     run = instance.add_run(
