@@ -28,12 +28,12 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 
 import dagster as dg
+from dagster._core.storage.tags import BACKFILL_ID_TAG
 
 from mlops_assets.naming import require_safe_key
 
 _DATA_VERSION_TAG = "dagster/data_version"
 _DATA_VERSION_IS_USER_PROVIDED_TAG = "dagster/data_version_is_user_provided"
-_BACKFILL_TAG = "dagster/backfill"
 
 RegionResult = dg.MaterializeResult | dg.AssetCheckResult
 
@@ -132,8 +132,8 @@ def log_region_result(context: dg.AssetExecutionContext, region: str, result: Re
     if result.data_version is not None:
         tags[_DATA_VERSION_TAG] = result.data_version.value
         tags[_DATA_VERSION_IS_USER_PROVIDED_TAG] = "true"
-    if backfill := context.run.tags.get(_BACKFILL_TAG):
-        tags[_BACKFILL_TAG] = backfill
+    if backfill := context.run.tags.get(BACKFILL_ID_TAG):
+        tags[BACKFILL_ID_TAG] = backfill
     context.log_event(
         dg.AssetMaterialization(
             asset_key=result.asset_key,

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import dagster as dg
+from dagster._core.storage.tags import BACKFILL_ID_TAG  # the tag of a backfill's runs
 
 if TYPE_CHECKING:
     from dagster._core.execution.backfill import PartitionBackfill
@@ -66,6 +67,6 @@ def backfill_work_finished(instance: dg.DagsterInstance, backfill: PartitionBack
     if not (data.target_subset - data.requested_subset).is_empty:
         return False  # partitions still to launch (a later wave, or failed upstream)
     active = dg.RunsFilter(
-        tags={"dagster/backfill": backfill.backfill_id}, statuses=ACTIVE_RUN_STATUSES
+        tags={BACKFILL_ID_TAG: backfill.backfill_id}, statuses=ACTIVE_RUN_STATUSES
     )
     return not instance.get_run_records(active, limit=1)
