@@ -59,13 +59,13 @@ from mlops_assets.monitoring import (
     fleet_alerts,
     monitoring_inputs,
     region_drift,
-    week_start,
 )
 from mlops_assets.spec import load_spec
 from mlops_assets.training import (
     read_reference_csv,
     read_reference_parquet,
     train_region_model,
+    week_start,
 )
 from mlops_assets.warehouse import connect, regions_with_sales
 from mlops_assets.workspace import Workspace

@@ -192,10 +192,9 @@ def shap_contributions(
 ) -> pd.DataFrame:
     """Exact TreeSHAP attributions (LightGBM ``pred_contrib``), one column per feature plus
     ``expected_value``, in the model's output space: with a level offset, a row's raw
-    output is ``level_offset + expected_value + sum(contributions)``. On the model's
-    threads, as its fits and forecasts: regions run in parallel runs, one thread each."""
+    output is ``level_offset + expected_value + sum(contributions)``."""
     X = design_matrix(frame, meta["features"], meta["categories"])
-    contrib = booster.predict(X, pred_contrib=True, num_threads=meta.get("num_threads", 1))
+    contrib = booster.predict(X, pred_contrib=True)
     return pd.DataFrame(contrib, columns=[*meta["features"], "expected_value"], index=frame.index)
 
 

@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 from typing import Any
 
 import lightgbm as lgb
@@ -823,46 +820,3 @@ def test_a_saved_reference_takes_the_feature_table_dtypes_without_changing_value
     # missing text is None, as Parquet reads it: nannyml's unseen-values check would count
     # a None in the analysis as unseen against a reference holding NaN
     assert out["format"].tolist() == [None]
-
-
-_THREAD_COUNT_SCRIPT = """
-import os
-import lightgbm as lgb
-import numpy as np
-import pandas as pd
-from mlops_assets.training import predict_frame, shap_contributions
-
-def threads():
-    return len(os.listdir("/proc/self/task"))
-
-rng = np.random.default_rng(0)
-frame = pd.DataFrame(rng.normal(size=(20_000, 4)), columns=list("abcd"))
-frame["target"] = frame["a"] * 2 + rng.normal(size=len(frame))
-params = {"objective": "regression", "verbose": -1, "num_threads": 1}
-booster = lgb.train(params, lgb.Dataset(frame[list("abcd")], frame["target"]), 30)
-meta = {"features": list("abcd"), "categories": {}, "num_threads": 1,
-        "level_features": [], "target_transform": "none"}
-before = threads()
-predict_frame(booster, meta, frame)
-shap_contributions(booster, meta, frame)
-print(before, threads())
-"""
-
-
-@pytest.mark.skipif(
-    not os.path.isdir("/proc/self/task") or (os.cpu_count() or 1) < 2,
-    reason="counts a process's threads in /proc on a machine with 2 cores or more",
-)
-def test_forecasts_and_shapley_values_run_on_the_models_threads_only():
-    """Regions run in parallel runs with one LightGBM thread each: a prediction or TreeSHAP
-    call that starts LightGBM's default (every core) oversubscribes the machine."""
-    out = subprocess.run(
-        [sys.executable, "-c", _THREAD_COUNT_SCRIPT],
-        capture_output=True,
-        text=True,
-        check=True,
-        # without a thread cap of the environment's, which would hide the default
-        env={k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"},
-    ).stdout.split()
-    before, after = int(out[-2]), int(out[-1])
-    assert after == before
