@@ -9,10 +9,10 @@ region after another (no run processes, no event log, no concurrency):
   fleet gap) + the holdout plot per region (``region_model``);
 - scoring: load the approved model, ``make_forecast`` + ``top_contributions``, both written
   (``forecast``);
-- monitoring: what ``refresh_job`` and ``monitoring_job`` do: features and forecast again,
-  realized performance, the drift report (nannyml) with its plots and those of the
-  region's HTML report, per region, then the fleet status, alert table and HTML
-  reports (``monitoring_alerts``; notifications left out).
+- monitoring: what the backfill of ``realized_performance`` + ``drift_report`` and then
+  ``monitoring_job`` do: realized performance, the drift report (nannyml) with its plots
+  and those of the region's HTML report, per region, then the fleet status, alert table
+  and HTML reports (``monitoring_alerts``; notifications left out).
 
 Used by ``scale.py`` and ``rossmann_e2e.py`` for Dagster's overhead (Dagster stage wall
 minus direct wall) on a copy of the same landing files.
@@ -153,8 +153,8 @@ class DirectPipeline:
 
         ws, ds = self.ws, self.spec
         registry = ModelRegistry.for_workspace(ws)
-        self.features()
-        self.scoring()
+        # as the Dagster pass's monitoring: the features and forecasts are those the
+        # features and scoring stages wrote
         floor = ds.model.metric_floor
         for region in self.regions:
             forecasts = realized.read_forecasts(ws, region)

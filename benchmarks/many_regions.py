@@ -53,7 +53,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from deployment import BenchDeployment, failed, run_overheads, span  # noqa: E402
+from deployment import (  # noqa: E402
+    REFRESH_ASSETS,
+    BenchDeployment,
+    failed,
+    run_overheads,
+    span,
+)
 from report import REPO_ROOT, provenance, update_results  # noqa: E402
 
 from mlops_assets.sample_data import SampleConfig, generate  # noqa: E402
@@ -273,8 +279,8 @@ def main() -> None:
 
             # the refresh of every region (what new data for all regions starts: several
             # regions a run) and the fleet comparison after it
-            mon = dep.monitoring_pass(args.timeout)
-            refresh = dep.backfill_runs(mon["refresh_backfill"], steps=True)
+            mon = dep.monitoring_pass(args.timeout, REFRESH_ASSETS)
+            refresh = dep.backfill_runs(mon["monitoring_backfill"], steps=True)
             refresh_ovh = run_overheads(refresh)
             res["refresh_runs"] = len(refresh)
             res["run_overheads_refresh"] = refresh_ovh

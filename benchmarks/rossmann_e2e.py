@@ -6,8 +6,8 @@ zone of a real deployment (``benchmarks/deployment.py``: dagster-daemon on a tem
 DAGSTER_HOME with the repo's dagster.yaml, MLOPS_ENV=dev, MLOPS_SPEC=rossmann); the sensors
 ingest it and build every region's features; the asset backfill of region_model +
 forecast that the UI sends (as in ``scale.py``) trains, gates, registers and forecasts
-the 12 regions; one monitoring pass (an asset backfill of the refresh's assets, several
-regions a run, then the monitoring sensor's ``monitoring_job``). Stage times
+the 12 regions; one monitoring pass (an asset backfill of realized_performance and
+drift_report, several regions a run, then the monitoring sensor's ``monitoring_job``). Stage times
 are defined as in ``scale.py``; ``--direct`` also runs the same library calls in one
 process for Dagster's overhead. Skips (exit 0, nothing written) when the dataset is absent.
 
