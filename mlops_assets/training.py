@@ -197,8 +197,8 @@ def shap_contributions(
     On LightGBM's default threads (every core), unlike fits (``num_threads``, one): on
     rossmann-100's largest region two runs' TreeSHAP calls on every core took as long as on
     one thread each, and one alone took half as long, while two fits on every core took
-    4.6x as long (``benchmarks/thread_contention.py``); capping it made rossmann-100's runs
-    slower where one run finishes alone (the run holding NW: 54 -> 60 s training)."""
+    4.6x as long (``benchmarks/thread_contention.py``). A run that finishes alone (the tail
+    of a backfill) has the second core to itself."""
     X = design_matrix(frame, meta["features"], meta["categories"])
     contrib = booster.predict(X, pred_contrib=True)
     return pd.DataFrame(contrib, columns=[*meta["features"], "expected_value"], index=frame.index)
