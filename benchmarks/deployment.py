@@ -502,6 +502,15 @@ class BenchDeployment(Deployment):
         self.wait(f"asset backfill {backfill_id} of {asset_keys}", done, timeout, poll=2.0)
         return backfill_id, time.time() - start
 
+    def backfill_launch_wait(self, backfill_id: str, runs: list[RunInfo]) -> float | None:
+        """Seconds from a backfill's submission to its first run's creation: the backfill
+        daemon launches runs on its loop, every 30 s (Dagster's, not configurable), so this
+        is 0-30 s by the loop's phase, and it is inside ``total_wall_s``."""
+        if not runs:
+            return None
+        submitted = self.instance.get_backfill(backfill_id).backfill_timestamp
+        return round(min(r.created for r in runs) - submitted, 2)
+
     def backfill_runs(self, backfill_id: str, *, steps: bool = False) -> list[RunInfo]:
         return [r for r in self.runs(steps=steps) if r.tags.get("dagster/backfill") == backfill_id]
 

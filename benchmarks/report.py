@@ -319,6 +319,14 @@ def render(results: dict) -> str:
             lines += [f"Skipped: {ross['skipped']}"]
         else:
             lines += [f"Total wall: **{_fmt(ross.get('total_wall_s'))} s**", ""]
+            waits = ross.get("backfill_launch_waits_s")
+            if waits:
+                lines += [
+                    "Of which the backfill daemon's wait before it launched a backfill's runs "
+                    "(its 30 s loop; 0-30 s by its phase): "
+                    + ", ".join(f"{k} {_fmt(v)} s" for k, v in waits.items()),
+                    "",
+                ]
             direct = ross.get("direct_stage_s") or {}
             lines += _table(
                 [(s, v, direct.get(s)) for s, v in (ross.get("stage_s") or {}).items()],

@@ -132,6 +132,10 @@ def dagster_pass(
             if monitor and monitored_end
             else None
         )
+        out["backfill_launch_waits_s"] = {
+            "training": dep.backfill_launch_wait(train_id, train),
+            "monitoring": dep.backfill_launch_wait(mon["monitoring_backfill"], monitor_bf),
+        }
         out["stage_s"] = {k: round(v, 2) if v is not None else None for k, v in stage_s.items()}
         out["total_wall_s"] = round(total, 2)
         out["harness_waits_s"] = {
