@@ -92,9 +92,9 @@ def process(settings: Settings, *, train: bool = False) -> list:
     """Run the sensors and their runs in-process until nothing is left to do; with
     ``train``, then train and forecast every region (what the weekly schedule does)."""
     from mlops_assets.definitions import build_definitions
-    from mlops_assets.defs.features.jobs import REFRESH_JOB
     from mlops_assets.defs.local_driver import run_partitions, run_sensors
     from mlops_assets.defs.models.jobs import TRAIN_JOB
+    from mlops_assets.defs.monitoring.jobs import REGION_MONITORING_JOB
     from mlops_assets.defs.partitions import region_partitions
 
     defs = build_definitions(settings)
@@ -105,10 +105,11 @@ def process(settings: Settings, *, train: bool = False) -> list:
             stale = [r for r in regions if _needs_training(settings, instance, r)]
             runs += run_partitions(defs, instance, TRAIN_JOB, stale, tags={"mlops/trigger": "cli"})
             if stale:
-                # monitoring of the new models from their first forecast: drift reports of
-                # the forecast weeks, then the fleet alerts and reports (monitoring_sensor)
+                # monitoring of the new models from their first forecast (the training's
+                # run made it): drift reports of the forecast weeks, then the fleet alerts
+                # and reports (monitoring_sensor)
                 runs += run_partitions(
-                    defs, instance, REFRESH_JOB, stale, tags={"mlops/trigger": "cli"}
+                    defs, instance, REGION_MONITORING_JOB, stale, tags={"mlops/trigger": "cli"}
                 )
                 runs += run_sensors(defs, instance)
         return runs

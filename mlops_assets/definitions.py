@@ -20,6 +20,7 @@ from mlops_assets.defs.models.jobs import (
 )
 from mlops_assets.defs.models.tuning import tuning_job
 from mlops_assets.defs.monitoring.alerts import build_monitoring_alerts_asset
+from mlops_assets.defs.monitoring.jobs import region_monitoring_job
 from mlops_assets.defs.monitoring.sensors import (
     build_monitoring_sensor,
     build_quality_tuning_sensor,
@@ -76,6 +77,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             ingest_job,
             features_job,
             refresh_job,
+            region_monitoring_job,
             train_job,
             build_registry_job(settings.workspace()),
             registry_retention_job,

@@ -58,6 +58,7 @@ def test_sample_graph(tmp_path):
         "ingest_job",
         "monitoring_job",
         "refresh_job",
+        "region_monitoring_job",
         "registry_job",
         "registry_retention_job",
         "train_job",
