@@ -73,6 +73,11 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+# the instance configuration of a DAGSTER_HOME that has none: Dagster's defaults, except
+# its usage statistics (on unless a dagster.yaml turns them off; nothing leaves the machine)
+NO_TELEMETRY_CONFIG = "telemetry:\n  enabled: false\n"
+
+
 def _instance() -> "dg.DagsterInstance":
     import dagster as dg
 
@@ -84,7 +89,10 @@ def _instance() -> "dg.DagsterInstance":
         if not (home / "dagster.yaml").exists() and Path("dagster.yaml").exists():
             shutil.copyfile("dagster.yaml", home / "dagster.yaml")
         os.environ["DAGSTER_HOME"] = str(home)
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists() and not (home / "dagster.yml").exists():
+        (home / "dagster.yaml").write_text(NO_TELEMETRY_CONFIG)
     return dg.DagsterInstance.get()
 
 

@@ -128,6 +128,23 @@ def _registry(home: Path):
     return ModelRegistry.for_workspace(Workspace(home))
 
 
+def test_an_instance_without_a_dagster_yaml_runs_with_telemetry_off(dagster_home):
+    """Dagster collects usage statistics unless a dagster.yaml turns them off: a bare
+    DAGSTER_HOME gets one that does; a user's own configuration is left as it is."""
+    from dagster_shared.telemetry import get_telemetry_enabled_from_dagster_yaml
+
+    assert get_telemetry_enabled_from_dagster_yaml()  # Dagster's default
+    with cli._instance():
+        pass
+    assert not get_telemetry_enabled_from_dagster_yaml()
+
+    own = "telemetry:\n  enabled: false\nrun_queue:\n  max_concurrent_runs: 1\n"
+    (dagster_home / "dagster.yaml").write_text(own)
+    with cli._instance() as instance:
+        assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 1
+    assert (dagster_home / "dagster.yaml").read_text() == own
+
+
 def test_registry_prune_dry_run_then_prune_and_list_marks_pruned(tmp_path, dagster_home, capsys):
     home = tmp_path / "ws"
     registry = _registry(home)
