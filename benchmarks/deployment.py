@@ -534,8 +534,7 @@ class BenchDeployment(Deployment):
         """``assets`` backfilled over every region, then the sensor's ``monitoring_job``
         run."""
         start = time.time()
-        backfill_id, _ = self.asset_backfill(list(assets), timeout)
-        refresh_end = time.time()
+        backfill_id, backfill_s = self.asset_backfill(list(assets), timeout)
 
         def monitored() -> bool:
             runs = [r for r in self.runs("monitoring_job", since=start) if r.end is not None]
@@ -544,7 +543,7 @@ class BenchDeployment(Deployment):
         self.wait("the monitoring sensor's monitoring_job run", monitored, timeout, poll=2.0)
         return {
             "monitoring_backfill": backfill_id,
-            "refresh_s": refresh_end - start,
+            "backfill_s": backfill_s,
             "total_s": time.time() - start,
         }
 
