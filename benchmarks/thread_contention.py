@@ -84,13 +84,14 @@ def prepare(source: Path, folder: Path, trees: int, model_trees: int) -> dict:
     features = pd.read_parquet(ws.features_path(REGION))
     data = prepare_region(features, fs.restricted_to(features.columns), spec)
     X = design_array(data.train, data.columns, data.categories)
-    y = data.train["target"].to_numpy(dtype=float)
+    # the model's target: log1p of the sales, returns clipped (the spec's transform)
+    y = np.log1p(np.clip(data.train["target"].to_numpy(dtype=float), 0, None))
     np.save(folder / "X.npy", X)
-    np.save(folder / "y.npy", np.log1p(np.clip(y, 0, None)))
+    np.save(folder / "y.npy", y)
     params = {**data.meta["params"], "num_threads": 0}
     (folder / "params.json").write_text(json.dumps(params))
     (folder / "trees").write_text(str(trees))
-    booster = lgb.train(params, lgb.Dataset(X, np.log1p(np.clip(y, 0, None))), model_trees)
+    booster = lgb.train(params, lgb.Dataset(X, y), model_trees)
     booster.save_model(folder / "model.txt")
     return {"rows": len(X), "features": X.shape[1], "params": data.meta["params"]}
 

@@ -35,8 +35,7 @@ def test_demo_runs_the_pipeline_and_prints_region_rows(tmp_path, dagster_home, c
     assert "Rhein_Main" in out and "FAIL" not in out
     # each new model is monitored from the forecast its training run made: features are
     # not conditioned nor forecasts made again (no refresh_job), then the fleet's alerts
-    monitored = [line.split()[1] for line in out.splitlines() if "region_monitoring_job[" in line]
-    assert len(monitored) == 5 and "refresh_job" not in out
+    assert out.count("region_monitoring_job[") == 5 and "refresh_job" not in out
     assert out.count("-> drift_report, realized_performance") == 5
     assert "monitoring_job -> monitoring_alerts" in out
     feed = Notifier.for_workspace(Workspace(tmp_path / "ws")).read()
