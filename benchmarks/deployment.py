@@ -22,9 +22,10 @@ process group) with what a benchmark needs:
   refresh is running (minimum interval 10 s);
 - ``start_webserver`` / ``graphql``: ``dagster-webserver -h 127.0.0.1`` on the same instance
   and timed GraphQL queries against it;
-- ``RssSampler``: polls /proc every 0.5 s for every process whose environment carries this
-  DAGSTER_HOME (daemon, code servers, run workers, webserver, CLI) and keeps each process
-  kind's peak RSS and the peak of their concurrent total;
+- ``ProcessSampler``: polls /proc every 0.5 s for every process whose environment carries
+  this DAGSTER_HOME (daemon, code servers, run workers, webserver, CLI) and keeps each
+  process kind's peak RSS, the peak of their concurrent total, and CPU seconds by kind
+  over time (with the harness's and the machine's), for a stage's CPU budget;
 - ``stage_times``: per-stage wall times read back from the instance (run records and step
   stats), so they are Dagster's own timestamps, not the harness's polling.
 
@@ -79,8 +80,15 @@ def process_kind(cmdline: list[str]) -> str:
 
 
 @dataclass
-class RssSampler:
-    """Peak RSS of every process of a deployment (matched by DAGSTER_HOME in its environ)."""
+class ProcessSampler:
+    """Peak RSS and CPU seconds of every process of a deployment (matched by DAGSTER_HOME
+    in its environ), by process kind, plus this harness process and the whole machine.
+
+    CPU is read from /proc/<pid>/stat (user + system) at each sample; what a process uses
+    after its last sample (at most ``interval``) is not counted. ``cpu_seconds(start, end)``
+    sums a time window's samples, so a stage's CPU can be set against its capacity
+    (wall x cores): the work the run workers did, what Dagster's other processes and the
+    harness took, and the idle share."""
 
     home: Path
     interval: float = 0.5
@@ -88,6 +96,9 @@ class RssSampler:
     peak_total: int = 0  # bytes, all processes at one sample
     processes_seen: dict[str, set] = field(default_factory=dict)
     samples: int = 0
+    # (time, CPU seconds by kind since the sample before); kinds also "harness" and
+    # "machine_busy" (every process on the machine, from /proc/stat)
+    cpu_timeline: list[tuple[float, dict[str, float]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._marker = f"DAGSTER_HOME={self.home}".encode()
@@ -96,8 +107,12 @@ class RssSampler:
         # pid -> (cmdline, kind or None: not ours); looked at again when the command line
         # changes (a child seen between fork and exec still has its parent's environment)
         self._mine: dict[int, tuple[bytes, str | None]] = {}
+        self._cpu_ticks: dict[int, int] = {}  # pid -> user + system ticks at its last sample
+        self._machine_busy: int | None = None
 
-    def start(self) -> RssSampler:
+    def start(self) -> ProcessSampler:
+        self._harness_ticks = _cpu_ticks(os.getpid()) or 0
+        self._machine_busy = _machine_busy_ticks()
         self._thread.start()
         return self
 
@@ -131,6 +146,7 @@ class RssSampler:
     def sample(self) -> None:
         total = 0
         alive = set()
+        cpu: dict[str, float] = {}
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
                 continue
@@ -147,11 +163,40 @@ class RssSampler:
             total += rss
             self.peak_by_kind[kind] = max(self.peak_by_kind.get(kind, 0), rss)
             self.processes_seen.setdefault(kind, set()).add(pid)
+            ticks = _cpu_ticks(pid)
+            if ticks is not None:
+                used = ticks - self._cpu_ticks.get(pid, 0)  # a new process: since its start
+                self._cpu_ticks[pid] = ticks
+                cpu[kind] = cpu.get(kind, 0.0) + used / CLOCK_TICKS
+        harness = _cpu_ticks(os.getpid())
+        if harness is not None:
+            cpu["harness"] = (harness - self._harness_ticks) / CLOCK_TICKS
+            self._harness_ticks = harness
+        busy = _machine_busy_ticks()
+        if busy is not None and self._machine_busy is not None:
+            cpu["machine_busy"] = (busy - self._machine_busy) / CLOCK_TICKS
+            self._machine_busy = busy
+        self.cpu_timeline.append((time.time(), cpu))
         self.peak_total = max(self.peak_total, total)
         self.samples += 1
         # forget dead pids (a reused pid is looked at again)
         for pid in [p for p in self._mine if p not in alive]:
             del self._mine[pid]
+            self._cpu_ticks.pop(pid, None)
+
+    def cpu_seconds(self, start: float, end: float) -> dict[str, float]:
+        """CPU seconds by process kind in the samples taken from ``start`` to ``end``
+        (epoch seconds), with the window's capacity (wall x cores) and its idle share."""
+        out: dict[str, float] = {}
+        for t, used in self.cpu_timeline:
+            if start < t <= end:
+                for kind, seconds in used.items():
+                    out[kind] = out.get(kind, 0.0) + seconds
+        capacity = max(0.0, end - start) * (os.cpu_count() or 1)
+        out["capacity"] = capacity
+        if "machine_busy" in out:
+            out["idle"] = max(0.0, capacity - out["machine_busy"])
+        return {k: round(v, 1) for k, v in sorted(out.items())}
 
     def figures(self) -> dict:
         gb = 1024**3
@@ -163,6 +208,28 @@ class RssSampler:
             "peak_rss_gb_concurrent_total": round(self.peak_total / gb, 3),
             "rss_samples": self.samples,
         }
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    """User + system CPU ticks a process has used (/proc/<pid>/stat fields 14 and 15)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _machine_busy_ticks() -> int | None:
+    """Every CPU's non-idle ticks since boot (/proc/stat: all but idle and iowait)."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        values = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
+    except (OSError, ValueError):
+        return None
+    return sum(values) - values[3] - values[4]
 
 
 def union_seconds(intervals: Iterable[tuple[float, float]]) -> float:
@@ -217,7 +284,7 @@ class BenchDeployment(Deployment):
         super().__init__(tmp, spec=spec, mlops_env=mlops_env)
         self.webserver: subprocess.Popen | None = None
         self.port: int | None = None
-        self.sampler = RssSampler(self.home)
+        self.sampler = ProcessSampler(self.home)
         self._instance = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -551,12 +618,18 @@ class BenchDeployment(Deployment):
 # -- reading stage times back from the instance ------------------------------------------
 
 
-def span(runs: list[RunInfo]) -> float | None:
-    """From the first run's creation (queued) to the last run's end."""
+def run_window(runs: list[RunInfo]) -> tuple[float, float] | None:
+    """The first run's creation (queued) and the last run's end, epoch seconds."""
     ended = [r for r in runs if r.end is not None]
     if not ended:
         return None
-    return max(r.end for r in ended) - min(r.created for r in runs)
+    return min(r.created for r in runs), max(r.end for r in ended)
+
+
+def span(runs: list[RunInfo]) -> float | None:
+    """From the first run's creation (queued) to the last run's end."""
+    window = run_window(runs)
+    return None if window is None else window[1] - window[0]
 
 
 def step_union(runs: list[RunInfo], step_prefixes: tuple[str, ...]) -> float:

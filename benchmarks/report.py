@@ -165,6 +165,35 @@ def _table(rows: list[tuple], header: tuple) -> list[str]:
     return out
 
 
+CPU_KINDS = ("run_worker", "code_server", "daemon", "webserver", "cli", "other", "harness")
+
+
+def _cpu_lines(section: dict) -> list[str]:
+    """Where the cores went in each stage's window (``cpu_s``, from ``ProcessSampler``)."""
+    cpu = section.get("cpu_s")
+    if not cpu:
+        return []
+    lines = [
+        "",
+        "CPU seconds in each stage's window (first run queued -> last run ended), by process "
+        "kind; capacity = wall x cores; machine busy = every process on the machine, "
+        "idle = capacity - machine busy:",
+        "",
+    ]
+    header = ("window", "capacity", *CPU_KINDS, "machine busy", "idle")
+    rows = [
+        (
+            name,
+            used.get("capacity"),
+            *(used.get(k) for k in CPU_KINDS),
+            used.get("machine_busy"),
+            used.get("idle"),
+        )
+        for name, used in cpu.items()
+    ]
+    return lines + _table(rows, header)
+
+
 def _provenance_lines(section: dict) -> list[str]:
     m = section.get("machine") or {}
     return [
@@ -223,6 +252,7 @@ def render(results: dict) -> str:
         rows.append(("all processes (concurrent)", rss.get("peak_rss_gb_concurrent_total"), None))
         rows.append(("direct (one process)", scale.get("direct_peak_rss_gb"), 1))
         lines += _table(rows, ("process kind", "peak RSS GB", "processes"))
+        lines += _cpu_lines(scale)
         if scale.get("run_overheads"):
             lines += ["", "Per-run costs by job (seconds):", ""]
             rows = [
@@ -332,6 +362,7 @@ def render(results: dict) -> str:
                 [(s, v, direct.get(s)) for s, v in (ross.get("stage_s") or {}).items()],
                 ("stage", "Dagster wall s", "direct s"),
             )
+            lines += _cpu_lines(ross)
             if ross.get("models"):
                 lines += ["", f"Models: `{json.dumps(ross['models'], sort_keys=True)}`"]
         lines += _provenance_lines(ross)

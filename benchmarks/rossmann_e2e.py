@@ -71,7 +71,7 @@ def main() -> None:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     res.update(provenance())
-    for key in ("total_wall_s", "stage_s", "direct_stage_s", "rss", "failed_runs"):
+    for key in ("total_wall_s", "stage_s", "direct_stage_s", "rss", "cpu_s", "failed_runs"):
         print(f"{key:>16}: {res.get(key)}")
     update_results({"rossmann": res})
     if res["failed_runs"]:

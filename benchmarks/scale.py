@@ -48,6 +48,7 @@ from deployment import (  # noqa: E402
     BenchDeployment,
     failed,
     run_overheads,
+    run_window,
     span,
     step_sum,
 )
@@ -159,6 +160,20 @@ def dagster_pass(
                 ("monitoring_backfill", monitor_bf),
                 ("monitoring_job", monitor),
             )
+        }
+        # where the machine's two cores went in each stage's window: the runs' work,
+        # Dagster's other processes, the harness, idle
+        windows = {
+            "ingest": run_window(ingest),
+            "features": run_window(feats),
+            "training": run_window(train),
+            "monitoring_backfill": run_window(monitor_bf),
+            "total": (t0, t0 + total),
+        }
+        out["cpu_s"] = {
+            name: dep.sampler.cpu_seconds(*window)
+            for name, window in windows.items()
+            if window is not None
         }
         out["failed_runs"] = failed(ingest + feats + train + monitor_bf + monitor)
         out["regions_partitions"] = len(dep.region_keys())

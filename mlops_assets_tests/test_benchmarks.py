@@ -33,3 +33,43 @@ def test_every_benchmark_script_imports():
         check=True,
     )
     assert out.stdout.strip() == "", out.stdout
+
+
+_BUSY_ONE_SECOND = """
+import time
+end = time.process_time() + 1.0
+while time.process_time() < end:
+    pass
+time.sleep(1.0)
+"""
+
+
+def test_process_sampler_charges_a_deployment_process_cpu_to_its_kind(tmp_path):
+    """The benchmarks' CPU budget: a process of the deployment (its DAGSTER_HOME in the
+    environment) is charged to its kind, a process of another home is not."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from deployment import ProcessSampler
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    import os
+    import time
+
+    home = tmp_path / "home"
+    sampler = ProcessSampler(home, interval=0.1).start()
+    start = time.time()
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _BUSY_ONE_SECOND], env={**os.environ, "DAGSTER_HOME": str(h)}
+        )
+        for h in (home, tmp_path / "another_home")
+    ]
+    for child in children:
+        child.wait(timeout=60)
+    sampler.stop()
+    used = sampler.cpu_seconds(start, time.time())
+    # the busy second, read while the process still sleeps; a Python start costs more
+    assert 0.9 <= used.get("other", 0.0) <= 3.0, used
+    assert set(used) >= {"harness", "machine_busy", "capacity", "idle"}
+    assert used["machine_busy"] >= used["other"] + 0.9  # the other home's child ran too
+    assert used["capacity"] >= 2 * (os.cpu_count() or 1) * 0.9
