@@ -29,24 +29,6 @@ RESULTS = Path(__file__).parent / "results" / "depth_cost.json"
 REGION = "NW"
 
 
-def region_rows(source: Path, folder: Path):
-    """The region's training inputs, log1p target and parameters, as training builds them."""
-    import numpy as np
-    import pandas as pd
-    from drift_replay import build_workspace  # benchmarks/: ingest and condition a dataset
-
-    from mlops_assets.spec import load_spec
-    from mlops_assets.training import design_array, prepare_region
-
-    spec = load_spec("rossmann")
-    ws, _, fs, _ = build_workspace(source, folder / "ws", spec, regions=[REGION])
-    features = pd.read_parquet(ws.features_path(REGION))
-    data = prepare_region(features, fs.restricted_to(features.columns), spec)
-    X = design_array(data.train, data.columns, data.categories)
-    y = np.log1p(np.clip(data.train["target"].to_numpy(dtype=float), 0, None))
-    return X, y, {**data.meta["params"], "num_threads": 1}
-
-
 def mean_depth(booster) -> tuple[float, float]:
     """The trees' mean greatest depth and mean leaf depth (edges from the root)."""
     trees = booster.dump_model()["tree_info"]
@@ -66,7 +48,11 @@ def mean_depth(booster) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--source-dir", type=Path, default=Path("../shared/data/rossmann-100"))
-    ap.add_argument("--depths", default="-1,8,7,6", help="max_depth candidates (-1: none)")
+    ap.add_argument(
+        "--depths",
+        default="-1,8,7,6",
+        help="max_depth candidates, the first the base of the ratios (-1: none; --depths=-1,8)",
+    )
     ap.add_argument("--trees", type=int, default=1500, help="boosting rounds of each model")
     ap.add_argument("--shap-rows", type=int, default=500)
     ap.add_argument("--repeats", type=int, default=3)
@@ -75,13 +61,18 @@ def main() -> None:
     if not args.source_dir.is_dir():
         sys.exit(f"{args.source_dir} is not there: this benchmark needs rossmann-100")
     import lightgbm as lgb
+    from drift_replay import region_training_rows  # benchmarks/: ingest and condition
 
+    from mlops_assets.spec import load_spec
+
+    spec = load_spec("rossmann")
     depths = [int(d) for d in args.depths.split(",")]
     fit_s: dict[int, list[float]] = {d: [] for d in depths}
     shap_s: dict[int, list[float]] = {d: [] for d in depths}
     shape: dict[int, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="depth-cost-") as tmp:
-        X, y, params = region_rows(args.source_dir, Path(tmp))
+        X, y, params = region_training_rows(args.source_dir, Path(tmp) / "ws", spec, REGION)
+        params["num_threads"] = 1  # the spec's: one thread a fit
         rows = X[-args.shap_rows :]
         for _ in range(args.repeats):  # candidates interleaved: they share the machine's state
             for depth in depths:

@@ -91,6 +91,20 @@ def build_workspace(source: Path, root: Path, spec, regions: list[str] | None = 
     return ws, known, fs, weather
 
 
+def region_training_rows(source: Path, root: Path, spec, region: str):
+    """One region's training inputs (float32, as training builds its Datasets), its log1p
+    target (returns clipped) and the LightGBM parameters its training uses, from ``source``
+    ingested and conditioned into a workspace at ``root``."""
+    from mlops_assets.training import design_array, prepare_region
+
+    ws, _, fs, _ = build_workspace(source, root, spec, regions=[region])
+    features = pd.read_parquet(ws.features_path(region))
+    data = prepare_region(features, fs.restricted_to(features.columns), spec)
+    X = design_array(data.train, data.columns, data.categories)
+    y = np.log1p(np.clip(data.train["target"].to_numpy(dtype=float), 0, None))
+    return X, y, dict(data.meta["params"])
+
+
 def region_model(ws, fs, spec, region: str, t0: pd.Timestamp, cache: Path | None):
     """The region's model trained on data up to ``t0`` (cached as LightGBM text + JSON,
     with its monitoring reference as Parquet, or as CSV in caches written before; a cache

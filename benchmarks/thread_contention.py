@@ -73,27 +73,20 @@ def prepare(source: Path, folder: Path, trees: int, model_trees: int) -> dict:
     """The region's training rows, its parameters and a model to explain, in ``folder``."""
     import lightgbm as lgb
     import numpy as np
-    import pandas as pd
-    from drift_replay import build_workspace  # benchmarks/: ingest and condition a dataset
+    from drift_replay import region_training_rows  # benchmarks/: ingest and condition
 
     from mlops_assets.spec import load_spec
-    from mlops_assets.training import design_array, prepare_region
 
     spec = load_spec("rossmann")
-    ws, _, fs, _ = build_workspace(source, folder / "ws", spec, regions=[REGION])
-    features = pd.read_parquet(ws.features_path(REGION))
-    data = prepare_region(features, fs.restricted_to(features.columns), spec)
-    X = design_array(data.train, data.columns, data.categories)
-    # the model's target: log1p of the sales, returns clipped (the spec's transform)
-    y = np.log1p(np.clip(data.train["target"].to_numpy(dtype=float), 0, None))
+    X, y, spec_params = region_training_rows(source, folder / "ws", spec, REGION)
     np.save(folder / "X.npy", X)
     np.save(folder / "y.npy", y)
-    params = {**data.meta["params"], "num_threads": 0}
+    params = {**spec_params, "num_threads": 0}
     (folder / "params.json").write_text(json.dumps(params))
     (folder / "trees").write_text(str(trees))
     booster = lgb.train(params, lgb.Dataset(X, y), model_trees)
     booster.save_model(folder / "model.txt")
-    return {"rows": len(X), "features": X.shape[1], "params": data.meta["params"]}
+    return {"rows": len(X), "features": X.shape[1], "params": spec_params}
 
 
 def main() -> None:
