@@ -168,19 +168,39 @@ def _table(rows: list[tuple], header: tuple) -> list[str]:
 CPU_KINDS = ("run_worker", "code_server", "daemon", "webserver", "cli", "other", "harness")
 
 
+# the direct pass's stages that do a deployment window's work (the training runs also score;
+# the direct monitoring stage also computes the fleet alerts, monitoring_job's step)
+DIRECT_STAGES_OF_WINDOW = {
+    "ingest": ("ingest",),
+    "features": ("features",),
+    "training": ("training", "scoring"),
+    "monitoring_backfill": ("monitoring",),
+}
+
+
 def _cpu_lines(section: dict) -> list[str]:
-    """Where the cores went in each stage's window (``cpu_s``, from ``ProcessSampler``)."""
+    """Where the cores went in each stage's window (``cpu_s``, from ``ProcessSampler``),
+    beside the CPU the direct pass spent on the same work (``direct_cpu_s``)."""
     cpu = section.get("cpu_s")
     if not cpu:
         return []
+    direct = section.get("direct_cpu_s") or {}
     lines = [
         "",
         "CPU seconds in each stage's window (first run queued -> last run ended), by process "
         "kind; capacity = wall x cores; machine busy = every process on the machine, "
-        "idle = capacity - machine busy:",
+        "idle = capacity - machine busy; direct = the one-process pass's CPU seconds for "
+        "the same work (training: training + scoring; monitoring: with the fleet alerts):",
         "",
     ]
-    header = ("window", "capacity", *CPU_KINDS, "machine busy", "idle")
+    header = ("window", "capacity", *CPU_KINDS, "machine busy", "idle", "direct")
+
+    def direct_cpu(window: str) -> float | None:
+        stages = DIRECT_STAGES_OF_WINDOW.get(window, ())
+        if not stages or any(direct.get(s) is None for s in stages):
+            return None
+        return round(sum(direct[s] for s in stages), 1)
+
     rows = [
         (
             name,
@@ -188,6 +208,7 @@ def _cpu_lines(section: dict) -> list[str]:
             *(used.get(k) for k in CPU_KINDS),
             used.get("machine_busy"),
             used.get("idle"),
+            direct_cpu(name),
         )
         for name, used in cpu.items()
     ]

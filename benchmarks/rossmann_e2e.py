@@ -57,6 +57,7 @@ def main() -> None:
         if args.direct:
             direct = DirectPipeline(args.source_dir, tmp / "direct_ws", spec="rossmann")
             res["direct_stage_s"] = direct.run_all()
+            res["direct_cpu_s"] = direct.stage_cpu_s
             res["direct_peak_rss_gb"] = round(peak_rss_gb(), 3)
             res["models"] = {
                 region: {
@@ -71,7 +72,8 @@ def main() -> None:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     res.update(provenance())
-    for key in ("total_wall_s", "stage_s", "direct_stage_s", "rss", "cpu_s", "failed_runs"):
+    keys = ("total_wall_s", "stage_s", "direct_stage_s", "rss", "cpu_s", "direct_cpu_s")
+    for key in (*keys, "failed_runs"):
         print(f"{key:>16}: {res.get(key)}")
     update_results({"rossmann": res})
     if res["failed_runs"]:

@@ -333,6 +333,7 @@ def run_size(preset: str, args: argparse.Namespace) -> dict:
             return result
         direct = DirectPipeline(tmp / "source", tmp / "direct_ws")
         result["direct_stage_s"] = direct.run_all()
+        result["direct_cpu_s"] = direct.stage_cpu_s
         result["direct_peak_rss_gb"] = round(peak_rss_gb(), 3)
         d, s = result["direct_stage_s"], result["stage_s"]
         result["dagster_overhead_s"] = {
