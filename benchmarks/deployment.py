@@ -108,6 +108,7 @@ class ProcessSampler:
         # changes (a child seen between fork and exec still has its parent's environment)
         self._mine: dict[int, tuple[bytes, str | None]] = {}
         self._cpu_ticks: dict[int, int] = {}  # pid -> user + system ticks at its last sample
+        self._harness_ticks = 0
         self._machine_busy: int | None = None
 
     def start(self) -> ProcessSampler:

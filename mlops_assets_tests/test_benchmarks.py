@@ -2,8 +2,10 @@
 rename in the package can break one unseen until someone needs its figures (the monitoring
 split left ``drift_replay.py``, ``tree_cost.py`` and ``shap_sample.py`` unimportable)."""
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -52,8 +54,6 @@ def test_process_sampler_charges_a_deployment_process_cpu_to_its_kind(tmp_path):
         from deployment import ProcessSampler
     finally:
         sys.path.remove(str(BENCHMARKS))
-    import os
-    import time
 
     home = tmp_path / "home"
     sampler = ProcessSampler(home, interval=0.1).start()
