@@ -156,19 +156,16 @@ class ProcessSampler:
             kind = self._kind(pid)
             if kind is None:
                 continue
-            try:
-                # statm: size resident shared ... (pages)
-                rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
-            except (OSError, IndexError, ValueError):
+            stat = _proc_stat(pid)
+            if stat is None:
                 continue
+            ticks, rss = stat
             total += rss
             self.peak_by_kind[kind] = max(self.peak_by_kind.get(kind, 0), rss)
             self.processes_seen.setdefault(kind, set()).add(pid)
-            ticks = _cpu_ticks(pid)
-            if ticks is not None:
-                used = ticks - self._cpu_ticks.get(pid, 0)  # a new process: since its start
-                self._cpu_ticks[pid] = ticks
-                cpu[kind] = cpu.get(kind, 0.0) + used / CLOCK_TICKS
+            used = ticks - self._cpu_ticks.get(pid, 0)  # a new process: since its start
+            self._cpu_ticks[pid] = ticks
+            cpu[kind] = cpu.get(kind, 0.0) + used / CLOCK_TICKS
         harness = _cpu_ticks(os.getpid())
         if harness is not None:
             cpu["harness"] = (harness - self._harness_ticks) / CLOCK_TICKS
@@ -214,13 +211,20 @@ class ProcessSampler:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_ticks(pid: int) -> int | None:
-    """User + system CPU ticks a process has used (/proc/<pid>/stat fields 14 and 15)."""
+def _proc_stat(pid: int) -> tuple[int, int] | None:
+    """A process's user + system CPU ticks and its resident bytes, from one read of
+    /proc/<pid>/stat (fields 14, 15 and 24, the last in pages); None once it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
+        return int(fields[11]) + int(fields[12]), int(fields[21]) * PAGE_SIZE
     except (OSError, IndexError, ValueError):
         return None
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    """User + system CPU ticks a process has used."""
+    stat = _proc_stat(pid)
+    return None if stat is None else stat[0]
 
 
 def _machine_busy_ticks() -> int | None:

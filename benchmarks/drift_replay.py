@@ -62,6 +62,8 @@ from mlops_assets.monitoring import (
 )
 from mlops_assets.spec import load_spec
 from mlops_assets.training import (
+    design_array,
+    prepare_region,
     read_reference_csv,
     read_reference_parquet,
     train_region_model,
@@ -95,8 +97,6 @@ def region_training_rows(source: Path, root: Path, spec, region: str):
     """One region's training inputs (float32, as training builds its Datasets), its log1p
     target (returns clipped) and the LightGBM parameters its training uses, from ``source``
     ingested and conditioned into a workspace at ``root``."""
-    from mlops_assets.training import design_array, prepare_region
-
     ws, _, fs, _ = build_workspace(source, root, spec, regions=[region])
     features = pd.read_parquet(ws.features_path(region))
     data = prepare_region(features, fs.restricted_to(features.columns), spec)
