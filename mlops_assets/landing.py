@@ -25,6 +25,7 @@ import duckdb
 from mlops_assets.naming import region_key
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.storage.data_store import StoredTable
+from mlops_assets.storage.landing_hashes import LandingHashes
 from mlops_assets.storage.landing_zone import LandingFile, LandingZone, stream_sha256
 from mlops_assets.storage.manifest import Manifest
 from mlops_assets.validation import (
@@ -311,8 +312,13 @@ def landing_status(
     manifest = Manifest.for_workspace(ws)
     requeued = manifest.requeue_counts()
     zone = ws.landing_zone
+    cached = LandingHashes.for_workspace(ws).load()  # the landing sensor's hashes
     for lf in scan_landing(ws, spec):
-        sha = landing_sha256(ws, lf.source, lf.relpath, zone)
+        entry = cached.get(lf.relpath)
+        if entry and _unchanged(entry, lf):
+            sha = entry[2]
+        else:
+            sha = landing_sha256(ws, lf.source, lf.relpath, zone)
         record = manifest.get(sha)
         state = record["status"] if record else "pending"
         reason = None
@@ -377,15 +383,16 @@ def plan_landing(
 
     What counts as done is the manifest, never the cursor or a run's status: every landing
     file whose content the manifest does not hold is requested, unless the run it was last
-    requested under is still in flight. The cursor remembers each path's size, mtime and
-    hash (so unchanged files are not hashed again) and, in ``pending``, the run key and
-    time each missing hash was last requested under. ``in_flight(run_key, requested_at)``
-    says whether that request may still do its work (the landing sensor asks the Dagster
-    instance whether the run is queued or running; the default trusts a request for
-    ``retry_after_seconds``). On object storage the cursor also keeps each file's ETag
-    (``LandingFile.etag``): mtimes there are whole seconds. A lost cursor costs re-hashing,
-    never a second ingestion. At most ``hash_budget_bytes`` of new files are hashed per
-    call; the rest waits for the next tick (sensor ticks time out after 60 s).
+    requested under is still in flight. The cursor holds only ``pending``: the run key and
+    time each missing hash was last requested under (nothing once the files are ingested).
+    ``in_flight(run_key, requested_at)`` says whether that request may still do its work
+    (the landing sensor asks the Dagster instance whether the run is queued or running; the
+    default trusts a request for ``retry_after_seconds``). Each path's size, mtime and hash
+    are kept in the state database (``LandingHashes``; on object storage with the file's
+    ETag, as mtimes there are whole seconds), so unchanged files are not hashed again; the
+    ``seen`` map of an older cursor is taken over. A lost cursor or hash cache costs
+    re-hashing, never a second ingestion. At most ``hash_budget_bytes`` of new files are
+    hashed per call; the rest waits for the next tick (sensor ticks time out after 60 s).
     """
     if in_flight is None:
 
@@ -393,7 +400,12 @@ def plan_landing(
             return now - requested_at < retry_after_seconds
 
     cursor = cursor or {}
-    seen: dict[str, list] = dict(cursor.get("seen", {}))
+    hashes = LandingHashes.for_workspace(ws)
+    seen = hashes.load()
+    changed: dict[str, list] = {}
+    for relpath, entry in cursor.get("seen", {}).items():  # an older cursor's hash cache
+        if relpath not in seen:
+            seen[relpath] = changed[relpath] = list(entry)
     pending: dict[str, list] = {
         sha: entry if isinstance(entry, list) else [None, float(entry)]
         for sha, entry in cursor.get("pending", {}).items()
@@ -414,7 +426,7 @@ def plan_landing(
                 continue
             budget -= lf.size
             sha = landing_sha256(ws, lf.source, lf.relpath, zone)
-            seen[lf.relpath] = [lf.size, lf.mtime_ns, sha, lf.etag]
+            seen[lf.relpath] = changed[lf.relpath] = [lf.size, lf.mtime_ns, sha, lf.etag]
         if sha in batch or sha in known:
             plan.skipped_known += 1
             continue
@@ -425,16 +437,16 @@ def plan_landing(
         pending[sha] = [None, now]
         plan.files.setdefault(lf.source, []).append((lf.relpath, sha))
     present = {lf.relpath for lf in current}
-    plan.cursor = {
-        "seen": {p: v for p, v in seen.items() if p in present},
-        "pending": {s: v for s, v in pending.items() if s not in known},
-    }
+    hashes.update(
+        {p: v for p, v in changed.items() if p in present}, (p for p in seen if p not in present)
+    )
+    plan.cursor = {"pending": {s: v for s, v in pending.items() if s not in known}}
     return plan
 
 
 def _unchanged(entry: list, lf: LandingFile) -> bool:
-    """Whether a cursor entry ``[size, mtime_ns, sha256, etag]`` still describes ``lf``
-    (entries of older cursors have no ETag: ``""``, what a local file has)."""
+    """Whether a hash cache entry ``[size, mtime_ns, sha256, etag]`` still describes
+    ``lf`` (entries of older cursors have no ETag: ``""``, what a local file has)."""
     etag = entry[3] if len(entry) > 3 else ""
     return entry[0] == lf.size and entry[1] == lf.mtime_ns and etag == lf.etag
 

