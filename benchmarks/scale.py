@@ -78,7 +78,7 @@ STAGE_DEFINITIONS = (
     "backfill wrote are not built again, as they were up to 80150e0 with the refresh's "
     "features and forecast) plus the monitoring sensor's monitoring_job run (the sensor's "
     "wait in between is monitoring_sensor_latency_s). Sensor "
-    "intervals (landing 30 s, region and monitoring 10 s) are inside total_wall_s, not inside "
+    "intervals (landing, region and monitoring 10 s) are inside total_wall_s, not inside "
     "the stages, as is the backfill daemon's 30 s loop before it launches a backfill's runs; "
     "a backfill counts as done once every partition was launched and every run ended (the "
     "daemon marks it done on its next loop, which total_wall_s does not wait for)."

@@ -15,7 +15,7 @@ import dagster as dg
 
 from mlops_assets.defs.ingest.assets import raw_asset_key
 from mlops_assets.defs.resources import WorkspaceResource
-from mlops_assets.landing import plan_landing, requeue_counts
+from mlops_assets.landing import LANDING_SENSOR_INTERVAL_S, plan_landing, requeue_counts
 
 INGEST_JOB = "ingest_job"
 LANDING_SENSOR = "landing_sensor"
@@ -60,7 +60,7 @@ def build_landing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
     @dg.sensor(
         name=LANDING_SENSOR,
         job_name=INGEST_JOB,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=LANDING_SENSOR_INTERVAL_S,
         default_status=default_status,
         description="Compares landing/<source>/ folders with the ingestion manifest and "
         "requests one ingest run for file contents the manifest does not have and no queued "
