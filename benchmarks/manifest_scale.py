@@ -4,10 +4,13 @@ Every landing-sensor tick compares the landing zone with the manifest, and every
 connection lists the ingested files with their order; both grow with the number of files
 ever ingested. This ingests ``--files`` small sales files (a few rows each, distinct
 contents) into a fresh workspace through ``landing.ingest_file``, then times a landing
-tick with a warm cursor (``plan_landing``: nothing new, every file known), listing the
-ingested files (``warehouse.ingested_files``) and opening a warehouse connection
-(``warehouse.connect``). ``--ref`` runs the same script from a temporary git worktree of
-another commit in the same run (e.g. the JSON-file-per-record manifest), for ratios.
+tick with a warm cursor (``plan_landing``: nothing new, every file known; its cursor read
+from and written to JSON, as the sensor does), listing the ingested files
+(``warehouse.ingested_files``) and opening a warehouse connection (``warehouse.connect``),
+and reports the size of the cursor such a tick leaves (``cursor_bytes``: Dagster stores
+it with every tick it keeps, skipped ticks for 7 days). ``--ref`` runs the same script
+from a temporary git worktree of another commit in the same run (e.g. the
+JSON-file-per-record manifest), for ratios.
 Writes the ``manifest_scale`` section of ``benchmarks/results.json``.
 
     .venv/bin/python benchmarks/manifest_scale.py --files 5000 --ref f5faa93
@@ -65,7 +68,10 @@ def measure_here(files: int, repeats: int) -> dict:
         ingest_s = time.perf_counter() - start
         plan = plan_landing(ws, spec, None, now=0.0)  # the first tick hashes every file
         assert not plan.files, "every landing file should be known"
-        cursor = json.loads(json.dumps(plan.cursor))
+        cursor = json.dumps(plan.cursor)
+
+        def tick() -> str:  # as the landing sensor: the cursor from and back to JSON
+            return json.dumps(plan_landing(ws, spec, json.loads(cursor), now=1.0).cursor)
 
         def timed(fn) -> float:  # noqa: ANN001
             runs = []
@@ -85,7 +91,8 @@ def measure_here(files: int, repeats: int) -> dict:
             "files": files,
             "ingest_s": round(ingest_s, 2),
             "ingest_ms_per_file": round(ingest_s / files * 1e3, 2),
-            "sensor_tick_s": timed(lambda: plan_landing(ws, spec, cursor, now=1.0)),
+            "sensor_tick_s": timed(tick),
+            "cursor_bytes": len(tick()),
             "ingested_files_s": timed(lambda: ingested_files(ws, "sales")),
             "connect_s": timed(open_connection),
         }
@@ -123,7 +130,7 @@ def main() -> None:
             section["ref"] = {"commit": args.ref, **measure_tree(tree, args.files, args.repeats)}
         section["ratio_head_over_ref"] = {
             k: round(section["head"][k] / section["ref"][k], 3)
-            for k in ("ingest_s", "sensor_tick_s", "ingested_files_s", "connect_s")
+            for k in ("ingest_s", "sensor_tick_s", "cursor_bytes", "ingested_files_s", "connect_s")
         }
         print(f"{args.ref}: {section['ref']}")
         print(f"ratio HEAD / {args.ref}: {section['ratio_head_over_ref']}")

@@ -477,11 +477,13 @@ def render(results: dict) -> str:
             f"## Ingestion manifest with {head['files']:,} ingested files",
             "",
             "One ingest run of that many small sales files, then a landing-sensor tick with a "
-            "warm cursor (nothing new), listing the ingested files and opening a warehouse "
-            "connection (medians).",
+            "warm cursor (nothing new; its JSON in and out), the size of the cursor it leaves "
+            "(Dagster stores it with every tick), listing the ingested files and opening a "
+            "warehouse connection (medians).",
             "",
         ]
-        figures = ("ingest_s", "ingest_ms_per_file", "sensor_tick_s", "ingested_files_s")
+        figures = ("ingest_s", "ingest_ms_per_file", "sensor_tick_s", "cursor_bytes")
+        figures += ("ingested_files_s",)
         ref = manifest.get("ref") or {}
         ratio = manifest.get("ratio_head_over_ref") or {}
         rows = [(f, head[f], ref.get(f), ratio.get(f)) for f in (*figures, "connect_s")]
