@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "results.json"
@@ -178,6 +179,24 @@ DIRECT_STAGES_OF_WINDOW = {
 }
 
 
+# stages and windows in the pipeline's order (results.json keeps its keys sorted)
+PIPELINE_ORDER = (
+    "ingest",
+    "features",
+    "training",
+    "scoring",
+    "monitoring",
+    "monitoring_backfill",
+    "total",
+)
+
+
+def in_pipeline_order(figures: dict) -> list[tuple[str, Any]]:
+    """``figures``' items in ``PIPELINE_ORDER``; other keys after them, as they come."""
+    rank = {name: i for i, name in enumerate(PIPELINE_ORDER)}
+    return sorted(figures.items(), key=lambda item: rank.get(item[0], len(rank)))
+
+
 def _cpu_lines(section: dict) -> list[str]:
     """Where the cores went in each stage's window (``cpu_s``, from ``ProcessSampler``),
     beside the CPU the direct pass spent on the same work (``direct_cpu_s``)."""
@@ -210,7 +229,7 @@ def _cpu_lines(section: dict) -> list[str]:
             used.get("idle"),
             direct_cpu(name),
         )
-        for name, used in cpu.items()
+        for name, used in in_pipeline_order(cpu)
     ]
     return lines + _table(rows, header)
 
@@ -253,7 +272,7 @@ def render(results: dict) -> str:
         over = scale.get("dagster_overhead_s") or {}
         rows = [
             (stage, secs, direct.get(stage), over.get(stage))
-            for stage, secs in (scale.get("stage_s") or {}).items()
+            for stage, secs in in_pipeline_order(scale.get("stage_s") or {})
         ]
         lines += _table(rows, ("stage", "Dagster wall s", "direct s", "overhead s"))
         lines += [
@@ -375,12 +394,12 @@ def render(results: dict) -> str:
                 lines += [
                     "Of which the backfill daemon's wait before it launched a backfill's runs "
                     "(its 30 s loop; 0-30 s by its phase): "
-                    + ", ".join(f"{k} {_fmt(v)} s" for k, v in waits.items()),
+                    + ", ".join(f"{k} {_fmt(v)} s" for k, v in in_pipeline_order(waits)),
                     "",
                 ]
             direct = ross.get("direct_stage_s") or {}
             lines += _table(
-                [(s, v, direct.get(s)) for s, v in (ross.get("stage_s") or {}).items()],
+                [(s, v, direct.get(s)) for s, v in in_pipeline_order(ross.get("stage_s") or {})],
                 ("stage", "Dagster wall s", "direct s"),
             )
             lines += _cpu_lines(ross)
