@@ -182,6 +182,8 @@ def sensor_ticks(dep: BenchDeployment) -> dict:
         )
         out[name.replace("_s", "_files_requested")] = files
         out[name.replace("_s", "_skip")] = tick.skip_reason
+        # what Dagster stores with the tick (skipped ticks are kept 7 days)
+        out[name.replace("_s", "_cursor_bytes")] = len(tick.cursor or "")
     return out
 
 

@@ -3,12 +3,12 @@ SHA-256 was computed, so that a file that did not change is not read again.
 
 It lived in the sensor's cursor until Dagster's habit showed: every sensor tick is stored
 with the cursor it ended with, and skipped ticks are kept for 7 days. With 10,000 landing
-files the cursor was 2.1 MB, so every landing tick (a skipped one, almost always) wrote
-2.1 MB to the instance's tick table and sent it to the code server and back. Here it is
-one row per file in the workspace's state database, written only where a file is new,
-changed or gone. It is a cache: a lost table costs re-hashing, never a second ingestion
-(the manifest decides what is done), and ``mlops-assets migrate-state`` does not copy it
-(a copied landing zone's files have new mtimes anyway).
+files the cursor was 1.3-2.1 MB (by the paths' length), so every landing tick (a skipped
+one, almost always) wrote that to the instance's tick table and sent it to the code
+server and back. Here it is one row per file in the workspace's state database, written
+only where a file is new, changed or gone. It is a cache: a lost table costs re-hashing,
+never a second ingestion (the manifest decides what is done), and ``mlops-assets
+migrate-state`` does not copy it (a copied landing zone's files have new mtimes anyway).
 """
 
 from __future__ import annotations
