@@ -318,10 +318,8 @@ def landing_status(
     zone = ws.landing_zone
     cached = LandingHashes.for_workspace(ws).load()  # the landing sensor's hashes
     for lf in scan_landing(ws, spec):
-        entry = cached.get(lf.relpath)
-        if entry and _unchanged(entry, lf):
-            sha = entry[2]
-        else:
+        sha = _cached_sha(cached.get(lf.relpath), lf)
+        if sha is None:
             sha = landing_sha256(ws, lf.source, lf.relpath, zone)
         record = manifest.get(sha)
         state = record["status"] if record else "pending"
@@ -421,10 +419,8 @@ def plan_landing(
     zone = ws.landing_zone
     current = scan_landing(ws, spec)
     for lf in current:
-        entry = seen.get(lf.relpath)
-        if entry and _unchanged(entry, lf):
-            sha = entry[2]
-        else:
+        sha = _cached_sha(seen.get(lf.relpath), lf)
+        if sha is None:
             if lf.size > budget and budget < hash_budget_bytes:
                 plan.deferred += 1
                 continue
@@ -448,11 +444,15 @@ def plan_landing(
     return plan
 
 
-def _unchanged(entry: list, lf: LandingFile) -> bool:
-    """Whether a hash cache entry ``[size, mtime_ns, sha256, etag]`` still describes
-    ``lf`` (entries of older cursors have no ETag: ``""``, what a local file has)."""
+def _cached_sha(entry: list | None, lf: LandingFile) -> str | None:
+    """The SHA-256 in a hash cache entry ``[size, mtime_ns, sha256, etag]`` if the entry
+    still describes ``lf``, else None (entries of older cursors have no ETag: ``""``,
+    what a local file has)."""
+    if not entry:
+        return None
     etag = entry[3] if len(entry) > 3 else ""
-    return entry[0] == lf.size and entry[1] == lf.mtime_ns and etag == lf.etag
+    unchanged = entry[0] == lf.size and entry[1] == lf.mtime_ns and etag == lf.etag
+    return entry[2] if unchanged else None
 
 
 ALL_REGIONS = "*"
