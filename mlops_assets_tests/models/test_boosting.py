@@ -7,6 +7,7 @@ from mlops_assets.models.boosting import (
     average_boosters,
     chain_boosters,
     fit_boosters,
+    model_text,
     training_scores,
 )
 
@@ -84,3 +85,19 @@ def test_training_scores_of_a_transformed_objective_are_not_raw(rows):
     scores = training_scores(booster)
     assert not np.allclose(scores, booster.predict(X, raw_score=True), atol=1e-6)
     np.testing.assert_allclose(scores, booster.predict(X), rtol=1e-9)
+
+
+def test_a_merge_reads_the_text_a_fitted_booster_was_made_from(rows):
+    """fit_boosters keeps each booster's text for a merge: it must be that booster's model,
+    and a merge of fitted boosters the same model as one of freshly serialized copies."""
+    X, y = rows
+    data = lgb.Dataset(X, y, categorical_feature=["c"], free_raw_data=False)
+    first, _ = fit_boosters(PARAMS, data, trees=10, seeds=1)
+    more, _ = fit_boosters({**PARAMS, "seed": 7}, data, trees=4, seeds=1)
+    assert model_text(first) == first.model_to_string()
+    copies = [lgb.Booster(model_str=b.model_to_string()) for b in (first, more)]
+    assert model_text(copies[0]) == model_text(first)  # not kept: serialized
+    merged = chain_boosters([first, more]).model_to_string()
+    assert merged == chain_boosters(copies).model_to_string()
+    bag = average_boosters([first, more]).model_to_string()
+    assert bag == average_boosters(copies).model_to_string()
