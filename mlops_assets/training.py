@@ -418,7 +418,7 @@ def train_region_model(
 
     # what the artifact is fitted on, described before the fits: these copies of the rows
     # and the binned rows below are never in memory at once (a 40M-preset region's peak
-    # 2.87 GB, 3.01 GB when the binned rows were built first)
+    # 2.84 GB, 3.01 GB when the binned rows were built first)
     all_rows = hist[ok]
     dq_baseline = data_quality_baseline(all_rows, feature_set)
     train_rows = int(len(all_rows))
