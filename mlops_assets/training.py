@@ -12,9 +12,7 @@ the number of trees, (2) train + inner window -> forecasts the holdout (these ar
 reported metrics), (3) all history -> the artifact that is registered and scores the
 future. By default (``ModelSettings.final_fit``) fit (3) continues fit (2): a share of its
 trees more, boosted on all history from its output, so the artifact holds the evaluated
-model and the first fit is not paid twice; ``refit`` fits it again from scratch. Fits (2)
-and (3) share one LightGBM binning of all usable rows (``RegionData.history_dataset``);
-the probe bins its training window itself, as it always did. Between
+model and the first fit is not paid twice; ``refit`` fits it again from scratch. Between
 (2) and (3), one fit per backtest fold (``backtest_forecasts``) forecasts the horizons
 before the holdout out of sample, for the label-free performance estimate. With
 ``seeds`` > 1, fits (2) and (3) are seed bags: that many boosters of the chosen size,
@@ -268,24 +266,6 @@ class RegionData:
         y = frame["target"].clip(lower=0).to_numpy(float)
         return np.log1p(y) if self.meta["target_transform"] == "log1p" else y
 
-    def history_dataset(self) -> lgb.Dataset:
-        """Every usable row (``hist[usable]``, in order), binned with the fits' parameters:
-        the evaluation model fits on a ``subset`` of it and the artifact on all of it, so
-        LightGBM bins a region's inputs once for both instead of once each (at the 10M
-        preset's region size, 417k rows on the fits' one thread: about 2 s a Dataset, while
-        cutting the evaluation model's rows out of the binned table takes 0.1 s). The bins
-        are those the artifact always had; the evaluation model's now also see the
-        holdout's inputs (never its target). Its raw inputs are dropped once binned;
-        ``init_score`` can be set later."""
-        frame = self.hist[self.usable]
-        return self.dataset(frame, free_raw_data=True, params=self.meta["params"]).construct()
-
-    def history_positions(self, frame: pd.DataFrame) -> list[int]:
-        """The positions of ``frame``'s rows (usable rows of ``hist``) in
-        ``history_dataset``, in its order."""
-        positions = pd.Series(np.arange(int(self.usable.sum())), index=self.hist.index[self.usable])
-        return sorted(positions.loc[frame.index].tolist())
-
     def dataset(
         self,
         frame: pd.DataFrame,
@@ -293,30 +273,21 @@ class RegionData:
         *,
         free_raw_data: bool = False,
         init_score: np.ndarray | None = None,
-        params: dict[str, Any] | None = None,
     ) -> lgb.Dataset:
         """A LightGBM Dataset of ``frame``: inputs on the training categories, the target in
         the model's space, and each row's lagged level as init_score (or ``init_score``:
-        a continuation boosts from an earlier booster's output). With ``params`` (the
-        fits'), the categorical inputs are named there instead of on the Dataset: the same
-        bins, but LightGBM then trains on it (and its subsets) once it has been built and
-        its inputs dropped, where it would refuse to set a categorical list again."""
+        a continuation boosts from an earlier booster's output)."""
         if init_score is None and self.meta["level_features"]:
             init_score = level_offset(frame, self.meta)
-        categorical: list[str] | str = self.categorical
-        if params is not None and self.categorical:
-            indices = [self.columns.index(c) for c in self.categorical]
-            params, categorical = {**params, "categorical_column": indices}, "auto"
         return lgb.Dataset(
             design_array(frame, self.columns, self.categories),
             label=self.target(frame),
             feature_name=self.columns,
             # no init_score without a level: LightGBM then boosts from the average
             init_score=init_score,
-            categorical_feature=categorical,
+            categorical_feature=self.categorical,
             reference=reference,
             free_raw_data=free_raw_data,
-            params=params,
         )
 
 
@@ -392,15 +363,6 @@ def train_region_model(
 
     continuing = settings.final_fit == "continue"
 
-    def boost(
-        train_set: lgb.Dataset,
-        seeds: int = settings.seeds,
-        *,
-        trees: int = best_iter,
-        keep_scores: bool = False,
-    ) -> tuple[lgb.Booster, np.ndarray | None]:
-        return fit_boosters(params, train_set, trees=trees, seeds=seeds, keep_scores=keep_scores)
-
     def fit(
         frame: pd.DataFrame,
         seeds: int = settings.seeds,
@@ -414,21 +376,7 @@ def train_region_model(
         # re-bin it (a seed changes the Dataset's parameters), so it is kept then
         train_set = region.dataset(frame, free_raw_data=seeds == 1, init_score=start)
         del frame, start  # the Dataset holds what boosting needs: a caller's copy goes now
-        return boost(train_set, seeds, trees=trees, keep_scores=keep_scores)
-
-    # what the artifact is fitted on, described before the fits: these copies of the rows
-    # and the binned rows below are never in memory at once (a 40M-preset region's peak
-    # 2.84 GB, 3.01 GB when the binned rows were built first)
-    all_rows = hist[ok]
-    dq_baseline = data_quality_baseline(all_rows, feature_set)
-    train_rows = int(len(all_rows))
-    train_dates = (str(all_rows["date"].min().date()), str(all_rows["date"].max().date()))
-    reference = reference_rows(all_rows, meta, reference_max_rows, table=features)
-    del all_rows
-
-    # one binning of all usable rows for the evaluation model and the artifact (see
-    # RegionData.history_dataset); a seed bag re-bins per seed, so it builds its own
-    history = data.history_dataset() if settings.seeds == 1 else None
+        return fit_boosters(params, train_set, trees=trees, seeds=seeds, keep_scores=keep_scores)
 
     # (2) evaluation model: everything before the holdout, forecasts the holdout. It costs
     # a third of the boosting, and the probe's holdout error estimates the artifact's
@@ -436,12 +384,7 @@ def train_region_model(
     # probe is one horizon staler (holdout MAPE 4-10% higher): the weekly retrain's "no
     # worse than the approved model" comparison (5% tolerance) would then reject fair
     # candidates (benchmarks/results/evaluation_fit.json)
-    if history is not None:
-        evaluated_rows = history.subset(data.history_positions(data.before_holdout))
-        evaluator, evaluator_scores = boost(evaluated_rows, keep_scores=continuing)
-        del evaluated_rows
-    else:
-        evaluator, evaluator_scores = fit(data.before_holdout, keep_scores=continuing)
+    evaluator, evaluator_scores = fit(data.before_holdout, keep_scores=continuing)
     holdout = hist[hist["date"] >= split.holdout_start].copy()
     frame = holdout[[*SERIES, "date"]].copy()
     frame["actual"] = holdout["target"].clip(lower=0)
@@ -471,24 +414,27 @@ def train_region_model(
         min_train_share=spec.monitoring.estimate_backtest_min_train_share,
     )
 
+    # what the artifact is fitted on, described before its fit, so that these rows need
+    # not stay in memory while it boosts
+    all_rows = hist[ok]
+    dq_baseline = data_quality_baseline(all_rows, feature_set)
+    train_rows = int(len(all_rows))
+    train_dates = (str(all_rows["date"].min().date()), str(all_rows["date"].max().date()))
+    reference = reference_rows(all_rows, meta, reference_max_rows, table=features)
+    del all_rows
+
     # (3) the artifact: all history, same configuration; by default the evaluation model
     # boosted further on all history (see ModelSettings.final_fit)
     if continuing:
         start = evaluator_output(evaluator, evaluator_scores, data)
         del evaluator_scores
         trees = max(1, round(settings.final_fit_tree_share * best_iter))
-        if history is not None:
-            history.set_init_score(start)
-            del start
-            more, _ = boost(history, trees=trees)
-        else:
-            more, _ = fit(hist[ok], trees=trees, start=start)
+        more, _ = fit(hist[ok], trees=trees, start=start)
         final = chain_boosters([evaluator, more])
         meta["final_fit"] = {"method": "continue", "trees": trees}
     else:
-        final, _ = fit(hist[ok]) if history is None else boost(history)
+        final, _ = fit(hist[ok])
         meta["final_fit"] = {"method": "refit", "trees": best_iter}
-    del history
     sample = holdout[frame["eligible"].to_numpy()]
     if len(sample) > SHAP_SAMPLE_ROWS:
         sample = sample.sample(SHAP_SAMPLE_ROWS, random_state=0)
