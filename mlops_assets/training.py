@@ -266,26 +266,6 @@ class RegionData:
         y = frame["target"].clip(lower=0).to_numpy(float)
         return np.log1p(y) if self.meta["target_transform"] == "log1p" else y
 
-    def history_dataset(self, bins: lgb.Dataset) -> lgb.Dataset:
-        """Every usable row (``hist[usable]``, in order) on the bins of ``bins`` (the
-        probe's training window, built with ``params``): the evaluation model fits on a
-        ``subset`` of it and the artifact on all of it, so LightGBM neither finds bins nor
-        bins the rows again for each (at the 10M preset's region size, 417k rows: 1.5 s
-        a Dataset, while cutting the evaluation model's rows out takes 0.03 s). Bins from
-        the training window only: bins found on rows that include the holdout's inputs
-        made the evaluation model worse (10M preset, six regions, the same trees: pooled
-        holdout WAPE 10.574% against 10.306% with its own bins and 10.293% with these;
-        ``benchmarks/results/scale_10M_9cb2782.json``). Raw inputs are dropped once
-        binned; ``init_score`` can be set later."""
-        frame = self.hist[self.usable]
-        return self.dataset(frame, bins, free_raw_data=True, params=self.meta["params"]).construct()
-
-    def history_positions(self, frame: pd.DataFrame) -> list[int]:
-        """The positions of ``frame``'s rows (usable rows of ``hist``) in
-        ``history_dataset``, in its order."""
-        positions = pd.Series(np.arange(int(self.usable.sum())), index=self.hist.index[self.usable])
-        return sorted(positions.loc[frame.index].tolist())
-
     def dataset(
         self,
         frame: pd.DataFrame,
@@ -293,30 +273,21 @@ class RegionData:
         *,
         free_raw_data: bool = False,
         init_score: np.ndarray | None = None,
-        params: dict[str, Any] | None = None,
     ) -> lgb.Dataset:
         """A LightGBM Dataset of ``frame``: inputs on the training categories, the target in
         the model's space, and each row's lagged level as init_score (or ``init_score``:
-        a continuation boosts from an earlier booster's output). With ``params`` (the
-        fits'), the categorical inputs are named there instead of on the Dataset: the same
-        bins, but LightGBM then trains on it (and its subsets) once it has been built and
-        its inputs dropped, where it would refuse to set a categorical list again."""
+        a continuation boosts from an earlier booster's output)."""
         if init_score is None and self.meta["level_features"]:
             init_score = level_offset(frame, self.meta)
-        categorical: list[str] | str = self.categorical
-        if params is not None and self.categorical:
-            indices = [self.columns.index(c) for c in self.categorical]
-            params, categorical = {**params, "categorical_column": indices}, "auto"
         return lgb.Dataset(
             design_array(frame, self.columns, self.categories),
             label=self.target(frame),
             feature_name=self.columns,
             # no init_score without a level: LightGBM then boosts from the average
             init_score=init_score,
-            categorical_feature=categorical,
+            categorical_feature=self.categorical,
             reference=reference,
             free_raw_data=free_raw_data,
-            params=params,
         )
 
 
@@ -386,35 +357,11 @@ def train_region_model(
     params = meta["params"]
 
     # (1) number of trees from early stopping on the inner window
-    probe, best_iter = fit_probe(data, settings)
+    _, best_iter = fit_probe(data, settings)
     meta["num_boost_round"] = best_iter
     meta["seeds"] = settings.seeds
 
     continuing = settings.final_fit == "continue"
-
-    # what the artifact is fitted on, described before the fits: these copies of the rows
-    # and the binned rows below are never in memory at once (a 40M-preset region's peak
-    # 2.87 GB, 3.01 GB when the binned rows were built first)
-    all_rows = hist[ok]
-    dq_baseline = data_quality_baseline(all_rows, feature_set)
-    train_rows = int(len(all_rows))
-    train_dates = (str(all_rows["date"].min().date()), str(all_rows["date"].max().date()))
-    reference = reference_rows(all_rows, meta, reference_max_rows, table=features)
-    del all_rows
-
-    # one binning of all usable rows, on the probe's bins, for the evaluation model and
-    # the artifact (see RegionData.history_dataset); a seed bag re-bins per seed (a seed
-    # is a Dataset parameter), so it builds its own
-    history = data.history_dataset(bins=probe.train_set) if settings.seeds == 1 else None
-    del probe
-
-    def boost(
-        train_set: lgb.Dataset,
-        *,
-        trees: int = best_iter,
-        keep_scores: bool = False,
-    ) -> tuple[lgb.Booster, np.ndarray | None]:
-        return fit_boosters(params, train_set, trees=trees, seeds=1, keep_scores=keep_scores)
 
     def fit(
         frame: pd.DataFrame,
@@ -425,6 +372,12 @@ def train_region_model(
         start: np.ndarray | None = None,
         keep_scores: bool = False,
     ) -> tuple[lgb.Booster, np.ndarray | None]:
+        # each fit finds bins on its own rows. One binning shared by the evaluation model
+        # and the artifact was tried twice and measured worse: bins of all usable rows
+        # (the holdout's inputs included) made the evaluation model worse at the same
+        # trees (10M preset: results/scale_10M_9cb2782.json), bins of the probe's training
+        # window the artifact, which no longer had bins over its last two horizons
+        # (rossmann-100, error after the cutoff: results/training_ab.json, probe_bins)
         # one seed: LightGBM drops the input array once it has binned it. Several seeds
         # re-bin it (a seed changes the Dataset's parameters), so it is kept then
         train_set = region.dataset(frame, free_raw_data=seeds == 1, init_score=start)
@@ -437,12 +390,7 @@ def train_region_model(
     # probe is one horizon staler (holdout MAPE 4-10% higher): the weekly retrain's "no
     # worse than the approved model" comparison (5% tolerance) would then reject fair
     # candidates (benchmarks/results/evaluation_fit.json)
-    if history is not None:
-        evaluated_rows = history.subset(data.history_positions(data.before_holdout))
-        evaluator, evaluator_scores = boost(evaluated_rows, keep_scores=continuing)
-        del evaluated_rows
-    else:
-        evaluator, evaluator_scores = fit(data.before_holdout, keep_scores=continuing)
+    evaluator, evaluator_scores = fit(data.before_holdout, keep_scores=continuing)
     holdout = hist[hist["date"] >= split.holdout_start].copy()
     frame = holdout[[*SERIES, "date"]].copy()
     frame["actual"] = holdout["target"].clip(lower=0)
@@ -472,24 +420,27 @@ def train_region_model(
         min_train_share=spec.monitoring.estimate_backtest_min_train_share,
     )
 
+    # what the artifact is fitted on, described before its fit, so that these rows need
+    # not stay in memory while it boosts
+    all_rows = hist[ok]
+    dq_baseline = data_quality_baseline(all_rows, feature_set)
+    train_rows = int(len(all_rows))
+    train_dates = (str(all_rows["date"].min().date()), str(all_rows["date"].max().date()))
+    reference = reference_rows(all_rows, meta, reference_max_rows, table=features)
+    del all_rows
+
     # (3) the artifact: all history, same configuration; by default the evaluation model
     # boosted further on all history (see ModelSettings.final_fit)
     if continuing:
         start = evaluator_output(evaluator, evaluator_scores, data)
         del evaluator_scores
         trees = max(1, round(settings.final_fit_tree_share * best_iter))
-        if history is not None:
-            history.set_init_score(start)
-            del start
-            more, _ = boost(history, trees=trees)
-        else:
-            more, _ = fit(hist[ok], trees=trees, start=start)
+        more, _ = fit(hist[ok], trees=trees, start=start)
         final = chain_boosters([evaluator, more])
         meta["final_fit"] = {"method": "continue", "trees": trees}
     else:
-        final, _ = fit(hist[ok]) if history is None else boost(history)
+        final, _ = fit(hist[ok])
         meta["final_fit"] = {"method": "refit", "trees": best_iter}
-    del history
     sample = holdout[frame["eligible"].to_numpy()]
     if len(sample) > SHAP_SAMPLE_ROWS:
         sample = sample.sample(SHAP_SAMPLE_ROWS, random_state=0)
@@ -534,9 +485,7 @@ def fit_probe(data: RegionData, settings: ModelSettings) -> tuple[lgb.Booster, i
     probe_params = dict(params)
     if m != 1.0:
         probe_params["learning_rate"] = float(params.get("learning_rate", 0.1)) * m
-    # boosted once: binned, its inputs dropped; the fits' parameters, so that its bins
-    # serve the region's later fits too (RegionData.history_dataset)
-    d_train = data.dataset(data.train, free_raw_data=True, params=params)
+    d_train = data.dataset(data.train, free_raw_data=True)  # boosted once: binned, dropped
     d_val = data.dataset(data.val, reference=d_train, free_raw_data=True)
     probe = lgb.train(
         probe_params,

@@ -608,41 +608,6 @@ def test_a_refit_artifact_is_fitted_again_from_scratch(data):
     )
 
 
-def test_the_evaluation_model_and_the_artifact_fit_on_the_probes_bins(data, monkeypatch):
-    """LightGBM finds bins once, on the probe's training window, and bins the region's
-    usable rows once with them for the evaluation model (a subset) and the artifact. The
-    evaluation model is the one a Dataset of the rows before the holdout, on bins of the
-    training window alone (never the holdout's inputs), fits; a seed bag keeps per-seed
-    Datasets."""
-    features, fs = data
-    built: list[int] = []
-    real = RegionData.dataset
-
-    def spy(self: RegionData, frame: pd.DataFrame, *args: Any, **kwargs: Any) -> lgb.Dataset:
-        built.append(len(frame))
-        return real(self, frame, *args, **kwargs)
-
-    monkeypatch.setattr(RegionData, "dataset", spy)
-    trained = train_region_model(features, fs, SPEC, settings=FAST)
-    monkeypatch.setattr(RegionData, "dataset", real)
-    region = prepare_region(features, fs, SPEC, settings=FAST)
-    assert built == [len(region.train), len(region.val), int(region.usable.sum())]
-
-    params = region.meta["params"]
-    bins = region.dataset(region.train, params=params).construct()
-    before = region.dataset(region.before_holdout, bins, params=params)
-    evaluated, _ = fit_boosters(params, before, trees=trained.best_iteration, seeds=1)
-    rows = with_inputs(trained, features)
-    np.testing.assert_allclose(
-        predict_frame(evaluated, trained.meta, rows), trained.holdout["model"], rtol=1e-9
-    )
-    # a seed bag re-bins per seed (a seed is a Dataset parameter): its own Datasets
-    built.clear()
-    monkeypatch.setattr(RegionData, "dataset", spy)
-    train_region_model(features, fs, SPEC, settings=FAST.model_copy(update={"seeds": 2}))
-    assert built[2:] == [len(region.before_holdout), int(region.usable.sum())]
-
-
 def test_the_continuation_starts_from_the_evaluated_models_output_on_every_row(data, caplog):
     """evaluator_output takes LightGBM's training scores for the rows the evaluated model
     was fitted on and predicts only the holdout: the same start as predicting every row."""
