@@ -193,7 +193,12 @@ class DirectPipeline:
             )
             if inputs.analysis.empty or inputs.reference.empty:
                 continue
-            table = monitoring.region_drift(inputs, booster, meta, ds)
+            # this model's last table, as the drift_report asset reads it (a refresh reuses
+            # its unchanged work)
+            previous = monitoring.read_drift_report(ws, region)
+            if "model_version" in previous.columns:
+                previous = previous[previous["model_version"] == mv.version]
+            table = monitoring.region_drift(inputs, booster, meta, ds, previous=previous)
             table["model_version"] = mv.version
             ws.data.write_frame(table, monitoring.drift_report_key(ws, region))
             markdown_image(monitoring.stored_drift_heatmap(ws, region, table, draw=True), "d")
