@@ -23,48 +23,121 @@ if TYPE_CHECKING:
     from nannyml import UnivariateDriftCalculator
 
 
+Thresholds = dict[tuple[str, str], tuple[float | None, float | None]]
+
+
 @functools.cache
 def _univariate_drift_class() -> type[UnivariateDriftCalculator]:
     nml = import_nannyml()
+
+    class NoWeeks(nml.chunk.Chunker):
+        """Splits any data into no chunks, at once (``split`` would sort it first)."""
+
+        def split(self, data: pd.DataFrame, columns: Any = None) -> list:
+            return []
+
+        def _split(self, data: pd.DataFrame) -> list:
+            return []
 
     class AnalysisUnivariateDrift(nml.UnivariateDriftCalculator):
         """nannyml's univariate drift, the same thresholds and analysis results, without
         the reference-period result its fit computes last. Each method's fit scores every
         reference week for its threshold; the calculator's fit then scores them all again
         for a reference result that only nannyml's own plots show (``_analysis`` drops
-        it): that second pass scores the reference's first week only here."""
+        it): that second pass scores the reference's first week only here.
+
+        ``known_thresholds`` ((column, method) -> (lower, upper), as an earlier table of the
+        same reference shows them): the methods' fits then score no reference week at all
+        (they still learn the reference's distribution) and take those thresholds."""
 
         _fitting = False
+        known_thresholds: Thresholds | None = None
 
         def _fit(self, reference_data: pd.DataFrame, *args: Any, **kwargs: Any) -> Any:
-            self._fitting = True
+            self._fitting, self._weeks = True, self.chunker
+            if self.known_thresholds is not None:
+                self.chunker = NoWeeks()  # what each method's fit scores for its threshold
             try:
-                return super()._fit(reference_data, *args, **kwargs)
+                super()._fit(reference_data, *args, **kwargs)
             finally:
-                self._fitting = False
+                self._fitting, self.chunker = False, self._weeks
+            if self.known_thresholds is not None:
+                for column, methods in self._column_to_models_mapping.items():
+                    for method in methods:
+                        lower, upper = self.known_thresholds[(column, method.column_name)]
+                        method.lower_threshold_value = lower
+                        method.upper_threshold_value = upper
+            return self
 
         def _calculate(self, data: pd.DataFrame, *args: Any, **kwargs: Any) -> Any:
-            if self._fitting:  # the reference result: a placeholder of one week
+            if not self._fitting:
+                return super()._calculate(data, *args, **kwargs)
+            # the reference result: a placeholder of one week
+            unscored, self.chunker = self.chunker, self._weeks
+            try:
                 chunks = self.chunker.split(data)
-                data = chunks[0].data if chunks else data
-            return super()._calculate(data, *args, **kwargs)
+                return super()._calculate(chunks[0].data if chunks else data, *args, **kwargs)
+            finally:
+                self.chunker = unscored
 
     return AnalysisUnivariateDrift
 
 
+def reference_digest(reference: pd.DataFrame, names: list[str]) -> str:
+    """What univariate drift's thresholds are computed from: the reference rows (dates
+    and ``names``) and nannyml's version. Kept in the ``chunk_hash`` of its rows, so a
+    refresh of the same model and reference takes the thresholds from its last table."""
+    nml = import_nannyml()
+    rows = pd.util.hash_pandas_object(reference[["date", *names]], index=False).sum()
+    return f"reference:{rows}:nannyml-{nml.__version__}"
+
+
+def known_thresholds(previous: pd.DataFrame | None, digest: str) -> Thresholds:
+    """(feature, method) -> (lower, upper) of the univariate drift rows of ``previous``
+    computed from the reference ``digest`` describes (NaN: no threshold, as nannyml's
+    None reads back from a table)."""
+    if previous is None or previous.empty or "chunk_hash" not in previous.columns:
+        return {}
+    rows = previous[(previous["signal"] == "feature_drift") & (previous["chunk_hash"] == digest)]
+    rows = rows.drop_duplicates(["feature", "method"])
+
+    def threshold(value: Any) -> float | None:
+        return None if pd.isna(value) else float(value)
+
+    return {
+        (feature, method): (threshold(lower), threshold(upper))
+        for feature, method, lower, upper in rows[
+            ["feature", "method", "lower", "upper"]
+        ].itertuples(index=False)
+    }
+
+
 def feature_drift(
-    reference: pd.DataFrame, analysis: pd.DataFrame, cols: MonitoredColumns, s: MonitoringSettings
+    reference: pd.DataFrame,
+    analysis: pd.DataFrame,
+    cols: MonitoredColumns,
+    s: MonitoringSettings,
+    previous: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """nannyml univariate drift of every watched model feature, weekly chunks (the ignored
     calendar / expanding-history features would only cost time: they never alert).
 
     Region-level inputs (weather) are shown but alert through ``fleet_gap_drift`` only:
     against a whole-year reference, a wet or warm week in one region is ordinary weather
-    (on the stationary sample data their univariate findings were most false alarms)."""
+    (on the stationary sample data their univariate findings were most false alarms).
+
+    ``previous``: an earlier table of the same model. When it holds every feature's
+    thresholds from the same reference rows (``reference_digest``), they are taken from
+    it instead of scoring every reference week again, the larger part of this signal's
+    cost on a refresh."""
     categorical = cols.alerting_categorical
     names = cols.alerting_numeric + categorical
     if not names:
         return pd.DataFrame(columns=TABLE_COLUMNS)
+
+    def method_of(name: str) -> str:
+        return s.categorical_method if name in categorical else s.continuous_method
+
     calc = _univariate_drift_class()(
         column_names=names,
         treat_as_categorical=categorical or None,
@@ -73,14 +146,22 @@ def feature_drift(
         continuous_methods=[s.continuous_method],
         categorical_methods=[s.categorical_method],
     )
+    digest = reference_digest(reference, names)
+    known = known_thresholds(previous, digest)
+    if all((name, method_of(name)) in known for name in names):
+        calc.known_thresholds = known
     df = analysis_results(
         calc.fit(reference[["date", *names]]).calculate(analysis[["date", *names]])
     )
     out = []
     for name in names:
-        method = s.categorical_method if name in categorical else s.continuous_method
+        method = method_of(name)
         rows = result_rows(df, ("chunk", "chunk"), "feature_drift", (name, method))
-        out.append(rows.assign(feature=name, method=method, ignored=name in cols.region_level))
+        out.append(
+            rows.assign(
+                feature=name, method=method, ignored=name in cols.region_level, chunk_hash=digest
+            )
+        )
     return pd.concat(out, ignore_index=True)
 
 

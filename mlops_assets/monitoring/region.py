@@ -167,7 +167,7 @@ def region_drift(
     with quiet_nannyml():
         warnings.simplefilter("ignore")
         parts = [
-            feature_drift(recent, analysis, cols, s),
+            feature_drift(recent, analysis, cols, s, previous),
             fleet_gap_drift(inputs.reference_gap, inputs.analysis_gap, cols.region_level, s),
             multivariate_drift(recent, analysis, cols),
             # the range and levels the model was trained on: all of its reference

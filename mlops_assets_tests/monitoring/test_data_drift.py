@@ -109,3 +109,39 @@ def test_univariate_drift_without_nannymls_reference_result_is_nannymls_table(fl
     found = ours[ours["nml_alert"] & (ours["feature"] == shifted)]
     assert set(found["week_start"]) == set(weeks[late])
     assert not ours.loc[ours["feature"] == shifted, "nml_alert"].iloc[0]  # calm before
+
+
+def test_a_refresh_of_the_same_reference_takes_the_univariate_thresholds_from_its_last_table(
+    fleets,
+):
+    """Each method's fit scores every reference week only to set its thresholds. A refresh
+    of the same model with the same reference rows takes them from the region's last
+    table (``previous``) instead: the same table. A table of other reference rows, or one
+    without every feature's thresholds, is not taken from."""
+    fleet = fleets.stationary(0)
+    inputs = fleet.inputs[DRIFT_KEY]
+    cols = monitored_columns(fleet.models[DRIFT_KEY].meta, SPEC)
+    reference, analysis = inputs.reference, inputs.analysis
+
+    def drift(reference: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return monitoring.feature_drift(reference, analysis, cols, MON, previous)
+
+    first = drift(reference, None)
+    assert first["upper"].notna().all() and first["lower"].isna().all()  # upper bounds only
+    pd.testing.assert_frame_equal(drift(reference, first), first)
+
+    # the thresholds are read from the table: a table that says otherwise is believed
+    feature = first["feature"].iloc[0]
+    doctored = first.assign(upper=first["upper"].where(first["feature"] != feature, 1e9))
+    taken = drift(reference, doctored)
+    assert (taken.loc[taken["feature"] == feature, "upper"] == 1e9).all()
+    pd.testing.assert_frame_equal(
+        taken[taken["feature"] != feature], first[first["feature"] != feature]
+    )
+    # other reference rows (its first week gone), or a feature missing: computed again
+    later = reference[week_start(reference["date"]) > week_start(reference["date"]).min()]
+    assert 1e9 not in set(drift(later, doctored)["upper"])
+    partial = doctored[doctored["feature"] != first["feature"].iloc[-1]]
+    pd.testing.assert_frame_equal(drift(reference, partial), first)
