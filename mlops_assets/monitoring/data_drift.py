@@ -20,7 +20,7 @@ from mlops_assets.spec import MonitoringSettings
 from mlops_assets.training import as_datetime
 
 if TYPE_CHECKING:
-    from nannyml import UnivariateDriftCalculator
+    from nannyml import DataReconstructionDriftCalculator, UnivariateDriftCalculator
 
 
 Thresholds = dict[tuple[str, str], tuple[float | None, float | None]]
@@ -83,22 +83,59 @@ def _univariate_drift_class() -> type[UnivariateDriftCalculator]:
     return AnalysisUnivariateDrift
 
 
+@functools.cache
+def _reconstruction_drift_class() -> type[DataReconstructionDriftCalculator]:
+    nml = import_nannyml()
+
+    class ReconstructionDrift(nml.DataReconstructionDriftCalculator):
+        """nannyml's PCA reconstruction drift. With ``known_threshold`` ((lower, upper), as
+        an earlier table of the same reference shows it) its fit still fits the PCA on the
+        whole reference but scores its first week only, for the reference result only
+        nannyml's own plots show, instead of every week for the threshold, and takes
+        that threshold."""
+
+        _fitting = False
+        known_threshold: tuple[float | None, float | None] | None = None
+
+        def _fit(self, reference_data: pd.DataFrame, *args: Any, **kwargs: Any) -> Any:
+            self._fitting = True
+            try:
+                return super()._fit(reference_data, *args, **kwargs)
+            finally:
+                self._fitting = False
+
+        def _calculate(self, data: pd.DataFrame, *args: Any, **kwargs: Any) -> Any:
+            if self._fitting and self.known_threshold is not None:
+                chunks = self.chunker.split(data)
+                data = chunks[0].data if chunks else data
+            return super()._calculate(data, *args, **kwargs)
+
+        def _set_thresholds(self, results: pd.DataFrame) -> None:
+            if self.known_threshold is None:
+                return super()._set_thresholds(results)
+            self.lower_threshold_value, self.upper_threshold_value = self.known_threshold
+
+    return ReconstructionDrift
+
+
 def reference_digest(reference: pd.DataFrame, names: list[str]) -> str:
-    """What univariate drift's thresholds are computed from: the reference rows (dates
-    and ``names``) and nannyml's version. Kept in the ``chunk_hash`` of its rows, so a
-    refresh of the same model and reference takes the thresholds from its last table."""
+    """What a drift signal's thresholds are computed from: the reference rows (dates and
+    ``names``) and nannyml's version. Kept in the ``chunk_hash`` of its rows, so a refresh
+    of the same model and reference takes the thresholds from its last table."""
     nml = import_nannyml()
     rows = pd.util.hash_pandas_object(reference[["date", *names]], index=False).sum()
     return f"reference:{rows}:nannyml-{nml.__version__}"
 
 
-def known_thresholds(previous: pd.DataFrame | None, digest: str) -> Thresholds:
-    """(feature, method) -> (lower, upper) of the univariate drift rows of ``previous``
-    computed from the reference ``digest`` describes (NaN: no threshold, as nannyml's
-    None reads back from a table)."""
+def known_thresholds(
+    previous: pd.DataFrame | None, digest: str, signal: str = "feature_drift"
+) -> Thresholds:
+    """(feature, method) -> (lower, upper) of the ``signal`` rows of ``previous`` computed
+    from the reference ``digest`` describes (NaN: no threshold, as nannyml's None reads
+    back from a table)."""
     if previous is None or previous.empty or "chunk_hash" not in previous.columns:
         return {}
-    rows = previous[(previous["signal"] == "feature_drift") & (previous["chunk_hash"] == digest)]
+    rows = previous[(previous["signal"] == signal) & (previous["chunk_hash"] == digest)]
     rows = rows.drop_duplicates(["feature", "method"])
 
     def threshold(value: Any) -> float | None:
@@ -238,19 +275,28 @@ def fleet_gap_drift(
 
 
 def multivariate_drift(
-    reference: pd.DataFrame, analysis: pd.DataFrame, cols: MonitoredColumns
+    reference: pd.DataFrame,
+    analysis: pd.DataFrame,
+    cols: MonitoredColumns,
+    previous: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """nannyml PCA reconstruction error over the watched numeric features."""
-    nml = import_nannyml()
+    """nannyml PCA reconstruction error over the watched numeric features.
 
+    ``previous``: an earlier table of the same model; its threshold is taken when it was
+    computed from the same reference rows (as ``feature_drift`` does)."""
     names = [c for c in cols.alerting_numeric if reference[c].notna().any()]
     if len(names) < 2:
         return pd.DataFrame(columns=TABLE_COLUMNS)
-    calc = nml.DataReconstructionDriftCalculator(
+    calc = _reconstruction_drift_class()(
         column_names=names, timestamp_column_name="date", chunker=week_chunker()
     )
+    digest = reference_digest(reference, names)
+    known = known_thresholds(previous, digest, "multivariate_drift")
+    calc.known_threshold = known.get(("reconstruction_error", "pca"))
     df = analysis_results(
         calc.fit(reference[["date", *names]]).calculate(analysis[["date", *names]])
     )
     rows = result_rows(df, ("chunk",), "multivariate_drift", ("reconstruction_error",))
-    return rows.assign(feature="reconstruction_error", method="pca", ignored=False)
+    return rows.assign(
+        feature="reconstruction_error", method="pca", ignored=False, chunk_hash=digest
+    )

@@ -169,7 +169,7 @@ def region_drift(
         parts = [
             feature_drift(recent, analysis, cols, s, previous),
             fleet_gap_drift(inputs.reference_gap, inputs.analysis_gap, cols.region_level, s),
-            multivariate_drift(recent, analysis, cols),
+            multivariate_drift(recent, analysis, cols, previous),
             # the range and levels the model was trained on: all of its reference
             data_quality(inputs.reference, analysis, cols),
             estimated_performance(

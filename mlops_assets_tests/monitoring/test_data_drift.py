@@ -145,3 +145,29 @@ def test_a_refresh_of_the_same_reference_takes_the_univariate_thresholds_from_it
     assert 1e9 not in set(drift(later, doctored)["upper"])
     partial = doctored[doctored["feature"] != first["feature"].iloc[-1]]
     pd.testing.assert_frame_equal(drift(reference, partial), first)
+
+
+def test_a_refresh_of_the_same_reference_takes_the_reconstruction_threshold_from_its_last_table(
+    fleets,
+):
+    """The PCA reconstruction drift's fit scores every reference week only for its
+    threshold: a refresh with the same reference rows takes it from the last table, the
+    same table; other reference rows compute it again."""
+    fleet = fleets.stationary(0)
+    inputs = fleet.inputs[DRIFT_KEY]
+    cols = monitored_columns(fleet.models[DRIFT_KEY].meta, SPEC)
+    reference, analysis = inputs.reference, inputs.analysis
+
+    def drift(reference: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return monitoring.multivariate_drift(reference, analysis, cols, previous)
+
+    first = drift(reference, None)
+    assert len(first) and first["upper"].notna().all()
+    pd.testing.assert_frame_equal(drift(reference, first), first)
+    doctored = first.assign(upper=0.0)  # every week above it: alerts everywhere
+    taken = drift(reference, doctored)
+    assert (taken["upper"] == 0.0).all() and taken["nml_alert"].all()
+    later = reference[week_start(reference["date"]) > week_start(reference["date"]).min()]
+    assert not (drift(later, doctored)["upper"] == 0.0).any()
