@@ -55,6 +55,7 @@ from mlops_assets.monitoring.data_drift import (
     fleet_gap_frame,
     multivariate_drift,
     reference_fleet_gap,
+    reused_drift_thresholds,
 )
 from mlops_assets.monitoring.fleet import (
     FleetInputs,
@@ -143,6 +144,7 @@ __all__ = [
     "reference_fleet_gap",
     "region_drift",
     "reused_attribution_weeks",
+    "reused_drift_thresholds",
     "rows_with_each_value",
     "rows_with_extremes",
     "same_season_rows",

@@ -149,6 +149,23 @@ def known_thresholds(
     }
 
 
+def reused_drift_thresholds(table: pd.DataFrame, previous: pd.DataFrame | None) -> int:
+    """How many of ``table``'s drift thresholds (univariate per feature, the PCA
+    reconstruction's) ``feature_drift`` and ``multivariate_drift`` took from ``previous``
+    instead of scoring the reference weeks: a signal's, when ``previous`` held all of
+    them for the same reference rows."""
+    if previous is None or previous.empty or "chunk_hash" not in previous.columns:
+        return 0
+    keys = ["feature", "method", "chunk_hash"]
+    reused = 0
+    for signal in ("feature_drift", "multivariate_drift"):
+        mine = table.loc[table["signal"] == signal, keys].drop_duplicates()
+        old = previous.loc[previous["signal"] == signal, keys].drop_duplicates()
+        if len(mine) and len(mine.merge(old, on=keys)) == len(mine):
+            reused += len(mine)
+    return reused
+
+
 def feature_drift(
     reference: pd.DataFrame,
     analysis: pd.DataFrame,

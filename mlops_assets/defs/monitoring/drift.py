@@ -35,7 +35,8 @@ def drift_report_spec(spec: DatasetSpec) -> dg.AssetSpec:
             "/ out-of-range values, the DLE estimate of RMSE and MAE before actuals arrive, "
             f"and the NDCG of the Shapley ranking (alert below {s.ndcg_threshold:g}; a week "
             "whose sampled rows did not change keeps its ranking from the model's last "
-            "report, `attribution_weeks_reused`). Raw "
+            "report, `attribution_weeks_reused`; so do the univariate and reconstruction "
+            "drift thresholds of the same reference rows, `drift_thresholds_reused`). Raw "
             "statistics only: `monitoring_alerts` compares regions and applies persistence. "
             "Written to `monitoring/<region>/drift_report.parquet`."
         ),
@@ -125,6 +126,7 @@ def drift_report_region(
         ),
         "analysis_weeks": int(table["week_start"].nunique()),
         "attribution_weeks_reused": monitoring.reused_attribution_weeks(table, previous),
+        "drift_thresholds_reused": monitoring.reused_drift_thresholds(table, previous),
         "analysis_rows": len(inputs.analysis),
         "watched_features": len(cols.numeric) + len(cols.categorical) - len(cols.ignored),
         "ignored_features": ", ".join(cols.ignored) or "none",

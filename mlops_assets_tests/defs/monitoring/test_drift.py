@@ -28,6 +28,7 @@ def test_drift_report_compares_with_the_reference_saved_with_the_model(model_pip
     meta = _drift_report(p)
     assert meta["reference_source"].value == f"saved with {mv.label}"
     assert meta["attribution_weeks_reused"].value == 0  # nothing to reuse yet
+    assert meta["drift_thresholds_reused"].value == 0
     assert meta["reference_rows"].value == train_rows
     # the weather's gap to the fleet over the training window is saved with it too
     assert meta["fleet_gap_reference"].value == f"saved with {mv.label}"
@@ -56,6 +57,10 @@ def test_drift_report_compares_with_the_reference_saved_with_the_model(model_pip
     pd.testing.assert_frame_equal(read_drift_report(p.workspace, REGION), before)
     attribution_weeks = (before["signal"] == "attribution_drift").sum()
     assert again["attribution_weeks_reused"].value == attribution_weeks > 0
+    # so are the univariate thresholds of every watched feature and the reconstruction's
+    drifts = before[before["signal"].isin(["feature_drift", "multivariate_drift"])]
+    thresholds = len(drifts[["signal", "feature"]].drop_duplicates())
+    assert again["drift_thresholds_reused"].value == thresholds > 1
     assert calls == []
 
     # a version registered without a reference (an older model) falls back to the moved
@@ -66,6 +71,7 @@ def test_drift_report_compares_with_the_reference_saved_with_the_model(model_pip
     edit_record(p.registry, REGION, mv.version, drop_reference)
     meta = _drift_report(p)
     assert meta["reference_source"].value.startswith("the feature table's training window")
+    assert meta["drift_thresholds_reused"].value == 0  # other reference rows: computed
     assert meta["reference_rows"].value == train_rows
     after = read_drift_report(p.workspace, REGION)
     temperature = (after["feature"] == "temperature_c") & (after["signal"] == "feature_drift")
