@@ -4,6 +4,7 @@ nannyml's univariate drift without its reference-period result."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -111,6 +112,29 @@ def test_univariate_drift_without_nannymls_reference_result_is_nannymls_table(fl
     assert not ours.loc[ours["feature"] == shifted, "nml_alert"].iloc[0]  # calm before
 
 
+def refresh_drift(
+    fleets, signal: Callable[..., pd.DataFrame]
+) -> tuple[Callable[..., pd.DataFrame], pd.DataFrame]:
+    """``signal(reference, analysis, columns, previous)`` of the stationary fleet's drift
+    region, quietly, as ``drift(reference, previous)`` (a refresh's inputs: only
+    ``previous`` and the reference rows vary), and that region's reference."""
+    fleet = fleets.stationary(0)
+    inputs = fleet.inputs[DRIFT_KEY]
+    cols = monitored_columns(fleet.models[DRIFT_KEY].meta, SPEC)
+
+    def drift(reference: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return signal(reference, inputs.analysis, cols, previous)
+
+    return drift, inputs.reference
+
+
+def without_first_week(reference: pd.DataFrame) -> pd.DataFrame:
+    weeks = week_start(reference["date"])
+    return reference[weeks > weeks.min()]
+
+
 def test_a_refresh_of_the_same_reference_takes_the_univariate_thresholds_from_its_last_table(
     fleets,
 ):
@@ -118,15 +142,10 @@ def test_a_refresh_of_the_same_reference_takes_the_univariate_thresholds_from_it
     of the same model with the same reference rows takes them from the region's last
     table (``previous``) instead: the same table. A table of other reference rows, or one
     without every feature's thresholds, is not taken from."""
-    fleet = fleets.stationary(0)
-    inputs = fleet.inputs[DRIFT_KEY]
-    cols = monitored_columns(fleet.models[DRIFT_KEY].meta, SPEC)
-    reference, analysis = inputs.reference, inputs.analysis
-
-    def drift(reference: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return monitoring.feature_drift(reference, analysis, cols, MON, previous)
+    drift, reference = refresh_drift(
+        fleets,
+        lambda ref, analysis, cols, prev: monitoring.feature_drift(ref, analysis, cols, MON, prev),
+    )
 
     first = drift(reference, None)
     assert first["upper"].notna().all() and first["lower"].isna().all()  # upper bounds only
@@ -141,8 +160,7 @@ def test_a_refresh_of_the_same_reference_takes_the_univariate_thresholds_from_it
         taken[taken["feature"] != feature], first[first["feature"] != feature]
     )
     # other reference rows (its first week gone), or a feature missing: computed again
-    later = reference[week_start(reference["date"]) > week_start(reference["date"]).min()]
-    assert 1e9 not in set(drift(later, doctored)["upper"])
+    assert 1e9 not in set(drift(without_first_week(reference), doctored)["upper"])
     partial = doctored[doctored["feature"] != first["feature"].iloc[-1]]
     pd.testing.assert_frame_equal(drift(reference, partial), first)
 
@@ -153,15 +171,7 @@ def test_a_refresh_of_the_same_reference_takes_the_reconstruction_threshold_from
     """The PCA reconstruction drift's fit scores every reference week only for its
     threshold: a refresh with the same reference rows takes it from the last table, the
     same table; other reference rows compute it again."""
-    fleet = fleets.stationary(0)
-    inputs = fleet.inputs[DRIFT_KEY]
-    cols = monitored_columns(fleet.models[DRIFT_KEY].meta, SPEC)
-    reference, analysis = inputs.reference, inputs.analysis
-
-    def drift(reference: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return monitoring.multivariate_drift(reference, analysis, cols, previous)
+    drift, reference = refresh_drift(fleets, monitoring.multivariate_drift)
 
     first = drift(reference, None)
     assert len(first) and first["upper"].notna().all()
@@ -169,5 +179,4 @@ def test_a_refresh_of_the_same_reference_takes_the_reconstruction_threshold_from
     doctored = first.assign(upper=0.0)  # every week above it: alerts everywhere
     taken = drift(reference, doctored)
     assert (taken["upper"] == 0.0).all() and taken["nml_alert"].all()
-    later = reference[week_start(reference["date"]) > week_start(reference["date"]).min()]
-    assert not (drift(later, doctored)["upper"] == 0.0).any()
+    assert not (drift(without_first_week(reference), doctored)["upper"] == 0.0).any()
