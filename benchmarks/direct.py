@@ -195,9 +195,7 @@ class DirectPipeline:
                 continue
             # this model's last table, as the drift_report asset reads it (a refresh reuses
             # its unchanged work)
-            previous = monitoring.read_drift_report(ws, region)
-            if "model_version" in previous.columns:
-                previous = previous[previous["model_version"] == mv.version]
+            previous = monitoring.model_drift_report(ws, region, mv.version)
             table = monitoring.region_drift(inputs, booster, meta, ds, previous=previous)
             table["model_version"] = mv.version
             ws.data.write_frame(table, monitoring.drift_report_key(ws, region))

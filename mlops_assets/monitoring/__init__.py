@@ -88,6 +88,7 @@ from mlops_assets.monitoring.region import (
 from mlops_assets.monitoring.store import (
     alerts_key,
     drift_report_key,
+    model_drift_report,
     read_alerts,
     read_drift_report,
     stored_drift_heatmap,
@@ -133,6 +134,7 @@ __all__ = [
     "fleet_inputs",
     "fleet_status",
     "import_nannyml",
+    "model_drift_report",
     "monitored_columns",
     "monitoring_inputs",
     "multivariate_drift",

@@ -19,6 +19,15 @@ def read_drift_report(ws: Workspace, region: str) -> pd.DataFrame:
     return ws.data.read_parquet_or(key, pd.DataFrame(columns=TABLE_COLUMNS))
 
 
+def model_drift_report(ws: Workspace, region: str, version: int) -> pd.DataFrame:
+    """The region's last drift table if model ``version`` wrote it (else none of its
+    rows): what a refresh of the same model reuses (``region_drift``'s ``previous``)."""
+    table = read_drift_report(ws, region)
+    if "model_version" in table.columns:
+        table = table[table["model_version"] == version]
+    return table
+
+
 def stored_drift_heatmap(ws: Workspace, region: str, table: pd.DataFrame, *, draw: bool) -> str:
     """``reports.drift_heatmap(table)`` (base64 SVG), kept beside the region's drift report
     as ``drift_heatmap.<digest of what it draws>.svg`` (``storage.plot_store``). The

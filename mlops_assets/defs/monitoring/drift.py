@@ -97,9 +97,7 @@ def drift_report_region(
         )
     # this model's last table: weeks whose sampled rows did not change keep their
     # Shapley rankings (exact TreeSHAP is the costly part of a weekly refresh)
-    previous = monitoring.read_drift_report(ws, region)
-    if "model_version" in previous.columns:
-        previous = previous[previous["model_version"] == mv.version]
+    previous = monitoring.model_drift_report(ws, region, mv.version)
     table = monitoring.region_drift(inputs, booster, meta, ds, previous=previous)
     table["model_version"] = mv.version
     path = ws.data.write_frame(table, monitoring.drift_report_key(ws, region))
