@@ -35,7 +35,8 @@ the model's holdout error by a factor and stands out from the fleet.
 Modules, by job: ``table`` (the drift table's columns and signals, the watched
 features), ``nannyml_support`` (nannyml imported, quiet, chunked by week), ``data_drift``,
 ``input_quality``, ``performance`` (the DLE estimate and its support), ``attribution``,
-``region`` (one region's inputs and its drift table), ``fleet`` (the alerts across
+``region`` (one region's inputs and its drift table), ``refresh`` (what a refresh of the
+same model takes from the last table), ``fleet`` (the alerts across
 regions) and ``store`` (where the tables and heatmaps are kept). The names other modules
 use are importable from this package.
 """
@@ -55,7 +56,6 @@ from mlops_assets.monitoring.data_drift import (
     fleet_gap_frame,
     multivariate_drift,
     reference_fleet_gap,
-    reused_drift_thresholds,
 )
 from mlops_assets.monitoring.fleet import (
     FleetInputs,
@@ -79,6 +79,7 @@ from mlops_assets.monitoring.performance import (
     estimated_performance,
     outside_inputs,
 )
+from mlops_assets.monitoring.refresh import reused_drift_thresholds, reused_drift_weeks
 from mlops_assets.monitoring.region import (
     RegionMonitoringInputs,
     monitoring_inputs,
@@ -147,6 +148,7 @@ __all__ = [
     "region_drift",
     "reused_attribution_weeks",
     "reused_drift_thresholds",
+    "reused_drift_weeks",
     "rows_with_each_value",
     "rows_with_extremes",
     "same_season_rows",

@@ -15,15 +15,19 @@ from mlops_assets.monitoring.nannyml_support import (
     result_rows,
     week_chunker,
 )
+from mlops_assets.monitoring.refresh import (
+    Thresholds,
+    known_thresholds,
+    merge_weeks,
+    reference_digest,
+    split_weeks,
+)
 from mlops_assets.monitoring.table import TABLE_COLUMNS, MonitoredColumns
 from mlops_assets.spec import MonitoringSettings
 from mlops_assets.training import as_datetime
 
 if TYPE_CHECKING:
     from nannyml import DataReconstructionDriftCalculator, UnivariateDriftCalculator
-
-
-Thresholds = dict[tuple[str, str], tuple[float | None, float | None]]
 
 
 @functools.cache
@@ -118,54 +122,6 @@ def _reconstruction_drift_class() -> type[DataReconstructionDriftCalculator]:
     return ReconstructionDrift
 
 
-def reference_digest(reference: pd.DataFrame, names: list[str]) -> str:
-    """What a drift signal's thresholds are computed from: the reference rows (dates and
-    ``names``) and nannyml's version. Kept in the ``chunk_hash`` of its rows, so a refresh
-    of the same model and reference takes the thresholds from its last table."""
-    nml = import_nannyml()
-    rows = pd.util.hash_pandas_object(reference[["date", *names]], index=False).sum()
-    return f"reference:{rows}:nannyml-{nml.__version__}"
-
-
-def known_thresholds(
-    previous: pd.DataFrame | None, digest: str, signal: str = "feature_drift"
-) -> Thresholds:
-    """(feature, method) -> (lower, upper) of the ``signal`` rows of ``previous`` computed
-    from the reference ``digest`` describes (NaN: no threshold, as nannyml's None reads
-    back from a table)."""
-    if previous is None or previous.empty or "chunk_hash" not in previous.columns:
-        return {}
-    rows = previous[(previous["signal"] == signal) & (previous["chunk_hash"] == digest)]
-    rows = rows.drop_duplicates(["feature", "method"])
-
-    def threshold(value: Any) -> float | None:
-        return None if pd.isna(value) else float(value)
-
-    return {
-        (feature, method): (threshold(lower), threshold(upper))
-        for feature, method, lower, upper in rows[
-            ["feature", "method", "lower", "upper"]
-        ].itertuples(index=False)
-    }
-
-
-def reused_drift_thresholds(table: pd.DataFrame, previous: pd.DataFrame | None) -> int:
-    """How many of ``table``'s drift thresholds (univariate per feature, the PCA
-    reconstruction's) ``feature_drift`` and ``multivariate_drift`` took from ``previous``
-    instead of scoring the reference weeks: a signal's, when ``previous`` held all of
-    them for the same reference rows."""
-    if previous is None or previous.empty or "chunk_hash" not in previous.columns:
-        return 0
-    keys = ["feature", "method", "chunk_hash"]
-    reused = 0
-    for signal in ("feature_drift", "multivariate_drift"):
-        mine = table.loc[table["signal"] == signal, keys].drop_duplicates()
-        old = previous.loc[previous["signal"] == signal, keys].drop_duplicates()
-        if len(mine) and len(mine.merge(old, on=keys)) == len(mine):
-            reused += len(mine)
-    return reused
-
-
 def feature_drift(
     reference: pd.DataFrame,
     analysis: pd.DataFrame,
@@ -180,10 +136,10 @@ def feature_drift(
     against a whole-year reference, a wet or warm week in one region is ordinary weather
     (on the stationary sample data their univariate findings were most false alarms).
 
-    ``previous``: an earlier table of the same model. When it holds every feature's
-    thresholds from the same reference rows (``reference_digest``), they are taken from
-    it instead of scoring every reference week again, the larger part of this signal's
-    cost on a refresh."""
+    ``previous``: an earlier table of the same model (``monitoring.refresh``): its weeks
+    whose rows are unchanged are taken from it, and when it holds every feature's
+    thresholds from the same reference rows the new weeks are scored against those
+    instead of scoring every reference week again."""
     categorical = cols.alerting_categorical
     names = cols.alerting_numeric + categorical
     if not names:
@@ -192,31 +148,37 @@ def feature_drift(
     def method_of(name: str) -> str:
         return s.categorical_method if name in categorical else s.continuous_method
 
-    calc = _univariate_drift_class()(
-        column_names=names,
-        treat_as_categorical=categorical or None,
-        timestamp_column_name="date",
-        chunker=week_chunker(),
-        continuous_methods=[s.continuous_method],
-        categorical_methods=[s.categorical_method],
-    )
+    written = [(name, method_of(name)) for name in names]
     digest = reference_digest(reference, names)
-    known = known_thresholds(previous, digest)
-    if all((name, method_of(name)) in known for name in names):
-        calc.known_thresholds = known
-    df = analysis_results(
-        calc.fit(reference[["date", *names]]).calculate(analysis[["date", *names]])
-    )
-    out = []
-    for name in names:
-        method = method_of(name)
-        rows = result_rows(df, ("chunk", "chunk"), "feature_drift", (name, method))
-        out.append(
-            rows.assign(
-                feature=name, method=method, ignored=name in cols.region_level, chunk_hash=digest
-            )
+    weeks = split_weeks(analysis, names, digest, previous, "feature_drift", written)
+    computed = pd.DataFrame(columns=TABLE_COLUMNS)
+    if len(weeks.to_compute):
+        calc = _univariate_drift_class()(
+            column_names=names,
+            treat_as_categorical=categorical or None,
+            timestamp_column_name="date",
+            chunker=week_chunker(),
+            continuous_methods=[s.continuous_method],
+            categorical_methods=[s.categorical_method],
         )
-    return pd.concat(out, ignore_index=True)
+        known = known_thresholds(previous, digest)
+        if all(pair in known for pair in written):
+            calc.known_thresholds = known
+        df = analysis_results(
+            calc.fit(reference[["date", *names]]).calculate(weeks.to_compute[["date", *names]])
+        )
+        computed = pd.concat(
+            [
+                result_rows(df, ("chunk", "chunk"), "feature_drift", (name, method)).assign(
+                    feature=name, method=method, ignored=False
+                )
+                for name, method in written
+            ],
+            ignore_index=True,
+        )
+    table = merge_weeks(weeks, computed, written)
+    # shown, never alerting (on reused weeks too: the rule is today's)
+    return table.assign(ignored=table["feature"].isin(cols.region_level))
 
 
 def fleet_gap_frame(region_inputs: pd.DataFrame, region: str, columns: list[str]) -> pd.DataFrame:
@@ -299,21 +261,25 @@ def multivariate_drift(
 ) -> pd.DataFrame:
     """nannyml PCA reconstruction error over the watched numeric features.
 
-    ``previous``: an earlier table of the same model; its threshold is taken when it was
-    computed from the same reference rows (as ``feature_drift`` does)."""
+    ``previous``: an earlier table of the same model; its unchanged weeks are taken, and
+    its threshold when it was computed from the same reference rows (as ``feature_drift``
+    does)."""
     names = [c for c in cols.alerting_numeric if reference[c].notna().any()]
     if len(names) < 2:
         return pd.DataFrame(columns=TABLE_COLUMNS)
-    calc = _reconstruction_drift_class()(
-        column_names=names, timestamp_column_name="date", chunker=week_chunker()
-    )
+    written = [("reconstruction_error", "pca")]
     digest = reference_digest(reference, names)
-    known = known_thresholds(previous, digest, "multivariate_drift")
-    calc.known_threshold = known.get(("reconstruction_error", "pca"))
-    df = analysis_results(
-        calc.fit(reference[["date", *names]]).calculate(analysis[["date", *names]])
-    )
-    rows = result_rows(df, ("chunk",), "multivariate_drift", ("reconstruction_error",))
-    return rows.assign(
-        feature="reconstruction_error", method="pca", ignored=False, chunk_hash=digest
-    )
+    weeks = split_weeks(analysis, names, digest, previous, "multivariate_drift", written)
+    rows = pd.DataFrame(columns=TABLE_COLUMNS)
+    if len(weeks.to_compute):
+        calc = _reconstruction_drift_class()(
+            column_names=names, timestamp_column_name="date", chunker=week_chunker()
+        )
+        known = known_thresholds(previous, digest, "multivariate_drift")
+        calc.known_threshold = known.get(written[0])
+        df = analysis_results(
+            calc.fit(reference[["date", *names]]).calculate(weeks.to_compute[["date", *names]])
+        )
+        rows = result_rows(df, ("chunk",), "multivariate_drift", ("reconstruction_error",))
+        rows = rows.assign(feature="reconstruction_error", method="pca", ignored=False)
+    return merge_weeks(weeks, rows, written)

@@ -15,6 +15,7 @@ from mlops_assets.monitoring.nannyml_support import (
     result_rows,
     weekly_chunking,
 )
+from mlops_assets.monitoring.refresh import merge_weeks, reference_digest, split_weeks
 from mlops_assets.monitoring.table import TABLE_COLUMNS, MonitoredColumns
 from mlops_assets.training import week_start
 
@@ -23,37 +24,23 @@ if TYPE_CHECKING:
 
 
 def data_quality(
-    reference: pd.DataFrame, analysis: pd.DataFrame, cols: MonitoredColumns
+    reference: pd.DataFrame,
+    analysis: pd.DataFrame,
+    cols: MonitoredColumns,
+    previous: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """nannyml missing values, unseen categories and out-of-range values, against the
     training data (features from the target's own history are shown, never alerted on).
 
     Each check is fitted on the reference rows that carry what it learns (the weeks of
     each column's lowest and highest missing rate; each value; each column's extremes):
-    the same verdicts as the whole reference, for less time."""
-    nml = import_nannyml()
-
+    the same verdicts as the whole reference, for less time. ``previous``: an earlier
+    table of the same model; its weeks whose rows are unchanged are taken from it
+    (``monitoring.refresh``)."""
     names = cols.alerting_numeric + cols.alerting_categorical
     if not names:
         return pd.DataFrame(columns=TABLE_COLUMNS)
-    out = []
-    calcs = [
-        (
-            "missing_values",
-            nml.MissingValuesCalculator(
-                column_names=names, threshold=_reference_range_threshold(), **weekly_chunking()
-            ),
-            weeks_with_extreme_missing_rates(reference, names),
-        )
-    ]
-    if categorical := cols.alerting_categorical:
-        calcs.append(
-            (
-                "unseen_values",
-                nml.UnseenValuesCalculator(column_names=categorical, **weekly_chunking()),
-                rows_with_each_value(reference, categorical),
-            )
-        )
+    categorical = cols.alerting_categorical
     # region-level inputs (weather) leave the training range in a record summer without
     # any defect: their drift is judged against the other regions (fleet gap) instead
     watched = [
@@ -61,22 +48,45 @@ def data_quality(
         for c in cols.alerting_numeric
         if c not in cols.region_level and reference[c].notna().any()
     ]
-    if watched:
-        calcs.append(
-            (
-                "out_of_range",
-                nml.NumericalRangeCalculator(column_names=watched, **weekly_chunking()),
-                rows_with_extremes(reference, watched),
+    checks = [("missing_values", names), ("unseen_values", categorical), ("out_of_range", watched)]
+    written = [(name, method) for method, columns in checks for name in columns]
+    digest = reference_digest(reference, names)
+    weeks = split_weeks(analysis, names, digest, previous, "data_quality", written)
+    out = []
+    for method, used in checks:
+        if not used or weeks.to_compute.empty:
+            continue
+        check = _fitted_check(method, used, reference)
+        df = analysis_results(check.calculate(weeks.to_compute[["date", *used]]))
+        out += [
+            result_rows(df, ("chunk",), "data_quality", (name,)).assign(
+                feature=name, method=method, ignored=False
             )
+            for name in used
+        ]
+    computed = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=TABLE_COLUMNS)
+    table = merge_weeks(weeks, computed, written)
+    ignored = set(cols.ignored) | set(cols.quality_ignored)  # today's rule, reused weeks too
+    return table.assign(ignored=table["feature"].isin(ignored))
+
+
+def _fitted_check(method: str, columns: list[str], reference: pd.DataFrame) -> Any:
+    """nannyml's calculator of one check, fitted on the reference rows that carry what it
+    learns."""
+    nml = import_nannyml()
+    if method == "missing_values":
+        threshold = _reference_range_threshold()
+        calc = nml.MissingValuesCalculator(
+            column_names=columns, threshold=threshold, **weekly_chunking()
         )
-    for method, calc, basis in calcs:
-        used = calc.column_names
-        df = analysis_results(calc.fit(basis[["date", *used]]).calculate(analysis[["date", *used]]))
-        for name in used:
-            rows = result_rows(df, ("chunk",), "data_quality", (name,))
-            ignored = name in cols.ignored or name in cols.quality_ignored
-            out.append(rows.assign(feature=name, method=method, ignored=ignored))
-    return pd.concat(out, ignore_index=True)
+        basis = weeks_with_extreme_missing_rates(reference, columns)
+    elif method == "unseen_values":
+        calc = nml.UnseenValuesCalculator(column_names=columns, **weekly_chunking())
+        basis = rows_with_each_value(reference, columns)
+    else:
+        calc = nml.NumericalRangeCalculator(column_names=columns, **weekly_chunking())
+        basis = rows_with_extremes(reference, columns)
+    return calc.fit(basis[["date", *columns]])
 
 
 def weeks_with_extreme_missing_rates(reference: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

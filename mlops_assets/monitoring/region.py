@@ -171,7 +171,7 @@ def region_drift(
             fleet_gap_drift(inputs.reference_gap, inputs.analysis_gap, cols.region_level, s),
             multivariate_drift(recent, analysis, cols, previous),
             # the range and levels the model was trained on: all of its reference
-            data_quality(inputs.reference, analysis, cols),
+            data_quality(inputs.reference, analysis, cols, previous),
             estimated_performance(
                 inputs.holdout,
                 analysis,

@@ -95,8 +95,8 @@ def drift_report_region(
         return dg.MaterializeResult(
             asset_key=DRIFT_REPORT_KEY, metadata={"note": note, "model_label": mv.label}
         )
-    # this model's last table: weeks whose sampled rows did not change keep their
-    # Shapley rankings (exact TreeSHAP is the costly part of a weekly refresh)
+    # this model's last table: unchanged weeks keep their drift, data-quality and Shapley
+    # rows (monitoring.refresh; exact TreeSHAP is the costly part of a weekly refresh)
     previous = monitoring.model_drift_report(ws, region, mv.version)
     table = monitoring.region_drift(inputs, booster, meta, ds, previous=previous)
     table["model_version"] = mv.version
@@ -125,6 +125,7 @@ def drift_report_region(
         "analysis_weeks": int(table["week_start"].nunique()),
         "attribution_weeks_reused": monitoring.reused_attribution_weeks(table, previous),
         "drift_thresholds_reused": monitoring.reused_drift_thresholds(table, previous),
+        "drift_weeks_reused": monitoring.reused_drift_weeks(table, previous),
         "analysis_rows": len(inputs.analysis),
         "watched_features": len(cols.numeric) + len(cols.categorical) - len(cols.ignored),
         "ignored_features": ", ".join(cols.ignored) or "none",

@@ -29,6 +29,7 @@ def test_drift_report_compares_with_the_reference_saved_with_the_model(model_pip
     assert meta["reference_source"].value == f"saved with {mv.label}"
     assert meta["attribution_weeks_reused"].value == 0  # nothing to reuse yet
     assert meta["drift_thresholds_reused"].value == 0
+    assert meta["drift_weeks_reused"].value == 0
     assert meta["reference_rows"].value == train_rows
     # the weather's gap to the fleet over the training window is saved with it too
     assert meta["fleet_gap_reference"].value == f"saved with {mv.label}"
@@ -61,6 +62,12 @@ def test_drift_report_compares_with_the_reference_saved_with_the_model(model_pip
     drifts = before[before["signal"].isin(["feature_drift", "multivariate_drift"])]
     thresholds = len(drifts[["signal", "feature"]].drop_duplicates())
     assert again["drift_thresholds_reused"].value == thresholds > 1
+    # and, as the weeks since training are unchanged, their drift and data-quality rows
+    reusable = before[
+        before["signal"].isin(["feature_drift", "multivariate_drift", "data_quality"])
+    ]
+    chunks = len(reusable[["signal", "week_start"]].drop_duplicates())
+    assert again["drift_weeks_reused"].value == chunks > 3
     assert calls == []
 
     # a version registered without a reference (an older model) falls back to the moved
@@ -72,6 +79,7 @@ def test_drift_report_compares_with_the_reference_saved_with_the_model(model_pip
     meta = _drift_report(p)
     assert meta["reference_source"].value.startswith("the feature table's training window")
     assert meta["drift_thresholds_reused"].value == 0  # other reference rows: computed
+    assert meta["drift_weeks_reused"].value == 0
     assert meta["reference_rows"].value == train_rows
     after = read_drift_report(p.workspace, REGION)
     temperature = (after["feature"] == "temperature_c") & (after["signal"] == "feature_drift")
