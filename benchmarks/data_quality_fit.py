@@ -7,7 +7,9 @@ out-of-range check on the rows holding each column's extremes: each fit also sco
 reference week of every column, which grows with the training window (a region of the 40M
 preset has about 570 weeks). This times one region's checks both ways on generated numeric
 columns (1% missing in one), asserts the tables are equal, and writes
-``benchmarks/results/data_quality_fit.json``.
+``benchmarks/results/data_quality_fit.json``. It also times refreshes of the same model
+(``monitoring.refresh``, ``refresh_timings``): every week unchanged, and a last week whose
+rows changed.
 
     .venv/bin/python benchmarks/data_quality_fit.py
 """
@@ -18,6 +20,7 @@ import argparse
 import json
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +64,43 @@ def reference_and_analysis(
     return reference, analysis
 
 
+def refresh_timings(
+    compute: Callable[[pd.DataFrame, pd.DataFrame | None], pd.DataFrame],
+    analysis: pd.DataFrame,
+    repeats: int,
+    same_reference: bool = False,
+) -> dict[str, float]:
+    """Seconds (best of ``repeats``) of ``compute(analysis, previous)`` refreshing its own
+    first table: with every week unchanged (``refresh_weeks_unchanged_s``) and with the
+    last week's rows changed (``refresh_last_week_new_s``); with ``same_reference`` also
+    given a table of the same reference but other weeks' rows, which only its thresholds
+    can be taken from (``refresh_with_known_thresholds_s``). Each refresh is asserted to
+    give the table a first pass over the same rows gives."""
+    from mlops_assets.monitoring import refresh
+
+    first = compute(analysis, None)
+    changed = analysis.copy()
+    last = changed["date"] >= changed["date"].max() - pd.Timedelta(days=6)
+    changed.loc[last, "x2"] += 1.0
+    cases = {
+        "refresh_weeks_unchanged_s": (analysis, first, first),
+        "refresh_last_week_new_s": (changed, first, compute(changed, None)),
+    }
+    if same_reference:
+        other_weeks = first.assign(chunk_hash=refresh.reference_part(first["chunk_hash"]))
+        cases["refresh_with_known_thresholds_s"] = (analysis, other_weeks, first)
+    timings = {}
+    for name, (rows, previous, expected) in cases.items():
+        runs = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            table = compute(rows, previous)
+            runs.append(time.perf_counter() - start)
+        pd.testing.assert_frame_equal(table, expected)
+        timings[name] = round(min(runs), 3)
+    return timings
+
+
 def timed_checks(
     reference: pd.DataFrame, analysis: pd.DataFrame, cols
 ) -> tuple[float, pd.DataFrame]:
@@ -97,6 +137,15 @@ def main() -> None:
             "tables_equal": True,
         }
         row["ratio"] = round(row["condensed_s"] / row["whole_reference_s"], 3)
+        row.update(
+            refresh_timings(
+                lambda rows, previous, ref=reference: monitoring.data_quality(
+                    ref, rows, cols, previous
+                ),
+                analysis,
+                args.repeats,
+            )
+        )
         print(json.dumps(row), flush=True)
         results.append(row)
     RESULTS.write_text(json.dumps({"results": results, **provenance()}, indent=2) + "\n")

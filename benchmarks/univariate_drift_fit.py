@@ -9,12 +9,12 @@ times one region's univariate drift both ways on generated numeric columns (the 
 at ``--rows``, spread over ``--weeks``: 52 is ``monitoring.drift_reference_weeks``, 135
 the whole reference of a rossmann-100 model), asserts the tables are equal, and writes
 ``benchmarks/results/univariate_drift_fit.json``. It also times refreshes of the same
-model (``monitoring.refresh``; each asserted to give the first pass's table): given a table
-of the same reference but other weeks' rows, ``feature_drift`` takes each feature's
-thresholds from it instead of scoring every reference week and computes every week
-(``refresh_with_known_thresholds_s``); given the first table, it takes the unchanged weeks
-whole, all of them here (``refresh_weeks_unchanged_s``) or all but a last week whose rows
-changed (``refresh_last_week_new_s``, against a first pass over those rows).
+model (``monitoring.refresh``, ``data_quality_fit.refresh_timings``; each asserted to give
+a first pass's table): given a table of the same reference but other weeks' rows,
+``feature_drift`` takes each feature's thresholds from it instead of scoring every
+reference week and computes every week (``refresh_with_known_thresholds_s``); given the
+first table, it takes the unchanged weeks whole, all of them (``refresh_weeks_unchanged_s``)
+or all but a last week whose rows changed (``refresh_last_week_new_s``).
 
     .venv/bin/python benchmarks/univariate_drift_fit.py
 """
@@ -27,11 +27,11 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
-from data_quality_fit import fit_arguments, reference_and_analysis
+from data_quality_fit import fit_arguments, reference_and_analysis, refresh_timings
 from report import provenance
 
 from mlops_assets import monitoring
-from mlops_assets.monitoring import data_drift, refresh
+from mlops_assets.monitoring import data_drift
 from mlops_assets.spec import MonitoringSettings
 
 RESULTS = Path(__file__).parent / "results" / "univariate_drift_fit.json"
@@ -65,24 +65,14 @@ def main() -> None:
         finally:
             data_drift._univariate_drift_class = ours
         pd.testing.assert_frame_equal(skipped[0][1], stock[0][1])
-        first = skipped[0][1]
-        same_reference = first.assign(chunk_hash=refresh.reference_part(first["chunk_hash"]))
-        changed = analysis.copy()
-        last = changed["date"] >= changed["date"].max() - pd.Timedelta(days=6)
-        changed.loc[last, "x2"] += 1.0
-        changed_first = timed_drift(reference, changed, cols, settings)[1]
-        refreshes = {
-            "refresh_with_known_thresholds_s": (analysis, same_reference, first),
-            "refresh_weeks_unchanged_s": (analysis, first, first),
-            "refresh_last_week_new_s": (changed, first, changed_first),
-        }
-        timings = {}
-        for name, (rows, previous, expected) in refreshes.items():
-            runs = [
-                timed_drift(reference, rows, cols, settings, previous) for _ in range(args.repeats)
-            ]
-            pd.testing.assert_frame_equal(runs[0][1], expected)
-            timings[name] = round(min(s for s, _ in runs), 3)
+        timings = refresh_timings(
+            lambda rows, previous, ref=reference: monitoring.feature_drift(
+                ref, rows, cols, settings, previous
+            ),
+            analysis,
+            args.repeats,
+            same_reference=True,
+        )
         row = {
             "reference_weeks": weeks,
             "reference_rows": len(reference),
