@@ -1,8 +1,9 @@
 """One place that opens DuckDB connections over the workspace's Parquet files.
 
 Data is stored as Parquet files (one per ingested file, one per region's features), and
-each connection is an in-memory DuckDB database whose views read those files. There is
-no shared database file, so parallel runs never fight over DuckDB's single-writer lock
+each connection is a cursor on an in-memory DuckDB database of its process whose views
+read those files (kept while the ingested files are the same: ``views_database``). There
+is no shared database file, so parallel runs never fight over DuckDB's single-writer lock
 (see ../shared/NOTES.md), and the same layout works on object storage.
 
 Views (created only when their files exist):
@@ -29,6 +30,10 @@ what realized performance scores forecasts against).
 
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
@@ -69,14 +74,19 @@ def ingested_files(ws: Workspace, source: str) -> pd.DataFrame:
 def connect(
     ws: Workspace, spec: DatasetSpec, *, features: bool = False
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB connection with the workspace views defined. ``features``: also
-    the ``features`` view over every region's feature table, for the readers that query
-    it: DuckDB reads every table's footer to define it (0.09 s of a 0.17 s connect at 300
-    regions), a cost that grows with the regions on every connect that would not use it."""
-    con = duckdb.connect()
+    """A DuckDB connection with the workspace views defined. ``features``: also the
+    ``features`` view over every region's feature table, for the readers that query it:
+    DuckDB reads every table's footer to define it (0.09 s of a 0.17 s connect at 300
+    regions), a cost that grows with the regions on every connect that would not use it.
+
+    The connection is a cursor on an in-memory database of this process that holds the
+    views of the workspace's ingested files as they are now (``views_database``): defining
+    them is most of a connect's cost, and a run connects several times. The ``features``
+    view is the cursor's own (feature tables change within a run)."""
+    files = {name: ingested_files(ws, name) for name in spec.sources}
+    con = views_database(ws, spec, files).cursor()
     try:
         ws.data.attach(con)  # the feature tables may be on object storage
-        define_views(con, ws, spec)
         if features:
             define_features_view(con, ws)
         yield con
@@ -84,17 +94,66 @@ def connect(
         con.close()
 
 
-def define_views(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: DatasetSpec) -> None:
+# the databases of the workspace states this process connected to last (a run, a sensor
+# or a test suite moves between a few), newest last
+VIEWS_DATABASES_KEPT = 4
+_views_databases: OrderedDict[str, duckdb.DuckDBPyConnection] = OrderedDict()
+_views_databases_lock = threading.Lock()
+
+
+def views_database(
+    ws: Workspace, spec: DatasetSpec, files: dict[str, pd.DataFrame]
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory database with the workspace views over ``files`` (source -> its
+    ``ingested_files``), shared by this process's connects while the ingested files and
+    the spec are the same (connections to one database share its views and macros).
+
+    Raw files are written once under their content hash and the manifest only grows, so
+    the same list of ingested files (paths, hashes and order) is the same data; any other
+    list, or another spec, gets a database of its own."""
+    digest = hashlib.sha256(spec.model_dump_json().encode())
+    for name, frame in files.items():
+        digest.update(f"\0{name}\0".encode())
+        for row in frame[["sha", "path", "ingested_at", "seq"]].itertuples(index=False):
+            digest.update("\0".join(map(str, row)).encode())
+    key = f"{os.getpid()}:{digest.hexdigest()}"  # a forked child never uses its parent's
+    with _views_databases_lock:
+        database = _views_databases.get(key)
+        if database is None:
+            database = duckdb.connect()
+            try:
+                ws.data.attach(database)
+                define_views(database, ws, spec, files)
+            except BaseException:
+                database.close()
+                raise
+            _views_databases[key] = database
+        _views_databases.move_to_end(key)
+        while len(_views_databases) > VIEWS_DATABASES_KEPT:
+            # dropped, not closed: a cursor still open on it keeps the database alive
+            _views_databases.popitem(last=False)
+    return database
+
+
+def define_views(
+    con: duckdb.DuckDBPyConnection,
+    ws: Workspace,
+    spec: DatasetSpec,
+    ingested: dict[str, pd.DataFrame] | None = None,
+) -> None:
+    """The workspace views (see the module's docstring) on ``con``, over ``ingested``
+    (source -> its ``ingested_files``; default: read now). Their lookup tables are tables
+    of the database, so every connection to it sees them."""
     import pandas as pd
 
     present: set[str] = set()
     for name, src in spec.sources.items():
-        files = ingested_files(ws, name)
+        files = ingested[name] if ingested is not None else ingested_files(ws, name)
         if files.empty:
             continue
         present.add(src.kind)
         table = f"_files_{name}"
-        con.register(table, files)
+        _create_table(con, table, files)
         paths = sql_literals(files["path"])
         con.execute(
             f"CREATE VIEW raw_{name} AS SELECT r.*, f.sha AS _sha, f.ingested_at AS _ingested_at, "
@@ -130,7 +189,7 @@ def define_views(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: DatasetSpe
     mapping = pd.DataFrame(
         sorted(region_keys(names).items()), columns=["region", "region_key"]
     ).astype(str)
-    con.register("_regions", mapping)
+    _create_table(con, "_regions", mapping)
     con.execute("CREATE VIEW regions AS SELECT * FROM _regions")
     drop = ["_sha", "_ingested_at"] + (["region"] if "region" in stores_cols else [])
     con.execute(
@@ -171,14 +230,24 @@ def define_views(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: DatasetSpe
         )
 
 
+def _create_table(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> None:
+    con.register("_frame", frame)
+    try:
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM _frame")
+    finally:
+        con.unregister("_frame")
+
+
 def define_features_view(con: duckdb.DuckDBPyConnection, ws: Workspace) -> None:
-    """``features``: every region's feature table (none before the first is written)."""
+    """``features``: every region's feature table (none before the first is written), a
+    temporary view: the connection's own."""
     data = ws.data
     feature_files = [data.location(k) for k in data.keys(FEATURES_FOLDER)]
     if feature_files:
         paths = sql_literals(feature_files)
         con.execute(
-            f"CREATE VIEW features AS SELECT * FROM read_parquet([{paths}], union_by_name=true)"
+            "CREATE TEMP VIEW features AS "
+            f"SELECT * FROM read_parquet([{paths}], union_by_name=true)"
         )
 
 

@@ -4,6 +4,8 @@ connection stays usable for relation queries."""
 
 from __future__ import annotations
 
+import shutil
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +15,13 @@ import pytest
 from mlops_assets import landing
 from mlops_assets.conditioning import KEY
 from mlops_assets.landing import file_sha256, ingest_file
-from mlops_assets.warehouse import connect, has_view, ingested_files, region_fleet_gap
+from mlops_assets.warehouse import (
+    connect,
+    has_view,
+    ingested_files,
+    region_fleet_gap,
+    views_database,
+)
 from mlops_assets.workspace import Workspace
 from mlops_assets_tests.test_conditioning import (
     SPEC,
@@ -182,6 +190,51 @@ def test_has_view_leaves_the_connection_usable_for_relations(ws):
         assert not has_view(con, "features_of_nowhere")
         # the relation API refuses to run while a DB-API result is left unfinished
         assert con.sql("SELECT count(*) FROM stores").fetchall() == [(12,)]
+
+
+def test_connects_share_the_views_until_newly_ingested_files_change_them(tmp_path, sample):
+    """Defining the views is most of a connect's cost, so the connects of one process are
+    cursors on one database while the ingested files stay the same. A newly ingested file
+    gives the next connect views over it; the features view is each connection's own, so
+    a feature table written between connects is seen by the next."""
+    ws = make_workspace(tmp_path / "ws", sample, sources=("stores", "sales"))
+
+    def database():
+        return views_database(ws, SPEC, {n: ingested_files(ws, n) for n in SPEC.sources})
+
+    shared = database()
+    with connect(ws, SPEC) as con, connect(ws, SPEC, features=True) as other:
+        assert database() is shared
+        assert not has_view(con, "weather") and not has_view(other, "features")
+        sales = con.execute("SELECT count(*) FROM sales").fetchall()
+
+    write_region(ws, "Sud")
+    with connect(ws, SPEC, features=True) as con, connect(ws, SPEC) as plain:
+        assert has_view(con, "features") and not has_view(plain, "features")
+        regions = con.execute("SELECT DISTINCT region_key FROM features").fetchall()
+        assert regions == [("Sud",)]
+
+    shutil.copytree(sample / "weather", ws.landing_dir("weather"))
+    for path in sorted(ws.landing_dir("weather").glob("*.csv")):
+        outcome = ingest_file(ws, SPEC, "weather", f"landing/weather/{path.name}")
+        assert outcome.status == "ingested"
+    assert database() is not shared
+    with connect(ws, SPEC) as con:
+        assert has_view(con, "weather") and con.execute("SELECT count(*) FROM weather").fetchall()
+        assert con.execute("SELECT count(*) FROM sales").fetchall() == sales
+
+
+def test_connects_from_threads_each_get_their_own_connection(ws):
+    """Sensors and threaded callers connect at once: each gets a cursor of its own on the
+    shared database, and every one of them reads the same rows."""
+
+    def count_sales(_: int) -> int:
+        with connect(ws, SPEC) as con:
+            return con.execute("SELECT count(*) FROM sales").fetchall()[0][0]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        counts = list(pool.map(count_sales, range(16)))
+    assert len(set(counts)) == 1 and counts[0] > 0
 
 
 def test_views_exist_only_for_ingested_sources(tmp_path, sample):
