@@ -3,7 +3,7 @@ instead of computing it again.
 
 Every univariate drift, PCA reconstruction and data-quality row carries in ``chunk_hash``
 what it was computed from: ``<reference digest>;week:<week digest>``, the reference rows
-(dates and the signal's columns, with nannyml's version: ``reference_digest``) and its
+(dates and the signal's columns, with nannyml's version and ours: ``reference_digest``) and its
 week's analysis rows. A refresh then
 
 - takes a week's rows whole when both are unchanged (``split_weeks`` / ``merge_weeks``):
@@ -54,11 +54,15 @@ Thresholds = dict[tuple[str, str], tuple[float | None, float | None]]
 
 def reference_digest(reference: pd.DataFrame, names: list[str]) -> str:
     """What a signal's fit learns from: the reference rows (dates and ``names``, which are
-    named in it too) and nannyml's version."""
+    named in it too), and the code that computes it: nannyml's version and ours (another
+    release recomputes every week once)."""
+    from mlops_assets.version import code_version
+
     nml = import_nannyml()
     rows = pd.util.hash_pandas_object(reference[["date", *names]], index=False).sum()
     columns = hashlib.sha256("\0".join(names).encode()).hexdigest()[:16]
-    return f"reference:{rows}:{len(reference)}:{columns}:nannyml-{nml.__version__}"
+    code = f"nannyml-{nml.__version__}:mlops_assets-{code_version()}"
+    return f"reference:{rows}:{len(reference)}:{columns}:{code}"
 
 
 def reference_part(chunk_hash: pd.Series) -> pd.Series:
