@@ -123,7 +123,7 @@ def views_database(
             database = duckdb.connect()
             try:
                 ws.data.attach(database)
-                define_views(database, ws, spec, files)
+                define_views(database, spec, files)
             except BaseException:
                 database.close()
                 raise
@@ -137,18 +137,17 @@ def views_database(
 
 def define_views(
     con: duckdb.DuckDBPyConnection,
-    ws: Workspace,
     spec: DatasetSpec,
-    ingested: dict[str, pd.DataFrame] | None = None,
+    ingested: dict[str, pd.DataFrame],
 ) -> None:
     """The workspace views (see the module's docstring) on ``con``, over ``ingested``
-    (source -> its ``ingested_files``; default: read now). Their lookup tables are tables
-    of the database, so every connection to it sees them."""
+    (source -> its ``ingested_files``). Their lookup tables are tables of the database, so
+    every connection to it sees them."""
     import pandas as pd
 
     present: set[str] = set()
     for name, src in spec.sources.items():
-        files = ingested[name] if ingested is not None else ingested_files(ws, name)
+        files = ingested[name]
         if files.empty:
             continue
         present.add(src.kind)
