@@ -225,32 +225,42 @@ def fleet_gap_drift(
     analysis_gap: pd.DataFrame,
     columns: list[str],
     s: MonitoringSettings,
+    previous: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Weekly mean of each region-level input's gap to the fleet, vs the reference weeks.
 
     An input whose reference gap never varies is left out: nannyml's thresholds would
     close on that value and alert on every week, however equal. So is one without a
-    reference gap (a region alone in its fleet: ``fleet_gap_frame`` gives no gap)."""
-    nml = import_nannyml()
-    StandardDeviationThreshold = nml.thresholds.StandardDeviationThreshold
-
+    reference gap (a region alone in its fleet: ``fleet_gap_frame`` gives no gap).
+    ``previous``: an earlier table of the same model; its weeks whose gaps are unchanged
+    are taken from it (``monitoring.refresh``), and with none left nothing is fitted."""
     columns = [c for c in columns if c in reference_gap and reference_gap[c].std() > 0]
     if not columns or reference_gap.empty or analysis_gap.empty:
         return pd.DataFrame(columns=TABLE_COLUMNS)
-    calc = nml.SummaryStatsAvgCalculator(
-        column_names=columns,
-        timestamp_column_name="date",
-        chunker=week_chunker(),
-        threshold=StandardDeviationThreshold(s.fleet_gap_std, s.fleet_gap_std),
-    )
-    df = analysis_results(calc.fit(reference_gap).calculate(analysis_gap))
-    out = [
-        result_rows(df, ("chunk",), "fleet_gap_drift", (c,)).assign(
-            feature=c, method="mean_gap_to_fleet", ignored=False
+    written = [(c, "mean_gap_to_fleet") for c in columns]
+    digest = reference_digest(reference_gap, columns, {"fleet_gap_std": s.fleet_gap_std})
+    weeks = split_weeks(analysis_gap, columns, digest, previous, "fleet_gap_drift", written)
+    computed = pd.DataFrame(columns=TABLE_COLUMNS)
+    if len(weeks.to_compute):
+        nml = import_nannyml()
+        calc = nml.SummaryStatsAvgCalculator(
+            column_names=columns,
+            timestamp_column_name="date",
+            chunker=week_chunker(),
+            threshold=nml.thresholds.StandardDeviationThreshold(s.fleet_gap_std, s.fleet_gap_std),
         )
-        for c in columns
-    ]
-    return pd.concat(out, ignore_index=True)
+        reference = reference_gap[["date", *columns]]
+        df = analysis_results(calc.fit(reference).calculate(weeks.to_compute[["date", *columns]]))
+        computed = pd.concat(
+            [
+                result_rows(df, ("chunk",), "fleet_gap_drift", (c,)).assign(
+                    feature=c, method=method, ignored=False
+                )
+                for c, method in written
+            ],
+            ignore_index=True,
+        )
+    return merge_weeks(weeks, computed, written)
 
 
 def multivariate_drift(

@@ -16,6 +16,7 @@ from mlops_assets.monitoring.nannyml_support import (
     result_rows,
     week_chunker,
 )
+from mlops_assets.monitoring.refresh import merge_weeks, reference_digest, split_weeks
 from mlops_assets.monitoring.table import (
     MIN_DLE_ROWS,
     OUTSIDE_TRAINING_RANGE,
@@ -66,6 +67,7 @@ def estimated_performance(
     features: list[str],
     backtest: pd.DataFrame | None = None,
     params: dict[str, Any] | None = None,
+    previous: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """nannyml DLE: RMSE and MAE estimated from the inputs; ``realized`` where the week
     has actuals.
@@ -75,32 +77,46 @@ def estimated_performance(
     that it estimates the holdout's realized error on the holdout (the fold models learned
     from less history than the deployed one, and err more); else the holdout's (six weeks
     of one season: blind to inputs that season did not vary). ``params``: the error
-    model's LightGBM parameters."""
-    nml = import_nannyml()
+    model's LightGBM parameters. ``previous``: an earlier table of the same model; its
+    weeks whose rows (inputs, forecasts and actuals) are unchanged are taken from it
+    (``monitoring.refresh``: the error model learns from out-of-sample forecasts saved
+    with the model, and estimates each week on its own), and with none left nothing is
+    fitted."""
     learn_from = backtest if backtest is not None and len(backtest) >= MIN_DLE_ROWS else holdout
     if len(learn_from) < MIN_DLE_ROWS or len(holdout) == 0:
         return pd.DataFrame(columns=TABLE_COLUMNS)
-    est = nml.DLE(
-        feature_column_names=features,
-        y_pred="y_pred",
-        y_true="y_true",
-        timestamp_column_name="date",
-        chunker=week_chunker(),
-        metrics=["rmse", "mae"],
-        hyperparameters={**(params or {}), "n_jobs": 1, "verbose": -1, "random_state": 0},
-    )
-    cols = ["date", *features, "y_pred", "y_true"]
-    est.fit(learn_from[cols])
-    scale = {"rmse": 1.0, "mae": 1.0}
-    if learn_from is backtest:
-        scale = _holdout_scale(analysis_results(est.estimate(holdout[cols])))
-    df = analysis_results(est.estimate(analysis[cols]))
-    out = []
-    for m in ("rmse", "mae"):
-        rows = result_rows(df, ("chunk",), "estimated_performance", (m,))
-        rows[["value", "lower", "upper"]] *= scale[m]
-        out.append(rows.assign(feature=m, method="dle", ignored=False))
-    return pd.concat(out, ignore_index=True)
+    names = [*features, "y_pred", "y_true"]
+    cols = ["date", *names]
+    hyperparameters = {**(params or {}), "n_jobs": 1, "verbose": -1, "random_state": 0}
+    settings: dict[str, Any] = {"hyperparameters": hyperparameters}
+    if learn_from is backtest:  # the estimates are scaled to the holdout's error
+        settings["holdout"] = reference_digest(holdout, names)
+    digest = reference_digest(learn_from, names, settings)
+    written = [(m, "dle") for m in ("rmse", "mae")]
+    weeks = split_weeks(analysis, names, digest, previous, "estimated_performance", written)
+    computed = pd.DataFrame(columns=TABLE_COLUMNS)
+    if len(weeks.to_compute):
+        est = import_nannyml().DLE(
+            feature_column_names=features,
+            y_pred="y_pred",
+            y_true="y_true",
+            timestamp_column_name="date",
+            chunker=week_chunker(),
+            metrics=["rmse", "mae"],
+            hyperparameters=hyperparameters,
+        )
+        est.fit(learn_from[cols])
+        scale = {"rmse": 1.0, "mae": 1.0}
+        if learn_from is backtest:
+            scale = _holdout_scale(analysis_results(est.estimate(holdout[cols])))
+        df = analysis_results(est.estimate(weeks.to_compute[cols]))
+        out = []
+        for m, method in written:
+            rows = result_rows(df, ("chunk",), "estimated_performance", (m,))
+            rows[["value", "lower", "upper"]] *= scale[m]
+            out.append(rows.assign(feature=m, method=method, ignored=False))
+        computed = pd.concat(out, ignore_index=True)
+    return merge_weeks(weeks, computed, written)
 
 
 def _holdout_scale(estimate: pd.DataFrame) -> dict[str, float]:

@@ -1,16 +1,18 @@
 """What a monitoring refresh of the same model takes from the region's last drift table
 instead of computing it again.
 
-Every univariate drift, PCA reconstruction and data-quality row carries in ``chunk_hash``
-what it was computed from: ``<reference digest>;week:<week digest>``, the reference rows
-(dates and the signal's columns, with nannyml's version and ours: ``reference_digest``) and its
-week's analysis rows. A refresh then
+Every univariate drift, fleet gap, PCA reconstruction, data-quality and DLE estimate row
+carries in ``chunk_hash`` what it was computed from: ``<reference digest>;week:<week
+digest>``, the reference rows (dates and the signal's columns, the settings it is fitted
+with, nannyml's version and ours: ``reference_digest``) and its week's analysis rows. A
+refresh then
 
 - takes a week's rows whole when both are unchanged (``split_weeks`` / ``merge_weeks``):
   nannyml scores each weekly chunk on its own against what its fit learnt from the
   reference, so the same reference and the same week give the same rows;
-- takes the thresholds when only the reference is unchanged (``known_thresholds``): a
-  fit scores every reference week only to set them, and the new weeks are scored.
+- takes the thresholds when only the reference is unchanged (``known_thresholds``;
+  univariate and PCA drift): a fit scores every reference week only to set them, and the
+  new weeks are scored.
 
 Nothing is taken from a table of another model (``store.model_drift_report``), and a week
 whose rows in the last table do not cover every (feature, method) the signal writes now is
@@ -20,6 +22,7 @@ computed again.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +33,15 @@ from mlops_assets.monitoring.table import TABLE_COLUMNS
 from mlops_assets.training import week_start
 
 WEEK_SEPARATOR = ";week:"
-# the signals whose weeks and thresholds a refresh takes from the last table
-REUSED_SIGNALS = ("feature_drift", "multivariate_drift", "data_quality")
+# the signals whose unchanged weeks a refresh takes from the last table (attribution
+# drift keeps its own digests: ``attribution.reused_attribution_weeks``)
+REUSED_SIGNALS = (
+    "feature_drift",
+    "multivariate_drift",
+    "data_quality",
+    "fleet_gap_drift",
+    "estimated_performance",
+)
 # the drift table's dtypes, as its signals write them (a table read back from Parquet is
 # cast to them before its rows join freshly computed ones)
 TABLE_DTYPES = {
@@ -52,17 +62,24 @@ TABLE_DTYPES = {
 Thresholds = dict[tuple[str, str], tuple[float | None, float | None]]
 
 
-def reference_digest(reference: pd.DataFrame, names: list[str]) -> str:
+def reference_digest(
+    reference: pd.DataFrame, names: list[str], settings: dict[str, Any] | None = None
+) -> str:
     """What a signal's fit learns from: the reference rows (dates and ``names``, which are
-    named in it too), and the code that computes it: nannyml's version and ours (another
-    release recomputes every week once)."""
+    named in it too), the ``settings`` it is fitted with beyond the code's own (e.g. a
+    threshold's width, the error model's parameters), and the code that computes it:
+    nannyml's version and ours (another release recomputes every week once)."""
     from mlops_assets.version import code_version
 
     nml = import_nannyml()
     rows = pd.util.hash_pandas_object(reference[["date", *names]], index=False).sum()
     columns = hashlib.sha256("\0".join(names).encode()).hexdigest()[:16]
     code = f"nannyml-{nml.__version__}:mlops_assets-{code_version()}"
-    return f"reference:{rows}:{len(reference)}:{columns}:{code}"
+    digest = f"reference:{rows}:{len(reference)}:{columns}:{code}"
+    if settings is not None:
+        text = json.dumps(settings, sort_keys=True, default=str)
+        digest += f":settings:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+    return digest
 
 
 def reference_part(chunk_hash: pd.Series) -> pd.Series:
@@ -114,7 +131,9 @@ def split_weeks(
 ) -> WeekSplit:
     """The weeks of ``analysis`` whose ``signal`` rows ``previous`` holds for the same
     reference digest (``reference``) and the same rows (dates and ``names``), with a row
-    for each (feature, method) in ``written``; the other weeks are to compute."""
+    for each (feature, method) in ``written``; the other weeks are to compute. Rows
+    without a week digest (``estimate_support``'s, under ``estimated_performance``) are
+    never taken."""
     weeks = week_start(analysis["date"]).to_numpy()
     hashed = pd.util.hash_pandas_object(analysis[["date", *names]], index=False).groupby(weeks)
     digests = hashed.sum().astype(str) + ":" + hashed.size().astype(str)
@@ -178,15 +197,16 @@ def _thresholds_of(table: pd.DataFrame, signal: str) -> pd.DataFrame:
 
 
 def reused_drift_weeks(table: pd.DataFrame, previous: pd.DataFrame | None) -> int:
-    """How many (signal, week) chunks of univariate drift, PCA reconstruction and data
-    quality in ``table`` had the same reference and week rows in ``previous``: taken from
-    it rather than computed."""
+    """How many (signal, week) chunks of the ``REUSED_SIGNALS`` in ``table`` had the same
+    reference and week rows in ``previous``: taken from it rather than computed."""
     if previous is None or previous.empty or "chunk_hash" not in previous.columns:
         return 0
     keys = ["signal", "week_start", "chunk_hash"]
 
     def chunks(rows: pd.DataFrame) -> pd.DataFrame:
-        rows = rows.loc[rows["signal"].isin(REUSED_SIGNALS), keys].drop_duplicates()
+        # rows without a week digest (``estimate_support``'s) are computed every time
+        weekly = rows["chunk_hash"].astype(str).str.contains(WEEK_SEPARATOR, regex=False)
+        rows = rows.loc[rows["signal"].isin(REUSED_SIGNALS) & weekly, keys].drop_duplicates()
         return rows.assign(week_start=pd.to_datetime(rows["week_start"]))
 
     return len(chunks(table).merge(chunks(previous), on=keys))

@@ -168,7 +168,9 @@ def region_drift(
         warnings.simplefilter("ignore")
         parts = [
             feature_drift(recent, analysis, cols, s, previous),
-            fleet_gap_drift(inputs.reference_gap, inputs.analysis_gap, cols.region_level, s),
+            fleet_gap_drift(
+                inputs.reference_gap, inputs.analysis_gap, cols.region_level, s, previous
+            ),
             multivariate_drift(recent, analysis, cols, previous),
             # the range and levels the model was trained on: all of its reference
             data_quality(inputs.reference, analysis, cols, previous),
@@ -180,6 +182,7 @@ def region_drift(
                 else dle_features(meta, s),
                 backtest,
                 s.dle_params,
+                previous,
             ),
             estimate_support(inputs.reference, analysis, meta, cols, s),
             attribution_drift(booster, meta, analysis, s, previous, inputs.reference),

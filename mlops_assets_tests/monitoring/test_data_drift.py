@@ -13,6 +13,7 @@ import pytest
 from mlops_assets import monitoring
 from mlops_assets.monitoring import (
     data_drift,
+    dle_features,
     fleet_gap_frame,
     monitored_columns,
     refresh,
@@ -192,17 +193,27 @@ def test_a_refresh_of_the_same_reference_takes_the_reconstruction_threshold_from
     assert not (drift(without_first_week(reference), doctored)["upper"] == 0.0).any()
 
 
-@pytest.mark.parametrize("signal", ["feature_drift", "multivariate_drift", "data_quality"])
+@pytest.mark.parametrize(
+    "signal",
+    [
+        "feature_drift",
+        "multivariate_drift",
+        "data_quality",
+        "fleet_gap_drift",
+        "estimated_performance",
+    ],
+)
 def test_a_refresh_takes_the_unchanged_weeks_from_its_last_table_and_computes_the_others(
     fleets, signal
 ):
-    """nannyml scores each week on its own against what its fit learnt from the reference,
-    so a refresh of the same model takes a week's rows from the last table when neither
-    the reference nor that week's rows changed, and computes the other weeks: the table
-    a first pass would write, for less work."""
+    """nannyml scores (and DLE estimates) each week on its own against what its fit learnt
+    from the reference, so a refresh of the same model takes a week's rows from the last
+    table when neither the reference nor that week's rows changed, and computes the other
+    weeks: the table a first pass would write, for less work."""
     fleet = fleets.stationary(0)
     inputs = fleet.inputs[DRIFT_KEY]
-    cols = monitored_columns(fleet.models[DRIFT_KEY].meta, SPEC)
+    meta = fleet.models[DRIFT_KEY].meta
+    cols = monitored_columns(meta, SPEC)
     reference = inputs.reference
 
     def compute(analysis: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
@@ -212,26 +223,49 @@ def test_a_refresh_takes_the_unchanged_weeks_from_its_last_table_and_computes_th
                 return monitoring.feature_drift(reference, analysis, cols, MON, previous)
             if signal == "multivariate_drift":
                 return monitoring.multivariate_drift(reference, analysis, cols, previous)
-            return monitoring.data_quality(reference, analysis, cols, previous)
+            if signal == "data_quality":
+                return monitoring.data_quality(reference, analysis, cols, previous)
+            if signal == "fleet_gap_drift":
+                return monitoring.fleet_gap_drift(
+                    inputs.reference_gap, analysis, cols.region_level, MON, previous
+                )
+            return monitoring.estimated_performance(
+                inputs.holdout, analysis, dle_features(meta, MON), None, MON.dle_params, previous
+            )
 
-    first = compute(inputs.analysis, None)
+    # what a week's rows hold: the gap frame for the fleet gap, else the model's inputs
+    analysis = inputs.analysis_gap if signal == "fleet_gap_drift" else inputs.analysis
+    first = compute(analysis, None)
     weeks = sorted(first["week_start"].unique())
     assert len(weeks) > 3 and first["chunk_hash"].str.contains(refresh.WEEK_SEPARATOR).all()
-    # new rows in the last week (a watched input moves), and the last table says something
-    # else of the first week than its rows would give
-    changed = inputs.analysis.copy()
-    column = next(
-        c
-        for c in cols.alerting_numeric
-        if c not in cols.region_level and pd.api.types.is_float_dtype(changed[c])
-    )
+    # new rows in the last week (a watched input, the gap or the forecast moves), and the
+    # last table says something else of the first week than its rows would give
+    changed = analysis.copy()
+    if signal == "fleet_gap_drift":
+        column = "temperature_c"
+    elif signal == "estimated_performance":
+        column = "y_pred"
+    else:
+        column = next(
+            c
+            for c in cols.alerting_numeric
+            if c not in cols.region_level and pd.api.types.is_float_dtype(changed[c])
+        )
     last = (week_start(changed["date"]) == weeks[-1]).to_numpy()
-    changed.loc[last, column] = changed.loc[last, column] + 3 * reference[column].std()
+    changed.loc[last, column] = changed.loc[last, column] + 3 * changed[column].std()
     expected = compute(changed, None)
     doctored = first.assign(value=first["value"].where(first["week_start"] != weeks[0], 123.0))
+    # rows of another (feature, method) of the signal, without a week digest (as
+    # estimate_support's share outside the training range), do not stop a week's reuse
+    other = first.assign(feature="another", method="range", chunk_hash=np.nan)
+    doctored = pd.concat([doctored, other], ignore_index=True)
 
     refreshed = compute(changed, doctored)
     assert monitoring.reused_drift_weeks(refreshed, doctored) == len(weeks) - 1
+    # nor are rows without a week digest counted as taken
+    assert monitoring.reused_drift_weeks(pd.concat([refreshed, other]), doctored) == (
+        len(weeks) - 1
+    )
     taken = refreshed["week_start"] == weeks[0]
     assert (refreshed.loc[taken, "value"] == 123.0).all()  # read, not computed
     pd.testing.assert_frame_equal(refreshed[~taken], expected[~taken])
@@ -246,3 +280,44 @@ def test_a_refresh_takes_the_unchanged_weeks_from_its_last_table_and_computes_th
         compute(changed, doctored.assign(chunk_hash="reference:other" + refresh.WEEK_SEPARATOR)),
         expected,
     )
+
+
+def test_a_refresh_under_other_fleet_gap_or_error_model_settings_computes_every_week(fleets):
+    """The fleet gap's threshold width and the DLE error model's parameters are part of
+    what a week was computed with: a refresh under other settings takes no week."""
+    fleet = fleets.stationary(0)
+    inputs = fleet.inputs[DRIFT_KEY]
+    meta = fleet.models[DRIFT_KEY].meta
+    cols = monitored_columns(meta, SPEC)
+    other_settings = MON.model_copy(
+        update={
+            "fleet_gap_std": MON.fleet_gap_std * 2,
+            "dle_params": {**MON.dle_params, "n_estimators": 50},
+        }
+    )
+
+    def gap(s, previous):
+        return monitoring.fleet_gap_drift(
+            inputs.reference_gap, inputs.analysis_gap, cols.region_level, s, previous
+        )
+
+    def dle(s, previous):
+        features = dle_features(meta, s)
+        return monitoring.estimated_performance(
+            inputs.holdout, inputs.analysis, features, None, s.dle_params, previous
+        )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for compute in (gap, dle):
+            first = compute(MON, None)
+            weeks = first["week_start"].nunique()
+            again = compute(MON, first)
+            pd.testing.assert_frame_equal(again, first)
+            assert monitoring.reused_drift_weeks(again, first) == weeks > 3
+            other = compute(other_settings, first)
+            assert monitoring.reused_drift_weeks(other, first) == 0
+            pd.testing.assert_frame_equal(other, compute(other_settings, None))
+            assert not other["value"].equals(first["value"]) or not other["upper"].equals(
+                first["upper"]
+            )

@@ -35,8 +35,10 @@ def drift_report_spec(spec: DatasetSpec) -> dg.AssetSpec:
             "/ out-of-range values, the DLE estimate of RMSE and MAE before actuals arrive, "
             f"and the NDCG of the Shapley ranking (alert below {s.ndcg_threshold:g}; a week "
             "whose sampled rows did not change keeps its ranking from the model's last "
-            "report, `attribution_weeks_reused`; so do the univariate and reconstruction "
-            "drift thresholds of the same reference rows, `drift_thresholds_reused`). Raw "
+            "report, `attribution_weeks_reused`; so does every other signal's week whose "
+            "reference and rows did not change, `drift_weeks_reused`, and the univariate and "
+            "reconstruction drift thresholds of the same reference rows, "
+            "`drift_thresholds_reused`). Raw "
             "statistics only: `monitoring_alerts` compares regions and applies persistence. "
             "Written to `monitoring/<region>/drift_report.parquet`."
         ),

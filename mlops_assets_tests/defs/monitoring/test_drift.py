@@ -5,7 +5,7 @@ import pandas as pd
 
 from mlops_assets.defs.local_driver import run_partitions
 from mlops_assets.defs.monitoring.drift import DRIFT_REPORT_KEY
-from mlops_assets.monitoring import attribution, read_drift_report
+from mlops_assets.monitoring import attribution, read_drift_report, refresh
 from mlops_assets_tests.defs.models.pipeline_support import materializations
 from mlops_assets_tests.registry.support import edit_record
 
@@ -62,12 +62,11 @@ def test_drift_report_compares_with_the_reference_saved_with_the_model(model_pip
     drifts = before[before["signal"].isin(["feature_drift", "multivariate_drift"])]
     thresholds = len(drifts[["signal", "feature"]].drop_duplicates())
     assert again["drift_thresholds_reused"].value == thresholds > 1
-    # and, as the weeks since training are unchanged, their drift and data-quality rows
-    reusable = before[
-        before["signal"].isin(["feature_drift", "multivariate_drift", "data_quality"])
-    ]
-    chunks = len(reusable[["signal", "week_start"]].drop_duplicates())
-    assert again["drift_weeks_reused"].value == chunks > 3
+    # and, as the weeks since training are unchanged, every signal's weekly rows
+    weekly = before["chunk_hash"].astype(str).str.contains(refresh.WEEK_SEPARATOR, regex=False)
+    chunks = before.loc[weekly, ["signal", "week_start"]].drop_duplicates()
+    assert set(chunks["signal"]) == set(refresh.REUSED_SIGNALS)
+    assert again["drift_weeks_reused"].value == len(chunks) > 3
     assert calls == []
 
     # a version registered without a reference (an older model) falls back to the moved
@@ -79,7 +78,10 @@ def test_drift_report_compares_with_the_reference_saved_with_the_model(model_pip
     meta = _drift_report(p)
     assert meta["reference_source"].value.startswith("the feature table's training window")
     assert meta["drift_thresholds_reused"].value == 0  # other reference rows: computed
-    assert meta["drift_weeks_reused"].value == 0
+    # the weeks of the signals whose references are saved apart are still taken: the
+    # DLE's (the model's out-of-sample forecasts) and the fleet gap's
+    apart = chunks["signal"].isin(["estimated_performance", "fleet_gap_drift"])
+    assert meta["drift_weeks_reused"].value == apart.sum() > 0
     assert meta["reference_rows"].value == train_rows
     after = read_drift_report(p.workspace, REGION)
     temperature = (after["feature"] == "temperature_c") & (after["signal"] == "feature_drift")
