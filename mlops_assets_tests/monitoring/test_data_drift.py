@@ -283,8 +283,9 @@ def test_a_refresh_takes_the_unchanged_weeks_from_its_last_table_and_computes_th
 
 
 def test_a_refresh_under_other_fleet_gap_or_error_model_settings_computes_every_week(fleets):
-    """The fleet gap's threshold width and the DLE error model's parameters are part of
-    what a week was computed with: a refresh under other settings takes no week."""
+    """The fleet gap's threshold width, the DLE error model's parameters and, for an error
+    model learning from the backtest, the holdout its estimates are scaled to are part of
+    what a week was computed with: a refresh under others takes no week."""
     fleet = fleets.stationary(0)
     inputs = fleet.inputs[DRIFT_KEY]
     meta = fleet.models[DRIFT_KEY].meta
@@ -295,6 +296,7 @@ def test_a_refresh_under_other_fleet_gap_or_error_model_settings_computes_every_
             "dle_params": {**MON.dle_params, "n_estimators": 50},
         }
     )
+    moved_holdout = inputs.holdout.assign(y_pred=inputs.holdout["y_pred"] * 1.2)
 
     def gap(s, previous):
         return monitoring.fleet_gap_drift(
@@ -307,9 +309,17 @@ def test_a_refresh_under_other_fleet_gap_or_error_model_settings_computes_every_
             inputs.holdout, inputs.analysis, features, None, s.dle_params, previous
         )
 
+    def dle_from_backtest(s, previous):
+        holdout = inputs.holdout if s is MON else moved_holdout
+        assert len(inputs.backtest) >= monitoring.MIN_DLE_ROWS
+        features = dle_features(meta, MON)
+        return monitoring.estimated_performance(
+            holdout, inputs.analysis, features, inputs.backtest, MON.dle_params, previous
+        )
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for compute in (gap, dle):
+        for compute in (gap, dle, dle_from_backtest):
             first = compute(MON, None)
             weeks = first["week_start"].nunique()
             again = compute(MON, first)
