@@ -102,7 +102,7 @@ class DirectPipeline:
     def features(self) -> None:
         for region in self.regions:
             data, key = self.ws.data, self.ws.features_key(region)
-            with connect(self.ws, self.spec) as con, data.staged(key) as staged:
+            with connect(self.ws, self.spec, shared=False) as con, data.staged(key) as staged:
                 fs = copy_features(con, self.spec, region, staged)
                 last = last_sales_date(con, self.spec)
                 check_features(staged, self.spec, fs, previous_rows=None, dataset_last_date=last)

@@ -85,7 +85,7 @@ def build_workspace(source: Path, root: Path, spec, regions: list[str] | None = 
     for lf in scan_landing(ws, spec):
         ingest_file(ws, spec, lf.source, lf.relpath)
     known = regions_with_sales(ws, spec)
-    with connect(ws, spec) as con:
+    with connect(ws, spec, shared=False) as con:
         for region in regions or known:
             write_features(con, spec, region, ws.data, ws.features_key(region))
         fs = feature_set(con, spec)

@@ -131,7 +131,7 @@ def main() -> None:
         t = time.perf_counter()
         regions = regions_with_sales(ws, spec)
         feature_rows = 0
-        with connect(ws, spec) as con:
+        with connect(ws, spec, shared=False) as con:
             for region in regions:
                 write_features(con, spec, region, ws.data, ws.features_key(region))
                 feature_rows += con.execute(

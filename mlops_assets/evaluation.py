@@ -66,7 +66,7 @@ def evaluate_dataset(
             if outcome.status == "quarantined":
                 quarantined.append({"file": lf.relpath, "reason": outcome.record["reason"]})
         regions = regions_with_sales(ws, spec)
-        with connect(ws, spec) as con:
+        with connect(ws, spec, shared=False) as con:
             for region in regions:
                 write_features(con, spec, region, ws.data, ws.features_key(region))
             fs_all = feature_set(con, spec)

@@ -72,7 +72,7 @@ def ingested_files(ws: Workspace, source: str) -> pd.DataFrame:
 
 @contextmanager
 def connect(
-    ws: Workspace, spec: DatasetSpec, *, features: bool = False
+    ws: Workspace, spec: DatasetSpec, *, features: bool = False, shared: bool = True
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB connection with the workspace views defined. ``features``: also the
     ``features`` view over every region's feature table, for the readers that query it:
@@ -82,9 +82,16 @@ def connect(
     The connection is a cursor on an in-memory database of this process that holds the
     views of the workspace's ingested files as they are now (``views_database``): defining
     them is most of a connect's cost, and a run connects several times. The ``features``
-    view is the cursor's own (feature tables change within a run)."""
+    view is the cursor's own (feature tables change within a run).
+
+    ``shared=False``: a database of its own instead, closed when the block ends, for work
+    whose memory must go back to the system then (building features): DuckDB's allocator
+    keeps what a database's queries used until that database closes, about 1 GB after
+    a 1M-row region's features (the process then carried it through the run's later
+    regions and assets)."""
     files = {name: ingested_files(ws, name) for name in spec.sources}
-    con = views_database(ws, spec, files).cursor()
+    own = None if shared else _new_views_database(ws, spec, files)
+    con = (own or views_database(ws, spec, files)).cursor()
     try:
         ws.data.attach(con)  # the feature tables may be on object storage
         if features:
@@ -92,6 +99,8 @@ def connect(
         yield con
     finally:
         con.close()
+        if own is not None:
+            own.close()
 
 
 # the databases of the workspace states this process connected to last (a run, a sensor
@@ -120,18 +129,26 @@ def views_database(
     with _views_databases_lock:
         database = _views_databases.get(key)
         if database is None:
-            database = duckdb.connect()
-            try:
-                ws.data.attach(database)
-                define_views(database, spec, files)
-            except BaseException:
-                database.close()
-                raise
+            database = _new_views_database(ws, spec, files)
             _views_databases[key] = database
         _views_databases.move_to_end(key)
         while len(_views_databases) > VIEWS_DATABASES_KEPT:
             # dropped, not closed: a cursor still open on it keeps the database alive
             _views_databases.popitem(last=False)
+    return database
+
+
+def _new_views_database(
+    ws: Workspace, spec: DatasetSpec, files: dict[str, pd.DataFrame]
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory database with the workspace views over ``files`` (closed if they fail)."""
+    database = duckdb.connect()
+    try:
+        ws.data.attach(database)
+        define_views(database, spec, files)
+    except BaseException:
+        database.close()
+        raise
     return database
 
 

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -222,6 +223,31 @@ def test_connects_share_the_views_until_newly_ingested_files_change_them(tmp_pat
     with connect(ws, SPEC) as con:
         assert has_view(con, "weather") and con.execute("SELECT count(*) FROM weather").fetchall()
         assert con.execute("SELECT count(*) FROM sales").fetchall() == sales
+
+
+def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    query = "SELECT count(*) FROM duckdb_tables() WHERE table_name = $n"
+    return bool(con.execute(query, {"n": name}).fetchall()[0][0])
+
+
+def test_a_connect_that_does_not_share_has_a_database_of_its_own_closed_after_it(ws):
+    """A feature build connects with ``shared=False``: the same views on a database of
+    its own, closed when the block ends, so its memory goes back to the system then (the
+    shared database's allocator would keep it for the rest of the process); the shared
+    database is neither touched nor closed."""
+    with connect(ws, SPEC) as shared:
+        sales = shared.execute("SELECT count(*) FROM sales").fetchall()
+        shared.execute("CREATE TABLE seen_by_every_shared_connect AS SELECT 1 AS x")
+    with connect(ws, SPEC, shared=False) as own:
+        assert own.execute("SELECT count(*) FROM sales").fetchall() == sales
+        assert not has_table(own, "seen_by_every_shared_connect")
+        own.execute("CREATE TABLE mine AS SELECT 1 AS x")
+    with pytest.raises(duckdb.ConnectionException):
+        own.execute("SELECT 1")
+    with connect(ws, SPEC) as shared:
+        assert has_table(shared, "seen_by_every_shared_connect")
+        assert not has_table(shared, "mine")
+        assert shared.execute("SELECT count(*) FROM sales").fetchall() == sales
 
 
 def test_connects_from_threads_each_get_their_own_connection(ws):

@@ -77,7 +77,7 @@ def features_session(
     """``features(region)`` for every region of a run, sharing one warehouse connection
     and one read of the manifest (the ingested files' checksums: the data version's input)."""
     ws, ds = workspace.workspace(), workspace.dataset()
-    with connect(ws, ds) as con:
+    with connect(ws, ds, shared=False) as con:
         dataset_last = last_sales_date(con, ds)
         inputs = "".join(
             "".join(ingested_files(ws, source)["sha"]) for source in sorted(ds.sources)
