@@ -80,11 +80,11 @@ def fits(
     boosters = {"probe": probe}
     t = time.perf_counter()
     boosters["evaluated"], scores = fit_boosters(
-        params, data.dataset(data.before_holdout), trees=best, seeds=1, keep_scores=True
+        params, data.dataset(data.before_holdout_mask), trees=best, seeds=1, keep_scores=True
     )
     seconds["evaluated"] = time.perf_counter() - t
     t = time.perf_counter()
-    boosters["refit"] = lgb.train(params, data.dataset(data.hist[data.usable]), best)
+    boosters["refit"] = lgb.train(params, data.dataset(data.usable.to_numpy()), best)
     seconds["refit"] = time.perf_counter() - t
     return data, boosters, seconds, scores
 
@@ -112,7 +112,7 @@ def warm_refit(
     """``booster`` followed by ``trees`` more trees boosted on all usable history from
     its output: ``final_fit: continue`` as ``train_region_model`` does it."""
     start = evaluator_output(booster, scores, data)
-    train_set = data.dataset(data.hist[data.usable], init_score=start)
+    train_set = data.dataset(data.usable.to_numpy(), init_score=start)
     more = lgb.train(data.meta["params"], train_set, num_boost_round=trees)
     return chain_boosters([booster, more])
 

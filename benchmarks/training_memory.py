@@ -36,6 +36,8 @@ RESULTS = Path(__file__).parent / "results" / "training_memory.json"
 PHASES = (
     "prepare_region",
     "fit_probe",
+    "backtest_forecasts",
+    "evaluator_output",
     "baseline_forecasts",
     "predict_frame",
     "shap_contributions",
@@ -105,6 +107,11 @@ def main() -> None:
         with PhaseSampler() as sampler:
             for name in PHASES:
                 setattr(training, name, sampler.labelled(getattr(training, name), lambda n=name: n))
+            arrays = iter(range(1, 100))  # which fit (or prediction) built the array
+            training.design_array = sampler.labelled(
+                training.design_array,
+                lambda: f"{sampler.phase}/design_array #{next(arrays)}",
+            )
             fits = iter(range(1, 100))
             training.lgb.train = sampler.labelled(
                 lgb.train, lambda: f"{sampler.phase}/lgb.train #{next(fits)}"

@@ -84,7 +84,7 @@ def main() -> None:
             n_features = change.get("_n_features")
             subset = feature_subset(data, n_features) if n_features else data
             # binned outside the timing, with the setting's own binning parameters
-            train_set = subset.dataset(subset.train)
+            train_set = subset.dataset(subset.train_mask)
             train_set.params = dict(params)
             train_set.construct()
             t = time.perf_counter()

@@ -124,20 +124,28 @@ def design_matrix(
 
 
 def design_array(
-    frame: pd.DataFrame, columns: list[str], categories: dict[str, list[str]]
+    frame: pd.DataFrame,
+    columns: list[str],
+    categories: dict[str, list[str]],
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """``design_matrix`` as one C-ordered float32 array, categoricals as their codes on the
     training levels (unseen or missing: NaN), which is what LightGBM bins. Training builds
     its Datasets from it: from a DataFrame with categoricals LightGBM 4.5 makes two float64
     copies of the inputs (codes cast to float64, then a C-ordered copy), four times this
-    array, which set a region's peak memory."""
-    out = np.empty((len(frame), len(columns)), dtype=np.float32)
+    array, which set a region's peak memory. ``rows``: a boolean mask of the frame's rows
+    to take, one column at a time, so that a fit on most of a region's history does not
+    first copy those rows' frame (``RegionData.dataset``)."""
+    n = len(frame) if rows is None else int(np.count_nonzero(rows))
+    out = np.empty((n, len(columns)), dtype=np.float32)
     for j, col in enumerate(columns):
         if col in categories:
-            codes = training_levels(frame[col], categories[col]).codes
+            values = frame[col] if rows is None else frame[col][rows]
+            codes = training_levels(values, categories[col]).codes
             out[:, j] = np.where(codes < 0, np.nan, codes)
         else:
-            out[:, j] = frame[col].to_numpy(dtype=np.float32, na_value=np.nan)
+            values = frame[col].to_numpy(dtype=np.float32, na_value=np.nan)
+            out[:, j] = values if rows is None else values[rows]
     return out
 
 
@@ -247,20 +255,36 @@ class RegionData:
     categories: dict[str, list[str]]
     meta: dict[str, Any]
 
+    # Row masks over ``hist`` select what a fit learns from: ``dataset`` takes the inputs
+    # one column at a time, where a frame of those rows would be one more copy of most of
+    # the region's history while its Dataset is built (the peak of a region's training)
+
+    @property
+    def train_mask(self) -> np.ndarray:
+        """The training window (before the inner validation window)."""
+        return (self.usable & (self.hist["date"] <= self.split.train_end)).to_numpy()
+
+    @property
+    def val_mask(self) -> np.ndarray:
+        """The inner validation window (early stopping, tuning); never the holdout."""
+        dates = self.hist["date"]
+        return (self.usable & dates.between(self.split.val_start, self.split.val_end)).to_numpy()
+
+    @property
+    def before_holdout_mask(self) -> np.ndarray:
+        return (self.usable & (self.hist["date"] <= self.split.val_end)).to_numpy()
+
     @property
     def train(self) -> pd.DataFrame:
-        """The training window (before the inner validation window)."""
-        return self.hist[self.usable & (self.hist["date"] <= self.split.train_end)]
+        return self.hist[self.train_mask]
 
     @property
     def val(self) -> pd.DataFrame:
-        """The inner validation window (early stopping, tuning); never the holdout."""
-        dates = self.hist["date"]
-        return self.hist[self.usable & dates.between(self.split.val_start, self.split.val_end)]
+        return self.hist[self.val_mask]
 
     @property
     def before_holdout(self) -> pd.DataFrame:
-        return self.hist[self.usable & (self.hist["date"] <= self.split.val_end)]
+        return self.hist[self.before_holdout_mask]
 
     def target(self, frame: pd.DataFrame) -> np.ndarray:
         y = frame["target"].clip(lower=0).to_numpy(float)
@@ -268,20 +292,22 @@ class RegionData:
 
     def dataset(
         self,
-        frame: pd.DataFrame,
+        rows: np.ndarray,
         reference: lgb.Dataset | None = None,
         *,
         free_raw_data: bool = False,
         init_score: np.ndarray | None = None,
     ) -> lgb.Dataset:
-        """A LightGBM Dataset of ``frame``: inputs on the training categories, the target in
-        the model's space, and each row's lagged level as init_score (or ``init_score``:
-        a continuation boosts from an earlier booster's output)."""
+        """A LightGBM Dataset of the ``rows`` of ``hist`` (a boolean mask): inputs on the
+        training categories, the target in the model's space, and each row's lagged level
+        as init_score (or ``init_score``: a continuation boosts from an earlier booster's
+        output)."""
+        rows = np.asarray(rows, dtype=bool)
         if init_score is None and self.meta["level_features"]:
-            init_score = level_offset(frame, self.meta)
+            init_score = level_offset(self.hist.loc[rows, self.meta["level_features"]], self.meta)
         return lgb.Dataset(
-            design_array(frame, self.columns, self.categories),
-            label=self.target(frame),
+            design_array(self.hist, self.columns, self.categories, rows),
+            label=self.target(self.hist.loc[rows, ["target"]]),
             feature_name=self.columns,
             # no init_score without a level: LightGBM then boosts from the average
             init_score=init_score,
@@ -308,9 +334,8 @@ def prepare_region(
     ok = eligible_rows(hist) & hist["target"].notna()
     if settings.train_on_positive_target:
         ok &= hist["target"] > 0
-    train = hist[ok & (hist["date"] <= split.train_end)]
-    val = hist[ok & hist["date"].between(split.val_start, split.val_end)]
-    if train.empty or val.empty:
+    train = ok & (hist["date"] <= split.train_end)
+    if not train.any() or not (ok & hist["date"].between(split.val_start, split.val_end)).any():
         raise ValueError("no open-day rows to train or validate on")
     categories = {
         c: sorted(hist[c].dropna().astype(str).unique().tolist())[:MAX_CATEGORY_LEVELS]
@@ -323,7 +348,7 @@ def prepare_region(
         "categories": categories,
         "target_transform": settings.target_transform,
         "level_features": [c for c in settings.level_features if c in hist.columns],
-        "level_fallback": level_fallback(train),
+        "level_fallback": level_fallback(hist.loc[train, ["target"]]),
         "params": params,
         "num_threads": params.get("num_threads", 1),
     }
@@ -364,7 +389,7 @@ def train_region_model(
     continuing = settings.final_fit == "continue"
 
     def fit(
-        frame: pd.DataFrame,
+        rows: np.ndarray,
         seeds: int = settings.seeds,
         region: RegionData = data,
         *,
@@ -380,8 +405,8 @@ def train_region_model(
         # (rossmann-100, error after the cutoff: results/training_ab.json, probe_bins)
         # one seed: LightGBM drops the input array once it has binned it. Several seeds
         # re-bin it (a seed changes the Dataset's parameters), so it is kept then
-        train_set = region.dataset(frame, free_raw_data=seeds == 1, init_score=start)
-        del frame, start  # the Dataset holds what boosting needs: a caller's copy goes now
+        train_set = region.dataset(rows, free_raw_data=seeds == 1, init_score=start)
+        del start  # the Dataset holds what boosting needs: a caller's copy goes now
         return fit_boosters(params, train_set, trees=trees, seeds=seeds, keep_scores=keep_scores)
 
     # (2) evaluation model: everything before the holdout, forecasts the holdout. It costs
@@ -390,7 +415,7 @@ def train_region_model(
     # probe is one horizon staler (holdout MAPE 4-10% higher): the weekly retrain's "no
     # worse than the approved model" comparison (5% tolerance) would then reject fair
     # candidates (benchmarks/results/evaluation_fit.json)
-    evaluator, evaluator_scores = fit(data.before_holdout, keep_scores=continuing)
+    evaluator, evaluator_scores = fit(data.before_holdout_mask, keep_scores=continuing)
     holdout = hist[hist["date"] >= split.holdout_start].copy()
     frame = holdout[[*SERIES, "date"]].copy()
     frame["actual"] = holdout["target"].clip(lower=0)
@@ -414,20 +439,21 @@ def train_region_model(
     # the model errs): the label-free performance estimate learns from them
     backtest = backtest_forecasts(
         data,
-        lambda frame, fold: fit(frame, seeds=1, region=fold)[0],
+        lambda rows, fold: fit(rows, seeds=1, region=fold)[0],
         spec,
         folds=spec.monitoring.estimate_backtest_folds,
         min_train_share=spec.monitoring.estimate_backtest_min_train_share,
     )
 
-    # what the artifact is fitted on, described before its fit, so that these rows need
-    # not stay in memory while it boosts
-    all_rows = hist[ok]
-    dq_baseline = data_quality_baseline(all_rows, feature_set)
-    train_rows = int(len(all_rows))
-    train_dates = (str(all_rows["date"].min().date()), str(all_rows["date"].max().date()))
-    reference = reference_rows(all_rows, meta, reference_max_rows, table=features)
-    del all_rows
+    # what the artifact is fitted on (every usable row), described from masks: a frame of
+    # those rows would be one more copy of the region's history
+    fitted = ok.to_numpy()
+    dq_baseline = data_quality_baseline(hist, feature_set, rows=fitted)
+    train_rows = int(fitted.sum())
+    fitted_dates = hist["date"][fitted]
+    train_dates = (str(fitted_dates.min().date()), str(fitted_dates.max().date()))
+    reference = reference_rows(hist.loc[fitted, ["date"]], meta, reference_max_rows, table=features)
+    del fitted_dates
 
     # (3) the artifact: all history, same configuration; by default the evaluation model
     # boosted further on all history (see ModelSettings.final_fit)
@@ -435,11 +461,11 @@ def train_region_model(
         start = evaluator_output(evaluator, evaluator_scores, data)
         del evaluator_scores
         trees = max(1, round(settings.final_fit_tree_share * best_iter))
-        more, _ = fit(hist[ok], trees=trees, start=start)
+        more, _ = fit(fitted, trees=trees, start=start)
         final = chain_boosters([evaluator, more])
         meta["final_fit"] = {"method": "continue", "trees": trees}
     else:
-        final, _ = fit(hist[ok])
+        final, _ = fit(fitted)
         meta["final_fit"] = {"method": "refit", "trees": best_iter}
     sample = holdout[frame["eligible"].to_numpy()]
     if len(sample) > SHAP_SAMPLE_ROWS:
@@ -485,8 +511,8 @@ def fit_probe(data: RegionData, settings: ModelSettings) -> tuple[lgb.Booster, i
     probe_params = dict(params)
     if m != 1.0:
         probe_params["learning_rate"] = float(params.get("learning_rate", 0.1)) * m
-    d_train = data.dataset(data.train, free_raw_data=True)  # boosted once: binned, dropped
-    d_val = data.dataset(data.val, reference=d_train, free_raw_data=True)
+    d_train = data.dataset(data.train_mask, free_raw_data=True)  # boosted once: binned, dropped
+    d_val = data.dataset(data.val_mask, reference=d_train, free_raw_data=True)
     probe = lgb.train(
         probe_params,
         d_train,
@@ -556,7 +582,7 @@ def evaluator_output(
 
 def backtest_forecasts(
     data: RegionData,
-    fit: Callable[[pd.DataFrame, RegionData], lgb.Booster],
+    fit: Callable[[np.ndarray, RegionData], lgb.Booster],
     spec: DatasetSpec,
     *,
     folds: int,
@@ -571,25 +597,28 @@ def backtest_forecasts(
     show it across the year, at the inputs a drift can move (warm days, promotion-heavy
     weeks). Folds stop where a model would learn from fewer than ``min_train_share`` of
     the holdout model's rows (its inexperience is not the deployed model's error).
+    ``fit(rows, fold)`` fits a fold's model on ``rows`` (a boolean mask over ``data.hist``)
+    with ``fold``, the region's data with that fold's level fallback.
     Columns ``store``, ``item``, ``date``, ``model`` (the forecast), ``fold``; rows that
     carry demand and have an actual, as in the holdout."""
     hist, usable, split = data.hist, data.usable, data.split
     span = pd.Timedelta(days=spec.horizon * spec.period_days)
     step = pd.Timedelta(days=spec.period_days)
-    needed = min_train_share * len(data.before_holdout)
+    needed = min_train_share * int(data.before_holdout_mask.sum())
     scoreable = eligible_rows(hist) & hist["target"].notna()
     parts = []
     for k in range(1, folds + 1):
         start = split.holdout_start - k * span
-        train = hist[usable & (hist["date"] < start)]
-        if len(train) < needed:  # needed > 0: the holdout's model learns from some rows
+        train = (usable & (hist["date"] < start)).to_numpy()
+        if train.sum() < needed:  # needed > 0: the holdout's model learns from some rows
             break
         rows = hist[scoreable & hist["date"].between(start, start + span - step)]
         if rows.empty:
             continue
         out = rows[[*SERIES, "date"]].copy()
         # the fold's own level fallback: the region's averages a window that runs past it
-        fold = replace(data, meta={**data.meta, "level_fallback": level_fallback(train)})
+        fallback = level_fallback(hist.loc[train, ["target"]])
+        fold = replace(data, meta={**data.meta, "level_fallback": fallback})
         out["model"] = predict_frame(fit(train, fold), fold.meta, rows)
         out["fold"] = k
         parts.append(out)
@@ -654,11 +683,12 @@ def reference_rows(
     of each Monday..Sunday week in proportion to its rows, every week keeping at least one:
     the seasons the model learned stay represented and the same rows give the same sample.
     ``table``: the feature table ``rows`` were prepared from (``prepare_region`` keeps its
-    labels and makes numeric inputs float32): the reference then has its values and dtypes.
+    labels and makes numeric inputs float32): the reference then has its values and dtypes,
+    and of ``rows`` only the labels and ``date`` are read.
     """
     if max_rows < 1:
         raise ValueError(f"reference max_rows must be positive, got {max_rows}")
-    columns = reference_columns(rows, meta)
+    columns = reference_columns(rows if table is None else table, meta)
     positions = np.arange(len(rows))
     if len(rows) > max_rows:
         weeks = week_start(rows["date"]).to_numpy()
@@ -799,12 +829,20 @@ def baseline_forecasts(
     }
 
 
-def data_quality_baseline(frame: pd.DataFrame, features: FeatureSet) -> dict[str, Any]:
+def data_quality_baseline(
+    frame: pd.DataFrame, features: FeatureSet, *, rows: np.ndarray | None = None
+) -> dict[str, Any]:
     """Statistics and constraints of the training data, saved with the model so that new
-    data can be checked against what the model learned from."""
-    out: dict[str, Any] = {"rows": int(len(frame)), "numeric": {}, "categorical": {}}
+    data can be checked against what the model learned from. ``rows``: a boolean mask of
+    the frame's rows to describe (taken one column at a time)."""
+
+    def column(col: str) -> pd.Series:
+        return frame[col] if rows is None else frame[col][rows]
+
+    n = len(frame) if rows is None else int(np.count_nonzero(rows))
+    out: dict[str, Any] = {"rows": n, "numeric": {}, "categorical": {}}
     for col in features.numeric:
-        s = pd.to_numeric(frame[col], errors="coerce")
+        s = pd.to_numeric(column(col), errors="coerce")
         q = s.quantile([0.01, 0.5, 0.99]) if s.notna().any() else pd.Series(dtype=float)
         out["numeric"][col] = {
             "null_rate": float(s.isna().mean()),
@@ -817,9 +855,10 @@ def data_quality_baseline(frame: pd.DataFrame, features: FeatureSet) -> dict[str
             "max": _num(s.max()),
         }
     for col in [*SERIES, *features.categorical]:
-        counts = frame[col].astype("string").value_counts(dropna=False, normalize=True)
+        values = column(col)
+        counts = values.astype("string").value_counts(dropna=False, normalize=True)
         out["categorical"][col] = {
-            "null_rate": float(frame[col].isna().mean()),
+            "null_rate": float(values.isna().mean()),
             "levels": int(counts.size),
             "frequencies": {str(k): float(v) for k, v in counts.head(50).items()},
         }

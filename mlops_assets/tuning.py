@@ -211,7 +211,6 @@ def tune_region(
     settings = settings or spec.model
     region = require_safe_key(region)
     data = prepare_region(features, feature_set, spec, settings=settings)
-    train, val = data.train, data.val
     reviewed = reviewed_params(settings)
     context = _study_context(spec, region, data, settings, reviewed)
     digest = hashlib.sha256(json.dumps(context, sort_keys=True, default=str).encode())
@@ -240,8 +239,8 @@ def tune_region(
                 for t in study.get_trials(deepcopy=False)
             ):
                 study.enqueue_trial({}, user_attrs={BASELINE_ATTR: True})
-            d_train = data.dataset(train)
-            d_val = data.dataset(val, reference=d_train)
+            d_train = data.dataset(data.train_mask)
+            d_val = data.dataset(data.val_mask, reference=d_train)
             study.optimize(
                 _objective(data, d_train, d_val, spec, settings, tuning, reviewed),
                 n_trials=tuning.n_trials,

@@ -39,6 +39,7 @@ from mlops_assets.training import (
     backtest_forecasts,
     backtest_summary,
     baseline_forecasts,
+    data_quality_baseline,
     design_array,
     design_matrix,
     evaluator_output,
@@ -236,8 +237,8 @@ def test_holdout_forecasts_never_use_holdout_actuals(trained, data):
 def _backtest(features: pd.DataFrame, fs: FeatureSet, **kwargs: Any) -> pd.DataFrame:
     data = prepare_region(features, fs, SPEC, settings=FAST)
 
-    def fit(frame: pd.DataFrame, fold: RegionData) -> lgb.Booster:
-        return lgb.train(fold.meta["params"], fold.dataset(frame), num_boost_round=20)
+    def fit(rows: np.ndarray, fold: RegionData) -> lgb.Booster:
+        return lgb.train(fold.meta["params"], fold.dataset(rows), num_boost_round=20)
 
     return backtest_forecasts(data, fit, SPEC, **kwargs)
 
@@ -281,10 +282,11 @@ def test_a_backtest_fold_model_takes_its_fallback_level_from_its_own_rows(data):
     prepared = prepare_region(features, fs, SPEC, settings=FAST)
     seen: list[tuple[pd.Timestamp, float, float]] = []
 
-    def fit(frame: pd.DataFrame, fold: RegionData) -> lgb.Booster:
+    def fit(rows: np.ndarray, fold: RegionData) -> lgb.Booster:
         fallback = fold.meta["level_fallback"]
+        frame = fold.hist[rows]
         seen.append((frame["date"].max(), fallback, frame["target"].clip(lower=0).mean()))
-        return lgb.train(fold.meta["params"], fold.dataset(frame), num_boost_round=5)
+        return lgb.train(fold.meta["params"], fold.dataset(rows), num_boost_round=5)
 
     backtest_forecasts(prepared, fit, SPEC, folds=3, min_train_share=0.1)
     assert len(seen) == 3
@@ -490,9 +492,30 @@ def test_the_training_array_holds_the_design_matrix_values_and_category_codes(da
     assert np.isnan(A[:3, region.columns.index("store")]).all()
     # a model fitted on the array scores the DataFrame as it scores the array
     booster = lgb.train(
-        {**region.meta["params"], "verbose": -1}, region.dataset(region.train), num_boost_round=20
+        {**region.meta["params"], "verbose": -1},
+        region.dataset(region.train_mask),
+        num_boost_round=20,
     )
     np.testing.assert_allclose(booster.predict(X), booster.predict(A), rtol=1e-6)
+
+
+def test_a_fit_on_a_row_mask_sees_exactly_the_rows_a_frame_of_them_holds(data):
+    """Fits take their rows as a mask over the region's history (no frame copy of them):
+    the Dataset and the data-quality baseline must be what those rows' frame gives."""
+    features, fs = data
+    region = prepare_region(features, fs, SPEC, settings=FAST)
+    mask = region.before_holdout_mask
+    mask[::3] = False  # not a date window: any rows
+    frame = region.hist[mask]
+    np.testing.assert_array_equal(
+        design_array(region.hist, region.columns, region.categories, mask),
+        design_array(frame, region.columns, region.categories),
+    )
+    built = region.dataset(mask).construct()
+    # LightGBM keeps labels as float32
+    np.testing.assert_array_equal(built.get_label(), region.target(frame).astype(np.float32))
+    np.testing.assert_allclose(built.get_init_score(), level_offset(frame, region.meta))
+    assert data_quality_baseline(region.hist, fs, rows=mask) == data_quality_baseline(frame, fs)
 
 
 def _patience_spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -617,7 +640,7 @@ def test_the_continuation_starts_from_the_evaluated_models_output_on_every_row(d
     assert region.meta["level_features"]  # the start includes each row's level
     evaluated, scores = fit_boosters(
         region.meta["params"],
-        region.dataset(region.before_holdout),
+        region.dataset(region.before_holdout_mask),
         trees=15,
         seeds=1,
         keep_scores=True,
