@@ -29,6 +29,7 @@ from training_memory import PhaseSampler, rss_gb  # benchmarks/: RSS sampled per
 
 from mlops_assets.landing import drop_dataset
 from mlops_assets.sample_data import SampleConfig, generate
+from mlops_assets.warehouse import regions_with_sales
 
 RESULTS = Path(__file__).parent / "results" / "run_worker_memory.json"
 
@@ -54,16 +55,21 @@ def main() -> None:
             days=args.days,
             file_format="parquet",
         )
-        generate(config, Path(tmp) / "source")
+        stores = generate(config, Path(tmp) / "source").stores_per_region
         pipeline = DirectPipeline(Path(tmp) / "source", Path(tmp) / "ws")
         drop_dataset(pipeline.spec, pipeline.source_dir, pipeline.ws)
         pipeline.ingest()
         pipeline.features()
         regions = list(pipeline.regions)
+        names = regions_with_sales(pipeline.ws, pipeline.spec)  # region key -> its name
         per_region = []
         with PhaseSampler() as sampler:
             for i, region in enumerate(regions, 1):
-                row: dict = {"region": region, "rss_before_gb": round(rss_gb(), 3)}
+                row: dict = {
+                    "region": region,
+                    "stores": stores[names[region]],  # the generator splits stores unevenly
+                    "rss_before_gb": round(rss_gb(), 3),
+                }
                 for stage in ("training", "scoring"):
                     sampler.phase = f"{region} {stage}"
                     pipeline.regions = [region]
@@ -91,7 +97,7 @@ def main() -> None:
     report = {
         "regions": args.regions,
         "malloc_trim_after_each_region": args.malloc_trim,
-        "rows_per_region": args.stores * 4 * args.days,
+        "stores_per_region_mean": args.stores,
         "per_region": per_region,
         "peak_rss_gb": max(peaks),
         "peak_growth_first_to_last_gb": round(peaks[-1] - peaks[0], 3),
