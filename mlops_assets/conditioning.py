@@ -366,7 +366,11 @@ WHERE NOT b.is_pad
         f"CAST({quote_ident(c)} AS FLOAT) AS {quote_ident(c)}" for c in fs.numeric if c not in exog
     )
     sql = f"SELECT * REPLACE ({narrow}) FROM (SELECT *{derived} FROM ({sql}))"
-    sql += " ORDER BY store, item, date"
+    # by date, then series: the history rows come first in the order a model's fits take
+    # them (``training.history_rows``: no copy of the table for them), the known-future
+    # rows last, and a reader that filters on dates or on ``is_future`` (scoring,
+    # monitoring) skips the Parquet row groups of other dates
+    sql += " ORDER BY date, store, item"
     return sql, fs
 
 

@@ -157,14 +157,22 @@ def history_rows(
     so a model loses nothing to 7 significant digits, and every copy a region's fits make
     (slices, design matrices, LightGBM's own array, float32 when every input is) takes half
     the memory. ``sort_by``: in this order (a stable sort of the key columns alone, then
-    one copy of the rows: a region's table is the largest object its training holds)."""
+    one copy of the rows: a region's table is the largest object its training holds).
+    When the history rows already lead the table in that order (``conditioning`` writes
+    it by date and series), they are not copied: the rows share the table's columns,
+    and only the columns converted here are new."""
     positions = np.flatnonzero(~features["is_future"].astype(bool).to_numpy())
     if sort_by:
         keys = features[sort_by].take(positions)
         if "date" in sort_by:
             keys["date"] = pd.to_datetime(keys["date"])
         positions = positions[keys.reset_index(drop=True).sort_values(sort_by).index.to_numpy()]
-    hist = features.take(positions)  # labels kept: the reference finds its rows by them
+    if np.array_equal(positions, np.arange(len(positions))):
+        # a shallow copy of the leading rows: a column set below replaces that column in
+        # ``hist`` alone (pandas splits the shared block without copying it)
+        hist = features.iloc[: len(positions)].copy(deep=False)
+    else:
+        hist = features.take(positions)  # labels kept: the reference finds its rows by them
     for col in numeric:
         if pd.api.types.is_numeric_dtype(hist[col]) and hist[col].dtype not in (np.float32, bool):
             hist[col] = hist[col].astype(np.float32)

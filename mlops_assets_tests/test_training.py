@@ -472,6 +472,31 @@ def test_numeric_inputs_are_fitted_and_scored_as_float32_and_the_table_is_untouc
     assert list(history_rows(features, numeric).index) == list(history(features).index)
 
 
+def test_history_rows_share_the_table_it_writes_and_copy_one_in_another_order(data):
+    """The feature table comes history first, by date and series: a region's training then
+    holds its rows once (a copy was the size of the table); any other order is sorted."""
+    features, fs = data
+    keys = features[["date", *SERIES]].assign(date=pd.to_datetime(features["date"]))
+    assert keys.equals(keys.sort_values(["date", *SERIES]))
+    future = features["is_future"].astype(bool).to_numpy()
+    assert future.any() and not future[: int((~future).sum())].any()
+    # the derived inputs are float32 in the table: nothing to convert
+    numeric = [c for c in fs.numeric if features[c].dtype == np.float32]
+    assert len(numeric) > 10
+
+    def shares(hist: pd.DataFrame, table: pd.DataFrame) -> bool:
+        return all(np.shares_memory(hist[c].to_numpy(), table[c].to_numpy()) for c in numeric)
+
+    before = features.copy()
+    written = prepare_region(features, fs, SPEC, settings=FAST).hist
+    assert shares(written, features)
+    shuffled = features.sample(frac=1.0, random_state=0)
+    resorted = prepare_region(shuffled, fs, SPEC, settings=FAST).hist
+    assert not shares(resorted, shuffled)
+    pd.testing.assert_frame_equal(resorted, written)
+    pd.testing.assert_frame_equal(features, before)  # the converted columns are hist's own
+
+
 def test_the_training_array_holds_the_design_matrix_values_and_category_codes(data):
     """Training bins a float32 array (LightGBM copies a DataFrame with categoricals to
     float64 twice); a model scores DataFrames: both must encode every row alike."""
