@@ -283,7 +283,8 @@ def render(results: dict) -> str:
             "",
             *([f"Caveat: {scale['direct_caveat']}.", ""] if scale.get("direct_caveat") else []),
             "Peak RSS (GB) per process kind (largest single process), and of all the "
-            "deployment's processes at one sample:",
+            "deployment's processes at one sample. These GB are GiB (2^30 bytes: /proc and "
+            "getrusage figures divided by 1024^3), as the peer's figure is:",
             "",
         ]
         rss = scale.get("rss") or {}
