@@ -76,9 +76,9 @@ def main() -> None:
                     start = time.perf_counter()
                     getattr(pipeline, stage)()
                     row[f"{stage}_s"] = round(time.perf_counter() - start, 1)
-                # a run worker keeps nothing of a region it finished (the pipeline keeps
-                # each outcome for the peer comparison)
-                pipeline.outcomes.clear()
+                    # the region_model asset keeps nothing of a training once it returned
+                    # (the pipeline keeps each outcome for the peer comparison)
+                    pipeline.outcomes.clear()
                 if args.malloc_trim:
                     ctypes.CDLL("libc.so.6").malloc_trim(0)
                 sampler.phase = f"after {region}"
