@@ -342,9 +342,6 @@ def prepare_region(
     ok = eligible_rows(hist) & hist["target"].notna()
     if settings.train_on_positive_target:
         ok &= hist["target"] > 0
-    train = ok & (hist["date"] <= split.train_end)
-    if not train.any() or not (ok & hist["date"].between(split.val_start, split.val_end)).any():
-        raise ValueError("no open-day rows to train or validate on")
     categories = {
         c: sorted(hist[c].dropna().astype(str).unique().tolist())[:MAX_CATEGORY_LEVELS]
         for c in cat_cols
@@ -356,11 +353,15 @@ def prepare_region(
         "categories": categories,
         "target_transform": settings.target_transform,
         "level_features": [c for c in settings.level_features if c in hist.columns],
-        "level_fallback": level_fallback(hist.loc[train, ["target"]]),
         "params": params,
         "num_threads": params.get("num_threads", 1),
     }
-    return RegionData(hist, split, ok, columns, cat_cols, categories, meta)
+    data = RegionData(hist, split, ok, columns, cat_cols, categories, meta)
+    train = data.train_mask
+    if not train.any() or not data.val_mask.any():
+        raise ValueError("no open-day rows to train or validate on")
+    meta["level_fallback"] = level_fallback(hist.loc[train, ["target"]])
+    return data
 
 
 def level_fallback(rows: pd.DataFrame) -> float:
@@ -458,9 +459,9 @@ def train_region_model(
     fitted = ok.to_numpy()
     dq_baseline = data_quality_baseline(hist, feature_set, rows=fitted)
     train_rows = int(fitted.sum())
-    fitted_dates = hist["date"][fitted]
-    train_dates = (str(fitted_dates.min().date()), str(fitted_dates.max().date()))
-    reference = reference_rows(hist.loc[fitted, ["date"]], meta, reference_max_rows, table=features)
+    fitted_dates = hist.loc[fitted, ["date"]]  # with their labels: the reference's rows
+    train_dates = (str(fitted_dates["date"].min().date()), str(fitted_dates["date"].max().date()))
+    reference = reference_rows(fitted_dates, meta, reference_max_rows, table=features)
     del fitted_dates
 
     # (3) the artifact: all history, same configuration; by default the evaluation model
