@@ -299,6 +299,10 @@ NOT_REQUESTED_YET = (
     "not in the manifest yet: the landing sensor requests it on its next tick (every "
     f"{LANDING_SENSOR_INTERVAL_S} s while the Dagster daemon runs)"
 )
+WAITING_FOR_STORE_MASTER = (
+    "waiting for the store master: its stores are checked against it and no store master "
+    "file is ingested yet; once one lands, both are ingested in one run"
+)
 
 
 def landing_status(
@@ -315,6 +319,7 @@ def landing_status(
     out: list[dict[str, Any]] = []
     manifest = Manifest.for_workspace(ws)
     requeued = manifest.requeue_counts()
+    master_ingested = store_master_ingested(ws, spec)
     zone = ws.landing_zone
     cached = LandingHashes.for_workspace(ws).load()  # the landing sensor's hashes
     for lf in scan_landing(ws, spec):
@@ -328,6 +333,8 @@ def landing_status(
             reason = reason_line(record)
         elif state == "pending":
             reason = NOT_REQUESTED_YET
+            if not master_ingested and references_stores(spec, lf.source):
+                reason = WAITING_FOR_STORE_MASTER
             if requeued.get(sha):
                 reason = "requeued after quarantine; " + reason
         out.append(
@@ -357,6 +364,8 @@ class LandingPlan:
     skipped_known: int = 0
     deferred: int = 0
     in_flight: int = 0
+    # files that reference stores, held back until a store master is ingested or requested
+    waiting_for_stores: int = 0
 
     @property
     def shas(self) -> list[str]:
@@ -393,7 +402,9 @@ def plan_landing(
     are kept in the state database (``LandingHashes``; on object storage with the file's
     ETag, as mtimes there are whole seconds), so unchanged files are not hashed again; the
     ``seen`` map of an older cursor is taken over. A lost cursor or hash cache costs
-    re-hashing, never a second ingestion. At most ``hash_budget_bytes`` of new files are
+    re-hashing, never a second ingestion. Before any store master is ingested, files that
+    reference stores are requested only with a store master file (validated alone they
+    would be quarantined for unknown stores). At most ``hash_budget_bytes`` of new files are
     hashed per call; the rest waits for the next tick (sensor ticks time out after 60 s).
     """
     if in_flight is None:
@@ -417,7 +428,8 @@ def plan_landing(
     budget = hash_budget_bytes
     batch: set[str] = set()
     zone = ws.landing_zone
-    current = scan_landing(ws, spec)
+    current = scan_landing(ws, spec)  # a store master comes before the files that need it
+    master_ingested = store_master_ingested(ws, spec)
     for lf in current:
         sha = _cached_sha(seen.get(lf.relpath), lf)
         if sha is None:
@@ -433,6 +445,15 @@ def plan_landing(
         if sha in pending and in_flight(*pending[sha]):
             plan.in_flight += 1
             continue
+        if (
+            not master_ingested
+            and references_stores(spec, lf.source)
+            and not plan.files.get(spec.source_name("stores"))
+        ):
+            # validated now it would be quarantined for unknown stores: it waits in the
+            # landing zone for the store master's file, and is ingested in that file's run
+            plan.waiting_for_stores += 1
+            continue
         batch.add(sha)
         pending[sha] = [None, now]
         plan.files.setdefault(lf.source, []).append((lf.relpath, sha))
@@ -442,6 +463,18 @@ def plan_landing(
     )
     plan.cursor = {"pending": {s: v for s, v in pending.items() if s not in known}}
     return plan
+
+
+def references_stores(spec: DatasetSpec, source: str) -> bool:
+    """Whether validating this source's files needs the store master (their stores must
+    be in it)."""
+    src = spec.sources[source]
+    return src.kind != "stores" and "store" in src.columns
+
+
+def store_master_ingested(ws: Workspace, spec: DatasetSpec) -> bool:
+    """Whether at least one store master file is ingested."""
+    return bool(Manifest.for_workspace(ws).ingested(spec.source_name("stores")))
 
 
 def _cached_sha(entry: list | None, lf: LandingFile) -> str | None:
@@ -513,7 +546,8 @@ def drop_dataset(spec: DatasetSpec, source_dir: Path, ws: Workspace) -> list[str
         raise FileNotFoundError(f"source directory {source_dir} does not exist")
     zone = ws.landing_zone
     dropped: list[str] = []
-    for name, src in spec.sources.items():
+    for name in ingest_order(spec):  # a sensor tick between two files sees the master first
+        src = spec.sources[name]
         if zone.is_local:  # an empty folder per source shows where files go
             ws.landing_dir(name).mkdir(parents=True, exist_ok=True)
         for pattern in src.files:

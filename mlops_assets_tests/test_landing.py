@@ -403,10 +403,10 @@ def test_quarantined_files_are_never_planned_again(
     tmp_workspace: Workspace, sample_spec: DatasetSpec
 ) -> None:
     ws = tmp_workspace
-    rel = put(ws, "sales", "bad.csv", b"not,a,sales,file\n1,2,3,4\n")
+    rel = put(ws, "weather", "bad.csv", b"not,a,weather,file\n1,2,3,4\n")
     plan, _ = tick(ws, sample_spec, None, now=0.0)
     assert planned(plan) == [rel]
-    assert ingest_file(ws, sample_spec, "sales", rel).status == "quarantined"
+    assert ingest_file(ws, sample_spec, "weather", rel).status == "quarantined"
     plan, _ = tick(ws, sample_spec, None, now=10_000.0)
     assert plan.files == {}
 
@@ -437,9 +437,9 @@ def test_identical_copies_in_one_tick_are_planned_once(
     tmp_workspace: Workspace, sample_dir: Path, sample_spec: DatasetSpec, retry_after: float
 ) -> None:
     ws = tmp_workspace
-    src = sample_dir / "sales/sales_2023.csv"
-    a = drop(ws, "sales", src, "a.csv")
-    b = drop(ws, "sales", src, "sub/b.csv")
+    src = sample_dir / "weather/weather.csv"
+    a = drop(ws, "weather", src, "a.csv")
+    b = drop(ws, "weather", src, "sub/b.csv")
     plan, cursor = tick(ws, sample_spec, None, now=0.0, retry_after_seconds=retry_after)
     assert len(planned(plan)) == 1
     assert planned(plan)[0] in (a, b)
@@ -454,8 +454,8 @@ def test_hash_budget_defers_large_files_to_the_next_tick(
 ) -> None:
     ws = tmp_workspace
     for name, fill in (("a.csv", "a"), ("b.csv", "b"), ("c.csv", "c")):
-        put(ws, "sales", name, fill * 1000)
-    put(ws, "sales", "d.csv", "d" * 5000)  # larger than the whole budget
+        put(ws, "weather", name, fill * 1000)
+    put(ws, "weather", "d.csv", "d" * 5000)  # larger than the whole budget
     seen: list[str] = []
     cursor: dict | None = None
     deferred = []

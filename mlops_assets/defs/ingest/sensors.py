@@ -90,6 +90,8 @@ def build_landing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
         summary = (
             f"{plan.skipped_known} known, {plan.in_flight} in flight, {plan.deferred} deferred"
         )
+        if plan.waiting_for_stores:
+            summary += f", {plan.waiting_for_stores} waiting for a store master"
         run_key, why = None, ""
         if plan.files:
             # a requeued file needs a new key too: its requeue count is part of the files' key

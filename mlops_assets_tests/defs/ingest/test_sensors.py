@@ -86,26 +86,62 @@ def test_bad_file_is_quarantined_and_the_rest_carries_on(defs, instance, setting
     assert evaluate_sensor(defs, instance, "landing_sensor").run_requests == []
 
 
-def test_requeued_file_is_ingested_once_its_cause_is_fixed(defs, instance, settings, sample_source):
-    """Sales dropped before the store master: quarantined, then requeued and ingested."""
-    from mlops_assets.landing import quarantined, requeue
-    from mlops_assets.workspace import Workspace
+def test_sales_landing_before_the_store_master_wait_for_it(defs, instance, settings, sample_source):
+    """Sales (and weather) land before the store master, as an upload in any order does:
+    the weather is ingested, the sales wait in the landing zone (validated alone they would
+    be quarantined for unknown stores) and are ingested in the store master's run; the
+    region sensor, which saw the weather first, then requests every region's features."""
+    from mlops_assets.defs.local_driver import _load_state
+    from mlops_assets.landing import WAITING_FOR_STORE_MASTER, landing_status, quarantined
+    from mlops_assets.spec import load_spec
 
+    ws = settings.workspace()
     drop(sample_source, settings, "sales")
-    run_sensors(defs, instance, ["landing_sensor"])
-    ws = Workspace(settings.home)
-    records = quarantined(ws)
-    assert {r["reason"] for r in records} == {"unknown_store"}
-    assert "no store master has been ingested yet" in records[0]["message"]
-    assert evaluate_sensor(defs, instance, "landing_sensor").run_requests == []
+    drop(sample_source, settings, "weather")
+    runs = run_sensors(defs, instance, ["landing_sensor", "region_sensor"])
+    assert [r.assets for r in runs] == [["raw_weather"]] and runs[0].success
+    tick = evaluate_sensor(defs, instance, "landing_sensor")
+    assert tick.run_requests == [] and "2 waiting for a store master" in tick.skip_reason
+    status = {f["path"]: f for f in landing_status(ws, load_spec(settings.spec))}
+    sales = [f for path, f in status.items() if path.startswith("landing/sales/")]
+    assert len(sales) == 2
+    assert {(f["state"], f["reason"]) for f in sales} == {("pending", WAITING_FOR_STORE_MASTER)}
 
     drop(sample_source, settings, "stores")
+    runs = run_sensors(defs, instance, ["landing_sensor"])
+    assert [sorted(r.assets) for r in runs] == [["raw_sales", "raw_stores"]]
+    assert runs[0].success and quarantined(ws) == []
+    cursor = _load_state(instance)["cursors"].get("region_sensor")
+    regions = evaluate_sensor(defs, instance, "region_sensor", cursor)
+    added = [k for req in regions.partition_requests for k in req.partition_keys]
+    assert added == ["Nord", "Ost", "Rhein_Main", "Sud", "West"]
+    assert {r.job_name for r in regions.run_requests} == {"features_job"}
+
+
+def test_requeued_file_is_ingested_once_its_cause_is_fixed(defs, instance, settings, sample_source):
+    """Sales of a store the store master lacks: quarantined, then requeued and ingested
+    after a store master that has the store."""
+    from mlops_assets.landing import quarantined, requeue
+
+    zone, ws = settings.workspace().landing_zone, settings.workspace()
+    master = (sample_source / "stores" / "stores.csv").read_text().splitlines(keepends=True)
+    zone.put("stores", "stores.csv", "".join(master[:-1]).encode())  # without the last store
+    drop(sample_source, settings, "sales")
+    runs = run_sensors(defs, instance, ["landing_sensor"])
+    assert [sorted(r.assets) for r in runs] == [["raw_sales", "raw_stores"]]
+    records = quarantined(ws)
+    assert {r["reason"] for r in records} == {"unknown_store"} and records
+    missing = master[-1].split(",")[0]
+    assert f"['{missing}'] (add them to the store master first)" in records[0]["message"]
+    assert evaluate_sensor(defs, instance, "landing_sensor").run_requests == []
+
+    drop(sample_source, settings, "stores", name="stores_full.csv")
     run_sensors(defs, instance, ["landing_sensor"])
     for record in records:
         assert requeue(ws, record["sha256"]) == 1
     runs = run_sensors(defs, instance, ["landing_sensor"])
     assert [r.assets for r in runs] == [["raw_sales"]] and runs[0].success
-    assert len(list((settings.home / "raw" / "sales").glob("*.parquet"))) == len(records)
+    assert len(list((settings.home / "raw" / "sales").glob("*.parquet"))) == 2
     # the quarantine record and the requeue history are kept
     counts = Manifest.for_workspace(ws).requeue_counts()
     assert [counts.get(r["sha256"]) for r in records] == [1] * len(records)
