@@ -377,10 +377,14 @@ def train_region_model(
     *,
     settings: ModelSettings | None = None,
     reference_max_rows: int | None = None,
+    trees: int | None = None,
 ) -> TrainedModel:
     """Fit and evaluate one region's model from its feature table, then fit the artifact
     on all history; the fitted rows (at most ``reference_max_rows``, default the spec's
-    monitoring setting; see ``reference_rows``) are kept as the monitoring reference."""
+    monitoring setting; see ``reference_rows``) are kept as the monitoring reference.
+
+    ``trees``: the number of trees the fits boost, taken as given (a recent model's, see
+    ``region_models.reused_tree_count``) instead of found by the probe's early stopping."""
     settings = settings or spec.model
     if reference_max_rows is None:
         reference_max_rows = spec.monitoring.reference_max_rows
@@ -390,9 +394,13 @@ def train_region_model(
     hist, split, meta, ok = data.hist, data.split, data.meta, data.usable
     params = meta["params"]
 
-    # (1) number of trees from early stopping on the inner window
-    _, best_iter = fit_probe(data, settings)
+    # (1) number of trees from early stopping on the inner window, unless given
+    if trees is None:
+        _, best_iter = fit_probe(data, settings)
+    else:
+        best_iter = max(1, min(int(trees), settings.num_boost_round))
     meta["num_boost_round"] = best_iter
+    meta["trees_from"] = "probe" if trees is None else "given"
     meta["seeds"] = settings.seeds
 
     continuing = settings.final_fit == "continue"
