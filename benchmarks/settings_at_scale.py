@@ -46,6 +46,12 @@ def main() -> None:
     ap.add_argument("--regions", type=int, default=2)
     ap.add_argument("--candidate", type=parse_candidate, action="append", default=[])
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--reuse-trees",
+        action="store_true",
+        help="after each candidate, train it again boosting the trees its probe picked, "
+        "without a probe (a retrain that reuses a model's count, ModelSettings.reuse_trees_days)",
+    )
     args = ap.parse_args()
     spec = load_spec("sample")
     candidates = {"defaults": {}, **dict(args.candidate)}
@@ -66,20 +72,23 @@ def main() -> None:
             for name, change in candidates.items():
                 params = {**spec.model.params, **change}
                 settings = spec.model.model_copy(update={"params": params})
-                start = time.perf_counter()
-                model = train_region_model(features, fs, spec, settings=settings)
-                metrics = model.metrics["model"]
-                row = {
-                    "region": region,
-                    "rows": len(features),
-                    "candidate": name,
-                    "trees": model.best_iteration,
-                    "wape": round(metrics["wape"], 4),
-                    "mape": round(metrics["mape"], 4),
-                    "train_wall_s": round(time.perf_counter() - start, 1),
-                }
-                print(json.dumps(row), flush=True)
-                results.append(row)
+                trees = None
+                for label in [name, f"{name}_reused_trees"][: 1 + args.reuse_trees]:
+                    start = time.perf_counter()
+                    model = train_region_model(features, fs, spec, settings=settings, trees=trees)
+                    metrics = model.metrics["model"]
+                    row = {
+                        "region": region,
+                        "rows": len(features),
+                        "candidate": label,
+                        "trees": model.best_iteration,
+                        "wape": round(metrics["wape"], 4),
+                        "mape": round(metrics["mape"], 4),
+                        "train_wall_s": round(time.perf_counter() - start, 1),
+                    }
+                    print(json.dumps(row), flush=True)
+                    results.append(row)
+                    trees = model.best_iteration
     report = {"candidates": candidates, "results": results, **provenance()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))

@@ -22,7 +22,13 @@ from mlops_assets.registry import (
     decide_status,
 )
 from mlops_assets.spec import DatasetSpec, ModelSettings
-from mlops_assets.training import TrainedModel, predict_frame, reference_csv, train_region_model
+from mlops_assets.training import (
+    TrainedModel,
+    model_columns,
+    predict_frame,
+    reference_csv,
+    train_region_model,
+)
 from mlops_assets.version import code_version
 
 UNTRUSTED_BASIS = "recorded holdout metric (its artifacts are refused as untrusted)"
@@ -127,7 +133,14 @@ def train_and_register(
     carried: dict[str, Any] = {}
     if source == RECALIBRATION:
         settings, carried = reviewed_settings(registry, region, settings or spec.model)
-    trained = train_region_model(features, feature_set, spec, settings=settings)
+    settings = settings or spec.model
+    trees, tree_record = reused_tree_count(
+        registry.latest_approved(region) if source == RECALIBRATION else None,
+        settings,
+        feature_set,
+        data_end=last_history_date(features),
+    )
+    trained = train_region_model(features, feature_set, spec, settings=settings, trees=trees)
     floor = (settings or spec.model).metric_floor
     approved = compare_with_approved(registry, region, features, trained, spec, floor=floor)
     gate = evaluate_gate(
@@ -152,6 +165,7 @@ def train_and_register(
         "split": trained.split.to_dict(),
         "hyperparameters": trained.meta["params"],
         "num_boost_round": trained.best_iteration,
+        **tree_record,
         "features": trained.meta["features"],
         "metrics": model,
         "baseline_metrics": {k: v for k, v in trained.metrics.items() if k != "model"},
@@ -205,6 +219,57 @@ def approved_tuned_params(
     if mv.record.get("source") == TUNING:
         return dict((mv.record.get("tuning") or {}).get("best_params") or {}), mv.label
     return dict(mv.record.get("tuned_params") or {}), mv.record.get("tuned_params_from")
+
+
+def probe_settings(settings: ModelSettings) -> dict[str, Any]:
+    """What the probe's choice of a number of trees depends on besides the data."""
+    return {
+        "params": settings.lgbm_params,
+        "num_boost_round": settings.num_boost_round,
+        "early_stopping_rounds": settings.early_stopping_rounds,
+        "probe_learning_rate_multiplier": settings.probe_learning_rate_multiplier,
+    }
+
+
+def last_history_date(features: pd.DataFrame) -> pd.Timestamp:
+    """The last date with ground truth in a region's feature table."""
+    return pd.Timestamp(features.loc[~features["is_future"].astype(bool), "date"].max())
+
+
+def reused_tree_count(
+    approved: ModelVersion | None,
+    settings: ModelSettings,
+    feature_set: FeatureSet,
+    *,
+    data_end: pd.Timestamp,
+) -> tuple[int | None, dict[str, Any]]:
+    """The number of trees a retrain boosts without a probe (None: run the probe), and what
+    its registry record says about it: ``trees_from`` (``probe`` or the version whose
+    count it reuses), ``trees_probed_through`` (the last day of data the probe that picked
+    the count saw) and ``probe_settings``.
+
+    A count is reused from ``approved`` while its probe saw data ending at most
+    ``settings.reuse_trees_days`` days before ``data_end``, with the same probe settings
+    and model inputs: a count carried over several retrains keeps its probe's date, so a
+    region is probed again at least that often."""
+    probed = {"trees_from": "probe", "trees_probed_through": str(data_end.date())}
+    record = {**probed, "probe_settings": probe_settings(settings)}
+    if settings.reuse_trees_days <= 0 or approved is None:
+        return None, record
+    old = approved.record
+    through = old.get("trees_probed_through")
+    if (
+        through is None
+        or old.get("probe_settings") != record["probe_settings"]
+        or old.get("features") != model_columns(feature_set)[0]
+        or not old.get("num_boost_round")
+    ):
+        return None, record
+    age = (data_end - pd.Timestamp(through)).days
+    if not 0 <= age <= settings.reuse_trees_days:
+        return None, record
+    reused = {"trees_from": approved.label, "trees_probed_through": through}
+    return int(old["num_boost_round"]), {**record, **reused}
 
 
 def reviewed_settings(

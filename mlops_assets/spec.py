@@ -272,6 +272,23 @@ class ModelSettings(_Strict):
         "9.28%, 13.64% vs 13.54%, 11.35% vs 11.24%), 4 by 27-34% for 9.34%, 13.72%, 11.30%: "
         "the scaled tree counts fall short of the model's own optimum",
     )
+    reuse_trees_days: int = Field(
+        7,
+        ge=0,
+        le=365,
+        description="a retrain of a region with an approved model boosts that model's number "
+        "of trees instead of running the probe that picks it, while the probe that picked "
+        "it saw data ending at most this many days before the retrain's and the LightGBM "
+        "parameters, model inputs and probe settings are the same (weekly retrains: every "
+        "other one probes); 0: every training runs its probe. On rossmann-100 "
+        "(benchmarks/tree_reuse_value.py, three cutoffs, every region) the counts of the "
+        "models of 7 days before gave a pooled holdout WAPE of 8.62% / 7.01% / 6.88% "
+        "against 8.64% / 7.02% / 6.95% with the own probe (RMSPE 11.27% / 13.52% / 9.22% vs "
+        "11.25% / 13.54% / 9.28%) in 20.0 / 30.8 / 41.0 s of training against 25.6 / 32.8 "
+        "/ 50.3 s; those of 28 days before 8.65% / 6.91% / 6.89% in 22.6 / 55.6 / 44.5 s "
+        "(their counts were larger). The probe's count is noisy (a region's varies by 2-3x "
+        "from week to week) where the error is flat",
+    )
     final_fit: Literal["continue", "refit"] = Field(
         "continue",
         description="how the artifact is fitted on all history, holdout included: "

@@ -345,3 +345,58 @@ def test_recalibrations_keep_the_tuned_parameters_a_person_approved(tmp_path, da
     back = run(registry, features, fs, "run-5", spec=lenient)
     assert "tuned_params" not in back.version.record
     assert back.version.record["hyperparameters"].get("num_leaves") != 7
+
+
+# --------------------------------------------------------------------------------------
+# a retrain's number of trees
+
+
+def test_a_retrain_reuses_the_approved_models_trees_until_its_probe_is_too_old(tmp_path, data):
+    """With ``reuse_trees_days`` 10, weekly retrains: the first probes; one 7 days later
+    boosts the approved model's number of trees without a probe; one 14 days after that
+    probe probes again; a change of LightGBM parameters probes too."""
+    features, fs = data
+    dates = pd.to_datetime(features["date"])
+    last = dates[~features["is_future"].astype(bool)].max()
+    approving = LENIENT.model_copy(
+        update={"gate": LENIENT.gate.model_copy(update={"tolerance_vs_approved": 10.0})}
+    )
+    reuse = FAST.model_copy(update={"reuse_trees_days": 10})
+    registry = registry_at(tmp_path)
+
+    def retrain(days_before_last: int, run_id: str, settings=reuse) -> TrainingOutcome:
+        frame = features[dates <= last - pd.Timedelta(days=days_before_last)]
+        outcome = train_and_register(
+            frame,
+            fs,
+            approving,
+            registry,
+            REGION,
+            run_id=run_id,
+            features_version="f",
+            settings=settings,
+        )
+        assert outcome.version.status == APPROVED
+        return outcome
+
+    first = retrain(21, "week-1")
+    probed_through = str((last - pd.Timedelta(days=21)).date())
+    assert first.trained.meta["trees_from"] == "probe"
+    assert first.version.record["trees_from"] == "probe"
+    assert first.version.record["trees_probed_through"] == probed_through
+
+    second = retrain(14, "week-2")
+    assert second.trained.meta["trees_from"] == "given"
+    assert second.trained.best_iteration == first.trained.best_iteration
+    assert second.version.record["num_boost_round"] == first.trained.best_iteration
+    assert second.version.record["trees_from"] == "Sud:v1"
+    assert second.version.record["trees_probed_through"] == probed_through  # carried
+
+    third = retrain(7, "week-3")  # 14 days after the probe behind v2's trees
+    assert third.trained.meta["trees_from"] == "probe"
+    assert third.version.record["trees_probed_through"] == str((last - pd.Timedelta(days=7)).date())
+
+    other = reuse.model_copy(update={"params": {**reuse.params, "lambda_l2": 3.0}})
+    fourth = retrain(0, "week-4", settings=other)  # 7 days after v3's probe, new parameters
+    assert fourth.trained.meta["trees_from"] == "probe"
+    assert fourth.version.record["trees_from"] == "probe"

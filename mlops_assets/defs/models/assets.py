@@ -176,6 +176,8 @@ def train_region(
         "holdout": f"{trained.split.holdout_start.date()}..{trained.split.holdout_end.date()}",
         "train_rows": trained.train_rows,
         "num_boost_round": trained.best_iteration,
+        # "probe", or the version whose number of trees a retrain reused (reuse_trees_days)
+        "trees_from": mv.record.get("trees_from"),
         # what the label-free performance estimate learns the model's error from
         "backtest": backtest_summary(trained.meta),
         "compared_with": compared_with_text(outcome.approved, gate.metric),
