@@ -141,7 +141,7 @@ def train_and_register(
         data_end=last_history_date(features),
     )
     trained = train_region_model(features, feature_set, spec, settings=settings, trees=trees)
-    floor = (settings or spec.model).metric_floor
+    floor = settings.metric_floor
     approved = compare_with_approved(registry, region, features, trained, spec, floor=floor)
     gate = evaluate_gate(
         trained.metrics,
