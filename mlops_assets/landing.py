@@ -283,6 +283,24 @@ def requeue(ws: Workspace, sha256: str) -> int:
     return Manifest.for_workspace(ws).requeue(sha256)
 
 
+def requeue_unknown_store_files(ws: Workspace) -> list[str]:
+    """Requeue every file quarantined because the store master lacked its stores (reason
+    ``unknown_store``): called once a new store master file is ingested, which may have
+    them. The landing sensor then ingests them again; one whose stores are still unknown
+    is quarantined again (its requeue count says how often). Their landing paths."""
+    manifest = Manifest.for_workspace(ws)
+    requeued = []
+    for record in manifest.records():
+        if record["status"] != "quarantined" or record.get("reason") != "unknown_store":
+            continue
+        try:
+            manifest.requeue(record["sha256"])
+        except ValueError:  # another run requeued (or ingested) it meanwhile
+            continue
+        requeued.append(record["file"])
+    return requeued
+
+
 def requeue_counts(ws: Workspace, shas: list[str]) -> dict[str, int]:
     """How many times each content hash has been requeued (part of its ingest run key;
     0 for one never requeued)."""

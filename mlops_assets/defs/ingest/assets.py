@@ -8,7 +8,13 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.defs.resources import WorkspaceResource
-from mlops_assets.landing import affected_regions, ingest_files, reason_line, scan_landing
+from mlops_assets.landing import (
+    affected_regions,
+    ingest_files,
+    reason_line,
+    requeue_unknown_store_files,
+    scan_landing,
+)
 from mlops_assets.spec import DatasetSpec
 from mlops_assets.warehouse import ingested_files
 from mlops_assets.workspace import Workspace
@@ -122,6 +128,12 @@ def build_raw_asset(spec: DatasetSpec, source: str) -> dg.AssetsDefinition:
         for rel, cols in unknown.items():
             context.log.warning(f"{rel}: ignored columns the spec does not know: {cols}")
         bad = [o for o in outcomes if o.status == "quarantined"]
+        requeued: list[str] = []
+        if src.kind == "stores" and new_ok:
+            # files quarantined for stores this master may add get their next attempt
+            requeued = requeue_unknown_store_files(ws)
+            if requeued:
+                context.log.info(f"requeued {len(requeued)} file(s) with unknown stores")
         all_files = ingested_files(ws, source)
         announced = unannounced_files(context, ws, source, all_files) | set(new_ok)
         regions = affected_regions(ws, ds, source, sorted(announced))
@@ -147,6 +159,11 @@ def build_raw_asset(spec: DatasetSpec, source: str) -> dg.AssetsDefinition:
                     o.record.get("exact_duplicates_dropped", 0) for o in outcomes if o.new
                 ),
                 "affected_regions": dg.MetadataValue.json(regions),
+                **(
+                    {"requeued_unknown_store_files": dg.MetadataValue.json(requeued)}
+                    if src.kind == "stores"
+                    else {}
+                ),
                 "total_files": len(all_files),
             },
             data_version=dg.DataVersion(version),

@@ -118,10 +118,13 @@ def test_sales_landing_before_the_store_master_wait_for_it(defs, instance, setti
     assert {r.job_name for r in regions.run_requests} == {"features_job"}
 
 
-def test_requeued_file_is_ingested_once_its_cause_is_fixed(defs, instance, settings, sample_source):
-    """Sales of a store the store master lacks: quarantined, then requeued and ingested
-    after a store master that has the store."""
-    from mlops_assets.landing import quarantined, requeue
+def test_sales_of_a_store_the_master_lacked_are_ingested_once_a_master_has_it(
+    defs, instance, settings, sample_source
+):
+    """Sales of a store the store master lacks are quarantined; a new store master with
+    the store requeues them and the next tick ingests them, keeping the quarantine record
+    and the requeue history."""
+    from mlops_assets.landing import quarantined
 
     zone, ws = settings.workspace().landing_zone, settings.workspace()
     master = (sample_source / "stores" / "stores.csv").read_text().splitlines(keepends=True)
@@ -136,13 +139,15 @@ def test_requeued_file_is_ingested_once_its_cause_is_fixed(defs, instance, setti
     assert evaluate_sensor(defs, instance, "landing_sensor").run_requests == []
 
     drop(sample_source, settings, "stores", name="stores_full.csv")
-    run_sensors(defs, instance, ["landing_sensor"])
-    for record in records:
-        assert requeue(ws, record["sha256"]) == 1
     runs = run_sensors(defs, instance, ["landing_sensor"])
-    assert [r.assets for r in runs] == [["raw_sales"]] and runs[0].success
+    assert [r.assets for r in runs] == [["raw_stores"], ["raw_sales"]]
+    assert all(r.success for r in runs)
     assert len(list((settings.home / "raw" / "sales").glob("*.parquet"))) == 2
-    # the quarantine record and the requeue history are kept
+    event = instance.get_latest_materialization_event(dg.AssetKey("raw_stores"))
+    requeued = event.asset_materialization.metadata["requeued_unknown_store_files"].value
+    assert sorted(requeued) == sorted(r["file"] for r in records)
+    # the quarantine records and the requeue history are kept
+    assert len(quarantined(ws)) == len(records)
     counts = Manifest.for_workspace(ws).requeue_counts()
     assert [counts.get(r["sha256"]) for r in records] == [1] * len(records)
 
