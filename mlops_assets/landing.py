@@ -351,7 +351,7 @@ def landing_status(
             reason = reason_line(record)
         elif state == "pending":
             reason = NOT_REQUESTED_YET
-            if not master_ingested and references_stores(spec, lf.source):
+            if not master_ingested and spec.sources[lf.source].references_stores:
                 reason = WAITING_FOR_STORE_MASTER
             if requeued.get(sha):
                 reason = "requeued after quarantine; " + reason
@@ -448,6 +448,7 @@ def plan_landing(
     zone = ws.landing_zone
     current = scan_landing(ws, spec)  # a store master comes before the files that need it
     master_ingested = store_master_ingested(ws, spec)
+    master_source = spec.source_name("stores")
     for lf in current:
         sha = _cached_sha(seen.get(lf.relpath), lf)
         if sha is None:
@@ -465,8 +466,8 @@ def plan_landing(
             continue
         if (
             not master_ingested
-            and references_stores(spec, lf.source)
-            and not plan.files.get(spec.source_name("stores"))
+            and spec.sources[lf.source].references_stores
+            and not plan.files.get(master_source)
         ):
             # validated now it would be quarantined for unknown stores: it waits in the
             # landing zone for the store master's file, and is ingested in that file's run
@@ -481,13 +482,6 @@ def plan_landing(
     )
     plan.cursor = {"pending": {s: v for s, v in pending.items() if s not in known}}
     return plan
-
-
-def references_stores(spec: DatasetSpec, source: str) -> bool:
-    """Whether validating this source's files needs the store master (their stores must
-    be in it)."""
-    src = spec.sources[source]
-    return src.kind != "stores" and "store" in src.columns
 
 
 def store_master_ingested(ws: Workspace, spec: DatasetSpec) -> bool:

@@ -162,6 +162,12 @@ class SourceSpec(_Strict):
         """Key of a normalised row (``item``/``region`` are filled in when the file has none)."""
         return KEY_COLUMNS[self.kind]
 
+    @property
+    def references_stores(self) -> bool:
+        """Whether this source's files name stores that must be in the store master
+        (validation rejects them otherwise)."""
+        return self.kind != "stores" and "store" in self.columns
+
     def feature_columns(self, role: str) -> list[str]:
         return [n for n, c in self.columns.items() if c.feature_role(n) == role]
 

@@ -383,7 +383,7 @@ def _validate(
         stores = [
             r[0] for r in con.execute("SELECT DISTINCT store FROM dedup ORDER BY 1").fetchall()
         ]
-        if spec.kind != "stores":
+        if spec.references_stores:
             unknown = sorted(set(stores) - (known_stores or set()))
             if unknown:
                 hint = (
