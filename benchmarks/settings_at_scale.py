@@ -73,7 +73,8 @@ def main() -> None:
                 params = {**spec.model.params, **change}
                 settings = spec.model.model_copy(update={"params": params})
                 trees = None
-                for label in [name, f"{name}_reused_trees"][: 1 + args.reuse_trees]:
+                labels = [name, f"{name}_reused_trees"] if args.reuse_trees else [name]
+                for label in labels:
                     start = time.perf_counter()
                     model = train_region_model(features, fs, spec, settings=settings, trees=trees)
                     metrics = model.metrics["model"]
